@@ -1,0 +1,54 @@
+# sqlm - plain Makefile, no configure step.
+#   make             sqlm CLI + libsqlm.a against the system SQLite
+#   make test        unit + golden + end-to-end tests (SQLite), and the
+#                    corrupt-file tests under ASan/UBSan
+#   make bench       speed table (see bench/)
+CC      ?= cc
+OPT     ?= -O3 -march=native
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread
+LDLIBS  += -lsqlite3 -ljansson -lm -ldl -pthread
+
+B        = build
+SRC      = $(sort $(wildcard src/*/*.c))
+OBJ      = $(SRC:%.c=$(B)/%.o)
+HDR      = $(wildcard include/*.h src/*.h src/*/*.h)
+TEST_SRC = $(sort $(wildcard tests/unit/test-*.c))
+TESTS    = $(TEST_SRC:tests/unit/%.c=$(B)/%)
+REF_SRC  = $(sort $(wildcard tests/ref/*.c))
+REF_OBJ  = $(REF_SRC:%.c=$(B)/%.o)
+
+all: sqlm
+
+sqlm: $(B)/libsqlm.a $(B)/tools/cli/main.o
+	$(CC) $(CFLAGS) -o $@ $(B)/tools/cli/main.o $(B)/libsqlm.a $(LDLIBS)
+
+$(B)/libsqlm.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/%.o: %.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/test-%: tests/unit/test-%.c $(B)/libsqlm.a $(REF_OBJ) tests/test.h
+	$(CC) $(CFLAGS) -o $@ $< $(REF_OBJ) $(B)/libsqlm.a $(LDLIBS)
+
+# The readers and tokenizer again, under AddressSanitizer and UBSan.
+ASAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+asan:
+	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt sqlm
+
+test: sqlm $(TESTS) asan
+	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
+	@echo "== build-asan/test-corrupt"; ./build-asan/test-corrupt
+	@./tests/e2e.sh ./sqlm
+
+bench: sqlm
+	./bench/run.sh
+
+clean:
+	rm -rf build build-asan sqlm
+
+.PHONY: all test asan bench clean
+.SECONDARY:

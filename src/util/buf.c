@@ -1,0 +1,160 @@
+/*
+ * buf.c - growable byte buffer with a sticky error, thread-local error
+ * messages, and small system helpers (clock, peak RSS).
+ *
+ * A buf never fails loudly: the first allocation failure sets b->rc and every
+ * later append is a no-op, so builders append freely and check once.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../sqlm-int.h"
+
+/* ---------------------------------------------------------------- errors */
+
+static _Thread_local char errmsg[1024];
+
+int sqlm_error(int rc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int sqlm_error_prefix(int rc, const char *fmt, ...) {
+    char prefix[512], old[sizeof errmsg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, errmsg, sizeof old);
+    snprintf(errmsg, sizeof errmsg, "%s: %s", prefix, old);
+    return rc;
+}
+
+const char *sqlm_errmsg(void) { return errmsg[0] ? errmsg : "no error"; }
+
+const char *sqlm_errstr(int rc) {
+    static const char *const s[] = {
+        [SQLM_OK] = "ok",
+        [SQLM_ERROR] = "error",
+        [SQLM_NOMEM] = "out of memory",
+        [SQLM_IO] = "I/O error",
+        [SQLM_FORMAT] = "malformed file",
+        [SQLM_DB] = "database error",
+        [SQLM_UNSUPPORTED] = "unsupported",
+        [SQLM_RANGE] = "out of range",
+    };
+    return rc >= 0 && (size_t)rc < ARRAY_LEN(s) && s[rc] ? s[rc] : "unknown error";
+}
+
+/* ------------------------------------------------------------------ buf */
+
+void buf_init(buf *b) { memset(b, 0, sizeof *b); }
+
+void buf_free(buf *b) {
+    free(b->p);
+    buf_init(b);
+}
+
+void buf_reset(buf *b) {
+    b->len = 0;
+    if (b->p) b->p[0] = 0;
+}
+
+static bool buf_reserve(buf *b, size_t extra) {
+    size_t need;
+    if (b->rc) return false;
+    if (!size_add(b->len, extra, &need) || !size_add(need, 1, &need)) {
+        b->rc = SQLM_NOMEM;
+        return false;
+    }
+    if (need <= b->cap) return true;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2) { cap = need; break; }
+        cap *= 2;
+    }
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->rc = SQLM_NOMEM;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+void buf_append(buf *b, const void *p, size_t n) {
+    if (!buf_reserve(b, n)) return;
+    if (n) memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+void buf_puts(buf *b, const char *s) { buf_append(b, s, strlen(s)); }
+void buf_putc(buf *b, char c) { buf_append(b, &c, 1); }
+
+void buf_vappendf(buf *b, const char *fmt, va_list ap) {
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0) {
+        b->rc = SQLM_ERROR;
+        return;
+    }
+    if (!buf_reserve(b, (size_t)n)) return;
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+}
+
+void buf_appendf(buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vappendf(b, fmt, ap);
+    va_end(ap);
+}
+
+char *buf_detach(buf *b) {
+    char *p = b->p;
+    if (!p) p = calloc(1, 1);
+    buf_init(b);
+    return p;
+}
+
+/* --------------------------------------------------------------- system */
+
+void *xmalloc_checked(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) sqlm_error(SQLM_NOMEM, "out of memory allocating %zu bytes", n);
+    return p;
+}
+
+char *sqlm_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = xmalloc_checked(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+double sqlm_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+size_t sqlm_peak_rss(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t kb = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %zu kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024;
+}
