@@ -32,7 +32,14 @@ int sqlm_error_prefix(int rc, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, errmsg, sizeof old);
-    snprintf(errmsg, sizeof errmsg, "%s: %s", prefix, old);
+    size_t n = strlen(prefix);
+    if (n > sizeof errmsg - 3) n = sizeof errmsg - 3;
+    memcpy(errmsg, prefix, n);
+    memcpy(errmsg + n, ": ", 2);
+    size_t m = strlen(old);
+    if (m > sizeof errmsg - n - 3) m = sizeof errmsg - n - 3;
+    memcpy(errmsg + n + 2, old, m);
+    errmsg[n + 2 + m] = 0;
     return rc;
 }
 
