@@ -260,4 +260,63 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_specia
  */
 int tok_decode(const tokenizer *t, int32_t prev, int32_t id, buf *out);
 
+/* ---------------------------------------------------------- model/synth.c */
+
+/*
+ * One tensor for gguf_write().  Its bytes come from data (borrowed, the whole
+ * tensor) or, when data is NULL, from fill(), which writes rows row0 ..
+ * row0+n_rows-1 (a row is ne[0] values) into dst: the writer calls it in
+ * chunks of a few MB, so a model streams to disk without being held in RAM.
+ */
+typedef struct synth_tensor synth_tensor;
+struct synth_tensor {
+    char name[96];           /* GGUF name, e.g. "blk.0.attn_q.weight" */
+    int dtype;               /* enum dtype */
+    int n_dim;               /* 1..4 */
+    int64_t ne[4];           /* ne[0] contiguous, unused dims 1 */
+    const void *data;        /* whole tensor, or NULL to use fill */
+    int (*fill)(void *ctx, const synth_tensor *t, int64_t row0, int64_t n_rows, void *dst);
+    void *ctx;               /* passed to fill */
+};
+
+/*
+ * Write a GGUF v3 file: the hyperparameters of cfg under cfg->arch, the
+ * vocabulary v as tokenizer.ggml.* keys (v NULL or v->n == 0: none), and the
+ * n tensors with data aligned to 32 bytes.  The file is written to
+ * "<path>.tmp", fsync'ed and renamed to path, so a failure (full disk: every
+ * write is checked) never leaves a complete-looking file.  cfg->rope_interleaved
+ * must match what the architecture implies (llama: 1, qwen2/qwen3: 0).
+ * Returns SQLM_OK, SQLM_IO (the message names the path), SQLM_UNSUPPORTED,
+ * SQLM_NOMEM, or what a fill() returned.
+ */
+int gguf_write(const char *path, const model_config *cfg, const vocab *v,
+               const synth_tensor *tensors, int n);
+
+/* The shapes (and vocabulary) of a random-weight model. */
+typedef struct synth_spec {
+    const char *name;        /* "tiny", "stories110M", ... */
+    model_config cfg;        /* sizes, arch, rope, tied, qkv_bias */
+    const char *tokenizer;   /* vocabulary file: "*.bin" llama2.c, else tokenizer.json;
+                                relative paths are searched in $SQLM_MODELS and
+                                ../shared/models; NULL: a synthetic byte vocab */
+} synth_spec;
+
+/* The built-in spec called name ("tiny", "stories110M", "smollm2-135m",
+ * "qwen2.5-0.5b", "tinyllama-1.1b", "llama-3.2-1b"), or NULL.  Static data. */
+const synth_spec *synth_like(const char *name);
+/* Name of the i-th built-in spec, NULL past the end (for listings). */
+const char *synth_name(int i);
+
+/*
+ * Write a GGUF model with spec's shapes and deterministic random weights:
+ * matrices uniform with std 1/sqrt(n_in) in dtype (DT_F32, DT_F16, DT_Q8_0 or
+ * DT_Q4_0; Q types need row lengths that are multiples of 32), norms 1 +- 0.1
+ * and biases +-0.1 in F32.  The values of a tensor depend only on seed and its
+ * name, not on dtype.  Streams tensor by tensor (memory stays a few MB plus
+ * the vocabulary).  If spec->tokenizer cannot be read, a synthetic byte vocab
+ * is used and a note goes to stderr.  The vocabulary is padded with
+ * "<|unused_N|>" (TOK_UNUSED) or trimmed to cfg.vocab_size.
+ */
+int synth_model(const char *path, const synth_spec *spec, int dtype, uint64_t seed);
+
 #endif /* SQLM_INT_H */
