@@ -135,7 +135,10 @@ enum vocab_type {
     X(byte_fallback, 1)      /* SPM: unknown bytes become <0xXX> */             \
     X(merges_by_rank, 0)     /* SPM from tokenizer.json: merges rank, not scores */ \
     X(special_in_text, 1)    /* control/user tokens are matched in input text */ \
-    X(nfc, 0)                /* NFC-normalise input first */
+    X(nfc, 0)                /* NFC-normalise input first */                   \
+    X(fuse_unk, 0)           /* SPM: a run of unknown characters is one unk */  \
+    X(special_normalized, 0) /* SPM: specials match after a space or at start */ \
+    X(ignore_merges, 0)      /* BPE: a pre-token that is a whole token is kept */
 
 #define VOCAB_STR_FIELDS(X) \
     X(pre)                   /* byte-level pre-tokenizer: "gpt2", "llama3", "qwen2", "smollm" */ \
@@ -228,6 +231,23 @@ void model_free(model *m);
 const tensor *model_find(const model *m, const char *name);   /* NULL if absent */
 const tensor *model_find_layer(const model *m, int layer, const char *suffix);
 
+/* Bytes of ne[0] values of t (one row); rows are ne[1]*ne[2]*ne[3]. */
+size_t tensor_row_bytes(const tensor *t);
+/* Row r (0 <= r < ne[1]*ne[2]*ne[3]) of t: tensor_row_bytes(t) bytes of t->dtype. */
+const void *tensor_row(const tensor *t, int64_t r);
+/* Bytes of a tensor of type dt and shape ne[n_dim]; false on overflow or if
+ * ne[0] is not a multiple of the type's block. */
+bool tensor_nbytes(int dt, int n_dim, const int64_t *ne, size_t *out);
+
+/* Reader helpers (model.c).  model_map mmaps path read-only into m->map
+ * (and sets m->path) unless m->map is already set. */
+int model_map(model *m, const char *path);
+/* Append a tensor view; data must lie inside m->map or m->map2. */
+int model_add_tensor(model *m, const char *path, const char *name, int dtype, int n_dim,
+                     const int64_t *ne, const void *data, size_t nbytes);
+/* "dir/of/path/name", malloc'd (NULL and SQLM_NOMEM recorded on failure). */
+char *model_path_beside(const char *path, const char *name);
+
 /* Format readers (model/gguf.c, safetensors.c, llama2c.c): fill m from path. */
 int gguf_read(model *m, const char *path);
 int safetensors_read(model *m, const char *path);
@@ -259,6 +279,257 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_specia
  * (or -1): SPM drops the dummy-prefix space right after BOS.
  */
 int tok_decode(const tokenizer *t, int32_t prev, int32_t id, buf *out);
+
+/* tok/unicode.c: the UTF-8 and Unicode properties the tokenizers need. */
+enum { UCAT_OTHER = 0, UCAT_LETTER = 1, UCAT_NUMBER = 2, UCAT_SPACE = 4 };
+/* Decode the code point at s[*pos] (< len) and advance *pos; an invalid or
+ * truncated sequence yields 0xFFFD and advances by one byte. */
+uint32_t tok_utf8_next(const char *s, size_t len, size_t *pos);
+int tok_utf8_put(uint32_t cp, char *out);        /* 1..4 bytes written */
+int tok_ucat(uint32_t cp);                        /* UCAT_* bits */
+/* Append the NFC form of len bytes of UTF-8 to out (invalid bytes copied). */
+void tok_nfc(const char *s, size_t len, buf *out);
+
+/* ------------------------------------------------------------ kern/vec.c */
+
+float vec_dot_f32(const float *a, const float *b, size_t n);
+int vec_act_type(int wdtype);   /* activation type a weight type multiplies */
+void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out);
+void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n);
+void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps);
+void vec_rope(float *v, const float *cs, int n_heads, int hd, bool interleaved);
+void vec_swiglu(float *out, const float *gu, size_t n);
+/* cos/sin pairs for position pos: cs[2i] = cos, cs[2i+1] = sin, i < hd/2. */
+void rope_table_row(const model_config *c, int pos, float *cs);
+
+/* ------------------------------------------------------------- ir/graph.c */
+
+#define IR_OPS(X)                                                            \
+    X(INPUT)      /* token ids and positions of this step: t_in(pos, tok) */ \
+    X(EMBED)      /* table lookup: row tok of the embedding */               \
+    X(RMSNORM)    /* normalisation with a gain vector */                     \
+    X(QUANT)      /* activation to the weight's activation type */           \
+    X(MATMUL)     /* x @ W^T over a tiled weight table (+ optional bias) */  \
+    X(ROPE)       /* rotate q and k heads by position */                     \
+    X(KV_APPEND)  /* append k, v of this step to the layer's cache */        \
+    X(ATTN_SCORE) /* q . k for every head and cached position (causal) */    \
+    X(ATTN_MAX)   /* row maximum of the scores, per query */                 \
+    X(ATTN_OUT)   /* softmax(scores - max) @ v, grouped-query heads */       \
+    X(ADD)        /* residual add */                                         \
+    X(SWIGLU)     /* silu(gate) * up */                                      \
+    X(LAST)       /* keep the last position only */                          \
+    X(ARGMAX)     /* index of the largest logit */
+
+enum ir_op {
+#define X(name) IR_OP_##name,
+    IR_OPS(X)
+#undef X
+    IR_OP_COUNT
+};
+
+const char *ir_op_name(int op);
+
+#define IR_MAX_IN 3
+
+typedef struct ir_node {
+    int op;               /* enum ir_op */
+    int id;
+    int in[IR_MAX_IN];    /* input node ids, -1 if unused */
+    int layer;            /* -1 outside the layers */
+    char name[32];        /* relation name: CTE or table */
+    char weight[32];      /* weight / norm table, or "" */
+    int64_t n_out;        /* output vector length */
+    int64_t n_in;         /* input vector length */
+    int wdtype;           /* weight dtype of a MATMUL/EMBED/QUANT */
+    int tile_rows;        /* rows per stored tile */
+    int64_t chunk;        /* columns per stored chunk */
+    bool bias;            /* MATMUL adds the bias table row for the layer */
+    bool critical;        /* must be materialised (cache, residual, output) */
+    bool materialize;     /* decided by the passes: a table, not a CTE */
+    int n_use;            /* consumers */
+} ir_node;
+
+/* Storage layout of one weight table in the model database. */
+typedef struct ir_weight {
+    char name[32];        /* table name, e.g. "blk0_qkv" */
+    int dtype;
+    int64_t n_out, n_in;
+    int tile_rows;        /* rows per tile */
+    int64_t chunk;        /* columns per chunk (== n_in when rows are whole) */
+} ir_weight;
+
+typedef struct ir_graph {
+    model_config cfg;
+    ir_node *nodes;
+    int n_nodes, cap;
+    ir_weight *weights;
+    int n_weights, wcap;
+    int output;           /* id of the logits node */
+    bool all_logits;      /* keep logits of every position (tests), not just the last */
+} ir_graph;
+
+/* Options of compilation: passes (switchable for ablation) and outputs. */
+typedef struct ir_opts {
+    bool cte_merge;       /* chain non-critical nodes as CTEs of one statement */
+    bool all_logits;      /* logits for every position of the step */
+} ir_opts;
+
+/* Build the Llama-family graph for cfg over the weights in ws (copied). */
+int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, int n_ws,
+                   const ir_opts *o);
+void ir_free(ir_graph *g);
+const ir_weight *ir_find_weight(const ir_graph *g, const char *name);
+/* Pass: decide which nodes are materialised (CTE merging). */
+void opt_cte_merge(ir_graph *g, bool enabled);
+
+/* ------------------------------------------------------------ sqlgen/ */
+
+enum { DIA_SQLITE = 0, DIA_COUNT };
+
+typedef struct sql_stmt {
+    char *name;           /* the node that ends the statement */
+    char *sql;
+} sql_stmt;
+
+/* A compiled program: setup once per session, reset per sequence, step per batch. */
+typedef struct sql_program {
+    char *setup;          /* CREATE TEMP TABLE ... */
+    char *reset;          /* clear KV cache and step tables */
+    sql_stmt *steps;
+    int n_steps;
+    char *logits_table;   /* table holding (pos, v BLOB) logits after a step */
+} sql_program;
+
+int dialect_from_name(const char *name);
+/* Compile g into a program for dialect dia; free with sql_program_free(). */
+int emit_program(const ir_graph *g, int dia, sql_program *out);
+void sql_program_free(sql_program *p);
+/* The whole program as one printable script. Caller frees. */
+char *sql_program_text(const sql_program *p);
+
+/* ------------------------------------------------------------- db/ */
+
+enum { DBV_NULL, DBV_INT, DBV_REAL, DBV_TEXT, DBV_BLOB };
+
+/* A value crossing the engine interface; p borrowed for TEXT/BLOB. */
+typedef struct db_val {
+    int type;
+    int64_t i;
+    double d;
+    const void *p;
+    size_t n;
+} db_val;
+
+static inline db_val dbv_int(int64_t i) { return (db_val){ .type = DBV_INT, .i = i }; }
+static inline db_val dbv_real(double d) { return (db_val){ .type = DBV_REAL, .d = d }; }
+static inline db_val dbv_blob(const void *p, size_t n) { return (db_val){ .type = DBV_BLOB, .p = p, .n = n }; }
+static inline db_val dbv_text(const char *s) {
+    return (db_val){ .type = s ? DBV_TEXT : DBV_NULL, .p = s, .n = s ? __builtin_strlen(s) : 0 };
+}
+
+typedef struct engine_opts {
+    int threads;             /* worker threads (0 = engine default) */
+    bool create;             /* create a new database (import) */
+    bool readonly;           /* never write the model database (run) */
+    int page_size;           /* bytes, create only (0 = engine default) */
+} engine_opts;
+
+typedef struct engine engine;
+typedef int (*db_row_cb)(void *ctx, int ncol, const db_val *vals);
+
+/* The backend vtable (sqlite3_io_methods). */
+typedef struct db_methods {
+    const char *name;
+    int dialect;
+    int (*open)(engine **out, const char *path, const engine_opts *o);
+    void (*close)(engine *e);
+    /* Run one or more statements, no results. */
+    int (*exec)(engine *e, const char *sql);
+    /* Run a query; cb is called per row (return non-zero to stop). */
+    int (*query)(engine *e, const char *sql, const db_val *params, int n_params,
+                 db_row_cb cb, void *ctx);
+    /* Prepare a program's statements once; then run them per step. */
+    int (*load_program)(engine *e, const sql_program *p);
+    int (*run_program)(engine *e, double *stmt_seconds /* [n_steps] or NULL */);
+} db_methods;
+
+struct engine {
+    const db_methods *m;
+};
+
+const db_methods *db_find(const char *name);   /* NULL if unknown */
+extern const db_methods db_sqlite;
+
+/* ---------------------------------------------------------- run/modeldb.c */
+
+#define SQLM_DB_FORMAT 1
+
+/* Options of `sqlm import`. */
+typedef struct import_opts {
+    const char *engine;      /* "sqlite" (default) */
+    const char *tok_path;    /* llama2.c tokenizer override or NULL */
+    int wtype;               /* storage type of matrices, -1 = as in the file */
+    size_t tile_bytes;       /* target bytes per stored tile (0 = default) */
+    bool progress;           /* progress lines on stderr */
+} import_opts;
+
+/* Import a model file into a new database at out_path (written to a
+ * temporary name, then renamed: an interrupted import leaves nothing that
+ * looks complete). */
+int sqlm_import(const char *model_path, const char *out_path, const import_opts *o);
+
+/* A model database opened for inference. */
+typedef struct modeldb {
+    engine *e;
+    model_config cfg;
+    ir_weight *weights;
+    int n_weights;
+    vocab voc;
+    tokenizer *tok;
+} modeldb;
+
+/* Open path read-only on the named engine; check it is a complete sqlm
+ * database; load config, weight layout and vocabulary. */
+int modeldb_open(modeldb *db, const char *path, const char *engine_name, const engine_opts *o);
+void modeldb_close(modeldb *db);
+/* Config fields as (key, value) rows: shared by the writer and the reader. */
+int modeldb_write_config(engine *e, const model_config *c);
+/* The weight layout recorded in sqlm_weight; *out malloc'd, caller frees. */
+int modeldb_read_weights(engine *e, ir_weight **out, int *n);
+
+/* ---------------------------------------------------------- run/generate.c */
+
+typedef struct sampler_opts {
+    float temp;              /* 0 = greedy */
+    int top_k;               /* 0 = off */
+    float top_p;             /* 1 = off */
+    float min_p;             /* 0 = off */
+    float repeat_penalty;    /* 1 = off */
+    int repeat_last_n;
+    uint64_t seed;
+} sampler_opts;
+
+typedef struct session session;
+
+typedef struct session_opts {
+    ir_opts ir;
+    int n_ctx;               /* context length (0 = the model's) */
+} session_opts;
+
+int session_init(session **out, modeldb *db, const session_opts *o);
+void session_free(session *s);
+/* Forget the sequence (empties the KV cache). */
+int session_reset(session *s);
+/* Feed n tokens at the next positions; *logits (owned by s, valid until the
+ * next call) gets vocab_size floats for the last one, or n * vocab_size when
+ * ir.all_logits was set. */
+int session_eval(session *s, const int32_t *toks, int n, const float **logits);
+int session_pos(const session *s);
+const sql_program *session_program(const session *s);
+
+/* Pick the next token from logits (vocab_size floats; modified in place). */
+int32_t sample_next(const sampler_opts *o, float *logits, int n_vocab, const int32_t *hist,
+                    int n_hist, uint64_t *rng);
 
 /* ---------------------------------------------------------- model/synth.c */
 
@@ -318,5 +589,79 @@ const char *synth_name(int i);
  * "<|unused_N|>" (TOK_UNUSED) or trimmed to cfg.vocab_size.
  */
 int synth_model(const char *path, const synth_spec *spec, int dtype, uint64_t seed);
+
+/* ------------------------------------------- tok/jinja.c, tok/chat.c */
+
+/*
+ * Chat templates: a sandboxed Jinja subset (jinja.c) and the chat-level API
+ * over it (chat.c).  Templates only see the variables passed in; there is no
+ * file, import or Python object access.  Every render is bounded in output,
+ * memory, steps and nesting; exceeding a bound is an SQLM_RANGE error.
+ */
+typedef struct chat_msg {
+    const char *role;        /* "system", "user", "assistant", "tool" */
+    const char *content;     /* UTF-8 text; NULL renders as none */
+} chat_msg;
+
+/* Resource bounds of one render (0 in a field: the default). */
+typedef struct jinja_limits {
+    size_t max_output;       /* bytes appended to out; default 1 MiB + 2x input */
+    size_t max_memory;       /* bytes of working memory; default 64 MiB + 16x input */
+    int64_t max_steps;       /* statements + expression nodes; default 4M */
+    int max_depth;           /* block / bracket / macro nesting; default 64 */
+} jinja_limits;
+
+/* An extra template variable (e.g. enable_thinking). */
+enum { JINJA_BOOL, JINJA_INT, JINJA_STR, JINJA_NONE };
+typedef struct jinja_var {
+    const char *name;
+    int type;                /* JINJA_* */
+    int64_t i;               /* JINJA_BOOL (0/1), JINJA_INT */
+    const char *s;           /* JINJA_STR */
+} jinja_var;
+
+/* Everything a chat template can see. */
+typedef struct chat_vars {
+    const chat_msg *msgs;    /* [n_msgs] -> messages (list of {role, content}) */
+    int n_msgs;
+    bool add_generation_prompt;
+    const char *bos_token;   /* NULL renders as "" */
+    const char *eos_token;   /* NULL renders as "" */
+    const jinja_var *extra;  /* [n_extra] more variables, or NULL */
+    int n_extra;
+} chat_vars;
+
+/*
+ * Render tmpl (tmpl_len bytes, need not be NUL-terminated) with the variables
+ * in v and append the text to out.  HF semantics: trim_blocks, lstrip_blocks,
+ * the final newline of the template dropped, no autoescape.  lim may be NULL.
+ * On failure out is restored to its old length and sqlm_errmsg() reads
+ * "template: line L col C: ...".  Returns SQLM_OK, SQLM_FORMAT (syntax),
+ * SQLM_ERROR (runtime: type error, undefined value, raise_exception()),
+ * SQLM_RANGE (a limit) or SQLM_NOMEM.
+ */
+int jinja_render(const char *tmpl, size_t tmpl_len, const chat_vars *v,
+                 const jinja_limits *lim, buf *out);
+
+/* jinja_render() of a NUL-terminated template with default limits. */
+int chat_render(const char *tmpl, const chat_msg *msgs, int n_msgs, bool add_generation_prompt,
+                const char *bos_token, const char *eos_token, buf *out);
+
+/*
+ * Built-in template text for a style: "chatml" (Qwen, SmolLM), "llama2"
+ * ([INST] <<SYS>>), "llama3" (<|start_header_id|>), "zephyr" (<|user|>).
+ * Returns static text, or NULL for an unknown name.
+ */
+const char *chat_builtin(const char *name);
+
+/*
+ * Guess a style from the vocabulary: has_piece(ctx, piece) says whether a
+ * token with that exact text exists; spm says the vocabulary is SentencePiece.
+ * Returns "chatml", "llama3", "llama2", "zephyr", or NULL when nothing fits.
+ */
+const char *chat_guess_style(bool (*has_piece)(void *ctx, const char *piece), void *ctx, bool spm);
+
+/* The template for v: its own chat_template, else the guessed built-in, else NULL. */
+const char *chat_vocab_template(const vocab *v);
 
 #endif /* SQLM_INT_H */

@@ -1,0 +1,210 @@
+/*
+ * graph.c - the graph IR: a list of operator nodes in topological order,
+ * built for the Llama family (RMSNorm, RoPE, grouped-query attention with a
+ * KV cache, SwiGLU, tied or separate head, optional q/k/v biases).
+ *
+ * The graph knows shapes and weight layouts, nothing about SQL: sqlgen/ turns
+ * each node into one template instance, and opt passes only flip flags on
+ * nodes (materialise or not), never touch SQL text.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../sqlm-int.h"
+
+const char *ir_op_name(int op) {
+    static const char *const names[] = {
+#define X(name) #name,
+        IR_OPS(X)
+#undef X
+    };
+    return op >= 0 && op < IR_OP_COUNT ? names[op] : "?";
+}
+
+void ir_free(ir_graph *g) {
+    if (!g) return;
+    free(g->nodes);
+    free(g->weights);
+    memset(g, 0, sizeof *g);
+}
+
+const ir_weight *ir_find_weight(const ir_graph *g, const char *name) {
+    for (int i = 0; i < g->n_weights; i++)
+        if (strcmp(g->weights[i].name, name) == 0) return &g->weights[i];
+    return NULL;
+}
+
+/* Append a node; returns its id or -1 (error recorded). */
+static int node(ir_graph *g, int op, int layer, const char *name, int a, int b, int c) {
+    if (g->n_nodes == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 64;
+        ir_node *p = realloc(g->nodes, (size_t)cap * sizeof *p);
+        if (!p) return sqlm_error(SQLM_NOMEM, "out of memory building the graph"), -1;
+        g->nodes = p;
+        g->cap = cap;
+    }
+    ir_node *n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->id = g->n_nodes;
+    n->layer = layer;
+    n->in[0] = a, n->in[1] = b, n->in[2] = c;
+    if (layer >= 0) snprintf(n->name, sizeof n->name, "l%d_%s", layer, name);
+    else snprintf(n->name, sizeof n->name, "%s", name);
+    for (int i = 0; i < IR_MAX_IN; i++)
+        if (n->in[i] >= 0) g->nodes[n->in[i]].n_use++;
+    return g->n_nodes++;
+}
+
+/* A matrix product with weight table wname; quantizes the input first when
+ * the weight type multiplies a quantized activation. */
+static int matmul(ir_graph *g, int layer, const char *name, int x, const char *wname, bool bias) {
+    const ir_weight *w = ir_find_weight(g, wname);
+    if (!w) return sqlm_error(SQLM_FORMAT, "weight table %s missing", wname), -1;
+    if (vec_act_type(w->dtype) != DT_F32) {
+        char qn[32];
+        snprintf(qn, sizeof qn, "%s_in", name);
+        x = node(g, IR_OP_QUANT, layer, qn, x, -1, -1);
+        if (x < 0) return -1;
+        g->nodes[x].wdtype = w->dtype;
+        g->nodes[x].n_out = w->n_in;
+    }
+    int m = node(g, IR_OP_MATMUL, layer, name, x, -1, -1);
+    if (m < 0) return -1;
+    ir_node *n = &g->nodes[m];
+    snprintf(n->weight, sizeof n->weight, "%s", w->name);
+    n->n_out = w->n_out;
+    n->n_in = w->n_in;
+    n->wdtype = w->dtype;
+    n->tile_rows = w->tile_rows;
+    n->chunk = w->chunk;
+    n->bias = bias;
+    return m;
+}
+
+static int norm(ir_graph *g, int layer, const char *name, int x, const char *kind) {
+    int id = node(g, IR_OP_RMSNORM, layer, name, x, -1, -1);
+    if (id < 0) return -1;
+    snprintf(g->nodes[id].weight, sizeof g->nodes[id].weight, "%s", kind);
+    g->nodes[id].n_out = g->cfg.dim;
+    return id;
+}
+
+int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, int n_ws,
+                   const ir_opts *o) {
+    memset(g, 0, sizeof *g);
+    g->cfg = *cfg;
+    g->all_logits = o->all_logits;
+    g->weights = malloc((size_t)(n_ws ? n_ws : 1) * sizeof *ws);
+    if (!g->weights) return sqlm_error(SQLM_NOMEM, "out of memory building the graph");
+    memcpy(g->weights, ws, (size_t)n_ws * sizeof *ws);
+    g->n_weights = g->wcap = n_ws;
+
+    const int64_t hd = cfg->head_dim, q_dim = (int64_t)cfg->n_head * hd;
+    const int64_t kv_dim = (int64_t)cfg->n_head_kv * hd;
+    char wn[32];
+
+    int in = node(g, IR_OP_INPUT, -1, "t_in", -1, -1, -1);
+    g->nodes[in].critical = true;
+    const ir_weight *ew = ir_find_weight(g, ir_find_weight(g, "embed") ? "embed" : "output");
+    if (!ew) return sqlm_error(SQLM_FORMAT, "no embedding table");
+    int x = node(g, IR_OP_EMBED, -1, "tok_embd", in, -1, -1);
+    if (x < 0) goto fail;
+    snprintf(g->nodes[x].weight, sizeof g->nodes[x].weight, "%s", ew->name);
+    g->nodes[x].wdtype = ew->dtype;
+    g->nodes[x].n_in = ew->n_in;
+    g->nodes[x].n_out = cfg->dim;
+    g->nodes[x].tile_rows = ew->tile_rows;
+    g->nodes[x].critical = true;
+
+    for (int l = 0; l < cfg->n_layer; l++) {
+        /* attention block */
+        int h = norm(g, l, "attn_norm", x, "attn");
+        snprintf(wn, sizeof wn, "blk%d_qkv", l);
+        int qkv = matmul(g, l, "qkv", h, wn, cfg->qkv_bias);
+        if (qkv < 0) goto fail;
+        int r = node(g, IR_OP_ROPE, l, "rope", qkv, -1, -1);
+        if (r < 0) goto fail;
+        g->nodes[r].n_out = q_dim + 2 * kv_dim;
+        g->nodes[r].critical = true;          /* read by the cache and attention */
+        char kvn[16];
+        snprintf(kvn, sizeof kvn, "kv%d", l);
+        int kv = node(g, IR_OP_KV_APPEND, -1, kvn, r, -1, -1);
+        if (kv < 0) goto fail;
+        g->nodes[kv].layer = l;
+        g->nodes[kv].critical = true;
+        int s = node(g, IR_OP_ATTN_SCORE, l, "score", r, kv, -1);
+        int m = node(g, IR_OP_ATTN_MAX, l, "smax", s, -1, -1);
+        int a = node(g, IR_OP_ATTN_OUT, l, "attn", s, m, kv);
+        if (s < 0 || m < 0 || a < 0) goto fail;
+        g->nodes[a].n_out = q_dim;
+        snprintf(wn, sizeof wn, "blk%d_o", l);
+        int ao = matmul(g, l, "attn_out", a, wn, false);
+        if (ao < 0) goto fail;
+        int x1 = node(g, IR_OP_ADD, l, "resid_attn", x, ao, -1);
+        if (x1 < 0) goto fail;
+        g->nodes[x1].critical = true;
+        g->nodes[x1].n_out = cfg->dim;
+
+        /* feed-forward block */
+        h = norm(g, l, "ffn_norm", x1, "ffn");
+        snprintf(wn, sizeof wn, "blk%d_gu", l);
+        int gu = matmul(g, l, "gate_up", h, wn, false);
+        if (gu < 0) goto fail;
+        int act = node(g, IR_OP_SWIGLU, l, "swiglu", gu, -1, -1);
+        if (act < 0) goto fail;
+        g->nodes[act].n_out = cfg->hidden_dim;
+        snprintf(wn, sizeof wn, "blk%d_down", l);
+        int d = matmul(g, l, "down", act, wn, false);
+        if (d < 0) goto fail;
+        x = node(g, IR_OP_ADD, l, "resid_ffn", x1, d, -1);
+        if (x < 0) goto fail;
+        g->nodes[x].critical = true;
+        g->nodes[x].n_out = cfg->dim;
+    }
+    if (!o->all_logits) {
+        x = node(g, IR_OP_LAST, -1, "last", x, in, -1);
+        if (x < 0) goto fail;
+    }
+    int h = norm(g, -1, "out_norm", x, "output");
+    if (h < 0) goto fail;
+    g->nodes[h].layer = cfg->n_layer;      /* the output norm is stored as layer n_layer */
+    g->output = matmul(g, -1, "logits", h, "output", false);
+    if (g->output < 0) goto fail;
+    g->nodes[g->output].critical = true;
+    opt_cte_merge(g, o->cte_merge);
+    return SQLM_OK;
+fail:
+    ir_free(g);
+    return SQLM_ERROR;
+}
+
+/*
+ * CTE merging (TranSQL+ section 4): a node becomes a table only when it must
+ * (KV cache, residual stream, anything read by a later statement, the
+ * output); the rest are CTEs inside the statement of the node that ends it.
+ * With the pass off, every node is its own table and statement.
+ */
+void opt_cte_merge(ir_graph *g, bool enabled) {
+    for (int i = 0; i < g->n_nodes; i++)
+        g->nodes[i].materialize = !enabled || g->nodes[i].critical;
+    /* A node read by a node of a later statement must be a table.  Statement
+     * ends only move earlier when a node is materialised, so iterate. */
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int i = 0; i < g->n_nodes; i++) {
+            ir_node *n = &g->nodes[i];
+            if (n->materialize) continue;
+            /* the statement containing i ends at the first materialised node >= i */
+            int end = i;
+            while (end < g->n_nodes && !g->nodes[end].materialize) end++;
+            for (int j = end + 1; j < g->n_nodes; j++)
+                for (int k = 0; k < IR_MAX_IN; k++)
+                    if (g->nodes[j].in[k] == i && !n->materialize) {
+                        n->materialize = true;
+                        changed = true;
+                    }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+/*
+ * import.c - `sqlm import`: a model file into a model database.
+ *
+ * Weights go into tiled tables (see modeldb.c): Q/K/V fused into one table
+ * per layer with 1/sqrt(head_dim) folded into the Q rows (and Q bias), gate
+ * and up fused likewise, the head and embedding shared when tied.  Quantized
+ * weights stay quantized.  Memory stays bounded: one tile at a time.
+ *
+ * The database is written under a temporary name inside one transaction,
+ * marked complete last, synced, then renamed into place: an interrupted or
+ * failed import leaves no file that looks complete.
+ */
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../sqlm-int.h"
+
+#define DEFAULT_TILE_BYTES 32768
+#define PAGE_SIZE 65536
+
+/* A fused matrix: the rows of up to three tensors stacked, each with a scale. */
+typedef struct fused {
+    const tensor *t[3];
+    float scale[3];
+    int n;
+} fused;
+
+static int64_t fused_rows(const fused *f) {
+    int64_t r = 0;
+    for (int i = 0; i < f->n; i++) r += f->t[i]->ne[1];
+    return r;
+}
+
+/* Storage type of a fused matrix: its parts' type when they agree and sqlm
+ * keeps it, else F32. */
+static int pick_dtype(const fused *f, int wtype) {
+    if (wtype >= 0) return wtype;
+    int dt = f->t[0]->dtype;
+    for (int i = 1; i < f->n; i++)
+        if (f->t[i]->dtype != dt) return DT_F32;
+    return dt == DT_BF16 ? DT_F32 : dt;
+}
+
+/*
+ * Columns [c0, c0 + w) of fused row r, in type dt, into out.  Bytes are
+ * copied unchanged when types agree and the scale is 1; a scale on a
+ * quantized row is applied to the block scales (exact for powers of two).
+ */
+static void fused_row(const fused *f, int64_t r, int64_t c0, int64_t w, int dt, void *out, float *tmp) {
+    int i = 0;
+    while (r >= f->t[i]->ne[1]) r -= f->t[i++]->ne[1];
+    const tensor *t = f->t[i];
+    float s = f->scale[i];
+    size_t rb, off, wb;
+    dtype_row_bytes(t->dtype, (size_t)t->ne[0], &rb);
+    dtype_row_bytes(t->dtype, (size_t)c0, &off);
+    dtype_row_bytes(dt, (size_t)w, &wb);
+    const char *src = (const char *)t->data + rb * (size_t)r + off;
+    if (t->dtype == dt && (s == 1.0f || dt == DT_Q8_0 || dt == DT_Q4_0)) {
+        memcpy(out, src, wb);
+        if (s != 1.0f) {
+            size_t bb = dtype_block_bytes(dt);
+            for (size_t b = 0; b < wb / bb; b++) {
+                uint16_t *d = (uint16_t *)((char *)out + b * bb);
+                *d = f32_to_fp16(fp16_to_f32(*d) * s);
+            }
+        }
+        return;
+    }
+    dtype_to_f32(t->dtype, src, tmp, (size_t)w);
+    if (s != 1.0f)
+        for (int64_t j = 0; j < w; j++) tmp[j] *= s;
+    dtype_from_f32(dt, tmp, out, (size_t)w);
+}
+
+typedef struct importer {
+    engine *e;
+    const model *m;
+    const import_opts *o;
+    int n_tables, done_tables;
+} importer;
+
+static void progress(importer *im, const char *what) {
+    if (im->o->progress)
+        fprintf(stderr, "\rimport: %-16s %3d/%d tables", what, ++im->done_tables, im->n_tables);
+}
+
+/* Write one fused matrix as table name, tile by tile. */
+static int write_matrix(importer *im, const char *name, const fused *f, bool whole_rows) {
+    const int64_t n_out = fused_rows(f), n_in = f->t[0]->ne[0];
+    for (int i = 1; i < f->n; i++)
+        if (f->t[i]->ne[0] != n_in)
+            return sqlm_error(SQLM_FORMAT, "%s: fused parts of %s disagree on width", im->m->path, name);
+    int dt = pick_dtype(f, im->o->wtype);
+    size_t rb, tile = im->o->tile_bytes ? im->o->tile_bytes : DEFAULT_TILE_BYTES;
+    if (!dtype_row_bytes(dt, (size_t)n_in, &rb))
+        return sqlm_error(SQLM_FORMAT, "%s: %s: width %lld is not a multiple of the %s block",
+                          im->m->path, name, (long long)n_in, dtype_name(dt));
+    int64_t chunk = n_in;
+    if (rb > tile && !whole_rows) {
+        size_t blocks = MAX(tile / dtype_block_bytes(dt), 1);
+        chunk = MIN((int64_t)(blocks * dtype_block(dt)), n_in);
+    }
+    size_t cb;
+    dtype_row_bytes(dt, (size_t)chunk, &cb);
+    int64_t tile_rows = MAX((int64_t)(tile / cb), 1);
+    tile_rows = MIN(tile_rows, n_out);
+    int64_t n_chunks = (n_in + chunk - 1) / chunk;
+
+    buf sql;
+    buf_init(&sql);
+    buf_appendf(&sql, "CREATE TABLE %s(id INTEGER PRIMARY KEY, row INTEGER, col INTEGER, v BLOB)", name);
+    int rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
+    buf_reset(&sql);
+    buf_appendf(&sql, "INSERT INTO %s(id, row, col, v) VALUES (?, ?, ?, ?)", name);
+    char *data = malloc(cb * (size_t)tile_rows);
+    float *tmp = malloc((size_t)n_in * sizeof *tmp);
+    if (!rc && (!data || !tmp || sql.rc)) rc = sqlm_error(SQLM_NOMEM, "out of memory importing %s", name);
+    for (int64_t r0 = 0; !rc && r0 < n_out; r0 += tile_rows) {
+        int64_t nr = MIN(tile_rows, n_out - r0);
+        for (int64_t c = 0; !rc && c < n_chunks; c++) {
+            int64_t c0 = c * chunk, w = MIN(chunk, n_in - c0);
+            size_t wb;
+            dtype_row_bytes(dt, (size_t)w, &wb);
+            for (int64_t r = 0; r < nr; r++) fused_row(f, r0 + r, c0, w, dt, data + wb * (size_t)r, tmp);
+            db_val v[4] = { dbv_int(r0 / tile_rows * n_chunks + c), dbv_int(r0), dbv_int(c0),
+                            dbv_blob(data, wb * (size_t)nr) };
+            rc = im->e->m->query(im->e, sql.p, v, 4, NULL, NULL);
+        }
+    }
+    free(data);
+    free(tmp);
+    buf_free(&sql);
+    if (rc) return rc;
+    db_val v[6] = { dbv_text(name), dbv_int(dt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
+                    dbv_int(chunk) };
+    rc = im->e->m->query(im->e, "INSERT INTO sqlm_weight VALUES (?, ?, ?, ?, ?, ?)", v, 6, NULL, NULL);
+    progress(im, name);
+    return rc;
+}
+
+/* A 1-D float tensor (norm gain, bias) as float32, scaled. */
+static int put_vector(importer *im, const char *sql, int layer, const char *kind, const tensor **ts,
+                      const float *scales, int n) {
+    int64_t len = 0;
+    for (int i = 0; i < n; i++) len += ts[i]->ne[0];
+    float *v = malloc((size_t)len * sizeof *v);
+    if (!v) return sqlm_error(SQLM_NOMEM, "out of memory");
+    for (int i = 0, off = 0; i < n; off += (int)ts[i]->ne[0], i++) {
+        dtype_to_f32(ts[i]->dtype, ts[i]->data, v + off, (size_t)ts[i]->ne[0]);
+        for (int64_t j = 0; j < ts[i]->ne[0]; j++) v[off + j] *= scales[i];
+    }
+    db_val p[3] = { dbv_int(layer), kind ? dbv_text(kind) : dbv_blob(v, (size_t)len * 4),
+                    dbv_blob(v, (size_t)len * 4) };
+    int rc = im->e->m->query(im->e, sql, p, kind ? 3 : 2, NULL, NULL);
+    free(v);
+    return rc;
+}
+
+static const tensor *need(const model *m, int layer, const char *suffix) {
+    const tensor *t = layer >= 0 ? model_find_layer(m, layer, suffix) : model_find(m, suffix);
+    if (!t) sqlm_error(SQLM_FORMAT, "%s: tensor %s%d.%s missing", m->path, layer >= 0 ? "blk." : "",
+                       layer, suffix);
+    return t;
+}
+
+static const char *const schema =
+    "CREATE TABLE sqlm_meta(key TEXT PRIMARY KEY, value);\n"
+    "CREATE TABLE sqlm_weight(name TEXT PRIMARY KEY, dtype INTEGER, n_out INTEGER,"
+    " n_in INTEGER, tile_rows INTEGER, chunk INTEGER);\n"
+    "CREATE TABLE norm(layer INTEGER, kind TEXT, v BLOB, PRIMARY KEY(layer, kind));\n"
+    "CREATE TABLE bias(layer INTEGER PRIMARY KEY, v BLOB);\n"
+    "CREATE TABLE rope(pos INTEGER PRIMARY KEY, cs BLOB);\n"
+    "CREATE TABLE vocab(id INTEGER PRIMARY KEY, piece BLOB, score REAL, attr INTEGER);\n"
+    "CREATE TABLE merges(rank INTEGER PRIMARY KEY, pair TEXT);\n"
+    "CREATE TABLE tokenizer(key TEXT PRIMARY KEY, value);\n"
+    "CREATE TABLE program(step INTEGER PRIMARY KEY, name TEXT, sql TEXT);\n";
+
+static int write_vocab(importer *im) {
+    const vocab *v = &im->m->voc;
+    int rc = SQLM_OK;
+    for (int32_t i = 0; !rc && i < v->n; i++) {
+        db_val p[4] = { dbv_int(i), dbv_blob(v->tok[i], v->tok_len[i]), dbv_real(v->score[i]),
+                        dbv_int(v->attr[i]) };
+        rc = im->e->m->query(im->e, "INSERT INTO vocab VALUES (?, ?, ?, ?)", p, 4, NULL, NULL);
+    }
+    for (int32_t i = 0; !rc && i < v->n_merges; i++) {
+        db_val p[2] = { dbv_int(i), dbv_text(v->merges[i]) };
+        rc = im->e->m->query(im->e, "INSERT INTO merges VALUES (?, ?)", p, 2, NULL, NULL);
+    }
+    const char *ins = "INSERT INTO tokenizer VALUES (?, ?)";
+#define X(name, def) \
+    if (!rc) rc = im->e->m->query(im->e, ins, (db_val[]){ dbv_text(#name), dbv_int(v->name) }, 2, NULL, NULL);
+    VOCAB_INT_FIELDS(X)
+#undef X
+#define X(name) \
+    if (!rc && v->name) rc = im->e->m->query(im->e, ins, (db_val[]){ dbv_text(#name), dbv_text(v->name) }, 2, NULL, NULL);
+    VOCAB_STR_FIELDS(X)
+#undef X
+    return rc;
+}
+
+/* Compile the default program and store it, so any client can run it. */
+static int write_program(importer *im) {
+    ir_weight *ws;
+    int n_ws;
+    ir_graph g;
+    sql_program p;
+    int rc = modeldb_read_weights(im->e, &ws, &n_ws);   /* the layout just written */
+    if (rc) return rc;
+    ir_opts o = { .cte_merge = true, .all_logits = false };
+    rc = ir_build_llama(&g, &im->m->cfg, ws, n_ws, &o);
+    free(ws);
+    if (rc) return rc;
+    rc = emit_program(&g, im->e->m->dialect, &p);
+    ir_free(&g);
+    for (int i = 0; !rc && i < p.n_steps; i++) {
+        db_val v[3] = { dbv_int(i), dbv_text(p.steps[i].name), dbv_text(p.steps[i].sql) };
+        rc = im->e->m->query(im->e, "INSERT INTO program VALUES (?, ?, ?)", v, 3, NULL, NULL);
+    }
+    sql_program_free(&p);
+    return rc;
+}
+
+static int write_model(importer *im) {
+    const model *m = im->m;
+    const model_config *c = &m->cfg;
+    int rc = im->e->m->exec(im->e, "BEGIN");
+    if (!rc) rc = im->e->m->exec(im->e, schema);
+    if (!rc) rc = modeldb_write_config(im->e, c);
+    if (!rc) rc = write_vocab(im);
+    im->n_tables = 4 * c->n_layer + (c->tied ? 1 : 2);
+
+    const float qscale = 1.0f / sqrtf((float)c->head_dim);
+    char name[32];
+    for (int l = 0; !rc && l < c->n_layer; l++) {
+        fused qkv = { { need(m, l, "attn_q.weight"), need(m, l, "attn_k.weight"),
+                        need(m, l, "attn_v.weight") }, { qscale, 1, 1 }, 3 };
+        fused o = { { need(m, l, "attn_output.weight") }, { 1 }, 1 };
+        fused gu = { { need(m, l, "ffn_gate.weight"), need(m, l, "ffn_up.weight") }, { 1, 1 }, 2 };
+        fused down = { { need(m, l, "ffn_down.weight") }, { 1 }, 1 };
+        const tensor *an = need(m, l, "attn_norm.weight"), *fn = need(m, l, "ffn_norm.weight");
+        if (!qkv.t[0] || !qkv.t[1] || !qkv.t[2] || !o.t[0] || !gu.t[0] || !gu.t[1] || !down.t[0] ||
+            !an || !fn)
+            return SQLM_FORMAT;
+        snprintf(name, sizeof name, "blk%d_qkv", l);
+        rc = write_matrix(im, name, &qkv, false);
+        snprintf(name, sizeof name, "blk%d_o", l);
+        if (!rc) rc = write_matrix(im, name, &o, false);
+        snprintf(name, sizeof name, "blk%d_gu", l);
+        if (!rc) rc = write_matrix(im, name, &gu, false);
+        snprintf(name, sizeof name, "blk%d_down", l);
+        if (!rc) rc = write_matrix(im, name, &down, false);
+        const char *ins_norm = "INSERT INTO norm VALUES (?, ?, ?)";
+        const float one = 1;
+        if (!rc) rc = put_vector(im, ins_norm, l, "attn", &an, &one, 1);
+        if (!rc) rc = put_vector(im, ins_norm, l, "ffn", &fn, &one, 1);
+        if (!rc && c->qkv_bias) {
+            const tensor *b[3] = { need(m, l, "attn_q.bias"), need(m, l, "attn_k.bias"),
+                                   need(m, l, "attn_v.bias") };
+            const float sc[3] = { qscale, 1, 1 };
+            if (!b[0] || !b[1] || !b[2]) return SQLM_FORMAT;
+            rc = put_vector(im, "INSERT INTO bias VALUES (?, ?)", l, NULL, b, sc, 3);
+        }
+    }
+    const tensor *embd = need(m, -1, "token_embd.weight"), *on = need(m, -1, "output_norm.weight");
+    if (!embd || !on) return SQLM_FORMAT;
+    if (!rc && !c->tied) {
+        fused e = { { embd }, { 1 }, 1 };
+        rc = write_matrix(im, "embed", &e, true);
+    }
+    if (!rc) {
+        const tensor *ot = c->tied ? embd : need(m, -1, "output.weight");
+        if (!ot) return SQLM_FORMAT;
+        fused out = { { ot }, { 1 }, 1 };
+        rc = write_matrix(im, "output", &out, true);
+    }
+    const float one = 1;
+    if (!rc) rc = put_vector(im, "INSERT INTO norm VALUES (?, ?, ?)", c->n_layer, "output", &on, &one, 1);
+
+    float *cs = malloc((size_t)c->head_dim * sizeof *cs);
+    if (!cs) return sqlm_error(SQLM_NOMEM, "out of memory");
+    for (int pos = 0; !rc && pos < c->seq_len; pos++) {
+        rope_table_row(c, pos, cs);
+        db_val v[2] = { dbv_int(pos), dbv_blob(cs, (size_t)c->head_dim * sizeof *cs) };
+        rc = im->e->m->query(im->e, "INSERT INTO rope VALUES (?, ?)", v, 2, NULL, NULL);
+    }
+    free(cs);
+    if (!rc) rc = write_program(im);
+    if (!rc) {
+        db_val v[2] = { dbv_text("complete"), dbv_int(1) };
+        rc = im->e->m->query(im->e, "INSERT INTO sqlm_meta VALUES (?, ?)", v, 2, NULL, NULL);
+    }
+    if (!rc) rc = im->e->m->exec(im->e, "COMMIT");
+    return rc;
+}
+
+int sqlm_import(const char *model_path, const char *out_path, const import_opts *o) {
+    model *m = NULL;
+    engine *e = NULL;
+    char *tmp = NULL;
+    int rc = model_open(model_path, o->tok_path, &m);
+    if (rc) return rc;
+    if (o->wtype >= 0 && o->wtype != DT_F32 && o->wtype != DT_F16 && o->wtype != DT_Q8_0 &&
+        o->wtype != DT_Q4_0) {
+        rc = sqlm_error(SQLM_UNSUPPORTED, "storage type %d not supported", o->wtype);
+        goto done;
+    }
+    const db_methods *dm = db_find(o->engine ? o->engine : "sqlite");
+    if (!dm) {
+        rc = sqlm_error(SQLM_UNSUPPORTED, "unknown engine '%s'", o->engine);
+        goto done;
+    }
+    buf b;
+    buf_init(&b);
+    buf_appendf(&b, "%s.tmp-%d", out_path, (int)getpid());
+    if (b.rc) { rc = SQLM_NOMEM; goto done; }
+    tmp = buf_detach(&b);
+    unlink(tmp);
+    engine_opts eo = { .create = true, .page_size = PAGE_SIZE };
+    if ((rc = dm->open(&e, tmp, &eo))) goto done;
+    importer im = { e, m, o, 0, 0 };
+    rc = write_model(&im);
+    if (o->progress) fputc('\n', stderr);
+    e->m->close(e);
+    e = NULL;
+    if (rc) goto done;
+    /* Durable before visible. */
+    int fd = open(tmp, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) rc = sqlm_error(SQLM_IO, "%s: cannot sync", tmp);
+    if (fd >= 0) close(fd);
+    if (!rc && rename(tmp, out_path) != 0)
+        rc = sqlm_error(SQLM_IO, "cannot rename %s to %s", tmp, out_path);
+done:
+    if (e) e->m->close(e);
+    if (rc && tmp) unlink(tmp);
+    free(tmp);
+    model_free(m);
+    return rc;
+}

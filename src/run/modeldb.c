@@ -1,0 +1,240 @@
+/*
+ * modeldb.c - the model database as the rest of sqlm sees it: the schema,
+ * config as key/value rows, and opening a database for inference (config,
+ * weight layout and vocabulary loaded back into the same structs the model
+ * readers fill, so a database is self-contained).
+ *
+ * Schema (every engine):
+ *   sqlm_meta(key TEXT PRIMARY KEY, value)       config; 'complete' = 1 last
+ *   sqlm_weight(name TEXT PRIMARY KEY, dtype, n_out, n_in, tile_rows, chunk)
+ *   <weight>(id INTEGER PRIMARY KEY, row, col, v BLOB)   tiles of tile_rows rows
+ *        x chunk columns; id = (row / tile_rows) * n_chunks + col / chunk
+ *   norm(layer, kind, v)   bias(layer, v)   rope(pos, cs)
+ *   vocab(id, piece, score, attr)   merges(rank, pair)   tokenizer(key, value)
+ *   program(step, name, sql)          the default decode program, for any client
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../sqlm-int.h"
+
+/* Config fields stored in sqlm_meta. */
+#define CFG_INT(f) { #f, offsetof(model_config, f), 'i' }
+#define CFG_FLT(f) { #f, offsetof(model_config, f), 'f' }
+static const struct { const char *key; size_t off; char type; } cfg_fields[] = {
+    { "arch", offsetof(model_config, arch), 's' },
+    CFG_INT(dim), CFG_INT(hidden_dim), CFG_INT(n_layer), CFG_INT(n_head), CFG_INT(n_head_kv),
+    CFG_INT(head_dim), CFG_INT(vocab_size), CFG_INT(seq_len), CFG_FLT(norm_eps),
+    CFG_FLT(rope_theta), CFG_INT(rope_interleaved), CFG_INT(tied), CFG_INT(qkv_bias),
+    CFG_FLT(rope_scale_factor), CFG_FLT(rope_low_freq_factor), CFG_FLT(rope_high_freq_factor),
+    CFG_INT(rope_orig_ctx),
+};
+
+static int put_meta(engine *e, const char *key, db_val v) {
+    db_val p[2] = { dbv_text(key), v };
+    return e->m->query(e, "INSERT OR REPLACE INTO sqlm_meta(key, value) VALUES (?, ?)", p, 2,
+                       NULL, NULL);
+}
+
+int modeldb_write_config(engine *e, const model_config *c) {
+    int rc = put_meta(e, "format", dbv_int(SQLM_DB_FORMAT));
+    for (size_t i = 0; !rc && i < ARRAY_LEN(cfg_fields); i++) {
+        const char *p = (const char *)c + cfg_fields[i].off;
+        db_val v = cfg_fields[i].type == 's' ? dbv_text(p)
+                 : cfg_fields[i].type == 'i' ? dbv_int(*(const int32_t *)p)
+                                             : dbv_real(*(const float *)p);
+        rc = put_meta(e, cfg_fields[i].key, v);
+    }
+    return rc;
+}
+
+/* ----------------------------------------------------------- loading */
+
+typedef struct load_ctx {
+    modeldb *db;
+    int complete, format;
+    int rc;
+} load_ctx;
+
+static int meta_row(void *ctx, int nc, const db_val *v) {
+    load_ctx *l = ctx;
+    if (nc < 2 || v[0].type != DBV_TEXT) return 0;
+    const char *key = v[0].p;
+    double num = v[1].type == DBV_INT ? (double)v[1].i : v[1].type == DBV_REAL ? v[1].d : 0;
+    if (strcmp(key, "complete") == 0) l->complete = (int)num;
+    if (strcmp(key, "format") == 0) l->format = (int)num;
+    for (size_t i = 0; i < ARRAY_LEN(cfg_fields); i++) {
+        if (strcmp(key, cfg_fields[i].key) != 0) continue;
+        char *p = (char *)&l->db->cfg + cfg_fields[i].off;
+        if (cfg_fields[i].type == 's' && v[1].type == DBV_TEXT)
+            snprintf(p, sizeof l->db->cfg.arch, "%.*s", (int)v[1].n, (const char *)v[1].p);
+        else if (cfg_fields[i].type == 'i') *(int32_t *)p = (int32_t)num;
+        else if (cfg_fields[i].type == 'f') *(float *)p = (float)num;
+    }
+    return 0;
+}
+
+typedef struct weights_ctx {
+    ir_weight *w;
+    int n;
+    int rc;
+} weights_ctx;
+
+static int weight_row(void *ctx, int nc, const db_val *v) {
+    weights_ctx *l = ctx;
+    if (nc < 6 || v[0].type != DBV_TEXT) return 0;
+    ir_weight *w = realloc(l->w, (size_t)(l->n + 1) * sizeof *w);
+    if (!w) return l->rc = sqlm_error(SQLM_NOMEM, "out of memory"), 1;
+    l->w = w;
+    w += l->n++;
+    memset(w, 0, sizeof *w);
+    snprintf(w->name, sizeof w->name, "%.*s", (int)v[0].n, (const char *)v[0].p);
+    w->dtype = (int)v[1].i;
+    w->n_out = v[2].i;
+    w->n_in = v[3].i;
+    w->tile_rows = (int)v[4].i;
+    w->chunk = v[5].i;
+    size_t rb;
+    if (!dtype_valid(w->dtype) || w->n_out <= 0 || w->n_in <= 0 || w->tile_rows <= 0 ||
+        w->chunk <= 0 || w->chunk > w->n_in || !dtype_row_bytes(w->dtype, (size_t)w->n_in, &rb))
+        return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad layout", w->name), 1;
+    return 0;
+}
+
+int modeldb_read_weights(engine *e, ir_weight **out, int *n) {
+    weights_ctx l = { NULL, 0, 0 };
+    int rc = e->m->query(e, "SELECT name, dtype, n_out, n_in, tile_rows, chunk FROM sqlm_weight",
+                         NULL, 0, weight_row, &l);
+    if (!rc) rc = l.rc;
+    if (rc) {
+        free(l.w);
+        l.w = NULL;
+        l.n = 0;
+    }
+    *out = l.w;
+    *n = l.n;
+    return rc;
+}
+
+static int tokcfg_row(void *ctx, int nc, const db_val *v) {
+    load_ctx *l = ctx;
+    vocab *voc = &l->db->voc;
+    if (nc < 2 || v[0].type != DBV_TEXT) return 0;
+    const char *key = v[0].p;
+#define X(name, def) if (strcmp(key, #name) == 0 && v[1].type == DBV_INT) voc->name = (int32_t)v[1].i;
+    VOCAB_INT_FIELDS(X)
+#undef X
+#define X(name)                                                              \
+    if (strcmp(key, #name) == 0 && v[1].type == DBV_TEXT) {                  \
+        free(voc->name);                                                     \
+        voc->name = strndup(v[1].p, v[1].n);                                 \
+    }
+    VOCAB_STR_FIELDS(X)
+#undef X
+    return 0;
+}
+
+static int count_row(void *ctx, int nc, const db_val *v) {
+    int64_t *n = ctx;
+    if (nc >= 1 && v[0].type == DBV_INT) *n = v[0].i;
+    return 0;
+}
+
+static int vocab_row(void *ctx, int nc, const db_val *v) {
+    load_ctx *l = ctx;
+    vocab *voc = &l->db->voc;
+    if (nc < 4 || v[0].type != DBV_INT || v[0].i < 0 || v[0].i >= voc->n) {
+        l->rc = sqlm_error(SQLM_FORMAT, "vocab table: bad row");
+        return 1;
+    }
+    int rc = vocab_set_token(voc, (int32_t)v[0].i, v[1].p ? v[1].p : "", v[1].n,
+                             v[2].type == DBV_REAL ? (float)v[2].d : (float)v[2].i, (int32_t)v[3].i);
+    if (rc) return l->rc = rc, 1;
+    return 0;
+}
+
+static int merge_row(void *ctx, int nc, const db_val *v) {
+    load_ctx *l = ctx;
+    vocab *voc = &l->db->voc;
+    if (nc < 2 || v[0].type != DBV_INT || v[0].i < 0 || v[0].i >= voc->n_merges || v[1].type != DBV_TEXT) {
+        l->rc = sqlm_error(SQLM_FORMAT, "merges table: bad row");
+        return 1;
+    }
+    voc->merges[v[0].i] = strndup(v[1].p, v[1].n);
+    if (!voc->merges[v[0].i]) return l->rc = SQLM_NOMEM, 1;
+    return 0;
+}
+
+int modeldb_open(modeldb *db, const char *path, const char *engine_name, const engine_opts *o) {
+    memset(db, 0, sizeof *db);
+    vocab_init(&db->voc);
+    const db_methods *m = db_find(engine_name ? engine_name : "sqlite");
+    if (!m) return sqlm_error(SQLM_UNSUPPORTED, "unknown engine '%s'", engine_name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return sqlm_error(SQLM_IO, "%s: cannot open model database", path);
+    fclose(f);
+    int rc = m->open(&db->e, path, o);
+    if (rc) return rc;
+    load_ctx l = { db, 0, 0, 0 };
+    rc = db->e->m->query(db->e, "SELECT key, value FROM sqlm_meta", NULL, 0, meta_row, &l);
+    if (rc) {
+        sqlm_error_prefix(rc, "%s: not an sqlm model database", path);
+        goto fail;
+    }
+    if (l.format != SQLM_DB_FORMAT) {
+        rc = sqlm_error(SQLM_FORMAT, "%s: database format %d, this sqlm reads %d", path, l.format,
+                        SQLM_DB_FORMAT);
+        goto fail;
+    }
+    if (l.complete != 1) {
+        rc = sqlm_error(SQLM_FORMAT, "%s: incomplete database (its import did not finish)", path);
+        goto fail;
+    }
+    if ((rc = modeldb_read_weights(db->e, &db->weights, &db->n_weights))) goto fail;
+
+    int64_t n = 0, nm = 0;
+    rc = db->e->m->query(db->e, "SELECT key, value FROM tokenizer", NULL, 0, tokcfg_row, &l);
+    if (!rc) rc = db->e->m->query(db->e, "SELECT count(*) FROM vocab", NULL, 0, count_row, &n);
+    if (!rc) rc = db->e->m->query(db->e, "SELECT count(*) FROM merges", NULL, 0, count_row, &nm);
+    if (rc) goto fail;
+    if (n > 0) {
+        if ((rc = vocab_alloc(&db->voc, (int32_t)MIN(n, INT32_MAX)))) goto fail;
+        rc = db->e->m->query(db->e, "SELECT id, piece, score, attr FROM vocab", NULL, 0, vocab_row, &l);
+        if (rc || (rc = l.rc)) goto fail;
+        for (int32_t i = 0; i < db->voc.n; i++)
+            if (!db->voc.tok[i]) {
+                rc = sqlm_error(SQLM_FORMAT, "%s: vocab table misses id %d", path, i);
+                goto fail;
+            }
+    }
+    if (nm > 0) {
+        if (nm > (1 << 24) || !(db->voc.merges = calloc((size_t)nm, sizeof(char *)))) {
+            rc = sqlm_error(SQLM_FORMAT, "%s: %lld merges", path, (long long)nm);
+            goto fail;
+        }
+        db->voc.n_merges = (int32_t)nm;
+        rc = db->e->m->query(db->e, "SELECT rank, pair FROM merges", NULL, 0, merge_row, &l);
+        if (rc || (rc = l.rc)) goto fail;
+        for (int32_t i = 0; i < db->voc.n_merges; i++)
+            if (!db->voc.merges[i]) {
+                rc = sqlm_error(SQLM_FORMAT, "%s: merges table misses rank %d", path, i);
+                goto fail;
+            }
+    }
+    if (db->voc.n > 0 && (rc = tok_init(&db->tok, &db->voc))) goto fail;
+    return SQLM_OK;
+fail:
+    modeldb_close(db);
+    return rc;
+}
+
+void modeldb_close(modeldb *db) {
+    if (!db) return;
+    tok_free(db->tok);
+    vocab_free(&db->voc);
+    free(db->weights);
+    if (db->e) db->e->m->close(db->e);
+    memset(db, 0, sizeof *db);
+}

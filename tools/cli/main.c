@@ -1,0 +1,348 @@
+/*
+ * main.c - the sqlm command line, in llama.cpp's conventions.
+ *
+ *   sqlm import MODEL -o model.db [--type f32|f16|q8_0|q4_0] [--tokenizer F]
+ *   sqlm run -m model.db -p "text" [-n N] [--temp T] [--top-k K] [--top-p P]
+ *            [--min-p P] [--repeat-penalty R] [-s SEED] [-c CTX] [-t N]
+ *   sqlm sql -m model.db          print the SQL program of a decode step
+ *   sqlm tokenize -m MODEL "text" print token ids, then the pieces
+ *
+ * tools/ may exit(); the library under src/ never does.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../../src/sqlm-int.h"
+
+static const char *prog = "sqlm";
+
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static void die_rc(int rc, const char *what) {
+    die("%s: %s (%s)", what, sqlm_errmsg(), sqlm_errstr(rc));
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: sqlm COMMAND [options]\n"
+        "\n"
+        "commands:\n"
+        "  import MODEL -o OUT.db   import a .gguf, .safetensors (or its folder) or llama2.c .bin\n"
+        "  run -m DB -p PROMPT      generate text\n"
+        "  sql -m DB                print the SQL program a decode step runs\n"
+        "  tokenize -m DB|FILE TEXT print token ids and pieces\n"
+        "\n"
+        "common options:\n"
+        "  --engine NAME            database engine (default sqlite)\n"
+        "  -t, --threads N          threads (default 2)\n"
+        "\n"
+        "import options:\n"
+        "  -o, --output FILE        output database (required)\n"
+        "  --type T                 store matrices as f32, f16, q8_0 or q4_0 (default: as in the file)\n"
+        "  --tokenizer FILE         tokenizer for a llama2.c checkpoint\n"
+        "  --tile-bytes N           bytes per stored weight tile (default 32768)\n"
+        "\n"
+        "run options:\n"
+        "  -m, --model FILE         model database from `sqlm import`\n"
+        "  -p, --prompt TEXT        prompt (default empty: BOS only)\n"
+        "  -n, --n-predict N        tokens to generate (default -1: until EOS or context end)\n"
+        "  -c, --ctx-size N         context length (default: the model's)\n"
+        "  --temp T                 temperature, 0 = greedy (default 0.8)\n"
+        "  --top-k K                (default 40, 0 = off)\n"
+        "  --top-p P                (default 0.95, 1 = off)\n"
+        "  --min-p P                (default 0.05, 0 = off)\n"
+        "  --repeat-penalty R       (default 1.0 = off)\n"
+        "  --repeat-last-n N        (default 64)\n"
+        "  -s, --seed N             sampling seed (default: random)\n"
+        "  --ignore-eos             keep generating after EOS\n"
+        "  --no-cte-merge           one statement per operator (ablation)\n"
+        "  --verbose-prompt         print the prompt's token ids on stderr\n"
+        "\n"
+        "tokenize options:\n"
+        "  --no-special             do not add BOS/EOS\n");
+}
+
+/* ------------------------------------------------------------ arguments */
+
+typedef struct args {
+    const char *cmd;
+    const char *model, *prompt, *output, *engine, *tokenizer, *type;
+    const char *positional;
+    long n_predict, n_ctx, threads, tile_bytes, repeat_last_n;
+    double temp, top_p, min_p, repeat_penalty;
+    long top_k;
+    unsigned long long seed;
+    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt;
+} args;
+
+static long parse_long(const char *opt, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        die("%s: expected an integer in [%ld, %ld], got '%s'", opt, lo, hi, s);
+    return v;
+}
+
+static double parse_double(const char *opt, const char *s, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        die("%s: expected a number in [%g, %g], got '%s'", opt, lo, hi, s);
+    return v;
+}
+
+static void parse_args(int argc, char **argv, args *a) {
+    memset(a, 0, sizeof *a);
+    a->n_predict = -1;
+    a->threads = 2;
+    a->temp = 0.8, a->top_k = 40, a->top_p = 0.95, a->min_p = 0.05;
+    a->repeat_penalty = 1.0, a->repeat_last_n = 64;
+    a->engine = "sqlite";
+    a->cmd = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *o = argv[i];
+#define IS(s, l) (strcmp(o, s) == 0 || strcmp(o, l) == 0)
+#define VAL() (i + 1 < argc ? argv[++i] : (die("option %s needs a value", o), ""))
+        if (IS("-m", "--model")) a->model = VAL();
+        else if (IS("-p", "--prompt")) a->prompt = VAL();
+        else if (IS("-o", "--output")) a->output = VAL();
+        else if (IS("--engine", "--engine")) a->engine = VAL();
+        else if (IS("--tokenizer", "--tokenizer")) a->tokenizer = VAL();
+        else if (IS("--type", "--type")) a->type = VAL();
+        else if (IS("-n", "--n-predict")) a->n_predict = parse_long(o, VAL(), -1, 1 << 30);
+        else if (IS("-c", "--ctx-size")) a->n_ctx = parse_long(o, VAL(), 0, 1 << 24);
+        else if (IS("-t", "--threads")) a->threads = parse_long(o, VAL(), 1, 1024);
+        else if (IS("--tile-bytes", "--tile-bytes")) a->tile_bytes = parse_long(o, VAL(), 64, 60000);
+        else if (IS("--temp", "--temperature")) a->temp = parse_double(o, VAL(), 0, 100);
+        else if (IS("--top-k", "--top-k")) a->top_k = parse_long(o, VAL(), 0, 1 << 30);
+        else if (IS("--top-p", "--top-p")) a->top_p = parse_double(o, VAL(), 0, 1);
+        else if (IS("--min-p", "--min-p")) a->min_p = parse_double(o, VAL(), 0, 1);
+        else if (IS("--repeat-penalty", "--repeat-penalty")) a->repeat_penalty = parse_double(o, VAL(), 0.01, 100);
+        else if (IS("--repeat-last-n", "--repeat-last-n")) a->repeat_last_n = parse_long(o, VAL(), 0, 1 << 30);
+        else if (IS("-s", "--seed")) {
+            a->seed = (unsigned long long)parse_long(o, VAL(), 0, __LONG_MAX__);
+            a->seed_set = true;
+        }
+        else if (IS("--ignore-eos", "--ignore-eos")) a->ignore_eos = true;
+        else if (IS("--no-cte-merge", "--no-cte-merge")) a->no_cte = true;
+        else if (IS("--no-special", "--no-special")) a->no_special = true;
+        else if (IS("--verbose-prompt", "--verbose-prompt")) a->verbose_prompt = true;
+        else if (IS("-h", "--help")) { usage(stdout); exit(0); }
+        else if (o[0] == '-' && o[1]) die("unknown option '%s' (see sqlm --help)", o);
+        else if (!a->positional) a->positional = o;
+        else die("unexpected argument '%s'", o);
+#undef IS
+#undef VAL
+    }
+}
+
+/* --------------------------------------------------------------- import */
+
+static int cmd_import(args *a) {
+    const char *in = a->positional;
+    if (!in) die("import: which model file? (sqlm import MODEL -o OUT.db)");
+    if (!a->output) die("import: no output database (-o OUT.db)");
+    int wtype = -1;
+    if (a->type) {
+        static const struct { const char *n; int t; } types[] = {
+            { "f32", DT_F32 }, { "f16", DT_F16 }, { "q8_0", DT_Q8_0 }, { "q4_0", DT_Q4_0 } };
+        for (size_t i = 0; i < ARRAY_LEN(types); i++)
+            if (strcasecmp(a->type, types[i].n) == 0) wtype = types[i].t;
+        if (wtype < 0) die("import: --type must be f32, f16, q8_0 or q4_0, not '%s'", a->type);
+    }
+    import_opts o = { .engine = a->engine, .tok_path = a->tokenizer, .wtype = wtype,
+                      .tile_bytes = (size_t)a->tile_bytes, .progress = true };
+    double t0 = sqlm_now();
+    int rc = sqlm_import(in, a->output, &o);
+    if (rc) die_rc(rc, "import");
+    fprintf(stderr, "import: wrote %s in %.1f s\n", a->output, sqlm_now() - t0);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ run */
+
+/* Print the complete UTF-8 prefix of pending text; keep a split character. */
+static void flush_utf8(buf *pending, bool all) {
+    size_t n = pending->len;
+    if (!all && n) {
+        /* back up over a trailing incomplete sequence */
+        size_t i = n, k = 0;
+        while (i > 0 && k < 4 && ((unsigned char)pending->p[i - 1] & 0xC0) == 0x80) i--, k++;
+        if (i > 0) {
+            unsigned char c = (unsigned char)pending->p[i - 1];
+            size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+            if (need > k + 1 && c >= 0xC0) n = i - 1;
+        }
+    }
+    fwrite(pending->p, 1, n, stdout);
+    fflush(stdout);
+    memmove(pending->p, pending->p + n, pending->len - n);
+    pending->len -= n;
+}
+
+static void open_db(args *a, modeldb *db) {
+    if (!a->model) die("%s: no model database (-m model.db; make one with sqlm import)", a->cmd);
+    engine_opts eo = { .threads = (int)a->threads, .readonly = true };
+    int rc = modeldb_open(db, a->model, a->engine, &eo);
+    if (rc) die_rc(rc, a->cmd);
+}
+
+static int cmd_run(args *a) {
+    modeldb db;
+    open_db(a, &db);
+    if (!db.tok) die("run: %s has no vocabulary", a->model);
+    const char *prompt = a->prompt ? a->prompt : "";
+    int32_t *ids = NULL, n_ids = 0;
+    int rc = tok_encode(db.tok, prompt, strlen(prompt), true, &ids, &n_ids);
+    if (rc) die_rc(rc, "run: tokenizing the prompt");
+    if (n_ids == 0) {   /* an empty prompt without BOS: start from BOS anyway */
+        if (db.voc.bos < 0) die("run: empty prompt and the vocabulary has no BOS");
+        free(ids);
+        ids = malloc(sizeof *ids);
+        ids[0] = db.voc.bos;
+        n_ids = 1;
+    }
+    if (a->verbose_prompt) {
+        fprintf(stderr, "prompt ids:");
+        for (int i = 0; i < n_ids; i++) fprintf(stderr, " %d", ids[i]);
+        fputc('\n', stderr);
+    }
+    session *s;
+    session_opts so = { .ir = { .cte_merge = !a->no_cte }, .n_ctx = (int)a->n_ctx };
+    if ((rc = session_init(&s, &db, &so))) die_rc(rc, "run");
+    int n_ctx = so.n_ctx > 0 ? so.n_ctx : db.cfg.seq_len;
+    if (n_ids >= n_ctx) die("run: prompt of %d tokens does not fit the context of %d", n_ids, n_ctx);
+
+    sampler_opts sp = { .temp = (float)a->temp, .top_k = (int)a->top_k, .top_p = (float)a->top_p,
+                        .min_p = (float)a->min_p, .repeat_penalty = (float)a->repeat_penalty,
+                        .repeat_last_n = (int)a->repeat_last_n,
+                        .seed = a->seed_set ? a->seed : (uint64_t)time(NULL) };
+    uint64_t rng = sp.seed * 0x9E3779B97F4A7C15ull + 1;
+
+    fputs(prompt, stdout);
+    fflush(stdout);
+    int32_t *hist = malloc(sizeof *hist * (size_t)n_ctx);
+    if (!hist) die("run: out of memory");
+    memcpy(hist, ids, sizeof *ids * (size_t)n_ids);
+    int n_hist = n_ids;
+
+    double t0 = sqlm_now();
+    const float *lg;
+    if ((rc = session_eval(s, ids, n_ids, &lg))) die_rc(rc, "run: prompt");
+    double t_prompt = sqlm_now() - t0;
+    float *logits = malloc(sizeof *logits * (size_t)db.cfg.vocab_size);
+    buf out;
+    buf_init(&out);
+    int n_gen = 0;
+    double t1 = sqlm_now();
+    while (a->n_predict < 0 || n_gen < a->n_predict) {
+        memcpy(logits, lg, sizeof *logits * (size_t)db.cfg.vocab_size);
+        int32_t next = sample_next(&sp, logits, db.cfg.vocab_size, hist, n_hist, &rng);
+        n_gen++;
+        if (!a->ignore_eos && (next == db.voc.eos || next == db.voc.eot)) break;
+        tok_decode(db.tok, hist[n_hist - 1], next, &out);
+        flush_utf8(&out, false);
+        hist[n_hist++] = next;
+        if (a->n_predict >= 0 && n_gen >= a->n_predict) break;
+        if (n_hist >= n_ctx) {
+            fprintf(stderr, "\n%s: context full (%d tokens)\n", prog, n_ctx);
+            break;
+        }
+        if ((rc = session_eval(s, &next, 1, &lg))) die_rc(rc, "run: decode");
+    }
+    flush_utf8(&out, true);
+    double t_gen = sqlm_now() - t1;
+    putchar('\n');
+    fprintf(stderr, "\nprompt: %d tokens, %.1f tok/s\n", n_ids, n_ids / (t_prompt > 0 ? t_prompt : 1e-9));
+    fprintf(stderr, "generation: %d tokens, %.1f tok/s\n", n_gen, n_gen / (t_gen > 0 ? t_gen : 1e-9));
+    fprintf(stderr, "time to first token: %.1f ms\n", t_prompt * 1000);
+    fprintf(stderr, "peak RSS: %.1f MB\n", sqlm_peak_rss() / 1048576.0);
+    buf_free(&out);
+    free(logits);
+    free(hist);
+    free(ids);
+    session_free(s);
+    modeldb_close(&db);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ sql */
+
+static int cmd_sql(args *a) {
+    modeldb db;
+    open_db(a, &db);
+    ir_graph g;
+    sql_program p;
+    ir_opts o = { .cte_merge = !a->no_cte };
+    int rc = ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o);
+    if (!rc) rc = emit_program(&g, db.e->m->dialect, &p);
+    if (rc) die_rc(rc, "sql");
+    char *text = sql_program_text(&p);
+    if (!text) die("sql: out of memory");
+    fputs(text, stdout);
+    free(text);
+    sql_program_free(&p);
+    ir_free(&g);
+    modeldb_close(&db);
+    return 0;
+}
+
+/* ------------------------------------------------------------- tokenize */
+
+static int cmd_tokenize(args *a) {
+    if (!a->model) die("tokenize: no model (-m model.db, or a tokenizer file)");
+    const char *text = a->positional ? a->positional : a->prompt ? a->prompt : "";
+    modeldb db;
+    open_db(a, &db);
+    if (!db.tok) die("tokenize: %s has no vocabulary", a->model);
+    int32_t *ids, n;
+    int rc = tok_encode(db.tok, text, strlen(text), !a->no_special, &ids, &n);
+    if (rc) die_rc(rc, "tokenize");
+    for (int i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
+    putchar('\n');
+    for (int i = 0; i < n; i++) {
+        printf("%s", i ? " " : "");
+        fwrite(db.voc.tok[ids[i]], 1, db.voc.tok_len[ids[i]], stdout);
+    }
+    putchar('\n');
+    free(ids);
+    modeldb_close(&db);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("sqlm %s\n", SQLM_VERSION);
+        return 0;
+    }
+    args a;
+    parse_args(argc, argv, &a);
+    if (db_find(a.engine) == NULL) die("unknown engine '%s' (available: sqlite)", a.engine);
+    if (!strcmp(a.cmd, "import")) return cmd_import(&a);
+    if (!strcmp(a.cmd, "run")) return cmd_run(&a);
+    if (!strcmp(a.cmd, "sql")) return cmd_sql(&a);
+    if (!strcmp(a.cmd, "tokenize")) return cmd_tokenize(&a);
+    die("unknown command '%s' (see sqlm --help)", a.cmd);
+}
