@@ -42,6 +42,9 @@ struct tokenizer {
     int32_t byte_id[256];      /* SPM: <0xXX> piece; BPE: piece of the byte's char */
     int16_t cp_byte[324];      /* BPE decode: code point -> byte, -1 if none */
     int pre;                   /* PRE_* */
+    bool ignore_merges;        /* v->ignore_merges, implied by the llama3 pattern */
+    bool ws_split;             /* SPM by score: no piece has a space after a
+                                  non-space, so text splits before such spaces */
     tnode *trie;               /* special tokens matched in text; [0] is the root */
     int32_t n_trie, cap_trie;
     uint8_t first[32];         /* bitmap of the first bytes of special tokens */
@@ -96,6 +99,14 @@ static const mslot *merge_find(const tokenizer *t, int32_t a, int32_t b) {
 }
 
 /* ------------------------------------------------------------ tok_init */
+
+/* Can an SPM merge produce token id?  (SentencePiece never yields control,
+ * unknown or byte pieces by merging.) */
+static bool spm_mergeable(const vocab *v, int32_t id) {
+    int a = v->attr[id];
+    return a == TOK_NORMAL || a == TOK_USER || a == TOK_UNUSED;
+}
+
 
 /* GPT-2's byte-to-unicode map: printable Latin-1 bytes map to themselves,
  * the other 68 bytes to U+0100.. in byte order. */
@@ -249,6 +260,8 @@ int tok_init(tokenizer **out, const vocab *v) {
                         v->pre);
         goto fail;
     }
+    /* llama.cpp's GGUF metadata has no ignore_merges: it goes with llama3 */
+    t->ignore_merges = v->ignore_merges || (v->type == VOCAB_BPE && t->pre == PRE_LLAMA3);
     uint32_t size = 16;
     while (size < (uint32_t)v->n * 2u) size *= 2;
     t->pmap = malloc(size * sizeof *t->pmap);
@@ -283,6 +296,20 @@ int tok_init(tokenizer **out, const vocab *v) {
     for (size_t c = 0; c < ARRAY_LEN(t->cp_byte); c++) t->cp_byte[c] = -1;
     for (int b = 0; b < 256; b++) t->cp_byte[byte_to_cp(b)] = (int16_t)b;
     if ((v->type == VOCAB_BPE || v->merges_by_rank) && (rc = build_merges(t))) goto fail;
+    if (v->type == VOCAB_SPM && !v->merges_by_rank) {
+        const char *sp = v->escape_spaces ? "\xE2\x96\x81" : " ";
+        size_t sl = strlen(sp);
+        t->ws_split = true;
+        for (int32_t id = 0; id < v->n && t->ws_split; id++) {
+            if (!spm_mergeable(v, id)) continue;
+            const char *p = v->tok[id];
+            for (size_t k = sl; k + sl <= v->tok_len[id]; k++)
+                if (memcmp(p + k, sp, sl) == 0 && memcmp(p + k - sl, sp, sl) != 0) {
+                    t->ws_split = false;
+                    break;
+                }
+        }
+    }
     if (build_specials(t)) { rc = SQLM_NOMEM; goto fail; }
     *out = t;
     return SQLM_OK;
@@ -394,13 +421,6 @@ static void sym_push(work *w, uint32_t start, uint32_t len, int32_t id) {
     if (i > 0) w->s[i - 1].next = i;
 }
 
-/* Can an SPM merge produce token id?  (SentencePiece never yields control,
- * unknown or byte pieces by merging.) */
-static bool spm_mergeable(const vocab *v, int32_t id) {
-    int a = v->attr[id];
-    return a == TOK_NORMAL || a == TOK_USER || a == TOK_UNUSED;
-}
-
 /* Queue the merge of symbol l with its right neighbour, if there is one. */
 static void try_pair(const tokenizer *t, work *w, const char *text, int32_t l) {
     if (l < 0) return;
@@ -479,21 +499,38 @@ static void spm_fragment(const tokenizer *t, work *w, const char *s, size_t n, i
     w->ns = 0;
     w->by_rank = v->merges_by_rank;
     if (!w->by_rank) {
-        for (size_t k = 0; k < n;) {
-            size_t cl = char_len(s + k, n - k);
-            sym_push(w, (uint32_t)k, (uint32_t)cl, -1);
-            k += cl;
-        }
-        merge_all(t, w, s);
-        for (int32_t i = w->ns ? 0 : -1; i >= 0; i = w->s[i].next) {
-            const sym *y = &w->s[i];
-            int32_t id = piece_find(t, s + y->start, y->len);
-            if (id >= 0 && spm_mergeable(v, id)) {
-                id_push(o, id);
-                in_unk = false;
-            } else {
-                spm_unknown(t, s + y->start, y->len, o, &in_unk);
+        /* Chunks that no piece can span are merged independently (much
+         * faster on long text: the heap stays small and in cache). */
+        const char *sp = v->escape_spaces ? "\xE2\x96\x81" : " ";
+        size_t sl = strlen(sp);
+        for (size_t a = 0; a < n && !w->oom;) {
+            size_t b = n;
+            if (t->ws_split) {
+                for (b = a + 1; b < n; b++)
+                    if (b >= sl && b + sl <= n && memcmp(s + b, sp, sl) == 0 &&
+                        memcmp(s + b - sl, sp, sl) != 0)
+                        break;
             }
+            const char *c = s + a;
+            w->ns = 0;
+            for (size_t k = 0; k < b - a;) {
+                size_t cl = char_len(c + k, b - a - k);
+                sym_push(w, (uint32_t)k, (uint32_t)cl, -1);
+                k += cl;
+            }
+            if (w->oom) return;
+            merge_all(t, w, c);
+            for (int32_t i = w->ns ? 0 : -1; i >= 0; i = w->s[i].next) {
+                const sym *y = &w->s[i];
+                int32_t id = piece_find(t, c + y->start, y->len);
+                if (id >= 0 && spm_mergeable(v, id)) {
+                    id_push(o, id);
+                    in_unk = false;
+                } else {
+                    spm_unknown(t, c + y->start, y->len, o, &in_unk);
+                }
+            }
+            a = b;
         }
         return;
     }
@@ -733,7 +770,7 @@ static size_t pre_next(int pre, const char *s, size_t len, size_t i) {
 static void bpe_word(const tokenizer *t, work *w, const char *p, size_t n, idvec *o) {
     const vocab *v = t->v;
     if (n == 0) return;
-    if (v->ignore_merges && n > 1) {
+    if (t->ignore_merges && n > 1) {
         buf *b = &w->tmp;
         char tmp[4];
         buf_reset(b);

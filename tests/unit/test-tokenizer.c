@@ -226,6 +226,50 @@ static void check_bad_files(void) {
     CHECK(strstr(sqlm_errmsg(), "bad.json") != NULL);
 }
 
+/* The prompt_ids of the generation goldens: each reference tokenized the
+ * prompt with its own vocabulary (llama.cpp: the GGUF's embedded one, whose
+ * scores are all equal and which has no byte pieces). */
+static void check_prompts(const char *golden, const char *model_path, const char *tok_path) {
+    vocab v;
+    model *m = NULL;
+    const vocab *pv = &v;
+    int rc;
+    if (tok_path && strstr(tok_path, ".json")) rc = tok_read_json(&v, tok_path);
+    else if (tok_path) rc = llama2c_read_tokenizer(&v, tok_path, 0);
+    else if ((rc = model_open(model_path, NULL, &m)) == SQLM_OK) pv = &m->voc;
+    CHECK_EQ(SQLM_OK, rc);
+    if (rc) { fprintf(stderr, "%s: %s\n", golden, sqlm_errmsg()); return; }
+    tokenizer *t = NULL;
+    CHECK_EQ(SQLM_OK, tok_init(&t, pv));
+    FILE *f = fopen(golden, "r");
+    CHECK(f != NULL);
+    char *line = NULL;
+    size_t cap = 0;
+    int n_ok = 0, n = 0;
+    while (t && f && getline(&line, &cap, f) > 0) {
+        json_t *r = json_loads(line, 0, NULL);
+        const char *prompt = json_string_value(json_object_get(r, "prompt"));
+        int32_t *ids = NULL, nid = 0;
+        CHECK_EQ(SQLM_OK, tok_encode(t, prompt, strlen(prompt), true, &ids, &nid));
+        bool ok = ids_equal(ids, nid, json_object_get(r, "prompt_ids"));
+        CHECK(ok);
+        if (!ok) {
+            fprintf(stderr, "  %s: prompt \"%s\"\n", golden, prompt);
+            print_ids("got", ids, nid);
+        }
+        n_ok += ok;
+        n++;
+        free(ids);
+        json_decref(r);
+    }
+    free(line);
+    if (f) fclose(f);
+    printf("%-46s %3d prompts: %d ok\n", strrchr(golden, '/') + 1, n, n_ok);
+    tok_free(t);
+    if (m) model_free(m);
+    else vocab_free(&v);
+}
+
 static int bench(double mb) {
     /* English prose: the English lines of the corpus, shuffled into 1 KB
      * paragraphs, repeated to the requested size. */
@@ -311,6 +355,11 @@ int main(int argc, char **argv) {
         vocab_free(&v);
         vocab_free(&copy);
     }
+    check_prompts(GOLDEN "generation_stories260K.jsonl", NULL, MODELS "stories260K/tok512.bin");
+    check_prompts(GOLDEN "generation_TinyStories-656K-F32.jsonl", NULL,
+                  MODELS "TinyStories-656K/tokenizer.json");
+    check_prompts(GOLDEN "generation_TinyStories-656K-Q8_0.jsonl",
+                  MODELS "TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf", NULL);
     check_bad_files();
     return TEST_DONE();
 }
