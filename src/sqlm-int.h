@@ -187,6 +187,10 @@ typedef struct model_config {
     /* Llama-3 RoPE frequency scaling; rope_scale_factor == 0 means none. */
     float rope_scale_factor, rope_low_freq_factor, rope_high_freq_factor;
     int32_t rope_orig_ctx;
+    /* Set by import: the part of 1/sqrt(head_dim) not folded into W_q (import
+     * folds only the nearest power of two, exact in every storage type); the
+     * RoPE step multiplies q by it.  0 is read as 1. */
+    float q_scale;
 } model_config;
 
 /*

@@ -119,18 +119,22 @@ static void fn_rmsnorm(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     result_f32(ctx, out, n);
 }
 
-/* sqlm_rope(v, cs, n_heads, hd, interleaved): rotate the first n_heads heads. */
+/* sqlm_rope(v, cs, n_head, n_head_kv, hd, interleaved, q_scale): rotate the
+ * q heads and the k heads that follow them; q is also scaled by q_scale. */
 static void fn_rope(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     (void)argc;
     const float *x, *cs;
     int64_t n = arg_f32(ctx, argv[0], &x), ncs = arg_f32(ctx, argv[1], &cs);
-    int64_t nh = ARG_INT(2), hd = ARG_INT(3);
+    int64_t nq = ARG_INT(2), nkv = ARG_INT(3), hd = ARG_INT(4);
+    float qs = (float)sqlite3_value_double(argv[6]);
     if (n < 0 || ncs < 0) return;
-    if (nh <= 0 || hd <= 0 || hd % 2 || nh * hd > n || ncs != hd) FAIL("rope: bad shape");
+    if (nq <= 0 || nkv < 0 || hd <= 0 || hd % 2 || (nq + nkv) * hd > n || ncs != hd) FAIL("rope: bad shape");
     float *out = alloc_f32(ctx, n);
     if (!out) return;
     memcpy(out, x, (size_t)n * 4);
-    vec_rope(out, cs, (int)nh, (int)hd, ARG_INT(4) != 0);
+    if (qs != 1.0f)
+        for (int64_t i = 0; i < nq * hd; i++) out[i] *= qs;
+    vec_rope(out, cs, (int)(nq + nkv), (int)hd, ARG_INT(5) != 0);
     result_f32(ctx, out, n);
 }
 
@@ -332,7 +336,7 @@ static const struct {
     { "sqlm_quant", 2, fn_quant, NULL, NULL },
     { "sqlm_row", 4, fn_row, NULL, NULL },
     { "sqlm_rmsnorm", 3, fn_rmsnorm, NULL, NULL },
-    { "sqlm_rope", 5, fn_rope, NULL, NULL },
+    { "sqlm_rope", 7, fn_rope, NULL, NULL },
     { "sqlm_slice", 3, fn_slice, NULL, NULL },
     { "sqlm_vadd", 2, fn_vadd, NULL, NULL },
     { "sqlm_swiglu", 1, fn_swiglu, NULL, NULL },

@@ -509,24 +509,24 @@ static int load_vocab(vocab *v, const synth_spec *spec) {
 
 static const synth_spec specs[] = {
     /* name, {arch, dim, hidden, layers, heads, kv heads, head_dim, vocab, ctx, eps, theta,
-     *        interleaved, tied, qkv_bias, llama3 factor, low, high, orig ctx}, tokenizer */
-    {"tiny", {"llama", 64, 192, 2, 4, 2, 16, 320, 256, 1e-5f, 10000.0f, 1, 0, 0, 0, 0, 0, 0},
+     *        interleaved, tied, qkv_bias, llama3 factor, low, high, orig ctx, q_scale (import sets it)}, tokenizer */
+    {"tiny", {"llama", 64, 192, 2, 4, 2, 16, 320, 256, 1e-5f, 10000.0f, 1, 0, 0, 0, 0, 0, 0, 0},
      NULL},
     {"stories110M",
-     {"llama", 768, 2048, 12, 12, 12, 64, 32000, 1024, 1e-5f, 10000.0f, 1, 1, 0, 0, 0, 0, 0},
+     {"llama", 768, 2048, 12, 12, 12, 64, 32000, 1024, 1e-5f, 10000.0f, 1, 1, 0, 0, 0, 0, 0, 0},
      "llama2-tokenizer/tokenizer.bin"},
     {"smollm2-135m",
-     {"llama", 576, 1536, 30, 9, 3, 64, 49152, 8192, 1e-5f, 100000.0f, 1, 1, 0, 0, 0, 0, 0},
+     {"llama", 576, 1536, 30, 9, 3, 64, 49152, 8192, 1e-5f, 100000.0f, 1, 1, 0, 0, 0, 0, 0, 0},
      "SmolLM2-tokenizer/tokenizer.json"},
     {"qwen2.5-0.5b",
-     {"qwen2", 896, 4864, 24, 14, 2, 64, 151936, 32768, 1e-6f, 1000000.0f, 0, 1, 1, 0, 0, 0, 0},
+     {"qwen2", 896, 4864, 24, 14, 2, 64, 151936, 32768, 1e-6f, 1000000.0f, 0, 1, 1, 0, 0, 0, 0, 0},
      "qwen3-tokenizer/tokenizer.json"},
     {"tinyllama-1.1b",
-     {"llama", 2048, 5632, 22, 32, 4, 64, 32000, 2048, 1e-5f, 10000.0f, 1, 0, 0, 0, 0, 0, 0},
+     {"llama", 2048, 5632, 22, 32, 4, 64, 32000, 2048, 1e-5f, 10000.0f, 1, 0, 0, 0, 0, 0, 0, 0},
      "llama2-tokenizer/tokenizer.bin"},
     {"llama-3.2-1b",
      {"llama", 2048, 8192, 16, 32, 8, 64, 128256, 131072, 1e-5f, 500000.0f, 1, 1, 0,
-      32.0f, 1.0f, 4.0f, 8192},
+      32.0f, 1.0f, 4.0f, 8192, 0},
      "llama3-tokenizer/tokenizer.json"},
 };
 

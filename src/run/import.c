@@ -77,6 +77,17 @@ static void fused_row(const fused *f, int64_t r, int64_t c0, int64_t w, int dt, 
     dtype_from_f32(dt, tmp, out, (size_t)w);
 }
 
+/*
+ * 1/sqrt(head_dim) splits into the power of two nearest it, folded into W_q
+ * and its bias at import (exact in every storage type, fp16 block scales
+ * included), and the residual factor (1 or about sqrt(2)^+-1) that the RoPE
+ * step applies to q in fp32.
+ */
+static float q_folded_scale(int head_dim) { return (float)exp2(round(log2(1.0 / sqrt(head_dim)))); }
+static float q_residual_scale(int head_dim) {
+    return (float)(1.0 / sqrt(head_dim) / q_folded_scale(head_dim));
+}
+
 typedef struct importer {
     engine *e;
     const model *m;
@@ -213,7 +224,9 @@ static int write_program(importer *im) {
     int rc = modeldb_read_weights(im->e, &ws, &n_ws);   /* the layout just written */
     if (rc) return rc;
     ir_opts o = { .cte_merge = true, .all_logits = false };
-    rc = ir_build_llama(&g, &im->m->cfg, ws, n_ws, &o);
+    model_config cfg = im->m->cfg;
+    cfg.q_scale = q_residual_scale(cfg.head_dim);
+    rc = ir_build_llama(&g, &cfg, ws, n_ws, &o);
     free(ws);
     if (rc) return rc;
     rc = emit_program(&g, im->e->m->dialect, &p);
@@ -229,13 +242,15 @@ static int write_program(importer *im) {
 static int write_model(importer *im) {
     const model *m = im->m;
     const model_config *c = &m->cfg;
+    model_config cfg = m->cfg;
+    cfg.q_scale = q_residual_scale(c->head_dim);
     int rc = im->e->m->exec(im->e, "BEGIN");
     if (!rc) rc = im->e->m->exec(im->e, schema);
-    if (!rc) rc = modeldb_write_config(im->e, c);
+    if (!rc) rc = modeldb_write_config(im->e, &cfg);
     if (!rc) rc = write_vocab(im);
     im->n_tables = 4 * c->n_layer + (c->tied ? 1 : 2);
 
-    const float qscale = 1.0f / sqrtf((float)c->head_dim);
+    const float qscale = q_folded_scale(c->head_dim);
     char name[32];
     for (int l = 0; !rc && l < c->n_layer; l++) {
         fused qkv = { { need(m, l, "attn_q.weight"), need(m, l, "attn_k.weight"),

@@ -29,7 +29,7 @@ static const struct { const char *key; size_t off; char type; } cfg_fields[] = {
     CFG_INT(head_dim), CFG_INT(vocab_size), CFG_INT(seq_len), CFG_FLT(norm_eps),
     CFG_FLT(rope_theta), CFG_INT(rope_interleaved), CFG_INT(tied), CFG_INT(qkv_bias),
     CFG_FLT(rope_scale_factor), CFG_FLT(rope_low_freq_factor), CFG_FLT(rope_high_freq_factor),
-    CFG_INT(rope_orig_ctx),
+    CFG_INT(rope_orig_ctx), CFG_FLT(q_scale),
 };
 
 static int put_meta(engine *e, const char *key, db_val v) {

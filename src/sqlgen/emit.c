@@ -59,7 +59,7 @@ static const op_template templates[IR_OP_COUNT] = {
         "  {bias_open}sqlm_gather(w.row, sqlm_matvec(w.v, x.v, w.col, {chunk}, {n_in}, {dtype}), {n_out}){bias_close} AS v\n"
         "FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos" } },
     [IR_OP_ROPE] = { "pos, v", {
-        "SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, {n_rot}, {hd}, {interleaved}) AS v\n"
+        "SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, {n_head}, {n_head_kv}, {hd}, {interleaved}, {q_scale}) AS v\n"
         "FROM {in0} x JOIN rope r ON r.pos = x.pos" } },
     [IR_OP_KV_APPEND] = { "pos, k, v", {
         "SELECT pos, sqlm_slice(v, {q_dim}, {kv_dim}) AS k, sqlm_slice(v, {v_off}, {kv_dim}) AS v\n"
@@ -130,7 +130,7 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
     else if (KEY("n_head")) buf_appendf(b, "%d", c->n_head);
     else if (KEY("n_head_kv")) buf_appendf(b, "%d", c->n_head_kv);
     else if (KEY("hd")) buf_appendf(b, "%d", c->head_dim);
-    else if (KEY("n_rot")) buf_appendf(b, "%d", c->n_head + c->n_head_kv);
+    else if (KEY("q_scale")) buf_appendf(b, "%.9g", c->q_scale > 0 ? c->q_scale : 1.0f);
     else if (KEY("interleaved")) buf_appendf(b, "%d", c->rope_interleaved ? 1 : 0);
     else if (KEY("q_dim")) buf_appendf(b, "%lld", (long long)q_dim);
     else if (KEY("kv_dim")) buf_appendf(b, "%lld", (long long)kv_dim);

@@ -1,0 +1,527 @@
+/*
+ * test-sql.c - the SQL path (SQLite engine) against the goldens and against
+ * the C reference forward pass in tests/ref:
+ *   1. greedy ids of every golden prompt for stories260K (llama2.c),
+ *      TinyStories-656K (safetensors) and its Q8_0 GGUF (near-tie rule);
+ *   2. TinyStories-656K logits within 1e-4 max-abs of the float64 goldens,
+ *      for the 6 prompt positions (one prefill batch) and 8 decode steps;
+ *   3. random models of several shapes (MHA/GQA, tied/untied, biases, both
+ *      RoPE layouts, F32/F16/Q8_0/Q4_0, chunked tiles): logits vs reference;
+ *   4. every operator on its own: with CTE merging off each node is a table,
+ *      and each node's rows are recomputed in plain C from its input rows and
+ *      compared by normalised error.
+ * Run from the repository root (paths "../shared/...").
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../ref/ref.h"
+#include "../test.h"
+
+#define GOLDEN "../shared/golden/"
+#define MODELS "../shared/models/"
+
+static char tmpdir[64];
+
+static int json_ids(json_t *arr, int32_t *ids, int max) {
+    int n = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) if (n < max) ids[n++] = (int32_t)json_integer_value(v);
+    return n;
+}
+
+/* Import path into tmpdir/name.db and open it. */
+static bool import_open(const char *path, const char *name, const import_opts *o, modeldb *db) {
+    char out[256];
+    snprintf(out, sizeof out, "%s/%s.db", tmpdir, name);
+    import_opts def = { .wtype = -1 };
+    int rc = sqlm_import(path, out, o ? o : &def);
+    if (rc) {
+        fprintf(stderr, "import %s: %s\n", path, sqlm_errmsg());
+        CHECK_EQ(SQLM_OK, rc);
+        return false;
+    }
+    engine_opts eo = { .readonly = true };
+    rc = modeldb_open(db, out, "sqlite", &eo);
+    if (rc) fprintf(stderr, "open %s: %s\n", out, sqlm_errmsg());
+    CHECK_EQ(SQLM_OK, rc);
+    return rc == SQLM_OK;
+}
+
+static int argmax(const float *v, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b]) b = i;
+    return b;
+}
+
+/* ------------------------------------------------------ 1. golden ids */
+
+static void check_generation(const char *model_path, const char *golden, bool near_tie) {
+    modeldb db;
+    if (!import_open(model_path, "gen", NULL, &db)) return;
+    session *s;
+    session_opts so = { .ir = { .cte_merge = true } };
+    CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
+    FILE *f = fopen(golden, "r");
+    CHECK(f != NULL);
+    char *line = NULL;
+    size_t cap = 0;
+    while (f && getline(&line, &cap, f) > 0) {
+        json_error_t err;
+        json_t *rec = json_loads(line, 0, &err);
+        int32_t prompt[256], want[256];
+        int np = json_ids(json_object_get(rec, "prompt_ids"), prompt, 256);
+        int nw = json_ids(json_object_get(rec, "generated_ids"), want, 256);
+        json_t *margins = json_object_get(rec, "top2_margins");
+        int limit = nw;   /* steps that must match */
+        for (int i = 0; near_tie && margins && i < nw; i++)
+            if (json_real_value(json_array_get(margins, (size_t)i)) < 0.01) { limit = i; break; }
+        /* tokenizing the prompt text must give the golden prompt ids */
+        const char *text = json_string_value(json_object_get(rec, "prompt"));
+        int32_t *ids = NULL, n_ids = 0;
+        CHECK_EQ(SQLM_OK, tok_encode(db.tok, text, strlen(text), true, &ids, &n_ids));
+        if (!near_tie) {
+            bool same = n_ids == np && memcmp(ids, prompt, sizeof *ids * (size_t)np) == 0;
+            if (!same) fprintf(stderr, "  %s: prompt \"%s\" tokenized differently\n", golden, text);
+            CHECK(same);
+        }
+        free(ids);
+
+        CHECK_EQ(SQLM_OK, session_reset(s));
+        const float *lg;
+        int rc = session_eval(s, prompt, np, &lg), same = 0;
+        CHECK_EQ(SQLM_OK, rc);
+        for (int i = 0; !rc && i < nw; i++) {
+            int32_t t = argmax(lg, db.cfg.vocab_size);
+            if (t != want[i]) break;
+            same++;
+            if (i + 1 < nw) rc = session_eval(s, &t, 1, &lg);
+        }
+        fprintf(stderr, "  %s \"%s\": %d/%d equal (%d required)\n", golden, text, same, nw, limit);
+        CHECK(same >= limit);
+        json_decref(rec);
+    }
+    free(line);
+    if (f) fclose(f);
+    session_free(s);
+    modeldb_close(&db);
+}
+
+/* ----------------------------------------------------- 2. golden logits */
+
+static float *read_npy(const char *path, int *rows, int *cols) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    unsigned char h[10];
+    float *d = NULL;
+    if (fread(h, 1, 10, f) == 10 && memcmp(h, "\x93NUMPY", 6) == 0) {
+        int hl = h[8] | h[9] << 8;
+        char hdr[512] = { 0 };
+        if (hl < (int)sizeof hdr && fread(hdr, 1, (size_t)hl, f) == (size_t)hl &&
+            strstr(hdr, "'<f4'") && sscanf(strstr(hdr, "'shape': (") + 10, "%d, %d", rows, cols) == 2) {
+            d = malloc(sizeof *d * (size_t)*rows * (size_t)*cols);
+            if (d && fread(d, sizeof *d, (size_t)*rows * *cols, f) != (size_t)*rows * *cols) {
+                free(d);
+                d = NULL;
+            }
+        }
+    }
+    fclose(f);
+    return d;
+}
+
+static double max_abs(const float *a, const float *b, int n) {
+    double m = 0;
+    for (int i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
+    return m;
+}
+
+static void check_logits(void) {
+    const char *stem = GOLDEN "logits_TinyStories-656K-F32_once_upon_a_time";
+    char path[256];
+    snprintf(path, sizeof path, "%s.npy", stem);
+    int r8, c8, r6, c6;
+    float *steps = read_npy(path, &r8, &c8);
+    snprintf(path, sizeof path, "%s.prompt_positions.npy", stem);
+    float *pp = read_npy(path, &r6, &c6);
+    CHECK(steps && pp);
+    if (!steps || !pp) return;
+    CHECK_EQ(8, r8);
+    CHECK_EQ(6, r6);
+    modeldb db;
+    if (!import_open(MODELS "TinyStories-656K/model.safetensors", "logits", NULL, &db)) return;
+    const int32_t prompt[6] = { 1, 80, 147, 201, 282, 57 };
+    const int V = db.cfg.vocab_size;
+    CHECK_EQ(c8, V);
+    session *s;
+    session_opts so = { .ir = { .cte_merge = true, .all_logits = true } };
+    CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
+    const float *lg;
+    CHECK_EQ(SQLM_OK, session_eval(s, prompt, 6, &lg));   /* one prefill batch */
+    double worst = 0;
+    for (int i = 0; i < 6; i++) worst = fmax(worst, max_abs(lg + (size_t)i * V, pp + (size_t)i * V, V));
+    const float *last = lg + 5 * (size_t)V;
+    for (int st = 0; st < 8; st++) {
+        worst = fmax(worst, max_abs(last, steps + (size_t)st * V, V));
+        int32_t t = argmax(last, V);
+        if (st < 7) {
+            CHECK_EQ(SQLM_OK, session_eval(s, &t, 1, &lg));
+            last = lg;
+        }
+    }
+    fprintf(stderr, "  logits: max |sql - golden| over 14 rows = %.3g (bound 1e-4)\n", worst);
+    CHECK(worst < 1e-4);
+    session_free(s);
+    modeldb_close(&db);
+    free(steps);
+    free(pp);
+}
+
+/* --------------------------------------------- 3. random models vs ref */
+
+static double nmse(const float *a, const float *ref, size_t n) {
+    double e = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        e += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]);
+        m += (double)ref[i] * ref[i];
+    }
+    return m > 0 ? e / m : e;
+}
+
+typedef struct shape {
+    const char *what;
+    int dim, hidden, n_layer, n_head, n_head_kv, vocab;
+    bool tied, bias, interleaved;
+    int dtype;
+    size_t tile_bytes;
+    double bound;   /* NMSE bound on logits */
+} shape;
+
+static const shape shapes[] = {
+    { "MHA tied F32", 64, 160, 2, 4, 4, 96, true, false, true, DT_F32, 0, 1e-10 },
+    { "GQA untied biases rotate-half F32", 64, 128, 2, 8, 2, 80, false, true, false, DT_F32, 0, 1e-10 },
+    { "GQA tied chunked tiles F32", 96, 192, 3, 6, 3, 64, true, false, true, DT_F32, 128, 1e-10 },
+    { "GQA untied F16", 64, 96, 2, 4, 2, 72, false, false, true, DT_F16, 0, 1e-10 },
+    { "GQA tied Q8_0", 64, 128, 2, 4, 2, 96, true, false, true, DT_Q8_0, 0, 1e-9 },
+    { "MHA untied biases Q4_0", 128, 256, 2, 8, 8, 64, false, true, false, DT_Q4_0, 0, 1e-9 },
+    { "MHA untied biases Q8_0 hd32", 128, 256, 2, 4, 4, 64, false, true, false, DT_Q8_0, 0, 1e-9 },
+    { "MHA untied biases Q4_0 chunked", 128, 256, 2, 4, 4, 64, false, true, false, DT_Q4_0, 200, 1e-9 },
+};
+
+static bool synth_shape(const shape *sh, const char *path) {
+    synth_spec sp = { .name = sh->what, .tokenizer = NULL };
+    model_config *c = &sp.cfg;
+    snprintf(c->arch, sizeof c->arch, "%s", sh->interleaved ? "llama" : "qwen2");
+    c->dim = sh->dim, c->hidden_dim = sh->hidden, c->n_layer = sh->n_layer;
+    c->n_head = sh->n_head, c->n_head_kv = sh->n_head_kv, c->head_dim = sh->dim / sh->n_head;
+    c->vocab_size = sh->vocab, c->seq_len = 64, c->norm_eps = 1e-5f, c->rope_theta = 10000;
+    c->rope_interleaved = sh->interleaved, c->tied = sh->tied, c->qkv_bias = sh->bias;
+    int rc = synth_model(path, &sp, sh->dtype, 1234);
+    if (rc) fprintf(stderr, "synth %s: %s\n", sh->what, sqlm_errmsg());
+    return rc == SQLM_OK;
+}
+
+static void check_random_models(void) {
+    for (size_t k = 0; k < ARRAY_LEN(shapes); k++) {
+        const shape *sh = &shapes[k];
+        char gguf[256];
+        snprintf(gguf, sizeof gguf, "%s/rand%zu.gguf", tmpdir, k);
+        CHECK(synth_shape(sh, gguf));
+        model *m = NULL;
+        ref_model *r = NULL;
+        CHECK_EQ(SQLM_OK, model_open(gguf, NULL, &m));
+        if (!m) continue;
+        CHECK_EQ(SQLM_OK, ref_init(&r, m));
+        model_free(m);
+        if (!r) continue;
+        r->ggml_act = vec_act_type(sh->dtype) != DT_F32;   /* Q8_0 activations, as sqlm */
+        import_opts io = { .wtype = -1, .tile_bytes = sh->tile_bytes };
+        modeldb db;
+        if (!import_open(gguf, "rand", &io, &db)) { ref_free(r); continue; }
+        session *s;
+        session_opts so = { .ir = { .cte_merge = k % 2 == 0, .all_logits = true } };
+        CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
+        const int32_t toks[8] = { 1, 5, 9, 2, 17, 33, 4, 60 };
+        const int V = db.cfg.vocab_size;
+        const float *lg;
+        double worst = 0;
+        /* a prefill batch of 5, then 3 single decode steps */
+        CHECK_EQ(SQLM_OK, session_eval(s, toks, 5, &lg));
+        for (int i = 0; i < 8; i++) {
+            if (i >= 5) CHECK_EQ(SQLM_OK, session_eval(s, &toks[i], 1, &lg));
+            const float *want = ref_forward(r, toks[i], i);
+            const float *got = i < 5 ? lg + (size_t)i * V : lg;
+            worst = fmax(worst, nmse(got, want, (size_t)V));
+        }
+        fprintf(stderr, "  random %-34s logits NMSE %.2e (bound %.0e)\n", sh->what, worst, sh->bound);
+        CHECK(worst < sh->bound);
+        session_free(s);
+        modeldb_close(&db);
+        ref_free(r);
+    }
+}
+
+/* --------------------------------------------- 4. operators one by one */
+
+typedef struct rel {
+    int n;              /* rows */
+    int64_t key[64];    /* pos (or qpos*1000+kpos) */
+    float *v[64];       /* copied vectors */
+    int64_t len[64];
+} rel;
+
+static int rel_row(void *ctx, int nc, const db_val *v) {
+    rel *r = ctx;
+    if (r->n >= 64 || nc < 2) return 1;
+    int vi = nc - 1;
+    r->key[r->n] = nc == 3 ? v[0].i * 1000 + v[1].i : v[0].i;
+    r->len[r->n] = (int64_t)(v[vi].n / 4);
+    r->v[r->n] = malloc(v[vi].n + 4);
+    memcpy(r->v[r->n], v[vi].p, v[vi].n);
+    r->n++;
+    return 0;
+}
+
+static void rel_load(engine *e, const char *sql, rel *r) {
+    memset(r, 0, sizeof *r);
+    CHECK_EQ(SQLM_OK, e->m->query(e, sql, NULL, 0, rel_row, r));
+}
+
+static void rel_free(rel *r) {
+    for (int i = 0; i < r->n; i++) free(r->v[i]);
+}
+
+static const float *rel_get(const rel *r, int64_t key, int64_t *len) {
+    for (int i = 0; i < r->n; i++)
+        if (r->key[i] == key) {
+            *len = r->len[i];
+            return r->v[i];
+        }
+    return NULL;
+}
+
+/* The float32 rows of weight table w, dequantized from its tiles: [n_out][n_in]. */
+static float *load_weight(engine *e, const ir_weight *w) {
+    float *W = calloc((size_t)(w->n_out * w->n_in), sizeof *W);
+    const int64_t n_chunks = (w->n_in + w->chunk - 1) / w->chunk;
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT id, v FROM %s WHERE id = ?", w->name);
+    for (int64_t r0 = 0; r0 < w->n_out; r0 += w->tile_rows)
+        for (int64_t ch = 0; ch < n_chunks; ch++) {
+            db_val p = dbv_int(r0 / w->tile_rows * n_chunks + ch);
+            rel one;
+            memset(&one, 0, sizeof one);
+            CHECK_EQ(SQLM_OK, e->m->query(e, sql, &p, 1, rel_row, &one));
+            CHECK_EQ(1, one.n);
+            if (one.n == 1) {
+                int64_t c0 = ch * w->chunk, width = MIN(w->chunk, w->n_in - c0);
+                size_t rb;
+                dtype_row_bytes(w->dtype, (size_t)width, &rb);
+                int64_t rows = (int64_t)((size_t)one.len[0] * 4 / rb);
+                for (int64_t r = 0; r < rows; r++)
+                    dtype_to_f32(w->dtype, (const char *)one.v[0] + rb * (size_t)r,
+                                 W + (size_t)(r0 + r) * (size_t)w->n_in + (size_t)c0, (size_t)width);
+            }
+            rel_free(&one);
+        }
+    return W;
+}
+
+static void check_operators(void) {
+    const shape *sh = &shapes[1];   /* GQA, untied, biases, rotate-half, head_dim 8 */
+    char gguf[256];
+    snprintf(gguf, sizeof gguf, "%s/ops.gguf", tmpdir);
+    CHECK(synth_shape(sh, gguf));
+    modeldb db;
+    import_opts io = { .wtype = -1, .tile_bytes = 256 };   /* several tiles per matrix */
+    if (!import_open(gguf, "ops", &io, &db)) return;
+    session *s;
+    session_opts so = { .ir = { .cte_merge = false, .all_logits = true } };
+    CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
+    const int32_t toks[4] = { 3, 7, 11, 13 };
+    const float *lg;
+    CHECK_EQ(SQLM_OK, session_eval(s, toks, 3, &lg));
+    CHECK_EQ(SQLM_OK, session_eval(s, toks + 3, 1, &lg));   /* a decode step over the cache */
+
+    const model_config *c = &db.cfg;
+    const ir_graph *g = NULL;
+    ir_graph gg;
+    ir_opts o = { .cte_merge = false, .all_logits = true };
+    CHECK_EQ(SQLM_OK, ir_build_llama(&gg, c, db.weights, db.n_weights, &o));
+    g = &gg;
+    engine *e = db.e;
+    const int hd = c->head_dim;
+    int checked[IR_OP_COUNT] = { 0 };
+    double worst[IR_OP_COUNT] = { 0 };
+    char sql[256];
+    for (int i = 0; i < g->n_nodes; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->op == IR_OP_INPUT || n->op == IR_OP_QUANT || n->op == IR_OP_KV_APPEND) continue;
+        rel out, in0, in1;
+        const char *cols = n->op == IR_OP_ATTN_SCORE ? "qpos, kpos, s" : n->op == IR_OP_ATTN_MAX ? "qpos, mx" : "pos, v";
+        snprintf(sql, sizeof sql, "SELECT %s FROM %s", cols, n->name);
+        rel_load(e, sql, &out);
+        const ir_node *a = n->in[0] >= 0 ? &g->nodes[n->in[0]] : NULL;
+        /* the input of a matmul is the node before its quantization */
+        if (a && a->op == IR_OP_QUANT) a = &g->nodes[a->in[0]];
+        memset(&in0, 0, sizeof in0), memset(&in1, 0, sizeof in1);
+        if (a && a->op != IR_OP_INPUT) {
+            const char *ac = a->op == IR_OP_ATTN_SCORE ? "qpos, kpos, s" : a->op == IR_OP_ATTN_MAX ? "qpos, mx" : "pos, v";
+            snprintf(sql, sizeof sql, "SELECT %s FROM %s", ac, a->name);
+            rel_load(e, sql, &in0);
+        }
+        float *W = NULL, *gain = NULL;
+        if (n->op == IR_OP_MATMUL) W = load_weight(e, ir_find_weight(g, n->weight));
+        if (n->op == IR_OP_RMSNORM) {
+            rel gr;
+            snprintf(sql, sizeof sql, "SELECT layer, v FROM norm WHERE layer = %d AND kind = '%s'", n->layer, n->weight);
+            rel_load(e, sql, &gr);
+            CHECK_EQ(1, gr.n);
+            gain = gr.n ? gr.v[0] : NULL;   /* taken over from gr */
+        }
+        for (int row = 0; row < out.n; row++) {
+            int64_t key = out.key[row], len = out.len[row], l0 = 0, l1 = 0;
+            float *want = calloc((size_t)len + 1, sizeof *want);
+            const float *x = a ? rel_get(&in0, key, &l0) : NULL;
+            switch (n->op) {
+            case IR_OP_EMBED: {
+                const ir_weight *w = ir_find_weight(g, n->weight);
+                float *E = load_weight(e, w);
+                int tok = key < 4 ? toks[key] : 0;
+                memcpy(want, E + (size_t)tok * (size_t)w->n_in, sizeof *want * (size_t)len);
+                free(E);
+                break;
+            }
+            case IR_OP_RMSNORM: {
+                double ss = 0;
+                for (int64_t j = 0; j < l0; j++) ss += (double)x[j] * x[j];
+                for (int64_t j = 0; j < l0 && gain; j++) want[j] = (float)(x[j] / sqrt(ss / l0 + c->norm_eps) * gain[j]);
+                break;
+            }
+            case IR_OP_MATMUL: {
+                for (int64_t r = 0; r < n->n_out; r++) {
+                    double acc = 0;
+                    for (int64_t j = 0; j < n->n_in; j++) acc += (double)W[r * n->n_in + j] * x[j];
+                    want[r] = (float)acc;
+                }
+                if (n->bias) {
+                    rel br;
+                    snprintf(sql, sizeof sql, "SELECT layer, v FROM bias WHERE layer = %d", n->layer);
+                    rel_load(e, sql, &br);
+                    for (int64_t r = 0; r < n->n_out && br.n; r++) want[r] += br.v[0][r];
+                    rel_free(&br);
+                }
+                break;
+            }
+            case IR_OP_ROPE: {
+                memcpy(want, x, sizeof *want * (size_t)l0);
+                for (int h = 0; h < c->n_head + c->n_head_kv; h++)
+                    for (int j = 0; j < hd / 2; j++) {
+                        double ang = key * pow(c->rope_theta, -2.0 * j / hd);
+                        int p0 = c->rope_interleaved ? 2 * j : j, p1 = c->rope_interleaved ? 2 * j + 1 : j + hd / 2;
+                        float *v = want + h * hd;
+                        double qs = h < c->n_head && c->q_scale > 0 ? c->q_scale : 1.0;
+                        double x0 = (float)(x[h * hd + p0] * qs), x1 = (float)(x[h * hd + p1] * qs);
+                        v[p0] = (float)(x0 * cos(ang) - x1 * sin(ang));
+                        v[p1] = (float)(x0 * sin(ang) + x1 * cos(ang));
+                    }
+                break;
+            }
+            case IR_OP_ATTN_OUT: {
+                /* attention from the rope'd q,k,v rows: in0 = scores (skip), use the rope node */
+                const ir_node *rp = &g->nodes[g->nodes[n->in[0]].in[0]];
+                snprintf(sql, sizeof sql, "SELECT pos, v FROM %s", rp->name);
+                rel qkv;
+                rel_load(e, sql, &qkv);
+                snprintf(sql, sizeof sql, "SELECT pos, k FROM kv%d", n->layer);
+                rel kk;
+                rel_load(e, sql, &kk);
+                snprintf(sql, sizeof sql, "SELECT pos, v FROM kv%d", n->layer);
+                rel vv;
+                rel_load(e, sql, &vv);
+                const float *q = rel_get(&qkv, key, &l1);
+                for (int h = 0; q && h < c->n_head; h++) {
+                    int kh = h / (c->n_head / c->n_head_kv);
+                    double sc[64], mx = -1e300, z = 0;
+                    for (int p = 0; p <= key; p++) {
+                        int64_t lk;
+                        const float *k = rel_get(&kk, p, &lk);
+                        double d = 0;
+                        for (int j = 0; k && j < hd; j++) d += (double)q[h * hd + j] * k[kh * hd + j];
+                        sc[p] = d;
+                        mx = fmax(mx, d);
+                    }
+                    for (int p = 0; p <= key; p++) z += exp(sc[p] - mx);
+                    for (int p = 0; p <= key; p++) {
+                        int64_t lv;
+                        const float *v = rel_get(&vv, p, &lv);
+                        for (int j = 0; v && j < hd; j++) want[h * hd + j] += (float)(exp(sc[p] - mx) / z * v[kh * hd + j]);
+                    }
+                }
+                rel_free(&qkv), rel_free(&kk), rel_free(&vv);
+                break;
+            }
+            case IR_OP_ADD: {
+                snprintf(sql, sizeof sql, "SELECT pos, v FROM %s", g->nodes[n->in[1]].name);
+                rel_load(e, sql, &in1);
+                const float *y = rel_get(&in1, key, &l1);
+                for (int64_t j = 0; x && y && j < len; j++) want[j] = x[j] + y[j];
+                rel_free(&in1);
+                break;
+            }
+            case IR_OP_SWIGLU:
+                for (int64_t j = 0; x && j < len; j++)
+                    want[j] = (float)(x[j] / (1 + exp(-(double)x[j])) * x[len + j]);
+                break;
+            case IR_OP_LAST:
+                if (x) memcpy(want, x, sizeof *want * (size_t)len);
+                break;
+            default:
+                free(want);
+                want = NULL;
+                break;
+            }
+            if (want) {
+                double err = nmse(out.v[row], want, (size_t)len);
+                worst[n->op] = fmax(worst[n->op], err);
+                checked[n->op]++;
+                free(want);
+            }
+        }
+        free(W);
+        free(gain);
+        rel_free(&out), rel_free(&in0);
+    }
+    const int ops[] = { IR_OP_EMBED, IR_OP_RMSNORM, IR_OP_MATMUL, IR_OP_ROPE, IR_OP_ATTN_OUT,
+                        IR_OP_ADD, IR_OP_SWIGLU };
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++) {
+        fprintf(stderr, "  op %-10s %3d rows, NMSE %.2e (bound 1e-10)\n", ir_op_name(ops[i]),
+                checked[ops[i]], worst[ops[i]]);
+        CHECK(checked[ops[i]] > 0);
+        CHECK(worst[ops[i]] < 1e-10);
+    }
+    ir_free(&gg);
+    session_free(s);
+    modeldb_close(&db);
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/sqlm-test-XXXXXX");
+    if (!mkdtemp(tmpdir)) return 1;
+    check_generation(MODELS "stories260K/stories260K.bin", GOLDEN "generation_stories260K.jsonl", false);
+    check_generation(MODELS "TinyStories-656K/model.safetensors", GOLDEN "generation_TinyStories-656K-F32.jsonl", false);
+    check_generation(MODELS "TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf",
+                     GOLDEN "generation_TinyStories-656K-Q8_0.jsonl", true);
+    check_logits();
+    check_random_models();
+    check_operators();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    return TEST_DONE();
+}
