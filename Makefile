@@ -39,7 +39,20 @@ ASAN_FLAGS = -O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-p
 asan:
 	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt sqlm
 
-test: sqlm $(TESTS) asan
+# The README's two commands: `make demo` and `make test`.  Both install the
+# Debian packages they need first (scripts/install-deps.sh).
+deps:
+	@./scripts/install-deps.sh
+
+demo: deps
+	$(MAKE) sqlm
+	./sqlm import ../shared/models/stories260K/stories260K.bin -o stories260K.db
+	./sqlm run -m stories260K.db -p "Once upon a time" -n 64 --temp 0
+
+test: deps
+	$(MAKE) check
+
+check: sqlm $(TESTS) asan
 	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
 	@echo "== build-asan/test-corrupt"; ./build-asan/test-corrupt
 	@./tests/e2e.sh ./sqlm
@@ -50,5 +63,5 @@ bench: sqlm
 clean:
 	rm -rf build build-asan sqlm
 
-.PHONY: all test asan bench clean
+.PHONY: all deps demo test check asan bench clean
 .SECONDARY:

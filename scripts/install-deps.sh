@@ -1,0 +1,16 @@
+#!/bin/sh
+# Install what sqlm needs to build and test on Debian 12, once: the compiler,
+# SQLite and jansson development files, and clang's sanitizer runtime for the
+# ASan/UBSan tests.  Uses sudo when not root.  Does nothing when all is there.
+set -e
+PKGS="build-essential libsqlite3-dev libjansson-dev sqlite3"
+missing=""
+for p in $PKGS; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+echo "install-deps: installing$missing" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null

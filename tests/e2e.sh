@@ -1,0 +1,100 @@
+#!/bin/bash
+# tests/e2e.sh SQLM - the command line end to end on SQLite: import, greedy
+# generation against the golden text, the printed SQL program, and bad input
+# (wrong flags, missing or damaged files, a full disk) failing with a clear
+# message and without leaving a database that looks complete.
+set -u
+SQLM=$(realpath "$1")
+M=../shared/models
+G=../shared/golden
+T=$(mktemp -d /tmp/sqlm-e2e-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fail=0 pass=0
+
+ok()   { pass=$((pass + 1)); }
+bad()  { fail=$((fail + 1)); echo "e2e: FAIL: $*" >&2; }
+# expect_error DESC PATTERN CMD...: CMD must exit non-zero with PATTERN on stderr
+expect_error() {
+    local desc=$1 pat=$2; shift 2
+    if "$@" >"$T/out" 2>"$T/err"; then bad "$desc: succeeded"; return; fi
+    if grep -q -- "$pat" "$T/err"; then ok; else bad "$desc: stderr lacks '$pat': $(cat "$T/err")"; fi
+    if grep -q -i "sanitizer\|segmentation\|core dumped" "$T/err"; then bad "$desc: crashed"; fi
+}
+
+# --- import and generate: the golden text of stories260K
+"$SQLM" import $M/stories260K/stories260K.bin -o "$T/s.db" 2>"$T/err" || bad "import: $(cat "$T/err")"
+want=$(python3 -c "import json,sys
+for l in open('$G/generation_stories260K.jsonl'):
+    d=json.loads(l)
+    if d['prompt']=='Once upon a time': sys.stdout.write(d['prompt']+d['text'])")
+got=$("$SQLM" run -m "$T/s.db" -p "Once upon a time" -n 64 --temp 0 --ignore-eos 2>"$T/err")
+[ "$got" = "$want" ] && ok || bad "run: text differs from the golden:
+got:  $got
+want: $want"
+grep -q "^generation: 64 tokens, .* tok/s" "$T/err" && ok || bad "run: no generation timing line"
+grep -q "^peak RSS: " "$T/err" && ok || bad "run: no peak RSS line"
+
+# sampling is repeatable with a seed
+a=$("$SQLM" run -m "$T/s.db" -p "Lily" -n 20 --temp 0.9 -s 7 2>/dev/null)
+b=$("$SQLM" run -m "$T/s.db" -p "Lily" -n 20 --temp 0.9 -s 7 2>/dev/null)
+[ "$a" = "$b" ] && ok || bad "seeded sampling differs between runs"
+
+# a run never modifies the model database
+before=$(sha256sum < "$T/s.db")
+"$SQLM" run -m "$T/s.db" -p "x" -n 4 >/dev/null 2>&1
+[ "$(sha256sum < "$T/s.db")" = "$before" ] && ok || bad "run modified the model database"
+
+# the SQL program: products are queries over weight tables
+"$SQLM" sql -m "$T/s.db" >"$T/prog.sql" || bad "sql failed"
+grep -q "sqlm_matvec(w.v, x.v" "$T/prog.sql" && grep -q "CROSS JOIN blk0_qkv w" "$T/prog.sql" \
+    && grep -q "INSERT INTO kv0" "$T/prog.sql" && ok || bad "sql: program lacks weight-table products"
+
+# tokenize
+[ "$("$SQLM" tokenize -m "$T/s.db" "Once upon a time" | head -1)" = "1 403 407 261 378" ] && ok \
+    || bad "tokenize: wrong ids"
+[ "$("$SQLM" tokenize -m "$T/s.db" --no-special "Once upon a time" | head -1)" = "403 407 261 378" ] && ok \
+    || bad "tokenize --no-special: wrong ids"
+
+# --- the other two model formats import and run
+"$SQLM" import $M/TinyStories-656K -o "$T/st.db" 2>/dev/null && ok || bad "import safetensors folder"
+"$SQLM" import $M/TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf -o "$T/q8.db" 2>/dev/null && ok \
+    || bad "import gguf"
+"$SQLM" run -m "$T/q8.db" -p "The little dog" -n 8 --temp 0 >/dev/null 2>&1 && ok || bad "run gguf"
+
+# --- bad input: a clear message, nothing half-written
+expect_error "no command args" "usage" "$SQLM"
+expect_error "unknown command" "unknown command 'frob'" "$SQLM" frob
+expect_error "unknown option" "unknown option '--bogus'" "$SQLM" run -m "$T/s.db" --bogus
+expect_error "bad number" "expected a number" "$SQLM" run -m "$T/s.db" --temp abc
+expect_error "negative threads" "expected an integer" "$SQLM" run -m "$T/s.db" -t -3
+expect_error "missing -m" "no model database" "$SQLM" run -p hi
+expect_error "missing db" "cannot open model database" "$SQLM" run -m "$T/nope.db"
+expect_error "unknown engine" "unknown engine 'oracle'" "$SQLM" run -m "$T/s.db" --engine oracle
+expect_error "context too long" "context" "$SQLM" run -m "$T/s.db" -c 100000
+expect_error "import no output" "no output database" "$SQLM" import $M/stories260K/stories260K.bin
+expect_error "import missing file" "nope.gguf" "$SQLM" import "$T/nope.gguf" -o "$T/x.db"
+
+head -c 500000 $M/stories260K/stories260K.bin > "$T/trunc.bin"
+cp $M/stories260K/tok512.bin "$T/"
+expect_error "truncated checkpoint" "trunc.bin" "$SQLM" import "$T/trunc.bin" -o "$T/x.db"
+head -c 300000 $M/TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf > "$T/trunc.gguf"
+expect_error "truncated gguf" "trunc.gguf" "$SQLM" import "$T/trunc.gguf" -o "$T/x.db"
+[ ! -e "$T/x.db" ] && ok || bad "a failed import left $T/x.db"
+ls "$T"/x.db.tmp-* >/dev/null 2>&1 && bad "a failed import left a temporary file" || ok
+
+sqlite3 "$T/plain.db" "CREATE TABLE t(x); INSERT INTO t VALUES (1);"
+expect_error "not an sqlm db" "not an sqlm model database" "$SQLM" run -m "$T/plain.db"
+cp "$T/s.db" "$T/half.db"
+sqlite3 "$T/half.db" "DELETE FROM sqlm_meta WHERE key = 'complete'"
+expect_error "incomplete db" "incomplete database" "$SQLM" run -m "$T/half.db"
+head -c 4096 "$T/s.db" > "$T/cut.db"
+expect_error "truncated db" "cut.db" "$SQLM" run -m "$T/cut.db" -p hi
+
+# a full disk: the file size limit makes writes fail with EFBIG part-way
+( trap '' XFSZ; ulimit -f 256; exec "$SQLM" import $M/stories260K/stories260K.bin -o "$T/full.db" ) \
+    >/dev/null 2>"$T/err" && bad "import under a 256 KB file limit succeeded" || ok
+grep -q "full.db" "$T/err" && ok || bad "full disk: message does not name the file: $(cat "$T/err")"
+[ ! -e "$T/full.db" ] && ! ls "$T"/full.db.tmp-* >/dev/null 2>&1 && ok || bad "full disk left files"
+
+echo "tests/e2e.sh: $pass passed, $fail failed" >&2
+[ "$fail" = 0 ]
