@@ -10,6 +10,7 @@
  * read-only and all step and cache tables are TEMP tables.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -372,8 +373,18 @@ typedef struct sqlite_engine {
     int n_steps;
 } sqlite_engine;
 
+/* The driver's message, with the OS error behind an I/O failure (a full
+ * disk shows as "No space left on device" or "File too large"). */
+static const char *sq_msg(sqlite_engine *s, char *out, size_t n) {
+    int e = sqlite3_system_errno(s->db), x = sqlite3_extended_errcode(s->db);
+    snprintf(out, n, "%s%s%s%s", sqlite3_errmsg(s->db), e ? ": " : "", e ? strerror(e) : "",
+             x == SQLITE_IOERR_WRITE || x == SQLITE_FULL ? " (writing failed: is the disk full?)" : "");
+    return out;
+}
+
 static int sq_err(sqlite_engine *s, const char *what) {
-    return sqlm_error(SQLM_DB, "sqlite: %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+    char m[512];
+    return sqlm_error(SQLM_DB, "sqlite: %s: %s: %s", s->path, what, sq_msg(s, m, sizeof m));
 }
 
 static void sq_free_steps(sqlite_engine *s) {
@@ -401,8 +412,8 @@ static int sq_exec(engine *e, const char *sql) {
     sqlite_engine *s = (sqlite_engine *)e;
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int rc = sqlm_error(SQLM_DB, "sqlite: %s: %s (in: %.200s)", s->path,
-                            msg ? msg : sqlite3_errmsg(s->db), sql);
+        char m[512];
+        int rc = sqlm_error(SQLM_DB, "sqlite: %s: %s (in: %.200s)", s->path, sq_msg(s, m, sizeof m), sql);
         sqlite3_free(msg);
         return rc;
     }
