@@ -440,6 +440,7 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
     buf b;
     buf_init(&b);
     buf_puts(&b, "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;");
+    if (o->threads > 1) buf_appendf(&b, "PRAGMA threads = %d;", o->threads);
     if (o->create) {
         if (o->page_size) buf_appendf(&b, "PRAGMA page_size = %d;", o->page_size);
         buf_puts(&b, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;");

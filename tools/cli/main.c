@@ -6,6 +6,7 @@
  *            [--min-p P] [--repeat-penalty R] [-s SEED] [-c CTX] [-t N]
  *   sqlm sql -m model.db          print the SQL program of a decode step
  *   sqlm tokenize -m MODEL "text" print token ids, then the pieces
+ *   sqlm synth --like NAME -o x.gguf [--type T] [-s SEED]   random weights, real shapes
  *
  * tools/ may exit(); the library under src/ never does.
  */
@@ -42,7 +43,8 @@ static void usage(FILE *f) {
         "  import MODEL -o OUT.db   import a .gguf, .safetensors (or its folder) or llama2.c .bin\n"
         "  run -m DB -p PROMPT      generate text\n"
         "  sql -m DB                print the SQL program a decode step runs\n"
-        "  tokenize -m DB|FILE TEXT print token ids and pieces\n"
+        "  tokenize -m DB TEXT      print token ids and pieces\n"
+        "  synth --like NAME -o F   write a GGUF with random weights of a real model's shapes\n"
         "\n"
         "common options:\n"
         "  --engine NAME            database engine (default sqlite)\n"
@@ -70,6 +72,11 @@ static void usage(FILE *f) {
         "  --no-cte-merge           one statement per operator (ablation)\n"
         "  --verbose-prompt         print the prompt's token ids on stderr\n"
         "\n"
+        "synth options:\n"
+        "  --like NAME              tiny, stories110M, smollm2-135m, qwen2.5-0.5b,\n"
+        "                           tinyllama-1.1b, llama-3.2-1b\n"
+        "  --type T                 f32, f16, q8_0 (default) or q4_0; -s SEED (default 42)\n"
+        "\n"
         "tokenize options:\n"
         "  --no-special             do not add BOS/EOS\n");
 }
@@ -78,7 +85,7 @@ static void usage(FILE *f) {
 
 typedef struct args {
     const char *cmd;
-    const char *model, *prompt, *output, *engine, *tokenizer, *type;
+    const char *model, *prompt, *output, *engine, *tokenizer, *type, *like;
     const char *positional;
     long n_predict, n_ctx, threads, tile_bytes, repeat_last_n;
     double temp, top_p, min_p, repeat_penalty;
@@ -123,6 +130,7 @@ static void parse_args(int argc, char **argv, args *a) {
         else if (IS("--engine", "--engine")) a->engine = VAL();
         else if (IS("--tokenizer", "--tokenizer")) a->tokenizer = VAL();
         else if (IS("--type", "--type")) a->type = VAL();
+        else if (IS("--like", "--like")) a->like = VAL();
         else if (IS("-n", "--n-predict")) a->n_predict = parse_long(o, VAL(), -1, 1 << 30);
         else if (IS("-c", "--ctx-size")) a->n_ctx = parse_long(o, VAL(), 0, 1 << 24);
         else if (IS("-t", "--threads")) a->threads = parse_long(o, VAL(), 1, 1024);
@@ -152,18 +160,21 @@ static void parse_args(int argc, char **argv, args *a) {
 
 /* --------------------------------------------------------------- import */
 
+/* --type: a storage type sqlm computes with, or dflt when not given. */
+static int parse_type(const args *a, int dflt) {
+    static const struct { const char *n; int t; } types[] = {
+        { "f32", DT_F32 }, { "f16", DT_F16 }, { "q8_0", DT_Q8_0 }, { "q4_0", DT_Q4_0 } };
+    if (!a->type) return dflt;
+    for (size_t i = 0; i < ARRAY_LEN(types); i++)
+        if (strcasecmp(a->type, types[i].n) == 0) return types[i].t;
+    die("%s: --type must be f32, f16, q8_0 or q4_0, not '%s'", a->cmd, a->type);
+}
+
 static int cmd_import(args *a) {
     const char *in = a->positional;
     if (!in) die("import: which model file? (sqlm import MODEL -o OUT.db)");
     if (!a->output) die("import: no output database (-o OUT.db)");
-    int wtype = -1;
-    if (a->type) {
-        static const struct { const char *n; int t; } types[] = {
-            { "f32", DT_F32 }, { "f16", DT_F16 }, { "q8_0", DT_Q8_0 }, { "q4_0", DT_Q4_0 } };
-        for (size_t i = 0; i < ARRAY_LEN(types); i++)
-            if (strcasecmp(a->type, types[i].n) == 0) wtype = types[i].t;
-        if (wtype < 0) die("import: --type must be f32, f16, q8_0 or q4_0, not '%s'", a->type);
-    }
+    int wtype = parse_type(a, -1);
     import_opts o = { .engine = a->engine, .tok_path = a->tokenizer, .wtype = wtype,
                       .tile_bytes = (size_t)a->tile_bytes, .progress = true };
     double t0 = sqlm_now();
@@ -324,6 +335,23 @@ static int cmd_tokenize(args *a) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- synth */
+
+static int cmd_synth(args *a) {
+    const synth_spec *sp = a->like ? synth_like(a->like) : NULL;
+    if (!sp) {
+        fprintf(stderr, "%s: synth: --like must be one of:", prog);
+        for (int i = 0; synth_name(i); i++) fprintf(stderr, " %s", synth_name(i));
+        fputc('\n', stderr);
+        exit(1);
+    }
+    if (!a->output) die("synth: no output file (-o x.gguf)");
+    int rc = synth_model(a->output, sp, parse_type(a, DT_Q8_0), a->seed_set ? a->seed : 42);
+    if (rc) die_rc(rc, "synth");
+    fprintf(stderr, "synth: wrote %s (%s shapes, random weights)\n", a->output, sp->name);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
@@ -344,5 +372,6 @@ int main(int argc, char **argv) {
     if (!strcmp(a.cmd, "run")) return cmd_run(&a);
     if (!strcmp(a.cmd, "sql")) return cmd_sql(&a);
     if (!strcmp(a.cmd, "tokenize")) return cmd_tokenize(&a);
+    if (!strcmp(a.cmd, "synth")) return cmd_synth(&a);
     die("unknown command '%s' (see sqlm --help)", a.cmd);
 }
