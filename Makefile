@@ -20,7 +20,10 @@ REF_OBJ  = $(REF_SRC:%.c=$(B)/%.o)
 
 all: sqlm
 
-sqlm: $(B)/libsqlm.a $(B)/tools/cli/main.o
+sqlm: $(B)/sqlm
+	cp $< $@
+
+$(B)/sqlm: $(B)/libsqlm.a $(B)/tools/cli/main.o
 	$(CC) $(CFLAGS) -o $@ $(B)/tools/cli/main.o $(B)/libsqlm.a $(LDLIBS)
 
 $(B)/libsqlm.a: $(OBJ)
@@ -37,7 +40,7 @@ $(B)/test-%: tests/unit/test-%.c $(B)/libsqlm.a $(REF_OBJ) tests/test.h
 # The readers and tokenizer again, under AddressSanitizer and UBSan.
 ASAN_FLAGS = -O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
-	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt sqlm
+	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/sqlm
 
 # The README's two commands: `make demo` and `make test`.  Both install the
 # Debian packages they need first (scripts/install-deps.sh).
@@ -56,6 +59,7 @@ check: sqlm $(TESTS) asan
 	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
 	@echo "== build-asan/test-corrupt"; ./build-asan/test-corrupt
 	@./tests/e2e.sh ./sqlm
+	@echo "== tests/e2e.sh under ASan/UBSan"; ./tests/e2e.sh ./build-asan/sqlm
 
 bench: sqlm
 	./bench/run.sh

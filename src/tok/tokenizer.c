@@ -757,10 +757,30 @@ static size_t pre_llama3(const char *s, size_t len, size_t i, size_t max_digits)
     return space_run(s, len, i);
 }
 
-static size_t pre_next(int pre, const char *s, size_t len, size_t i) {
+/*
+ * End of the pre-token of pattern pre that starts at i < len.  *seg carries
+ * the end of the current digit-free segment for smollm between calls over
+ * one text (start it at 0).
+ */
+static size_t pretok_next(int pre, const char *s, size_t len, size_t i, size_t *seg) {
     switch (pre) {
     case PRE_LLAMA3: return pre_llama3(s, len, i, 3);
     case PRE_QWEN2: return pre_llama3(s, len, i, 1);
+    case PRE_SMOLLM: {
+        uch c;
+        if (i >= *seg) {
+            uch_at(s, len, i, &c);
+            if (c.cat == UCAT_NUMBER) return i + c.n;
+            size_t end = i;
+            while (end < len) {
+                uch_at(s, len, end, &c);
+                if (c.cat == UCAT_NUMBER) break;
+                end += c.n;
+            }
+            *seg = end;
+        }
+        return pre_gpt2(s, *seg, i);
+    }
     default: return pre_gpt2(s, len, i);
     }
 }
@@ -793,33 +813,11 @@ static void bpe_word(const tokenizer *t, work *w, const char *p, size_t n, idvec
 
 /* Pre-tokenize one fragment of plain (already normalised) text and BPE it. */
 static void bpe_fragment(const tokenizer *t, work *w, const char *s, size_t len, idvec *o) {
-    if (t->pre != PRE_SMOLLM) {
-        for (size_t i = 0; i < len && !w->oom;) {
-            size_t e = pre_next(t->pre, s, len, i);
-            bpe_word(t, w, s + i, e - i, o);
-            i = e;
-        }
-        return;
-    }
-    uch c;
+    size_t seg = 0;
     for (size_t i = 0; i < len && !w->oom;) {
-        uch_at(s, len, i, &c);
-        if (c.cat == UCAT_NUMBER) {
-            bpe_word(t, w, s + i, c.n, o);
-            i += c.n;
-            continue;
-        }
-        size_t end = i;
-        while (end < len) {
-            uch_at(s, len, end, &c);
-            if (c.cat == UCAT_NUMBER) break;
-            end += c.n;
-        }
-        while (i < end && !w->oom) {
-            size_t e = pre_gpt2(s, end, i);
-            bpe_word(t, w, s + i, e - i, o);
-            i = e;
-        }
+        size_t e = pretok_next(t->pre, s, len, i, &seg);
+        bpe_word(t, w, s + i, e - i, o);
+        i = e;
     }
 }
 

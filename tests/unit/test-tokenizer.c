@@ -5,6 +5,9 @@
  * the golden marks a disputed case).  Also: a vocab copied field by field (as
  * the model database stores it) must encode identically, hostile inputs must
  * finish quickly, and bad tokenizer files must fail with a clear message.
+ * The hand-written split patterns are checked against the splits of Python's
+ * `regex` module (tests/data/pretok_cases.jsonl, tools/gen_pretok_cases.py),
+ * and NFC against unicodedata.
  *
  * Run from the repository root.  `test-tokenizer --bench [MB]` measures
  * encoding throughput instead.
@@ -14,7 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/sqlm-int.h"
+/* the tokenizer itself, to reach its static pre-tokenizers */
+#include "../../src/tok/tokenizer.c"
 #include "../test.h"
 
 #define GOLDEN "../shared/golden/"
@@ -270,6 +274,61 @@ static void check_prompts(const char *golden, const char *model_path, const char
     else vocab_free(&v);
 }
 
+/* The split patterns against an independent regex engine's splits. */
+static void check_pretok(void) {
+    FILE *f = fopen("tests/data/pretok_cases.jsonl", "r");
+    CHECK(f != NULL);
+    if (!f) return;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0, bad = 0;
+    while (getline(&line, &cap, f) > 0) {
+        json_t *r = json_loads(line, 0, NULL);
+        const json_t *jt = json_object_get(r, "text"), *sp = json_object_get(r, "splits");
+        const char *text = json_string_value(jt);
+        size_t len = json_string_length(jt), seg = 0, k = 0;
+        int pre = pre_from_name(json_string_value(json_object_get(r, "pre")));
+        bool ok = pre >= 0;
+        for (size_t i = 0; ok && i < len; k++) {
+            size_t e = pretok_next(pre, text, len, i, &seg);
+            const json_t *want = json_array_get(sp, k);
+            ok = e > i && want && json_string_length(want) == e - i &&
+                 memcmp(json_string_value(want), text + i, e - i) == 0;
+            i = e;
+        }
+        ok = ok && k == json_array_size(sp);
+        CHECK(ok);
+        if (!ok && bad++ < 5) fprintf(stderr, "  pre-tokenizer differs: %s", line);
+        n++;
+        json_decref(r);
+    }
+    free(line);
+    fclose(f);
+    printf("%-46s %d strings: %d ok\n", "pre-tokenizer splits vs Python regex", n, n - bad);
+}
+
+/* NFC of a few hard cases (expected values from Python's unicodedata). */
+static void check_nfc(void) {
+    static const char *const cases[][2] = {
+        {"cafe\xcc\x81", "caf\xc3\xa9"},                            /* e + acute */
+        {"\xe1\xb8\x8b\xcc\xa3", "\xe1\xb8\x8d\xcc\x87"},              /* reordering */
+        {"\xe1\x84\x92\xe1\x85\xa1\xe1\x86\xab", "\xed\x95\x9c"},       /* Hangul L V T */
+        {"\xe2\x84\xab", "\xc3\x85"},                               /* Angstrom sign */
+        {"a\xcc\x8a\xcc\x81", "\xc7\xbb"},                            /* a ring acute */
+        {"\xe0\xa4\x95\xe0\xa4\xbc", "\xe0\xa4\x95\xe0\xa4\xbc"},       /* exclusion */
+        {"x\xff\xcc\x81y", "x\xff\xcc\x81y"},                         /* invalid byte */
+        {"plain ascii", "plain ascii"},
+    };
+    buf b;
+    buf_init(&b);
+    for (size_t k = 0; k < ARRAY_LEN(cases); k++) {
+        buf_reset(&b);
+        tok_nfc(cases[k][0], strlen(cases[k][0]), &b);
+        CHECK_STR(cases[k][1], b.p);
+    }
+    buf_free(&b);
+}
+
 static int bench(double mb) {
     /* English prose: the English lines of the corpus, shuffled into 1 KB
      * paragraphs, repeated to the requested size. */
@@ -360,6 +419,8 @@ int main(int argc, char **argv) {
                   MODELS "TinyStories-656K/tokenizer.json");
     check_prompts(GOLDEN "generation_TinyStories-656K-Q8_0.jsonl",
                   MODELS "TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf", NULL);
+    check_pretok();
+    check_nfc();
     check_bad_files();
     return TEST_DONE();
 }
