@@ -326,6 +326,26 @@ static void check_nfc(void) {
         tok_nfc(cases[k][0], strlen(cases[k][0]), &b);
         CHECK_STR(cases[k][1], b.p);
     }
+    /* random strings (tools/gen_pretok_cases.py --nfc) */
+    FILE *f = fopen("tests/data/nfc_cases.jsonl", "r");
+    CHECK(f != NULL);
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0, bad = 0;
+    while (f && getline(&line, &cap, f) > 0) {
+        json_t *r = json_loads(line, 0, NULL);
+        const json_t *jt = json_object_get(r, "text"), *jn = json_object_get(r, "nfc");
+        buf_reset(&b);
+        tok_nfc(json_string_value(jt), json_string_length(jt), &b);
+        bool ok = b.len == json_string_length(jn) && memcmp(b.p, json_string_value(jn), b.len) == 0;
+        CHECK(ok);
+        if (!ok && bad++ < 5) fprintf(stderr, "  NFC differs: %s", line);
+        n++;
+        json_decref(r);
+    }
+    free(line);
+    if (f) fclose(f);
+    printf("%-46s %d strings: %d ok\n", "NFC vs Python unicodedata", n, n - bad);
     buf_free(&b);
 }
 
