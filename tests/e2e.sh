@@ -55,6 +55,26 @@ grep -q "sqlm_matvec(w.v, x.v" "$T/prog.sql" && grep -q "CROSS JOIN blk0_qkv w" 
 [ "$("$SQLM" tokenize -m "$T/s.db" --no-special "Once upon a time" | head -1)" = "403 407 261 378" ] && ok \
     || bad "tokenize --no-special: wrong ids"
 
+# tokenize straight from tokenizer files: the golden ids (first corpus string)
+for spec in "Llama-3:llama3-tokenizer/tokenizer.json" "Qwen3:qwen3-tokenizer/tokenizer.json" \
+            "Llama-2-spm:llama2-tokenizer/tokenizer.model" "Llama-2-spm:llama2-tokenizer/tokenizer.bin" \
+            "SmolLM2-135M:SmolLM2-tokenizer/tokenizer.json" "stories260K-tok512:stories260K/tok512.bin"; do
+    name=${spec%%:*} file=${spec#*:}
+    text=$(python3 -c "import json; print(json.loads(open('$G/tokenizer_$name.jsonl').readline())['text'], end='')")
+    want=$(python3 -c "import json; d=json.loads(open('$G/tokenizer_$name.jsonl').readline()); print(' '.join(map(str, d['ids_with_special'])))")
+    got=$("$SQLM" tokenize -m "$M/$file" "$text" 2>&1 | head -1)
+    [ "$got" = "$want" ] && ok || bad "tokenize $file: got '$got', want '$want'"
+done
+expect_error "tokenize missing file" "nope.json" "$SQLM" tokenize -m "$T/nope.json" hi
+
+# chat: a conversation piped in, rendered with the model's (guessed) template
+printf 'Hello there\nTell me a story\n' | "$SQLM" chat -m "$T/s.db" -n 8 --temp 0 --system "Be kind" \
+    --verbose-prompt >"$T/chat.out" 2>"$T/chat.err" && ok || bad "chat failed: $(cat "$T/chat.err")"
+[ "$(grep -c '\[INST\]' "$T/chat.err")" -ge 3 ] && grep -q "Be kind" "$T/chat.err" && ok \
+    || bad "chat: prompt not rendered with the llama2 template and system prompt"
+[ "$(wc -l < "$T/chat.out")" -ge 2 ] && ok || bad "chat: expected two replies"
+expect_error "chat bad template" "unknown --chat-template" "$SQLM" chat -m "$T/s.db" --chat-template nope
+
 # --- the other two model formats import and run
 "$SQLM" import $M/TinyStories-656K -o "$T/st.db" 2>/dev/null && ok || bad "import safetensors folder"
 "$SQLM" import $M/TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf -o "$T/q8.db" 2>/dev/null && ok \

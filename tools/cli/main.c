@@ -5,6 +5,7 @@
  *   sqlm run -m model.db -p "text" [-n N] [--temp T] [--top-k K] [--top-p P]
  *            [--min-p P] [--repeat-penalty R] [-s SEED] [-c CTX] [-t N]
  *   sqlm sql -m model.db          print the SQL program of a decode step
+ *   sqlm chat -m model.db [--system TEXT]   interactive chat in the terminal
  *   sqlm tokenize -m MODEL "text" print token ids, then the pieces
  *   sqlm synth --like NAME -o x.gguf [--type T] [-s SEED]   random weights, real shapes
  *
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../../src/sqlm-int.h"
 
@@ -43,7 +45,10 @@ static void usage(FILE *f) {
         "  import MODEL -o OUT.db   import a .gguf, .safetensors (or its folder) or llama2.c .bin\n"
         "  run -m DB -p PROMPT      generate text\n"
         "  sql -m DB                print the SQL program a decode step runs\n"
-        "  tokenize -m DB TEXT      print token ids and pieces\n"
+        "  chat -m DB               interactive chat (chat template from the model)\n"
+        "  tokenize -m MODEL TEXT   print token ids and pieces; MODEL is a model database\n"
+        "                           or a tokenizer file (tokenizer.json, tokenizer.model,\n"
+        "                           tokenizer.bin/tok512.bin, .gguf)\n"
         "  synth --like NAME -o F   write a GGUF with random weights of a real model's shapes\n"
         "\n"
         "common options:\n"
@@ -72,6 +77,10 @@ static void usage(FILE *f) {
         "  --no-cte-merge           one statement per operator (ablation)\n"
         "  --verbose-prompt         print the prompt's token ids on stderr\n"
         "\n"
+        "chat options (and run's sampling options):\n"
+        "  --system TEXT            system prompt\n"
+        "  --chat-template NAME     chatml, llama2, llama3 or zephyr instead of the model's\n"
+        "\n"
         "synth options:\n"
         "  --like NAME              tiny, stories110M, smollm2-135m, qwen2.5-0.5b,\n"
         "                           tinyllama-1.1b, llama-3.2-1b\n"
@@ -85,7 +94,7 @@ static void usage(FILE *f) {
 
 typedef struct args {
     const char *cmd;
-    const char *model, *prompt, *output, *engine, *tokenizer, *type, *like;
+    const char *model, *prompt, *output, *engine, *tokenizer, *type, *like, *system, *tmpl;
     const char *positional;
     long n_predict, n_ctx, threads, tile_bytes, repeat_last_n;
     double temp, top_p, min_p, repeat_penalty;
@@ -131,6 +140,8 @@ static void parse_args(int argc, char **argv, args *a) {
         else if (IS("--tokenizer", "--tokenizer")) a->tokenizer = VAL();
         else if (IS("--type", "--type")) a->type = VAL();
         else if (IS("--like", "--like")) a->like = VAL();
+        else if (IS("--system", "-sys")) a->system = VAL();
+        else if (IS("--chat-template", "--chat-template")) a->tmpl = VAL();
         else if (IS("-n", "--n-predict")) a->n_predict = parse_long(o, VAL(), -1, 1 << 30);
         else if (IS("-c", "--ctx-size")) a->n_ctx = parse_long(o, VAL(), 0, 1 << 24);
         else if (IS("-t", "--threads")) a->threads = parse_long(o, VAL(), 1, 1024);
@@ -314,23 +325,184 @@ static int cmd_sql(args *a) {
 
 /* ------------------------------------------------------------- tokenize */
 
+static bool is_sqlite_file(const char *path) {
+    char magic[16] = { 0 };
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    size_t n = fread(magic, 1, sizeof magic, f);
+    fclose(f);
+    return n == sizeof magic && memcmp(magic, "SQLite format 3", 16) == 0;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* A vocabulary from a tokenizer file or a model file. */
+static void read_vocab_file(const char *path, vocab *v, model **m) {
+    int rc;
+    *m = NULL;
+    vocab_init(v);
+    if (ends_with(path, ".json")) rc = tok_read_json(v, path);
+    else if (ends_with(path, ".model")) rc = tok_read_spm_model(v, path);
+    else if (ends_with(path, "tokenizer.bin") || ends_with(path, "tok512.bin") ||
+             (ends_with(path, ".bin") && strstr(path, "tok")))
+        rc = llama2c_read_tokenizer(v, path, 0);
+    else {
+        rc = model_open(path, NULL, m);   /* GGUF, safetensors folder, llama2.c checkpoint */
+        if (!rc) *v = (*m)->voc;
+    }
+    if (rc) die_rc(rc, "tokenize");
+    if (v->n == 0) die("tokenize: %s has no vocabulary", path);
+}
+
 static int cmd_tokenize(args *a) {
     if (!a->model) die("tokenize: no model (-m model.db, or a tokenizer file)");
     const char *text = a->positional ? a->positional : a->prompt ? a->prompt : "";
     modeldb db;
-    open_db(a, &db);
-    if (!db.tok) die("tokenize: %s has no vocabulary", a->model);
+    model *m = NULL;
+    vocab own;
+    const vocab *v;
+    tokenizer *tok;
+    bool from_db = is_sqlite_file(a->model);
+    if (from_db) {
+        open_db(a, &db);
+        if (!db.tok) die("tokenize: %s has no vocabulary", a->model);
+        v = &db.voc;
+        tok = db.tok;
+    } else {
+        read_vocab_file(a->model, &own, &m);
+        v = &own;
+        int rc = tok_init(&tok, v);
+        if (rc) die_rc(rc, "tokenize");
+    }
     int32_t *ids, n;
-    int rc = tok_encode(db.tok, text, strlen(text), !a->no_special, &ids, &n);
+    int rc = tok_encode(tok, text, strlen(text), !a->no_special, &ids, &n);
     if (rc) die_rc(rc, "tokenize");
     for (int i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
     putchar('\n');
     for (int i = 0; i < n; i++) {
         printf("%s", i ? " " : "");
-        fwrite(db.voc.tok[ids[i]], 1, db.voc.tok_len[ids[i]], stdout);
+        fwrite(v->tok[ids[i]], 1, v->tok_len[ids[i]], stdout);
     }
     putchar('\n');
     free(ids);
+    if (from_db) {
+        modeldb_close(&db);
+    } else {
+        tok_free(tok);
+        if (m) model_free(m);   /* owns the vocabulary */
+        else vocab_free(&own);
+    }
+    return 0;
+}
+
+/* ----------------------------------------------------------------- chat */
+
+static bool vocab_has_piece(void *ctx, const char *piece) {
+    const vocab *v = ctx;
+    size_t n = strlen(piece);
+    for (int32_t i = 0; i < v->n; i++)
+        if (v->tok_len[i] == n && memcmp(v->tok[i], piece, n) == 0) return true;
+    return false;
+}
+
+static const char *piece_or_empty(const vocab *v, int32_t id) {
+    return id >= 0 && id < v->n && v->special_in_text ? v->tok[id] : "";
+}
+
+/*
+ * An interactive chat: each turn renders the whole conversation with the
+ * model's chat template, feeds only the tokens past what the KV cache holds,
+ * and generates until end of turn.  Lines are read from stdin; an empty line
+ * or end of input ends the chat.
+ */
+static int cmd_chat(args *a) {
+    modeldb db;
+    open_db(a, &db);
+    if (!db.tok) die("chat: %s has no vocabulary", a->model);
+    const char *tmpl = a->tmpl ? chat_builtin(a->tmpl) : chat_vocab_template(&db.voc);
+    if (a->tmpl && !tmpl) die("chat: unknown --chat-template '%s' (chatml, llama2, llama3, zephyr)", a->tmpl);
+    if (!tmpl) tmpl = chat_builtin(chat_guess_style(vocab_has_piece, &db.voc, db.voc.type == VOCAB_SPM));
+    if (!tmpl) tmpl = chat_builtin("chatml");
+    session *s;
+    session_opts so = { .ir = { .cte_merge = !a->no_cte }, .n_ctx = (int)a->n_ctx };
+    int rc = session_init(&s, &db, &so);
+    if (rc) die_rc(rc, "chat");
+    const int n_ctx = so.n_ctx > 0 ? so.n_ctx : db.cfg.seq_len;
+    sampler_opts sp = { .temp = (float)a->temp, .top_k = (int)a->top_k, .top_p = (float)a->top_p,
+                        .min_p = (float)a->min_p, .repeat_penalty = (float)a->repeat_penalty,
+                        .repeat_last_n = (int)a->repeat_last_n,
+                        .seed = a->seed_set ? a->seed : (uint64_t)time(NULL) };
+    uint64_t rng = sp.seed * 0x9E3779B97F4A7C15ull + 1;
+    chat_msg *msgs = calloc(1024, sizeof *msgs);
+    int n_msgs = 0;
+    if (a->system) msgs[n_msgs++] = (chat_msg){ "system", a->system };
+    int32_t *hist = malloc(sizeof *hist * (size_t)n_ctx);   /* tokens in the KV cache */
+    float *logits = malloc(sizeof *logits * (size_t)db.cfg.vocab_size);
+    int n_hist = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    buf text, out;
+    buf_init(&text), buf_init(&out);
+    bool tty = isatty(0);
+    for (;;) {
+        if (tty) fputs("> ", stdout), fflush(stdout);
+        ssize_t len = getline(&line, &cap, stdin);
+        if (len <= 0) break;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (len == 0) break;
+        if (n_msgs + 2 > 1024) die("chat: too many turns");
+        msgs[n_msgs++] = (chat_msg){ "user", sqlm_strdup(line) };
+        buf_reset(&text);
+        bool specials = db.voc.special_in_text;
+        rc = chat_render(tmpl, msgs, n_msgs, true, piece_or_empty(&db.voc, db.voc.bos),
+                         piece_or_empty(&db.voc, db.voc.eos), &text);
+        if (rc) die_rc(rc, "chat: chat template");
+        if (a->verbose_prompt) fprintf(stderr, "[prompt]\n%s[/prompt]\n", text.p);
+        int32_t *ids, n;
+        if ((rc = tok_encode(db.tok, text.p, text.len, !specials, &ids, &n))) die_rc(rc, "chat");
+        int keep = 0;   /* tokens already in the cache */
+        while (keep < n_hist && keep < n && hist[keep] == ids[keep]) keep++;
+        if (keep < n_hist || keep == n) {   /* the template rewrote history: start over */
+            if ((rc = session_reset(s))) die_rc(rc, "chat");
+            keep = n_hist = 0;
+        }
+        if (n >= n_ctx) die("chat: conversation of %d tokens exceeds the context of %d", n, n_ctx);
+        const float *lg;
+        if ((rc = session_eval(s, ids + keep, n - keep, &lg))) die_rc(rc, "chat");
+        memcpy(hist, ids, sizeof *ids * (size_t)n);
+        n_hist = n;
+        free(ids);
+        buf_reset(&out);
+        buf reply;
+        buf_init(&reply);
+        for (int i = 0; a->n_predict < 0 || i < a->n_predict; i++) {
+            memcpy(logits, lg, sizeof *logits * (size_t)db.cfg.vocab_size);
+            int32_t next = sample_next(&sp, logits, db.cfg.vocab_size, hist, n_hist, &rng);
+            if (next == db.voc.eos || next == db.voc.eot) break;
+            size_t before = out.len;
+            tok_decode(db.tok, hist[n_hist - 1], next, &out);
+            buf_append(&reply, out.p + before, out.len - before);
+            flush_utf8(&out, false);
+            hist[n_hist++] = next;
+            if (n_hist >= n_ctx) {
+                fprintf(stderr, "\n%s: context full (%d tokens)\n", prog, n_ctx);
+                break;
+            }
+            if ((rc = session_eval(s, &next, 1, &lg))) die_rc(rc, "chat");
+        }
+        flush_utf8(&out, true);
+        putchar('\n');
+        msgs[n_msgs++] = (chat_msg){ "assistant", buf_detach(&reply) };
+        if (n_hist >= n_ctx) break;
+    }
+    for (int i = 0; i < n_msgs; i++)
+        if (msgs[i].content != a->system) free((char *)msgs[i].content);
+    free(msgs), free(hist), free(logits), free(line);
+    buf_free(&text), buf_free(&out);
+    session_free(s);
     modeldb_close(&db);
     return 0;
 }
@@ -372,6 +544,7 @@ int main(int argc, char **argv) {
     if (!strcmp(a.cmd, "run")) return cmd_run(&a);
     if (!strcmp(a.cmd, "sql")) return cmd_sql(&a);
     if (!strcmp(a.cmd, "tokenize")) return cmd_tokenize(&a);
+    if (!strcmp(a.cmd, "chat")) return cmd_chat(&a);
     if (!strcmp(a.cmd, "synth")) return cmd_synth(&a);
     die("unknown command '%s' (see sqlm --help)", a.cmd);
 }
