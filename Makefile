@@ -61,7 +61,11 @@ check: sqlm $(TESTS) asan
 	@./tests/e2e.sh ./sqlm
 	@echo "== tests/e2e.sh under ASan/UBSan"; ./tests/e2e.sh ./build-asan/sqlm
 
-bench: sqlm
+$(B)/tokbench: bench/tokbench.c $(B)/libsqlm.a
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)
+
+bench: deps
+	$(MAKE) sqlm $(B)/tokbench
 	./bench/run.sh
 
 clean:
