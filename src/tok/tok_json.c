@@ -29,7 +29,7 @@ static const char *str_of(const json_t *o, const char *key) {
     return json_string_value(json_object_get(o, key));
 }
 
-/* Call fn on o and, for a {"type": "Sequence"}, on each element. */
+/* The step of this type in a pipeline: o itself or inside its Sequence lists. */
 static const json_t *find_step(const json_t *o, const char *type) {
     if (!json_is_object(o)) return NULL;
     const char *t = str_of(o, "type");
@@ -41,6 +41,28 @@ static const json_t *find_step(const json_t *o, const char *type) {
         json_array_foreach(a, i, e) {
             const json_t *f = find_step(e, type);
             if (f) return f;
+        }
+    }
+    return NULL;
+}
+
+/* The first step type in pipeline o that is not in allowed (NULL: all are). */
+static const char *unknown_step(const json_t *o, const char *const *allowed) {
+    if (!json_is_object(o)) return NULL;
+    const char *t = str_of(o, "type");
+    if (!t) return "(no type)";
+    if (strcmp(t, "Sequence") != 0) {
+        for (size_t k = 0; allowed[k]; k++)
+            if (strcmp(t, allowed[k]) == 0) return NULL;
+        return t;
+    }
+    static const char *const lists[] = {"normalizers", "pretokenizers"};
+    for (size_t k = 0; k < ARRAY_LEN(lists); k++) {
+        const json_t *a = json_object_get(o, lists[k]), *e;
+        size_t i;
+        json_array_foreach(a, i, e) {
+            const char *u = unknown_step(e, allowed);
+            if (u) return u;
         }
     }
     return NULL;
@@ -261,7 +283,26 @@ int tok_read_json(vocab *v, const char *path) {
         v->n_merges = (int32_t)i + 1;
     }
 
-    /* The pipeline, mapped onto the vocab's settings. */
+    /* The pipeline, mapped onto the vocab's settings; steps we do not
+     * implement are refused rather than silently skipped. */
+    static const char *const bpe_norm[] = {"NFC", NULL};
+    static const char *const bpe_pre[] = {"ByteLevel", "Split", "Digits", NULL};
+    static const char *const spm_norm[] = {"Prepend", "Replace", "NFC", NULL};
+    static const char *const spm_pre[] = {"Metaspace", NULL};
+    const char *bad = unknown_step(norm, byte_level ? bpe_norm : spm_norm);
+    const char *bad_pre = unknown_step(pretok, byte_level ? bpe_pre : spm_pre);
+    if (bad || bad_pre) {
+        rc = sqlm_error(SQLM_UNSUPPORTED, "%s: %s step \"%s\" not supported", path,
+                        bad ? "normalizer" : "pre_tokenizer", bad ? bad : bad_pre);
+        goto fail;
+    }
+    const json_t *bl = find_step(pretok, "ByteLevel");
+    if (byte_level && !find_step(pretok, "Split") && !find_step(pretok, "Digits") && bl &&
+        json_is_false(json_object_get(bl, "use_regex"))) {
+        rc = sqlm_error(SQLM_UNSUPPORTED, "%s: ByteLevel without a split pattern not supported",
+                        path);
+        goto fail;
+    }
     v->special_in_text = 1;
     v->nfc = find_step(norm, "NFC") != NULL;
     v->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
