@@ -27,6 +27,13 @@ static inline float hsum256(__m256 v) {
     lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
     return _mm_cvtss_f32(lo);
 }
+
+static inline int hsum_i32_8(__m256i v) {
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(h);
+}
 #endif
 
 float vec_dot_f32(const float *a, const float *b, size_t n) {
@@ -66,37 +73,47 @@ static float dot_f16(const uint16_t *a, const float *b, size_t n) {
     return s;
 }
 
+/*
+ * Q8_0 x Q8_0 as llama.cpp's x86 CPU backend rounds it: each block's integer
+ * dot product is exact, then the float accumulator takes one fused
+ * multiply-add per block, acc = fma(isum, d_w * d_x, acc), in block order.
+ * (An 8-lane accumulator with a final horizontal sum differs in the last bit
+ * now and then, which flips a Q8_0 rounding downstream at near-ties.)
+ */
 static float dot_q8_0(const block_q8_0 *w, const block_q8_0 *x, size_t nb) {
     float s = 0;
-#ifdef VEC_AVX2
-    __m256 acc = _mm256_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
+        int sum;
+#ifdef VEC_AVX2
         __m256i qw = _mm256_loadu_si256((const __m256i *)w[b].qs);
         __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
         /* |w| * sign(x, w) keeps maddubs's unsigned-by-signed form exact. */
         __m256i aw = _mm256_sign_epi8(qw, qw), sx = _mm256_sign_epi8(qx, qw);
-        __m256i p16 = _mm256_maddubs_epi16(aw, sx);
-        __m256i p32 = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-        float d = fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p32), acc);
-    }
-    s = hsum256(acc);
+        __m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));
+        sum = hsum_i32_8(p32);
 #else
-    for (size_t b = 0; b < nb; b++) {
-        int sum = 0;
+        sum = 0;
         for (int j = 0; j < QK; j++) sum += w[b].qs[j] * x[b].qs[j];
-        s += (float)sum * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d));
-    }
 #endif
+        s = fmaf((float)sum, fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d), s);
+    }
     return s;
 }
 
+/*
+ * Q4_0 x Q8_0, rounded the same way: exact integer sum per block, then one
+ * fma per block.  This is the order of llama.cpp's x86 Q4_0 path for
+ * matrices with a multiple of 8 rows (repacked to q4_0_8x8: one lane per
+ * row, acc = fma(isum, d_w * d_x, acc)); no Q4_0 golden checks it yet.
+ */
 static float dot_q4_0(const block_q4_0 *w, const block_q8_0 *x, size_t nb) {
     float s = 0;
 #ifdef VEC_AVX2
-    __m256 acc = _mm256_setzero_ps();
     const __m128i m4 = _mm_set1_epi8(0x0f);
+#endif
     for (size_t b = 0; b < nb; b++) {
+        int sum;
+#ifdef VEC_AVX2
         __m128i raw = _mm_loadu_si128((const __m128i *)w[b].qs);
         __m256i qw = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4),
                                       _mm_and_si128(raw, m4));
@@ -104,20 +121,16 @@ static float dot_q4_0(const block_q4_0 *w, const block_q8_0 *x, size_t nb) {
         __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
         __m256i aw = _mm256_sign_epi8(qw, qw), sx = _mm256_sign_epi8(qx, qw);
         __m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));
-        float d = fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p32), acc);
-    }
-    s = hsum256(acc);
+        sum = hsum_i32_8(p32);
 #else
-    for (size_t b = 0; b < nb; b++) {
-        int sum = 0;
+        sum = 0;
         for (int j = 0; j < QK / 2; j++) {
             sum += ((w[b].qs[j] & 15) - 8) * x[b].qs[j];
             sum += ((w[b].qs[j] >> 4) - 8) * x[b].qs[j + QK / 2];
         }
-        s += (float)sum * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d));
-    }
 #endif
+        s = fmaf((float)sum, fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d), s);
+    }
     return s;
 }
 
@@ -146,25 +159,42 @@ void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x,
     }
 }
 
-/* Quantize an activation to Q8_0 exactly as ggml's quantize_row_q8_0. */
+/*
+ * Quantize an activation to Q8_0 exactly as ggml's x86 quantize_row_q8_0
+ * (AVX/AVX2 build): scale d = amax/127 stored as fp16, values x * (127/amax)
+ * rounded half to even (_mm256_round_ps; rintf in the default rounding
+ * mode).  The portable reference (x * (1/d), roundf) differs at ties and in
+ * the last bit of the multiplier, and those int8 flips move logits by up to
+ * ~0.1 on small models.
+ */
 void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n) {
     for (size_t b = 0; b < n / QK; b++) {
         const float *xb = x + b * QK;
         float amax = 0;
         for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
-        float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
         q[b].d = f32_to_fp16(d);
-        for (int j = 0; j < QK; j++) q[b].qs[j] = (int8_t)roundf(xb[j] * id);
+        for (int j = 0; j < QK; j++) q[b].qs[j] = (int8_t)rintf(xb[j] * id);
     }
 }
 
 /* ------------------------------------------------------- element-wise ops */
 
+/*
+ * RMSNorm as ggml computes it: squares rounded to float, summed in double,
+ * the mean rounded to float, scale = 1/sqrtf(mean + eps) in float, then
+ * (x * scale) * g.  The quantized matmul that follows is sensitive to the
+ * last bit of its input, so this order is kept exactly.
+ */
 void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps) {
     double ss = 0;
-    for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
-    for (size_t i = 0; i < n; i++) out[i] = x[i] * scale * g[i];
+    for (size_t i = 0; i < n; i++) {
+        float sq = x[i] * x[i];
+        ss += sq;
+    }
+    float mean = (float)(ss / (double)n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    for (size_t i = 0; i < n; i++) out[i] = (x[i] * scale) * g[i];
 }
 
 /*
