@@ -62,8 +62,9 @@ static float dot_f32(const float *a, const float *b, int n) {
 /*
  * The matmul input as ggml's CPU backend sees it (r->ggml_act): weights of
  * type Q8_0 or Q4_0 are multiplied with the input quantized to Q8_0 blocks
- * (scale max|x|/127 stored as fp16, values rounded to int8), F16 weights with
- * the input rounded to fp16.  This is what llama.cpp's goldens computed.
+ * (scale max|x|/127 stored as fp16, values x * 127/max|x| rounded half to
+ * even, as ggml's x86 quantize_row_q8_0), F16 weights with the input rounded
+ * to fp16.  This is what llama.cpp's goldens computed.
  */
 static const float *ggml_input(ref_model *r, const float *x, int n, int wdt) {
     if (!r->ggml_act) return x;
@@ -72,9 +73,9 @@ static const float *ggml_input(ref_model *r, const float *x, int n, int wdt) {
             int len = MIN(QK, n - b);
             float amax = 0;
             for (int i = 0; i < len; i++) amax = fmaxf(amax, fabsf(x[b + i]));
-            float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+            float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
             float dh = fp16_to_f32(f32_to_fp16(d));
-            for (int i = 0; i < len; i++) r->xq[b + i] = dh * roundf(x[b + i] * id);
+            for (int i = 0; i < len; i++) r->xq[b + i] = dh * rintf(x[b + i] * id);
         }
         return r->xq;
     }
