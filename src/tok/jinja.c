@@ -373,7 +373,10 @@ static size_t utf8_len(const char *p, size_t n) {
 }
 
 /* Byte offsets of each character of s plus the end: [n_chars + 1]. */
-static size_t *char_offsets(jinja *J, value s, size_t *n_chars) {
+static void charge(jinja *J, const node *n, size_t bytes);
+
+static size_t *char_offsets(jinja *J, const node *n, value s, size_t *n_chars) {
+    charge(J, n, s.s.n);
     size_t k = utf8_count(s.s.p, s.s.n), j = 0;
     size_t *off = jalloc_array(J, k + 1, sizeof *off);
     for (size_t i = 0; i < s.s.n; i++)
@@ -1781,7 +1784,7 @@ static value get_slice(jinja *J, const node *n, value obj, value *lo, value *hi,
         return list_value(l);
     }
     if (obj.type == V_STR) {
-        size_t nc, *off = char_offsets(J, obj, &nc);
+        size_t nc, *off = char_offsets(J, n, obj, &nc);
         slice_range((int64_t)nc, lo, hi, step, &start, &count);
         if (step == 1) return mk_str(obj.s.p + off[start], off[start + count] - off[start]);
         sbuf b = {0};
@@ -1805,7 +1808,7 @@ static value get_item(jinja *J, const node *n, value obj, value key) {
                 if (i < 0) i += len;
                 return i >= 0 && i < len ? obj.l->v[i] : mk_undef(NULL);
             }
-            size_t nc, *off = char_offsets(J, obj, &nc);
+            size_t nc, *off = char_offsets(J, n, obj, &nc);
             len = (int64_t)nc;
             if (i < 0) i += len;
             if (i < 0 || i >= len) return mk_undef(NULL);
@@ -1829,7 +1832,7 @@ static void iter_items(jinja *J, const node *n, value v, value **items, size_t *
     case V_LIST: *items = v.l->v; *count = v.l->n; return;
     case V_DICT: *items = v.d->k; *count = v.d->n; return;
     case V_STR: {
-        size_t nc, *off = char_offsets(J, v, &nc);
+        size_t nc, *off = char_offsets(J, n, v, &nc);
         value *it = jalloc_array(J, nc ? nc : 1, sizeof(value));
         for (size_t i = 0; i < nc; i++) it[i] = mk_str(v.s.p + off[i], off[i + 1] - off[i]);
         *items = it;
@@ -2029,7 +2032,7 @@ static value apply_filter(jinja *J, const node *n, const char *name, value v, co
         size_t count;
         arg_check(J, n, a, 0, "", name);
         if (name[0] == 'r' && v.type == V_STR) {
-            size_t nc, *off = char_offsets(J, v, &nc);
+            size_t nc, *off = char_offsets(J, n, v, &nc);
             sbuf b = {0};
             for (size_t i = nc; i-- > 0;) sb_put(J, &b, v.s.p + off[i], off[i + 1] - off[i]);
             return mk_str(b.p ? b.p : "", b.n);

@@ -187,7 +187,7 @@ static int cmd_import(args *a) {
     if (!a->output) die("import: no output database (-o OUT.db)");
     int wtype = parse_type(a, -1);
     import_opts o = { .engine = a->engine, .tok_path = a->tokenizer, .wtype = wtype,
-                      .tile_bytes = (size_t)a->tile_bytes, .progress = true };
+                      .tile_bytes = (size_t)a->tile_bytes, .progress = isatty(2) };
     double t0 = sqlm_now();
     int rc = sqlm_import(in, a->output, &o);
     if (rc) die_rc(rc, "import");
