@@ -73,6 +73,15 @@ static float dot_f16(const uint16_t *a, const float *b, size_t n) {
     return s;
 }
 
+#ifdef VEC_AVX2
+/* Exact sum of 32 int8 products; |w| * sign(x, w) keeps maddubs's
+ * unsigned-by-signed form exact. */
+static inline int dot_i8x32(__m256i qw, __m256i qx) {
+    __m256i aw = _mm256_sign_epi8(qw, qw), sx = _mm256_sign_epi8(qx, qw);
+    return hsum_i32_8(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1)));
+}
+#endif
+
 /*
  * Q8_0 x Q8_0 as llama.cpp's x86 CPU backend rounds it: each block's integer
  * dot product is exact, then the float accumulator takes one fused
@@ -85,12 +94,8 @@ static float dot_q8_0(const block_q8_0 *w, const block_q8_0 *x, size_t nb) {
     for (size_t b = 0; b < nb; b++) {
         int sum;
 #ifdef VEC_AVX2
-        __m256i qw = _mm256_loadu_si256((const __m256i *)w[b].qs);
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        /* |w| * sign(x, w) keeps maddubs's unsigned-by-signed form exact. */
-        __m256i aw = _mm256_sign_epi8(qw, qw), sx = _mm256_sign_epi8(qx, qw);
-        __m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));
-        sum = hsum_i32_8(p32);
+        sum = dot_i8x32(_mm256_loadu_si256((const __m256i *)w[b].qs),
+                        _mm256_loadu_si256((const __m256i *)x[b].qs));
 #else
         sum = 0;
         for (int j = 0; j < QK; j++) sum += w[b].qs[j] * x[b].qs[j];
@@ -118,10 +123,7 @@ static float dot_q4_0(const block_q4_0 *w, const block_q8_0 *x, size_t nb) {
         __m256i qw = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4),
                                       _mm_and_si128(raw, m4));
         qw = _mm256_sub_epi8(qw, _mm256_set1_epi8(8));
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        __m256i aw = _mm256_sign_epi8(qw, qw), sx = _mm256_sign_epi8(qx, qw);
-        __m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));
-        sum = hsum_i32_8(p32);
+        sum = dot_i8x32(qw, _mm256_loadu_si256((const __m256i *)x[b].qs));
 #else
         sum = 0;
         for (int j = 0; j < QK / 2; j++) {
