@@ -174,8 +174,8 @@ static int put_vector(importer *im, const char *sql, int layer, const char *kind
 
 static const tensor *need(const model *m, int layer, const char *suffix) {
     const tensor *t = layer >= 0 ? model_find_layer(m, layer, suffix) : model_find(m, suffix);
-    if (!t) sqlm_error(SQLM_FORMAT, "%s: tensor %s%d.%s missing", m->path, layer >= 0 ? "blk." : "",
-                       layer, suffix);
+    if (!t && layer >= 0) sqlm_error(SQLM_FORMAT, "%s: tensor blk.%d.%s missing", m->path, layer, suffix);
+    else if (!t) sqlm_error(SQLM_FORMAT, "%s: tensor %s missing", m->path, suffix);
     return t;
 }
 
