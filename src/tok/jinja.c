@@ -1,17 +1,12 @@
 /*
- * jinja.c - a sandboxed subset of Jinja2, enough for model chat templates.
- *
- * A chat template (tokenizer_config.json "chat_template") turns messages into
- * prompt text.  This file lexes the template into tokens, parses them into an
- * AST (grammar above the parser) and walks the AST once.  All memory comes
- * from one arena with a byte budget, and every error unwinds with longjmp() to
- * jinja_render(), which frees the arena, so a failed render leaks nothing.
- * Output, memory, steps and nesting are bounded: hostile templates fail with
- * a message naming the line and column.
- *
- * Deliberately not here: include/extends/import (no file access), floats,
- * autoescape, {% raw %}, {% call %}, recursive loops, Python attribute access,
- * Unicode case mapping and Unicode whitespace (ASCII only).
+ * jinja.c - a sandboxed Jinja2 subset for model chat templates
+ * (tokenizer_config.json "chat_template" -> prompt text).  Lexer, parser
+ * (grammar above it) and a tree walker.  All memory comes from one arena with
+ * a byte budget and errors longjmp() back to jinja_render(), which frees the
+ * arena: nothing leaks.  Output, memory, steps and nesting are bounded.
+ * Not here, on purpose: include/extends/import (no file access), floats,
+ * autoescape, {% raw %}, {% call %}, recursive loops, Python attribute
+ * access, Unicode case mapping and Unicode whitespace (ASCII only).
  */
 #include <setjmp.h>
 #include <stdio.h>
