@@ -37,15 +37,21 @@ $(B)/%.o: %.c $(HDR)
 $(B)/test-%: tests/unit/test-%.c $(B)/libsqlm.a $(REF_OBJ) tests/test.h
 	$(CC) $(CFLAGS) -o $@ $< $(REF_OBJ) $(B)/libsqlm.a $(LDLIBS)
 
+# test-duckdb runs test-sql's checks on DuckDB (it includes the file).
+$(B)/test-duckdb: tests/unit/test-sql.c
+
 # The readers and tokenizer again, under AddressSanitizer and UBSan.
 ASAN_FLAGS = -O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
 	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/sqlm
 
 # The README's two commands: `make demo` and `make test`.  Both install the
-# Debian packages they need first (scripts/install-deps.sh).
+# Debian packages they need first (scripts/install-deps.sh), then the pinned
+# DuckDB library into .deps/ (scripts/install-duckdb.sh, from npm); without
+# it sqlm still builds and runs, and the DuckDB tests print "skipped".
 deps:
 	@./scripts/install-deps.sh
+	@./scripts/install-duckdb.sh >/dev/null || echo "deps: DuckDB library not installed: DuckDB tests will be skipped" >&2
 
 demo: deps
 	$(MAKE) sqlm
