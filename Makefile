@@ -43,7 +43,7 @@ $(B)/test-duckdb: tests/unit/test-sql.c
 # The readers and tokenizer again, under AddressSanitizer and UBSan.
 ASAN_FLAGS = -O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
-	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/sqlm
+	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/sqlm
 
 # The README's two commands: `make demo` and `make test`.  Both install the
 # Debian packages they need first (scripts/install-deps.sh), then the pinned
@@ -64,11 +64,16 @@ test: deps
 check: sqlm $(TESTS) asan
 	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
 	@echo "== build-asan/test-corrupt"; ./build-asan/test-corrupt
+	@echo "== build-asan/test-template"; ./build-asan/test-template
 	@./tests/e2e.sh ./sqlm
 	@echo "== tests/e2e.sh under ASan/UBSan"; ./tests/e2e.sh ./build-asan/sqlm
 
 $(B)/tokbench: bench/tokbench.c $(B)/libsqlm.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)
+
+# libFuzzer over the template renderer (tests/fuzz/run.sh); not part of `make test`.
+fuzz:
+	./tests/fuzz/run.sh 600
 
 bench: deps
 	$(MAKE) sqlm $(B)/tokbench
@@ -77,5 +82,5 @@ bench: deps
 clean:
 	rm -rf build build-asan sqlm
 
-.PHONY: all deps demo test check asan bench clean
+.PHONY: all deps demo test check asan fuzz bench clean
 .SECONDARY:
