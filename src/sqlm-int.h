@@ -388,7 +388,26 @@ void opt_cte_merge(ir_graph *g, bool enabled);
 
 /* ------------------------------------------------------------ sqlgen/ */
 
-enum { DIA_SQLITE = 0, DIA_COUNT };
+enum { DIA_SQLITE = 0, DIA_DUCKDB, DIA_COUNT };
+
+/* How a dialect stores weight matrices (a row of the dialect table). */
+enum {
+    WL_TILES,             /* (id, row, col, v BLOB): tiles of tile_rows rows in the file's dtype */
+    WL_ROWS_F32,          /* (id, row, col, v <float list>): one matrix row (or chunk) per table
+                           * row, dequantized to float32 */
+};
+
+/* The facts about a dialect that import and the engines need; the SQL
+ * templates themselves stay private to emit.c. */
+typedef struct sql_dialect {
+    const char *name;
+    const char *t_vec;       /* column type of a float vector: BLOB, FLOAT[] */
+    const char *t_any;       /* column type of a value of any type ("" = untyped) */
+    const char *pk;          /* " PRIMARY KEY" on keys that help lookups, or "" */
+    const char *cte_mat;     /* keyword that forces a CTE to be computed once */
+    int weight_layout;       /* WL_* */
+    int vec_val;             /* how a float vector is bound: DBV_BLOB or DBV_VEC */
+} sql_dialect;
 
 typedef struct sql_stmt {
     char *name;           /* the node that ends the statement */
@@ -401,21 +420,33 @@ typedef struct sql_program {
     char *reset;          /* clear KV cache and step tables */
     sql_stmt *steps;
     int n_steps;
-    char *logits_table;   /* table holding (pos, v BLOB) logits after a step */
+    char *logits_table;   /* table holding (pos, v) logits after a step */
+    char *next_token;     /* SELECT pos, tok: the greedy next token, in SQL */
 } sql_program;
 
 int dialect_from_name(const char *name);
+const sql_dialect *dialect_get(int dia);   /* NULL if out of range */
+/* Append text to out with the dialect's {vec}, {any} and {pk} filled in. */
+void dialect_subst(int dia, const char *text, buf *out);
 /* Compile g into a program for dialect dia; free with sql_program_free(). */
 int emit_program(const ir_graph *g, int dia, sql_program *out);
 void sql_program_free(sql_program *p);
-/* The whole program as one printable script. Caller frees. */
-char *sql_program_text(const sql_program *p);
+/* The whole program as one printable script. With n_toks > 0 the script
+ * also inserts those tokens at positions 0.. and ends with the query of the
+ * next token, so any client of the engine can run it unchanged. Caller frees. */
+char *sql_program_text(const sql_program *p, const int32_t *toks, int n_toks);
 
 /* ------------------------------------------------------------- db/ */
 
-enum { DBV_NULL, DBV_INT, DBV_REAL, DBV_TEXT, DBV_BLOB };
+enum { DBV_NULL, DBV_INT, DBV_REAL, DBV_TEXT, DBV_BLOB, DBV_VEC };
 
-/* A value crossing the engine interface; p borrowed for TEXT/BLOB. */
+/*
+ * A value crossing the engine interface; p borrowed for TEXT/BLOB/VEC, n in
+ * bytes.  DBV_VEC is a float32 vector bound as the dialect's vector type
+ * (SQLite: a BLOB of the same bytes; DuckDB: FLOAT[]).  Vectors read back
+ * as DBV_BLOB of little-endian float32 on every engine; TEXT read back is
+ * NUL-terminated.
+ */
 typedef struct db_val {
     int type;
     int64_t i;
@@ -427,6 +458,9 @@ typedef struct db_val {
 static inline db_val dbv_int(int64_t i) { return (db_val){ .type = DBV_INT, .i = i }; }
 static inline db_val dbv_real(double d) { return (db_val){ .type = DBV_REAL, .d = d }; }
 static inline db_val dbv_blob(const void *p, size_t n) { return (db_val){ .type = DBV_BLOB, .p = p, .n = n }; }
+static inline db_val dbv_vec(const float *p, size_t n_floats) {
+    return (db_val){ .type = DBV_VEC, .p = p, .n = n_floats * sizeof(float) };
+}
 static inline db_val dbv_text(const char *s) {
     return (db_val){ .type = s ? DBV_TEXT : DBV_NULL, .p = s, .n = s ? __builtin_strlen(s) : 0 };
 }
@@ -436,6 +470,8 @@ typedef struct engine_opts {
     bool create;             /* create a new database (import) */
     bool readonly;           /* never write the model database (run) */
     int page_size;           /* bytes, create only (0 = engine default) */
+    bool plain;              /* no sqlm settings or functions: the engine as any
+                              * stock client opens it (tests of printed scripts) */
 } engine_opts;
 
 typedef struct engine engine;
@@ -455,14 +491,25 @@ typedef struct db_methods {
     /* Prepare a program's statements once; then run them per step. */
     int (*load_program)(engine *e, const sql_program *p);
     int (*run_program)(engine *e, double *stmt_seconds /* [n_steps] or NULL */);
+    /* Remove a database file and the engine's side files (journal, WAL). */
+    void (*remove)(const char *path);
 } db_methods;
 
 struct engine {
     const db_methods *m;
 };
 
-const db_methods *db_find(const char *name);   /* NULL if unknown */
+const db_methods *db_find(const char *name);   /* built-in engines only (sqlite) */
+/* Any engine by name ("sqlite", "duckdb"); NULL if unknown. */
+const db_methods *db_lookup(const char *name);
+/* The engine that wrote the database file at path (by its magic), or NULL. */
+const db_methods *db_sniff(const char *path);
 extern const db_methods db_sqlite;
+extern const db_methods db_duckdb;
+/* Load libduckdb.so once ($SQLM_DUCKDB_LIB, .deps/duckdb/..., the system's);
+ * SQLM_OK, or SQLM_UNSUPPORTED with a message saying how to install it. */
+int duckdb_load(void);
+const char *duckdb_lib_version(void);   /* after duckdb_load(), else NULL */
 
 /* ---------------------------------------------------------- run/modeldb.c */
 
@@ -492,7 +539,8 @@ typedef struct modeldb {
     tokenizer *tok;
 } modeldb;
 
-/* Open path read-only on the named engine; check it is a complete sqlm
+/* Open path read-only on the named engine (NULL: the engine that wrote the
+ * file, by its magic); check it is a complete sqlm
  * database; load config, weight layout and vocabulary. */
 int modeldb_open(modeldb *db, const char *path, const char *engine_name, const engine_opts *o);
 void modeldb_close(modeldb *db);

@@ -81,6 +81,36 @@ expect_error "chat bad template" "unknown --chat-template" "$SQLM" chat -m "$T/s
     || bad "import gguf"
 "$SQLM" run -m "$T/q8.db" -p "The little dog" -n 8 --temp 0 >/dev/null 2>&1 && ok || bad "run gguf"
 
+# --- DuckDB, pure SQL (skipped when libduckdb.so cannot be loaded)
+golden_text=$(python3 -c "import json,sys
+for l in open('$G/generation_stories260K.jsonl'):
+    d=json.loads(l)
+    if d['prompt']=='Once upon a time': sys.stdout.write(d['prompt']+d['text'])")
+if "$SQLM" import $M/stories260K/stories260K.bin -o "$T/s.duck" --engine duckdb 2>"$T/err"; then
+    # no --engine: the engine that wrote the file
+    got=$("$SQLM" run -m "$T/s.duck" -p "Once upon a time" -n 64 --temp 0 --ignore-eos 2>"$T/err")
+    [ "$got" = "$golden_text" ] && ok || bad "duckdb run: text differs from the golden:
+got:  $got
+err:  $(cat "$T/err")"
+    before=$(sha256sum < "$T/s.duck")
+    "$SQLM" run -m "$T/s.duck" -p "x" -n 4 --engine duckdb >/dev/null 2>&1
+    [ "$(sha256sum < "$T/s.duck")" = "$before" ] && ok || bad "duckdb run modified the model database"
+    "$SQLM" sql -m "$T/s.duck" -p "Once upon a time" >"$T/duck.sql" || bad "duckdb sql failed"
+    grep -q "list_dot_product(w.v, x.v)" "$T/duck.sql" && grep -q "INSERT INTO t_in(pos, tok) VALUES (0, 1)" "$T/duck.sql" \
+        && ! grep -q "sqlm_" "$T/duck.sql" && ok || bad "duckdb sql: not a pure-SQL program with its prompt"
+    [ "$("$SQLM" tokenize -m "$T/s.duck" "Once upon a time" | head -1)" = "1 403 407 261 378" ] && ok \
+        || bad "duckdb tokenize: wrong ids"
+    expect_error "duckdb import --type q8_0" "float32 only" "$SQLM" import $M/stories260K/stories260K.bin \
+        -o "$T/q.duck" --engine duckdb --type q8_0
+elif grep -q "cannot load libduckdb.so" "$T/err"; then
+    echo "e2e: duckdb skipped: DuckDB library not found" >&2
+else
+    bad "duckdb import: $(cat "$T/err")"
+fi
+expect_error "duckdb library missing" "engine duckdb: cannot load libduckdb.so (run scripts/install-duckdb.sh or set SQLM_DUCKDB_LIB)" \
+    env SQLM_DUCKDB_LIB=/nonexistent/libduckdb.so "$SQLM" import $M/stories260K/stories260K.bin -o "$T/nolib.duck" --engine duckdb
+[ ! -e "$T/nolib.duck" ] && ! ls "$T"/nolib.duck.tmp-* >/dev/null 2>&1 && ok || bad "a failed duckdb import left files"
+
 # --- bad input: a clear message, nothing half-written
 expect_error "no command args" "usage" "$SQLM"
 expect_error "unknown command" "unknown command 'frob'" "$SQLM" frob

@@ -21,6 +21,7 @@
 
 #define DEFAULT_TILE_BYTES 32768
 #define PAGE_SIZE 65536
+#define ROWS_PER_INSERT 64     /* float rows (WL_ROWS_F32) inserted per statement */
 
 /* A fused matrix: the rows of up to three tensors stacked, each with a scale. */
 typedef struct fused {
@@ -90,6 +91,7 @@ static float q_residual_scale(int head_dim) {
 
 typedef struct importer {
     engine *e;
+    const sql_dialect *d;    /* the engine's dialect: types and weight layout */
     const model *m;
     const import_opts *o;
     int n_tables, done_tables;
@@ -100,35 +102,100 @@ static void progress(importer *im, const char *what) {
         fprintf(stderr, "\rimport: %-16s %3d/%d tables", what, ++im->done_tables, im->n_tables);
 }
 
-/* Write one fused matrix as table name, tile by tile. */
+/*
+ * Rows inserted by one statement with a multi-row VALUES list: far fewer
+ * statements for engines with a high per-statement cost.  Values are
+ * borrowed: what they point to must live until the batch is flushed.
+ */
+typedef struct batch {
+    importer *im;
+    const char *into;     /* "table" or "table(cols)" */
+    int ncol, cap, n;
+    db_val *vals;         /* [cap][ncol] */
+    buf sql;
+} batch;
+
+static int batch_init(batch *b, importer *im, const char *into, int ncol, int cap) {
+    memset(b, 0, sizeof *b);
+    b->im = im, b->into = into, b->ncol = ncol, b->cap = cap;
+    buf_init(&b->sql);
+    b->vals = malloc((size_t)ncol * (size_t)cap * sizeof *b->vals);
+    return b->vals ? SQLM_OK : sqlm_error(SQLM_NOMEM, "out of memory");
+}
+
+static int batch_flush(batch *b) {
+    if (b->n == 0) return SQLM_OK;
+    buf_reset(&b->sql);
+    buf_appendf(&b->sql, "INSERT INTO %s VALUES ", b->into);
+    for (int r = 0; r < b->n; r++) {
+        buf_puts(&b->sql, r ? ", (" : "(");
+        for (int c = 0; c < b->ncol; c++) buf_puts(&b->sql, c ? ", ?" : "?");
+        buf_putc(&b->sql, ')');
+    }
+    int rc = b->sql.rc ? b->sql.rc
+                       : b->im->e->m->query(b->im->e, b->sql.p, b->vals, b->n * b->ncol, NULL, NULL);
+    b->n = 0;
+    return rc;
+}
+
+/* Add one row of ncol values; flushes when the batch is full. */
+static int batch_add(batch *b, const db_val *row) {
+    memcpy(b->vals + (size_t)b->n * (size_t)b->ncol, row, (size_t)b->ncol * sizeof *row);
+    return ++b->n == b->cap ? batch_flush(b) : SQLM_OK;
+}
+
+static void batch_free(batch *b) {
+    free(b->vals);
+    buf_free(&b->sql);
+}
+
+/* A float vector as the engine's dialect binds it. */
+static db_val vec_val(importer *im, const float *p, size_t n) {
+    return (db_val){ .type = im->d->vec_val, .p = p, .n = n * sizeof(float) };
+}
+
+/*
+ * Write one fused matrix as table name.  WL_TILES: tiles of tile_rows rows
+ * in the storage type, sized near tile_bytes.  WL_ROWS_F32: one matrix row
+ * per table row in float32, split into chunks only when --tile-bytes asks
+ * for it.  whole_rows keeps rows unsplit (the embedding is read by row).
+ */
 static int write_matrix(importer *im, const char *name, const fused *f, bool whole_rows) {
     const int64_t n_out = fused_rows(f), n_in = f->t[0]->ne[0];
     for (int i = 1; i < f->n; i++)
         if (f->t[i]->ne[0] != n_in)
             return sqlm_error(SQLM_FORMAT, "%s: fused parts of %s disagree on width", im->m->path, name);
-    int dt = pick_dtype(f, im->o->wtype);
+    const bool rows = im->d->weight_layout == WL_ROWS_F32;
+    int dt = rows ? DT_F32 : pick_dtype(f, im->o->wtype);
     size_t rb, tile = im->o->tile_bytes ? im->o->tile_bytes : DEFAULT_TILE_BYTES;
     if (!dtype_row_bytes(dt, (size_t)n_in, &rb))
         return sqlm_error(SQLM_FORMAT, "%s: %s: width %lld is not a multiple of the %s block",
                           im->m->path, name, (long long)n_in, dtype_name(dt));
     int64_t chunk = n_in;
-    if (rb > tile && !whole_rows) {
+    if (rb > tile && !whole_rows && (!rows || im->o->tile_bytes)) {
         size_t blocks = MAX(tile / dtype_block_bytes(dt), 1);
         chunk = MIN((int64_t)(blocks * dtype_block(dt)), n_in);
+        /* a chunk converted from a quantized part starts on its blocks */
+        int64_t align = 1;
+        for (int i = 0; i < f->n; i++) align = MAX(align, (int64_t)dtype_block(f->t[i]->dtype));
+        if (chunk < n_in) chunk = MIN(MAX(chunk / align, 1) * align, n_in);
     }
     size_t cb;
     dtype_row_bytes(dt, (size_t)chunk, &cb);
-    int64_t tile_rows = MAX((int64_t)(tile / cb), 1);
+    int64_t tile_rows = rows ? 1 : MAX((int64_t)(tile / cb), 1);
     tile_rows = MIN(tile_rows, n_out);
     int64_t n_chunks = (n_in + chunk - 1) / chunk;
 
     buf sql;
     buf_init(&sql);
-    buf_appendf(&sql, "CREATE TABLE %s(id INTEGER PRIMARY KEY, row INTEGER, col INTEGER, v BLOB)", name);
+    buf_appendf(&sql, "CREATE TABLE %s(", name);
+    dialect_subst(im->e->m->dialect, "id INTEGER{pk}, row INTEGER, col INTEGER, v {vec})", &sql);
     int rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
-    buf_reset(&sql);
-    buf_appendf(&sql, "INSERT INTO %s(id, row, col, v) VALUES (?, ?, ?, ?)", name);
-    char *data = malloc(cb * (size_t)tile_rows);
+    /* one tile per statement; float rows are small, so many per statement */
+    const int per_stmt = rows ? ROWS_PER_INSERT : 1;
+    batch ins = { 0 };
+    if (!rc) rc = batch_init(&ins, im, name, 4, per_stmt);
+    char *data = malloc(cb * (size_t)tile_rows * (size_t)per_stmt);
     float *tmp = malloc((size_t)n_in * sizeof *tmp);
     if (!rc && (!data || !tmp || sql.rc)) rc = sqlm_error(SQLM_NOMEM, "out of memory importing %s", name);
     for (int64_t r0 = 0; !rc && r0 < n_out; r0 += tile_rows) {
@@ -137,12 +204,16 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
             int64_t c0 = c * chunk, w = MIN(chunk, n_in - c0);
             size_t wb;
             dtype_row_bytes(dt, (size_t)w, &wb);
-            for (int64_t r = 0; r < nr; r++) fused_row(f, r0 + r, c0, w, dt, data + wb * (size_t)r, tmp);
+            char *slot = data + cb * (size_t)tile_rows * (size_t)ins.n;   /* kept until the flush */
+            for (int64_t r = 0; r < nr; r++) fused_row(f, r0 + r, c0, w, dt, slot + wb * (size_t)r, tmp);
             db_val v[4] = { dbv_int(r0 / tile_rows * n_chunks + c), dbv_int(r0), dbv_int(c0),
-                            dbv_blob(data, wb * (size_t)nr) };
-            rc = im->e->m->query(im->e, sql.p, v, 4, NULL, NULL);
+                            rows ? vec_val(im, (const float *)slot, (size_t)w)
+                                 : dbv_blob(slot, wb * (size_t)nr) };
+            rc = batch_add(&ins, v);
         }
     }
+    if (!rc) rc = batch_flush(&ins);
+    batch_free(&ins);
     free(data);
     free(tmp);
     buf_free(&sql);
@@ -165,8 +236,8 @@ static int put_vector(importer *im, const char *sql, int layer, const char *kind
         dtype_to_f32(ts[i]->dtype, ts[i]->data, v + off, (size_t)ts[i]->ne[0]);
         for (int64_t j = 0; j < ts[i]->ne[0]; j++) v[off + j] *= scales[i];
     }
-    db_val p[3] = { dbv_int(layer), kind ? dbv_text(kind) : dbv_blob(v, (size_t)len * 4),
-                    dbv_blob(v, (size_t)len * 4) };
+    db_val p[3] = { dbv_int(layer), kind ? dbv_text(kind) : vec_val(im, v, (size_t)len),
+                    vec_val(im, v, (size_t)len) };
     int rc = im->e->m->query(im->e, sql, p, kind ? 3 : 2, NULL, NULL);
     free(v);
     return rc;
@@ -179,30 +250,37 @@ static const tensor *need(const model *m, int layer, const char *suffix) {
     return t;
 }
 
+/* {vec}, {any}: the dialect's vector and untyped column types. */
 static const char *const schema =
-    "CREATE TABLE sqlm_meta(key TEXT PRIMARY KEY, value);\n"
+    "CREATE TABLE sqlm_meta(key TEXT PRIMARY KEY, value{any});\n"
     "CREATE TABLE sqlm_weight(name TEXT PRIMARY KEY, dtype INTEGER, n_out INTEGER,"
     " n_in INTEGER, tile_rows INTEGER, chunk INTEGER);\n"
-    "CREATE TABLE norm(layer INTEGER, kind TEXT, v BLOB, PRIMARY KEY(layer, kind));\n"
-    "CREATE TABLE bias(layer INTEGER PRIMARY KEY, v BLOB);\n"
-    "CREATE TABLE rope(pos INTEGER PRIMARY KEY, cs BLOB);\n"
+    "CREATE TABLE norm(layer INTEGER, kind TEXT, v {vec}, PRIMARY KEY(layer, kind));\n"
+    "CREATE TABLE bias(layer INTEGER PRIMARY KEY, v {vec});\n"
+    "CREATE TABLE rope(pos INTEGER PRIMARY KEY, cs {vec});\n"
     "CREATE TABLE vocab(id INTEGER PRIMARY KEY, piece BLOB, score REAL, attr INTEGER);\n"
     "CREATE TABLE merges(rank INTEGER PRIMARY KEY, pair TEXT);\n"
-    "CREATE TABLE tokenizer(key TEXT PRIMARY KEY, value);\n"
+    "CREATE TABLE tokenizer(key TEXT PRIMARY KEY, value{any});\n"
     "CREATE TABLE program(step INTEGER PRIMARY KEY, name TEXT, sql TEXT);\n";
 
 static int write_vocab(importer *im) {
     const vocab *v = &im->m->voc;
-    int rc = SQLM_OK;
+    batch b;
+    int rc = batch_init(&b, im, "vocab", 4, 128);
     for (int32_t i = 0; !rc && i < v->n; i++) {
         db_val p[4] = { dbv_int(i), dbv_blob(v->tok[i], v->tok_len[i]), dbv_real(v->score[i]),
                         dbv_int(v->attr[i]) };
-        rc = im->e->m->query(im->e, "INSERT INTO vocab VALUES (?, ?, ?, ?)", p, 4, NULL, NULL);
+        rc = batch_add(&b, p);
     }
+    if (!rc) rc = batch_flush(&b);
+    batch_free(&b);
+    if (!rc) rc = batch_init(&b, im, "merges", 2, 256);
     for (int32_t i = 0; !rc && i < v->n_merges; i++) {
         db_val p[2] = { dbv_int(i), dbv_text(v->merges[i]) };
-        rc = im->e->m->query(im->e, "INSERT INTO merges VALUES (?, ?)", p, 2, NULL, NULL);
+        rc = batch_add(&b, p);
     }
+    if (!rc) rc = batch_flush(&b);
+    batch_free(&b);
     const char *ins = "INSERT INTO tokenizer VALUES (?, ?)";
 #define X(name, def) \
     if (!rc) rc = im->e->m->query(im->e, ins, (db_val[]){ dbv_text(#name), dbv_int(v->name) }, 2, NULL, NULL);
@@ -244,8 +322,12 @@ static int write_model(importer *im) {
     const model_config *c = &m->cfg;
     model_config cfg = m->cfg;
     cfg.q_scale = q_residual_scale(c->head_dim);
-    int rc = im->e->m->exec(im->e, "BEGIN");
-    if (!rc) rc = im->e->m->exec(im->e, schema);
+    buf ddl;
+    buf_init(&ddl);
+    dialect_subst(im->e->m->dialect, schema, &ddl);
+    int rc = ddl.rc ? ddl.rc : im->e->m->exec(im->e, "BEGIN");
+    if (!rc) rc = im->e->m->exec(im->e, ddl.p);
+    buf_free(&ddl);
     if (!rc) rc = modeldb_write_config(im->e, &cfg);
     if (!rc) rc = write_vocab(im);
     im->n_tables = 4 * c->n_layer + (c->tied ? 1 : 2);
@@ -297,13 +379,18 @@ static int write_model(importer *im) {
     const float one = 1;
     if (!rc) rc = put_vector(im, "INSERT INTO norm VALUES (?, ?, ?)", c->n_layer, "output", &on, &one, 1);
 
-    float *cs = malloc((size_t)c->head_dim * sizeof *cs);
+    float *cs = malloc((size_t)c->head_dim * ROWS_PER_INSERT * sizeof *cs);
     if (!cs) return sqlm_error(SQLM_NOMEM, "out of memory");
+    batch rope = { 0 };
+    if (!rc) rc = batch_init(&rope, im, "rope", 2, ROWS_PER_INSERT);
     for (int pos = 0; !rc && pos < c->seq_len; pos++) {
-        rope_table_row(c, pos, cs);
-        db_val v[2] = { dbv_int(pos), dbv_blob(cs, (size_t)c->head_dim * sizeof *cs) };
-        rc = im->e->m->query(im->e, "INSERT INTO rope VALUES (?, ?)", v, 2, NULL, NULL);
+        float *row = cs + (size_t)c->head_dim * (size_t)rope.n;   /* kept until the flush */
+        rope_table_row(c, pos, row);
+        db_val v[2] = { dbv_int(pos), vec_val(im, row, (size_t)c->head_dim) };
+        rc = batch_add(&rope, v);
     }
+    if (!rc) rc = batch_flush(&rope);
+    batch_free(&rope);
     free(cs);
     if (!rc) rc = write_program(im);
     if (!rc) {
@@ -314,7 +401,14 @@ static int write_model(importer *im) {
     return rc;
 }
 
+/* Remove a database and its engine's side files. */
+static void remove_db(const db_methods *dm, const char *path) {
+    if (dm && dm->remove) dm->remove(path);
+    else unlink(path);
+}
+
 int sqlm_import(const char *model_path, const char *out_path, const import_opts *o) {
+    const db_methods *dm = NULL;
     model *m = NULL;
     engine *e = NULL;
     char *tmp = NULL;
@@ -325,9 +419,14 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         rc = sqlm_error(SQLM_UNSUPPORTED, "storage type %d not supported", o->wtype);
         goto done;
     }
-    const db_methods *dm = db_find(o->engine ? o->engine : "sqlite");
+    dm = db_lookup(o->engine ? o->engine : "sqlite");
     if (!dm) {
         rc = sqlm_error(SQLM_UNSUPPORTED, "unknown engine '%s'", o->engine);
+        goto done;
+    }
+    const sql_dialect *dl = dialect_get(dm->dialect);
+    if (dl->weight_layout == WL_ROWS_F32 && o->wtype >= 0 && o->wtype != DT_F32) {
+        rc = sqlm_error(SQLM_UNSUPPORTED, "engine %s stores weights as float32 only (--type f32)", dm->name);
         goto done;
     }
     buf b;
@@ -335,10 +434,17 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
     buf_appendf(&b, "%s.tmp-%d", out_path, (int)getpid());
     if (b.rc) { rc = SQLM_NOMEM; goto done; }
     tmp = buf_detach(&b);
-    unlink(tmp);
+    remove_db(dm, tmp);
     engine_opts eo = { .create = true, .page_size = PAGE_SIZE };
     if ((rc = dm->open(&e, tmp, &eo))) goto done;
-    importer im = { e, m, o, 0, 0 };
+    if (o->progress && dl->weight_layout == WL_ROWS_F32) {
+        bool quant = false;
+        for (int i = 0; i < m->n_tensors; i++) quant |= m->tensors[i].dtype != DT_F32;
+        if (quant)
+            fprintf(stderr, "import: engine %s stores float32 weights: the model's tensors are "
+                            "converted to F32 (4 bytes per weight)\n", dm->name);
+    }
+    importer im = { e, dl, m, o, 0, 0 };
     rc = write_model(&im);
     if (o->progress) fputc('\n', stderr);
     e->m->close(e);
@@ -352,7 +458,7 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         rc = sqlm_error(SQLM_IO, "cannot rename %s to %s", tmp, out_path);
 done:
     if (e) e->m->close(e);
-    if (rc && tmp) unlink(tmp);
+    if (rc && tmp) remove_db(dm, tmp);
     free(tmp);
     model_free(m);
     return rc;

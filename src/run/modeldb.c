@@ -4,11 +4,13 @@
  * weight layout and vocabulary loaded back into the same structs the model
  * readers fill, so a database is self-contained).
  *
- * Schema (every engine):
+ * Schema (every engine; vector columns in the dialect's type, BLOB or FLOAT[],
+ * and untyped values as VARCHAR where the engine has no untyped column):
  *   sqlm_meta(key TEXT PRIMARY KEY, value)       config; 'complete' = 1 last
  *   sqlm_weight(name TEXT PRIMARY KEY, dtype, n_out, n_in, tile_rows, chunk)
  *   <weight>(id INTEGER PRIMARY KEY, row, col, v BLOB)   tiles of tile_rows rows
  *        x chunk columns; id = (row / tile_rows) * n_chunks + col / chunk
+ *        (DuckDB: v FLOAT[], one float32 row or chunk per table row, tile_rows 1)
  *   norm(layer, kind, v)   bias(layer, v)   rope(pos, cs)
  *   vocab(id, piece, score, attr)   merges(rank, pair)   tokenizer(key, value)
  *   program(step, name, sql)          the default decode program, for any client
@@ -62,7 +64,9 @@ static int meta_row(void *ctx, int nc, const db_val *v) {
     load_ctx *l = ctx;
     if (nc < 2 || v[0].type != DBV_TEXT) return 0;
     const char *key = v[0].p;
-    double num = v[1].type == DBV_INT ? (double)v[1].i : v[1].type == DBV_REAL ? v[1].d : 0;
+    /* engines without untyped columns store the values as text */
+    double num = v[1].type == DBV_INT ? (double)v[1].i : v[1].type == DBV_REAL ? v[1].d
+               : v[1].type == DBV_TEXT ? strtod(v[1].p, NULL) : 0;
     if (strcmp(key, "complete") == 0) l->complete = (int)num;
     if (strcmp(key, "format") == 0) l->format = (int)num;
     for (size_t i = 0; i < ARRAY_LEN(cfg_fields); i++) {
@@ -123,7 +127,9 @@ static int tokcfg_row(void *ctx, int nc, const db_val *v) {
     vocab *voc = &l->db->voc;
     if (nc < 2 || v[0].type != DBV_TEXT) return 0;
     const char *key = v[0].p;
-#define X(name, def) if (strcmp(key, #name) == 0 && v[1].type == DBV_INT) voc->name = (int32_t)v[1].i;
+#define X(name, def)                                                         \
+    if (strcmp(key, #name) == 0 && v[1].type == DBV_INT) voc->name = (int32_t)v[1].i; \
+    if (strcmp(key, #name) == 0 && v[1].type == DBV_TEXT) voc->name = (int32_t)strtol(v[1].p, NULL, 10);
     VOCAB_INT_FIELDS(X)
 #undef X
 #define X(name)                                                              \
@@ -170,7 +176,9 @@ static int merge_row(void *ctx, int nc, const db_val *v) {
 int modeldb_open(modeldb *db, const char *path, const char *engine_name, const engine_opts *o) {
     memset(db, 0, sizeof *db);
     vocab_init(&db->voc);
-    const db_methods *m = db_find(engine_name ? engine_name : "sqlite");
+    /* no engine named: the one that wrote the file */
+    const db_methods *m = engine_name ? db_lookup(engine_name) : db_sniff(path);
+    if (!m && !engine_name) m = &db_sqlite;
     if (!m) return sqlm_error(SQLM_UNSUPPORTED, "unknown engine '%s'", engine_name);
     FILE *f = fopen(path, "rb");
     if (!f) return sqlm_error(SQLM_IO, "%s: cannot open model database", path);

@@ -16,15 +16,10 @@
 
 /* ------------------------------------------------------------- dialects */
 
-typedef struct dialect {
-    const char *name;
-    const char *t_blob;      /* column type of a vector */
-    const char *cte_mat;     /* keyword that forces a CTE to be computed once */
-} dialect;
-
-static const dialect dialects[DIA_COUNT] = {
-    /* name      vector   materialised CTE */
-    { "sqlite", "BLOB", " MATERIALIZED" },
+static const sql_dialect dialects[DIA_COUNT] = {
+    /* name      vector     any        keyed temp tables  materialised CTE  weights      vector binding */
+    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    " MATERIALIZED",  WL_TILES,    DBV_BLOB },
+    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC },
 };
 
 int dialect_from_name(const char *name) {
@@ -33,87 +28,186 @@ int dialect_from_name(const char *name) {
     return -1;
 }
 
+const sql_dialect *dialect_get(int dia) { return dia >= 0 && dia < DIA_COUNT ? &dialects[dia] : NULL; }
+
+void dialect_subst(int dia, const char *text, buf *out) {
+    const sql_dialect *d = &dialects[dia];
+    for (const char *p = text; *p;) {
+        if (strncmp(p, "{vec}", 5) == 0) buf_puts(out, d->t_vec), p += 5;
+        else if (strncmp(p, "{any}", 5) == 0) buf_puts(out, d->t_any[0] ? " " : ""), buf_puts(out, d->t_any), p += 5;
+        else if (strncmp(p, "{pk}", 4) == 0) buf_puts(out, d->pk), p += 4;
+        else buf_putc(out, *p++);
+    }
+}
+
 /* ------------------------------------------------------------ templates */
 
 /*
- * One SELECT per operator.  {in0}..{in2} are the input relations, {w} the
- * weight table; the other placeholders are node fields (see fill()).  cols
- * is the column list of the relation the SELECT produces.
+ * One SELECT per operator and dialect.  {in0}..{in2} are the input
+ * relations, {w} the weight table; the other placeholders are node fields
+ * (see fill_key()).  {?cond}...{/} keeps its text only when cond holds
+ * ({?!cond} when it does not): bias, interleaved, chunked.  cols is the
+ * column list of the relation the SELECT produces, defs its column
+ * definitions as a table (with the dialect's {vec} and {pk}).
  */
-typedef struct op_template {
+typedef struct op_sql {
     const char *cols;
-    const char *sql[DIA_COUNT];
-} op_template;
+    const char *defs;
+    const char *sql;
+} op_sql;
 
-static const op_template templates[IR_OP_COUNT] = {
-    [IR_OP_EMBED] = { "pos, v", {
+#define POS_V "pos, v"
+#define POS_V_DEFS "pos INTEGER{pk}, v {vec}"
+
+static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
+    /* ---------------------------------------------------------- SQLite:
+     * native C functions over BLOBs of float32 (db/sqlite.c). */
+    [IR_OP_EMBED][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT i.pos AS pos, sqlm_row(w.v, {dtype}, {n_in}, i.tok - w.row) AS v\n"
-        "FROM {in0} i JOIN {w} w ON w.id = i.tok / {tile_rows}" } },
-    [IR_OP_RMSNORM] = { "pos, v", {
+        "FROM {in0} i JOIN {w} w ON w.id = i.tok / {tile_rows}" },
+    [IR_OP_RMSNORM][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, {eps}) AS v\n"
-        "FROM {in0} x, norm n WHERE n.layer = {layer} AND n.kind = '{w}'" } },
-    [IR_OP_QUANT] = { "pos, v", {
-        "SELECT pos, sqlm_quant(v, {dtype}) AS v FROM {in0}" } },
-    [IR_OP_MATMUL] = { "pos, v", {
+        "FROM {in0} x, norm n WHERE n.layer = {layer} AND n.kind = '{w}'" },
+    [IR_OP_QUANT][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+        "SELECT pos, sqlm_quant(v, {dtype}) AS v FROM {in0}" },
+    [IR_OP_MATMUL][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos,\n"
-        "  {bias_open}sqlm_gather(w.row, sqlm_matvec(w.v, x.v, w.col, {chunk}, {n_in}, {dtype}), {n_out}){bias_close} AS v\n"
-        "FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos" } },
-    [IR_OP_ROPE] = { "pos, v", {
+        "  {?bias}sqlm_vadd({/}sqlm_gather(w.row, sqlm_matvec(w.v, x.v, w.col, {chunk}, {n_in}, {dtype}), {n_out})"
+        "{?bias}, (SELECT b.v FROM bias b WHERE b.layer = {layer})){/} AS v\n"
+        "FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos" },
+    [IR_OP_ROPE][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, {n_head}, {n_head_kv}, {hd}, {interleaved}, {q_scale}) AS v\n"
-        "FROM {in0} x JOIN rope r ON r.pos = x.pos" } },
-    [IR_OP_KV_APPEND] = { "pos, k, v", {
+        "FROM {in0} x JOIN rope r ON r.pos = x.pos" },
+    [IR_OP_KV_APPEND][DIA_SQLITE] = { "pos, k, v", "pos INTEGER PRIMARY KEY, k BLOB, v BLOB",
         "SELECT pos, sqlm_slice(v, {q_dim}, {kv_dim}) AS k, sqlm_slice(v, {v_off}, {kv_dim}) AS v\n"
-        "FROM {in0}" } },
-    [IR_OP_ATTN_SCORE] = { "qpos, kpos, s", {
+        "FROM {in0}" },
+    [IR_OP_ATTN_SCORE][DIA_SQLITE] = { "qpos, kpos, s", "qpos INTEGER, kpos INTEGER, s BLOB",
         "SELECT q.pos AS qpos, k.pos AS kpos, sqlm_qk(q.v, k.k, {n_head}, {n_head_kv}, {hd}) AS s\n"
-        "FROM {in0} q CROSS JOIN {in1} k WHERE k.pos <= q.pos" } },
-    [IR_OP_ATTN_MAX] = { "qpos, mx", {
-        "SELECT qpos, sqlm_vmax(s) AS mx FROM {in0} GROUP BY qpos" } },
-    [IR_OP_ATTN_OUT] = { "pos, v", {
+        "FROM {in0} q CROSS JOIN {in1} k WHERE k.pos <= q.pos" },
+    [IR_OP_ATTN_MAX][DIA_SQLITE] = { "qpos, mx", "qpos INTEGER PRIMARY KEY, mx BLOB",
+        "SELECT qpos, sqlm_vmax(s) AS mx FROM {in0} GROUP BY qpos" },
+    [IR_OP_ATTN_OUT][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT s.qpos AS pos,\n"
         "  sqlm_attn(sqlm_vexp(s.s, m.mx), k.v, {n_head}, {n_head_kv}, {hd}) AS v\n"
         "FROM {in0} s JOIN {in1} m ON m.qpos = s.qpos JOIN {in2} k ON k.pos = s.kpos\n"
-        "GROUP BY s.qpos" } },
-    [IR_OP_ADD] = { "pos, v", {
-        "SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM {in0} a JOIN {in1} b ON b.pos = a.pos" } },
-    [IR_OP_SWIGLU] = { "pos, v", {
-        "SELECT pos, sqlm_swiglu(v) AS v FROM {in0}" } },
-    [IR_OP_LAST] = { "pos, v", {
-        "SELECT pos, v FROM {in0} WHERE pos = (SELECT max(pos) FROM {in1})" } },
-    [IR_OP_ARGMAX] = { "pos, tok", {
-        "SELECT pos, sqlm_argmax(v) AS tok FROM {in0}" } },
+        "GROUP BY s.qpos" },
+    [IR_OP_ADD][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+        "SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
+    [IR_OP_SWIGLU][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+        "SELECT pos, sqlm_swiglu(v) AS v FROM {in0}" },
+    [IR_OP_LAST][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+        "SELECT pos, v FROM {in0} WHERE pos = (SELECT max(pos) FROM {in1})" },
+    [IR_OP_ARGMAX][DIA_SQLITE] = { "pos, tok", "pos INTEGER PRIMARY KEY, tok INTEGER",
+        "SELECT pos, sqlm_argmax(v) AS tok FROM {in0}" },
+
+    /* ---------------------------------------------------------- DuckDB:
+     * pure SQL, no registered function.  A vector is a FLOAT[] list; a
+     * weight table has one matrix row (or chunk of a row) per table row,
+     * in float32.  Element-wise maps are list_transform lambdas (1-based
+     * index i); products are list_dot_product, gathered in row order by
+     * list(... ORDER BY row).  Attention is relational, one row per
+     * (query, key, head); its softmax subtracts the maximum. */
+    [IR_OP_EMBED][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+        "SELECT i.pos AS pos, w.v AS v FROM {in0} i JOIN {w} w ON w.row = i.tok" },
+    [IR_OP_RMSNORM][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+        "SELECT x.pos AS pos, list_transform(x.v, lambda e, i: (e * x.s) * n.v[i]) AS v\n"
+        "FROM (SELECT pos, v, (1 / sqrt((list_dot_product(v, v) / len(v))::FLOAT + {eps}::FLOAT))::FLOAT AS s\n"
+        "      FROM {in0}) x,\n"
+        "  norm n WHERE n.layer = {layer} AND n.kind = '{w}'" },
+    [IR_OP_QUANT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,   /* weights are float32: nothing to do */
+        "SELECT pos, v FROM {in0}" },
+    [IR_OP_MATMUL][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+        "{?!chunked}"
+        "SELECT x.pos AS pos, list(list_dot_product(w.v, x.v){?bias} + b.v[w.row + 1]{/} ORDER BY w.row) AS v\n"
+        "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "GROUP BY x.pos{/}"
+        "{?chunked}"
+        "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + 1]{/} ORDER BY p.row) AS v\n"
+        "FROM (SELECT x.pos AS pos, w.row AS row,\n"
+        "        sum(list_dot_product(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n"
+        "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
+        "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "GROUP BY p.pos{/}" },
+    /* q (the first {q_dim} values) is scaled first, then the first
+     * {rot_dim} values are rotated in pairs with cos/sin from the rope row
+     * (cs[2p + 1] = cos, cs[2p + 2] = sin of pair p, 1-based). */
+    [IR_OP_ROPE][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+        "SELECT x.pos AS pos, list_transform(x.y, lambda e, i: CASE\n"
+        "  WHEN i > {rot_dim} THEN e\n"
+        "{?interleaved}"
+        "  WHEN (i - 1) % 2 = 0 THEN e * r.cs[(i - 1) % {hd} + 1] - x.y[i + 1] * r.cs[(i - 1) % {hd} + 2]\n"
+        "  ELSE e * r.cs[(i - 1) % {hd}] + x.y[i - 1] * r.cs[(i - 1) % {hd} + 1] END) AS v\n"
+        "{/}"
+        "{?!interleaved}"
+        "  WHEN (i - 1) % {hd} < {half} THEN e * r.cs[2 * ((i - 1) % {hd}) + 1] - x.y[i + {half}] * r.cs[2 * ((i - 1) % {hd}) + 2]\n"
+        "  ELSE e * r.cs[2 * ((i - 1) % {hd} - {half}) + 1] + x.y[i - {half}] * r.cs[2 * ((i - 1) % {hd} - {half}) + 2] END) AS v\n"
+        "{/}"
+        "FROM (SELECT pos, list_transform(v, lambda e, i: CASE WHEN i <= {q_dim} THEN e * {q_scale}::FLOAT ELSE e END) AS y\n"
+        "      FROM {in0}) x\n"
+        "  JOIN rope r ON r.pos = x.pos" },
+    [IR_OP_KV_APPEND][DIA_DUCKDB] = { "pos, k, v", "pos INTEGER, k FLOAT[], v FLOAT[]",
+        "SELECT pos, v[{q_dim} + 1 : {q_dim} + {kv_dim}] AS k, v[{v_off} + 1 : {v_off} + {kv_dim}] AS v\n"
+        "FROM {in0}" },
+    [IR_OP_ATTN_SCORE][DIA_DUCKDB] = { "qpos, kpos, h, s", "qpos INTEGER, kpos INTEGER, h INTEGER, s FLOAT",
+        "SELECT q.pos AS qpos, k.pos AS kpos, hh.h AS h,\n"
+        "  list_dot_product(q.v[hh.h * {hd} + 1 : hh.h * {hd} + {hd}],\n"
+        "                   k.k[(hh.h // {group}) * {hd} + 1 : (hh.h // {group}) * {hd} + {hd}]) AS s\n"
+        "FROM {in0} q JOIN {in1} k ON k.pos <= q.pos CROSS JOIN range({n_head}) hh(h)" },
+    [IR_OP_ATTN_MAX][DIA_DUCKDB] = { "qpos, h, mx", "qpos INTEGER, h INTEGER, mx FLOAT",
+        "SELECT qpos, h, max(s) AS mx FROM {in0} GROUP BY qpos, h" },
+    /* out[h * hd + d] = sum_k e(q, k, h) v_k[kvh * hd + d] / sum_k e(q, k, h),
+     * e = exp(s - max), kvh = h / group: one row per (q, h, j) with the
+     * cache's values unnested to (pos, j, x). */
+    [IR_OP_ATTN_OUT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+        "SELECT a.qpos AS pos, list(a.o ORDER BY a.h, a.j) AS v\n"
+        "FROM (SELECT s.qpos AS qpos, s.h AS h, c.j AS j,\n"
+        "        (sum(exp(s.s - m.mx) * c.x) / sum(exp(s.s - m.mx)))::FLOAT AS o\n"
+        "      FROM {in0} s JOIN {in1} m ON m.qpos = s.qpos AND m.h = s.h\n"
+        "      JOIN (SELECT pos, unnest(v) AS x, unnest(range({kv_dim})) AS j FROM {in2}) c\n"
+        "        ON c.pos = s.kpos AND c.j // {hd} = s.h // {group}\n"
+        "      GROUP BY s.qpos, s.h, c.j) a\n"
+        "GROUP BY a.qpos" },
+    [IR_OP_ADD][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+        "SELECT a.pos AS pos, list_transform(a.v, lambda e, i: e + b.v[i]) AS v\n"
+        "FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
+    [IR_OP_SWIGLU][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+        "SELECT pos, list_transform(v[1 : {n_out}], lambda g, i: (g / (1 + exp(-g)))::FLOAT * v[{n_out} + i]) AS v\n"
+        "FROM {in0}" },
+    [IR_OP_LAST][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+        "SELECT pos, v FROM {in0} WHERE pos = (SELECT max(pos) FROM {in1})" },
+    [IR_OP_ARGMAX][DIA_DUCKDB] = { "pos, tok", "pos INTEGER, tok INTEGER",
+        "SELECT pos, list_position(v, list_max(v)) - 1 AS tok FROM {in0}" },
 };
 
 /* The statement frame, per dialect. */
 static const char *const create_fmt[DIA_COUNT] = {
-    "CREATE TEMP TABLE IF NOT EXISTS %s(%s)",
+    "CREATE TEMP TABLE IF NOT EXISTS %s(",
+    "CREATE TEMP TABLE IF NOT EXISTS %s(",
 };
-
-/* Column definitions of a materialised relation. */
-static const char *col_defs(int op) {
-    switch (op) {
-    case IR_OP_KV_APPEND: return "pos INTEGER PRIMARY KEY, k BLOB, v BLOB";
-    case IR_OP_ATTN_SCORE: return "qpos INTEGER, kpos INTEGER, s BLOB";
-    case IR_OP_ATTN_MAX: return "qpos INTEGER PRIMARY KEY, mx BLOB";
-    case IR_OP_ARGMAX: return "pos INTEGER PRIMARY KEY, tok INTEGER";
-    default: return "pos INTEGER PRIMARY KEY, v BLOB";
-    }
-}
 
 /* ----------------------------------------------------------- filling */
 
 typedef struct emit_ctx {
     const ir_graph *g;
-    const dialect *d;
+    const sql_dialect *d;
     int dia;
 } emit_ctx;
+
+#define KEY(s) (klen == sizeof(s) - 1 && memcmp(key, s, klen) == 0)
+
+/* The truth of a {?cond} section's condition, or -1 when unknown. */
+static int cond_value(const ir_node *n, const model_config *c, const char *key, size_t klen) {
+    if (KEY("bias")) return n->bias;
+    if (KEY("interleaved")) return c->rope_interleaved != 0;
+    if (KEY("chunked")) return n->chunk > 0 && n->chunk < n->n_in;
+    return -1;
+}
 
 /* Append the value of placeholder key for node n. */
 static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen, buf *b) {
     const model_config *c = &e->g->cfg;
     const int64_t q_dim = (int64_t)c->n_head * c->head_dim;
     const int64_t kv_dim = (int64_t)c->n_head_kv * c->head_dim;
-#define KEY(s) (klen == sizeof(s) - 1 && memcmp(key, s, klen) == 0)
     if (klen == 3 && memcmp(key, "in", 2) == 0 && key[2] >= '0' && key[2] < '0' + IR_MAX_IN) {
         int in = n->in[key[2] - '0'];
         if (in < 0) return false;
@@ -129,37 +223,58 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
     else if (KEY("eps")) buf_appendf(b, "%.9g", c->norm_eps);
     else if (KEY("n_head")) buf_appendf(b, "%d", c->n_head);
     else if (KEY("n_head_kv")) buf_appendf(b, "%d", c->n_head_kv);
+    else if (KEY("group")) buf_appendf(b, "%d", c->n_head_kv > 0 ? c->n_head / c->n_head_kv : 1);
     else if (KEY("hd")) buf_appendf(b, "%d", c->head_dim);
+    else if (KEY("half")) buf_appendf(b, "%d", c->head_dim / 2);
     else if (KEY("q_scale")) buf_appendf(b, "%.9g", c->q_scale > 0 ? c->q_scale : 1.0f);
     else if (KEY("interleaved")) buf_appendf(b, "%d", c->rope_interleaved ? 1 : 0);
     else if (KEY("q_dim")) buf_appendf(b, "%lld", (long long)q_dim);
     else if (KEY("kv_dim")) buf_appendf(b, "%lld", (long long)kv_dim);
+    else if (KEY("rot_dim")) buf_appendf(b, "%lld", (long long)(q_dim + kv_dim));
     else if (KEY("v_off")) buf_appendf(b, "%lld", (long long)(q_dim + kv_dim));
-    else if (KEY("bias_open")) buf_puts(b, n->bias ? "sqlm_vadd(" : "");
-    else if (KEY("bias_close"))
-        buf_appendf(b, n->bias ? ", (SELECT b.v FROM bias b WHERE b.layer = %d))" : "", n->layer);
     else return false;
-#undef KEY
     return true;
 }
 
 static int fill(emit_ctx *e, const ir_node *n, const char *tmpl, buf *b) {
+    int depth = 0, off = 0;   /* open {?cond} sections; the first `off` levels deep that is false */
     for (const char *p = tmpl; *p;) {
+        bool skip = off > 0;
         if (*p != '{') {
             const char *q = strchr(p, '{');
             size_t len = q ? (size_t)(q - p) : strlen(p);
-            buf_append(b, p, len);
+            if (!skip) buf_append(b, p, len);
             p += len;
             continue;
         }
         const char *end = strchr(p, '}');
-        if (!end || !fill_key(e, n, p + 1, (size_t)(end - p - 1), b))
+        const char *key = p + 1;
+        size_t klen = end ? (size_t)(end - key) : 0;
+        bool ok = end != NULL;
+        if (ok && klen >= 2 && key[0] == '?') {
+            bool neg = key[1] == '!';
+            int v = cond_value(n, &e->g->cfg, key + 1 + neg, klen - 1 - neg);
+            ok = v >= 0;
+            depth++;
+            if (!off && v == neg) off = depth;
+        } else if (ok && klen == 1 && key[0] == '/') {
+            ok = depth > 0;
+            if (off == depth) off = 0;
+            depth--;
+        } else if (ok && !skip) {
+            ok = fill_key(e, n, key, klen, b);
+        }
+        if (!ok)
             return sqlm_error(SQLM_ERROR, "template of %s: bad placeholder at \"%.20s\"",
                               ir_op_name(n->op), p);
         p = end + 1;
     }
+    if (depth)
+        return sqlm_error(SQLM_ERROR, "template of %s: unclosed {?...} section", ir_op_name(n->op));
     return b->rc;
 }
+
+#undef KEY
 
 /* ------------------------------------------------------------- program */
 
@@ -184,25 +299,31 @@ void sql_program_free(sql_program *p) {
     free(p->setup);
     free(p->reset);
     free(p->logits_table);
+    free(p->next_token);
     memset(p, 0, sizeof *p);
 }
 
+static void create_table(emit_ctx *e, buf *b, const char *name, const char *defs) {
+    buf_appendf(b, create_fmt[e->dia], name);
+    dialect_subst(e->dia, defs, b);
+    buf_puts(b, ");\n");
+}
+
 int emit_program(const ir_graph *g, int dia, sql_program *out) {
+    memset(out, 0, sizeof *out);
+    if (dia < 0 || dia >= DIA_COUNT) return sqlm_error(SQLM_UNSUPPORTED, "unknown dialect %d", dia);
     emit_ctx e = { g, &dialects[dia], dia };
     buf setup, reset, sql;
     int rc = SQLM_OK;
-    memset(out, 0, sizeof *out);
     buf_init(&setup), buf_init(&reset), buf_init(&sql);
-    if (dia < 0 || dia >= DIA_COUNT) return sqlm_error(SQLM_UNSUPPORTED, "unknown dialect %d", dia);
 
-    buf_appendf(&setup, create_fmt[dia], "t_in", "pos INTEGER PRIMARY KEY, tok INTEGER");
-    buf_puts(&setup, ";\n");
+    create_table(&e, &setup, "t_in", "pos INTEGER{pk}, tok INTEGER");
     int first = -1;   /* first node of the pending statement */
     for (int i = 0; i < g->n_nodes; i++) {
         const ir_node *n = &g->nodes[i];
         if (n->op == IR_OP_INPUT) continue;
-        const char *t = templates[n->op].sql[dia];
-        if (!t) {
+        const op_sql *t = &templates[n->op][dia];
+        if (!t->sql) {
             rc = sqlm_error(SQLM_UNSUPPORTED, "operator %s has no template for dialect %s",
                             ir_op_name(n->op), e.d->name);
             goto fail;
@@ -211,8 +332,7 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
         if (!n->materialize) continue;
 
         /* n ends a statement: its table, then the CTEs since `first`. */
-        buf_appendf(&setup, create_fmt[dia], n->name, col_defs(n->op));
-        buf_puts(&setup, ";\n");
+        create_table(&e, &setup, n->name, t->defs);
         bool append = n->op == IR_OP_KV_APPEND;   /* the cache only grows */
         buf_appendf(append ? &reset : &sql, "DELETE FROM %s", n->name);
         if (!append) {
@@ -220,27 +340,37 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
         } else {
             buf_puts(&reset, ";\n");
         }
-        buf_appendf(&sql, "INSERT INTO %s(%s)\n", n->name, templates[n->op].cols);
+        buf_appendf(&sql, "INSERT INTO %s(%s)\n", n->name, t->cols);
         bool with = false;
         for (int j = first; j < i; j++) {
             const ir_node *c = &g->nodes[j];
             if (c->materialize || c->op == IR_OP_INPUT) continue;
-            buf_appendf(&sql, "%s%s(%s) AS%s (\n", with ? ",\n" : "WITH ", c->name,
-                        templates[c->op].cols, e.d->cte_mat);
-            if ((rc = fill(&e, c, templates[c->op].sql[dia], &sql))) goto fail;
+            const op_sql *ct = &templates[c->op][dia];
+            buf_appendf(&sql, "%s%s(%s) AS%s (\n", with ? ",\n" : "WITH ", c->name, ct->cols,
+                        e.d->cte_mat);
+            if ((rc = fill(&e, c, ct->sql, &sql))) goto fail;
             buf_puts(&sql, "\n)");
             with = true;
         }
         if (with) buf_puts(&sql, "\n");
-        if ((rc = fill(&e, n, t, &sql))) goto fail;
+        if ((rc = fill(&e, n, t->sql, &sql))) goto fail;
         if ((rc = add_step(out, n->name, &sql))) goto fail;
         first = -1;
     }
+    /* The greedy next token, in SQL: argmax over the logits table. */
+    ir_node am = { .op = IR_OP_ARGMAX, .in = { g->output, -1, -1 }, .layer = -1 };
+    if (!templates[IR_OP_ARGMAX][dia].sql) {
+        rc = sqlm_error(SQLM_UNSUPPORTED, "operator ARGMAX has no template for dialect %s", e.d->name);
+        goto fail;
+    }
+    if ((rc = fill(&e, &am, templates[IR_OP_ARGMAX][dia].sql, &sql))) goto fail;
+    buf_puts(&sql, " ORDER BY pos");
+    out->next_token = buf_detach(&sql);
     /* Per-step tables are cleared by the step itself; reset clears the cache. */
     out->setup = buf_detach(&setup);
     out->reset = buf_detach(&reset);
     out->logits_table = sqlm_strdup(g->nodes[g->output].name);
-    if (!out->setup || !out->reset || !out->logits_table) {
+    if (!out->setup || !out->reset || !out->logits_table || !out->next_token) {
         rc = SQLM_NOMEM;
         goto fail;
     }
@@ -251,15 +381,21 @@ fail:
     return rc ? rc : SQLM_NOMEM;
 }
 
-char *sql_program_text(const sql_program *p) {
+char *sql_program_text(const sql_program *p, const int32_t *toks, int n_toks) {
     buf b;
     buf_init(&b);
     buf_puts(&b, "-- sqlm program: setup (once per session)\n");
     buf_puts(&b, p->setup);
     buf_puts(&b, "\n-- reset (once per sequence: empties the KV cache)\n");
     buf_puts(&b, p->reset);
+    if (n_toks > 0) {
+        buf_puts(&b, "\n-- the tokens of this step at positions 0..\nDELETE FROM t_in;\nINSERT INTO t_in(pos, tok) VALUES ");
+        for (int i = 0; i < n_toks; i++) buf_appendf(&b, "%s(%d, %d)", i ? ", " : "", i, (int)toks[i]);
+        buf_puts(&b, ";\n");
+    }
     buf_puts(&b, "\n-- step (once per batch of tokens inserted into t_in(pos, tok))\n");
     for (int i = 0; i < p->n_steps; i++) buf_appendf(&b, "%s;\n", p->steps[i].sql);
-    buf_appendf(&b, "-- the next-token logits are in %s(pos, v)\n", p->logits_table);
+    buf_appendf(&b, "-- the next-token logits are in %s(pos, v); the greedy next token:\n%s;\n",
+                p->logits_table, p->next_token);
     return b.rc ? (buf_free(&b), NULL) : buf_detach(&b);
 }

@@ -11,6 +11,10 @@
  *      and each node's rows are recomputed in plain C from its input rows and
  *      compared by normalised error.
  * Run from the repository root (paths "../shared/...").
+ *
+ * TEST_ENGINE picks the engine (default sqlite); test-duckdb.c includes this
+ * file with "duckdb", where weights are float32 and activations are never
+ * quantized.
  */
 #include <jansson.h>
 #include <math.h>
@@ -20,6 +24,10 @@
 
 #include "../ref/ref.h"
 #include "../test.h"
+
+#ifndef TEST_ENGINE
+#define TEST_ENGINE "sqlite"
+#endif
 
 #define GOLDEN "../shared/golden/"
 #define MODELS "../shared/models/"
@@ -38,18 +46,24 @@ static int json_ids(json_t *arr, int32_t *ids, int max) {
 static bool import_open(const char *path, const char *name, const import_opts *o, modeldb *db) {
     char out[256];
     snprintf(out, sizeof out, "%s/%s.db", tmpdir, name);
-    import_opts def = { .wtype = -1 };
-    int rc = sqlm_import(path, out, o ? o : &def);
+    import_opts io = o ? *o : (import_opts){ .wtype = -1 };
+    io.engine = TEST_ENGINE;
+    int rc = sqlm_import(path, out, &io);
     if (rc) {
         fprintf(stderr, "import %s: %s\n", path, sqlm_errmsg());
         CHECK_EQ(SQLM_OK, rc);
         return false;
     }
-    engine_opts eo = { .readonly = true };
-    rc = modeldb_open(db, out, "sqlite", &eo);
+    engine_opts eo = { .readonly = true, .threads = 1 };   /* tiny models: one thread is fastest */
+    rc = modeldb_open(db, out, TEST_ENGINE, &eo);
     if (rc) fprintf(stderr, "open %s: %s\n", out, sqlm_errmsg());
     CHECK_EQ(SQLM_OK, rc);
     return rc == SQLM_OK;
+}
+
+/* Does the engine store weights in the file's type (else float32)? */
+static bool engine_keeps_dtype(void) {
+    return dialect_get(db_lookup(TEST_ENGINE)->dialect)->weight_layout == WL_TILES;
 }
 
 static int argmax(const float *v, int n) {
@@ -239,7 +253,8 @@ static void check_random_models(void) {
         CHECK_EQ(SQLM_OK, ref_init(&r, m));
         model_free(m);
         if (!r) continue;
-        r->ggml_act = vec_act_type(sh->dtype) != DT_F32;   /* Q8_0 activations, as sqlm */
+        /* Q8_0 activations where the engine keeps quantized weights, as sqlm */
+        r->ggml_act = vec_act_type(sh->dtype) != DT_F32 && engine_keeps_dtype();
         import_opts io = { .wtype = -1, .tile_bytes = sh->tile_bytes };
         modeldb db;
         if (!import_open(gguf, "rand", &io, &db)) { ref_free(r); continue; }
@@ -510,18 +525,36 @@ static void check_operators(void) {
     modeldb_close(&db);
 }
 
-int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/sqlm-test-XXXXXX");
-    if (!mkdtemp(tmpdir)) return 1;
+static void run_all(void) {
     check_generation(MODELS "stories260K/stories260K.bin", GOLDEN "generation_stories260K.jsonl", false);
     check_generation(MODELS "TinyStories-656K/model.safetensors", GOLDEN "generation_TinyStories-656K-F32.jsonl", false);
-    check_generation(MODELS "TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf",
-                     GOLDEN "generation_TinyStories-656K-Q8_0.jsonl", true);
+    if (engine_keeps_dtype())
+        check_generation(MODELS "TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf",
+                         GOLDEN "generation_TinyStories-656K-Q8_0.jsonl", true);
+    else   /* float32 weights and activations: llama.cpp's Q8_0 arithmetic is not what runs */
+        fprintf(stderr, "  %s: not compared on %s (weights stored as F32, activations not quantized)\n",
+                GOLDEN "generation_TinyStories-656K-Q8_0.jsonl", TEST_ENGINE);
     check_logits();
     check_random_models();
     check_operators();
+}
+
+static bool make_tmpdir(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/sqlm-test-XXXXXX");
+    return mkdtemp(tmpdir) != NULL;
+}
+
+static void remove_tmpdir(void) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+#ifndef TEST_NO_MAIN
+int main(void) {
+    if (!make_tmpdir()) return 1;
+    run_all();
+    remove_tmpdir();
     return TEST_DONE();
 }
+#endif

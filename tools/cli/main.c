@@ -4,7 +4,7 @@
  *   sqlm import MODEL -o model.db [--type f32|f16|q8_0|q4_0] [--tokenizer F]
  *   sqlm run -m model.db -p "text" [-n N] [--temp T] [--top-k K] [--top-p P]
  *            [--min-p P] [--repeat-penalty R] [-s SEED] [-c CTX] [-t N]
- *   sqlm sql -m model.db          print the SQL program of a decode step
+ *   sqlm sql -m model.db [-p P]   print the SQL program of a step, prompt included
  *   sqlm chat -m model.db [--system TEXT]   interactive chat in the terminal
  *   sqlm tokenize -m MODEL "text" print token ids, then the pieces
  *   sqlm synth --like NAME -o x.gguf [--type T] [-s SEED]   random weights, real shapes
@@ -44,7 +44,8 @@ static void usage(FILE *f) {
         "commands:\n"
         "  import MODEL -o OUT.db   import a .gguf, .safetensors (or its folder) or llama2.c .bin\n"
         "  run -m DB -p PROMPT      generate text\n"
-        "  sql -m DB                print the SQL program a decode step runs\n"
+        "  sql -m DB [-p PROMPT]    print the SQL program: one step over the prompt (default\n"
+        "                           BOS) ending with the greedy next token\n"
         "  chat -m DB               interactive chat (chat template from the model)\n"
         "  tokenize -m MODEL TEXT   print token ids and pieces; MODEL is a model database\n"
         "                           or a tokenizer file (tokenizer.json, tokenizer.model,\n"
@@ -52,7 +53,8 @@ static void usage(FILE *f) {
         "  synth --like NAME -o F   write a GGUF with random weights of a real model's shapes\n"
         "\n"
         "common options:\n"
-        "  --engine NAME            database engine (default sqlite)\n"
+        "  --engine NAME            database engine: sqlite or duckdb (default: sqlite for\n"
+        "                           import, the engine that wrote the file otherwise)\n"
         "  -t, --threads N          threads (default 2)\n"
         "\n"
         "import options:\n"
@@ -127,7 +129,6 @@ static void parse_args(int argc, char **argv, args *a) {
     a->threads = 2;
     a->temp = 0.8, a->top_k = 40, a->top_p = 0.95, a->min_p = 0.05;
     a->repeat_penalty = 1.0, a->repeat_last_n = 64;
-    a->engine = "sqlite";
     a->cmd = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *o = argv[i];
@@ -186,7 +187,7 @@ static int cmd_import(args *a) {
     if (!in) die("import: which model file? (sqlm import MODEL -o OUT.db)");
     if (!a->output) die("import: no output database (-o OUT.db)");
     int wtype = parse_type(a, -1);
-    import_opts o = { .engine = a->engine, .tok_path = a->tokenizer, .wtype = wtype,
+    import_opts o = { .engine = a->engine ? a->engine : "sqlite", .tok_path = a->tokenizer, .wtype = wtype,
                       .tile_bytes = (size_t)a->tile_bytes, .progress = isatty(2) };
     double t0 = sqlm_now();
     int rc = sqlm_import(in, a->output, &o);
@@ -218,6 +219,7 @@ static void flush_utf8(buf *pending, bool all) {
 
 static void open_db(args *a, modeldb *db) {
     if (!a->model) die("%s: no model database (-m model.db; make one with sqlm import)", a->cmd);
+    /* --engine, or else the engine that wrote the file */
     engine_opts eo = { .threads = (int)a->threads, .readonly = true };
     int rc = modeldb_open(db, a->model, a->engine, &eo);
     if (rc) die_rc(rc, a->cmd);
@@ -313,7 +315,20 @@ static int cmd_sql(args *a) {
     int rc = ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o);
     if (!rc) rc = emit_program(&g, db.e->m->dialect, &p);
     if (rc) die_rc(rc, "sql");
-    char *text = sql_program_text(&p);
+    /* the script feeds the prompt (default: BOS alone) and ends with the next token */
+    int32_t *ids = NULL, n_ids = 0;
+    if (db.tok && (rc = tok_encode(db.tok, a->prompt ? a->prompt : "", a->prompt ? strlen(a->prompt) : 0,
+                                   true, &ids, &n_ids)))
+        die_rc(rc, "sql: tokenizing the prompt");
+    if (n_ids == 0 && db.voc.bos >= 0) {
+        free(ids);
+        ids = malloc(sizeof *ids);
+        ids[0] = db.voc.bos;
+        n_ids = 1;
+    }
+    if (n_ids > db.cfg.seq_len) die("sql: prompt of %d tokens exceeds the context of %d", n_ids, db.cfg.seq_len);
+    char *text = sql_program_text(&p, ids, n_ids);
+    free(ids);
     if (!text) die("sql: out of memory");
     fputs(text, stdout);
     free(text);
@@ -324,15 +339,6 @@ static int cmd_sql(args *a) {
 }
 
 /* ------------------------------------------------------------- tokenize */
-
-static bool is_sqlite_file(const char *path) {
-    char magic[16] = { 0 };
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    size_t n = fread(magic, 1, sizeof magic, f);
-    fclose(f);
-    return n == sizeof magic && memcmp(magic, "SQLite format 3", 16) == 0;
-}
 
 static bool ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
@@ -365,7 +371,7 @@ static int cmd_tokenize(args *a) {
     vocab own;
     const vocab *v;
     tokenizer *tok;
-    bool from_db = is_sqlite_file(a->model);
+    bool from_db = db_sniff(a->model) != NULL;   /* a model database of any engine */
     if (from_db) {
         open_db(a, &db);
         if (!db.tok) die("tokenize: %s has no vocabulary", a->model);
@@ -539,7 +545,8 @@ int main(int argc, char **argv) {
     }
     args a;
     parse_args(argc, argv, &a);
-    if (db_find(a.engine) == NULL) die("unknown engine '%s' (available: sqlite)", a.engine);
+    if (a.engine && db_lookup(a.engine) == NULL)
+        die("unknown engine '%s' (available: sqlite, duckdb)", a.engine);
     if (!strcmp(a.cmd, "import")) return cmd_import(&a);
     if (!strcmp(a.cmd, "run")) return cmd_run(&a);
     if (!strcmp(a.cmd, "sql")) return cmd_sql(&a);

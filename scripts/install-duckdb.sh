@@ -1,0 +1,38 @@
+#!/bin/sh
+# Install the pinned DuckDB C library into .deps/duckdb/ (outside git) and
+# print its path.  libduckdb.so comes from the npm package
+# @duckdb/node-bindings-<os>-<arch>, which ships the library and no header:
+# sqlm declares the C API subset it uses (src/db/duckdb.c) and loads the
+# library with dlopen at run time, so nothing else needs it at build time.
+#
+# Does nothing when the pinned version is there already.  Exits 1 with a
+# message when npm or the registry cannot be reached: sqlm then runs without
+# the DuckDB engine and its tests print "skipped".
+set -e
+VERSION=1.5.6-r.1        # DuckDB 1.5.6; change together with the notes in README.md
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DIR=$ROOT/.deps/duckdb
+case "$(uname -s)-$(uname -m)" in
+    Linux-x86_64) PKG=@duckdb/node-bindings-linux-x64 ;;
+    Linux-aarch64) PKG=@duckdb/node-bindings-linux-arm64 ;;
+    *) echo "install-duckdb: no prebuilt DuckDB package for $(uname -s)-$(uname -m)" >&2; exit 1 ;;
+esac
+PKGDIR=$DIR/node_modules/$PKG
+LIB=$PKGDIR/libduckdb.so
+if [ -f "$LIB" ] && grep -q "\"version\": \"$VERSION\"" "$PKGDIR/package.json" 2>/dev/null; then
+    echo "$LIB"
+    exit 0
+fi
+if ! command -v npm >/dev/null 2>&1; then
+    echo "install-duckdb: npm not found (apt-get install npm), DuckDB engine not installed" >&2
+    exit 1
+fi
+mkdir -p "$DIR"
+echo "install-duckdb: npm install $PKG@$VERSION into $DIR" >&2
+if ! timeout 300 npm install --prefix "$DIR" --no-save --no-package-lock --ignore-scripts \
+        --no-audit --no-fund --fetch-retries=1 --fetch-timeout=30000 "$PKG@$VERSION" >&2; then
+    echo "install-duckdb: npm install failed, DuckDB engine not installed" >&2
+    exit 1
+fi
+[ -f "$LIB" ] || { echo "install-duckdb: $LIB missing after install" >&2; exit 1; }
+echo "$LIB"

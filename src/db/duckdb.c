@@ -1,0 +1,597 @@
+/*
+ * duckdb.c - the DuckDB engine: the backend vtable over libduckdb.so, loaded
+ * with dlopen at run time so sqlm builds and runs without it.  The library
+ * comes from the npm package @duckdb/node-bindings-linux-x64, which ships no
+ * header: the C API subset used here is declared by hand below, checked
+ * against duckdb.h of the pinned version (scripts/install-duckdb.sh).
+ *
+ * Pure SQL: no function is registered; the DuckDB dialect's templates
+ * (sqlgen/emit.c) use only DuckDB's own list functions.  Float vectors are
+ * FLOAT[] lists: bound from DBV_VEC, read back as DBV_BLOB of float32.
+ *
+ * Not here: DuckDB's native mode (C scalar functions), memory budgets.
+ */
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../sqlm-int.h"
+
+/* ------------------------------------------------------ the C API subset */
+
+typedef uint64_t idx_t;
+typedef int duckdb_state;             /* DuckDBSuccess = 0, DuckDBError = 1 */
+typedef int duckdb_type;              /* enum DUCKDB_TYPE */
+typedef void *duckdb_database, *duckdb_connection, *duckdb_prepared_statement, *duckdb_config,
+    *duckdb_data_chunk, *duckdb_vector, *duckdb_logical_type, *duckdb_value;
+
+/* Passed by value to duckdb_fetch_chunk: its layout must match exactly. */
+typedef struct duckdb_result {
+    idx_t deprecated_column_count;
+    idx_t deprecated_row_count;
+    idx_t deprecated_rows_changed;
+    void *deprecated_columns;
+    char *deprecated_error_message;
+    void *internal_data;
+} duckdb_result;
+_Static_assert(sizeof(duckdb_result) == 48, "duckdb_result is 48 bytes in duckdb.h");
+
+/* A VARCHAR or BLOB in a vector: 16 bytes, inlined when at most 12. */
+typedef struct duckdb_string_t {
+    uint32_t length;
+    char prefix[4];
+    char *ptr;
+} duckdb_string_t;
+
+typedef struct duckdb_list_entry {
+    uint64_t offset;
+    uint64_t length;
+} duckdb_list_entry;
+
+enum {
+    T_BOOLEAN = 1, T_TINYINT, T_SMALLINT, T_INTEGER, T_BIGINT, T_UTINYINT, T_USMALLINT,
+    T_UINTEGER, T_UBIGINT, T_FLOAT, T_DOUBLE, T_HUGEINT = 16, T_VARCHAR = 17, T_BLOB = 18,
+    T_LIST = 24, T_UHUGEINT = 32, T_ARRAY = 33,
+};
+
+#define DUCKDB_FUNCS(X)                                                                        \
+    X(const char *, duckdb_library_version, (void))                                            \
+    X(duckdb_state, duckdb_create_config, (duckdb_config *))                                   \
+    X(duckdb_state, duckdb_set_config, (duckdb_config, const char *, const char *))            \
+    X(void, duckdb_destroy_config, (duckdb_config *))                                          \
+    X(duckdb_state, duckdb_open_ext, (const char *, duckdb_database *, duckdb_config, char **)) \
+    X(void, duckdb_close, (duckdb_database *))                                                 \
+    X(duckdb_state, duckdb_connect, (duckdb_database, duckdb_connection *))                    \
+    X(void, duckdb_disconnect, (duckdb_connection *))                                          \
+    X(void, duckdb_free, (void *))                                                             \
+    X(duckdb_state, duckdb_query, (duckdb_connection, const char *, duckdb_result *))          \
+    X(void, duckdb_destroy_result, (duckdb_result *))                                          \
+    X(const char *, duckdb_result_error, (duckdb_result *))                                    \
+    X(idx_t, duckdb_column_count, (duckdb_result *))                                           \
+    X(duckdb_logical_type, duckdb_column_logical_type, (duckdb_result *, idx_t))               \
+    X(duckdb_type, duckdb_get_type_id, (duckdb_logical_type))                                  \
+    X(duckdb_logical_type, duckdb_list_type_child_type, (duckdb_logical_type))                 \
+    X(duckdb_logical_type, duckdb_array_type_child_type, (duckdb_logical_type))                \
+    X(idx_t, duckdb_array_type_array_size, (duckdb_logical_type))                              \
+    X(duckdb_logical_type, duckdb_create_logical_type, (duckdb_type))                          \
+    X(void, duckdb_destroy_logical_type, (duckdb_logical_type *))                              \
+    X(duckdb_data_chunk, duckdb_fetch_chunk, (duckdb_result))                                  \
+    X(idx_t, duckdb_data_chunk_get_size, (duckdb_data_chunk))                                  \
+    X(duckdb_vector, duckdb_data_chunk_get_vector, (duckdb_data_chunk, idx_t))                 \
+    X(void, duckdb_destroy_data_chunk, (duckdb_data_chunk *))                                  \
+    X(void *, duckdb_vector_get_data, (duckdb_vector))                                         \
+    X(uint64_t *, duckdb_vector_get_validity, (duckdb_vector))                                 \
+    X(duckdb_vector, duckdb_list_vector_get_child, (duckdb_vector))                            \
+    X(duckdb_vector, duckdb_array_vector_get_child, (duckdb_vector))                           \
+    X(duckdb_state, duckdb_prepare, (duckdb_connection, const char *, duckdb_prepared_statement *)) \
+    X(const char *, duckdb_prepare_error, (duckdb_prepared_statement))                         \
+    X(void, duckdb_destroy_prepare, (duckdb_prepared_statement *))                             \
+    X(idx_t, duckdb_nparams, (duckdb_prepared_statement))                                      \
+    X(duckdb_state, duckdb_clear_bindings, (duckdb_prepared_statement))                        \
+    X(duckdb_state, duckdb_bind_int64, (duckdb_prepared_statement, idx_t, int64_t))            \
+    X(duckdb_state, duckdb_bind_double, (duckdb_prepared_statement, idx_t, double))            \
+    X(duckdb_state, duckdb_bind_varchar_length, (duckdb_prepared_statement, idx_t, const char *, idx_t)) \
+    X(duckdb_state, duckdb_bind_blob, (duckdb_prepared_statement, idx_t, const void *, idx_t)) \
+    X(duckdb_state, duckdb_bind_null, (duckdb_prepared_statement, idx_t))                      \
+    X(duckdb_state, duckdb_bind_value, (duckdb_prepared_statement, idx_t, duckdb_value))       \
+    X(duckdb_state, duckdb_execute_prepared, (duckdb_prepared_statement, duckdb_result *))     \
+    X(duckdb_value, duckdb_create_float, (float))                                              \
+    X(duckdb_value, duckdb_create_list_value, (duckdb_logical_type, duckdb_value *, idx_t))    \
+    X(void, duckdb_destroy_value, (duckdb_value *))
+
+static struct {
+#define X(ret, name, args) ret(*name) args;
+    DUCKDB_FUNCS(X)
+#undef X
+} api;
+
+/* ------------------------------------------------------------- loading */
+
+/* Where scripts/install-duckdb.sh puts the npm package's library. */
+#if defined(__aarch64__)
+#define NPM_LIB ".deps/duckdb/node_modules/@duckdb/node-bindings-linux-arm64/libduckdb.so"
+#else
+#define NPM_LIB ".deps/duckdb/node_modules/@duckdb/node-bindings-linux-x64/libduckdb.so"
+#endif
+
+static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+static int load_rc;
+static char load_msg[PATH_MAX + 512];
+static const char *lib_version;
+
+static void *try_open(const char *path) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
+
+/* The library: $SQLM_DUCKDB_LIB, else the npm install beside the running
+ * program (or its parent: build/ holds the tests), else in the current
+ * folder, else the system's libduckdb.so. */
+static void *open_library(char *detail, size_t n) {
+    const char *env = getenv("SQLM_DUCKDB_LIB");
+    detail[0] = 0;
+    if (env && *env) {
+        void *h = try_open(env);
+        if (!h) snprintf(detail, n, ": SQLM_DUCKDB_LIB=%s: %s", env, dlerror());
+        return h;
+    }
+    char exe[PATH_MAX], path[PATH_MAX + 128];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        snprintf(path, sizeof path, "%s/%s", exe, NPM_LIB);
+        void *h = try_open(path);
+        if (h) return h;
+        snprintf(path, sizeof path, "%s/../%s", exe, NPM_LIB);
+        if ((h = try_open(path))) return h;
+    }
+    void *h = try_open("./" NPM_LIB);
+    return h ? h : try_open("libduckdb.so");
+}
+
+static void load(void) {
+    char detail[PATH_MAX + 128];
+    void *h = open_library(detail, sizeof detail);
+    if (!h) {
+        snprintf(load_msg, sizeof load_msg,
+                 "engine duckdb: cannot load libduckdb.so (run scripts/install-duckdb.sh or set "
+                 "SQLM_DUCKDB_LIB)%s", detail);
+        load_rc = SQLM_UNSUPPORTED;
+        return;
+    }
+#define X(ret, name, args)                                                                   \
+    if (!(api.name = (ret(*) args)dlsym(h, #name))) {                                          \
+        snprintf(load_msg, sizeof load_msg, "engine duckdb: libduckdb.so lacks %s (DuckDB 1.1 " \
+                 "or later is needed)", #name);                                                \
+        load_rc = SQLM_UNSUPPORTED;                                                            \
+        return;                                                                                \
+    }
+    DUCKDB_FUNCS(X)
+#undef X
+    lib_version = api.duckdb_library_version();
+    load_rc = SQLM_OK;
+}
+
+int duckdb_load(void) {
+    pthread_once(&load_once, load);
+    return load_rc ? sqlm_error(load_rc, "%s", load_msg) : SQLM_OK;
+}
+
+const char *duckdb_lib_version(void) { return load_rc == SQLM_OK ? lib_version : NULL; }
+
+/* --------------------------------------------------------------- engine */
+
+#define N_CACHED 8   /* prepared statements kept for repeated query() calls */
+
+typedef struct duck_engine {
+    engine base;
+    duckdb_database db;
+    duckdb_connection con;
+    char *path;
+    duckdb_prepared_statement cache[N_CACHED];
+    char *cache_sql[N_CACHED];
+    int cache_next;
+    duckdb_prepared_statement *steps;
+    char **step_names;
+    int n_steps;
+    duckdb_logical_type t_float;
+    buf scratch[16];      /* per-column copies: NUL-terminated text, converted vectors */
+} duck_engine;
+
+static int dk_result_err(duck_engine *d, duckdb_result *r, const char *sql) {
+    const char *m = api.duckdb_result_error(r);
+    int rc = sqlm_error(SQLM_DB, "duckdb: %s: %s (in: %.200s)", d->path, m ? m : "unknown error", sql);
+    api.duckdb_destroy_result(r);
+    return rc;
+}
+
+static void dk_free_steps(duck_engine *d) {
+    for (int i = 0; i < d->n_steps; i++) {
+        api.duckdb_destroy_prepare(&d->steps[i]);
+        free(d->step_names[i]);
+    }
+    free(d->steps);
+    free(d->step_names);
+    d->steps = NULL;
+    d->step_names = NULL;
+    d->n_steps = 0;
+}
+
+static void dk_close(engine *e) {
+    duck_engine *d = (duck_engine *)e;
+    if (!d) return;
+    dk_free_steps(d);
+    for (int i = 0; i < N_CACHED; i++) {
+        if (d->cache[i]) api.duckdb_destroy_prepare(&d->cache[i]);
+        free(d->cache_sql[i]);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(d->scratch); i++) buf_free(&d->scratch[i]);
+    if (d->t_float) api.duckdb_destroy_logical_type(&d->t_float);
+    if (d->con) api.duckdb_disconnect(&d->con);
+    if (d->db) api.duckdb_close(&d->db);
+    free(d->path);
+    free(d);
+}
+
+static int dk_exec(engine *e, const char *sql) {
+    duck_engine *d = (duck_engine *)e;
+    duckdb_result r;
+    if (api.duckdb_query(d->con, sql, &r) != 0) return dk_result_err(d, &r, sql);
+    api.duckdb_destroy_result(&r);
+    return SQLM_OK;
+}
+
+static int dk_open(engine **out, const char *path, const engine_opts *o) {
+    *out = NULL;
+    int rc = duckdb_load();
+    if (rc) return rc;
+    duck_engine *d = calloc(1, sizeof *d);
+    if (!d || !(d->path = sqlm_strdup(path))) {
+        free(d);
+        return sqlm_error(SQLM_NOMEM, "out of memory");
+    }
+    d->base.m = &db_duckdb;
+    for (size_t i = 0; i < ARRAY_LEN(d->scratch); i++) buf_init(&d->scratch[i]);
+    duckdb_config cfg = NULL;
+    char *err = NULL;
+    if (api.duckdb_create_config(&cfg) != 0) {
+        rc = sqlm_error(SQLM_NOMEM, "duckdb: out of memory");
+        goto fail;
+    }
+    if (o->readonly) api.duckdb_set_config(cfg, "access_mode", "READ_ONLY");
+    if (o->threads > 0) {
+        char t[16];
+        snprintf(t, sizeof t, "%d", o->threads);
+        api.duckdb_set_config(cfg, "threads", t);
+    }
+    if (api.duckdb_open_ext(path, &d->db, cfg, &err) != 0) {
+        rc = sqlm_error(SQLM_DB, "duckdb: cannot open %s: %s", path, err ? err : "unknown error");
+        if (err) api.duckdb_free(err);
+        d->db = NULL;
+        goto fail;
+    }
+    if (api.duckdb_connect(d->db, &d->con) != 0) {
+        d->con = NULL;
+        rc = sqlm_error(SQLM_DB, "duckdb: cannot connect to %s", path);
+        goto fail;
+    }
+    d->t_float = api.duckdb_create_logical_type(T_FLOAT);
+    /* Random floats compress badly and decompress slowly (ENGINE-NOTES):
+     * tables written by this connection are stored uncompressed. */
+    if (o->create && !o->plain && (rc = dk_exec(&d->base, "SET force_compression = 'uncompressed'"))) goto fail;
+    /* A prepared plan keeps the table statistics of its preparation (DuckDB
+     * issues 23704, 24182): a step re-run on new positions then fails ("perfect
+     * hash aggregate ... statistics corrupt") or drops rows.  The program's
+     * statements are prepared once, so they are planned without statistics. */
+    if (!o->plain && (rc = dk_exec(&d->base, "SET disabled_optimizers = 'statistics_propagation'")))
+        goto fail;
+    api.duckdb_destroy_config(&cfg);
+    *out = &d->base;
+    return SQLM_OK;
+fail:
+    if (cfg) api.duckdb_destroy_config(&cfg);
+    dk_close(&d->base);
+    return rc;
+}
+
+/* ---------------------------------------------------------- parameters */
+
+static int bind_vals(duck_engine *d, duckdb_prepared_statement st, const db_val *v, int n) {
+    api.duckdb_clear_bindings(st);
+    for (int i = 0; i < n; i++) {
+        idx_t k = (idx_t)i + 1;
+        duckdb_state s;
+        switch (v[i].type) {
+        case DBV_INT: s = api.duckdb_bind_int64(st, k, v[i].i); break;
+        case DBV_REAL: s = api.duckdb_bind_double(st, k, v[i].d); break;
+        case DBV_TEXT: s = api.duckdb_bind_varchar_length(st, k, v[i].p, v[i].n); break;
+        case DBV_BLOB: s = api.duckdb_bind_blob(st, k, v[i].p ? v[i].p : "", v[i].n); break;
+        case DBV_VEC: {
+            /* a FLOAT[] list value, built from one value per element */
+            idx_t len = v[i].n / sizeof(float);
+            duckdb_value *el = malloc((len ? len : 1) * sizeof *el);
+            if (!el) return sqlm_error(SQLM_NOMEM, "out of memory");
+            const float *f = v[i].p;
+            for (idx_t j = 0; j < len; j++) el[j] = api.duckdb_create_float(f[j]);
+            duckdb_value list = api.duckdb_create_list_value(d->t_float, el, len);
+            for (idx_t j = 0; j < len; j++) api.duckdb_destroy_value(&el[j]);
+            free(el);
+            if (!list) return sqlm_error(SQLM_NOMEM, "duckdb: cannot build a list of %llu floats",
+                                         (unsigned long long)len);
+            s = api.duckdb_bind_value(st, k, list);
+            api.duckdb_destroy_value(&list);
+            break;
+        }
+        default: s = api.duckdb_bind_null(st, k); break;
+        }
+        if (s != 0)
+            return sqlm_error(SQLM_DB, "duckdb: %s: cannot bind parameter %d: %s", d->path, i + 1,
+                              api.duckdb_prepare_error(st) ? api.duckdb_prepare_error(st) : "type mismatch");
+    }
+    return SQLM_OK;
+}
+
+/* A prepared statement for sql, from the cache or new (owned by the cache). */
+static int prepare_cached(duck_engine *d, const char *sql, duckdb_prepared_statement *out) {
+    for (int i = 0; i < N_CACHED; i++)
+        if (d->cache_sql[i] && strcmp(d->cache_sql[i], sql) == 0) {
+            *out = d->cache[i];
+            return SQLM_OK;
+        }
+    duckdb_prepared_statement st = NULL;
+    if (api.duckdb_prepare(d->con, sql, &st) != 0) {
+        const char *m = st ? api.duckdb_prepare_error(st) : NULL;
+        int rc = sqlm_error(SQLM_DB, "duckdb: %s: %s (in: %.200s)", d->path, m ? m : "cannot prepare", sql);
+        if (st) api.duckdb_destroy_prepare(&st);
+        return rc;
+    }
+    int k = d->cache_next;
+    d->cache_next = (k + 1) % N_CACHED;
+    if (d->cache[k]) api.duckdb_destroy_prepare(&d->cache[k]);
+    free(d->cache_sql[k]);
+    d->cache[k] = st;
+    d->cache_sql[k] = sqlm_strdup(sql);
+    if (!d->cache_sql[k]) {
+        api.duckdb_destroy_prepare(&d->cache[k]);
+        return sqlm_error(SQLM_NOMEM, "out of memory");
+    }
+    *out = st;
+    return SQLM_OK;
+}
+
+/* ------------------------------------------------------------- results */
+
+/* How a result column is decoded. */
+typedef struct col_info {
+    duckdb_type type;     /* top-level type id */
+    duckdb_type child;    /* element type of a LIST or ARRAY */
+    idx_t array_size;
+} col_info;
+
+static bool valid(const uint64_t *mask, idx_t row) { return !mask || (mask[row / 64] >> (row % 64)) & 1; }
+
+/* A vector value (LIST or ARRAY of FLOAT or DOUBLE) as float32 bytes. */
+static int read_vector(duck_engine *d, const col_info *ci, duckdb_vector vec, idx_t row, buf *scratch,
+                       db_val *out) {
+    duckdb_vector child;
+    idx_t off, len;
+    if (ci->type == T_LIST) {
+        const duckdb_list_entry *le = (const duckdb_list_entry *)api.duckdb_vector_get_data(vec) + row;
+        child = api.duckdb_list_vector_get_child(vec);
+        off = le->offset;
+        len = le->length;
+    } else {
+        child = api.duckdb_array_vector_get_child(vec);
+        off = row * ci->array_size;
+        len = ci->array_size;
+    }
+    const uint64_t *cm = api.duckdb_vector_get_validity(child);
+    for (idx_t j = 0; cm && j < len; j++)
+        if (!valid(cm, off + j)) return sqlm_error(SQLM_DB, "duckdb: %s: NULL inside a vector", d->path);
+    const void *data = api.duckdb_vector_get_data(child);
+    out->type = DBV_BLOB;
+    out->n = (size_t)len * sizeof(float);
+    if (ci->child == T_FLOAT) {
+        out->p = (const float *)data + off;
+        return SQLM_OK;
+    }
+    buf_reset(scratch);
+    const double *dv = (const double *)data + off;
+    for (idx_t j = 0; j < len; j++) {
+        float f = (float)dv[j];
+        buf_append(scratch, &f, sizeof f);
+    }
+    out->p = scratch->p;
+    return scratch->rc;
+}
+
+static int read_value(duck_engine *d, const col_info *ci, duckdb_vector vec, idx_t row, buf *scratch,
+                      db_val *v) {
+    memset(v, 0, sizeof *v);
+    if (!valid(api.duckdb_vector_get_validity(vec), row)) {
+        v->type = DBV_NULL;
+        return SQLM_OK;
+    }
+    const void *data = api.duckdb_vector_get_data(vec);
+    v->type = DBV_INT;
+    switch (ci->type) {
+    case T_BOOLEAN: v->i = ((const bool *)data)[row]; break;
+    case T_TINYINT: v->i = ((const int8_t *)data)[row]; break;
+    case T_SMALLINT: v->i = ((const int16_t *)data)[row]; break;
+    case T_INTEGER: v->i = ((const int32_t *)data)[row]; break;
+    case T_BIGINT: v->i = ((const int64_t *)data)[row]; break;
+    case T_UTINYINT: v->i = ((const uint8_t *)data)[row]; break;
+    case T_USMALLINT: v->i = ((const uint16_t *)data)[row]; break;
+    case T_UINTEGER: v->i = ((const uint32_t *)data)[row]; break;
+    case T_UBIGINT: v->i = (int64_t)((const uint64_t *)data)[row]; break;
+    case T_HUGEINT:
+    case T_UHUGEINT: v->i = (int64_t)((const uint64_t *)data)[2 * row]; break;   /* lower half */
+    case T_FLOAT: v->type = DBV_REAL, v->d = ((const float *)data)[row]; break;
+    case T_DOUBLE: v->type = DBV_REAL, v->d = ((const double *)data)[row]; break;
+    case T_VARCHAR:
+    case T_BLOB: {
+        const duckdb_string_t *s = (const duckdb_string_t *)data + row;
+        const char *p = s->length <= 12 ? s->prefix : s->ptr;
+        v->n = s->length;
+        if (ci->type == T_BLOB) {
+            v->type = DBV_BLOB;
+            v->p = p;
+            break;
+        }
+        buf_reset(scratch);   /* text is handed out NUL-terminated */
+        buf_append(scratch, p, s->length);
+        if (scratch->rc) return scratch->rc;
+        v->type = DBV_TEXT;
+        v->p = scratch->p;
+        break;
+    }
+    case T_LIST:
+    case T_ARRAY:
+        if (ci->child == T_FLOAT || ci->child == T_DOUBLE) return read_vector(d, ci, vec, row, scratch, v);
+        /* fall through */
+    default:
+        return sqlm_error(SQLM_UNSUPPORTED, "duckdb: %s: result column of type %d not supported",
+                          d->path, ci->type);
+    }
+    return SQLM_OK;
+}
+
+static col_info column_info(duckdb_result *r, idx_t c) {
+    col_info ci = { 0, 0, 0 };
+    duckdb_logical_type t = api.duckdb_column_logical_type(r, c);
+    if (!t) return ci;
+    ci.type = api.duckdb_get_type_id(t);
+    if (ci.type == T_LIST || ci.type == T_ARRAY) {
+        duckdb_logical_type ct = ci.type == T_LIST ? api.duckdb_list_type_child_type(t)
+                                                   : api.duckdb_array_type_child_type(t);
+        if (ci.type == T_ARRAY) ci.array_size = api.duckdb_array_type_array_size(t);
+        ci.child = api.duckdb_get_type_id(ct);
+        api.duckdb_destroy_logical_type(&ct);
+    }
+    api.duckdb_destroy_logical_type(&t);
+    return ci;
+}
+
+/* Call cb for every row of r (destroyed here). */
+static int deliver(duck_engine *d, duckdb_result *r, db_row_cb cb, void *ctx) {
+    int rc = SQLM_OK;
+    idx_t nc = api.duckdb_column_count(r);
+    col_info ci[16];
+    db_val vals[16];
+    nc = MIN(nc, (idx_t)ARRAY_LEN(vals));
+    for (idx_t c = 0; c < nc; c++) ci[c] = column_info(r, c);
+    bool stop = !cb;
+    while (!stop && !rc) {
+        duckdb_data_chunk ch = api.duckdb_fetch_chunk(*r);
+        if (!ch) break;
+        idx_t n = api.duckdb_data_chunk_get_size(ch);
+        duckdb_vector vecs[16];
+        for (idx_t c = 0; c < nc; c++) vecs[c] = api.duckdb_data_chunk_get_vector(ch, c);
+        for (idx_t row = 0; row < n && !stop && !rc; row++) {
+            for (idx_t c = 0; c < nc && !rc; c++) rc = read_value(d, &ci[c], vecs[c], row, &d->scratch[c], &vals[c]);
+            if (!rc && cb(ctx, (int)nc, vals)) stop = true;
+        }
+        api.duckdb_destroy_data_chunk(&ch);
+    }
+    api.duckdb_destroy_result(r);
+    return rc;
+}
+
+static int dk_query(engine *e, const char *sql, const db_val *params, int n_params, db_row_cb cb,
+                    void *ctx) {
+    duck_engine *d = (duck_engine *)e;
+    duckdb_result r;
+    if (n_params == 0) {
+        if (api.duckdb_query(d->con, sql, &r) != 0) return dk_result_err(d, &r, sql);
+        return deliver(d, &r, cb, ctx);
+    }
+    duckdb_prepared_statement st = NULL;
+    int rc = prepare_cached(d, sql, &st);
+    if (!rc) rc = bind_vals(d, st, params, n_params);
+    if (rc) return rc;
+    if (api.duckdb_execute_prepared(st, &r) != 0) return dk_result_err(d, &r, sql);
+    return deliver(d, &r, cb, ctx);
+}
+
+/* -------------------------------------------------------------- program */
+
+static int dk_load_program(engine *e, const sql_program *p) {
+    duck_engine *d = (duck_engine *)e;
+    dk_free_steps(d);
+    int rc = dk_exec(e, p->setup);
+    if (!rc) rc = dk_exec(e, p->reset);
+    if (rc) return rc;
+    d->steps = calloc((size_t)p->n_steps + 1, sizeof *d->steps);
+    d->step_names = calloc((size_t)p->n_steps + 1, sizeof *d->step_names);
+    if (!d->steps || !d->step_names) return sqlm_error(SQLM_NOMEM, "out of memory");
+    for (int i = 0; i < p->n_steps; i++) {
+        d->n_steps = i + 1;
+        d->step_names[i] = sqlm_strdup(p->steps[i].name);
+        if (api.duckdb_prepare(d->con, p->steps[i].sql, &d->steps[i]) != 0) {
+            const char *m = d->steps[i] ? api.duckdb_prepare_error(d->steps[i]) : NULL;
+            return sqlm_error(SQLM_DB, "duckdb: statement %d (%s): %s", i, p->steps[i].name,
+                              m ? m : "cannot prepare");
+        }
+    }
+    return SQLM_OK;
+}
+
+static int dk_run_program(engine *e, double *secs) {
+    duck_engine *d = (duck_engine *)e;
+    for (int i = 0; i < d->n_steps; i++) {
+        double t0 = secs ? sqlm_now() : 0;
+        duckdb_result r;
+        if (api.duckdb_execute_prepared(d->steps[i], &r) != 0) {
+            const char *m = api.duckdb_result_error(&r);
+            int rc = sqlm_error(SQLM_DB, "duckdb: statement %d (%s): %s", i, d->step_names[i],
+                                m ? m : "unknown error");
+            api.duckdb_destroy_result(&r);
+            return rc;
+        }
+        api.duckdb_destroy_result(&r);
+        if (secs) secs[i] += sqlm_now() - t0;
+    }
+    return SQLM_OK;
+}
+
+static void dk_remove(const char *path) {
+    char wal[PATH_MAX];
+    unlink(path);
+    snprintf(wal, sizeof wal, "%s.wal", path);
+    unlink(wal);
+}
+
+const db_methods db_duckdb = {
+    .name = "duckdb",
+    .dialect = DIA_DUCKDB,
+    .open = dk_open,
+    .close = dk_close,
+    .exec = dk_exec,
+    .query = dk_query,
+    .load_program = dk_load_program,
+    .run_program = dk_run_program,
+    .remove = dk_remove,
+};
+
+/* ------------------------------------------------------------ registry */
+
+const db_methods *db_lookup(const char *name) {
+    if (!name) return NULL;
+    if (strcmp(name, "duckdb") == 0) return &db_duckdb;
+    return db_find(name);
+}
+
+/* SQLite files open with "SQLite format 3\0"; DuckDB's have "DUCK" at 8. */
+const db_methods *db_sniff(const char *path) {
+    unsigned char h[16] = { 0 };
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t n = fread(h, 1, sizeof h, f);
+    fclose(f);
+    if (n == sizeof h && memcmp(h, "SQLite format 3", 16) == 0) return &db_sqlite;
+    if (n >= 12 && memcmp(h + 8, "DUCK", 4) == 0) return &db_duckdb;
+    return NULL;
+}
