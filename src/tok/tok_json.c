@@ -226,6 +226,13 @@ int tok_read_json(vocab *v, const char *path) {
         rc = sqlm_error(SQLM_FORMAT, "%s: empty vocabulary", path);
         goto fail;
     }
+    /* Holes are filled with empty tokens: a few bytes must not claim millions. */
+    size_t n_named = json_object_size(jvocab) + json_array_size(added);
+    if ((size_t)max_id >= 2 * n_named + 65536) {
+        rc = sqlm_error(SQLM_FORMAT, "%s: token id %lld but only %zu tokens named", path,
+                        (long long)max_id, n_named);
+        goto fail;
+    }
     if ((rc = vocab_alloc(v, (int32_t)max_id + 1))) {
         rc = sqlm_error_prefix(rc, "%s", path);
         goto fail;
