@@ -78,6 +78,7 @@ fuzz:
 bench: deps
 	$(MAKE) sqlm $(B)/tokbench
 	./bench/run.sh
+	./scripts/bench-duckdb.sh
 
 clean:
 	rm -rf build build-asan sqlm
