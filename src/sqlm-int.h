@@ -499,9 +499,8 @@ struct engine {
     const db_methods *m;
 };
 
-const db_methods *db_find(const char *name);   /* built-in engines only (sqlite) */
-/* Any engine by name ("sqlite", "duckdb"); NULL if unknown. */
-const db_methods *db_lookup(const char *name);
+/* An engine by name ("sqlite", "duckdb"); NULL if unknown (db/registry.c). */
+const db_methods *db_find(const char *name);
 /* The engine that wrote the database file at path (by its magic), or NULL. */
 const db_methods *db_sniff(const char *path);
 extern const db_methods db_sqlite;

@@ -576,22 +576,3 @@ const db_methods db_duckdb = {
     .remove = dk_remove,
 };
 
-/* ------------------------------------------------------------ registry */
-
-const db_methods *db_lookup(const char *name) {
-    if (!name) return NULL;
-    if (strcmp(name, "duckdb") == 0) return &db_duckdb;
-    return db_find(name);
-}
-
-/* SQLite files open with "SQLite format 3\0"; DuckDB's have "DUCK" at 8. */
-const db_methods *db_sniff(const char *path) {
-    unsigned char h[16] = { 0 };
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t n = fread(h, 1, sizeof h, f);
-    fclose(f);
-    if (n == sizeof h && memcmp(h, "SQLite format 3", 16) == 0) return &db_sqlite;
-    if (n >= 12 && memcmp(h + 8, "DUCK", 4) == 0) return &db_duckdb;
-    return NULL;
-}

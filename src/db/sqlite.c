@@ -552,8 +552,3 @@ const db_methods db_sqlite = {
     .load_program = sq_load_program,
     .run_program = sq_run_program,
 };
-
-const db_methods *db_find(const char *name) {
-    if (strcmp(name, "sqlite") == 0) return &db_sqlite;
-    return NULL;
-}

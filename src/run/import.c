@@ -419,7 +419,7 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         rc = sqlm_error(SQLM_UNSUPPORTED, "storage type %d not supported", o->wtype);
         goto done;
     }
-    dm = db_lookup(o->engine ? o->engine : "sqlite");
+    dm = db_find(o->engine ? o->engine : "sqlite");
     if (!dm) {
         rc = sqlm_error(SQLM_UNSUPPORTED, "unknown engine '%s'", o->engine);
         goto done;

@@ -177,7 +177,7 @@ int modeldb_open(modeldb *db, const char *path, const char *engine_name, const e
     memset(db, 0, sizeof *db);
     vocab_init(&db->voc);
     /* no engine named: the one that wrote the file */
-    const db_methods *m = engine_name ? db_lookup(engine_name) : db_sniff(path);
+    const db_methods *m = engine_name ? db_find(engine_name) : db_sniff(path);
     if (!m && !engine_name) m = &db_sqlite;
     if (!m) return sqlm_error(SQLM_UNSUPPORTED, "unknown engine '%s'", engine_name);
     FILE *f = fopen(path, "rb");

@@ -63,7 +63,7 @@ static bool import_open(const char *path, const char *name, const import_opts *o
 
 /* Does the engine store weights in the file's type (else float32)? */
 static bool engine_keeps_dtype(void) {
-    return dialect_get(db_lookup(TEST_ENGINE)->dialect)->weight_layout == WL_TILES;
+    return dialect_get(db_find(TEST_ENGINE)->dialect)->weight_layout == WL_TILES;
 }
 
 static int argmax(const float *v, int n) {

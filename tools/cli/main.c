@@ -545,7 +545,7 @@ int main(int argc, char **argv) {
     }
     args a;
     parse_args(argc, argv, &a);
-    if (a.engine && db_lookup(a.engine) == NULL)
+    if (a.engine && db_find(a.engine) == NULL)
         die("unknown engine '%s' (available: sqlite, duckdb)", a.engine);
     if (!strcmp(a.cmd, "import")) return cmd_import(&a);
     if (!strcmp(a.cmd, "run")) return cmd_run(&a);

@@ -1,0 +1,38 @@
+/*
+ * registry.c - the engines sqlm knows, in one table: found by name (the
+ * --engine flag) or by the magic bytes of a database file they wrote.  An
+ * engine that is not available at run time (DuckDB without its library)
+ * is still listed; its open() says what is missing.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "../sqlm-int.h"
+
+static const struct {
+    const db_methods *m;
+    size_t magic_off;        /* where the file's magic bytes sit */
+    const char *magic;
+} engines[] = {
+    { &db_sqlite, 0, "SQLite format 3" },
+    { &db_duckdb, 8, "DUCK" },
+};
+
+const db_methods *db_find(const char *name) {
+    for (size_t i = 0; name && i < ARRAY_LEN(engines); i++)
+        if (strcmp(engines[i].m->name, name) == 0) return engines[i].m;
+    return NULL;
+}
+
+const db_methods *db_sniff(const char *path) {
+    unsigned char h[32] = { 0 };
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t n = fread(h, 1, sizeof h, f);
+    fclose(f);
+    for (size_t i = 0; i < ARRAY_LEN(engines); i++) {
+        size_t len = strlen(engines[i].magic), off = engines[i].magic_off;
+        if (n >= off + len && memcmp(h + off, engines[i].magic, len) == 0) return engines[i].m;
+    }
+    return NULL;
+}
