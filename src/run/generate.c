@@ -13,6 +13,7 @@ struct session {
     modeldb *db;
     ir_graph g;
     sql_program prog;
+    char *logits_sql;        /* reads the logits table, built once */
     int pos;                 /* next position */
     int n_ctx;
     float *logits;           /* [n_rows][vocab] */
@@ -36,6 +37,14 @@ int session_init(session **out, modeldb *db, const session_opts *o) {
     if ((rc = ir_build_llama(&s->g, &db->cfg, db->weights, db->n_weights, &o->ir))) goto fail;
     if ((rc = emit_program(&s->g, db->e->m->dialect, &s->prog))) goto fail;
     if ((rc = db->e->m->load_program(db->e, &s->prog))) goto fail;
+    buf q;
+    buf_init(&q);
+    buf_appendf(&q, "SELECT pos, v FROM %s ORDER BY pos", s->prog.logits_table);
+    if (q.rc) {
+        rc = sqlm_error(SQLM_NOMEM, "out of memory");
+        goto fail;
+    }
+    s->logits_sql = buf_detach(&q);
     *out = s;
     return SQLM_OK;
 fail:
@@ -47,6 +56,7 @@ void session_free(session *s) {
     if (!s) return;
     ir_free(&s->g);
     sql_program_free(&s->prog);
+    free(s->logits_sql);
     free(s->logits);
     free(s);
 }
@@ -95,13 +105,9 @@ int session_eval(session *s, const int32_t *toks, int n, const float **logits) {
     }
     if (!rc) rc = e->m->run_program(e, NULL);
     if (rc) return rc;
-    buf q;
-    buf_init(&q);
-    buf_appendf(&q, "SELECT pos, v FROM %s ORDER BY pos", s->prog.logits_table);
     s->logits_n = 0;
     s->rc = SQLM_OK;
-    rc = q.rc ? q.rc : e->m->query(e, q.p, NULL, 0, logits_row, s);
-    buf_free(&q);
+    rc = e->m->query(e, s->logits_sql, NULL, 0, logits_row, s);
     if (!rc) rc = s->rc;
     size_t want = (size_t)s->db->cfg.vocab_size * (size_t)(s->g.all_logits ? n : 1);
     if (!rc && s->logits_n != want)

@@ -217,6 +217,16 @@ static void flush_utf8(buf *pending, bool all) {
     pending->len -= n;
 }
 
+/* The sampling options of run and chat, and the generator seeded from -s. */
+static sampler_opts sampler_from_args(const args *a, uint64_t *rng) {
+    sampler_opts sp = { .temp = (float)a->temp, .top_k = (int)a->top_k, .top_p = (float)a->top_p,
+                        .min_p = (float)a->min_p, .repeat_penalty = (float)a->repeat_penalty,
+                        .repeat_last_n = (int)a->repeat_last_n,
+                        .seed = a->seed_set ? a->seed : (uint64_t)time(NULL) };
+    *rng = sp.seed * 0x9E3779B97F4A7C15ull + 1;
+    return sp;
+}
+
 static void open_db(args *a, modeldb *db) {
     if (!a->model) die("%s: no model database (-m model.db; make one with sqlm import)", a->cmd);
     /* --engine, or else the engine that wrote the file */
@@ -251,11 +261,8 @@ static int cmd_run(args *a) {
     int n_ctx = so.n_ctx > 0 ? so.n_ctx : db.cfg.seq_len;
     if (n_ids >= n_ctx) die("run: prompt of %d tokens does not fit the context of %d", n_ids, n_ctx);
 
-    sampler_opts sp = { .temp = (float)a->temp, .top_k = (int)a->top_k, .top_p = (float)a->top_p,
-                        .min_p = (float)a->min_p, .repeat_penalty = (float)a->repeat_penalty,
-                        .repeat_last_n = (int)a->repeat_last_n,
-                        .seed = a->seed_set ? a->seed : (uint64_t)time(NULL) };
-    uint64_t rng = sp.seed * 0x9E3779B97F4A7C15ull + 1;
+    uint64_t rng;
+    sampler_opts sp = sampler_from_args(a, &rng);
 
     fputs(prompt, stdout);
     fflush(stdout);
@@ -437,11 +444,8 @@ static int cmd_chat(args *a) {
     int rc = session_init(&s, &db, &so);
     if (rc) die_rc(rc, "chat");
     const int n_ctx = so.n_ctx > 0 ? so.n_ctx : db.cfg.seq_len;
-    sampler_opts sp = { .temp = (float)a->temp, .top_k = (int)a->top_k, .top_p = (float)a->top_p,
-                        .min_p = (float)a->min_p, .repeat_penalty = (float)a->repeat_penalty,
-                        .repeat_last_n = (int)a->repeat_last_n,
-                        .seed = a->seed_set ? a->seed : (uint64_t)time(NULL) };
-    uint64_t rng = sp.seed * 0x9E3779B97F4A7C15ull + 1;
+    uint64_t rng;
+    sampler_opts sp = sampler_from_args(a, &rng);
     chat_msg *msgs = calloc(1024, sizeof *msgs);
     int n_msgs = 0;
     if (a->system) msgs[n_msgs++] = (chat_msg){ "system", a->system };
