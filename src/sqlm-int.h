@@ -350,7 +350,6 @@ typedef struct ir_node {
     bool bias;            /* MATMUL adds the bias table row for the layer */
     bool critical;        /* must be materialised (cache, residual, output) */
     bool materialize;     /* decided by the passes: a table, not a CTE */
-    int n_use;            /* consumers */
 } ir_node;
 
 /* Storage layout of one weight table in the model database. */
@@ -367,7 +366,7 @@ typedef struct ir_graph {
     ir_node *nodes;
     int n_nodes, cap;
     ir_weight *weights;
-    int n_weights, wcap;
+    int n_weights;
     int output;           /* id of the logits node */
     bool all_logits;      /* keep logits of every position (tests), not just the last */
 } ir_graph;
@@ -575,8 +574,6 @@ int session_reset(session *s);
  * next call) gets vocab_size floats for the last one, or n * vocab_size when
  * ir.all_logits was set. */
 int session_eval(session *s, const int32_t *toks, int n, const float **logits);
-int session_pos(const session *s);
-const sql_program *session_program(const session *s);
 
 /* Pick the next token from logits (vocab_size floats; modified in place). */
 int32_t sample_next(const sampler_opts *o, float *logits, int n_vocab, const int32_t *hist,

@@ -52,8 +52,6 @@ static int node(ir_graph *g, int op, int layer, const char *name, int a, int b, 
     n->in[0] = a, n->in[1] = b, n->in[2] = c;
     if (layer >= 0) snprintf(n->name, sizeof n->name, "l%d_%s", layer, name);
     else snprintf(n->name, sizeof n->name, "%s", name);
-    for (int i = 0; i < IR_MAX_IN; i++)
-        if (n->in[i] >= 0) g->nodes[n->in[i]].n_use++;
     return g->n_nodes++;
 }
 
@@ -99,7 +97,7 @@ int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, in
     g->weights = malloc((size_t)(n_ws ? n_ws : 1) * sizeof *ws);
     if (!g->weights) return sqlm_error(SQLM_NOMEM, "out of memory building the graph");
     memcpy(g->weights, ws, (size_t)n_ws * sizeof *ws);
-    g->n_weights = g->wcap = n_ws;
+    g->n_weights = n_ws;
 
     const int64_t hd = cfg->head_dim, q_dim = (int64_t)cfg->n_head * hd;
     const int64_t kv_dim = (int64_t)cfg->n_head_kv * hd;

@@ -66,8 +66,6 @@ int session_reset(session *s) {
     return s->db->e->m->exec(s->db->e, s->prog.reset);
 }
 
-int session_pos(const session *s) { return s->pos; }
-const sql_program *session_program(const session *s) { return &s->prog; }
 
 static int logits_row(void *ctx, int nc, const db_val *v) {
     session *s = ctx;
