@@ -71,6 +71,10 @@ check: sqlm $(TESTS) asan
 $(B)/tokbench: bench/tokbench.c $(B)/libsqlm.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)
 
+# The C reference speed baseline (bench/speed.sh): tests/ref in its stored mode.
+$(B)/refbench: bench/refbench.c $(B)/libsqlm.a $(REF_OBJ)
+	$(CC) $(CFLAGS) -o $@ $< $(REF_OBJ) $(B)/libsqlm.a $(LDLIBS)
+
 # libFuzzer over the template renderer (tests/fuzz/run.sh); not part of `make test`.
 fuzz:
 	./tests/fuzz/run.sh 600
