@@ -75,6 +75,22 @@ printf 'Hello there\nTell me a story\n' | "$SQLM" chat -m "$T/s.db" -n 8 --temp 
 [ "$(wc -l < "$T/chat.out")" -ge 2 ] && ok || bad "chat: expected two replies"
 expect_error "chat bad template" "unknown --chat-template" "$SQLM" chat -m "$T/s.db" --chat-template nope
 
+# --- sqlm bench: one line a test, in llama-bench's terms
+"$SQLM" bench -m "$T/s.db" -p 8 -n 4 -r 2 -t 1 >"$T/bench" 2>"$T/err" || bad "bench failed: $(cat "$T/err")"
+grep -Eq "^pp8 t=1 [0-9]+\.[0-9]+ tok/s$" "$T/bench" && grep -Eq "^tg4 t=1 [0-9]+\.[0-9]+ tok/s [0-9]+\.[0-9]+ GB/s$" "$T/bench" \
+    && grep -q "^weights: .* MB per token$" "$T/bench" && grep -q "^peak RSS: .* MB$" "$T/bench" && ok \
+    || bad "bench: output lacks the pp/tg/weights/RSS lines: $(cat "$T/bench")"
+"$SQLM" bench -m "$T/s.db" -p 0 -n 3 -r 1 >"$T/bench" 2>&1 && [ "$(grep -c '^pp\|^tg3 ' "$T/bench")" = 1 ] && ok \
+    || bad "bench -p 0: expected the tg line alone: $(cat "$T/bench")"
+expect_error "bench bad -p" "expected an integer" "$SQLM" bench -m "$T/s.db" -p abc
+expect_error "bench bad -r" "expected an integer" "$SQLM" bench -m "$T/s.db" -r 0
+expect_error "bench bad -n" "expected an integer" "$SQLM" bench -m "$T/s.db" -n x
+expect_error "bench nothing" "nothing to time" "$SQLM" bench -m "$T/s.db" -p 0 -n 0
+expect_error "bench too long" "exceed the model's context" "$SQLM" bench -m "$T/s.db" -p 100000
+expect_error "bench no model" "no model database" "$SQLM" bench -p 8
+expect_error "bench stray arg" "unexpected argument 'x.db'" "$SQLM" bench x.db
+expect_error "bench unknown flag" "unknown option '--bogus'" "$SQLM" bench -m "$T/s.db" --bogus
+
 # --- the other two model formats import and run
 "$SQLM" import $M/TinyStories-656K -o "$T/st.db" 2>/dev/null && ok || bad "import safetensors folder"
 "$SQLM" import $M/TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf -o "$T/q8.db" 2>/dev/null && ok \

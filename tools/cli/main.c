@@ -8,6 +8,7 @@
  *   sqlm chat -m model.db [--system TEXT]   interactive chat in the terminal
  *   sqlm tokenize -m MODEL "text" print token ids, then the pieces
  *   sqlm synth --like NAME -o x.gguf [--type T] [-s SEED]   random weights, real shapes
+ *   sqlm bench -m model.db [-p 128] [-n 64] [-t N] [-r REPS]   prefill and decode tok/s
  *
  * tools/ may exit(); the library under src/ never does.
  */
@@ -51,6 +52,7 @@ static void usage(FILE *f) {
         "                           or a tokenizer file (tokenizer.json, tokenizer.model,\n"
         "                           tokenizer.bin/tok512.bin, .gguf)\n"
         "  synth --like NAME -o F   write a GGUF with random weights of a real model's shapes\n"
+        "  bench -m DB              time prefill (pp) and decode (tg) as llama-bench does\n"
         "\n"
         "common options:\n"
         "  --engine NAME            database engine: sqlite or duckdb (default: sqlite for\n"
@@ -88,6 +90,11 @@ static void usage(FILE *f) {
         "                           tinyllama-1.1b, llama-3.2-1b\n"
         "  --type T                 f32, f16, q8_0 (default) or q4_0; -s SEED (default 42)\n"
         "\n"
+        "bench options:\n"
+        "  -p, --n-prompt N         prompt tokens evaluated in one batch (default 128, 0 = skip)\n"
+        "  -n, --n-gen N            tokens decoded one at a time (default 64, 0 = skip)\n"
+        "  -r, --repetitions N      runs, each a fresh sequence; medians printed (default 3)\n"
+        "\n"
         "tokenize options:\n"
         "  --no-special             do not add BOS/EOS\n");
 }
@@ -98,7 +105,7 @@ typedef struct args {
     const char *cmd;
     const char *model, *prompt, *output, *engine, *tokenizer, *type, *like, *system, *tmpl;
     const char *positional;
-    long n_predict, n_ctx, threads, tile_bytes, repeat_last_n;
+    long n_predict, n_ctx, threads, tile_bytes, repeat_last_n, reps;
     double temp, top_p, min_p, repeat_penalty;
     long top_k;
     unsigned long long seed;
@@ -143,7 +150,9 @@ static void parse_args(int argc, char **argv, args *a) {
         else if (IS("--like", "--like")) a->like = VAL();
         else if (IS("--system", "-sys")) a->system = VAL();
         else if (IS("--chat-template", "--chat-template")) a->tmpl = VAL();
-        else if (IS("-n", "--n-predict")) a->n_predict = parse_long(o, VAL(), -1, 1 << 30);
+        else if (IS("-n", "--n-predict") || !strcmp(o, "--n-gen")) a->n_predict = parse_long(o, VAL(), -1, 1 << 30);
+        else if (IS("-r", "--repetitions")) a->reps = parse_long(o, VAL(), 1, 1000);
+        else if (!strcmp(o, "--n-prompt")) a->prompt = VAL();
         else if (IS("-c", "--ctx-size")) a->n_ctx = parse_long(o, VAL(), 0, 1 << 24);
         else if (IS("-t", "--threads")) a->threads = parse_long(o, VAL(), 1, 1024);
         else if (IS("--tile-bytes", "--tile-bytes")) a->tile_bytes = parse_long(o, VAL(), 64, 60000);
@@ -534,6 +543,99 @@ static int cmd_synth(args *a) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- bench */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static int32_t argmax(const float *v, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+/*
+ * sqlm bench, after llama-bench: a prompt of p token ids evaluated in one
+ * batch (pp), then n tokens decoded one at a time, each the greedy pick of
+ * the last logits (tg); r runs, each a fresh sequence after one untimed
+ * warm-up token; medians printed one line a test:
+ *
+ *   pp128 t=2 123.4 tok/s
+ *   tg64 t=2 21.0 tok/s 2.45 GB/s
+ *   weights: 116.4 MB per token
+ *   peak RSS: 154.1 MB
+ *
+ * GB/s = bytes of the weight tables (sqlm_weight: every matrix, output head
+ * included, as stored; not an untied embedding, read a row at a time) x
+ * decode tok/s, the weights a decoded token streams.
+ * Prompt ids are (i * 7919 + 1) mod vocab_size, as bench/refbench.c uses.
+ */
+static int cmd_bench(args *a) {
+    long pp = 128, tg = a->n_predict < 0 ? 64 : a->n_predict;
+    int reps = a->reps > 0 ? (int)a->reps : 3;
+    if (a->prompt) pp = parse_long("-p", a->prompt, 0, 1 << 20);
+    if (pp == 0 && tg == 0) die("bench: nothing to time (-p 0 and -n 0)");
+    if (a->positional) die("bench: unexpected argument '%s' (the model goes after -m)", a->positional);
+    modeldb db;
+    open_db(a, &db);
+    int vocab = db.cfg.vocab_size;
+    /* pp + tg positions, and one for the warm-up or the first decoded token */
+    long n_ctx = pp + tg + 1;
+    if (n_ctx > db.cfg.seq_len)
+        die("bench: -p %ld + -n %ld tokens exceed the model's context of %d", pp, tg, db.cfg.seq_len);
+    session *s;
+    session_opts so = { .ir = { .cte_merge = !a->no_cte }, .n_ctx = (int)n_ctx };
+    int rc = session_init(&s, &db, &so);
+    if (rc) die_rc(rc, "bench");
+    int32_t *ids = malloc(sizeof *ids * (size_t)(pp + 1));
+    double *t_pp = calloc((size_t)reps, sizeof *t_pp), *t_tg = calloc((size_t)reps, sizeof *t_tg);
+    if (!ids || !t_pp || !t_tg) die("bench: out of memory");
+    for (long i = 0; i < pp; i++) ids[i] = (int32_t)((i * 7919 + 1) % vocab);
+    for (int r = 0; r < reps; r++) {
+        const float *lg;
+        int32_t tok = 1 % vocab;
+        /* warm-up: one token, then a fresh sequence */
+        if ((rc = session_eval(s, &tok, 1, &lg)) || (rc = session_reset(s))) die_rc(rc, "bench: warm-up");
+        double t0 = sqlm_now();
+        if (pp > 0 && (rc = session_eval(s, ids, (int)pp, &lg))) die_rc(rc, "bench: prompt");
+        t_pp[r] = sqlm_now() - t0;
+        if (pp == 0 && (rc = session_eval(s, &tok, 1, &lg))) die_rc(rc, "bench: first token");
+        t0 = sqlm_now();
+        for (long i = 0; i < tg; i++) {
+            tok = argmax(lg, vocab);
+            if ((rc = session_eval(s, &tok, 1, &lg))) die_rc(rc, "bench: decode");
+        }
+        t_tg[r] = sqlm_now() - t0;
+        if ((rc = session_reset(s))) die_rc(rc, "bench");
+    }
+    double wbytes = 0;
+    for (int i = 0; i < db.n_weights; i++) {
+        size_t rb = 0;
+        if (!strcmp(db.weights[i].name, "embed")) continue;   /* a lookup: one row a token */
+        dtype_row_bytes(db.weights[i].dtype, (size_t)db.weights[i].n_in, &rb);
+        wbytes += (double)rb * (double)db.weights[i].n_out;
+    }
+    if (pp > 0) printf("pp%ld t=%ld %.2f tok/s\n", pp, a->threads, pp / median(t_pp, reps));
+    if (tg > 0) {
+        double tps = tg / median(t_tg, reps);
+        printf("tg%ld t=%ld %.2f tok/s %.2f GB/s\n", tg, a->threads, tps, wbytes * tps / 1e9);
+    }
+    printf("weights: %.1f MB per token\n", wbytes / 1e6);
+    printf("peak RSS: %.1f MB\n", sqlm_peak_rss() / 1048576.0);
+    free(ids), free(t_pp), free(t_tg);
+    session_free(s);
+    modeldb_close(&db);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
@@ -557,5 +659,6 @@ int main(int argc, char **argv) {
     if (!strcmp(a.cmd, "tokenize")) return cmd_tokenize(&a);
     if (!strcmp(a.cmd, "chat")) return cmd_chat(&a);
     if (!strcmp(a.cmd, "synth")) return cmd_synth(&a);
+    if (!strcmp(a.cmd, "bench")) return cmd_bench(&a);
     die("unknown command '%s' (see sqlm --help)", a.cmd);
 }
