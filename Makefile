@@ -2,7 +2,7 @@
 #   make             sqlm CLI + libsqlm.a against the system SQLite
 #   make test        unit + golden + end-to-end tests (SQLite), and the
 #                    corrupt-file tests under ASan/UBSan
-#   make bench       speed table (see bench/)
+#   make bench       speed tables (see bench/; BENCH_FULL=1 for every shape)
 CC      ?= cc
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
@@ -61,7 +61,7 @@ demo: deps
 test: deps
 	$(MAKE) check
 
-check: sqlm $(TESTS) asan
+check: sqlm $(TESTS) $(B)/refbench asan
 	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
 	@echo "== build-asan/test-corrupt"; ./build-asan/test-corrupt
 	@echo "== build-asan/test-template"; ./build-asan/test-template
@@ -80,9 +80,10 @@ fuzz:
 	./tests/fuzz/run.sh 600
 
 bench: deps
-	$(MAKE) sqlm $(B)/tokbench
+	$(MAKE) sqlm $(B)/tokbench $(B)/refbench
 	./bench/run.sh
 	./scripts/bench-duckdb.sh
+	./bench/speed.sh
 
 clean:
 	rm -rf build build-asan sqlm

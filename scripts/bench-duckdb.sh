@@ -23,7 +23,7 @@ row() {
     local name=$1 type=$2 path=$3 n=$4
     $SQLM import "$path" -o "$T/m.duck" --engine duckdb 2>/dev/null
     for t in 1 2; do
-        $SQLM run -m "$T/m.duck" -p "Once upon a time" -n "$n" --temp 0 --ignore-eos -t $t 2>"$T/err" >/dev/null
+        flock /tmp/sqlm-bench.lock $SQLM run -m "$T/m.duck" -p "Once upon a time" -n "$n" --temp 0 --ignore-eos -t $t 2>"$T/err" >/dev/null
         pp=$(sed -n 's/^prompt: .* tokens, \(.*\) tok\/s/\1/p' "$T/err")
         tg=$(sed -n 's/^generation: .* tokens, \(.*\) tok\/s/\1/p' "$T/err")
         rss=$(sed -n 's/^peak RSS: \(.*\)/\1/p' "$T/err")
