@@ -71,12 +71,15 @@ check: sqlm $(TESTS) asan
 $(B)/tokbench: bench/tokbench.c $(B)/libsqlm.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)
 
+$(B)/duckbench: bench/duckbench.c $(B)/libsqlm.a
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)
+
 # libFuzzer over the template renderer (tests/fuzz/run.sh); not part of `make test`.
 fuzz:
 	./tests/fuzz/run.sh 600
 
 bench: deps
-	$(MAKE) sqlm $(B)/tokbench
+	$(MAKE) sqlm $(B)/tokbench $(B)/duckbench
 	./bench/run.sh
 	./scripts/bench-duckdb.sh
 

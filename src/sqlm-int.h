@@ -603,6 +603,10 @@ int session_reset(session *s);
  * ir.all_logits was set. */
 int session_eval(session *s, const int32_t *toks, int n, const float **logits);
 
+/* Seconds spent in each statement of the session's program, summed over
+ * every step so far (the program's statement i is *prog->steps[i]). */
+const double *session_stmt_seconds(const session *s, const sql_program **prog);
+
 /* Pick the next token from logits (vocab_size floats; modified in place). */
 int32_t sample_next(const sampler_opts *o, float *logits, int n_vocab, const int32_t *hist,
                     int n_hist, uint64_t *rng);

@@ -237,17 +237,31 @@ void opt_cte_merge(ir_graph *g, bool enabled) {
 
 /*
  * ROW2COL rule (TranSQL+ section 4.3), measured on DuckDB 1.5.6, 2 threads,
- * F32 whole-row lists as the alternative (see README, "ROW2COL"): the rule
- * is encoded here and nowhere else.
+ * row groups of 2048 rows, against whole rows as FLOAT[] lists (best of 9,
+ * two rounds, a shared and noisy machine; README "ROW2COL"):
+ *
+ *   n_out x n_in   whole list ms   2 pivots, 1 per subquery ms
+ *   2304 x 768     2.64 / 2.83     2.21 / 3.18
+ *   4096 x 768     2.96 / 5.24     3.62 / 3.77
+ *   768 x 2048     3.05 / 2.44     2.56 / 2.20
+ *   2560 x 2048    11.7 / 8.48     9.67 / 7.29
+ *   11264 x 2048   44.2 / 17.5     26.8 / 22.8
+ *   2048 x 5632    16.8 / 10.8     29.6 / 10.4
+ *
+ * 4, 8 or 16 pivots, or several columns per subquery, were slower still.
+ * Two subqueries give DuckDB two pipelines for a table its scan cannot
+ * split over two threads (at most two row groups), so the rule pivots
+ * such tables, 2 columns, 1 per subquery, and leaves larger ones whole.
+ * The rule lives here and nowhere else.
  */
 int row2col_pivots(int mode, int64_t n_out, int64_t n_in) {
     if (mode == R2C_OFF) return 0;
-    /* POSITIONAL JOIN lines subqueries up by scan order, which one row
-     * group (122,880 rows) keeps; the pivot must divide the row evenly. */
-    int p = n_in % 8 == 0 ? 8 : n_in % 4 == 0 ? 4 : n_in % 2 == 0 ? 2 : 1;
-    if (n_out > 122880 || p == 1) return 0;
-    if (mode == R2C_ON) return p;
-    return 0;
+    /* POSITIONAL JOIN lines subqueries up by scan order; the pivot columns
+     * split a row evenly */
+    if (n_out > 122880 || n_in % 2 != 0) return 0;
+    if (mode == R2C_ON) return 2;
+    return n_out <= 2 * 2048 ? 2 : 0;
 }
 
-int row2col_per_default(int pivots) { return pivots; }
+/* Pivot columns per subquery: one (each its own pipeline). */
+int row2col_per_default(int pivots) { return pivots > 0 ? 1 : 0; }

@@ -267,7 +267,7 @@ static void check_random_models(void) {
         static const char *const combo_name[] = { "", " (no passes)", " (all passes)" };
         session *s;
         session_opts so = { .ir = { .cte_merge = combo ? combo == 2 : k % 2 == 0, .all_logits = true,
-                                    .row2col_per = combo == 2 ? 2 : 0 } };
+                                    .row2col_per = 0 } };
         CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
         const int32_t toks[8] = { 1, 5, 9, 2, 17, 33, 4, 60 };
         const int V = db.cfg.vocab_size;
@@ -377,7 +377,7 @@ static void check_operators(int layout) {
     static const char *const layout_name[] = { "fused", "unfused", "ROW2COL fused", "ROW2COL unfused" };
     fprintf(stderr, "  operators, %s weights:\n", layout_name[layout]);
     session *s;
-    session_opts so = { .ir = { .cte_merge = false, .all_logits = true, .row2col_per = layout == 3 ? 3 : 0 } };
+    session_opts so = { .ir = { .cte_merge = false, .all_logits = true, .row2col_per = layout == 3 ? 2 : 0 } };
     CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
     const int32_t toks[4] = { 3, 7, 11, 13 };
     const float *lg;
