@@ -172,6 +172,11 @@ static int run(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "version")) {
+        if (duckdb_load()) die("version", SQLM_UNSUPPORTED);
+        printf("%s\n", duckdb_lib_version());
+        return 0;
+    }
     if (argc >= 5 && !strcmp(argv[1], "ceiling")) return ceiling(argv[2], atol(argv[3]), atol(argv[4]));
     if (argc >= 3 && !strcmp(argv[1], "run")) return run(argc, argv);
     fprintf(stderr, "usage: duckbench ceiling DIR ROWS COLS | duckbench run DB [options]\n");
