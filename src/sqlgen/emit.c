@@ -120,20 +120,16 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
     [IR_OP_QUANT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,   /* weights are float32: nothing to do */
         "SELECT pos, v FROM {in0}" },
     /* ROW2COL (pivoted weights, columns c0..): {r2c_from} is one subquery
-     * per {pivot_per} pivot columns.  Each crosses the weight table with ONE
-     * row holding, per pivot column, the list of that slice of x for every
-     * position, so its rows come in the table's scan order whatever the
-     * number of positions; the subqueries are lined up by POSITIONAL JOIN.
-     * p is the list of partial sums over positions, {r2c_sum} adds them up,
-     * and the outer query gathers position k of every row. */
+     * per {pivot_per} pivot columns, each summing their dot products with
+     * the same slices of x, sorted by (row, pos) and lined up by POSITIONAL
+     * JOIN (unsorted, a prefill batch on 2 threads came out in a different
+     * order in each subquery); {r2c_sum} adds their partial sums p. */
     [IR_OP_MATMUL][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "{?pivoted}"
-        "SELECT xp.pos AS pos, list(r.s[xp.k]{?bias} + b.v[r.row + {bias_off} + 1]{/} ORDER BY r.row) AS v\n"
-        "FROM (SELECT s0.row AS row, {r2c_sum} AS s\n"
-        "      FROM {r2c_from}) r\n"
-        "  CROSS JOIN (SELECT pos, row_number() OVER (ORDER BY pos) AS k FROM {in0}) xp"
-        "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
-        "GROUP BY xp.pos{/}"
+        "SELECT r.pos AS pos, list(r.s{?bias} + b.v[r.row + {bias_off} + 1]{/} ORDER BY r.row) AS v\n"
+        "FROM (SELECT s0.pos AS pos, s0.row AS row, ({r2c_sum})::FLOAT AS s\n"
+        "      FROM {r2c_from}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "GROUP BY r.pos{/}"
         "{?!pivoted}{?!chunked}"
         "SELECT x.pos AS pos, list(list_dot_product(w.v, x.v){?bias} + b.v[w.row + {bias_off} + 1]{/} ORDER BY w.row) AS v\n"
         "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
@@ -261,26 +257,19 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
         if (n->pivot <= 0 || n->pivot_per <= 0 || n->in[0] < 0) return false;
         const int per = n->pivot_per, n_sub = (n->pivot + per - 1) / per;
         const int64_t k = n->n_in / n->pivot;
-        if (KEY("r2c_sum")) {
-            if (n_sub == 1) buf_puts(b, "s0.p");
-            else buf_puts(b, "list_transform(s0.p, lambda e, k: (e");
-            for (int s = 1; s < n_sub; s++) buf_appendf(b, " + s%d.p[k]", s);
-            if (n_sub > 1) buf_puts(b, ")::FLOAT)");
-            return true;
-        }
         for (int s = 0; s < n_sub; s++) {
-            const int c0 = s * per, c1 = MIN((s + 1) * per, n->pivot);
-            buf_appendf(b, "%s(SELECT %slist_transform(x.c%d, lambda y, k: (", s ? "\n      POSITIONAL JOIN " : "",
-                        s ? "" : "w.row AS row, ", c0);
-            for (int c = c0; c < c1; c++) {
-                if (c == c0) buf_appendf(b, "list_dot_product(w.c%d, y)", c);
-                else buf_appendf(b, " + list_dot_product(w.c%d, x.c%d[k])", c, c);
+            if (KEY("r2c_sum")) {
+                buf_appendf(b, "%ss%d.p", s ? " + " : "", s);
+                continue;
             }
-            buf_appendf(b, ")::FLOAT) AS p\n        FROM %s w CROSS JOIN (SELECT ", n->weight);
+            const int c0 = s * per, c1 = MIN((s + 1) * per, n->pivot);
+            buf_appendf(b, "%s(SELECT x.pos AS pos, w.row AS row, ", s ? "\n      POSITIONAL JOIN " : "");
             for (int c = c0; c < c1; c++)
-                buf_appendf(b, "%slist(v[%lld : %lld] ORDER BY pos) AS c%d", c > c0 ? ", " : "",
-                            (long long)(c * k + 1), (long long)(c * k + k), c);
-            buf_appendf(b, " FROM %s) x) s%d", e->g->nodes[n->in[0]].name, s);
+                buf_appendf(b, "%slist_dot_product(w.c%d, x.c%d)", c > c0 ? " + " : "", c, c);
+            buf_appendf(b, " AS p\n        FROM %s w CROSS JOIN (SELECT pos", n->weight);
+            for (int c = c0; c < c1; c++)
+                buf_appendf(b, ", v[%lld : %lld] AS c%d", (long long)(c * k + 1), (long long)(c * k + k), c);
+            buf_appendf(b, " FROM %s) x ORDER BY w.row, x.pos) s%d", e->g->nodes[n->in[0]].name, s);
         }
     }
     else return false;
