@@ -75,12 +75,16 @@ $(B)/tokbench: bench/tokbench.c $(B)/libsqlm.a
 $(B)/refbench: bench/refbench.c $(B)/libsqlm.a $(REF_OBJ)
 	$(CC) $(CFLAGS) -o $@ $< $(REF_OBJ) $(B)/libsqlm.a $(LDLIBS)
 
+# DuckDB matvec ceiling and pass ablation helper (scripts/bench-duckdb-passes.sh).
+$(B)/duckbench: bench/duckbench.c $(B)/libsqlm.a
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)
+
 # libFuzzer over the template renderer (tests/fuzz/run.sh); not part of `make test`.
 fuzz:
 	./tests/fuzz/run.sh 600
 
 bench: deps
-	$(MAKE) sqlm $(B)/tokbench $(B)/refbench
+	$(MAKE) sqlm $(B)/tokbench $(B)/refbench $(B)/duckbench
 	./bench/run.sh
 	./scripts/bench-duckdb.sh
 	./bench/speed.sh

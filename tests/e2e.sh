@@ -118,11 +118,24 @@ err:  $(cat "$T/err")"
         || bad "duckdb tokenize: wrong ids"
     expect_error "duckdb import --type q8_0" "float32 only" "$SQLM" import $M/stories260K/stories260K.bin \
         -o "$T/q.duck" --engine duckdb --type q8_0
+    # the passes' switches: every layout and CTE merging on or off give the golden text
+    for layout in "--no-fuse --row2col off" "--row2col on --no-fuse" "--row2col on"; do
+        # shellcheck disable=SC2086
+        "$SQLM" import $M/stories260K/stories260K.bin -o "$T/p.duck" --engine duckdb $layout 2>/dev/null
+        for cte in "" "--no-cte-merge"; do
+            # shellcheck disable=SC2086
+            got=$("$SQLM" run -m "$T/p.duck" -p "Once upon a time" -n 64 --temp 0 --ignore-eos -t 2 $cte 2>/dev/null)
+            [ "$got" = "$golden_text" ] && ok || bad "duckdb import $layout, run $cte: text differs from the golden"
+        done
+        rm -f "$T/p.duck"
+    done
 elif grep -q "cannot load libduckdb.so" "$T/err"; then
     echo "e2e: duckdb skipped: DuckDB library not found" >&2
 else
     bad "duckdb import: $(cat "$T/err")"
 fi
+expect_error "sqlite import --row2col on" "ROW2COL needs float rows" "$SQLM" import $M/stories260K/stories260K.bin \
+    -o "$T/r2c.db" --row2col on
 expect_error "duckdb library missing" "engine duckdb: cannot load libduckdb.so (run scripts/install-duckdb.sh or set SQLM_DUCKDB_LIB)" \
     env SQLM_DUCKDB_LIB=/nonexistent/libduckdb.so "$SQLM" import $M/stories260K/stories260K.bin -o "$T/nolib.duck" --engine duckdb
 [ ! -e "$T/nolib.duck" ] && ! ls "$T"/nolib.duck.tmp-* >/dev/null 2>&1 && ok || bad "a failed duckdb import left files"

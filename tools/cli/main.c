@@ -64,6 +64,10 @@ static void usage(FILE *f) {
         "  --type T                 store matrices as f32, f16, q8_0 or q4_0 (default: as in the file)\n"
         "  --tokenizer FILE         tokenizer for a llama2.c checkpoint\n"
         "  --tile-bytes N           bytes per stored weight tile (default 32768)\n"
+        "  --no-fuse                table fusion off: q, k, v and gate, up in separate tables\n"
+        "                           (ablation; default: fused blk*_qkv and blk*_gu)\n"
+        "  --row2col auto|on|off    duckdb: store matrices as ROW2COL pivot columns (default\n"
+        "                           auto: where the measured rule says it wins)\n"
         "\n"
         "run options:\n"
         "  -m, --model FILE         model database from `sqlm import`\n"
@@ -79,6 +83,7 @@ static void usage(FILE *f) {
         "  -s, --seed N             sampling seed (default: random)\n"
         "  --ignore-eos             keep generating after EOS\n"
         "  --no-cte-merge           one statement per operator (ablation)\n"
+        "  --row2col-cols N         ROW2COL: pivot columns per subquery (default: the rule's)\n"
         "  --verbose-prompt         print the prompt's token ids on stderr\n"
         "\n"
         "chat options (and run's sampling options):\n"
@@ -109,7 +114,9 @@ typedef struct args {
     double temp, top_p, min_p, repeat_penalty;
     long top_k;
     unsigned long long seed;
-    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt;
+    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, no_fuse;
+    int row2col;             /* R2C_* */
+    long row2col_cols;
 } args;
 
 static long parse_long(const char *opt, const char *s, long lo, long hi) {
@@ -168,6 +175,15 @@ static void parse_args(int argc, char **argv, args *a) {
         }
         else if (IS("--ignore-eos", "--ignore-eos")) a->ignore_eos = true;
         else if (IS("--no-cte-merge", "--no-cte-merge")) a->no_cte = true;
+        else if (IS("--no-fuse", "--no-fuse")) a->no_fuse = true;
+        else if (IS("--row2col", "--row2col")) {
+            const char *v = VAL();
+            if (strcmp(v, "auto") == 0) a->row2col = R2C_AUTO;
+            else if (strcmp(v, "on") == 0) a->row2col = R2C_ON;
+            else if (strcmp(v, "off") == 0) a->row2col = R2C_OFF;
+            else die("--row2col: expected auto, on or off, got '%s'", v);
+        }
+        else if (IS("--row2col-cols", "--row2col-cols")) a->row2col_cols = parse_long(o, VAL(), 1, 64);
         else if (IS("--no-special", "--no-special")) a->no_special = true;
         else if (IS("--verbose-prompt", "--verbose-prompt")) a->verbose_prompt = true;
         else if (IS("-h", "--help")) { usage(stdout); exit(0); }
@@ -197,7 +213,8 @@ static int cmd_import(args *a) {
     if (!a->output) die("import: no output database (-o OUT.db)");
     int wtype = parse_type(a, -1);
     import_opts o = { .engine = a->engine ? a->engine : "sqlite", .tok_path = a->tokenizer, .wtype = wtype,
-                      .tile_bytes = (size_t)a->tile_bytes, .progress = isatty(2) };
+                      .tile_bytes = (size_t)a->tile_bytes, .progress = isatty(2),
+                      .no_fuse = a->no_fuse, .row2col = a->row2col };
     double t0 = sqlm_now();
     int rc = sqlm_import(in, a->output, &o);
     if (rc) die_rc(rc, "import");
@@ -265,7 +282,8 @@ static int cmd_run(args *a) {
         fputc('\n', stderr);
     }
     session *s;
-    session_opts so = { .ir = { .cte_merge = !a->no_cte }, .n_ctx = (int)a->n_ctx };
+    session_opts so = { .ir = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols },
+                        .n_ctx = (int)a->n_ctx };
     if ((rc = session_init(&s, &db, &so))) die_rc(rc, "run");
     int n_ctx = so.n_ctx > 0 ? so.n_ctx : db.cfg.seq_len;
     if (n_ids >= n_ctx) die("run: prompt of %d tokens does not fit the context of %d", n_ids, n_ctx);
@@ -327,7 +345,7 @@ static int cmd_sql(args *a) {
     open_db(a, &db);
     ir_graph g;
     sql_program p;
-    ir_opts o = { .cte_merge = !a->no_cte };
+    ir_opts o = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols };
     int rc = ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o);
     if (!rc) rc = emit_program(&g, db.e->m->dialect, &p);
     if (rc) die_rc(rc, "sql");
@@ -449,7 +467,8 @@ static int cmd_chat(args *a) {
     if (!tmpl) tmpl = chat_builtin(chat_guess_style(vocab_has_piece, &db.voc, db.voc.type == VOCAB_SPM));
     if (!tmpl) tmpl = chat_builtin("chatml");
     session *s;
-    session_opts so = { .ir = { .cte_merge = !a->no_cte }, .n_ctx = (int)a->n_ctx };
+    session_opts so = { .ir = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols },
+                        .n_ctx = (int)a->n_ctx };
     int rc = session_init(&s, &db, &so);
     if (rc) die_rc(rc, "chat");
     const int n_ctx = so.n_ctx > 0 ? so.n_ctx : db.cfg.seq_len;
