@@ -98,6 +98,9 @@ float bf16_to_f32(uint16_t h);
 void dtype_to_f32(int dt, const void *src, float *dst, size_t n);
 /* Quantize n f32 values (n % 32 == 0 for Q types) into dst of type dt. */
 void dtype_from_f32(int dt, const float *src, void *dst, size_t n);
+/* The integer values (as floats) and block scales of n values of Q8_0 or
+ * Q4_0: value j is q[j] * d[j / 32]; q has n floats, d n / 32. */
+void dtype_to_blocks(int dt, const void *src, float *q, float *d, size_t n);
 
 /* ---------------------------------------------------------- model/vocab */
 
@@ -312,7 +315,7 @@ void rope_table_row(const model_config *c, int pos, float *cs);
     X(INPUT)      /* token ids and positions of this step: t_in(pos, tok) */ \
     X(EMBED)      /* table lookup: row tok of the embedding */               \
     X(RMSNORM)    /* normalisation with a gain vector */                     \
-    X(QUANT)      /* activation to the weight's activation type */           \
+    X(QUANT)      /* round the activation as the weight type's products do */ \
     X(MATMUL)     /* x @ W^T over a tiled weight table (+ optional bias) */  \
     X(ROPE)       /* rotate q and k heads by position */                     \
     X(KV_APPEND)  /* append k, v of this step to the layer's cache */        \
@@ -355,7 +358,8 @@ typedef struct ir_node {
 /* Storage layout of one weight table in the model database. */
 typedef struct ir_weight {
     char name[32];        /* table name, e.g. "blk0_qkv" */
-    int dtype;
+    int dtype;            /* type of the values (stored as such, or dequantized to
+                           * float32 by a WL_ROWS_F32 dialect) */
     int64_t n_out, n_in;
     int tile_rows;        /* rows per tile */
     int64_t chunk;        /* columns per chunk (== n_in when rows are whole) */
@@ -393,7 +397,8 @@ enum { DIA_SQLITE = 0, DIA_DUCKDB, DIA_COUNT };
 enum {
     WL_TILES,             /* (id, row, col, v BLOB): tiles of tile_rows rows in the file's dtype */
     WL_ROWS_F32,          /* (id, row, col, v <float list>): one matrix row (or chunk) per table
-                           * row, dequantized to float32 */
+                           * row, dequantized to float32; Q8_0/Q4_0 rows as blocks instead:
+                           * (id, row, col, v <blocks of 32 integer values>, s <scales>) */
 };
 
 /* The facts about a dialect that import and the engines need; the SQL
@@ -406,6 +411,9 @@ typedef struct sql_dialect {
     const char *cte_mat;     /* keyword that forces a CTE to be computed once */
     int weight_layout;       /* WL_* */
     int vec_val;             /* how a float vector is bound: DBV_BLOB or DBV_VEC */
+    const char *q_blocks;    /* WL_ROWS_F32: statements (printf format, %1$s = table) that
+                              * make a quantized weight table from <table>_flat, filled with
+                              * lists of the integer values, in the blocks the templates read */
 } sql_dialect;
 
 typedef struct sql_stmt {

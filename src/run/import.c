@@ -157,7 +157,8 @@ static db_val vec_val(importer *im, const float *p, size_t n) {
 /*
  * Write one fused matrix as table name.  WL_TILES: tiles of tile_rows rows
  * in the storage type, sized near tile_bytes.  WL_ROWS_F32: one matrix row
- * per table row in float32, split into chunks only when --tile-bytes asks
+ * per table row in float32 (F16 values exactly; Q8_0/Q4_0 as their integer
+ * values and block scales), split into chunks only when --tile-bytes asks
  * for it.  whole_rows keeps rows unsplit (the embedding is read by row).
  */
 static int write_matrix(importer *im, const char *name, const fused *f, bool whole_rows) {
@@ -166,11 +167,16 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         if (f->t[i]->ne[0] != n_in)
             return sqlm_error(SQLM_FORMAT, "%s: fused parts of %s disagree on width", im->m->path, name);
     const bool rows = im->d->weight_layout == WL_ROWS_F32;
-    int dt = rows ? DT_F32 : pick_dtype(f, im->o->wtype);
+    /* vt: the type whose values the matrix holds (recorded in sqlm_weight, it
+     * decides how the products round their input); dt: how they are stored.
+     * Float rows hold vt's values exactly: F16 as floats, Q8_0/Q4_0 as their
+     * integer values with the block scales beside them. */
+    const int vt = pick_dtype(f, im->o->wtype);
+    int dt = rows ? DT_F32 : vt;
     size_t rb, tile = im->o->tile_bytes ? im->o->tile_bytes : DEFAULT_TILE_BYTES;
-    if (!dtype_row_bytes(dt, (size_t)n_in, &rb))
+    if (!dtype_row_bytes(vt, (size_t)n_in, &rb) || !dtype_row_bytes(dt, (size_t)n_in, &rb))
         return sqlm_error(SQLM_FORMAT, "%s: %s: width %lld is not a multiple of the %s block",
-                          im->m->path, name, (long long)n_in, dtype_name(dt));
+                          im->m->path, name, (long long)n_in, dtype_name(vt));
     int64_t chunk = n_in;
     if (rb > tile && !whole_rows && (!rows || im->o->tile_bytes)) {
         size_t blocks = MAX(tile / dtype_block_bytes(dt), 1);
@@ -178,6 +184,7 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         /* a chunk converted from a quantized part starts on its blocks */
         int64_t align = 1;
         for (int i = 0; i < f->n; i++) align = MAX(align, (int64_t)dtype_block(f->t[i]->dtype));
+        align = MAX(align, (int64_t)dtype_block(vt));
         if (chunk < n_in) chunk = MIN(MAX(chunk / align, 1) * align, n_in);
     }
     size_t cb;
@@ -186,18 +193,30 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     tile_rows = MIN(tile_rows, n_out);
     int64_t n_chunks = (n_in + chunk - 1) / chunk;
 
+    /* Float rows of Q8_0/Q4_0 values: the integer values and the block
+     * scales (s), so products can sum each block exactly as llama.cpp does. */
+    const bool qrows = rows && dtype_block(vt) > 1 && im->d->q_blocks;
     buf sql;
     buf_init(&sql);
-    buf_appendf(&sql, "CREATE TABLE %s(", name);
-    dialect_subst(im->e->m->dialect, "id INTEGER{pk}, row INTEGER, col INTEGER, v {vec})", &sql);
+    char flat[48];   /* where quantized rows go first, as lists of their integer values */
+    snprintf(flat, sizeof flat, "%s_flat", name);
+    buf_appendf(&sql, "CREATE TABLE %s(", qrows ? flat : name);
+    dialect_subst(im->e->m->dialect, qrows ? "id INTEGER{pk}, row INTEGER, col INTEGER, v {vec}, s {vec})"
+                                           : "id INTEGER{pk}, row INTEGER, col INTEGER, v {vec})", &sql);
     int rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
     /* one tile per statement; float rows are small, so many per statement */
     const int per_stmt = rows ? ROWS_PER_INSERT : 1;
     batch ins = { 0 };
-    if (!rc) rc = batch_init(&ins, im, name, 4, per_stmt);
+    if (!rc) rc = batch_init(&ins, im, qrows ? flat : name, qrows ? 5 : 4, per_stmt);
     char *data = malloc(cb * (size_t)tile_rows * (size_t)per_stmt);
     float *tmp = malloc((size_t)n_in * sizeof *tmp);
-    if (!rc && (!data || !tmp || sql.rc)) rc = sqlm_error(SQLM_NOMEM, "out of memory importing %s", name);
+    size_t vb = 0;   /* a chunk of vt's bytes, for float rows of quantized or F16 values */
+    dtype_row_bytes(vt, (size_t)chunk, &vb);
+    char *vrow = rows && vt != DT_F32 ? malloc(vb) : NULL;
+    const size_t nsc = (size_t)chunk / QK;   /* block scales per chunk */
+    float *scales = qrows ? malloc(nsc * (size_t)per_stmt * sizeof *scales) : NULL;
+    if (!rc && (!data || !tmp || sql.rc || (rows && vt != DT_F32 && !vrow) || (qrows && !scales)))
+        rc = sqlm_error(SQLM_NOMEM, "out of memory importing %s", name);
     for (int64_t r0 = 0; !rc && r0 < n_out; r0 += tile_rows) {
         int64_t nr = MIN(tile_rows, n_out - r0);
         for (int64_t c = 0; !rc && c < n_chunks; c++) {
@@ -205,20 +224,35 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
             size_t wb;
             dtype_row_bytes(dt, (size_t)w, &wb);
             char *slot = data + cb * (size_t)tile_rows * (size_t)ins.n;   /* kept until the flush */
-            for (int64_t r = 0; r < nr; r++) fused_row(f, r0 + r, c0, w, dt, slot + wb * (size_t)r, tmp);
-            db_val v[4] = { dbv_int(r0 / tile_rows * n_chunks + c), dbv_int(r0), dbv_int(c0),
+            float *sc = qrows ? scales + nsc * (size_t)ins.n : NULL;
+            for (int64_t r = 0; r < nr; r++) {
+                float *out = (float *)(slot + wb * (size_t)r);
+                if (!vrow) fused_row(f, r0 + r, c0, w, dt, slot + wb * (size_t)r, tmp);
+                else fused_row(f, r0 + r, c0, w, vt, vrow, tmp);
+                if (qrows) dtype_to_blocks(vt, vrow, out, sc, (size_t)w);
+                else if (vrow) dtype_to_f32(vt, vrow, out, (size_t)w);
+            }
+            db_val v[5] = { dbv_int(r0 / tile_rows * n_chunks + c), dbv_int(r0), dbv_int(c0),
                             rows ? vec_val(im, (const float *)slot, (size_t)w)
-                                 : dbv_blob(slot, wb * (size_t)nr) };
+                                 : dbv_blob(slot, wb * (size_t)nr),
+                            qrows ? vec_val(im, sc, (size_t)w / QK) : dbv_int(0) };
             rc = batch_add(&ins, v);
         }
     }
     if (!rc) rc = batch_flush(&ins);
+    if (!rc && qrows) {
+        buf_reset(&sql);
+        buf_appendf(&sql, im->d->q_blocks, name);
+        rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
+    }
     batch_free(&ins);
     free(data);
     free(tmp);
+    free(vrow);
+    free(scales);
     buf_free(&sql);
     if (rc) return rc;
-    db_val v[6] = { dbv_text(name), dbv_int(dt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
+    db_val v[6] = { dbv_text(name), dbv_int(vt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
                     dbv_int(chunk) };
     rc = im->e->m->query(im->e, "INSERT INTO sqlm_weight VALUES (?, ?, ?, ?, ?, ?)", v, 6, NULL, NULL);
     progress(im, name);
@@ -425,10 +459,6 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         goto done;
     }
     const sql_dialect *dl = dialect_get(dm->dialect);
-    if (dl->weight_layout == WL_ROWS_F32 && o->wtype >= 0 && o->wtype != DT_F32) {
-        rc = sqlm_error(SQLM_UNSUPPORTED, "engine %s stores weights as float32 only (--type f32)", dm->name);
-        goto done;
-    }
     buf b;
     buf_init(&b);
     buf_appendf(&b, "%s.tmp-%d", out_path, (int)getpid());
@@ -441,8 +471,8 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         bool quant = false;
         for (int i = 0; i < m->n_tensors; i++) quant |= m->tensors[i].dtype != DT_F32;
         if (quant)
-            fprintf(stderr, "import: engine %s stores float32 weights: the model's tensors are "
-                            "converted to F32 (4 bytes per weight)\n", dm->name);
+            fprintf(stderr, "import: engine %s stores weights as float32 (4 bytes per weight); "
+                            "F16 and quantized values stay exact\n", dm->name);
     }
     importer im = { e, dl, m, o, 0, 0 };
     rc = write_model(&im);

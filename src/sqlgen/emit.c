@@ -17,9 +17,14 @@
 /* ------------------------------------------------------------- dialects */
 
 static const sql_dialect dialects[DIA_COUNT] = {
-    /* name      vector     any        keyed temp tables  materialised CTE  weights      vector binding */
-    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    " MATERIALIZED",  WL_TILES,    DBV_BLOB },
-    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC },
+    /* name      vector     any        keyed temp tables  materialised CTE  weights      vector binding,
+     * then how a quantized weight table gets its blocks */
+    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    " MATERIALIZED",  WL_TILES,    DBV_BLOB, NULL },
+    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC,
+      "CREATE TABLE %1$s AS SELECT id, row, col,\n"
+      "  list_transform(range(len(v) // 32), lambda b: v[b * 32 + 1 : b * 32 + 32]::FLOAT[32]) AS v, s\n"
+      "FROM %1$s_flat;\n"
+      "DROP TABLE %1$s_flat" },
 };
 
 int dialect_from_name(const char *name) {
@@ -106,18 +111,79 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
      * in float32.  Element-wise maps are list_transform lambdas (1-based
      * index i); products are list_dot_product, gathered in row order by
      * list(... ORDER BY row).  Attention is relational, one row per
-     * (query, key, head); its softmax subtracts the maximum. */
+     * (query, key, head); its softmax subtracts the maximum.
+     *
+     * Arithmetic is float32 where sqlm's C kernels (and llama.cpp) use
+     * float: FLOAT op FLOAT is FLOAT in DuckDB, and one +, -, *, / or sqrt
+     * done in DOUBLE then cast to FLOAT rounds as the float op would.
+     * Q8_0 and Q4_0 weights are stored as blocks of their integer values
+     * (v FLOAT[32][]) with the block scales (s FLOAT[]); see QUANT and
+     * MATMUL. */
     [IR_OP_EMBED][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
-        "SELECT i.pos AS pos, w.v AS v FROM {in0} i JOIN {w} w ON w.row = i.tok" },
+        "SELECT i.pos AS pos, {?quant}list_transform(flatten(w.v::FLOAT[][]), lambda e, j: e * w.s[(j - 1) // 32 + 1]){/}"
+        "{?!quant}w.v{/} AS v\n"
+        "FROM {in0} i JOIN {w} w ON w.row = i.tok" },
+    /* as ggml: squares rounded to float, summed in double, the mean rounded
+     * to float, scale = 1 / sqrtf(mean + eps), then (x * scale) * g */
     [IR_OP_RMSNORM][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, list_transform(x.v, lambda e, i: (e * x.s) * n.v[i]) AS v\n"
-        "FROM (SELECT pos, v, (1 / sqrt((list_dot_product(v, v) / len(v))::FLOAT + {eps}::FLOAT))::FLOAT AS s\n"
+        "FROM (SELECT pos, v, 1::FLOAT / sqrt((list_sum(list_transform(v, lambda e: (e * e)::DOUBLE)) / len(v))::FLOAT\n"
+        "                                     + {eps}::FLOAT)::FLOAT AS s\n"
         "      FROM {in0}) x,\n"
         "  norm n WHERE n.layer = {layer} AND n.kind = '{w}'" },
-    [IR_OP_QUANT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,   /* weights are float32: nothing to do */
-        "SELECT pos, v FROM {in0}" },
+    /* A product's input rounded as llama.cpp's CPU backend rounds it: v is
+     * the rounded activation; for Q8_0/Q4_0 weights also its blocks of
+     * integers q and their scales d.  Q8_0 per block of 32: amax = max |x|,
+     * d = fp16(amax / 127), q = round_even(x * (127 / amax)), v = d * q (as
+     * ggml's x86 quantize_row_q8_0).  F16: v = fp16(x).  fp16(f) rounds to
+     * nearest even at the unit 2^(max(floor(log2 |f|), -14) - 10), exact in
+     * DOUBLE, subnormals included; |f| >= 65520 overflows to infinity. */
+    [IR_OP_QUANT][DIA_DUCKDB] = { "pos, v, q, d", "pos INTEGER, v FLOAT[], q FLOAT[32][], d FLOAT[]",
+        "{?quant}"
+        "SELECT x.pos AS pos, list_transform(x.qv, lambda e, i: x.d[(i - 1) // 32 + 1] * e) AS v,\n"
+        "  list_transform(range({n_blocks}), lambda b: x.qv[b * 32 + 1 : b * 32 + 32]::FLOAT[32]) AS q, x.d AS d\n"
+        "FROM (SELECT pos, list_transform(v, lambda e, i: round_even(e * id[(i - 1) // 32 + 1], 0)) AS qv, d\n"
+        "  FROM (SELECT pos, v,\n"
+        "          list_transform(am, lambda a: CASE WHEN a = 0 THEN 0::FLOAT ELSE 127::FLOAT / a END) AS id,\n"
+        "          list_transform(am, lambda a: CASE WHEN a = 0 THEN 0::FLOAT\n"
+        "            WHEN a / 127::FLOAT >= 65520 THEN 'inf'::FLOAT\n"
+        "            ELSE (round_even((a / 127::FLOAT)::DOUBLE\n"
+        "                             / pow(2.0, greatest(floor(log2((a / 127::FLOAT)::DOUBLE)), -14) - 10), 0)\n"
+        "                  * pow(2.0, greatest(floor(log2((a / 127::FLOAT)::DOUBLE)), -14) - 10))::FLOAT END) AS d\n"
+        "        FROM (SELECT pos, v, list_transform(range({n_blocks}), lambda b:\n"
+        "                       list_max(list_transform(v[b * 32 + 1 : b * 32 + 32], lambda e: abs(e)))) AS am\n"
+        "              FROM {in0}))) x{/}"
+        "{?f16}"
+        "SELECT pos, list_transform(v, lambda e: CASE WHEN e = 0 THEN e\n"
+        "  WHEN abs(e) >= 65520 THEN sign(e) * 'inf'::FLOAT\n"
+        "  ELSE (round_even(e::DOUBLE / pow(2.0, greatest(floor(log2(abs(e)::DOUBLE)), -14) - 10), 0)\n"
+        "        * pow(2.0, greatest(floor(log2(abs(e)::DOUBLE)), -14) - 10))::FLOAT END) AS v,\n"
+        "  NULL::FLOAT[32][] AS q, NULL::FLOAT[] AS d\n"
+        "FROM {in0}{/}"
+        "{?!quant}{?!f16}SELECT pos, v, NULL::FLOAT[32][] AS q, NULL::FLOAT[] AS d FROM {in0}{/}{/}" },
+    /* Q8_0/Q4_0 weights, as llama.cpp sums them: per block an exact integer
+     * dot product (array_inner_product of integers below 2^24), times the
+     * two scales (exact in DOUBLE), added to a float accumulator in block
+     * order, acc = fl(acc + isum * d_w * d_x), as one fused multiply-add.
+     * (The DOUBLE sum before the cast to FLOAT rounds twice: it can differ
+     * from the fma in the last bit, about once in 2^29 additions.) */
     [IR_OP_MATMUL][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
-        "{?!chunked}"
+        "{?quant}{?!chunked}"
+        "SELECT x.pos AS pos, list(list_reduce(list_transform(w.v, lambda blk, i:\n"
+        "    array_inner_product(blk, x.q[i])::DOUBLE * (w.s[i] * x.d[i])),\n"
+        "  lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT{?bias} + b.v[w.row + 1]{/} ORDER BY w.row) AS v\n"
+        "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "GROUP BY x.pos{/}"
+        "{?chunked}"
+        "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + 1]{/} ORDER BY p.row) AS v\n"
+        "FROM (SELECT x.pos AS pos, w.row AS row,\n"
+        "        list_reduce(flatten(list(list_transform(w.v, lambda blk, i:\n"
+        "            array_inner_product(blk, x.q[w.col // 32 + i])::DOUBLE * (w.s[i] * x.d[w.col // 32 + i]))\n"
+        "          ORDER BY w.col)), lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT AS s\n"
+        "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
+        "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "GROUP BY p.pos{/}{/}"
+        "{?!quant}{?!chunked}"
         "SELECT x.pos AS pos, list(list_dot_product(w.v, x.v){?bias} + b.v[w.row + 1]{/} ORDER BY w.row) AS v\n"
         "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
         "GROUP BY x.pos{/}"
@@ -127,7 +193,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "        sum(list_dot_product(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n"
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
-        "GROUP BY p.pos{/}" },
+        "GROUP BY p.pos{/}{/}" },
     /* q (the first {q_dim} values) is scaled first, then the first
      * {rot_dim} values are rotated in pairs with cos/sin from the rope row
      * (cs[2p + 1] = cos, cs[2p + 2] = sin of pair p, 1-based). */
@@ -171,7 +237,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "SELECT a.pos AS pos, list_transform(a.v, lambda e, i: e + b.v[i]) AS v\n"
         "FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
     [IR_OP_SWIGLU][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
-        "SELECT pos, list_transform(v[1 : {n_out}], lambda g, i: (g / (1 + exp(-g)))::FLOAT * v[{n_out} + i]) AS v\n"
+        "SELECT pos, list_transform(v[1 : {n_out}], lambda g, i: (g / (1::FLOAT + exp(-g)::FLOAT)) * v[{n_out} + i]) AS v\n"
         "FROM {in0}" },
     [IR_OP_LAST][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT pos, v FROM {in0} WHERE pos = (SELECT max(pos) FROM {in1})" },
@@ -200,6 +266,9 @@ static int cond_value(const ir_node *n, const model_config *c, const char *key, 
     if (KEY("bias")) return n->bias;
     if (KEY("interleaved")) return c->rope_interleaved != 0;
     if (KEY("chunked")) return n->chunk > 0 && n->chunk < n->n_in;
+    /* the weight type: Q8_0/Q4_0 (a Q8_0 activation), F16 */
+    if (KEY("quant")) return vec_act_type(n->wdtype) == DT_Q8_0;
+    if (KEY("f16")) return n->wdtype == DT_F16;
     return -1;
 }
 
@@ -219,6 +288,7 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
     else if (KEY("n_in")) buf_appendf(b, "%lld", (long long)n->n_in);
     else if (KEY("dtype")) buf_appendf(b, "%d", n->wdtype);
     else if (KEY("chunk")) buf_appendf(b, "%lld", (long long)n->chunk);
+    else if (KEY("n_blocks")) buf_appendf(b, "%lld", (long long)(n->n_in / QK));
     else if (KEY("tile_rows")) buf_appendf(b, "%d", n->tile_rows);
     else if (KEY("eps")) buf_appendf(b, "%.9g", c->norm_eps);
     else if (KEY("n_head")) buf_appendf(b, "%d", c->n_head);
