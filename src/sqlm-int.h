@@ -303,6 +303,11 @@ float vec_dot_f32(const float *a, const float *b, size_t n);
 int vec_act_type(int wdtype);   /* activation type a weight type multiplies */
 void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out);
 void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n);
+/* Q8_0/Q4_0 weights held as floats (integer values wq, block scales ws) times
+ * an activation packed per block as [scale, 32 integer values]: as
+ * vec_matvec's Q8_0 dot, bit for bit; or its nb block products, unsummed. */
+float vec_dot_qpacked(const float *wq, const float *ws, const float *xp, size_t nb);
+void vec_qpacked_products(const float *wq, const float *ws, const float *xp, size_t nb, double *out);
 void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps);
 void vec_rope(float *v, const float *cs, int n_heads, int hd, bool interleaved);
 void vec_swiglu(float *out, const float *gu, size_t n);
@@ -391,7 +396,7 @@ void opt_cte_merge(ir_graph *g, bool enabled);
 
 /* ------------------------------------------------------------ sqlgen/ */
 
-enum { DIA_SQLITE = 0, DIA_DUCKDB, DIA_COUNT };
+enum { DIA_SQLITE = 0, DIA_DUCKDB, DIA_DUCKDB_NATIVE, DIA_COUNT };
 
 /* How a dialect stores weight matrices (a row of the dialect table). */
 enum {
@@ -414,6 +419,7 @@ typedef struct sql_dialect {
     const char *q_blocks;    /* WL_ROWS_F32: statements (printf format, %1$s = table) that
                               * make a quantized weight table from <table>_flat, filled with
                               * lists of the integer values, in the blocks the templates read */
+    int base;                /* dialect whose templates stand in for missing ones, or -1 */
 } sql_dialect;
 
 typedef struct sql_stmt {
@@ -512,6 +518,7 @@ const db_methods *db_find(const char *name);
 const db_methods *db_sniff(const char *path);
 extern const db_methods db_sqlite;
 extern const db_methods db_duckdb;
+extern const db_methods db_duckdb_native;   /* DuckDB with sqlm's C functions (same files) */
 /* Load libduckdb.so once ($SQLM_DUCKDB_LIB, .deps/duckdb/..., the system's);
  * SQLM_OK, or SQLM_UNSUPPORTED with a message saying how to install it. */
 int duckdb_load(void);

@@ -92,6 +92,12 @@ if "$SQLM" import $M/stories260K/stories260K.bin -o "$T/s.duck" --engine duckdb 
     [ "$got" = "$golden_text" ] && ok || bad "duckdb run: text differs from the golden:
 got:  $got
 err:  $(cat "$T/err")"
+    # native mode on the same file: sqlm's C functions registered
+    got=$("$SQLM" run -m "$T/s.duck" --native -p "Once upon a time" -n 64 --temp 0 --ignore-eos 2>"$T/err")
+    [ "$got" = "$golden_text" ] && ok || bad "duckdb run --native: text differs from the golden:
+got:  $got
+err:  $(cat "$T/err")"
+    expect_error "sqlite --native" "engine sqlite has no native mode" "$SQLM" run -m "$T/s.db" --native -p x -n 1
     before=$(sha256sum < "$T/s.duck")
     "$SQLM" run -m "$T/s.duck" -p "x" -n 4 --engine duckdb >/dev/null 2>&1
     [ "$(sha256sum < "$T/s.duck")" = "$before" ] && ok || bad "duckdb run modified the model database"

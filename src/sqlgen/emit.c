@@ -16,15 +16,20 @@
 
 /* ------------------------------------------------------------- dialects */
 
+#define DUCK_Q_BLOCKS                                                                             \
+    "CREATE TABLE %1$s AS SELECT id, row, col,\n"                                                   \
+    "  list_transform(range(len(v) // 32), lambda b: v[b * 32 + 1 : b * 32 + 32]::FLOAT[32]) AS v, s\n" \
+    "FROM %1$s_flat;\n"                                                                             \
+    "DROP TABLE %1$s_flat"
+
 static const sql_dialect dialects[DIA_COUNT] = {
     /* name      vector     any        keyed temp tables  materialised CTE  weights      vector binding,
      * then how a quantized weight table gets its blocks */
-    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    " MATERIALIZED",  WL_TILES,    DBV_BLOB, NULL },
-    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC,
-      "CREATE TABLE %1$s AS SELECT id, row, col,\n"
-      "  list_transform(range(len(v) // 32), lambda b: v[b * 32 + 1 : b * 32 + 32]::FLOAT[32]) AS v, s\n"
-      "FROM %1$s_flat;\n"
-      "DROP TABLE %1$s_flat" },
+    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    " MATERIALIZED",  WL_TILES,    DBV_BLOB, NULL, -1 },
+    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, -1 },
+    /* DuckDB with sqlm's C functions (db/duckdb.c): the same storage; its
+     * own templates where a function does the work, DuckDB's elsewhere */
+    { "duckdb-native", "FLOAT[]", "VARCHAR", "",         "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, DIA_DUCKDB },
 };
 
 int dialect_from_name(const char *name) {
@@ -243,13 +248,71 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "SELECT pos, v FROM {in0} WHERE pos = (SELECT max(pos) FROM {in1})" },
     [IR_OP_ARGMAX][DIA_DUCKDB] = { "pos, tok", "pos INTEGER, tok INTEGER",
         "SELECT pos, list_position(v, list_max(v)) - 1 AS tok FROM {in0}" },
+
+    /* ------------------------------------------------- DuckDB, native:
+     * sqlm's C scalar functions over whole FLOAT[] rows (db/duckdb.c):
+     * products are sqlm_dot (F32, F16) and sqlm_qdot (Q8_0/Q4_0 blocks
+     * against the activation as packed by sqlm_quant: per block its scale,
+     * then its 32 integers), computed as vec.c computes them.  Attention
+     * gathers each query's scores and values with list() and reduces them
+     * in C.  EMBED, KV_APPEND, LAST and ARGMAX are DuckDB's templates. */
+    [IR_OP_RMSNORM][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, {eps}::FLOAT) AS v\n"
+        "FROM {in0} x, norm n WHERE n.layer = {layer} AND n.kind = '{w}'" },
+    [IR_OP_QUANT][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "SELECT pos, sqlm_quant(v, {dtype}) AS v FROM {in0}" },
+    [IR_OP_MATMUL][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "{?!chunked}"
+        "SELECT x.pos AS pos,\n"
+        "  list({?quant}sqlm_qdot(w.v, w.s, x.v){/}{?!quant}sqlm_dot(w.v, x.v){/}{?bias} + b.v[w.row + 1]{/}"
+        " ORDER BY w.row) AS v\n"
+        "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "GROUP BY x.pos{/}"
+        /* chunks: Q8_0/Q4_0 blocks still fold in order across chunks */
+        "{?chunked}"
+        "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + 1]{/} ORDER BY p.row) AS v\n"
+        "FROM (SELECT x.pos AS pos, w.row AS row,\n"
+        "{?quant}"
+        "        list_reduce(flatten(list(sqlm_qblocks(w.v, w.s, x.v, w.col // 32) ORDER BY w.col)),\n"
+        "          lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT AS s\n{/}"
+        "{?!quant}"
+        "        sum(sqlm_dot(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n{/}"
+        "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
+        "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "GROUP BY p.pos{/}" },
+    [IR_OP_ROPE][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, {n_head}, {n_head_kv}, {hd}, {interleaved}, {q_scale}::FLOAT) AS v\n"
+        "FROM {in0} x JOIN rope r ON r.pos = x.pos" },
+    [IR_OP_ATTN_SCORE][DIA_DUCKDB_NATIVE] = { "qpos, kpos, s", "qpos INTEGER, kpos INTEGER, s FLOAT[]",
+        "SELECT q.pos AS qpos, k.pos AS kpos, sqlm_qk(q.v, k.k, {n_head}, {n_head_kv}, {hd}) AS s\n"
+        "FROM {in0} q JOIN {in1} k ON k.pos <= q.pos" },
+    [IR_OP_ATTN_MAX][DIA_DUCKDB_NATIVE] = { "qpos, mx", "qpos INTEGER, mx FLOAT[]",
+        "SELECT qpos, sqlm_vmax(list(s)) AS mx FROM {in0} GROUP BY qpos" },
+    [IR_OP_ATTN_OUT][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "SELECT s.qpos AS pos,\n"
+        "  sqlm_attn(list(s.s ORDER BY s.kpos), any_value(m.mx), list(k.v ORDER BY s.kpos),\n"
+        "            {n_head}, {n_head_kv}, {hd}) AS v\n"
+        "FROM {in0} s JOIN {in1} m ON m.qpos = s.qpos JOIN {in2} k ON k.pos = s.kpos\n"
+        "GROUP BY s.qpos" },
+    [IR_OP_ADD][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
+    [IR_OP_SWIGLU][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "SELECT pos, sqlm_swiglu(v) AS v FROM {in0}" },
 };
 
 /* The statement frame, per dialect. */
 static const char *const create_fmt[DIA_COUNT] = {
     "CREATE TEMP TABLE IF NOT EXISTS %s(",
     "CREATE TEMP TABLE IF NOT EXISTS %s(",
+    "CREATE TEMP TABLE IF NOT EXISTS %s(",
 };
+
+/* The template of op for dialect dia, or its base dialect's. */
+static const op_sql *template_of(int op, int dia) {
+    const op_sql *t = &templates[op][dia];
+    if (!t->sql && dialects[dia].base >= 0) t = &templates[op][dialects[dia].base];
+    return t;
+}
 
 /* ----------------------------------------------------------- filling */
 
@@ -392,7 +455,7 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
     for (int i = 0; i < g->n_nodes; i++) {
         const ir_node *n = &g->nodes[i];
         if (n->op == IR_OP_INPUT) continue;
-        const op_sql *t = &templates[n->op][dia];
+        const op_sql *t = template_of(n->op, dia);
         if (!t->sql) {
             rc = sqlm_error(SQLM_UNSUPPORTED, "operator %s has no template for dialect %s",
                             ir_op_name(n->op), e.d->name);
@@ -415,7 +478,7 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
         for (int j = first; j < i; j++) {
             const ir_node *c = &g->nodes[j];
             if (c->materialize || c->op == IR_OP_INPUT) continue;
-            const op_sql *ct = &templates[c->op][dia];
+            const op_sql *ct = template_of(c->op, dia);
             buf_appendf(&sql, "%s%s(%s) AS%s (\n", with ? ",\n" : "WITH ", c->name, ct->cols,
                         e.d->cte_mat);
             if ((rc = fill(&e, c, ct->sql, &sql))) goto fail;
@@ -429,11 +492,11 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
     }
     /* The greedy next token, in SQL: argmax over the logits table. */
     ir_node am = { .op = IR_OP_ARGMAX, .in = { g->output, -1, -1 }, .layer = -1 };
-    if (!templates[IR_OP_ARGMAX][dia].sql) {
+    if (!template_of(IR_OP_ARGMAX, dia)->sql) {
         rc = sqlm_error(SQLM_UNSUPPORTED, "operator ARGMAX has no template for dialect %s", e.d->name);
         goto fail;
     }
-    if ((rc = fill(&e, &am, templates[IR_OP_ARGMAX][dia].sql, &sql))) goto fail;
+    if ((rc = fill(&e, &am, template_of(IR_OP_ARGMAX, dia)->sql, &sql))) goto fail;
     buf_puts(&sql, " ORDER BY pos");
     out->next_token = buf_detach(&sql);
     /* Per-step tables are cleared by the step itself; reset clears the cache. */
