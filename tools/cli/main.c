@@ -3,7 +3,7 @@
  *
  *   sqlm import MODEL -o model.db [--type f32|f16|q8_0|q4_0] [--tokenizer F]
  *   sqlm run -m model.db -p "text" [-n N] [--temp T] [--top-k K] [--top-p P]
- *            [--min-p P] [--repeat-penalty R] [-s SEED] [-c CTX] [-t N]
+ *            [--min-p P] [--repeat-penalty R] [-s SEED] [-c CTX] [-t N] [--native]
  *   sqlm sql -m model.db [-p P]   print the SQL program of a step, prompt included
  *   sqlm chat -m model.db [--system TEXT]   interactive chat in the terminal
  *   sqlm tokenize -m MODEL "text" print token ids, then the pieces
@@ -55,8 +55,10 @@ static void usage(FILE *f) {
         "  bench -m DB              time prefill (pp) and decode (tg) as llama-bench does\n"
         "\n"
         "common options:\n"
-        "  --engine NAME            database engine: sqlite or duckdb (default: sqlite for\n"
-        "                           import, the engine that wrote the file otherwise)\n"
+        "  --engine NAME            database engine: sqlite, duckdb or duckdb-native (default:\n"
+        "                           sqlite for import, the engine that wrote the file otherwise)\n"
+        "  --native                 DuckDB: run with sqlm's C functions registered on the\n"
+        "                           connection (engine duckdb-native), not in pure SQL\n"
         "  -t, --threads N          threads (default 2)\n"
         "\n"
         "import options:\n"
@@ -114,7 +116,7 @@ typedef struct args {
     double temp, top_p, min_p, repeat_penalty;
     long top_k;
     unsigned long long seed;
-    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, no_fuse;
+    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, no_fuse, native;
     int row2col;             /* R2C_* */
     long row2col_cols;
 } args;
@@ -186,6 +188,7 @@ static void parse_args(int argc, char **argv, args *a) {
         else if (IS("--row2col-cols", "--row2col-cols")) a->row2col_cols = parse_long(o, VAL(), 1, 64);
         else if (IS("--no-special", "--no-special")) a->no_special = true;
         else if (IS("--verbose-prompt", "--verbose-prompt")) a->verbose_prompt = true;
+        else if (IS("--native", "--native")) a->native = true;
         else if (IS("-h", "--help")) { usage(stdout); exit(0); }
         else if (o[0] == '-' && o[1]) die("unknown option '%s' (see sqlm --help)", o);
         else if (!a->positional) a->positional = o;
@@ -255,9 +258,19 @@ static sampler_opts sampler_from_args(const args *a, uint64_t *rng) {
 
 static void open_db(args *a, modeldb *db) {
     if (!a->model) die("%s: no model database (-m model.db; make one with sqlm import)", a->cmd);
-    /* --engine, or else the engine that wrote the file */
+    /* --engine, or else the engine that wrote the file; --native: its
+     * variant with sqlm's functions registered */
+    const char *engine = a->engine;
+    char native[64];
+    if (a->native) {
+        const db_methods *m = engine ? db_find(engine) : db_sniff(a->model);
+        if (!m) die("%s: --native: unknown engine of %s", a->cmd, a->model);
+        snprintf(native, sizeof native, "%s-native", m->name);
+        if (!db_find(native)) die("%s: --native: engine %s has no native mode", a->cmd, m->name);
+        engine = native;
+    }
     engine_opts eo = { .threads = (int)a->threads, .readonly = true };
-    int rc = modeldb_open(db, a->model, a->engine, &eo);
+    int rc = modeldb_open(db, a->model, engine, &eo);
     if (rc) die_rc(rc, a->cmd);
 }
 
