@@ -21,7 +21,7 @@
 # 500 MB), BENCH_THREADS ("1 2"), BENCH_CONFIGS (e.g. "stories110M:q4_0
 # qwen2.5-0.5b:f16", instead of the list above), BENCH_ENGINE (sqlite), BENCH_CACHE
 # (.bench-cache), BENCH_LLAMA=0 to leave llama.cpp out; bench/timed.sh's
-# BENCH_BG_MAX, BENCH_QUIET_WAIT, BENCH_RETRIES.
+# BENCH_BG_MAX, BENCH_QUIET_WAIT, BENCH_RETRIES, BENCH_RETRY_WALL.
 set -u
 cd "$(dirname "$0")/.."
 PP=${BENCH_PP:-128} TG=${BENCH_TG:-64}

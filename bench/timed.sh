@@ -3,7 +3,7 @@
 #
 # Takes the machine's benchmark lock (/tmp/sqlm-bench.lock, or
 # $BENCH_LOCK), so that benchmarks started in parallel never overlap; then
-# waits (up to $BENCH_QUIET_WAIT seconds, default 20) for the other
+# waits (up to $BENCH_QUIET_WAIT seconds, default 10) for the other
 # processes on the machine to use less than $BENCH_BG_MAX cores (default
 # 0.3), runs CMD with its stdout in OUT and stderr in ERR, and prints
 #
@@ -11,8 +11,9 @@
 #
 # bg: cores used by processes other than CMD during the run (busy time
 # from /proc/stat minus CMD's user + system time, over the wall time);
-# a run with bg above BENCH_BG_MAX is repeated up to $BENCH_RETRIES times
-# (default 1) and the quietest kept.  The lock is held throughout.
+# a run with bg above BENCH_BG_MAX that took under $BENCH_RETRY_WALL
+# seconds (default 60) is repeated up to $BENCH_RETRIES times (default 1)
+# and the quietest kept.  The lock is held throughout.
 #
 # Meant to wrap any runner (sqlm bench, bench/refbench, bench/llama.mjs),
 # including one started under a cgroup by a memory-budget benchmark.
@@ -23,8 +24,9 @@ fi
 out=$1 err=$2
 shift 2
 BG_MAX=${BENCH_BG_MAX:-0.3}
-QUIET_WAIT=${BENCH_QUIET_WAIT:-20}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-10}
 RETRIES=${BENCH_RETRIES:-1}
+RETRY_WALL=${BENCH_RETRY_WALL:-60}
 HZ=$(getconf CLK_TCK)
 tmp=$(mktemp -d /tmp/sqlm-timed-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -60,6 +62,6 @@ for try in $(seq 0 "$RETRIES"); do
     fi
     # a failed run is not retried: it would fail again
     [ "$rc" = 0 ] || break
-    awk -v a="$bg" -v max="$BG_MAX" 'BEGIN { exit !(a > max) }' || break
+    awk -v a="$bg" -v max="$BG_MAX" -v r="$r" -v rw="$RETRY_WALL" 'BEGIN { exit !(a > max && r < rw) }' || break
 done
 echo "$result"
