@@ -7,10 +7,11 @@
 # processes on the machine to use less than $BENCH_BG_MAX cores (default
 # 0.3), runs CMD with its stdout in OUT and stderr in ERR, and prints
 #
-#   bg=0.05 cpu=12.31 wall=6.40 rc=0
+#   bg=0.05 cpu=12.31 wall=6.40 lockwait=3.2 rc=0
 #
 # bg: cores used by processes other than CMD during the run (busy time
 # from /proc/stat minus CMD's user + system time, over the wall time);
+# lockwait: seconds spent waiting for the lock (other benchmarks running);
 # a run with bg above BENCH_BG_MAX that took under $BENCH_RETRY_WALL
 # seconds (default 60) is repeated up to $BENCH_RETRIES times (default 1)
 # and the quietest kept.  The lock is held throughout.
@@ -19,8 +20,9 @@
 # including one started under a cgroup by a memory-budget benchmark.
 set -u
 if [ -z "${BENCH_LOCKED:-}" ]; then
-    BENCH_LOCKED=1 exec flock "${BENCH_LOCK:-/tmp/sqlm-bench.lock}" "$0" "$@"
+    BENCH_LOCKED=$(date +%s.%N) exec flock "${BENCH_LOCK:-/tmp/sqlm-bench.lock}" "$0" "$@"
 fi
+lockwait=$(awk -v a="$BENCH_LOCKED" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 out=$1 err=$2
 shift 2
 BG_MAX=${BENCH_BG_MAX:-0.3}
@@ -49,9 +51,9 @@ for try in $(seq 0 "$RETRIES"); do
     { time "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?; } 2>"$tmp/time"
     b1=$(busy)
     read -r u s r < "$tmp/time"
-    line=$(awk -v d=$((b1 - b0)) -v hz="$HZ" -v u="$u" -v s="$s" -v r="$r" -v rc="$rc" 'BEGIN {
+    line=$(awk -v d=$((b1 - b0)) -v hz="$HZ" -v u="$u" -v s="$s" -v r="$r" -v rc="$rc" -v lw="$lockwait" 'BEGIN {
         bg = r > 0 ? (d / hz - u - s) / r : 0; if (bg < 0) bg = 0
-        printf "bg=%.2f cpu=%.2f wall=%.2f rc=%d", bg, u + s, r, rc }')
+        printf "bg=%.2f cpu=%.2f wall=%.2f lockwait=%s rc=%d", bg, u + s, r, lw, rc }')
     bg=${line#bg=}
     bg=${bg%% *}
     if [ -z "$best" ] || awk -v a="$bg" -v b="$best" 'BEGIN { exit !(a < b) }'; then
