@@ -3,6 +3,7 @@
 #   make test        unit + golden + end-to-end tests (SQLite), and the
 #                    corrupt-file tests under ASan/UBSan
 #   make bench       speed table (see bench/)
+#   make bench-mem   sqlm and llama.cpp under cgroup memory limits (bench/mem.sh)
 CC      ?= cc
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
@@ -67,6 +68,7 @@ check: sqlm $(TESTS) asan
 	@echo "== build-asan/test-template"; ./build-asan/test-template
 	@./tests/e2e.sh ./sqlm
 	@echo "== tests/e2e.sh under ASan/UBSan"; ./tests/e2e.sh ./build-asan/sqlm
+	@echo "== tests/membudget.sh"; ./tests/membudget.sh ./sqlm
 
 $(B)/tokbench: bench/tokbench.c $(B)/libsqlm.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)
@@ -80,8 +82,14 @@ bench: deps
 	./bench/run.sh
 	./scripts/bench-duckdb.sh
 
+# Models larger than their memory limit: sqlm --mem-budget against
+# llama.cpp's mmap under the same cgroup limits (root, cgroup v1).
+bench-mem: deps
+	$(MAKE) sqlm
+	./bench/mem.sh
+
 clean:
 	rm -rf build build-asan sqlm
 
-.PHONY: all deps demo test check asan fuzz bench clean
+.PHONY: all deps demo test check asan fuzz bench bench-mem clean
 .SECONDARY:

@@ -643,6 +643,8 @@ int session_eval(session *s, const int32_t *toks, int n, const float **logits);
 bool session_mem_stats(session *s, wcache_stats *st);
 /* The context length in force (a budget may have capped the model's). */
 int session_n_ctx(const session *s);
+/* How the budget was split (process, KV cache, buffers, weights), or NULL. */
+const char *session_mem_plan(const session *s);
 
 /* Pick the next token from logits (vocab_size floats; modified in place). */
 int32_t sample_next(const sampler_opts *o, float *logits, int n_vocab, const int32_t *hist,

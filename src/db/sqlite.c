@@ -440,7 +440,7 @@ static int sq_exec(engine *e, const char *sql) {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         char m[512];
-        int rc = budget_error(s, sqlite3_extended_errcode(s->db), "exec");
+        int rc = budget_error(s, sqlite3_extended_errcode(s->db), sql);
         if (!rc) rc = sqlm_error(SQLM_DB, "sqlite: %s: %s (in: %.200s)", s->path, sq_msg(s, m, sizeof m), sql);
         sqlite3_free(msg);
         return rc;
@@ -472,7 +472,7 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
             bool fits = (!cg || cg >= s->budget + fsz + (fsz >> 3)) && avail >= s->budget + fsz + (fsz >> 2);
             io = fits ? WC_IO_BUFFERED : WC_IO_DIRECT;
         }
-        size_t ring = MIN(MAX(s->budget / 12, (size_t)12 << 20), (size_t)48 << 20);
+        size_t ring = MIN(MAX(s->budget / 24, (size_t)12 << 20), (size_t)32 << 20);
         int rc = wcache_open(&s->wc, path, io, ring);
         if (!rc && !(vfs = wcache_vfs())) rc = sqlm_error(SQLM_ERROR, "sqlite: cannot register the weight cache's VFS");
         if (rc) {
@@ -493,17 +493,26 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
     /* The page cache: 64 MB, or under a budget a small share of it (a
      * budgeted run gets its pages from the weight cache, not this cache). */
     long cache_kb = s->budget ? (long)MIN(MAX(s->budget / 1024 / (o->create ? 8 : 64), 1024), 65536) : 65536;
-    buf_appendf(&b, "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -%ld;", cache_kb);
+    buf_puts(&b, "PRAGMA temp_store = MEMORY;");
     if (o->threads > 1) buf_appendf(&b, "PRAGMA threads = %d;", o->threads);
     if (o->create) {
         if (o->page_size) buf_appendf(&b, "PRAGMA page_size = %d;", o->page_size);
         buf_puts(&b, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;");
-    } else {
+    }
+    /* after page_size: set before it, the limit did not hold (an import's
+     * dirty pages were never spilled and its whole database stayed in the
+     * cache until COMMIT) */
+    buf_appendf(&b, "PRAGMA cache_size = -%ld;", cache_kb);
+    if (!o->create) {
         /* Map the file: weight pages are read in place by SQLite's pager.
          * Under a budget the "mapping" is the weight cache's (wcache.c):
          * mmap_size only turns on SQLite's in-place page interface. */
         buf_puts(&b, "PRAGMA mmap_size = 1099511627776;");
     }
+    /* A budgeted run holds its shared lock for the whole run: the weight
+     * cache's plan (page numbers) stays valid because no writer can change
+     * the file, and SQLite does not re-read the file size per statement. */
+    if (s->wc) buf_puts(&b, "PRAGMA locking_mode = EXCLUSIVE;");
     /* Until the session sizes it, SQLite may use half the budget. */
     if (s->budget) set_heap_limit(s, (sqlite3_int64)(s->budget / 2));
     if (!rc) rc = b.rc ? b.rc : sq_exec(&s->base, b.p);

@@ -650,6 +650,7 @@ int wcache_open(wcache **out, const char *path, int io_mode, size_t ring_bytes) 
     wc->n_slots = (int)(ring_bytes / (size_t)psz);
     wc->ring_len = (size_t)wc->n_slots * (size_t)psz;
     wc->ring_bytes = wc->ring_len + (size_t)N_MISC * (size_t)psz;
+    wc->st.ring_bytes = wc->ring_bytes;
     wc->ring = pages_alloc(wc->ring_len);
     wc->misc_mem = pages_alloc((size_t)N_MISC * (size_t)psz);
     wc->slots = calloc((size_t)wc->n_slots, sizeof *wc->slots);

@@ -22,6 +22,7 @@ struct session {
     size_t logits_n;         /* floats filled by the last step */
     int rc;
     int chunk;               /* tokens per step under a budget (0 = all at once) */
+    char plan[400];          /* how the budget was split (for --stats) */
 };
 
 /* ------------------------------------------------------- memory budget */
@@ -71,14 +72,14 @@ static int budget_plan(session *s, const session_opts *o) {
         }
     }
     size_t kv = kv_pos * (size_t)s->n_ctx;
-    /* prompt chunk: its step tables within a sixteenth of the budget */
+    /* prompt chunk: its step tables within 1/64 of the budget */
     size_t per_tok = act_pos + attn_pos * (size_t)s->n_ctx;
-    s->chunk = (int)MAX(MIN(budget / 16 / per_tok, 256), 1);
-    size_t heap = kv + per_tok * (size_t)s->chunk * 2 + 8 * MB;
+    s->chunk = (int)MAX(MIN(budget / 64 / per_tok, 64), 1);
+    size_t heap = kv + per_tok * (size_t)s->chunk + 4 * MB;
 
     wcache_stats st;
     if (!e->m->mem_stats || !e->m->mem_stats(e, &st)) return SQLM_OK;   /* the engine's own limit */
-    size_t rss = sqlm_rss(), margin = 6 * MB + budget / 50;
+    size_t rss = sqlm_rss(), margin = 4 * MB + budget / 50;
     size_t fixed = rss + heap + st.ring_bytes + margin;
     if (fixed >= budget || kv > budget / 2)
         return sqlm_error(SQLM_NOMEM,
@@ -87,7 +88,15 @@ static int budget_plan(session *s, const session_opts *o) {
                           budget / (double)MB, fixed / (double)MB, rss / (double)MB, s->n_ctx, kv / (double)MB,
                           (heap - kv) / (double)MB, st.ring_bytes / (double)MB, margin / (double)MB,
                           kv > budget / 4 ? "; a shorter context (-c) needs less" : "");
-    int rc = e->m->mem_trace(e, heap);
+    snprintf(s->plan, sizeof s->plan,
+             "process %.1f MB, KV cache %.1f MB (%d tokens), step tables %.1f MB (prompt chunks of %d), "
+             "read buffers %.1f MB, margin %.1f MB, weights %.1f MB",
+             rss / (double)MB, kv / (double)MB, s->n_ctx, (heap - kv) / (double)MB, s->chunk,
+             st.ring_bytes / (double)MB, margin / (double)MB, (budget - fixed) / (double)MB);
+    /* SQLM_TEST_HEAP_BYTES (tests only): a smaller engine heap than planned,
+     * to check that running out of it mid-run ends with a clear message */
+    const char *t = getenv("SQLM_TEST_HEAP_BYTES");
+    int rc = e->m->mem_trace(e, t ? (size_t)strtoull(t, NULL, 10) : heap);
     if (rc) return rc;
     int32_t tok = db->voc.bos >= 0 && db->voc.bos < c->vocab_size ? db->voc.bos : 0;
     const float *lg;
@@ -107,6 +116,8 @@ bool session_mem_stats(session *s, wcache_stats *st) {
 }
 
 int session_n_ctx(const session *s) { return s->n_ctx; }
+
+const char *session_mem_plan(const session *s) { return s->plan[0] ? s->plan : NULL; }
 
 int session_init(session **out, modeldb *db, const session_opts *o) {
     *out = NULL;

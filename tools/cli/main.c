@@ -303,9 +303,10 @@ static double snap_hit(const snap *a, const snap *b) {
  * CPU: page faults on the mapped model, or other threads of the engine. */
 #define WAIT_LABEL(sn) ((sn)->cache ? "waiting for I/O" : "off-CPU (I/O, engine threads)")
 
-static void print_stats(const args *a, const snap *s0, const snap *s1, const snap *tok, int n_tok,
+static void print_stats(const args *a, session *ses, const snap *s0, const snap *s1, const snap *tok, int n_tok,
                         int n_prompt) {
     const double MB = 1048576.0;
+    if (session_mem_plan(ses)) fprintf(stderr, "stats: budget: %s\n", session_mem_plan(ses));
     for (int i = 1; i < n_tok; i++) {
         const snap *p = &tok[i - 1], *q = &tok[i];
         double dt = q->t - p->t, w = snap_wait(p, q);
@@ -419,7 +420,7 @@ static int cmd_run(args *a) {
     fprintf(stderr, "generation: %d tokens, %.1f tok/s\n", n_gen, n_gen / (t_gen > 0 ? t_gen : 1e-9));
     fprintf(stderr, "time to first token: %.1f ms\n", t_prompt * 1000);
     fprintf(stderr, "peak RSS: %.1f MB\n", sqlm_peak_rss() / 1048576.0);
-    if (snaps) print_stats(a, &s0, &snaps[0], snaps, n_snaps, n_ids);
+    if (snaps) print_stats(a, s, &s0, &snaps[0], snaps, n_snaps, n_ids);
     free(snaps);
     buf_free(&out);
     free(logits);
