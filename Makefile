@@ -85,8 +85,12 @@ bench: deps
 # Models larger than their memory limit: sqlm --mem-budget against
 # llama.cpp's mmap under the same cgroup limits (root, cgroup v1).
 bench-mem: deps
-	$(MAKE) sqlm
+	$(MAKE) sqlm $(B)/readbw
 	./bench/mem.sh
+
+$(B)/readbw: bench/readbw.c
+	@mkdir -p $(B)
+	$(CC) $(CFLAGS) -o $@ $<
 
 clean:
 	rm -rf build build-asan sqlm
