@@ -3,6 +3,7 @@
 #   make test        unit + golden + end-to-end tests (SQLite), and the
 #                    corrupt-file tests under ASan/UBSan
 #   make bench       speed tables (see bench/; BENCH_FULL=1 for every shape)
+#   make bench-mem   sqlm and llama.cpp under cgroup memory limits (bench/mem.sh)
 CC      ?= cc
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
@@ -68,6 +69,7 @@ check: sqlm $(TESTS) $(B)/refbench asan
 	@echo "== build-asan/test-template"; ./build-asan/test-template
 	@./tests/e2e.sh ./sqlm
 	@echo "== tests/e2e.sh under ASan/UBSan"; ./tests/e2e.sh ./build-asan/sqlm
+	@echo "== tests/membudget.sh"; ./tests/membudget.sh ./sqlm
 
 $(B)/tokbench: bench/tokbench.c $(B)/libsqlm.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)
@@ -90,8 +92,18 @@ bench: deps
 	./scripts/bench-duckdb.sh
 	./bench/speed.sh
 
+# Models larger than their memory limit: sqlm --mem-budget against
+# llama.cpp's mmap under the same cgroup limits (root, cgroup v1).
+bench-mem: deps
+	$(MAKE) sqlm $(B)/readbw
+	./bench/mem.sh
+
+$(B)/readbw: bench/readbw.c
+	@mkdir -p $(B)
+	$(CC) $(CFLAGS) -o $@ $<
+
 clean:
 	rm -rf build build-asan sqlm
 
-.PHONY: all deps demo test check asan fuzz bench clean
+.PHONY: all deps demo test check asan fuzz bench bench-mem clean
 .SECONDARY:

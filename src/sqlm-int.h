@@ -66,6 +66,16 @@ char *sqlm_strdup(const char *s);
 double sqlm_now(void);            /* monotonic seconds */
 size_t sqlm_peak_rss(void);       /* bytes, from /proc/self/status VmHWM */
 
+/* ------------------------------------------------------------ util/mem.c */
+
+/* "256M", "1.5G", "512MiB", "1073741824": bytes (K/M/G/T are powers of 1024). */
+bool sqlm_parse_size(const char *s, size_t *out);
+size_t sqlm_rss(void);            /* resident bytes now (VmRSS) */
+size_t sqlm_cgroup_limit(void);   /* this process's cgroup memory limit, 0 = none */
+size_t sqlm_mem_available(void);  /* MemAvailable of /proc/meminfo */
+uint64_t sqlm_io_read_bytes(void);/* bytes this process caused to be read from storage */
+double sqlm_thread_cpu(void);     /* CPU seconds of the calling thread */
+
 /* ---------------------------------------------------------- util/dtype.c */
 
 /*
@@ -235,6 +245,10 @@ typedef struct model {
  */
 int model_open(const char *path, const char *tok_path, model **out);
 void model_free(model *m);
+/* Drop the model file's pages from this process's memory (they stay in the
+ * page cache; touching them again maps them back): bounds the RSS of a pass
+ * over a model larger than a memory budget. */
+void model_release_pages(const model *m);
 const tensor *model_find(const model *m, const char *name);   /* NULL if absent */
 const tensor *model_find_layer(const model *m, int layer, const char *suffix);
 
@@ -472,6 +486,45 @@ void sql_program_free(sql_program *p);
  * next token, so any client of the engine can run it unchanged. Caller frees. */
 char *sql_program_text(const sql_program *p, const int32_t *toks, int n_toks);
 
+/* ------------------------------------------------------------ db/wcache.c */
+
+enum { WC_IO_AUTO, WC_IO_DIRECT, WC_IO_BUFFERED };
+
+/* Counters of a weight cache, cumulative since it was opened. */
+typedef struct wcache_stats {
+    uint64_t fetch_bytes;    /* pages handed to the engine */
+    uint64_t hit_bytes;      /* of which from the resident set */
+    uint64_t read_bytes;     /* read from the file while running (streamed + misses) */
+    uint64_t sync_bytes;     /* of which read by the compute thread itself */
+    uint64_t load_bytes;     /* read once to fill the resident set */
+    uint64_t resyncs;        /* times the reader was re-aimed */
+    double wait_s;           /* time compute threads waited for reads */
+    double load_s;           /* time filling the resident set */
+    double reader_s;         /* time the reader thread spent reading */
+    size_t resident_bytes;   /* pinned pages */
+    size_t sched_bytes;      /* pages one step reads */
+    size_t ring_bytes;       /* streaming buffers */
+    int direct;              /* O_DIRECT reads */
+} wcache_stats;
+
+typedef struct wcache wcache;
+
+/* The VFS that serves a cached file (registered on first use), or NULL. */
+const char *wcache_vfs(void);
+/* A cache for the file at path: files opened read-only as a main database
+ * through wcache_vfs() use it.  ring_bytes of streaming buffers. */
+int wcache_open(wcache **out, const char *path, int io_mode, size_t ring_bytes);
+void wcache_close(wcache *wc);
+int wcache_trace(wcache *wc);                      /* record the next step's pages */
+size_t wcache_traced_bytes(const wcache *wc, size_t *hot_bytes);
+int wcache_plan(wcache *wc, size_t resident_cap);  /* pin, then stream the rest */
+void wcache_get_stats(wcache *wc, wcache_stats *st);
+const char *wcache_error(wcache *wc);              /* the first I/O error, or NULL */
+/* In-place reads of len bytes inside one page at offset (a tile reader's
+ * backend); NULL when the cache is off or on error. */
+const void *wcache_fetch(wcache *wc, int64_t offset, size_t len);
+void wcache_unfetch(wcache *wc, int64_t offset, const void *p);
+
 /* ------------------------------------------------------------- db/ */
 
 enum { DBV_NULL, DBV_INT, DBV_REAL, DBV_TEXT, DBV_BLOB, DBV_VEC };
@@ -508,6 +561,8 @@ typedef struct engine_opts {
     int page_size;           /* bytes, create only (0 = engine default) */
     bool plain;              /* no sqlm settings or functions: the engine as any
                               * stock client opens it (tests of printed scripts) */
+    size_t mem_budget;       /* bytes of resident memory for the whole process, 0 = none */
+    int mem_io;              /* WC_IO_*: how a budgeted run reads the model file */
 } engine_opts;
 
 typedef struct engine engine;
@@ -529,6 +584,12 @@ typedef struct db_methods {
     int (*run_program)(engine *e, double *stmt_seconds /* [n_steps] or NULL */);
     /* Remove a database file and the engine's side files (journal, WAL). */
     void (*remove)(const char *path);
+    /* Memory budget (NULL where the engine has no weight cache): cap the
+     * engine's heap at heap_limit bytes and record the pages the next step
+     * reads; then keep weight_bytes of them resident and stream the rest. */
+    int (*mem_trace)(engine *e, size_t heap_limit);
+    int (*mem_plan)(engine *e, size_t weight_bytes);
+    bool (*mem_stats)(engine *e, struct wcache_stats *st);   /* false: no cache */
     /* Optional bulk load: n_rows rows of ncol values (row-major) appended to
      * table, inside the current transaction; NULL: import uses INSERTs. */
     int (*append)(engine *e, const char *table, int ncol, const db_val *vals, int n_rows);
@@ -561,6 +622,8 @@ typedef struct import_opts {
     int wtype;               /* storage type of matrices, -1 = as in the file */
     size_t tile_bytes;       /* target bytes per stored tile (0 = default) */
     bool progress;           /* progress lines on stderr */
+    size_t mem_budget;       /* resident memory cap (0 = none): engine cache, and the
+                              * model file's mapping dropped as it is consumed */
     bool no_fuse;            /* table fusion off: separate q/k/v and gate/up tables */
     int row2col;             /* R2C_AUTO (the rule), R2C_OFF, R2C_ON (WL_ROWS_F32 only) */
 } import_opts;
@@ -606,7 +669,9 @@ typedef struct session session;
 
 typedef struct session_opts {
     ir_opts ir;
-    int n_ctx;               /* context length (0 = the model's) */
+    int n_ctx;               /* context length (0 = the model's; set by session_init) */
+    size_t mem_budget;       /* the engine's budget (engine_opts.mem_budget), 0 = none */
+    bool quiet;              /* no notes on stderr */
 } session_opts;
 
 int session_init(session **out, modeldb *db, const session_opts *o);
@@ -617,6 +682,12 @@ int session_reset(session *s);
  * next call) gets vocab_size floats for the last one, or n * vocab_size when
  * ir.all_logits was set. */
 int session_eval(session *s, const int32_t *toks, int n, const float **logits);
+/* The engine's weight-cache counters; false when the session has no budget. */
+bool session_mem_stats(session *s, wcache_stats *st);
+/* The context length in force (a budget may have capped the model's). */
+int session_n_ctx(const session *s);
+/* How the budget was split (process, KV cache, buffers, weights), or NULL. */
+const char *session_mem_plan(const session *s);
 
 /* Seconds spent in each statement of the session's program, summed over
  * every step so far (the program's statement i is *prog->steps[i]). */

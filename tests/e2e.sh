@@ -46,7 +46,7 @@ before=$(sha256sum < "$T/s.db")
 
 # the SQL program: products are queries over weight tables
 "$SQLM" sql -m "$T/s.db" >"$T/prog.sql" || bad "sql failed"
-grep -q "sqlm_matvec(w.v, x.v" "$T/prog.sql" && grep -q "CROSS JOIN blk0_qkv w" "$T/prog.sql" \
+grep -q "sqlm_matvec(w.v, x.v" "$T/prog.sql" && grep -q "FROM blk0_qkv w" "$T/prog.sql" \
     && grep -q "INSERT INTO kv0" "$T/prog.sql" && ok || bad "sql: program lacks weight-table products"
 
 # tokenize

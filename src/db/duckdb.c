@@ -316,6 +316,15 @@ static int dk_open_as(engine **out, const char *path, const engine_opts *o, cons
         snprintf(t, sizeof t, "%d", o->threads);
         api.duckdb_set_config(cfg, "threads", t);
     }
+    if (o->mem_budget && !o->plain) {
+        /* DuckDB's memory_limit caps its buffer manager (table data, hash
+         * tables, the KV cache's temporary tables), which spills to a
+         * temporary folder beyond it; the rest of the process (the library,
+         * the vocabulary, result chunks) takes the remaining quarter. */
+        char lim[32];
+        snprintf(lim, sizeof lim, "%zuMiB", MAX(o->mem_budget / 4 * 3 >> 20, (size_t)8));
+        api.duckdb_set_config(cfg, "memory_limit", lim);
+    }
     /* A new database is attached to an in-memory one so that its row groups
      * can be small (see ROW_GROUP_ROWS). */
     const bool attach = o->create && !o->plain;

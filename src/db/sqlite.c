@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
@@ -371,7 +372,30 @@ typedef struct sqlite_engine {
     sqlite3_stmt **steps;
     char **step_names;
     int n_steps;
+    wcache *wc;              /* the weight cache of a budgeted run, or NULL */
+    size_t budget;           /* --mem-budget, 0 = none */
+    sqlite3_int64 heap_limit;/* SQLite's share of it */
 } sqlite_engine;
+
+/* SQLite's hard heap limit is per process: the budget of the last engine
+ * opened with one applies. */
+static void set_heap_limit(sqlite_engine *s, sqlite3_int64 n) {
+    s->heap_limit = n;
+    sqlite3_hard_heap_limit64(n);
+}
+
+/* Why a statement failed, when the budget is the reason: the cache's I/O
+ * error, or SQLite's heap reaching its share of the budget.  SQLM_OK if not. */
+static int budget_error(sqlite_engine *s, int sqlite_rc, const char *what) {
+    if (s->wc && wcache_error(s->wc))
+        return sqlm_error(SQLM_IO, "sqlite: %s: %s", what, wcache_error(s->wc));
+    if (s->budget && (sqlite_rc & 0xff) == SQLITE_NOMEM)
+        return sqlm_error(SQLM_NOMEM,
+                          "sqlite: %s: %s: out of memory: the engine's heap (KV cache, activations) reached "
+                          "its %.1f MB share of --mem-budget %.1f MB (a shorter context -c or a larger budget helps)",
+                          s->path, what, s->heap_limit / 1048576.0, s->budget / 1048576.0);
+    return SQLM_OK;
+}
 
 /* The driver's message, with the OS error behind an I/O failure (a full
  * disk shows as "No space left on device" or "File too large"). */
@@ -384,6 +408,8 @@ static const char *sq_msg(sqlite_engine *s, char *out, size_t n) {
 
 static int sq_err(sqlite_engine *s, const char *what) {
     char m[512];
+    int rc = budget_error(s, sqlite3_extended_errcode(s->db), what);
+    if (rc) return rc;
     return sqlm_error(SQLM_DB, "sqlite: %s: %s: %s", s->path, what, sq_msg(s, m, sizeof m));
 }
 
@@ -404,6 +430,7 @@ static void sq_close(engine *e) {
     if (!s) return;
     sq_free_steps(s);
     sqlite3_close(s->db);
+    wcache_close(s->wc);
     free(s->path);
     free(s);
 }
@@ -413,7 +440,8 @@ static int sq_exec(engine *e, const char *sql) {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         char m[512];
-        int rc = sqlm_error(SQLM_DB, "sqlite: %s: %s (in: %.200s)", s->path, sq_msg(s, m, sizeof m), sql);
+        int rc = budget_error(s, sqlite3_extended_errcode(s->db), sql);
+        if (!rc) rc = sqlm_error(SQLM_DB, "sqlite: %s: %s (in: %.200s)", s->path, sq_msg(s, m, sizeof m), sql);
         sqlite3_free(msg);
         return rc;
     }
@@ -429,7 +457,30 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
     int flags = SQLITE_OPEN_NOMUTEX |
                 (o->readonly ? SQLITE_OPEN_READONLY
                              : SQLITE_OPEN_READWRITE | (o->create ? SQLITE_OPEN_CREATE : 0));
-    if (!s->path || sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+    const char *vfs = NULL;
+    s->budget = o->plain ? 0 : o->mem_budget;
+    if (s->budget && o->readonly) {
+        /* A budgeted run reads the model through the weight cache, not a
+         * mapping (wcache.c): how, and with how many streaming buffers. */
+        int io = o->mem_io;
+        if (io == WC_IO_AUTO) {
+            struct stat sb;
+            size_t fsz = stat(path, &sb) == 0 ? (size_t)sb.st_size : 0;
+            size_t cg = sqlm_cgroup_limit(), avail = sqlm_mem_available();
+            /* the page cache can keep the file only if the cgroup (which it
+             * is charged to) and the machine have room beside the budget */
+            bool fits = (!cg || cg >= s->budget + fsz + (fsz >> 3)) && avail >= s->budget + fsz + (fsz >> 2);
+            io = fits ? WC_IO_BUFFERED : WC_IO_DIRECT;
+        }
+        size_t ring = MIN(MAX(s->budget / 24, (size_t)12 << 20), (size_t)32 << 20);
+        int rc = wcache_open(&s->wc, path, io, ring);
+        if (!rc && !(vfs = wcache_vfs())) rc = sqlm_error(SQLM_ERROR, "sqlite: cannot register the weight cache's VFS");
+        if (rc) {
+            sq_close(&s->base);
+            return rc;
+        }
+    }
+    if (!s->path || sqlite3_open_v2(path, &s->db, flags, vfs) != SQLITE_OK) {
         int rc = sqlm_error(SQLM_DB, "sqlite: cannot open %s: %s", path,
                             s->db ? sqlite3_errmsg(s->db) : "out of memory");
         sq_close(&s->base);
@@ -439,15 +490,31 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
     int rc = sqlite_register_functions(s->db);
     buf b;
     buf_init(&b);
-    buf_puts(&b, "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;");
+    /* The page cache: 64 MB, or under a budget a small share of it (a
+     * budgeted run gets its pages from the weight cache, not this cache). */
+    long cache_kb = s->budget ? (long)MIN(MAX(s->budget / 1024 / (o->create ? 8 : 64), 1024), 65536) : 65536;
+    buf_puts(&b, "PRAGMA temp_store = MEMORY;");
     if (o->threads > 1) buf_appendf(&b, "PRAGMA threads = %d;", o->threads);
     if (o->create) {
         if (o->page_size) buf_appendf(&b, "PRAGMA page_size = %d;", o->page_size);
         buf_puts(&b, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;");
-    } else {
-        /* Map the file: weight pages are read in place by SQLite's pager. */
+    }
+    /* after page_size: set before it, the limit did not hold (an import's
+     * dirty pages were never spilled and its whole database stayed in the
+     * cache until COMMIT) */
+    buf_appendf(&b, "PRAGMA cache_size = -%ld;", cache_kb);
+    if (!o->create) {
+        /* Map the file: weight pages are read in place by SQLite's pager.
+         * Under a budget the "mapping" is the weight cache's (wcache.c):
+         * mmap_size only turns on SQLite's in-place page interface. */
         buf_puts(&b, "PRAGMA mmap_size = 1099511627776;");
     }
+    /* A budgeted run holds its shared lock for the whole run: the weight
+     * cache's plan (page numbers) stays valid because no writer can change
+     * the file, and SQLite does not re-read the file size per statement. */
+    if (s->wc) buf_puts(&b, "PRAGMA locking_mode = EXCLUSIVE;");
+    /* Until the session sizes it, SQLite may use half the budget. */
+    if (s->budget) set_heap_limit(s, (sqlite3_int64)(s->budget / 2));
     if (!rc) rc = b.rc ? b.rc : sq_exec(&s->base, b.p);
     buf_free(&b);
     if (rc) {
@@ -533,13 +600,43 @@ static int sq_run_program(engine *e, double *secs) {
     for (int i = 0; i < s->n_steps; i++) {
         double t0 = secs ? sqlm_now() : 0;
         int rc = sqlite3_step(s->steps[i]);
-        sqlite3_reset(s->steps[i]);
+        int x = sqlite3_reset(s->steps[i]);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW && (x = budget_error(s, x, s->step_names[i])))
+            return x;
         if (rc != SQLITE_DONE && rc != SQLITE_ROW)
             return sqlm_error(SQLM_DB, "sqlite: statement %d (%s): %s", i, s->step_names[i],
                               sqlite3_errmsg(s->db));
         if (secs) secs[i] += sqlm_now() - t0;
     }
     return SQLM_OK;
+}
+
+/* heap_bytes: what the session needs beyond SQLite's memory now (KV cache,
+ * activations); the page cache's share is added here. */
+static int sq_mem_trace(engine *e, size_t heap_bytes) {
+    sqlite_engine *s = (sqlite_engine *)e;
+    if (!s->wc) return SQLM_OK;
+    sqlite3_int64 cache = 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA cache_size", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW) cache = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    cache = cache < 0 ? -cache * 1024 : cache * 65536;
+    set_heap_limit(s, sqlite3_memory_used() + (sqlite3_int64)heap_bytes + cache);
+    return wcache_trace(s->wc);
+}
+
+static int sq_mem_plan(engine *e, size_t weight_bytes) {
+    sqlite_engine *s = (sqlite_engine *)e;
+    return s->wc ? wcache_plan(s->wc, weight_bytes) : SQLM_OK;
+}
+
+static bool sq_mem_stats(engine *e, wcache_stats *st) {
+    sqlite_engine *s = (sqlite_engine *)e;
+    if (!s->wc) return false;
+    wcache_get_stats(s->wc, st);
+    return true;
 }
 
 const db_methods db_sqlite = {
@@ -551,4 +648,7 @@ const db_methods db_sqlite = {
     .query = sq_query,
     .load_program = sq_load_program,
     .run_program = sq_run_program,
+    .mem_trace = sq_mem_trace,
+    .mem_plan = sq_mem_plan,
+    .mem_stats = sq_mem_stats,
 };

@@ -141,6 +141,11 @@ const tensor *model_find_layer(const model *m, int layer, const char *suffix) {
     return model_find(m, name);
 }
 
+void model_release_pages(const model *m) {
+    if (m->map) madvise(m->map, m->map_size, MADV_DONTNEED);
+    if (m->map2) madvise(m->map2, m->map2_size, MADV_DONTNEED);
+}
+
 void model_free(model *m) {
     if (!m) return;
     if (m->map) munmap(m->map, m->map_size);

@@ -4,6 +4,7 @@
  * engine's TEMP tables; this file only inserts tokens, runs the program and
  * reads the logits back.  Sampling is in sample.c, the CLI loop in tools/.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +22,103 @@ struct session {
     size_t logits_n;         /* floats filled by the last step */
     double *stmt_seconds;    /* [prog.n_steps] summed over the session's steps */
     int rc;
+    int chunk;               /* tokens per step under a budget (0 = all at once) */
+    char plan[400];          /* how the budget was split (for --stats) */
 };
+
+/* ------------------------------------------------------- memory budget */
+
+/*
+ * Bytes a TEMP table row of payload bytes takes in SQLite's in-memory temp
+ * database (4 KB pages): whole cells per page, overflow pages beyond.
+ */
+static size_t temp_row_bytes(size_t payload) {
+    const size_t page = 4096, usable = page - 8;
+    size_t cell = payload + 12;
+    if (cell <= usable / 2) return page / (usable / (cell + 2));
+    if (cell <= usable) return page;
+    return page * ((cell + page - 1) / (page - 4));
+}
+
+/*
+ * Fit the session into the budget: the KV cache for the context, the step
+ * tables for a prompt chunk, SQLite's page cache and the weight cache's
+ * buffers come first; what is left of the budget holds weights.  A probe
+ * step (BOS at position 0, then forgotten) shows the engine which pages a
+ * step reads, in order.
+ */
+static int budget_plan(session *s, const session_opts *o) {
+    modeldb *db = s->db;
+    const model_config *c = &db->cfg;
+    engine *e = db->e;
+    const size_t budget = o->mem_budget, MB = 1048576;
+    const size_t kv_dim = (size_t)c->n_head_kv * (size_t)c->head_dim;
+    size_t kv_pos = (size_t)c->n_layer * temp_row_bytes(2 * kv_dim * 4 + 16);
+    size_t act_pos = 0;
+    for (int i = 0; i < s->g.n_nodes; i++)
+        act_pos += temp_row_bytes((size_t)(s->g.nodes[i].n_out ? s->g.nodes[i].n_out : c->dim) * 4);
+    size_t attn_pos = (size_t)c->n_head * 4 * 3 + 64;   /* per (query, key) pair */
+
+    /* the context: the model's, capped so its KV cache takes at most an
+     * eighth of the budget, unless -c asked for it */
+    if (o->n_ctx == 0) {
+        size_t cap = budget / 8 / kv_pos;
+        if ((size_t)s->n_ctx > cap) {
+            int n = (int)MAX(MIN(cap / 256 * 256, (size_t)s->n_ctx), (size_t)MIN(256, s->n_ctx));
+            if (!o->quiet)
+                fprintf(stderr, "note: --mem-budget %.0f MB: context capped at %d tokens (the KV cache of %d "
+                                "would take %.0f MB; -c sets it)\n",
+                        budget / (double)MB, n, s->n_ctx, (double)kv_pos * s->n_ctx / MB);
+            s->n_ctx = n;
+        }
+    }
+    size_t kv = kv_pos * (size_t)s->n_ctx;
+    /* prompt chunk: its step tables within 1/64 of the budget */
+    size_t per_tok = act_pos + attn_pos * (size_t)s->n_ctx;
+    s->chunk = (int)MAX(MIN(budget / 64 / per_tok, 64), 1);
+    size_t heap = kv + per_tok * (size_t)s->chunk + 4 * MB;
+
+    wcache_stats st;
+    if (!e->m->mem_stats || !e->m->mem_stats(e, &st)) return SQLM_OK;   /* the engine's own limit */
+    size_t rss = sqlm_rss(), margin = 4 * MB + budget / 50;
+    size_t fixed = rss + heap + st.ring_bytes + margin;
+    if (fixed >= budget || kv > budget / 2)
+        return sqlm_error(SQLM_NOMEM,
+                          "--mem-budget %.0f MB is too small: before any weights sqlm needs %.0f MB (process %.0f MB, "
+                          "KV cache of %d tokens %.0f MB, step tables %.0f MB, read buffers %.0f MB, margin %.0f MB)%s",
+                          budget / (double)MB, fixed / (double)MB, rss / (double)MB, s->n_ctx, kv / (double)MB,
+                          (heap - kv) / (double)MB, st.ring_bytes / (double)MB, margin / (double)MB,
+                          kv > budget / 4 ? "; a shorter context (-c) needs less" : "");
+    snprintf(s->plan, sizeof s->plan,
+             "process %.1f MB, KV cache %.1f MB (%d tokens), step tables %.1f MB (prompt chunks of %d), "
+             "read buffers %.1f MB, margin %.1f MB, weights %.1f MB",
+             rss / (double)MB, kv / (double)MB, s->n_ctx, (heap - kv) / (double)MB, s->chunk,
+             st.ring_bytes / (double)MB, margin / (double)MB, (budget - fixed) / (double)MB);
+    /* SQLM_TEST_HEAP_BYTES (tests only): a smaller engine heap than planned,
+     * to check that running out of it mid-run ends with a clear message */
+    const char *t = getenv("SQLM_TEST_HEAP_BYTES");
+    int rc = e->m->mem_trace(e, t ? (size_t)strtoull(t, NULL, 10) : heap);
+    if (rc) return rc;
+    int32_t tok = db->voc.bos >= 0 && db->voc.bos < c->vocab_size ? db->voc.bos : 0;
+    const float *lg;
+    int chunk = s->chunk;
+    s->chunk = 0;
+    rc = session_eval(s, &tok, 1, &lg);
+    s->chunk = chunk;
+    if (!rc) rc = e->m->mem_plan(e, budget - fixed);
+    if (!rc) rc = session_reset(s);
+    return rc;
+}
+
+bool session_mem_stats(session *s, wcache_stats *st) {
+    engine *e = s->db->e;
+    memset(st, 0, sizeof *st);
+    return e->m->mem_stats && e->m->mem_stats(e, st);
+}
+
+int session_n_ctx(const session *s) { return s->n_ctx; }
+
+const char *session_mem_plan(const session *s) { return s->plan[0] ? s->plan : NULL; }
 
 int session_init(session **out, modeldb *db, const session_opts *o) {
     *out = NULL;
@@ -50,6 +147,7 @@ int session_init(session **out, modeldb *db, const session_opts *o) {
         goto fail;
     }
     s->logits_sql = buf_detach(&q);
+    if (o->mem_budget && (rc = budget_plan(s, o))) goto fail;
     *out = s;
     return SQLM_OK;
 fail:
@@ -97,10 +195,26 @@ static int logits_row(void *ctx, int nc, const db_val *v) {
     return 0;
 }
 
+static int eval_batch(session *s, const int32_t *toks, int n);
+
+/* Under a budget a prompt goes in chunks whose step tables fit it (each
+ * position's result does not depend on the chunking). */
 int session_eval(session *s, const int32_t *toks, int n, const float **logits) {
-    engine *e = s->db->e;
     *logits = NULL;
     if (n <= 0) return sqlm_error(SQLM_RANGE, "no tokens to evaluate");
+    if (n > s->n_ctx - s->pos)
+        return sqlm_error(SQLM_RANGE, "context full: %d + %d tokens exceed %d", s->pos, n, s->n_ctx);
+    int step = s->chunk > 0 && !s->g.all_logits ? s->chunk : n;
+    for (int i = 0; i < n; i += step) {
+        int rc = eval_batch(s, toks + i, MIN(step, n - i));
+        if (rc) return rc;
+    }
+    *logits = s->logits;
+    return SQLM_OK;
+}
+
+static int eval_batch(session *s, const int32_t *toks, int n) {
+    engine *e = s->db->e;
     if (n > s->n_ctx - s->pos)
         return sqlm_error(SQLM_RANGE, "context full: %d + %d tokens exceed %d", s->pos, n, s->n_ctx);
     for (int i = 0; i < n; i++)
@@ -123,6 +237,5 @@ int session_eval(session *s, const int32_t *toks, int n, const float **logits) {
         rc = sqlm_error(SQLM_DB, "step produced %zu logits, expected %zu", s->logits_n, want);
     if (rc) return rc;
     s->pos += n;
-    *logits = s->logits;
     return SQLM_OK;
 }

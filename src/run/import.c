@@ -96,6 +96,7 @@ typedef struct importer {
     const model *m;
     const import_opts *o;
     int n_tables, done_tables;
+    size_t released;         /* source bytes used since the last model_release_pages() */
 } importer;
 
 static void progress(importer *im, const char *what) {
@@ -258,6 +259,11 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
                 v[3 + p] = vec_val(im, (const float *)slot + p * (w / pivot), (size_t)(w / pivot));
             if (qrows) v[4] = vec_val(im, sc, (size_t)w / QK);
             rc = batch_add(&ins, v);
+            /* under a budget the source's pages leave RSS as they are used */
+            if (im->o->mem_budget && (im->released += wb * (size_t)nr) >= im->o->mem_budget / 16) {
+                model_release_pages(im->m);
+                im->released = 0;
+            }
         }
     }
     if (!rc) rc = batch_flush(&ins);
@@ -503,7 +509,7 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
     if (b.rc) { rc = SQLM_NOMEM; goto done; }
     tmp = buf_detach(&b);
     remove_db(dm, tmp);
-    engine_opts eo = { .create = true, .page_size = PAGE_SIZE };
+    engine_opts eo = { .create = true, .page_size = PAGE_SIZE, .mem_budget = o->mem_budget };
     if ((rc = dm->open(&e, tmp, &eo))) goto done;
     if (o->progress && dl->weight_layout == WL_ROWS_F32) {
         bool quant = false;
@@ -512,7 +518,7 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
             fprintf(stderr, "import: engine %s stores weights as float32 (4 bytes per weight); "
                             "F16 and quantized values stay exact\n", dm->name);
     }
-    importer im = { e, dl, m, o, 0, 0 };
+    importer im = { e, dl, m, o, 0, 0, 0 };
     rc = write_model(&im);
     if (o->progress) fputc('\n', stderr);
     e->m->close(e);

@@ -82,9 +82,9 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "SELECT pos, sqlm_quant(v, {dtype}) AS v FROM {in0}" },
     [IR_OP_MATMUL][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos,\n"
-        "  {?bias}sqlm_vadd({/}sqlm_gather(w.row, sqlm_matvec(w.v, x.v, w.col, {chunk}, {n_in}, {dtype}), {n_out})"
-        "{?bias}, (SELECT {?bias_part}sqlm_slice(b.v, {bias_off}, {n_out}){/}{?!bias_part}b.v{/} FROM bias b WHERE b.layer = {layer})){/} AS v\n"
-        "FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos" },
+        "  {?bias}sqlm_vadd({/}(SELECT sqlm_gather(w.row, sqlm_matvec(w.v, x.v, w.col, {chunk}, {n_in}, {dtype}), {n_out})\n"
+        "   FROM {w} w){?bias}, (SELECT {?bias_part}sqlm_slice(b.v, {bias_off}, {n_out}){/}{?!bias_part}b.v{/} FROM bias b WHERE b.layer = {layer})){/} AS v\n"
+        "FROM {in0} x" },
     [IR_OP_ROPE][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, {n_head}, {n_head_kv}, {hd}, {interleaved}, {q_scale}) AS v\n"
         "FROM {in0} x JOIN rope r ON r.pos = x.pos" },

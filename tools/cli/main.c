@@ -60,6 +60,12 @@ static void usage(FILE *f) {
         "  --native                 DuckDB: run with sqlm's C functions registered on the\n"
         "                           connection (engine duckdb-native), not in pure SQL\n"
         "  -t, --threads N          threads (default 2)\n"
+        "  --mem-budget SIZE        hard cap on resident memory (e.g. 256M, 1G): engine caches,\n"
+        "                           KV cache and sqlm's buffers included; weights that do not\n"
+        "                           fit are streamed from the file every token (import, run, chat)\n"
+        "  --mem-io MODE            how a budgeted run reads the model: direct (O_DIRECT, the\n"
+        "                           page cache holds none of it), buffered, or auto (default:\n"
+        "                           buffered only when the page cache has room for the file)\n"
         "\n"
         "import options:\n"
         "  -o, --output FILE        output database (required)\n"
@@ -87,6 +93,8 @@ static void usage(FILE *f) {
         "  --no-cte-merge           one statement per operator (ablation)\n"
         "  --row2col-cols N         ROW2COL: pivot columns per subquery (default: the rule's)\n"
         "  --verbose-prompt         print the prompt's token ids on stderr\n"
+        "  --stats                  print peak RSS, bytes read per token, the weight cache's hit\n"
+        "                           rate and the time split into compute and waiting for I/O\n"
         "\n"
         "chat options (and run's sampling options):\n"
         "  --system TEXT            system prompt\n"
@@ -116,9 +124,11 @@ typedef struct args {
     double temp, top_p, min_p, repeat_penalty;
     long top_k;
     unsigned long long seed;
-    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, no_fuse, native;
+    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, no_fuse, native, stats;
     int row2col;             /* R2C_* */
     long row2col_cols;
+    size_t mem_budget;
+    int mem_io;
 } args;
 
 static long parse_long(const char *opt, const char *s, long lo, long hi) {
@@ -189,6 +199,20 @@ static void parse_args(int argc, char **argv, args *a) {
         else if (IS("--no-special", "--no-special")) a->no_special = true;
         else if (IS("--verbose-prompt", "--verbose-prompt")) a->verbose_prompt = true;
         else if (IS("--native", "--native")) a->native = true;
+        else if (IS("--stats", "--stats")) a->stats = true;
+        else if (IS("--mem-budget", "--mem-budget")) {
+            const char *v = VAL();
+            if (!sqlm_parse_size(v, &a->mem_budget) || a->mem_budget == 0)
+                die("%s: expected a size such as 256M or 1.5G, got '%s'", o, v);
+            if (a->mem_budget < (16u << 20)) die("%s: %s is below the 16M sqlm needs to run at all", o, v);
+        }
+        else if (IS("--mem-io", "--mem-io")) {
+            const char *v = VAL();
+            if (!strcmp(v, "auto")) a->mem_io = WC_IO_AUTO;
+            else if (!strcmp(v, "direct")) a->mem_io = WC_IO_DIRECT;
+            else if (!strcmp(v, "buffered")) a->mem_io = WC_IO_BUFFERED;
+            else die("%s: expected auto, direct or buffered, got '%s'", o, v);
+        }
         else if (IS("-h", "--help")) { usage(stdout); exit(0); }
         else if (o[0] == '-' && o[1]) die("unknown option '%s' (see sqlm --help)", o);
         else if (!a->positional) a->positional = o;
@@ -217,11 +241,12 @@ static int cmd_import(args *a) {
     int wtype = parse_type(a, -1);
     import_opts o = { .engine = a->engine ? a->engine : "sqlite", .tok_path = a->tokenizer, .wtype = wtype,
                       .tile_bytes = (size_t)a->tile_bytes, .progress = isatty(2),
-                      .no_fuse = a->no_fuse, .row2col = a->row2col };
+                      .no_fuse = a->no_fuse, .row2col = a->row2col, .mem_budget = a->mem_budget };
     double t0 = sqlm_now();
     int rc = sqlm_import(in, a->output, &o);
     if (rc) die_rc(rc, "import");
     fprintf(stderr, "import: wrote %s in %.1f s\n", a->output, sqlm_now() - t0);
+    if (a->stats) fprintf(stderr, "stats: peak RSS %.1f MB\n", sqlm_peak_rss() / 1048576.0);
     return 0;
 }
 
@@ -269,9 +294,89 @@ static void open_db(args *a, modeldb *db) {
         if (!db_find(native)) die("%s: --native: engine %s has no native mode", a->cmd, m->name);
         engine = native;
     }
-    engine_opts eo = { .threads = (int)a->threads, .readonly = true };
+    engine_opts eo = { .threads = (int)a->threads, .readonly = true, .mem_budget = a->mem_budget,
+                       .mem_io = a->mem_io };
+    size_t cg = sqlm_cgroup_limit();
+    if (a->mem_budget && cg && cg < a->mem_budget)
+        fprintf(stderr, "%s: note: --mem-budget %.0f MB is above this process's cgroup memory limit of %.0f MB: "
+                        "the kernel may stop sqlm before the budget is reached\n",
+                prog, a->mem_budget / 1048576.0, cg / 1048576.0);
     int rc = modeldb_open(db, a->model, engine, &eo);
     if (rc) die_rc(rc, a->cmd);
+}
+
+/* A point in time for --stats: wall and compute-thread CPU time, bytes read
+ * from storage, the weight cache's counters. */
+typedef struct snap {
+    double t, cpu;
+    uint64_t io;
+    wcache_stats wc;
+    bool cache;
+} snap;
+
+static snap take_snap(session *s) {
+    snap x;
+    x.cache = session_mem_stats(s, &x.wc);
+    x.t = sqlm_now();
+    x.cpu = sqlm_thread_cpu();
+    x.io = sqlm_io_read_bytes();
+    return x;
+}
+
+/* Between two snaps: seconds waiting for I/O (the cache's count; without a
+ * cache, time the thread was not on a CPU: page faults), bytes read
+ * (the cache's reads; without one, the storage reads of the process). */
+static double snap_wait(const snap *a, const snap *b) {
+    double w = b->cache ? b->wc.wait_s - a->wc.wait_s : (b->t - a->t) - (b->cpu - a->cpu);
+    return MAX(w, 0);
+}
+static double snap_read(const snap *a, const snap *b) {
+    return b->cache ? (double)(b->wc.read_bytes - a->wc.read_bytes) : (double)(b->io - a->io);
+}
+static double snap_hit(const snap *a, const snap *b) {
+    double f = (double)(b->wc.fetch_bytes - a->wc.fetch_bytes);
+    return f > 0 ? 100.0 * (double)(b->wc.hit_bytes - a->wc.hit_bytes) / f : 0;
+}
+
+/* Without a weight cache the wait is the time the main thread spent off the
+ * CPU: page faults on the mapped model, or other threads of the engine. */
+#define WAIT_LABEL(sn) ((sn)->cache ? "waiting for I/O" : "off-CPU (I/O, engine threads)")
+
+static void print_stats(const args *a, session *ses, const snap *s0, const snap *s1, const snap *tok, int n_tok,
+                        int n_prompt) {
+    const double MB = 1048576.0;
+    if (session_mem_plan(ses)) fprintf(stderr, "stats: budget: %s\n", session_mem_plan(ses));
+    for (int i = 1; i < n_tok; i++) {
+        const snap *p = &tok[i - 1], *q = &tok[i];
+        double dt = q->t - p->t, w = snap_wait(p, q);
+        fprintf(stderr, "stats: token %d: %.1f ms (compute %.1f, %s %.1f), read %.1f MB",
+                i, dt * 1e3, (dt - w) * 1e3, WAIT_LABEL(q), w * 1e3, snap_read(p, q) / MB);
+        if (q->cache) fprintf(stderr, ", hit rate %.1f%%", snap_hit(p, q));
+        fputc('\n', stderr);
+    }
+    fprintf(stderr, "stats: peak RSS %.1f MB", sqlm_peak_rss() / MB);
+    if (a->mem_budget) fprintf(stderr, " (budget %.1f MB)", a->mem_budget / MB);
+    fputc('\n', stderr);
+    if (s1->cache)
+        fprintf(stderr, "stats: weight cache: %.1f MB resident of the %.1f MB a step reads, %.1f MB read buffers, "
+                        "%s reads; resident set loaded in %.2f s\n",
+                s1->wc.resident_bytes / MB, s1->wc.sched_bytes / MB, s1->wc.ring_bytes / MB,
+                s1->wc.direct ? "O_DIRECT" : "buffered", s1->wc.load_s);
+    double dt = s1->t - s0->t, w = snap_wait(s0, s1);
+    fprintf(stderr, "stats: prompt: %d tokens in %.3f s: compute %.3f s, %s %.3f s, read %.1f MB\n",
+            n_prompt, dt, dt - w, WAIT_LABEL(s1), w, snap_read(s0, s1) / MB);
+    int n = n_tok - 1;
+    if (n > 0) {
+        const snap *p = &tok[0], *q = &tok[n];
+        double d = (q->t - p->t) / n, wt = snap_wait(p, q) / n;
+        fprintf(stderr, "stats: decode: %d tokens, %.1f ms/token: compute %.1f ms, %s %.1f ms; "
+                        "read %.1f MB/token",
+                n, d * 1e3, (d - wt) * 1e3, WAIT_LABEL(q), wt * 1e3, snap_read(p, q) / n / MB);
+        if (q->cache)
+            fprintf(stderr, ", hit rate %.1f%%, storage %.1f MB/token; reader busy %.1f ms/token", snap_hit(p, q),
+                    (double)(q->io - p->io) / n / MB, (q->wc.reader_s - p->wc.reader_s) / n * 1e3);
+        fputc('\n', stderr);
+    }
 }
 
 static int cmd_run(args *a) {
@@ -296,9 +401,9 @@ static int cmd_run(args *a) {
     }
     session *s;
     session_opts so = { .ir = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols },
-                        .n_ctx = (int)a->n_ctx };
+                        .n_ctx = (int)a->n_ctx, .mem_budget = a->mem_budget };
     if ((rc = session_init(&s, &db, &so))) die_rc(rc, "run");
-    int n_ctx = so.n_ctx > 0 ? so.n_ctx : db.cfg.seq_len;
+    int n_ctx = session_n_ctx(s);
     if (n_ids >= n_ctx) die("run: prompt of %d tokens does not fit the context of %d", n_ids, n_ctx);
 
     uint64_t rng;
@@ -311,10 +416,17 @@ static int cmd_run(args *a) {
     memcpy(hist, ids, sizeof *ids * (size_t)n_ids);
     int n_hist = n_ids;
 
+    /* snapshots for --stats: before the prompt, then after each step */
+    int cap_snaps = a->stats ? (a->n_predict >= 0 ? (int)a->n_predict : n_ctx) + 2 : 0;
+    snap s0 = { 0 }, *snaps = a->stats ? malloc(sizeof *snaps * (size_t)cap_snaps) : NULL;
+    int n_snaps = 0;
+    if (a->stats) s0 = take_snap(s);
+
     double t0 = sqlm_now();
     const float *lg;
     if ((rc = session_eval(s, ids, n_ids, &lg))) die_rc(rc, "run: prompt");
     double t_prompt = sqlm_now() - t0;
+    if (snaps) snaps[n_snaps++] = take_snap(s);
     float *logits = malloc(sizeof *logits * (size_t)db.cfg.vocab_size);
     buf out;
     buf_init(&out);
@@ -333,15 +445,23 @@ static int cmd_run(args *a) {
             fprintf(stderr, "\n%s: context full (%d tokens)\n", prog, n_ctx);
             break;
         }
-        if ((rc = session_eval(s, &next, 1, &lg))) die_rc(rc, "run: decode");
+        if ((rc = session_eval(s, &next, 1, &lg))) {
+            flush_utf8(&out, true);
+            fputc('\n', stdout);
+            die_rc(rc, "run: decode");
+        }
+        if (snaps && n_snaps < cap_snaps) snaps[n_snaps++] = take_snap(s);
     }
     flush_utf8(&out, true);
     double t_gen = sqlm_now() - t1;
     putchar('\n');
+    fflush(stdout);
     fprintf(stderr, "\nprompt: %d tokens, %.1f tok/s\n", n_ids, n_ids / (t_prompt > 0 ? t_prompt : 1e-9));
     fprintf(stderr, "generation: %d tokens, %.1f tok/s\n", n_gen, n_gen / (t_gen > 0 ? t_gen : 1e-9));
     fprintf(stderr, "time to first token: %.1f ms\n", t_prompt * 1000);
     fprintf(stderr, "peak RSS: %.1f MB\n", sqlm_peak_rss() / 1048576.0);
+    if (snaps) print_stats(a, s, &s0, &snaps[0], snaps, n_snaps, n_ids);
+    free(snaps);
     buf_free(&out);
     free(logits);
     free(hist);
@@ -481,10 +601,10 @@ static int cmd_chat(args *a) {
     if (!tmpl) tmpl = chat_builtin("chatml");
     session *s;
     session_opts so = { .ir = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols },
-                        .n_ctx = (int)a->n_ctx };
+                        .n_ctx = (int)a->n_ctx, .mem_budget = a->mem_budget };
     int rc = session_init(&s, &db, &so);
     if (rc) die_rc(rc, "chat");
-    const int n_ctx = so.n_ctx > 0 ? so.n_ctx : db.cfg.seq_len;
+    const int n_ctx = session_n_ctx(s);
     uint64_t rng;
     sampler_opts sp = sampler_from_args(a, &rng);
     chat_msg *msgs = calloc(1024, sizeof *msgs);
@@ -624,7 +744,7 @@ static int cmd_bench(args *a) {
     if (n_ctx > db.cfg.seq_len)
         die("bench: -p %ld + -n %ld tokens exceed the model's context of %d", pp, tg, db.cfg.seq_len);
     session *s;
-    session_opts so = { .ir = { .cte_merge = !a->no_cte }, .n_ctx = (int)n_ctx };
+    session_opts so = { .ir = { .cte_merge = !a->no_cte }, .n_ctx = (int)n_ctx, .mem_budget = a->mem_budget };
     int rc = session_init(&s, &db, &so);
     if (rc) die_rc(rc, "bench");
     int32_t *ids = malloc(sizeof *ids * (size_t)(pp + 1));

@@ -1,0 +1,171 @@
+#!/bin/bash
+# bench/mem.sh - `make bench-mem`: models larger than their memory limit.
+#
+# For each model (random Q8_0 weights in the shapes of TinyLlama-1.1B and
+# Qwen2.5-0.5B, from `sqlm synth`), under a cgroup v1 memory limit of 100%,
+# 50%, 25% and 15% of the model's size (page cache included, as the kernel
+# charges it):
+#   - sqlm run --mem-budget LIMIT (the weight cache: a resident set that fits,
+#     the rest streamed with O_DIRECT reads);
+#   - llama.cpp on the same GGUF with mmap (node-llama-cpp's prebuilt CPU
+#     libraries through bench/llama.mjs, installed by scripts/install-llamacpp.sh):
+#     the OS pages the model in and out.
+# The model files are dropped from the page cache before every run; the
+# direct (uncached, sequential) read bandwidth of the database file is
+# measured in the same run, which gives the storage bound of a decode step,
+# (model bytes - budget) / bandwidth.  Prints one table, also written to
+# bench/results/mem-DATE.md.  Every timed command runs under
+# flock /tmp/sqlm-bench.lock (the machine is shared).
+#
+# Environment: MEM_MODELS (default "tinyllama-1.1b qwen2.5-0.5b"), MEM_LIMITS
+# (percentages, default "100 50 25 15"), MEM_TG (decode tokens, 16),
+# MEM_THREADS (2), SQLM_LLAMA_MJS (the llama.cpp runner, default
+# bench/llama.mjs), SQLM_LLAMA_DIR (its node_modules folder).
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SQLM=$ROOT/sqlm
+OUT=$ROOT/bench/out/mem
+RES=$ROOT/bench/results
+LOCK=/tmp/sqlm-bench.lock
+MODELS=${MEM_MODELS:-"tinyllama-1.1b qwen2.5-0.5b"}
+LIMITS=${MEM_LIMITS:-"100 50 25 15"}
+TG=${MEM_TG:-16}
+THREADS=${MEM_THREADS:-2}
+PROMPT="Once upon a time, in a small village by the sea, there lived an old"
+LLAMA_MJS=${SQLM_LLAMA_MJS:-$ROOT/bench/llama.mjs}
+CGROOT=/sys/fs/cgroup/memory
+mkdir -p "$OUT" "$RES"
+STAMP=$(date +%Y%m%d-%H%M%S)
+REPORT=$RES/mem-$STAMP.md
+LOG=$OUT/mem-$STAMP.log
+: > "$LOG"
+
+say() { echo "$*" >&2; }
+[ -x "$SQLM" ] || { say "bench-mem: $SQLM not built (make sqlm)"; exit 1; }
+if [ "$(id -u)" != 0 ] || [ ! -w "$CGROOT" ]; then
+    say "bench-mem: needs root and the cgroup v1 memory controller at $CGROOT (for the memory limits); not run"
+    exit 1
+fi
+export SQLM_MODELS=${SQLM_MODELS:-$ROOT/../shared/models}
+
+# llama.cpp: install it where the installer exists; otherwise say why not
+LLAMA=""
+if ! command -v node >/dev/null 2>&1; then
+    LLAMA_WHY="node not found (apt-get install nodejs npm)"
+elif [ ! -f "$LLAMA_MJS" ]; then
+    LLAMA_WHY="$LLAMA_MJS not found (the llama.cpp runner of make bench)"
+elif [ -z "${SQLM_LLAMA_DIR:-}" ] && [ -x "$ROOT/scripts/install-llamacpp.sh" ] &&
+     ! "$ROOT/scripts/install-llamacpp.sh" >/dev/null 2>>"$LOG"; then
+    LLAMA_WHY="scripts/install-llamacpp.sh failed (see $LOG)"
+else
+    LLAMA=1
+fi
+[ -n "$LLAMA" ] || say "bench-mem: llama.cpp not measured: $LLAMA_WHY; sqlm's figures alone"
+
+READBW=$ROOT/build/readbw
+[ -x "$READBW" ] || { say "bench-mem: $READBW not built (make build/readbw)"; exit 1; }
+# drop one file from the page cache
+uncache() { "$READBW" --drop "$1"; }
+
+N_CG=0
+# in_cgroup LIMIT_BYTES OUTFILE CMD...: run CMD (under the lock) in a fresh
+# cgroup with that memory limit; sets CG_MAX (max usage, bytes), CG_OOM
+# (kills), RC
+in_cgroup() {
+    local lim=$1 out=$2; shift 2
+    N_CG=$((N_CG + 1))
+    local cg=$CGROOT/sqlm-bench-$$-$N_CG
+    mkdir "$cg" || { RC=99; return; }
+    echo "$lim" > "$cg/memory.limit_in_bytes"
+    timeout 900 flock "$LOCK" sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$cg" "$@" >"$out" 2>&1
+    RC=$?
+    CG_MAX=$(cat "$cg/memory.max_usage_in_bytes")
+    CG_OOM=$(awk '/oom_kill /{print $2}' "$cg/memory.oom_control")
+    CG_OOM=${CG_OOM:-0}
+    rmdir "$cg" 2>/dev/null
+}
+
+num() { awk -v p="$1" '$0 ~ p { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) { print $i; exit } }' "$2"; }
+fmt() { [ -n "$1" ] && printf "%.${2:-1}f" "$1" || printf -- "-"; }
+ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }' || printf -- "-"; }
+
+{
+echo "# make bench-mem, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo
+echo "sqlm $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null), $(nproc) cores, decode $TG tokens, $THREADS threads,"
+echo "cgroup v1 memory limit = --mem-budget = the percentage of the GGUF's size; page cache dropped before each run."
+echo "bound = storage bound of a decode token, (model bytes - budget) / direct read bandwidth of the database file"
+echo "(build/readbw: O_DIRECT, 8 MB requests into huge pages, page cache dropped, measured in this run before the model's runs)."
+echo "x bound = sqlm's decode ms/token / bound.  vs llama = sqlm decode tok/s / llama.cpp decode tok/s under the same limit."
+[ -n "$LLAMA" ] || echo "llama.cpp not measured: $LLAMA_WHY."
+echo
+echo "| model | limit | MB/s | engine | prefill tok/s | decode tok/s | ms/token | peak RSS MB | cgroup max MB | read MB/token | hit % | bound ms | x bound | vs llama |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+} > "$REPORT"
+
+for like in $MODELS; do
+    gguf=$OUT/$like-q8_0.gguf db=$OUT/$like-q8_0.db
+    if [ ! -f "$gguf" ]; then
+        "$SQLM" synth --like "$like" --type q8_0 -o "$gguf" 2>>"$LOG" || { say "bench-mem: synth $like failed"; continue; }
+    fi
+    if [ ! -f "$db" ] || [ "$db" -ot "$gguf" ]; then
+        "$SQLM" import "$gguf" -o "$db" 2>>"$LOG" || { say "bench-mem: import $like failed"; continue; }
+    fi
+    gsize=$(stat -c %s "$gguf") dsize=$(stat -c %s "$db")
+    pp=$("$SQLM" tokenize -m "$db" "$PROMPT" | head -1 | wc -w)
+    # the file's direct read bandwidth, now (the disk is shared: it drifts)
+    uncache "$db"
+    mbs=$(flock "$LOCK" "$READBW" "$db")
+    say "bench-mem: $like: GGUF $((gsize >> 20)) MB, database $((dsize >> 20)) MB, prompt $pp tokens, direct read $mbs MB/s"
+    for pct in $LIMITS; do
+        lim=$((gsize / 100 * pct))
+        limmb=$((lim >> 20))
+        bound=$(awk -v d="$dsize" -v l="$lim" -v m="$mbs" 'BEGIN { x = (d - l) / 1048576 / m * 1000; printf "%.0f", (x > 0 ? x : 0) }')
+        # sqlm
+        uncache "$db"
+        f=$OUT/$like-$pct-sqlm.txt
+        in_cgroup "$lim" "$f" "$SQLM" run -m "$db" -p "$PROMPT" -n "$TG" --temp 0 --ignore-eos -c 256 \
+            -t "$THREADS" --mem-budget "$lim" --stats
+        cat "$f" >> "$LOG"
+        if [ "$RC" = 0 ]; then
+            s_pp=$(awk '/^prompt:/ { print $4 }' "$f")
+            s_ms=$(awk '/^stats: decode:/ { print $5 }' "$f")
+            s_tg=$(awk -v m="$s_ms" 'BEGIN { if (m > 0) printf "%.2f", 1000 / m }')
+            s_rss=$(awk '/^stats: peak RSS/ { print $4 }' "$f")
+            s_read=$(awk '/^stats: decode:/ { for (i = 1; i <= NF; i++) if ($i == "MB/token," && $(i-2) == "read") print $(i-1) }' "$f")
+            s_hit=$(awk '/^stats: decode:/ { for (i = 1; i <= NF; i++) if ($i == "rate") { sub("%,?", "", $(i+1)); print $(i+1) } }' "$f")
+            xb=$(ratio "$s_ms" "$bound")
+            status=""
+        else
+            s_pp="" s_tg="" s_ms="" s_rss="" s_read="" s_hit="" xb=""
+            status=" (exit $RC, oom kills $CG_OOM: $(grep -m1 "sqlm:" "$f" | cut -c1-80))"
+        fi
+        s_cg=$((CG_MAX >> 20))
+        # llama.cpp
+        l_tg="" l_pp="" l_rss="" l_cg="-" lstatus=""
+        if [ -n "$LLAMA" ]; then
+            uncache "$gguf"
+            g=$OUT/$like-$pct-llama.txt
+            in_cgroup "$lim" "$g" node "$LLAMA_MJS" "$gguf" "$pp" "$TG" "$THREADS" 1
+            cat "$g" >> "$LOG"
+            if [ "$RC" = 0 ]; then
+                l_pp=$(awk '/^pp[0-9]+ /{ print $3 }' "$g")
+                l_tg=$(awk '/^tg[0-9]+ /{ print $3 }' "$g")
+                l_rss=$(awk '/^peak RSS:/ { print $3 }' "$g")
+            else
+                lstatus=" (exit $RC, oom kills $CG_OOM)"
+            fi
+            l_cg=$((CG_MAX >> 20))
+        fi
+        vs=$(ratio "$s_tg" "$l_tg")
+        echo "| $like | $pct% ($limmb MB) | $mbs | sqlm$status | $(fmt "$s_pp") | $(fmt "$s_tg" 2) | $(fmt "$s_ms" 0) | $(fmt "$s_rss") | $s_cg | $(fmt "$s_read") | $(fmt "$s_hit") | $bound | $xb | $vs |" >> "$REPORT"
+        if [ -n "$LLAMA" ]; then
+            l_ms=$(awk -v t="$l_tg" 'BEGIN { if (t > 0) printf "%.0f", 1000 / t }')
+            echo "| $like | $pct% ($limmb MB) | $mbs | llama.cpp$lstatus | $(fmt "$l_pp") | $(fmt "$l_tg" 2) | ${l_ms:--} | $(fmt "$l_rss") | $l_cg | - | - | $bound | $(ratio "$l_ms" "$bound") | |" >> "$REPORT"
+        fi
+        say "bench-mem: $like at $pct%: sqlm $(fmt "$s_tg" 2) tok/s (bound $bound ms, $(fmt "$s_ms" 0) ms)$status; llama.cpp $(fmt "$l_tg" 2) tok/s$lstatus"
+    done
+done
+echo >> "$REPORT"
+echo "Raw output of every run: $LOG (not kept in git)." >> "$REPORT"
+cat "$REPORT"
