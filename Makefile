@@ -2,7 +2,7 @@
 #   make             sqlm CLI + libsqlm.a against the system SQLite
 #   make test        unit + golden + end-to-end tests (SQLite), and the
 #                    corrupt-file tests under ASan/UBSan
-#   make bench       speed table (see bench/)
+#   make bench       speed tables (see bench/; BENCH_FULL=1 for every shape)
 CC      ?= cc
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
@@ -62,7 +62,7 @@ demo: deps
 test: deps
 	$(MAKE) check
 
-check: sqlm $(TESTS) asan
+check: sqlm $(TESTS) $(B)/refbench asan
 	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
 	@echo "== build-asan/test-corrupt"; ./build-asan/test-corrupt
 	@echo "== build-asan/test-template"; ./build-asan/test-template
@@ -72,14 +72,23 @@ check: sqlm $(TESTS) asan
 $(B)/tokbench: bench/tokbench.c $(B)/libsqlm.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)
 
+# The C reference speed baseline (bench/speed.sh): tests/ref in its stored mode.
+$(B)/refbench: bench/refbench.c $(B)/libsqlm.a $(REF_OBJ)
+	$(CC) $(CFLAGS) -o $@ $< $(REF_OBJ) $(B)/libsqlm.a $(LDLIBS)
+
+# DuckDB matvec ceiling and pass ablation helper (scripts/bench-duckdb-passes.sh).
+$(B)/duckbench: bench/duckbench.c $(B)/libsqlm.a
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)
+
 # libFuzzer over the template renderer (tests/fuzz/run.sh); not part of `make test`.
 fuzz:
 	./tests/fuzz/run.sh 600
 
 bench: deps
-	$(MAKE) sqlm $(B)/tokbench
+	$(MAKE) sqlm $(B)/tokbench $(B)/refbench $(B)/duckbench
 	./bench/run.sh
 	./scripts/bench-duckdb.sh
+	./bench/speed.sh
 
 clean:
 	rm -rf build build-asan sqlm

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The DuckDB part of `make bench`: generation speed of the tiny real models
 # and of a random-weight model of the stories110M shape on the DuckDB engine
-# (pure SQL), one and two engine threads.  Prints a markdown table and keeps
+# (pure SQL), one and two engine threads, then the passes' ablation
+# (scripts/bench-duckdb-passes.sh).  Prints markdown tables and keeps
 # a copy under bench/results/.  Skipped when libduckdb.so cannot be loaded.
 set -e
 cd "$(dirname "$0")/.."
@@ -23,7 +24,7 @@ row() {
     local name=$1 type=$2 path=$3 n=$4
     $SQLM import "$path" -o "$T/m.duck" --engine duckdb 2>/dev/null
     for t in 1 2; do
-        $SQLM run -m "$T/m.duck" -p "Once upon a time" -n "$n" --temp 0 --ignore-eos -t $t 2>"$T/err" >/dev/null
+        flock /tmp/sqlm-bench.lock $SQLM run -m "$T/m.duck" -p "Once upon a time" -n "$n" --temp 0 --ignore-eos -t $t 2>"$T/err" >/dev/null
         pp=$(sed -n 's/^prompt: .* tokens, \(.*\) tok\/s/\1/p' "$T/err")
         tg=$(sed -n 's/^generation: .* tokens, \(.*\) tok\/s/\1/p' "$T/err")
         rss=$(sed -n 's/^peak RSS: \(.*\)/\1/p' "$T/err")
@@ -40,6 +41,9 @@ row TinyStories-656K F32 ../shared/models/TinyStories-656K 128
 row "TinyStories-656K (Q8_0 file)" Q8_0 ../shared/models/TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf 128
 $SQLM synth --like stories110M -o "$T/110m.gguf" --type f32 2>/dev/null
 row "stories110M shape, random" F32 "$T/110m.gguf" 16
+echo
+# the TranSQL+ ablation, the matrix-vector ceiling and decode bandwidth
+./scripts/bench-duckdb-passes.sh
 } | tee "$out"
 
 # --- native mode (--native: sqlm's C functions registered on the connection)

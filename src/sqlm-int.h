@@ -329,6 +329,7 @@ void rope_table_row(const model_config *c, int pos, float *cs);
     X(ATTN_OUT)   /* softmax(scores - max) @ v, grouped-query heads */       \
     X(ADD)        /* residual add */                                         \
     X(SWIGLU)     /* silu(gate) * up */                                      \
+    X(CONCAT)     /* in0 | in1 [| in2] per position (unfused projections) */ \
     X(LAST)       /* keep the last position only */                          \
     X(ARGMAX)     /* index of the largest logit */
 
@@ -356,6 +357,10 @@ typedef struct ir_node {
     int tile_rows;        /* rows per stored tile */
     int64_t chunk;        /* columns per stored chunk */
     bool bias;            /* MATMUL adds the bias table row for the layer */
+    int64_t bias_off;     /* ... from this offset on (unfused q, k, v) */
+    bool bias_part;       /* ... and only n_out values of it (unfused) */
+    int pivot;            /* ROW2COL: the weight is stored as pivot columns c0.. */
+    int pivot_per;        /* ROW2COL: pivot columns per subquery */
     bool critical;        /* must be materialised (cache, residual, output) */
     bool materialize;     /* decided by the passes: a table, not a CTE */
 } ir_node;
@@ -368,6 +373,8 @@ typedef struct ir_weight {
     int64_t n_out, n_in;
     int tile_rows;        /* rows per tile */
     int64_t chunk;        /* columns per chunk (== n_in when rows are whole) */
+    int pivot;            /* ROW2COL: 0, or the number of pivot columns c0..c{pivot-1}
+                           * (each n_in / pivot floats) that replace v */
 } ir_weight;
 
 typedef struct ir_graph {
@@ -378,13 +385,29 @@ typedef struct ir_graph {
     int n_weights;
     int output;           /* id of the logits node */
     bool all_logits;      /* keep logits of every position (tests), not just the last */
+    int row2col_per;      /* ir_opts.row2col_per */
 } ir_graph;
 
 /* Options of compilation: passes (switchable for ablation) and outputs. */
 typedef struct ir_opts {
     bool cte_merge;       /* chain non-critical nodes as CTEs of one statement */
     bool all_logits;      /* logits for every position of the step */
+    int row2col_per;      /* ROW2COL: pivot columns per subquery (0: row2col_per_default) */
 } ir_opts;
+
+/* Table fusion is a storage layout: import writes blk{L}_qkv and blk{L}_gu
+ * (fused) or blk{L}_q/_k/_v and blk{L}_gate/_up; the graph builder follows
+ * whatever sqlm_weight lists, joining unfused outputs with CONCAT.
+ *
+ * ROW2COL is a storage layout too (pivot columns instead of one vector per
+ * row), chosen per matrix at import by row2col_pivots(); the matmul template
+ * then sums one dot product per pivot column, pivot_per columns per
+ * subquery, and lines the subqueries up with POSITIONAL JOIN. */
+enum { R2C_AUTO = 0, R2C_OFF, R2C_ON };
+/* Pivot columns for an n_out x n_in float32 matrix under mode (R2C_*), or 0
+ * to store it unpivoted.  The measured rule lives here and only here. */
+int row2col_pivots(int mode, int64_t n_out, int64_t n_in);
+int row2col_per_default(int pivots);
 
 /* Build the Llama-family graph for cfg over the weights in ws (copied). */
 int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, int n_ws,
@@ -507,6 +530,9 @@ typedef struct db_methods {
     int (*run_program)(engine *e, double *stmt_seconds /* [n_steps] or NULL */);
     /* Remove a database file and the engine's side files (journal, WAL). */
     void (*remove)(const char *path);
+    /* Optional bulk load: n_rows rows of ncol values (row-major) appended to
+     * table, inside the current transaction; NULL: import uses INSERTs. */
+    int (*append)(engine *e, const char *table, int ncol, const db_val *vals, int n_rows);
 } db_methods;
 
 struct engine {
@@ -536,6 +562,8 @@ typedef struct import_opts {
     int wtype;               /* storage type of matrices, -1 = as in the file */
     size_t tile_bytes;       /* target bytes per stored tile (0 = default) */
     bool progress;           /* progress lines on stderr */
+    bool no_fuse;            /* table fusion off: separate q/k/v and gate/up tables */
+    int row2col;             /* R2C_AUTO (the rule), R2C_OFF, R2C_ON (WL_ROWS_F32 only) */
 } import_opts;
 
 /* Import a model file into a new database at out_path (written to a
@@ -590,6 +618,10 @@ int session_reset(session *s);
  * next call) gets vocab_size floats for the last one, or n * vocab_size when
  * ir.all_logits was set. */
 int session_eval(session *s, const int32_t *toks, int n, const float **logits);
+
+/* Seconds spent in each statement of the session's program, summed over
+ * every step so far (the program's statement i is *prog->steps[i]). */
+const double *session_stmt_seconds(const session *s, const sql_program **prog);
 
 /* Pick the next token from logits (vocab_size floats; modified in place). */
 int32_t sample_next(const sampler_opts *o, float *logits, int n_vocab, const int32_t *hist,

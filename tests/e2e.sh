@@ -75,6 +75,22 @@ printf 'Hello there\nTell me a story\n' | "$SQLM" chat -m "$T/s.db" -n 8 --temp 
 [ "$(wc -l < "$T/chat.out")" -ge 2 ] && ok || bad "chat: expected two replies"
 expect_error "chat bad template" "unknown --chat-template" "$SQLM" chat -m "$T/s.db" --chat-template nope
 
+# --- sqlm bench: one line a test, in llama-bench's terms
+"$SQLM" bench -m "$T/s.db" -p 8 -n 4 -r 2 -t 1 >"$T/bench" 2>"$T/err" || bad "bench failed: $(cat "$T/err")"
+grep -Eq "^pp8 t=1 [0-9]+\.[0-9]+ tok/s$" "$T/bench" && grep -Eq "^tg4 t=1 [0-9]+\.[0-9]+ tok/s [0-9]+\.[0-9]+ GB/s$" "$T/bench" \
+    && grep -q "^weights: .* MB per token$" "$T/bench" && grep -q "^peak RSS: .* MB$" "$T/bench" && ok \
+    || bad "bench: output lacks the pp/tg/weights/RSS lines: $(cat "$T/bench")"
+"$SQLM" bench -m "$T/s.db" -p 0 -n 3 -r 1 >"$T/bench" 2>&1 && [ "$(grep -c '^pp\|^tg3 ' "$T/bench")" = 1 ] && ok \
+    || bad "bench -p 0: expected the tg line alone: $(cat "$T/bench")"
+expect_error "bench bad -p" "expected an integer" "$SQLM" bench -m "$T/s.db" -p abc
+expect_error "bench bad -r" "expected an integer" "$SQLM" bench -m "$T/s.db" -r 0
+expect_error "bench bad -n" "expected an integer" "$SQLM" bench -m "$T/s.db" -n x
+expect_error "bench nothing" "nothing to time" "$SQLM" bench -m "$T/s.db" -p 0 -n 0
+expect_error "bench too long" "exceed the model's context" "$SQLM" bench -m "$T/s.db" -p 100000
+expect_error "bench no model" "no model database" "$SQLM" bench -p 8
+expect_error "bench stray arg" "unexpected argument 'x.db'" "$SQLM" bench x.db
+expect_error "bench unknown flag" "unknown option '--bogus'" "$SQLM" bench -m "$T/s.db" --bogus
+
 # --- the other two model formats import and run
 "$SQLM" import $M/TinyStories-656K -o "$T/st.db" 2>/dev/null && ok || bad "import safetensors folder"
 "$SQLM" import $M/TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf -o "$T/q8.db" 2>/dev/null && ok \
@@ -109,11 +125,24 @@ err:  $(cat "$T/err")"
     expect_error "duckdb import --type q8_0" "is not a multiple of the Q8_0 block" "$SQLM" import \
         $M/stories260K/stories260K.bin -o "$T/q.duck" --engine duckdb --type q8_0
     [ ! -e "$T/q.duck" ] && ok || bad "a failed duckdb import left a database"
+    # the passes' switches: every layout and CTE merging on or off give the golden text
+    for layout in "--no-fuse --row2col off" "--row2col on --no-fuse" "--row2col on"; do
+        # shellcheck disable=SC2086
+        "$SQLM" import $M/stories260K/stories260K.bin -o "$T/p.duck" --engine duckdb $layout 2>/dev/null
+        for cte in "" "--no-cte-merge"; do
+            # shellcheck disable=SC2086
+            got=$("$SQLM" run -m "$T/p.duck" -p "Once upon a time" -n 64 --temp 0 --ignore-eos -t 2 $cte 2>/dev/null)
+            [ "$got" = "$golden_text" ] && ok || bad "duckdb import $layout, run $cte: text differs from the golden"
+        done
+        rm -f "$T/p.duck"
+    done
 elif grep -q "cannot load libduckdb.so" "$T/err"; then
     echo "e2e: duckdb skipped: DuckDB library not found" >&2
 else
     bad "duckdb import: $(cat "$T/err")"
 fi
+expect_error "sqlite import --row2col on" "ROW2COL needs float rows" "$SQLM" import $M/stories260K/stories260K.bin \
+    -o "$T/r2c.db" --row2col on
 expect_error "duckdb library missing" "engine duckdb: cannot load libduckdb.so (run scripts/install-duckdb.sh or set SQLM_DUCKDB_LIB)" \
     env SQLM_DUCKDB_LIB=/nonexistent/libduckdb.so "$SQLM" import $M/stories260K/stories260K.bin -o "$T/nolib.duck" --engine duckdb
 [ ! -e "$T/nolib.duck" ] && ! ls "$T"/nolib.duck.tmp-* >/dev/null 2>&1 && ok || bad "a failed duckdb import left files"

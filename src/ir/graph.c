@@ -81,7 +81,35 @@ static int matmul(ir_graph *g, int layer, const char *name, int x, const char *w
     n->tile_rows = w->tile_rows;
     n->chunk = w->chunk;
     n->bias = bias;
+    n->pivot = w->pivot;
+    n->pivot_per = w->pivot ? MIN(g->row2col_per > 0 ? g->row2col_per : row2col_per_default(w->pivot), w->pivot) : 0;
     return m;
+}
+
+/*
+ * The projection blk{L}_{fused}, or, when import kept the parts apart (table
+ * fusion off), one product per part joined by CONCAT.  The bias row of the
+ * layer covers the fused rows; part i reads it from its offset on.
+ */
+static int projection(ir_graph *g, int layer, const char *name, int x, const char *fused,
+                      const char *const *parts, int n_parts, bool bias) {
+    char wn[32], nn[32];
+    snprintf(wn, sizeof wn, "blk%d_%s", layer, fused);
+    if (ir_find_weight(g, wn)) return matmul(g, layer, name, x, wn, bias);
+    int in[3] = { -1, -1, -1 };
+    int64_t off = 0, n_out = 0;
+    for (int i = 0; i < n_parts; i++) {
+        snprintf(wn, sizeof wn, "blk%d_%s", layer, parts[i]);
+        snprintf(nn, sizeof nn, "%s", parts[i]);
+        if ((in[i] = matmul(g, layer, nn, x, wn, bias)) < 0) return -1;
+        g->nodes[in[i]].bias_off = off;
+        g->nodes[in[i]].bias_part = true;
+        off += g->nodes[in[i]].n_out;
+    }
+    n_out = off;
+    int c = node(g, IR_OP_CONCAT, layer, name, in[0], in[1], in[2]);
+    if (c >= 0) g->nodes[c].n_out = n_out;
+    return c;
 }
 
 static int norm(ir_graph *g, int layer, const char *name, int x, const char *kind) {
@@ -97,6 +125,7 @@ int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, in
     memset(g, 0, sizeof *g);
     g->cfg = *cfg;
     g->all_logits = o->all_logits;
+    g->row2col_per = o->row2col_per;
     g->weights = malloc((size_t)(n_ws ? n_ws : 1) * sizeof *ws);
     if (!g->weights) return sqlm_error(SQLM_NOMEM, "out of memory building the graph");
     memcpy(g->weights, ws, (size_t)n_ws * sizeof *ws);
@@ -122,8 +151,8 @@ int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, in
     for (int l = 0; l < cfg->n_layer; l++) {
         /* attention block */
         int h = norm(g, l, "attn_norm", x, "attn");
-        snprintf(wn, sizeof wn, "blk%d_qkv", l);
-        int qkv = matmul(g, l, "qkv", h, wn, cfg->qkv_bias);
+        static const char *const qkv_parts[] = { "q", "k", "v" }, *const gu_parts[] = { "gate", "up" };
+        int qkv = projection(g, l, "qkv", h, "qkv", qkv_parts, 3, cfg->qkv_bias);
         if (qkv < 0) goto fail;
         int r = node(g, IR_OP_ROPE, l, "rope", qkv, -1, -1);
         if (r < 0) goto fail;
@@ -150,8 +179,7 @@ int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, in
 
         /* feed-forward block */
         h = norm(g, l, "ffn_norm", x1, "ffn");
-        snprintf(wn, sizeof wn, "blk%d_gu", l);
-        int gu = matmul(g, l, "gate_up", h, wn, false);
+        int gu = projection(g, l, "gate_up", h, "gu", gu_parts, 2, false);
         if (gu < 0) goto fail;
         int act = node(g, IR_OP_SWIGLU, l, "swiglu", gu, -1, -1);
         if (act < 0) goto fail;
@@ -209,3 +237,34 @@ void opt_cte_merge(ir_graph *g, bool enabled) {
         }
     }
 }
+
+/*
+ * ROW2COL rule (TranSQL+ section 4.3), measured on DuckDB 1.5.6, 2 threads,
+ * row groups of 2048 rows, against whole rows as FLOAT[] lists (best of 9,
+ * two rounds, a shared and noisy machine; README "ROW2COL"):
+ *
+ *   n_out x n_in   whole list ms   2 pivots, 1 per subquery ms
+ *   2304 x 768     2.64 / 2.83     2.21 / 3.18
+ *   4096 x 768     2.96 / 5.24     3.62 / 3.77
+ *   768 x 2048     3.05 / 2.44     2.56 / 2.20
+ *   2560 x 2048    11.7 / 8.48     9.67 / 7.29
+ *   11264 x 2048   44.2 / 17.5     26.8 / 22.8
+ *   2048 x 5632    16.8 / 10.8     29.6 / 10.4
+ *
+ * 4, 8 or 16 pivots, or several columns per subquery, were slower still.
+ * Two subqueries give DuckDB two pipelines for a table its scan cannot
+ * split over two threads (at most two row groups), so the rule pivots
+ * such tables, 2 columns, 1 per subquery, and leaves larger ones whole.
+ * The rule lives here and nowhere else.
+ */
+int row2col_pivots(int mode, int64_t n_out, int64_t n_in) {
+    if (mode == R2C_OFF) return 0;
+    /* POSITIONAL JOIN lines subqueries up by scan order; the pivot columns
+     * split a row evenly */
+    if (n_out > 122880 || n_in % 2 != 0) return 0;
+    if (mode == R2C_ON) return 2;
+    return n_out <= 2 * 2048 ? 2 : 0;
+}
+
+/* Pivot columns per subquery: one (each its own pipeline). */
+int row2col_per_default(int pivots) { return pivots > 0 ? 1 : 0; }

@@ -19,6 +19,7 @@ struct session {
     float *logits;           /* [n_rows][vocab] */
     size_t logits_cap;       /* floats */
     size_t logits_n;         /* floats filled by the last step */
+    double *stmt_seconds;    /* [prog.n_steps] summed over the session's steps */
     int rc;
 };
 
@@ -37,6 +38,10 @@ int session_init(session **out, modeldb *db, const session_opts *o) {
     if ((rc = ir_build_llama(&s->g, &db->cfg, db->weights, db->n_weights, &o->ir))) goto fail;
     if ((rc = emit_program(&s->g, db->e->m->dialect, &s->prog))) goto fail;
     if ((rc = db->e->m->load_program(db->e, &s->prog))) goto fail;
+    if (!(s->stmt_seconds = calloc((size_t)s->prog.n_steps + 1, sizeof *s->stmt_seconds))) {
+        rc = sqlm_error(SQLM_NOMEM, "out of memory");
+        goto fail;
+    }
     buf q;
     buf_init(&q);
     buf_appendf(&q, "SELECT pos, v FROM %s ORDER BY pos", s->prog.logits_table);
@@ -58,7 +63,13 @@ void session_free(session *s) {
     sql_program_free(&s->prog);
     free(s->logits_sql);
     free(s->logits);
+    free(s->stmt_seconds);
     free(s);
+}
+
+const double *session_stmt_seconds(const session *s, const sql_program **prog) {
+    *prog = &s->prog;
+    return s->stmt_seconds;
 }
 
 int session_reset(session *s) {
@@ -101,7 +112,7 @@ int session_eval(session *s, const int32_t *toks, int n, const float **logits) {
         db_val v[2] = { dbv_int(s->pos + i), dbv_int(toks[i]) };
         rc = e->m->query(e, "INSERT INTO t_in(pos, tok) VALUES (?, ?)", v, 2, NULL, NULL);
     }
-    if (!rc) rc = e->m->run_program(e, NULL);
+    if (!rc) rc = e->m->run_program(e, s->stmt_seconds);
     if (rc) return rc;
     s->logits_n = 0;
     s->rc = SQLM_OK;

@@ -22,6 +22,7 @@
 #define DEFAULT_TILE_BYTES 32768
 #define PAGE_SIZE 65536
 #define ROWS_PER_INSERT 64     /* float rows (WL_ROWS_F32) inserted per statement */
+#define APPEND_ROWS 512        /* ... or appended per chunk, where the engine bulk-loads */
 
 /* A fused matrix: the rows of up to three tensors stacked, each with a scale. */
 typedef struct fused {
@@ -125,6 +126,12 @@ static int batch_init(batch *b, importer *im, const char *into, int ncol, int ca
 
 static int batch_flush(batch *b) {
     if (b->n == 0) return SQLM_OK;
+    engine *e = b->im->e;
+    if (e->m->append && !strchr(b->into, '(')) {   /* the engine's bulk load */
+        int rc = e->m->append(e, b->into, b->ncol, b->vals, b->n);
+        b->n = 0;
+        return rc;
+    }
     buf_reset(&b->sql);
     buf_appendf(&b->sql, "INSERT INTO %s VALUES ", b->into);
     for (int r = 0; r < b->n; r++) {
@@ -192,23 +199,36 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     int64_t tile_rows = rows ? 1 : MAX((int64_t)(tile / cb), 1);
     tile_rows = MIN(tile_rows, n_out);
     int64_t n_chunks = (n_in + chunk - 1) / chunk;
-
     /* Rows of Q8_0/Q4_0 values: the integer values and the block scales (s),
      * so products can sum each block exactly as llama.cpp does; stored as
      * int8 blocks by the dialect's q_blocks statement. */
     const bool qrows = rows && dtype_block(vt) > 1 && im->d->q_blocks;
+    /* ROW2COL: whole float rows stored as pivot columns c0.. of n_in / pivot
+     * (not quantized rows: their blocks and scales stay whole) */
+    const int pivot = rows && !qrows && chunk == n_in && !whole_rows
+                          ? row2col_pivots(im->o->row2col, n_out, n_in) : 0;
     buf sql;
     buf_init(&sql);
     char flat[48];   /* where quantized rows go first, as lists of their integer values */
     snprintf(flat, sizeof flat, "%s_flat", name);
     buf_appendf(&sql, "CREATE TABLE %s(", qrows ? flat : name);
-    dialect_subst(im->e->m->dialect, qrows ? "id INTEGER{pk}, row INTEGER, col INTEGER, v {vec}, s {vec})"
-                                           : "id INTEGER{pk}, row INTEGER, col INTEGER, v {vec})", &sql);
+    dialect_subst(im->e->m->dialect, "id INTEGER{pk}, row INTEGER, col INTEGER", &sql);
+    if (!pivot) dialect_subst(im->e->m->dialect, ", v {vec}", &sql);
+    for (int p = 0; p < pivot; p++) {
+        buf_appendf(&sql, ", c%d ", p);
+        dialect_subst(im->e->m->dialect, "{vec}", &sql);
+    }
+    if (qrows) dialect_subst(im->e->m->dialect, ", s {vec}", &sql);
+    buf_puts(&sql, ")");
     int rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
-    /* one tile per statement; float rows are small, so many per statement */
-    const int per_stmt = rows ? ROWS_PER_INSERT : 1;
+    /* one tile per statement; float rows are small, so many per statement
+     * (or per appended chunk where the engine bulk-loads) */
+    const int per_stmt = !rows ? 1 : im->e->m->append ? APPEND_ROWS : ROWS_PER_INSERT;
+    const int ncol = 3 + (pivot ? pivot : 1) + qrows;
+    db_val v[3 + 64];
     batch ins = { 0 };
-    if (!rc) rc = batch_init(&ins, im, qrows ? flat : name, qrows ? 5 : 4, per_stmt);
+    if (!rc && pivot > 64) rc = sqlm_error(SQLM_RANGE, "%s: %d pivot columns", name, pivot);
+    if (!rc) rc = batch_init(&ins, im, qrows ? flat : name, ncol, per_stmt);
     char *data = malloc(cb * (size_t)tile_rows * (size_t)per_stmt);
     float *tmp = malloc((size_t)n_in * sizeof *tmp);
     size_t vb = 0;   /* a chunk of vt's bytes, for float rows of quantized or F16 values */
@@ -233,10 +253,11 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
                 if (qrows) dtype_to_blocks(vt, vrow, out, sc, (size_t)w);
                 else if (vrow) dtype_to_f32(vt, vrow, out, (size_t)w);
             }
-            db_val v[5] = { dbv_int(r0 / tile_rows * n_chunks + c), dbv_int(r0), dbv_int(c0),
-                            rows ? vec_val(im, (const float *)slot, (size_t)w)
-                                 : dbv_blob(slot, wb * (size_t)nr),
-                            qrows ? vec_val(im, sc, (size_t)w / QK) : dbv_int(0) };
+            v[0] = dbv_int(r0 / tile_rows * n_chunks + c), v[1] = dbv_int(r0), v[2] = dbv_int(c0);
+            v[3] = rows ? vec_val(im, (const float *)slot, (size_t)w) : dbv_blob(slot, wb * (size_t)nr);
+            for (int p = 0; p < pivot; p++)
+                v[3 + p] = vec_val(im, (const float *)slot + p * (w / pivot), (size_t)(w / pivot));
+            if (qrows) v[4] = vec_val(im, sc, (size_t)w / QK);
             rc = batch_add(&ins, v);
         }
     }
@@ -253,9 +274,9 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     free(scales);
     buf_free(&sql);
     if (rc) return rc;
-    db_val v[6] = { dbv_text(name), dbv_int(vt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
-                    dbv_int(chunk) };
-    rc = im->e->m->query(im->e, "INSERT INTO sqlm_weight VALUES (?, ?, ?, ?, ?, ?)", v, 6, NULL, NULL);
+    db_val wv[7] = { dbv_text(name), dbv_int(vt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
+                     dbv_int(chunk), dbv_int(pivot) };
+    rc = im->e->m->query(im->e, "INSERT INTO sqlm_weight VALUES (?, ?, ?, ?, ?, ?, ?)", wv, 7, NULL, NULL);
     progress(im, name);
     return rc;
 }
@@ -289,7 +310,7 @@ static const tensor *need(const model *m, int layer, const char *suffix) {
 static const char *const schema =
     "CREATE TABLE sqlm_meta(key TEXT PRIMARY KEY, value{any});\n"
     "CREATE TABLE sqlm_weight(name TEXT PRIMARY KEY, dtype INTEGER, n_out INTEGER,"
-    " n_in INTEGER, tile_rows INTEGER, chunk INTEGER);\n"
+    " n_in INTEGER, tile_rows INTEGER, chunk INTEGER, n_pivot INTEGER);\n"
     "CREATE TABLE norm(layer INTEGER, kind TEXT, v {vec}, PRIMARY KEY(layer, kind));\n"
     "CREATE TABLE bias(layer INTEGER PRIMARY KEY, v {vec});\n"
     "CREATE TABLE rope(pos INTEGER PRIMARY KEY, cs {vec});\n"
@@ -365,7 +386,7 @@ static int write_model(importer *im) {
     buf_free(&ddl);
     if (!rc) rc = modeldb_write_config(im->e, &cfg);
     if (!rc) rc = write_vocab(im);
-    im->n_tables = 4 * c->n_layer + (c->tied ? 1 : 2);
+    im->n_tables = (im->o->no_fuse ? 7 : 4) * c->n_layer + (c->tied ? 1 : 2);
 
     const float qscale = q_folded_scale(c->head_dim);
     char name[32];
@@ -379,12 +400,25 @@ static int write_model(importer *im) {
         if (!qkv.t[0] || !qkv.t[1] || !qkv.t[2] || !o.t[0] || !gu.t[0] || !gu.t[1] || !down.t[0] ||
             !an || !fn)
             return SQLM_FORMAT;
+        if (im->o->no_fuse) {   /* table fusion off: one table per projection */
+            static const char *const qkv_names[] = { "q", "k", "v" }, *const gu_names[] = { "gate", "up" };
+            for (int i = 0; !rc && i < 3; i++) {
+                fused part = { { qkv.t[i] }, { qkv.scale[i] }, 1 };
+                snprintf(name, sizeof name, "blk%d_%s", l, qkv_names[i]);
+                rc = write_matrix(im, name, &part, false);
+            }
+            for (int i = 0; !rc && i < 2; i++) {
+                fused part = { { gu.t[i] }, { 1 }, 1 };
+                snprintf(name, sizeof name, "blk%d_%s", l, gu_names[i]);
+                rc = write_matrix(im, name, &part, false);
+            }
+        }
         snprintf(name, sizeof name, "blk%d_qkv", l);
-        rc = write_matrix(im, name, &qkv, false);
+        if (!rc && !im->o->no_fuse) rc = write_matrix(im, name, &qkv, false);
         snprintf(name, sizeof name, "blk%d_o", l);
         if (!rc) rc = write_matrix(im, name, &o, false);
         snprintf(name, sizeof name, "blk%d_gu", l);
-        if (!rc) rc = write_matrix(im, name, &gu, false);
+        if (!rc && !im->o->no_fuse) rc = write_matrix(im, name, &gu, false);
         snprintf(name, sizeof name, "blk%d_down", l);
         if (!rc) rc = write_matrix(im, name, &down, false);
         const char *ins_norm = "INSERT INTO norm VALUES (?, ?, ?)";
@@ -460,6 +494,10 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         goto done;
     }
     const sql_dialect *dl = dialect_get(dm->dialect);
+    if (dl->weight_layout != WL_ROWS_F32 && o->row2col == R2C_ON) {
+        rc = sqlm_error(SQLM_UNSUPPORTED, "engine %s: ROW2COL needs float rows (engine duckdb)", dm->name);
+        goto done;
+    }
     buf b;
     buf_init(&b);
     buf_appendf(&b, "%s.tmp-%d", out_path, (int)getpid());

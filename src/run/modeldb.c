@@ -7,7 +7,7 @@
  * Schema (every engine; vector columns in the dialect's type, BLOB or FLOAT[],
  * and untyped values as VARCHAR where the engine has no untyped column):
  *   sqlm_meta(key TEXT PRIMARY KEY, value)       config; 'complete' = 1 last
- *   sqlm_weight(name TEXT PRIMARY KEY, dtype, n_out, n_in, tile_rows, chunk)
+ *   sqlm_weight(name TEXT PRIMARY KEY, dtype, n_out, n_in, tile_rows, chunk, n_pivot)
  *   <weight>(id INTEGER PRIMARY KEY, row, col, v BLOB)   tiles of tile_rows rows
  *        x chunk columns; id = (row / tile_rows) * n_chunks + col / chunk
  *        (DuckDB: v FLOAT[], one float32 row or chunk per table row, tile_rows 1,
@@ -103,7 +103,10 @@ static int weight_row(void *ctx, int nc, const db_val *v) {
     w->n_in = v[3].i;
     w->tile_rows = (int)v[4].i;
     w->chunk = v[5].i;
+    w->pivot = nc >= 7 && v[6].type == DBV_INT ? (int)v[6].i : 0;
     size_t rb;
+    if (w->pivot < 0 || w->pivot > 64 || (w->pivot && w->n_in % w->pivot))
+        return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad pivot %d", w->name, w->pivot), 1;
     if (!dtype_valid(w->dtype) || w->n_out <= 0 || w->n_in <= 0 || w->tile_rows <= 0 ||
         w->chunk <= 0 || w->chunk > w->n_in || !dtype_row_bytes(w->dtype, (size_t)w->n_in, &rb))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad layout", w->name), 1;
@@ -112,7 +115,10 @@ static int weight_row(void *ctx, int nc, const db_val *v) {
 
 int modeldb_read_weights(engine *e, ir_weight **out, int *n) {
     weights_ctx l = { NULL, 0, 0 };
-    int rc = e->m->query(e, "SELECT name, dtype, n_out, n_in, tile_rows, chunk FROM sqlm_weight",
+    int rc = e->m->query(e, "SELECT name, dtype, n_out, n_in, tile_rows, chunk, n_pivot FROM sqlm_weight",
+                         NULL, 0, weight_row, &l);
+    if (rc && !l.rc && !l.n)   /* written before ROW2COL: no pivot column */
+        rc = e->m->query(e, "SELECT name, dtype, n_out, n_in, tile_rows, chunk FROM sqlm_weight",
                          NULL, 0, weight_row, &l);
     if (!rc) rc = l.rc;
     if (rc) {

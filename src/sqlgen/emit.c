@@ -85,7 +85,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
     [IR_OP_MATMUL][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos,\n"
         "  {?bias}sqlm_vadd({/}sqlm_gather(w.row, sqlm_matvec(w.v, x.v, w.col, {chunk}, {n_in}, {dtype}), {n_out})"
-        "{?bias}, (SELECT b.v FROM bias b WHERE b.layer = {layer})){/} AS v\n"
+        "{?bias}, (SELECT {?bias_part}sqlm_slice(b.v, {bias_off}, {n_out}){/}{?!bias_part}b.v{/} FROM bias b WHERE b.layer = {layer})){/} AS v\n"
         "FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos" },
     [IR_OP_ROPE][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, {n_head}, {n_head_kv}, {hd}, {interleaved}, {q_scale}) AS v\n"
@@ -107,6 +107,9 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
     [IR_OP_SWIGLU][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT pos, sqlm_swiglu(v) AS v FROM {in0}" },
+    [IR_OP_CONCAT][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+        "SELECT a.pos AS pos, CAST(a.v || b.v{?in2} || c.v{/} AS BLOB) AS v\n"
+        "FROM {in0} a JOIN {in1} b ON b.pos = a.pos{?in2} JOIN {in2} c ON c.pos = a.pos{/}" },
     [IR_OP_LAST][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT pos, v FROM {in0} WHERE pos = (SELECT max(pos) FROM {in1})" },
     [IR_OP_ARGMAX][DIA_SQLITE] = { "pos, tok", "pos INTEGER PRIMARY KEY, tok INTEGER",
@@ -168,6 +171,11 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "  NULL::FLOAT[32][] AS q, NULL::FLOAT[] AS d\n"
         "FROM {in0}{/}"
         "{?!quant}{?!f16}SELECT pos, v, NULL::FLOAT[32][] AS q, NULL::FLOAT[] AS d FROM {in0}{/}{/}" },
+    /* ROW2COL (pivoted weights, columns c0..): {r2c_from} is one subquery
+     * per {pivot_per} pivot columns, each summing their dot products with
+     * the same slices of x, sorted by (row, pos) and lined up by POSITIONAL
+     * JOIN (unsorted, a prefill batch on 2 threads came out in a different
+     * order in each subquery); {r2c_sum} adds their partial sums p. */
     /* Q8_0/Q4_0 weights, as llama.cpp sums them: per block an exact integer
      * dot product (array_inner_product of integers; sums below 2^24), times the
      * two scales (exact in DOUBLE), added to a float accumulator in block
@@ -178,11 +186,11 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "{?quant}{?!chunked}"
         "SELECT x.pos AS pos, list(list_reduce(list_transform(w.v, lambda blk, i:\n"
         "    array_inner_product(blk::FLOAT[32], x.q[i])::DOUBLE * (w.s[i] * x.d[i])),\n"
-        "  lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT{?bias} + b.v[w.row + 1]{/} ORDER BY w.row) AS v\n"
+        "  lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT{?bias} + b.v[w.row + {bias_off} + 1]{/} ORDER BY w.row) AS v\n"
         "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
         "GROUP BY x.pos{/}"
         "{?chunked}"
-        "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + 1]{/} ORDER BY p.row) AS v\n"
+        "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + {bias_off} + 1]{/} ORDER BY p.row) AS v\n"
         "FROM (SELECT x.pos AS pos, w.row AS row,\n"
         "        list_reduce(flatten(list(list_transform(w.v, lambda blk, i:\n"
         "            array_inner_product(blk::FLOAT[32], x.q[w.col // 32 + i])::DOUBLE * (w.s[i] * x.d[w.col // 32 + i]))\n"
@@ -190,17 +198,22 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
         "GROUP BY p.pos{/}{/}"
-        "{?!quant}{?!chunked}"
-        "SELECT x.pos AS pos, list(list_dot_product(w.v, x.v){?bias} + b.v[w.row + 1]{/} ORDER BY w.row) AS v\n"
+        "{?!quant}{?pivoted}"
+        "SELECT r.pos AS pos, list(r.s{?bias} + b.v[r.row + {bias_off} + 1]{/} ORDER BY r.row) AS v\n"
+        "FROM (SELECT s0.pos AS pos, s0.row AS row, ({r2c_sum})::FLOAT AS s\n"
+        "      FROM {r2c_from}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "GROUP BY r.pos{/}"
+        "{?!pivoted}{?!chunked}"
+        "SELECT x.pos AS pos, list(list_dot_product(w.v, x.v){?bias} + b.v[w.row + {bias_off} + 1]{/} ORDER BY w.row) AS v\n"
         "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
         "GROUP BY x.pos{/}"
         "{?chunked}"
-        "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + 1]{/} ORDER BY p.row) AS v\n"
+        "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + {bias_off} + 1]{/} ORDER BY p.row) AS v\n"
         "FROM (SELECT x.pos AS pos, w.row AS row,\n"
         "        sum(list_dot_product(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n"
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
-        "GROUP BY p.pos{/}{/}" },
+        "GROUP BY p.pos{/}{/}{/}" },
     /* q (the first {q_dim} values) is scaled first, then the first
      * {rot_dim} values are rotated in pairs with cos/sin from the rope row
      * (cs[2p + 1] = cos, cs[2p + 2] = sin of pair p, 1-based). */
@@ -246,6 +259,9 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
     [IR_OP_SWIGLU][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT pos, list_transform(v[1 : {n_out}], lambda g, i: (g / (1::FLOAT + exp(-g)::FLOAT)) * v[{n_out} + i]) AS v\n"
         "FROM {in0}" },
+    [IR_OP_CONCAT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+        "SELECT a.pos AS pos, {?in2}list_concat({/}list_concat(a.v, b.v){?in2}, c.v){/} AS v\n"
+        "FROM {in0} a JOIN {in1} b ON b.pos = a.pos{?in2} JOIN {in2} c ON c.pos = a.pos{/}" },
     [IR_OP_LAST][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT pos, v FROM {in0} WHERE pos = (SELECT max(pos) FROM {in1})" },
     [IR_OP_ARGMAX][DIA_DUCKDB] = { "pos, tok", "pos INTEGER, tok INTEGER",
@@ -267,13 +283,13 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
     [IR_OP_MATMUL][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
         "{?!chunked}"
         "SELECT x.pos AS pos,\n"
-        "  list({?quant}sqlm_qdot(w.v, w.s, x.q){/}{?!quant}sqlm_dot(w.v, x.v){/}{?bias} + b.v[w.row + 1]{/}"
+        "  list({?quant}sqlm_qdot(w.v, w.s, x.q){/}{?!quant}sqlm_dot({wv}, x.v){/}{?bias} + b.v[w.row + {bias_off} + 1]{/}"
         " ORDER BY w.row) AS v\n"
         "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
         "GROUP BY x.pos{/}"
         /* chunks: Q8_0/Q4_0 blocks still fold in order across chunks */
         "{?chunked}"
-        "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + 1]{/} ORDER BY p.row) AS v\n"
+        "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + {bias_off} + 1]{/} ORDER BY p.row) AS v\n"
         "FROM (SELECT x.pos AS pos, w.row AS row,\n"
         "{?quant}"
         "        list_reduce(flatten(list(sqlm_qblocks(w.v, w.s, x.q, w.col // 32) ORDER BY w.col)),\n"
@@ -332,6 +348,9 @@ static int cond_value(const ir_node *n, const model_config *c, const char *key, 
     if (KEY("bias")) return n->bias;
     if (KEY("interleaved")) return c->rope_interleaved != 0;
     if (KEY("chunked")) return n->chunk > 0 && n->chunk < n->n_in;
+    if (KEY("pivoted")) return n->pivot > 0;
+    if (KEY("bias_part")) return n->bias_off > 0 || n->bias_part;
+    if (KEY("in2")) return n->in[2] >= 0;
     /* the weight type: Q8_0/Q4_0 (a Q8_0 activation), F16 */
     if (KEY("quant")) return vec_act_type(n->wdtype) == DT_Q8_0;
     if (KEY("f16")) return n->wdtype == DT_F16;
@@ -368,6 +387,32 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
     else if (KEY("kv_dim")) buf_appendf(b, "%lld", (long long)kv_dim);
     else if (KEY("rot_dim")) buf_appendf(b, "%lld", (long long)(q_dim + kv_dim));
     else if (KEY("v_off")) buf_appendf(b, "%lld", (long long)(q_dim + kv_dim));
+    else if (KEY("bias_off")) buf_appendf(b, "%lld", (long long)n->bias_off);
+    else if (KEY("pivot_per")) buf_appendf(b, "%d", n->pivot_per);
+    else if (KEY("wv")) {   /* a whole weight row: v, or its ROW2COL pivot columns joined */
+        for (int c = 1; c < n->pivot; c++) buf_puts(b, "list_concat(");
+        buf_puts(b, n->pivot > 0 ? "w.c0" : "w.v");
+        for (int c = 1; c < n->pivot; c++) buf_appendf(b, ", w.c%d)", c);
+    }
+    else if (KEY("r2c_sum") || KEY("r2c_from")) {
+        if (n->pivot <= 0 || n->pivot_per <= 0 || n->in[0] < 0) return false;
+        const int per = n->pivot_per, n_sub = (n->pivot + per - 1) / per;
+        const int64_t k = n->n_in / n->pivot;
+        for (int s = 0; s < n_sub; s++) {
+            if (KEY("r2c_sum")) {
+                buf_appendf(b, "%ss%d.p", s ? " + " : "", s);
+                continue;
+            }
+            const int c0 = s * per, c1 = MIN((s + 1) * per, n->pivot);
+            buf_appendf(b, "%s(SELECT x.pos AS pos, w.row AS row, ", s ? "\n      POSITIONAL JOIN " : "");
+            for (int c = c0; c < c1; c++)
+                buf_appendf(b, "%slist_dot_product(w.c%d, x.c%d)", c > c0 ? " + " : "", c, c);
+            buf_appendf(b, " AS p\n        FROM %s w CROSS JOIN (SELECT pos", n->weight);
+            for (int c = c0; c < c1; c++)
+                buf_appendf(b, ", v[%lld : %lld] AS c%d", (long long)(c * k + 1), (long long)(c * k + k), c);
+            buf_appendf(b, " FROM %s) x ORDER BY w.row, x.pos) s%d", e->g->nodes[n->in[0]].name, s);
+        }
+    }
     else return false;
     return true;
 }

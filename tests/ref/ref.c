@@ -4,10 +4,17 @@
  * Every weight is dequantized to fp32 up front; matmuls, norms, RoPE angles
  * and attention accumulate in double, so the logits differ from a float64
  * implementation only by float rounding of the stored activations.  Set
- * r->f32_accum for a faster float-accumulating matvec (the speed baseline).
- * Not here: batching, threads, sampling, tokenizers.
+ * r->f32_accum for a faster float-accumulating matvec.
+ *
+ * ref_init_stored() is the speed baseline instead: matrices kept in their
+ * stored type and multiplied with sqlm's kernels on a few threads (the
+ * "stored mode" section); everything else (norms, RoPE, attention) is the
+ * same code.  Not here: batching, sampling, tokenizers.
  */
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,7 +163,209 @@ static void rope_freqs(const model_config *c, double *freq) {
     }
 }
 
+/* ------------------------------------------------------- stored mode */
+
+/* One product of a job: rows of w (stored type dtype) times the input. */
+typedef struct ref_mat {
+    const void *w;
+    int dtype;
+    int rows;
+    size_t row_bytes;
+    float *out;
+} ref_mat;
+
+/*
+ * The pool.  A job is cut into chunks of whole 16-row groups (no two threads
+ * write one cache line of an output); the caller and the workers claim
+ * chunks from one atomic word that packs (job number, chunk count, next
+ * chunk), so a worker that wakes late claims nothing of a job already done
+ * and the caller never waits for a thread that is not running.  The caller
+ * waits only for chunks claimed and not yet finished.  Idle workers spin a
+ * little, then sleep on cv.
+ */
+struct ref_stored {
+    const void **w;          /* [n_layer][REF_W_COUNT] stored matrices */
+    const void *out_w;       /* output head */
+    const tensor *embd;      /* token embedding, dequantized a row at a time */
+    block_q8_0 *xq8;         /* the input quantized to Q8_0 */
+
+    int threads;
+    pthread_t *tid;
+    int n_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int sleepers;            /* under mu */
+    bool quit;               /* under mu */
+    _Atomic uint64_t claim;  /* job << 32 | n_chunks << 16 | next chunk */
+    atomic_int finished;     /* chunks of the current job done */
+    uint32_t job;
+
+    /* the current job: n_mat products over one input of n_in values */
+    ref_mat mat[3];
+    int n_mat, n_in, total_rows, chunk_rows;
+    const float *xf;
+};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Rows [lo, hi) of the job's rows laid end to end, product by product. */
+static void job_rows(struct ref_stored *st, int lo, int hi) {
+    int base = 0;
+    for (int i = 0; i < st->n_mat && lo < hi; i++) {
+        const ref_mat *m = &st->mat[i];
+        int a = MAX(lo, base) - base, b = MIN(hi, base + m->rows) - base;
+        if (a < b) {
+            const void *x = vec_act_type(m->dtype) == DT_Q8_0 ? (const void *)st->xq8 : st->xf;
+            vec_matvec(m->dtype, (const char *)m->w + (size_t)a * m->row_bytes, (size_t)(b - a),
+                       (size_t)st->n_in, x, m->out + a);
+        }
+        base += m->rows;
+    }
+}
+
+/* Claim and run chunks of job `job` until none is left. */
+static void job_work(struct ref_stored *st, uint32_t job) {
+    uint64_t c = atomic_load_explicit(&st->claim, memory_order_acquire);
+    for (;;) {
+        uint32_t n = (uint32_t)(c >> 16) & 0xffff, next = (uint32_t)c & 0xffff;
+        if ((uint32_t)(c >> 32) != job || next >= n) return;
+        if (!atomic_compare_exchange_weak_explicit(&st->claim, &c, c + 1, memory_order_acquire,
+                                                   memory_order_acquire))
+            continue;
+        int lo = (int)next * st->chunk_rows;
+        job_rows(st, lo, MIN(lo + st->chunk_rows, st->total_rows));
+        atomic_fetch_add_explicit(&st->finished, 1, memory_order_release);
+        c = atomic_load_explicit(&st->claim, memory_order_acquire);
+    }
+}
+
+#define SPIN_LIMIT 50000     /* pause loops before an idle worker sleeps (well under 1 ms) */
+
+static void *worker(void *arg) {
+    struct ref_stored *st = arg;
+    uint32_t seen = 0;
+    for (;;) {
+        uint32_t job;
+        int spins = 0;
+        while ((job = (uint32_t)(atomic_load_explicit(&st->claim, memory_order_acquire) >> 32)) == seen) {
+            if (++spins < SPIN_LIMIT) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&st->mu);
+            st->sleepers++;
+            while ((job = (uint32_t)(atomic_load_explicit(&st->claim, memory_order_acquire) >> 32)) == seen &&
+                   !st->quit)
+                pthread_cond_wait(&st->cv, &st->mu);
+            st->sleepers--;
+            bool quit = st->quit;
+            pthread_mutex_unlock(&st->mu);
+            if (quit) return NULL;
+            break;
+        }
+        seen = job;
+        job_work(st, job);
+    }
+}
+
+/* Run the job set up in st on every thread; returns when all are done. */
+static void job_run(struct ref_stored *st) {
+    st->total_rows = 0;
+    bool need_q8 = false;
+    for (int i = 0; i < st->n_mat; i++) {
+        st->total_rows += st->mat[i].rows;
+        need_q8 |= vec_act_type(st->mat[i].dtype) == DT_Q8_0;
+    }
+    if (need_q8) vec_quant_q8_0(st->xf, st->xq8, (size_t)st->n_in);
+    if (st->n_started == 0) {
+        job_rows(st, 0, st->total_rows);
+        return;
+    }
+    /* about four chunks a thread, whole 16-row groups, fewer than 2^16 */
+    int groups = (st->total_rows + 15) / 16;
+    int per = MAX(1, groups / (st->threads * 4));
+    while ((groups + per - 1) / per > 0xffff) per++;
+    st->chunk_rows = per * 16;
+    uint32_t n_chunks = (uint32_t)((st->total_rows + st->chunk_rows - 1) / st->chunk_rows);
+    uint32_t job = ++st->job;
+    if (job == 0) job = ++st->job;   /* 0 is what workers saw first */
+    atomic_store_explicit(&st->finished, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->claim, (uint64_t)job << 32 | (uint64_t)n_chunks << 16,
+                          memory_order_release);
+    pthread_mutex_lock(&st->mu);
+    if (st->sleepers) pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    job_work(st, job);
+    int spins = 0;
+    while (atomic_load_explicit(&st->finished, memory_order_acquire) < (int)n_chunks)
+        if (++spins % 1024 == 0) sched_yield();
+        else cpu_relax();
+}
+
+static void pool_stop(struct ref_stored *st) {
+    if (st->n_started == 0) return;
+    pthread_mutex_lock(&st->mu);
+    st->quit = true;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    /* a spinning worker sees quit when it stops spinning (well under 1 ms) */
+    for (int i = 0; i < st->n_started; i++) pthread_join(st->tid[i], NULL);
+    st->n_started = 0;
+}
+
 /* ------------------------------------------------------------ forward */
+
+/* One product of a layer (or of the output head) that reads a shared input. */
+typedef struct ref_prod {
+    int which;               /* REF_WQ..., ignored for the output head */
+    float *out;
+    const float *bias;       /* or NULL */
+    int n_out;
+} ref_prod;
+
+/* The fp32 copy of matrix `which` of layer l (l < 0: the output head). */
+static const float *f32_matrix(const ref_model *r, int l, int which, size_t size) {
+    if (l < 0) return r->output;
+    const float *base = which == REF_WQ ? r->wq : which == REF_WK ? r->wk : which == REF_WV ? r->wv
+                      : which == REF_WO ? r->wo : which == REF_WGATE ? r->w_gate
+                      : which == REF_WUP ? r->w_up : r->w_down;
+    return base + (size_t)l * size;
+}
+
+/*
+ * out_i = W_i . x (+ bias_i) for the n products p of layer l (l < 0: the
+ * output head); x has n_in values.  The stored mode runs them as one job.
+ */
+static void products(ref_model *r, int l, const float *x, int n_in, int n, const ref_prod *p) {
+    if (!r->st) {
+        for (int i = 0; i < n; i++) {
+            int wdt = l < 0 ? r->out_dtype : r->wdtype[(size_t)l * REF_W_COUNT + p[i].which];
+            matvec(r, p[i].out, f32_matrix(r, l, p[i].which, (size_t)p[i].n_out * n_in), x,
+                   p[i].bias, n_in, p[i].n_out, wdt);
+        }
+        return;
+    }
+    struct ref_stored *st = r->st;
+    st->n_mat = n;
+    st->n_in = n_in;
+    st->xf = x;
+    for (int i = 0; i < n; i++) {
+        ref_mat *m = &st->mat[i];
+        m->dtype = l < 0 ? r->out_dtype : r->wdtype[(size_t)l * REF_W_COUNT + p[i].which];
+        m->w = l < 0 ? st->out_w : st->w[(size_t)l * REF_W_COUNT + p[i].which];
+        m->rows = p[i].n_out;
+        dtype_row_bytes(m->dtype, (size_t)n_in, &m->row_bytes);
+        m->out = p[i].out;
+    }
+    job_run(st);
+    for (int i = 0; i < n; i++)
+        if (p[i].bias)
+            for (int j = 0; j < p[i].n_out; j++) p[i].out[j] += p[i].bias[j];
+}
 
 int ref_argmax(const float *v, int n) {
     int best = 0;
@@ -184,22 +393,21 @@ const float *ref_forward(ref_model *r, int token, int pos) {
     }
 
     float *x = r->x;
-    memcpy(x, r->token_embd + (size_t)token * dim, (size_t)dim * sizeof *x);
+    if (r->st)
+        dtype_to_f32(r->st->embd->dtype, tensor_row(r->st->embd, token), x, (size_t)dim);
+    else
+        memcpy(x, r->token_embd + (size_t)token * dim, (size_t)dim * sizeof *x);
 
     for (int l = 0; l < c->n_layer; l++) {
-        const int *wdt = r->wdtype + (size_t)l * REF_W_COUNT;
-
         /* attention block */
         rmsnorm(r->xb, x, r->attn_norm + (size_t)l * dim, dim, c->norm_eps);
         float *kc = r->key_cache + ((size_t)l * r->max_seq) * kv_dim;
         float *vc = r->value_cache + ((size_t)l * r->max_seq) * kv_dim;
         float *k = kc + (size_t)pos * kv_dim, *v = vc + (size_t)pos * kv_dim;
-        matvec(r, r->q, r->wq + (size_t)l * q_dim * dim, r->xb,
-               r->bq ? r->bq + (size_t)l * q_dim : NULL, dim, q_dim, wdt[REF_WQ]);
-        matvec(r, k, r->wk + (size_t)l * kv_dim * dim, r->xb,
-               r->bk ? r->bk + (size_t)l * kv_dim : NULL, dim, kv_dim, wdt[REF_WK]);
-        matvec(r, v, r->wv + (size_t)l * kv_dim * dim, r->xb,
-               r->bv ? r->bv + (size_t)l * kv_dim : NULL, dim, kv_dim, wdt[REF_WV]);
+        products(r, l, r->xb, dim, 3, (ref_prod[]){
+            { REF_WQ, r->q, r->bq ? r->bq + (size_t)l * q_dim : NULL, q_dim },
+            { REF_WK, k, r->bk ? r->bk + (size_t)l * kv_dim : NULL, kv_dim },
+            { REF_WV, v, r->bv ? r->bv + (size_t)l * kv_dim : NULL, kv_dim } });
         rope(r, r->q, c->n_head, pos);
         rope(r, k, c->n_head_kv, pos);
 
@@ -223,38 +431,31 @@ const float *ref_forward(ref_model *r, int token, int pos) {
                 r->xb2[(size_t)h * hd + i] = (float)(acc / sum);
             }
         }
-        matvec(r, r->xb, r->wo + (size_t)l * dim * q_dim, r->xb2, NULL, q_dim, dim,
-               wdt[REF_WO]);
+        products(r, l, r->xb2, q_dim, 1, (ref_prod[]){ { REF_WO, r->xb, NULL, dim } });
         for (int i = 0; i < dim; i++) x[i] += r->xb[i];
 
         /* feed-forward block: down(silu(gate(x)) * up(x)) */
         rmsnorm(r->xb, x, r->ffn_norm + (size_t)l * dim, dim, c->norm_eps);
-        matvec(r, r->hb, r->w_gate + (size_t)l * hidden * dim, r->xb, NULL, dim, hidden,
-               wdt[REF_WGATE]);
-        matvec(r, r->hb2, r->w_up + (size_t)l * hidden * dim, r->xb, NULL, dim, hidden,
-               wdt[REF_WUP]);
+        products(r, l, r->xb, dim, 2, (ref_prod[]){ { REF_WGATE, r->hb, NULL, hidden },
+                                                    { REF_WUP, r->hb2, NULL, hidden } });
         for (int i = 0; i < hidden; i++) {
             double g = r->hb[i];
             r->hb[i] = (float)(g / (1.0 + exp(-g)) * r->hb2[i]);
         }
-        matvec(r, r->xb, r->w_down + (size_t)l * dim * hidden, r->hb, NULL, hidden, dim,
-               wdt[REF_WDOWN]);
+        products(r, l, r->hb, hidden, 1, (ref_prod[]){ { REF_WDOWN, r->xb, NULL, dim } });
         for (int i = 0; i < dim; i++) x[i] += r->xb[i];
     }
 
     rmsnorm(x, x, r->output_norm, dim, c->norm_eps);
-    matvec(r, r->logits, r->output, x, NULL, dim, c->vocab_size, r->out_dtype);
+    products(r, -1, x, dim, 1, (ref_prod[]){ { 0, r->logits, NULL, c->vocab_size } });
     return r->logits;
 }
 
 /* ------------------------------------------------------------ loading */
 
-/*
- * Dequantize tensor name, which must have shape [rows][cols] (ne[0] = cols),
- * into dst and its file dtype into *dtype (if not NULL).
- */
-static int load(const model *m, const char *name, int64_t cols, int64_t rows, float *dst,
-                int *dtype) {
+/* Tensor name, checked to have shape [rows][cols] (ne[0] = cols) and its bytes. */
+static int find_tensor(const model *m, const char *name, int64_t cols, int64_t rows,
+                       const tensor **out) {
     const tensor *t = model_find(m, name);
     if (!t) return sqlm_error(SQLM_FORMAT, "%s: tensor %s missing", m->path, name);
     int64_t n = 1;
@@ -269,7 +470,20 @@ static int load(const model *m, const char *name, int64_t cols, int64_t rows, fl
         return sqlm_error(SQLM_FORMAT, "%s: tensor %s: %zu bytes for %lld %s values",
                           m->path, name, t->nbytes, (long long)n,
                           dtype_name(t->dtype) ? dtype_name(t->dtype) : "?");
-    dtype_to_f32(t->dtype, t->data, dst, (size_t)n);
+    *out = t;
+    return SQLM_OK;
+}
+
+/*
+ * Dequantize tensor name, which must have shape [rows][cols] (ne[0] = cols),
+ * into dst and its file dtype into *dtype (if not NULL).
+ */
+static int load(const model *m, const char *name, int64_t cols, int64_t rows, float *dst,
+                int *dtype) {
+    const tensor *t = NULL;
+    int rc = find_tensor(m, name, cols, rows, &t);
+    if (rc) return rc;
+    dtype_to_f32(t->dtype, t->data, dst, (size_t)(cols * rows));
     if (dtype) *dtype = t->dtype;
     return SQLM_OK;
 }
@@ -317,7 +531,31 @@ int ref_init(ref_model **out, const model *m) {
     return ref_init_ctx(out, m, 0);
 }
 
-int ref_init_ctx(ref_model **out, const model *m, int max_seq) {
+/*
+ * Matrix "blk.N.<suffix>" of every layer (rows x cols): dequantized into
+ * dst[n_layer][rows][cols], or in the stored mode only checked and
+ * remembered.  Its dtypes go to r->wdtype[N * REF_W_COUNT + which].
+ */
+static int load_matrices(ref_model *r, const model *m, const char *suffix, int which,
+                         int64_t cols, int64_t rows, float *dst) {
+    if (!r->st) return load_layers(m, suffix, cols, rows, dst, r->wdtype + which);
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        char name[96];
+        const tensor *t = NULL;
+        snprintf(name, sizeof name, "blk.%d.%s", l, suffix);
+        int rc = find_tensor(m, name, cols, rows, &t);
+        if (rc) return rc;
+        if (t->dtype == DT_BF16)
+            return sqlm_error(SQLM_UNSUPPORTED, "%s: %s is BF16, which sqlm's kernels do not "
+                              "multiply", m->path, name);
+        r->st->w[(size_t)l * REF_W_COUNT + which] = t->data;
+        r->wdtype[(size_t)l * REF_W_COUNT + which] = t->dtype;
+    }
+    return SQLM_OK;
+}
+
+/* Both modes: threads == 0 dequantizes every matrix (the oracle). */
+static int init(ref_model **out, const model *m, int max_seq, int threads) {
     *out = NULL;
     const model_config *c = &m->cfg;
     int rc = check_config(c);
@@ -331,22 +569,39 @@ int ref_init_ctx(ref_model **out, const model *m, int max_seq) {
     size_t L = (size_t)c->n_layer, dim = (size_t)c->dim, hidden = (size_t)c->hidden_dim;
     size_t q_dim = (size_t)c->n_head * c->head_dim, kv_dim = (size_t)c->n_head_kv * c->head_dim;
     size_t vocab = (size_t)c->vocab_size;
+    bool stored = threads > 0;
 
-    r->token_embd = alloc_f(vocab * dim, &rc);
+    if (stored) {
+        struct ref_stored *st = calloc(1, sizeof *st);
+        if (!st) {
+            free(r);
+            return sqlm_error(SQLM_NOMEM, "ref: out of memory");
+        }
+        r->st = st;
+        st->threads = threads;
+        pthread_mutex_init(&st->mu, NULL);
+        pthread_cond_init(&st->cv, NULL);
+        st->w = calloc(L * REF_W_COUNT, sizeof *st->w);
+        st->tid = calloc((size_t)threads, sizeof *st->tid);
+        st->xq8 = calloc(MAX(MAX(dim, q_dim), hidden) / QK + 1, sizeof *st->xq8);
+        if (!st->w || !st->tid || !st->xq8) rc = sqlm_error(SQLM_NOMEM, "ref: out of memory");
+    } else {
+        r->token_embd = alloc_f(vocab * dim, &rc);
+        r->wq = alloc_f(L * q_dim * dim, &rc);
+        r->wk = alloc_f(L * kv_dim * dim, &rc);
+        r->wv = alloc_f(L * kv_dim * dim, &rc);
+        r->wo = alloc_f(L * dim * q_dim, &rc);
+        r->w_gate = alloc_f(L * hidden * dim, &rc);
+        r->w_up = alloc_f(L * hidden * dim, &rc);
+        r->w_down = alloc_f(L * dim * hidden, &rc);
+    }
     r->attn_norm = alloc_f(L * dim, &rc);
-    r->wq = alloc_f(L * q_dim * dim, &rc);
-    r->wk = alloc_f(L * kv_dim * dim, &rc);
-    r->wv = alloc_f(L * kv_dim * dim, &rc);
     if (c->qkv_bias) {
         r->bq = alloc_f(L * q_dim, &rc);
         r->bk = alloc_f(L * kv_dim, &rc);
         r->bv = alloc_f(L * kv_dim, &rc);
     }
-    r->wo = alloc_f(L * dim * q_dim, &rc);
     r->ffn_norm = alloc_f(L * dim, &rc);
-    r->w_gate = alloc_f(L * hidden * dim, &rc);
-    r->w_up = alloc_f(L * hidden * dim, &rc);
-    r->w_down = alloc_f(L * dim * hidden, &rc);
     r->output_norm = alloc_f(dim, &rc);
     r->rope_freq = calloc((size_t)c->head_dim / 2, sizeof(double));
     r->x = alloc_f(dim, &rc);
@@ -370,28 +625,44 @@ int ref_init_ctx(ref_model **out, const model *m, int max_seq) {
      */
     bool has_embd = model_find(m, "token_embd.weight") != NULL;
     bool has_out = model_find(m, "output.weight") != NULL;
-    if ((rc = load(m, has_embd || !has_out ? "token_embd.weight" : "output.weight", (int64_t)dim,
-                   (int64_t)vocab, r->token_embd, &r->out_dtype)))
-        goto fail;
-    if (!c->tied && has_out && has_embd) {
-        if (!(r->output = alloc_f(vocab * dim, &rc))) goto fail;
-        if ((rc = load(m, "output.weight", (int64_t)dim, (int64_t)vocab, r->output,
-                       &r->out_dtype)))
+    const char *embd_name = has_embd || !has_out ? "token_embd.weight" : "output.weight";
+    bool own_output = !c->tied && has_out && has_embd;
+    if (stored) {
+        const tensor *te = NULL, *to = NULL;
+        if ((rc = find_tensor(m, embd_name, (int64_t)dim, (int64_t)vocab, &te)) ||
+            (rc = find_tensor(m, own_output ? "output.weight" : embd_name, (int64_t)dim,
+                              (int64_t)vocab, &to)))
             goto fail;
+        if (to->dtype == DT_BF16) {
+            rc = sqlm_error(SQLM_UNSUPPORTED, "%s: the output head is BF16, which sqlm's "
+                            "kernels do not multiply", m->path);
+            goto fail;
+        }
+        r->st->embd = te;
+        r->st->out_w = to->data;
+        r->out_dtype = to->dtype;
     } else {
-        r->output = r->token_embd;
+        if ((rc = load(m, embd_name, (int64_t)dim, (int64_t)vocab, r->token_embd, &r->out_dtype)))
+            goto fail;
+        if (own_output) {
+            if (!(r->output = alloc_f(vocab * dim, &rc))) goto fail;
+            if ((rc = load(m, "output.weight", (int64_t)dim, (int64_t)vocab, r->output,
+                           &r->out_dtype)))
+                goto fail;
+        } else {
+            r->output = r->token_embd;
+        }
     }
-    int *wdt = r->wdtype;
     if ((rc = load(m, "output_norm.weight", (int64_t)dim, 1, r->output_norm, NULL)) ||
         (rc = load_layers(m, "attn_norm.weight", dim, 1, r->attn_norm, NULL)) ||
-        (rc = load_layers(m, "attn_q.weight", dim, q_dim, r->wq, wdt + REF_WQ)) ||
-        (rc = load_layers(m, "attn_k.weight", dim, kv_dim, r->wk, wdt + REF_WK)) ||
-        (rc = load_layers(m, "attn_v.weight", dim, kv_dim, r->wv, wdt + REF_WV)) ||
-        (rc = load_layers(m, "attn_output.weight", q_dim, dim, r->wo, wdt + REF_WO)) ||
+        (rc = load_matrices(r, m, "attn_q.weight", REF_WQ, dim, q_dim, r->wq)) ||
+        (rc = load_matrices(r, m, "attn_k.weight", REF_WK, dim, kv_dim, r->wk)) ||
+        (rc = load_matrices(r, m, "attn_v.weight", REF_WV, dim, kv_dim, r->wv)) ||
+        (rc = load_matrices(r, m, "attn_output.weight", REF_WO, q_dim, dim, r->wo)) ||
         (rc = load_layers(m, "ffn_norm.weight", dim, 1, r->ffn_norm, NULL)) ||
-        (rc = load_layers(m, "ffn_gate.weight", dim, hidden, r->w_gate, wdt + REF_WGATE)) ||
-        (rc = load_layers(m, "ffn_up.weight", dim, hidden, r->w_up, wdt + REF_WUP)) ||
-        (rc = load_layers(m, "ffn_down.weight", hidden, dim, r->w_down, wdt + REF_WDOWN)))
+        (rc = load_matrices(r, m, "ffn_gate.weight", REF_WGATE, dim, hidden, r->w_gate)) ||
+        (rc = load_matrices(r, m, "ffn_up.weight", REF_WUP, dim, hidden, r->w_up)) ||
+        (rc = load_matrices(r, m, "ffn_down.weight", REF_WDOWN, hidden, dim, r->w_down)))
         goto fail;
     if (c->qkv_bias &&
         ((rc = load_layers(m, "attn_q.bias", q_dim, 1, r->bq, NULL)) ||
@@ -399,6 +670,15 @@ int ref_init_ctx(ref_model **out, const model *m, int max_seq) {
          (rc = load_layers(m, "attn_v.bias", kv_dim, 1, r->bv, NULL))))
         goto fail;
     rope_freqs(c, r->rope_freq);
+
+    /* the workers last: nothing above can fail after they start */
+    for (int t = 1; stored && t < threads; t++) {
+        if (pthread_create(&r->st->tid[t - 1], NULL, worker, r->st)) {
+            rc = sqlm_error(SQLM_ERROR, "ref: cannot start thread %d of %d", t + 1, threads);
+            goto fail;
+        }
+        r->st->n_started++;
+    }
     *out = r;
     return SQLM_OK;
 
@@ -407,8 +687,27 @@ fail:
     return rc;
 }
 
+int ref_init_ctx(ref_model **out, const model *m, int max_seq) {
+    return init(out, m, max_seq, 0);
+}
+
+int ref_init_stored(ref_model **out, const model *m, int max_seq, int threads) {
+    if (threads < 1 || threads > 256)
+        return sqlm_error(SQLM_RANGE, "ref: %d threads (1..256)", threads);
+    return init(out, m, max_seq, threads);
+}
+
 void ref_free(ref_model *r) {
     if (!r) return;
+    if (r->st) {
+        pool_stop(r->st);
+        pthread_mutex_destroy(&r->st->mu);
+        pthread_cond_destroy(&r->st->cv);
+        free(r->st->w);
+        free(r->st->tid);
+        free(r->st->xq8);
+        free(r->st);
+    }
     if (r->output != r->token_embd) free(r->output);
     free(r->token_embd);
     free(r->attn_norm);

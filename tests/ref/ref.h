@@ -5,6 +5,12 @@
  * with double accumulation so its logits can judge every SQL engine.  It
  * deliberately does no batching, no sampling and no tokenizing: one token in,
  * one row of logits out.
+ *
+ * A second mode, ref_init_stored(), is the speed baseline of `make bench`
+ * (bench/refbench.c): the same forward pass, but the matrices stay in their
+ * stored type inside the model's mapping and are multiplied with sqlm's SIMD
+ * kernels (src/kern/vec.c, activation quantized to Q8_0 for Q8_0/Q4_0
+ * weights), each product's rows split over a few threads.
  */
 #ifndef SQLM_REF_H
 #define SQLM_REF_H
@@ -55,6 +61,10 @@ typedef struct ref_model {
     float *logits;           /* [vocab_size] */
     float *key_cache;        /* [n_layer][max_seq][kv_dim] */
     float *value_cache;      /* [n_layer][max_seq][kv_dim] */
+
+    /* Stored mode (ref_init_stored): the matrices, the thread pool; NULL in
+     * the default mode.  Then the fp32 matrix fields above are NULL too. */
+    struct ref_stored *st;
 } ref_model;
 
 /*
@@ -67,6 +77,16 @@ int ref_init(ref_model **out, const model *m);
 /* As ref_init() with a KV cache of max_seq positions (0: the default). */
 int ref_init_ctx(ref_model **out, const model *m, int max_seq);
 void ref_free(ref_model *r);        /* accepts NULL */
+
+/*
+ * The stored mode: only norms, biases and activations are allocated; the
+ * matrices (and the embedding, read a row at a time) are borrowed from m,
+ * which must stay open until ref_free(r).  Products run on `threads` threads
+ * (the caller's and threads - 1 workers), the rows of each product (or of
+ * the q/k/v and gate/up products together) split evenly between them.
+ * f32_accum and ggml_act have no effect: the kernels decide the rounding.
+ */
+int ref_init_stored(ref_model **out, const model *m, int max_seq, int threads);
 
 /*
  * Run token at position pos (positions 0..pos-1 must have been run before:

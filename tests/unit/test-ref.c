@@ -2,12 +2,15 @@
  * test-ref.c - the reference forward pass against independent goldens:
  * greedy generation of stories260K (llama2.c .bin), TinyStories-656K
  * (safetensors) and its Q8_0 GGUF (near-tie rule of golden/README.md), and
- * the TinyStories-656K logits of "Once upon a time" within 1e-4.
+ * the TinyStories-656K logits of "Once upon a time" within 1e-4.  And the
+ * stored mode (bench/refbench.c's speed baseline) against the default mode:
+ * the same greedy tokens on small models of every storage type.
  * Run from the repository root (paths are "../shared/...").
  */
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "../ref/ref.h"
 #include "../test.h"
@@ -196,7 +199,86 @@ done:
     json_decref(g);
 }
 
+/*
+ * The stored mode (matrices in their stored type, sqlm's kernels, rows split
+ * over threads) against the oracle on the model at path: the same 40 greedy
+ * tokens after a 6-token prompt, logits within tol of each other, and the
+ * same bits whatever the thread count (each row is one dot product).
+ */
+static void check_stored(const char *label, const char *path, double tol) {
+    model *m = open_model(path);
+    CHECK(m != NULL);
+    if (!m) return;
+    ref_model *oracle = NULL, *one = NULL, *three = NULL;
+    CHECK_EQ(SQLM_OK, ref_init_ctx(&oracle, m, 64));
+    CHECK_EQ(SQLM_OK, ref_init_stored(&one, m, 64, 1));
+    int rc = ref_init_stored(&three, m, 64, 3);
+    if (rc) fprintf(stderr, "ref_init_stored %s: %s\n", label, sqlm_errmsg());
+    CHECK_EQ(SQLM_OK, rc);
+    if (!oracle || !one || !three) goto done;
+    CHECK(one->wq == NULL && one->token_embd == NULL);   /* nothing dequantized */
+    int wdt = one->wdtype[REF_WQ];
+    /* the oracle rounds the input as the kernels do for quantized weights */
+    oracle->ggml_act = vec_act_type(wdt) == DT_Q8_0;
+    int V = oracle->cfg.vocab_size, prompt[6] = { 1, 7, 42, 3, 99, 5 };
+    int same = 0, identical = 1;
+    double worst = 0;
+    const float *a = NULL, *b = NULL, *c = NULL;
+    int tok = 0;
+    for (int pos = 0; pos < 46; pos++) {
+        if (pos < 6) tok = prompt[pos] % V;
+        else {
+            int ta = ref_argmax(a, V), tb = ref_argmax(b, V);
+            if (ta == tb) same++;
+            tok = ta;
+        }
+        a = ref_forward(oracle, tok, pos);
+        b = ref_forward(one, tok, pos);
+        c = ref_forward(three, tok, pos);
+        CHECK(a && b && c);
+        if (!a || !b || !c) goto done;
+        worst = fmax(worst, max_abs_diff(a, b, V));
+        identical &= memcmp(b, c, (size_t)V * sizeof *b) == 0;
+    }
+    fprintf(stderr, "  stored mode %s (%s): %d/40 greedy tokens equal, max |logit diff| %.3g\n",
+            label, dtype_name(wdt), same, worst);
+    CHECK_EQ(40, same);
+    CHECK(worst < tol);
+    CHECK(identical);
+done:
+    ref_free(oracle);
+    ref_free(one);
+    ref_free(three);
+    model_free(m);
+}
+
+/* check_stored on the real tiny models and on random-weight ones of each type. */
+static void check_stored_modes(void) {
+    check_stored("stories260K", MODELS "stories260K/stories260K.bin", 1e-3);
+    check_stored("TinyStories-656K Q8_0", MODELS "TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf", 0.05);
+    char dir[] = "/tmp/sqlm-test-ref-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    synth_spec qwen = *synth_like("tiny");   /* biases, tied head, rotate-half RoPE */
+    snprintf(qwen.cfg.arch, sizeof qwen.cfg.arch, "qwen2");
+    qwen.cfg.qkv_bias = 1, qwen.cfg.tied = 1, qwen.cfg.rope_interleaved = 0;
+    static const int types[] = { DT_F32, DT_F16, DT_Q8_0, DT_Q4_0 };
+    for (size_t i = 0; i < ARRAY_LEN(types); i++) {
+        for (int q = 0; q < 2; q++) {
+            char path[128], label[64];
+            snprintf(path, sizeof path, "%s/m%zu%d.gguf", dir, i, q);
+            snprintf(label, sizeof label, "synth %s", q ? "qwen2-like tiny" : "tiny");
+            int rc = synth_model(path, q ? &qwen : synth_like("tiny"), types[i], 7 + i);
+            if (rc) fprintf(stderr, "synth_model: %s\n", sqlm_errmsg());
+            CHECK_EQ(SQLM_OK, rc);
+            if (!rc) check_stored(label, path, types[i] == DT_F32 ? 1e-3 : 0.05);
+            unlink(path);
+        }
+    }
+    rmdir(dir);
+}
+
 int main(void) {
+    check_stored_modes();
     check_generation(MODELS "stories260K/stories260K.bin", GOLDEN "generation_stories260K.jsonl",
                      0, false);
     check_generation(MODELS "TinyStories-656K/model.safetensors",

@@ -261,11 +261,19 @@ static void check_random_models(void) {
         model_free(m);
         if (!r) continue;
         r->ggml_act = engine_ggml_act(sh->dtype);
-        import_opts io = { .wtype = -1, .tile_bytes = sh->tile_bytes };
+        /* the passes: shape k alone as before, then the F32 shapes again with
+         * every pass off and every pass on (where the engine has ROW2COL) */
+        for (int combo = 0; combo < 3; combo++) {
+        if (combo > 0 && sh->dtype != DT_F32) break;
+        const bool r2c = !engine_keeps_dtype();
+        import_opts io = { .wtype = -1, .tile_bytes = combo ? 0 : sh->tile_bytes,
+                           .no_fuse = combo == 1, .row2col = combo == 2 && r2c ? R2C_ON : R2C_OFF };
         modeldb db;
-        if (!import_open(gguf, "rand", &io, &db)) { ref_free(r); continue; }
+        if (!import_open(gguf, "rand", &io, &db)) { ref_free(r); r = NULL; break; }
+        static const char *const combo_name[] = { "", " (no passes)", " (all passes)" };
         session *s;
-        session_opts so = { .ir = { .cte_merge = k % 2 == 0, .all_logits = true } };
+        session_opts so = { .ir = { .cte_merge = combo ? combo == 2 : k % 2 == 0, .all_logits = true,
+                                    .row2col_per = 0 } };
         CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
         const int32_t toks[8] = { 1, 5, 9, 2, 17, 33, 4, 60 };
         const int V = db.cfg.vocab_size;
@@ -284,10 +292,12 @@ static void check_random_models(void) {
          * upstream: one value of one step moves by an fp16 unit (seen: NMSE
          * 5.7e-11 at one position, 5e-15 at the others). */
         double bound = r->ggml_act && sh->dtype == DT_F16 ? fmax(sh->bound, 1e-9) : sh->bound;
-        fprintf(stderr, "  random %-34s logits NMSE %.2e (bound %.0e)\n", sh->what, worst, bound);
+        fprintf(stderr, "  random %-34s logits NMSE %.2e (bound %.0e)%s\n", sh->what, worst, bound,
+                combo_name[combo]);
         CHECK(worst < bound);
         session_free(s);
         modeldb_close(&db);
+        }
         ref_free(r);
     }
 }
@@ -335,8 +345,14 @@ static const float *rel_get(const rel *r, int64_t key, int64_t *len) {
 static float *load_weight(engine *e, const ir_weight *w) {
     float *W = calloc((size_t)(w->n_out * w->n_in), sizeof *W);
     const int64_t n_chunks = (w->n_in + w->chunk - 1) / w->chunk;
-    char sql[128];
-    snprintf(sql, sizeof sql, "SELECT id, v FROM %s WHERE id = ?", w->name);
+    char sql[1024];
+    if (w->pivot) {   /* ROW2COL: the pivot columns side by side */
+        int n = snprintf(sql, sizeof sql, "SELECT id, flatten([c0");
+        for (int p = 1; p < w->pivot; p++) n += snprintf(sql + n, sizeof sql - (size_t)n, ", c%d", p);
+        snprintf(sql + n, sizeof sql - (size_t)n, "]) AS v FROM %s WHERE id = ?", w->name);
+    } else {
+        snprintf(sql, sizeof sql, "SELECT id, v FROM %s WHERE id = ?", w->name);
+    }
     for (int64_t r0 = 0; r0 < w->n_out; r0 += w->tile_rows)
         for (int64_t ch = 0; ch < n_chunks; ch++) {
             db_val p = dbv_int(r0 / w->tile_rows * n_chunks + ch);
@@ -359,16 +375,21 @@ static float *load_weight(engine *e, const ir_weight *w) {
     return W;
 }
 
-static void check_operators(void) {
+/* layout: 0 fused tiles, 1 unfused (CONCAT), 2 ROW2COL fused, 3 ROW2COL unfused */
+static void check_operators(int layout) {
     const shape *sh = &shapes[1];   /* GQA, untied, biases, rotate-half, head_dim 8 */
     char gguf[256];
     snprintf(gguf, sizeof gguf, "%s/ops.gguf", tmpdir);
     CHECK(synth_shape(sh, gguf));
     modeldb db;
-    import_opts io = { .wtype = -1, .tile_bytes = 256 };   /* several tiles per matrix */
+    /* several tiles per matrix, unless the rows are pivoted */
+    import_opts io = { .wtype = -1, .tile_bytes = layout >= 2 ? 0 : 256, .no_fuse = layout % 2 == 1,
+                       .row2col = layout >= 2 ? R2C_ON : R2C_OFF };
     if (!import_open(gguf, "ops", &io, &db)) return;
+    static const char *const layout_name[] = { "fused", "unfused", "ROW2COL fused", "ROW2COL unfused" };
+    fprintf(stderr, "  operators, %s weights:\n", layout_name[layout]);
     session *s;
-    session_opts so = { .ir = { .cte_merge = false, .all_logits = true } };
+    session_opts so = { .ir = { .cte_merge = false, .all_logits = true, .row2col_per = layout == 3 ? 2 : 0 } };
     CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
     const int32_t toks[4] = { 3, 7, 11, 13 };
     const float *lg;
@@ -378,7 +399,7 @@ static void check_operators(void) {
     const model_config *c = &db.cfg;
     const ir_graph *g = NULL;
     ir_graph gg;
-    ir_opts o = { .cte_merge = false, .all_logits = true };
+    ir_opts o = so.ir;
     CHECK_EQ(SQLM_OK, ir_build_llama(&gg, c, db.weights, db.n_weights, &o));
     g = &gg;
     engine *e = db.e;
@@ -440,7 +461,7 @@ static void check_operators(void) {
                     rel br;
                     snprintf(sql, sizeof sql, "SELECT layer, v FROM bias WHERE layer = %d", n->layer);
                     rel_load(e, sql, &br);
-                    for (int64_t r = 0; r < n->n_out && br.n; r++) want[r] += br.v[0][r];
+                    for (int64_t r = 0; r < n->n_out && br.n; r++) want[r] += br.v[0][n->bias_off + r];
                     rel_free(&br);
                 }
                 break;
@@ -508,6 +529,20 @@ static void check_operators(void) {
             case IR_OP_LAST:
                 if (x) memcpy(want, x, sizeof *want * (size_t)len);
                 break;
+            case IR_OP_CONCAT: {
+                int64_t at = 0;
+                for (int k = 0; k < IR_MAX_IN && n->in[k] >= 0; k++) {
+                    snprintf(sql, sizeof sql, "SELECT pos, v FROM %s", g->nodes[n->in[k]].name);
+                    rel_load(e, sql, &in1);
+                    int64_t lk = 0;
+                    const float *y = rel_get(&in1, key, &lk);
+                    for (int64_t j = 0; y && j < lk && at + j < len; j++) want[at + j] = y[j];
+                    at += lk;
+                    rel_free(&in1);
+                }
+                CHECK_EQ(len, at);
+                break;
+            }
             default:
                 free(want);
                 want = NULL;
@@ -525,8 +560,9 @@ static void check_operators(void) {
         rel_free(&out), rel_free(&in0);
     }
     const int ops[] = { IR_OP_EMBED, IR_OP_RMSNORM, IR_OP_MATMUL, IR_OP_ROPE, IR_OP_ATTN_OUT,
-                        IR_OP_ADD, IR_OP_SWIGLU };
+                        IR_OP_ADD, IR_OP_SWIGLU, IR_OP_CONCAT };
     for (size_t i = 0; i < ARRAY_LEN(ops); i++) {
+        if (ops[i] == IR_OP_CONCAT && !io.no_fuse) continue;   /* fused: no CONCAT node */
         fprintf(stderr, "  op %-10s %3d rows, NMSE %.2e (bound 1e-10)\n", ir_op_name(ops[i]),
                 checked[ops[i]], worst[ops[i]]);
         CHECK(checked[ops[i]] > 0);
@@ -544,7 +580,12 @@ static void run_all(void) {
                      GOLDEN "generation_TinyStories-656K-Q8_0.jsonl", true);
     check_logits();
     check_random_models();
-    check_operators();
+    check_operators(0);
+    check_operators(1);
+    if (!engine_keeps_dtype()) {   /* ROW2COL: engines with float rows */
+        check_operators(2);
+        check_operators(3);
+    }
 }
 
 static bool make_tmpdir(void) {

@@ -8,6 +8,7 @@
  *   sqlm chat -m model.db [--system TEXT]   interactive chat in the terminal
  *   sqlm tokenize -m MODEL "text" print token ids, then the pieces
  *   sqlm synth --like NAME -o x.gguf [--type T] [-s SEED]   random weights, real shapes
+ *   sqlm bench -m model.db [-p 128] [-n 64] [-t N] [-r REPS]   prefill and decode tok/s
  *
  * tools/ may exit(); the library under src/ never does.
  */
@@ -51,6 +52,7 @@ static void usage(FILE *f) {
         "                           or a tokenizer file (tokenizer.json, tokenizer.model,\n"
         "                           tokenizer.bin/tok512.bin, .gguf)\n"
         "  synth --like NAME -o F   write a GGUF with random weights of a real model's shapes\n"
+        "  bench -m DB              time prefill (pp) and decode (tg) as llama-bench does\n"
         "\n"
         "common options:\n"
         "  --engine NAME            database engine: sqlite, duckdb or duckdb-native (default:\n"
@@ -64,6 +66,10 @@ static void usage(FILE *f) {
         "  --type T                 store matrices as f32, f16, q8_0 or q4_0 (default: as in the file)\n"
         "  --tokenizer FILE         tokenizer for a llama2.c checkpoint\n"
         "  --tile-bytes N           bytes per stored weight tile (default 32768)\n"
+        "  --no-fuse                table fusion off: q, k, v and gate, up in separate tables\n"
+        "                           (ablation; default: fused blk*_qkv and blk*_gu)\n"
+        "  --row2col auto|on|off    duckdb: store matrices as ROW2COL pivot columns (default\n"
+        "                           auto: where the measured rule says it wins)\n"
         "\n"
         "run options:\n"
         "  -m, --model FILE         model database from `sqlm import`\n"
@@ -79,6 +85,7 @@ static void usage(FILE *f) {
         "  -s, --seed N             sampling seed (default: random)\n"
         "  --ignore-eos             keep generating after EOS\n"
         "  --no-cte-merge           one statement per operator (ablation)\n"
+        "  --row2col-cols N         ROW2COL: pivot columns per subquery (default: the rule's)\n"
         "  --verbose-prompt         print the prompt's token ids on stderr\n"
         "\n"
         "chat options (and run's sampling options):\n"
@@ -90,6 +97,11 @@ static void usage(FILE *f) {
         "                           tinyllama-1.1b, llama-3.2-1b\n"
         "  --type T                 f32, f16, q8_0 (default) or q4_0; -s SEED (default 42)\n"
         "\n"
+        "bench options:\n"
+        "  -p, --n-prompt N         prompt tokens evaluated in one batch (default 128, 0 = skip)\n"
+        "  -n, --n-gen N            tokens decoded one at a time (default 64, 0 = skip)\n"
+        "  -r, --repetitions N      runs, each a fresh sequence; medians printed (default 3)\n"
+        "\n"
         "tokenize options:\n"
         "  --no-special             do not add BOS/EOS\n");
 }
@@ -100,11 +112,13 @@ typedef struct args {
     const char *cmd;
     const char *model, *prompt, *output, *engine, *tokenizer, *type, *like, *system, *tmpl;
     const char *positional;
-    long n_predict, n_ctx, threads, tile_bytes, repeat_last_n;
+    long n_predict, n_ctx, threads, tile_bytes, repeat_last_n, reps;
     double temp, top_p, min_p, repeat_penalty;
     long top_k;
     unsigned long long seed;
-    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, native;
+    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, no_fuse, native;
+    int row2col;             /* R2C_* */
+    long row2col_cols;
 } args;
 
 static long parse_long(const char *opt, const char *s, long lo, long hi) {
@@ -145,7 +159,9 @@ static void parse_args(int argc, char **argv, args *a) {
         else if (IS("--like", "--like")) a->like = VAL();
         else if (IS("--system", "-sys")) a->system = VAL();
         else if (IS("--chat-template", "--chat-template")) a->tmpl = VAL();
-        else if (IS("-n", "--n-predict")) a->n_predict = parse_long(o, VAL(), -1, 1 << 30);
+        else if (IS("-n", "--n-predict") || !strcmp(o, "--n-gen")) a->n_predict = parse_long(o, VAL(), -1, 1 << 30);
+        else if (IS("-r", "--repetitions")) a->reps = parse_long(o, VAL(), 1, 1000);
+        else if (!strcmp(o, "--n-prompt")) a->prompt = VAL();
         else if (IS("-c", "--ctx-size")) a->n_ctx = parse_long(o, VAL(), 0, 1 << 24);
         else if (IS("-t", "--threads")) a->threads = parse_long(o, VAL(), 1, 1024);
         else if (IS("--tile-bytes", "--tile-bytes")) a->tile_bytes = parse_long(o, VAL(), 64, 60000);
@@ -161,6 +177,15 @@ static void parse_args(int argc, char **argv, args *a) {
         }
         else if (IS("--ignore-eos", "--ignore-eos")) a->ignore_eos = true;
         else if (IS("--no-cte-merge", "--no-cte-merge")) a->no_cte = true;
+        else if (IS("--no-fuse", "--no-fuse")) a->no_fuse = true;
+        else if (IS("--row2col", "--row2col")) {
+            const char *v = VAL();
+            if (strcmp(v, "auto") == 0) a->row2col = R2C_AUTO;
+            else if (strcmp(v, "on") == 0) a->row2col = R2C_ON;
+            else if (strcmp(v, "off") == 0) a->row2col = R2C_OFF;
+            else die("--row2col: expected auto, on or off, got '%s'", v);
+        }
+        else if (IS("--row2col-cols", "--row2col-cols")) a->row2col_cols = parse_long(o, VAL(), 1, 64);
         else if (IS("--no-special", "--no-special")) a->no_special = true;
         else if (IS("--verbose-prompt", "--verbose-prompt")) a->verbose_prompt = true;
         else if (IS("--native", "--native")) a->native = true;
@@ -191,7 +216,8 @@ static int cmd_import(args *a) {
     if (!a->output) die("import: no output database (-o OUT.db)");
     int wtype = parse_type(a, -1);
     import_opts o = { .engine = a->engine ? a->engine : "sqlite", .tok_path = a->tokenizer, .wtype = wtype,
-                      .tile_bytes = (size_t)a->tile_bytes, .progress = isatty(2) };
+                      .tile_bytes = (size_t)a->tile_bytes, .progress = isatty(2),
+                      .no_fuse = a->no_fuse, .row2col = a->row2col };
     double t0 = sqlm_now();
     int rc = sqlm_import(in, a->output, &o);
     if (rc) die_rc(rc, "import");
@@ -269,7 +295,8 @@ static int cmd_run(args *a) {
         fputc('\n', stderr);
     }
     session *s;
-    session_opts so = { .ir = { .cte_merge = !a->no_cte }, .n_ctx = (int)a->n_ctx };
+    session_opts so = { .ir = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols },
+                        .n_ctx = (int)a->n_ctx };
     if ((rc = session_init(&s, &db, &so))) die_rc(rc, "run");
     int n_ctx = so.n_ctx > 0 ? so.n_ctx : db.cfg.seq_len;
     if (n_ids >= n_ctx) die("run: prompt of %d tokens does not fit the context of %d", n_ids, n_ctx);
@@ -331,7 +358,7 @@ static int cmd_sql(args *a) {
     open_db(a, &db);
     ir_graph g;
     sql_program p;
-    ir_opts o = { .cte_merge = !a->no_cte };
+    ir_opts o = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols };
     int rc = ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o);
     if (!rc) rc = emit_program(&g, db.e->m->dialect, &p);
     if (rc) die_rc(rc, "sql");
@@ -453,7 +480,8 @@ static int cmd_chat(args *a) {
     if (!tmpl) tmpl = chat_builtin(chat_guess_style(vocab_has_piece, &db.voc, db.voc.type == VOCAB_SPM));
     if (!tmpl) tmpl = chat_builtin("chatml");
     session *s;
-    session_opts so = { .ir = { .cte_merge = !a->no_cte }, .n_ctx = (int)a->n_ctx };
+    session_opts so = { .ir = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols },
+                        .n_ctx = (int)a->n_ctx };
     int rc = session_init(&s, &db, &so);
     if (rc) die_rc(rc, "chat");
     const int n_ctx = so.n_ctx > 0 ? so.n_ctx : db.cfg.seq_len;
@@ -547,6 +575,99 @@ static int cmd_synth(args *a) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- bench */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static int32_t argmax(const float *v, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+/*
+ * sqlm bench, after llama-bench: a prompt of p token ids evaluated in one
+ * batch (pp), then n tokens decoded one at a time, each the greedy pick of
+ * the last logits (tg); r runs, each a fresh sequence after one untimed
+ * warm-up token; medians printed one line a test:
+ *
+ *   pp128 t=2 123.4 tok/s
+ *   tg64 t=2 21.0 tok/s 2.45 GB/s
+ *   weights: 116.4 MB per token
+ *   peak RSS: 154.1 MB
+ *
+ * GB/s = bytes of the weight tables (sqlm_weight: every matrix, output head
+ * included, as stored; not an untied embedding, read a row at a time) x
+ * decode tok/s, the weights a decoded token streams.
+ * Prompt ids are (i * 7919 + 1) mod vocab_size, as bench/refbench.c uses.
+ */
+static int cmd_bench(args *a) {
+    long pp = 128, tg = a->n_predict < 0 ? 64 : a->n_predict;
+    int reps = a->reps > 0 ? (int)a->reps : 3;
+    if (a->prompt) pp = parse_long("-p", a->prompt, 0, 1 << 20);
+    if (pp == 0 && tg == 0) die("bench: nothing to time (-p 0 and -n 0)");
+    if (a->positional) die("bench: unexpected argument '%s' (the model goes after -m)", a->positional);
+    modeldb db;
+    open_db(a, &db);
+    int vocab = db.cfg.vocab_size;
+    /* pp + tg positions, and one for the warm-up or the first decoded token */
+    long n_ctx = pp + tg + 1;
+    if (n_ctx > db.cfg.seq_len)
+        die("bench: -p %ld + -n %ld tokens exceed the model's context of %d", pp, tg, db.cfg.seq_len);
+    session *s;
+    session_opts so = { .ir = { .cte_merge = !a->no_cte }, .n_ctx = (int)n_ctx };
+    int rc = session_init(&s, &db, &so);
+    if (rc) die_rc(rc, "bench");
+    int32_t *ids = malloc(sizeof *ids * (size_t)(pp + 1));
+    double *t_pp = calloc((size_t)reps, sizeof *t_pp), *t_tg = calloc((size_t)reps, sizeof *t_tg);
+    if (!ids || !t_pp || !t_tg) die("bench: out of memory");
+    for (long i = 0; i < pp; i++) ids[i] = (int32_t)((i * 7919 + 1) % vocab);
+    for (int r = 0; r < reps; r++) {
+        const float *lg;
+        int32_t tok = 1 % vocab;
+        /* warm-up: one token, then a fresh sequence */
+        if ((rc = session_eval(s, &tok, 1, &lg)) || (rc = session_reset(s))) die_rc(rc, "bench: warm-up");
+        double t0 = sqlm_now();
+        if (pp > 0 && (rc = session_eval(s, ids, (int)pp, &lg))) die_rc(rc, "bench: prompt");
+        t_pp[r] = sqlm_now() - t0;
+        if (pp == 0 && (rc = session_eval(s, &tok, 1, &lg))) die_rc(rc, "bench: first token");
+        t0 = sqlm_now();
+        for (long i = 0; i < tg; i++) {
+            tok = argmax(lg, vocab);
+            if ((rc = session_eval(s, &tok, 1, &lg))) die_rc(rc, "bench: decode");
+        }
+        t_tg[r] = sqlm_now() - t0;
+        if ((rc = session_reset(s))) die_rc(rc, "bench");
+    }
+    double wbytes = 0;
+    for (int i = 0; i < db.n_weights; i++) {
+        size_t rb = 0;
+        if (!strcmp(db.weights[i].name, "embed")) continue;   /* a lookup: one row a token */
+        dtype_row_bytes(db.weights[i].dtype, (size_t)db.weights[i].n_in, &rb);
+        wbytes += (double)rb * (double)db.weights[i].n_out;
+    }
+    if (pp > 0) printf("pp%ld t=%ld %.2f tok/s\n", pp, a->threads, pp / median(t_pp, reps));
+    if (tg > 0) {
+        double tps = tg / median(t_tg, reps);
+        printf("tg%ld t=%ld %.2f tok/s %.2f GB/s\n", tg, a->threads, tps, wbytes * tps / 1e9);
+    }
+    printf("weights: %.1f MB per token\n", wbytes / 1e6);
+    printf("peak RSS: %.1f MB\n", sqlm_peak_rss() / 1048576.0);
+    free(ids), free(t_pp), free(t_tg);
+    session_free(s);
+    modeldb_close(&db);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
@@ -570,5 +691,6 @@ int main(int argc, char **argv) {
     if (!strcmp(a.cmd, "tokenize")) return cmd_tokenize(&a);
     if (!strcmp(a.cmd, "chat")) return cmd_chat(&a);
     if (!strcmp(a.cmd, "synth")) return cmd_synth(&a);
+    if (!strcmp(a.cmd, "bench")) return cmd_bench(&a);
     die("unknown command '%s' (see sqlm --help)", a.cmd);
 }
