@@ -38,7 +38,7 @@ echo "| model | stored as | threads | tokens | prompt tok/s | generation tok/s |
 echo "|---|---|---|---|---|---|---|"
 row stories260K F32 ../shared/models/stories260K/stories260K.bin 128
 row TinyStories-656K F32 ../shared/models/TinyStories-656K 128
-row "TinyStories-656K (Q8_0 file)" F32 ../shared/models/TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf 128
+row "TinyStories-656K (Q8_0 file)" Q8_0 ../shared/models/TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf 128
 $SQLM synth --like stories110M -o "$T/110m.gguf" --type f32 2>/dev/null
 row "stories110M shape, random" F32 "$T/110m.gguf" 16
 echo

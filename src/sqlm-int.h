@@ -317,11 +317,11 @@ float vec_dot_f32(const float *a, const float *b, size_t n);
 int vec_act_type(int wdtype);   /* activation type a weight type multiplies */
 void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out);
 void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n);
-/* Q8_0/Q4_0 weights held as floats (integer values wq, block scales ws) times
- * an activation packed per block as [scale, 32 integer values]: as
- * vec_matvec's Q8_0 dot, bit for bit; or its nb block products, unsummed. */
-float vec_dot_qpacked(const float *wq, const float *ws, const float *xp, size_t nb);
-void vec_qpacked_products(const float *wq, const float *ws, const float *xp, size_t nb, double *out);
+/* Q8_0/Q4_0 weights held as int8 values wq and float block scales ws times a
+ * Q8_0 activation: as vec_matvec's Q8_0 dot, bit for bit; or its nb block
+ * products, unsummed. */
+float vec_dot_q8s(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb);
+void vec_q8s_products(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb, double *out);
 void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps);
 void vec_rope(float *v, const float *cs, int n_heads, int hd, bool interleaved);
 void vec_swiglu(float *out, const float *gu, size_t n);
@@ -440,7 +440,7 @@ enum {
     WL_TILES,             /* (id, row, col, v BLOB): tiles of tile_rows rows in the file's dtype */
     WL_ROWS_F32,          /* (id, row, col, v <float list>): one matrix row (or chunk) per table
                            * row, dequantized to float32; Q8_0/Q4_0 rows as blocks instead:
-                           * (id, row, col, v <blocks of 32 integer values>, s <scales>) */
+                           * (id, row, col, v <blocks of 32 int8 values>, s <float scales>) */
 };
 
 /* The facts about a dialect that import and the engines need; the SQL
@@ -455,7 +455,8 @@ typedef struct sql_dialect {
     int vec_val;             /* how a float vector is bound: DBV_BLOB or DBV_VEC */
     const char *q_blocks;    /* WL_ROWS_F32: statements (printf format, %1$s = table) that
                               * make a quantized weight table from <table>_flat, filled with
-                              * lists of the integer values, in the blocks the templates read */
+                              * lists of the integer values, in the int8 blocks the templates
+                              * read */
     int base;                /* dialect whose templates stand in for missing ones, or -1 */
 } sql_dialect;
 

@@ -13,7 +13,7 @@
  *        (DuckDB: v FLOAT[], one float32 row or chunk per table row, tile_rows 1,
  *        holding the values of type dtype exactly, so the products can round
  *        their input as llama.cpp does for that type; Q8_0/Q4_0 tables hold
- *        v FLOAT[32][], the integer values per block, and s FLOAT[], the scales)
+ *        v TINYINT[32][], the integer values per block, and s FLOAT[], the scales)
  *   norm(layer, kind, v)   bias(layer, v)   rope(pos, cs)
  *   vocab(id, piece, score, attr)   merges(rank, pair)   tokenizer(key, value)
  *   program(step, name, sql)          the default decode program, for any client

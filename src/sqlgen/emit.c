@@ -16,10 +16,12 @@
 
 /* ------------------------------------------------------------- dialects */
 
+/* (TINYINT[] first: a FLOAT slice cast to TINYINT[32] inside the lambda
+ * comes out as zeros after the first row, DuckDB 1.5.6) */
 #define DUCK_Q_BLOCKS                                                                             \
     "CREATE TABLE %1$s AS SELECT id, row, col,\n"                                                   \
-    "  list_transform(range(len(v) // 32), lambda b: v[b * 32 + 1 : b * 32 + 32]::FLOAT[32]) AS v, s\n" \
-    "FROM %1$s_flat;\n"                                                                             \
+    "  list_transform(range(len(v) // 32), lambda b: v[b * 32 + 1 : b * 32 + 32]::TINYINT[32]) AS v, s\n" \
+    "FROM (SELECT id, row, col, v::TINYINT[] AS v, s FROM %1$s_flat);\n"                            \
     "DROP TABLE %1$s_flat"
 
 static const sql_dialect dialects[DIA_COUNT] = {
@@ -124,8 +126,8 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
      * Arithmetic is float32 where sqlm's C kernels (and llama.cpp) use
      * float: FLOAT op FLOAT is FLOAT in DuckDB, and one +, -, *, / or sqrt
      * done in DOUBLE then cast to FLOAT rounds as the float op would.
-     * Q8_0 and Q4_0 weights are stored as blocks of their integer values
-     * (v FLOAT[32][]) with the block scales (s FLOAT[]); see QUANT and
+     * Q8_0 and Q4_0 weights are stored as blocks of their int8 values
+     * (v TINYINT[32][]) with the block scales (s FLOAT[]); see QUANT and
      * MATMUL. */
     [IR_OP_EMBED][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT i.pos AS pos, {?quant}list_transform(flatten(w.v::FLOAT[][]), lambda e, j: e * w.s[(j - 1) // 32 + 1]){/}"
@@ -175,7 +177,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
      * JOIN (unsorted, a prefill batch on 2 threads came out in a different
      * order in each subquery); {r2c_sum} adds their partial sums p. */
     /* Q8_0/Q4_0 weights, as llama.cpp sums them: per block an exact integer
-     * dot product (array_inner_product of integers below 2^24), times the
+     * dot product (array_inner_product of integers; sums below 2^24), times the
      * two scales (exact in DOUBLE), added to a float accumulator in block
      * order, acc = fl(acc + isum * d_w * d_x), as one fused multiply-add.
      * (The DOUBLE sum before the cast to FLOAT rounds twice: it can differ
@@ -183,7 +185,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
     [IR_OP_MATMUL][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "{?quant}{?!chunked}"
         "SELECT x.pos AS pos, list(list_reduce(list_transform(w.v, lambda blk, i:\n"
-        "    array_inner_product(blk, x.q[i])::DOUBLE * (w.s[i] * x.d[i])),\n"
+        "    array_inner_product(blk::FLOAT[32], x.q[i])::DOUBLE * (w.s[i] * x.d[i])),\n"
         "  lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT{?bias} + b.v[w.row + {bias_off} + 1]{/} ORDER BY w.row) AS v\n"
         "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
         "GROUP BY x.pos{/}"
@@ -191,7 +193,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + {bias_off} + 1]{/} ORDER BY p.row) AS v\n"
         "FROM (SELECT x.pos AS pos, w.row AS row,\n"
         "        list_reduce(flatten(list(list_transform(w.v, lambda blk, i:\n"
-        "            array_inner_product(blk, x.q[w.col // 32 + i])::DOUBLE * (w.s[i] * x.d[w.col // 32 + i]))\n"
+        "            array_inner_product(blk::FLOAT[32], x.q[w.col // 32 + i])::DOUBLE * (w.s[i] * x.d[w.col // 32 + i]))\n"
         "          ORDER BY w.col)), lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT AS s\n"
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
@@ -268,19 +270,20 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
     /* ------------------------------------------------- DuckDB, native:
      * sqlm's C scalar functions over whole FLOAT[] rows (db/duckdb.c):
      * products are sqlm_dot (F32, F16) and sqlm_qdot (Q8_0/Q4_0 blocks
-     * against the activation as packed by sqlm_quant: per block its scale,
-     * then its 32 integers), computed as vec.c computes them.  Attention
+     * against the activation quantized by sqlm_q8 to a BLOB of ggml's
+     * block_q8_0), computed as vec.c computes them.  Attention
      * gathers each query's scores and values with list() and reduces them
      * in C.  EMBED, KV_APPEND, LAST and ARGMAX are DuckDB's templates. */
     [IR_OP_RMSNORM][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, {eps}::FLOAT) AS v\n"
         "FROM {in0} x, norm n WHERE n.layer = {layer} AND n.kind = '{w}'" },
-    [IR_OP_QUANT][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
-        "SELECT pos, sqlm_quant(v, {dtype}) AS v FROM {in0}" },
+    [IR_OP_QUANT][DIA_DUCKDB_NATIVE] = { "pos, v, q", "pos INTEGER, v FLOAT[], q BLOB",
+        "{?quant}SELECT pos, v, sqlm_q8(v) AS q FROM {in0}{/}"
+        "{?!quant}SELECT pos, {?f16}sqlm_f16(v){/}{?!f16}v{/} AS v, NULL::BLOB AS q FROM {in0}{/}" },
     [IR_OP_MATMUL][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
         "{?!chunked}"
         "SELECT x.pos AS pos,\n"
-        "  list({?quant}sqlm_qdot(w.v, w.s, x.v){/}{?!quant}sqlm_dot({wv}, x.v){/}{?bias} + b.v[w.row + {bias_off} + 1]{/}"
+        "  list({?quant}sqlm_qdot(w.v, w.s, x.q){/}{?!quant}sqlm_dot({wv}, x.v){/}{?bias} + b.v[w.row + {bias_off} + 1]{/}"
         " ORDER BY w.row) AS v\n"
         "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
         "GROUP BY x.pos{/}"
@@ -289,7 +292,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + {bias_off} + 1]{/} ORDER BY p.row) AS v\n"
         "FROM (SELECT x.pos AS pos, w.row AS row,\n"
         "{?quant}"
-        "        list_reduce(flatten(list(sqlm_qblocks(w.v, w.s, x.v, w.col // 32) ORDER BY w.col)),\n"
+        "        list_reduce(flatten(list(sqlm_qblocks(w.v, w.s, x.q, w.col // 32) ORDER BY w.col)),\n"
         "          lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT AS s\n{/}"
         "{?!quant}"
         "        sum(sqlm_dot(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n{/}"
