@@ -101,7 +101,7 @@ echo
 echo "sqlm $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null), $(nproc) cores, decode $TG tokens, $THREADS threads,"
 echo "cgroup v1 memory limit = --mem-budget = the percentage of the GGUF's size; page cache dropped before each run."
 echo "bound = storage bound of a decode token, (model bytes - budget) / direct read bandwidth of the database file"
-echo "(build/readbw: O_DIRECT, 8 MB requests into huge pages, page cache dropped, measured in this run before the model's runs)."
+echo "(build/readbw: O_DIRECT, 8 MB requests into huge pages, page cache dropped, measured just before each sqlm run)."
 echo "x bound = sqlm's decode ms/token / bound.  vs llama = sqlm decode tok/s / llama.cpp decode tok/s under the same limit."
 [ -n "$LLAMA" ] || echo "llama.cpp not measured: $LLAMA_WHY."
 echo
@@ -126,6 +126,9 @@ for like in $MODELS; do
     for pct in $LIMITS; do
         lim=$((gsize / 100 * pct))
         limmb=$((lim >> 20))
+        # the bandwidth again just before the run: the disk is shared and drifts
+        uncache "$db"
+        mbs=$(flock "$LOCK" "$READBW" "$db")
         bound=$(awk -v d="$dsize" -v l="$lim" -v m="$mbs" 'BEGIN { x = (d - l) / 1048576 / m * 1000; printf "%.0f", (x > 0 ? x : 0) }')
         # sqlm
         uncache "$db"
