@@ -38,8 +38,9 @@ $(B)/%.o: %.c $(HDR)
 $(B)/test-%: tests/unit/test-%.c $(B)/libsqlm.a $(REF_OBJ) tests/test.h
 	$(CC) $(CFLAGS) -o $@ $< $(REF_OBJ) $(B)/libsqlm.a $(LDLIBS)
 
-# test-duckdb runs test-sql's checks on DuckDB (it includes the file).
-$(B)/test-duckdb: tests/unit/test-sql.c
+# test-duckdb and test-duckdb-native run test-sql's checks on DuckDB (they
+# include the file).
+$(B)/test-duckdb $(B)/test-duckdb-native: tests/unit/test-sql.c
 
 # The readers and tokenizer again, under AddressSanitizer and UBSan.
 ASAN_FLAGS = -O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

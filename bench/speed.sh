@@ -21,7 +21,7 @@
 # 500 MB), BENCH_THREADS ("1 2"), BENCH_CONFIGS (e.g. "stories110M:q4_0
 # qwen2.5-0.5b:f16", instead of the list above), BENCH_ENGINE (sqlite), BENCH_CACHE
 # (.bench-cache), BENCH_LLAMA=0 to leave llama.cpp out; bench/timed.sh's
-# BENCH_BG_MAX, BENCH_QUIET_WAIT, BENCH_RETRIES.
+# BENCH_BG_MAX, BENCH_QUIET_WAIT, BENCH_RETRIES, BENCH_RETRY_WALL.
 set -u
 cd "$(dirname "$0")/.."
 PP=${BENCH_PP:-128} TG=${BENCH_TG:-64}
@@ -96,7 +96,7 @@ maxf() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (a + 0 > b + 0 ? a : b)
 
 # run TAG CMD...: one timed run; sets <TAG>_pp, _tg, _gbs, _rss, _mb, _bg
 run() {
-    local tag=$1 pp tg gbs rss mb bg res
+    local tag=$1 pp tg gbs rss mb bg res lw
     shift
     res=$(bench/timed.sh "$T/$tag.out" "$T/$tag.err" "$@")
     if [ "${res##*rc=}" != 0 ]; then
@@ -109,6 +109,8 @@ run() {
     fi
     bg=${res#bg=}
     bg=${bg%% *}
+    lw=${res#*lockwait=}
+    echo "${lw%% *}" >>"$T/lockwait"
     printf -v "${tag}_pp" %s "${pp:--}"; printf -v "${tag}_tg" %s "${tg:--}"
     printf -v "${tag}_gbs" %s "${gbs:--}"; printf -v "${tag}_rss" %s "${rss:--}"
     printf -v "${tag}_mb" %s "${mb:--}"; printf -v "${tag}_bg" %s "${bg:-0}"
@@ -155,6 +157,6 @@ for cfg in $CONFIGS; do
 done
 [ "$llama_ok" = 1 ] || echo "llama.cpp $llama_why: its columns are empty, sqlm's figures stand alone."
 echo
-echo "($(( SECONDS - t_start )) s; rows appended to $csv)"
+echo "($(( SECONDS - t_start )) s, of which $(awk '{ s += $1 } END { printf "%.0f", s }' "$T/lockwait" 2>/dev/null || echo 0) s waiting for the bench lock; rows appended to $csv)"
 } | tee "$out"
 echo "(saved to $out)"

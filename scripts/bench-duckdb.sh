@@ -45,4 +45,30 @@ echo
 # the TranSQL+ ablation, the matrix-vector ceiling and decode bandwidth
 ./scripts/bench-duckdb-passes.sh
 } | tee "$out"
+
+# --- native mode (--native: sqlm's C functions registered on the connection)
+# against pure SQL, on one database file per storage type
+native_row() {
+    local type=$1 engine=$2 t=$3 n=16
+    $SQLM run -m "$T/n.duck" --engine "$engine" -p "Once upon a time" -n $n --temp 0 --ignore-eos -t $t \
+        2>"$T/err" >/dev/null
+    pp=$(sed -n 's/^prompt: .* tokens, \(.*\) tok\/s/\1/p' "$T/err")
+    tg=$(sed -n 's/^generation: .* tokens, \(.*\) tok\/s/\1/p' "$T/err")
+    rss=$(sed -n 's/^peak RSS: \(.*\)/\1/p' "$T/err")
+    echo "| $type | $engine | $t | $n | $pp | $tg | $rss |"
+}
+{
+echo
+echo "## Native functions against pure SQL: stories110M shape, random weights (prompt \"Once upon a time\")"
+echo "| stored as | engine | threads | tokens | prompt tok/s | generation tok/s | peak RSS |"
+echo "|---|---|---|---|---|---|---|"
+for type in f32 q8_0; do
+    $SQLM synth --like stories110M -o "$T/n.gguf" --type $type 2>/dev/null
+    $SQLM import "$T/n.gguf" -o "$T/n.duck" --engine duckdb 2>/dev/null
+    for engine in duckdb duckdb-native; do
+        for t in 1 2; do native_row $type $engine $t; done
+    done
+    rm -f "$T/n.gguf" "$T/n.duck"
+done
+} | tee -a "$out"
 echo "(saved to $out)"

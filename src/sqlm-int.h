@@ -108,6 +108,9 @@ float bf16_to_f32(uint16_t h);
 void dtype_to_f32(int dt, const void *src, float *dst, size_t n);
 /* Quantize n f32 values (n % 32 == 0 for Q types) into dst of type dt. */
 void dtype_from_f32(int dt, const float *src, void *dst, size_t n);
+/* The integer values (as floats) and block scales of n values of Q8_0 or
+ * Q4_0: value j is q[j] * d[j / 32]; q has n floats, d n / 32. */
+void dtype_to_blocks(int dt, const void *src, float *q, float *d, size_t n);
 
 /* ---------------------------------------------------------- model/vocab */
 
@@ -314,6 +317,11 @@ float vec_dot_f32(const float *a, const float *b, size_t n);
 int vec_act_type(int wdtype);   /* activation type a weight type multiplies */
 void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out);
 void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n);
+/* Q8_0/Q4_0 weights held as floats (integer values wq, block scales ws) times
+ * an activation packed per block as [scale, 32 integer values]: as
+ * vec_matvec's Q8_0 dot, bit for bit; or its nb block products, unsummed. */
+float vec_dot_qpacked(const float *wq, const float *ws, const float *xp, size_t nb);
+void vec_qpacked_products(const float *wq, const float *ws, const float *xp, size_t nb, double *out);
 void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps);
 void vec_rope(float *v, const float *cs, int n_heads, int hd, bool interleaved);
 void vec_swiglu(float *out, const float *gu, size_t n);
@@ -326,7 +334,7 @@ void rope_table_row(const model_config *c, int pos, float *cs);
     X(INPUT)      /* token ids and positions of this step: t_in(pos, tok) */ \
     X(EMBED)      /* table lookup: row tok of the embedding */               \
     X(RMSNORM)    /* normalisation with a gain vector */                     \
-    X(QUANT)      /* activation to the weight's activation type */           \
+    X(QUANT)      /* round the activation as the weight type's products do */ \
     X(MATMUL)     /* x @ W^T over a tiled weight table (+ optional bias) */  \
     X(ROPE)       /* rotate q and k heads by position */                     \
     X(KV_APPEND)  /* append k, v of this step to the layer's cache */        \
@@ -374,7 +382,8 @@ typedef struct ir_node {
 /* Storage layout of one weight table in the model database. */
 typedef struct ir_weight {
     char name[32];        /* table name, e.g. "blk0_qkv" */
-    int dtype;
+    int dtype;            /* type of the values (stored as such, or dequantized to
+                           * float32 by a WL_ROWS_F32 dialect) */
     int64_t n_out, n_in;
     int tile_rows;        /* rows per tile */
     int64_t chunk;        /* columns per chunk (== n_in when rows are whole) */
@@ -424,13 +433,14 @@ void opt_cte_merge(ir_graph *g, bool enabled);
 
 /* ------------------------------------------------------------ sqlgen/ */
 
-enum { DIA_SQLITE = 0, DIA_DUCKDB, DIA_COUNT };
+enum { DIA_SQLITE = 0, DIA_DUCKDB, DIA_DUCKDB_NATIVE, DIA_COUNT };
 
 /* How a dialect stores weight matrices (a row of the dialect table). */
 enum {
     WL_TILES,             /* (id, row, col, v BLOB): tiles of tile_rows rows in the file's dtype */
     WL_ROWS_F32,          /* (id, row, col, v <float list>): one matrix row (or chunk) per table
-                           * row, dequantized to float32 */
+                           * row, dequantized to float32; Q8_0/Q4_0 rows as blocks instead:
+                           * (id, row, col, v <blocks of 32 integer values>, s <scales>) */
 };
 
 /* The facts about a dialect that import and the engines need; the SQL
@@ -443,6 +453,10 @@ typedef struct sql_dialect {
     const char *cte_mat;     /* keyword that forces a CTE to be computed once */
     int weight_layout;       /* WL_* */
     int vec_val;             /* how a float vector is bound: DBV_BLOB or DBV_VEC */
+    const char *q_blocks;    /* WL_ROWS_F32: statements (printf format, %1$s = table) that
+                              * make a quantized weight table from <table>_flat, filled with
+                              * lists of the integer values, in the blocks the templates read */
+    int base;                /* dialect whose templates stand in for missing ones, or -1 */
 } sql_dialect;
 
 typedef struct sql_stmt {
@@ -591,6 +605,7 @@ const db_methods *db_find(const char *name);
 const db_methods *db_sniff(const char *path);
 extern const db_methods db_sqlite;
 extern const db_methods db_duckdb;
+extern const db_methods db_duckdb_native;   /* DuckDB with sqlm's C functions (same files) */
 /* Load libduckdb.so once ($SQLM_DUCKDB_LIB, .deps/duckdb/..., the system's);
  * SQLM_OK, or SQLM_UNSUPPORTED with a message saying how to install it. */
 int duckdb_load(void);

@@ -5,14 +5,18 @@
  * header: the C API subset used here is declared by hand below, checked
  * against duckdb.h of the pinned version (scripts/install-duckdb.sh).
  *
- * Pure SQL: no function is registered; the DuckDB dialect's templates
- * (sqlgen/emit.c) use only DuckDB's own list functions.  Float vectors are
+ * Pure SQL (engine "duckdb"): no function is registered; the DuckDB
+ * dialect's templates (sqlgen/emit.c) use only DuckDB's own list functions.
+ * Native mode (engine "duckdb-native", same database files): sqlm's C
+ * scalar functions are registered on the connection (end of this file) and
+ * the duckdb-native dialect's templates call them.  Float vectors are
  * FLOAT[] lists: bound from DBV_VEC, read back as DBV_BLOB of float32.
  *
- * Not here: DuckDB's native mode (C scalar functions), memory budgets.
+ * Not here: memory budgets.
  */
 #include <dlfcn.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,11 +118,32 @@ enum {
     X(duckdb_state, duckdb_list_vector_set_size, (duckdb_vector, idx_t))                       \
     X(void, duckdb_vector_assign_string_element_len, (duckdb_vector, idx_t, const char *, idx_t))
 
+/* Scalar functions (native mode only; loaded when first needed). */
+typedef void *duckdb_function_info, *duckdb_scalar_function;
+typedef void (*duckdb_scalar_function_t)(duckdb_function_info, duckdb_data_chunk, duckdb_vector);
+
+#define DUCKDB_UDF_FUNCS(X)                                                                    \
+    X(duckdb_scalar_function, duckdb_create_scalar_function, (void))                           \
+    X(void, duckdb_destroy_scalar_function, (duckdb_scalar_function *))                        \
+    X(void, duckdb_scalar_function_set_name, (duckdb_scalar_function, const char *))           \
+    X(void, duckdb_scalar_function_add_parameter, (duckdb_scalar_function, duckdb_logical_type)) \
+    X(void, duckdb_scalar_function_set_return_type, (duckdb_scalar_function, duckdb_logical_type)) \
+    X(void, duckdb_scalar_function_set_function, (duckdb_scalar_function, duckdb_scalar_function_t)) \
+    X(duckdb_state, duckdb_register_scalar_function, (duckdb_connection, duckdb_scalar_function)) \
+    X(void, duckdb_scalar_function_set_error, (duckdb_function_info, const char *))           \
+    X(duckdb_logical_type, duckdb_create_list_type, (duckdb_logical_type))                     \
+    X(duckdb_logical_type, duckdb_create_array_type, (duckdb_logical_type, idx_t))             \
+    X(idx_t, duckdb_data_chunk_get_column_count, (duckdb_data_chunk))                          \
+    X(void, duckdb_vector_ensure_validity_writable, (duckdb_vector))                           \
+    X(void, duckdb_validity_set_row_invalid, (uint64_t *, idx_t))
+
 static struct {
 #define X(ret, name, args) ret(*name) args;
     DUCKDB_FUNCS(X)
+    DUCKDB_UDF_FUNCS(X)
 #undef X
 } api;
+static const char *udf_missing;   /* the first scalar-function symbol the library lacks */
 
 /* ------------------------------------------------------------- loading */
 
@@ -181,6 +206,10 @@ static void load(void) {
         return;                                                                                \
     }
     DUCKDB_FUNCS(X)
+#undef X
+#define X(ret, name, args) \
+    if (!(api.name = (ret(*) args)dlsym(h, #name)) && !udf_missing) udf_missing = #name;
+    DUCKDB_UDF_FUNCS(X)
 #undef X
     lib_version = api.duckdb_library_version();
     load_rc = SQLM_OK;
@@ -264,7 +293,7 @@ static int dk_exec(engine *e, const char *sql) {
     return SQLM_OK;
 }
 
-static int dk_open(engine **out, const char *path, const engine_opts *o) {
+static int dk_open_as(engine **out, const char *path, const engine_opts *o, const db_methods *m) {
     *out = NULL;
     int rc = duckdb_load();
     if (rc) return rc;
@@ -273,7 +302,7 @@ static int dk_open(engine **out, const char *path, const engine_opts *o) {
         free(d);
         return sqlm_error(SQLM_NOMEM, "out of memory");
     }
-    d->base.m = &db_duckdb;
+    d->base.m = m;
     for (size_t i = 0; i < ARRAY_LEN(d->scratch); i++) buf_init(&d->scratch[i]);
     duckdb_config cfg = NULL;
     char *err = NULL;
@@ -337,6 +366,10 @@ fail:
     if (cfg) api.duckdb_destroy_config(&cfg);
     dk_close(&d->base);
     return rc;
+}
+
+static int dk_open(engine **out, const char *path, const engine_opts *o) {
+    return dk_open_as(out, path, o, &db_duckdb);
 }
 
 /* ---------------------------------------------------------- parameters */
@@ -717,3 +750,450 @@ const db_methods db_duckdb = {
     .append = dk_append,
 };
 
+
+/* ------------------------------------------------------ native functions
+ *
+ * sqlm's kernels (kern/vec.c) as DuckDB scalar functions over whole rows,
+ * registered on the connection by the "duckdb-native" engine.  DuckDB hands
+ * a scalar function flat input vectors (ENGINE-NOTES), so row r of every
+ * argument is at index r.  A NULL argument gives a NULL result.  Each name
+ * has one signature: overloads of list and FLOAT[K] make calls ambiguous.
+ */
+
+/* A row of a FLOAT[] argument (or, for a FLOAT[32][] argument, the floats of
+ * its arrays back to back: n = 32 * arrays). */
+typedef struct frow {
+    const float *p;
+    idx_t n;
+} frow;
+
+typedef struct uarg {
+    duckdb_vector v;
+    const uint64_t *valid;
+    const duckdb_list_entry *le;   /* LIST arguments */
+    const void *data;              /* element data of a list, or the values */
+    const duckdb_list_entry *le2;  /* inner lists of a FLOAT[][] argument */
+    int width;                     /* floats per element: 1, or 32 for FLOAT[32][] */
+} uarg;
+
+enum { U_LIST, U_BLOCKS, U_LISTS, U_INT, U_FLOAT };
+
+static void uarg_init(uarg *a, duckdb_data_chunk in, idx_t col, int kind) {
+    memset(a, 0, sizeof *a);
+    a->v = api.duckdb_data_chunk_get_vector(in, col);
+    a->valid = api.duckdb_vector_get_validity(a->v);
+    a->width = 1;
+    if (kind == U_INT || kind == U_FLOAT) {
+        a->data = api.duckdb_vector_get_data(a->v);
+        return;
+    }
+    a->le = api.duckdb_vector_get_data(a->v);
+    duckdb_vector child = api.duckdb_list_vector_get_child(a->v);
+    if (kind == U_LIST) {
+        a->data = api.duckdb_vector_get_data(child);
+    } else if (kind == U_BLOCKS) {
+        a->data = api.duckdb_vector_get_data(api.duckdb_array_vector_get_child(child));
+        a->width = QK;
+    } else {
+        a->le2 = api.duckdb_vector_get_data(child);
+        a->data = api.duckdb_vector_get_data(api.duckdb_list_vector_get_child(child));
+    }
+}
+
+static frow uarg_row(const uarg *a, idx_t r) {
+    const duckdb_list_entry *e = &a->le[r];
+    return (frow){ (const float *)a->data + e->offset * (idx_t)a->width, e->length * (idx_t)a->width };
+}
+
+/* Element k of row r of a FLOAT[][] argument, and the row's element count. */
+static idx_t uarg_count(const uarg *a, idx_t r) { return a->le[r].length; }
+static frow uarg_elem(const uarg *a, idx_t r, idx_t k) {
+    const duckdb_list_entry *e = &a->le2[a->le[r].offset + k];
+    return (frow){ (const float *)a->data + e->offset, e->length };
+}
+
+static int64_t uarg_int(const uarg *a, idx_t r) { return ((const int32_t *)a->data)[r]; }
+static float uarg_float(const uarg *a, idx_t r) { return ((const float *)a->data)[r]; }
+
+/* The output of a list-valued function: rows appended one by one. */
+typedef struct uout {
+    duckdb_vector v;
+    duckdb_list_entry *le;
+    idx_t size;
+    size_t elem;                   /* bytes per element: 4 (FLOAT) or 8 (DOUBLE) */
+} uout;
+
+static void uout_init(uout *o, duckdb_vector v, size_t elem) {
+    o->v = v;
+    o->le = api.duckdb_vector_get_data(v);
+    o->size = 0;
+    o->elem = elem;
+}
+
+/* Room for row r's n elements, or NULL. */
+static void *uout_row(uout *o, idx_t r, idx_t n) {
+    if (api.duckdb_list_vector_reserve(o->v, o->size + n) != 0) return NULL;
+    char *p = (char *)api.duckdb_vector_get_data(api.duckdb_list_vector_get_child(o->v)) + o->size * o->elem;
+    o->le[r].offset = o->size;
+    o->le[r].length = n;
+    o->size += n;
+    return p;
+}
+
+static void uout_done(uout *o) { api.duckdb_list_vector_set_size(o->v, o->size); }
+
+static void set_null(duckdb_vector out, idx_t r) {
+    api.duckdb_vector_ensure_validity_writable(out);
+    api.duckdb_validity_set_row_invalid(api.duckdb_vector_get_validity(out), r);
+}
+
+/* Does any of the n arguments hold NULL in row r?  The result is then NULL. */
+static bool any_null(const uarg *a, int n, duckdb_vector out, idx_t r) {
+    for (int i = 0; i < n; i++)
+        if (!valid(a[i].valid, r)) {
+            set_null(out, r);
+            return true;
+        }
+    return false;
+}
+
+#define UDF_FAIL(msg)                                          \
+    do {                                                       \
+        api.duckdb_scalar_function_set_error(info, "sqlm: " msg); \
+        return;                                                \
+    } while (0)
+
+/* sqlm_dot(a FLOAT[], b FLOAT[]) -> FLOAT */
+static void udf_dot(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
+    uarg a[2];
+    uarg_init(&a[0], in, 0, U_LIST), uarg_init(&a[1], in, 1, U_LIST);
+    float *res = api.duckdb_vector_get_data(out);
+    for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
+        if (any_null(a, 2, out, r)) continue;
+        frow x = uarg_row(&a[0], r), y = uarg_row(&a[1], r);
+        if (x.n != y.n) UDF_FAIL("dot: length mismatch");
+        res[r] = vec_dot_f32(x.p, y.p, (size_t)x.n);
+    }
+}
+
+/* The activation packed by sqlm_quant for Q8_0/Q4_0 weights: per block of
+ * 32, its scale and then its 32 integer values. */
+#define PACKED (QK + 1)
+
+/* sqlm_qdot(w FLOAT[32][], s FLOAT[], x FLOAT[]) -> FLOAT: a Q8_0/Q4_0 row
+ * (integer values, block scales) times a packed activation, rounded as
+ * vec.c's Q8_0 dot: acc = fma(isum, d_w * d_x, acc) in block order. */
+static void udf_qdot(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
+    uarg a[3];
+    uarg_init(&a[0], in, 0, U_BLOCKS), uarg_init(&a[1], in, 1, U_LIST), uarg_init(&a[2], in, 2, U_LIST);
+    float *res = api.duckdb_vector_get_data(out);
+    for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
+        if (any_null(a, 3, out, r)) continue;
+        frow w = uarg_row(&a[0], r), s = uarg_row(&a[1], r), x = uarg_row(&a[2], r);
+        idx_t nb = w.n / QK;
+        if (s.n != nb || x.n != nb * PACKED) UDF_FAIL("qdot: shapes of weights, scales and input disagree");
+        res[r] = vec_dot_qpacked(w.p, s.p, x.p, (size_t)nb);
+    }
+}
+
+/* sqlm_qblocks(w FLOAT[32][], s FLOAT[], x FLOAT[], b0 INTEGER) -> DOUBLE[]:
+ * a chunk's exact block products isum * d_w * d_x, against blocks b0.. of
+ * the packed activation (the fold over chunks happens in SQL). */
+static void udf_qblocks(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
+    uarg a[4];
+    uarg_init(&a[0], in, 0, U_BLOCKS), uarg_init(&a[1], in, 1, U_LIST), uarg_init(&a[2], in, 2, U_LIST);
+    uarg_init(&a[3], in, 3, U_INT);
+    uout o;
+    uout_init(&o, out, sizeof(double));
+    for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
+        if (any_null(a, 4, out, r)) continue;
+        frow w = uarg_row(&a[0], r), s = uarg_row(&a[1], r), x = uarg_row(&a[2], r);
+        int64_t b0 = uarg_int(&a[3], r);
+        idx_t nb = w.n / QK;
+        if (s.n != nb || b0 < 0 || (idx_t)b0 + nb > x.n / PACKED) UDF_FAIL("qblocks: blocks outside the input");
+        double *p = uout_row(&o, r, nb);
+        if (!p) UDF_FAIL("qblocks: out of memory");
+        vec_qpacked_products(w.p, s.p, x.p + (idx_t)b0 * PACKED, (size_t)nb, p);
+    }
+    uout_done(&o);
+}
+
+/* sqlm_quant(x FLOAT[], dtype INTEGER) -> FLOAT[]: x as the products of that
+ * weight type take it (vec.c, ggml): Q8_0/Q4_0 packed blocks, F16 rounded
+ * to fp16, anything else unchanged. */
+static void udf_quant(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
+    uarg a[2];
+    uarg_init(&a[0], in, 0, U_LIST), uarg_init(&a[1], in, 1, U_INT);
+    uout o;
+    uout_init(&o, out, sizeof(float));
+    block_q8_0 q[64];
+    for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
+        if (any_null(a, 2, out, r)) continue;
+        frow x = uarg_row(&a[0], r);
+        int dt = (int)uarg_int(&a[1], r);
+        bool blocks = vec_act_type(dt) == DT_Q8_0;
+        if (blocks && x.n % QK) UDF_FAIL("quant: length not a multiple of 32");
+        float *p = uout_row(&o, r, blocks ? x.n / QK * PACKED : x.n);
+        if (!p) UDF_FAIL("quant: out of memory");
+        if (!blocks) {
+            for (idx_t i = 0; i < x.n; i++) p[i] = dt == DT_F16 ? fp16_to_f32(f32_to_fp16(x.p[i])) : x.p[i];
+            continue;
+        }
+        for (idx_t b0 = 0; b0 < x.n / QK; b0 += ARRAY_LEN(q)) {
+            idx_t nb = MIN(x.n / QK - b0, (idx_t)ARRAY_LEN(q));
+            vec_quant_q8_0(x.p + b0 * QK, q, (size_t)(nb * QK));
+            for (idx_t b = 0; b < nb; b++) {
+                float *pb = p + (b0 + b) * PACKED;
+                pb[0] = fp16_to_f32(q[b].d);
+                for (int j = 0; j < QK; j++) pb[1 + j] = q[b].qs[j];
+            }
+        }
+    }
+    uout_done(&o);
+}
+
+/* sqlm_rmsnorm(x FLOAT[], g FLOAT[], eps FLOAT) -> FLOAT[] */
+static void udf_rmsnorm(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
+    uarg a[3];
+    uarg_init(&a[0], in, 0, U_LIST), uarg_init(&a[1], in, 1, U_LIST), uarg_init(&a[2], in, 2, U_FLOAT);
+    uout o;
+    uout_init(&o, out, sizeof(float));
+    for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
+        if (any_null(a, 3, out, r)) continue;
+        frow x = uarg_row(&a[0], r), g = uarg_row(&a[1], r);
+        if (x.n != g.n || x.n == 0) UDF_FAIL("rmsnorm: length mismatch");
+        float *p = uout_row(&o, r, x.n);
+        if (!p) UDF_FAIL("rmsnorm: out of memory");
+        vec_rmsnorm(p, x.p, g.p, (size_t)x.n, uarg_float(&a[2], r));
+    }
+    uout_done(&o);
+}
+
+/* sqlm_rope(x, cs, n_head, n_head_kv, hd, interleaved, q_scale) -> FLOAT[]:
+ * q (scaled by q_scale) and the k heads after it rotated; the rest copied. */
+static void udf_rope(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
+    uarg a[7];
+    uarg_init(&a[0], in, 0, U_LIST), uarg_init(&a[1], in, 1, U_LIST);
+    for (int i = 2; i < 6; i++) uarg_init(&a[i], in, (idx_t)i, U_INT);
+    uarg_init(&a[6], in, 6, U_FLOAT);
+    uout o;
+    uout_init(&o, out, sizeof(float));
+    for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
+        if (any_null(a, 7, out, r)) continue;
+        frow x = uarg_row(&a[0], r), cs = uarg_row(&a[1], r);
+        int64_t nq = uarg_int(&a[2], r), nkv = uarg_int(&a[3], r), hd = uarg_int(&a[4], r);
+        float qs = uarg_float(&a[6], r);
+        if (nq <= 0 || nkv < 0 || hd <= 0 || hd % 2 || (idx_t)((nq + nkv) * hd) > x.n || cs.n != (idx_t)hd)
+            UDF_FAIL("rope: bad shape");
+        float *p = uout_row(&o, r, x.n);
+        if (!p) UDF_FAIL("rope: out of memory");
+        memcpy(p, x.p, x.n * sizeof *p);
+        if (qs != 1.0f)
+            for (int64_t i = 0; i < nq * hd; i++) p[i] *= qs;
+        vec_rope(p, cs.p, (int)(nq + nkv), (int)hd, uarg_int(&a[5], r) != 0);
+    }
+    uout_done(&o);
+}
+
+/* sqlm_swiglu(gu FLOAT[]) -> FLOAT[]: silu(first half) * second half */
+static void udf_swiglu(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
+    uarg a[1];
+    uarg_init(&a[0], in, 0, U_LIST);
+    uout o;
+    uout_init(&o, out, sizeof(float));
+    for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
+        if (any_null(a, 1, out, r)) continue;
+        frow x = uarg_row(&a[0], r);
+        if (x.n % 2) UDF_FAIL("swiglu: odd length");
+        float *p = uout_row(&o, r, x.n / 2);
+        if (!p) UDF_FAIL("swiglu: out of memory");
+        vec_swiglu(p, x.p, (size_t)(x.n / 2));
+    }
+    uout_done(&o);
+}
+
+/* sqlm_vadd(a FLOAT[], b FLOAT[]) -> FLOAT[] */
+static void udf_vadd(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
+    uarg a[2];
+    uarg_init(&a[0], in, 0, U_LIST), uarg_init(&a[1], in, 1, U_LIST);
+    uout o;
+    uout_init(&o, out, sizeof(float));
+    for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
+        if (any_null(a, 2, out, r)) continue;
+        frow x = uarg_row(&a[0], r), y = uarg_row(&a[1], r);
+        if (x.n != y.n) UDF_FAIL("vadd: length mismatch");
+        float *p = uout_row(&o, r, x.n);
+        if (!p) UDF_FAIL("vadd: out of memory");
+        for (idx_t i = 0; i < x.n; i++) p[i] = x.p[i] + y.p[i];
+    }
+    uout_done(&o);
+}
+
+/* sqlm_qk(q, k, n_head, n_head_kv, hd) -> FLOAT[n_head]: q_h . k_(h / group) */
+static void udf_qk(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
+    uarg a[5];
+    uarg_init(&a[0], in, 0, U_LIST), uarg_init(&a[1], in, 1, U_LIST);
+    for (int i = 2; i < 5; i++) uarg_init(&a[i], in, (idx_t)i, U_INT);
+    uout o;
+    uout_init(&o, out, sizeof(float));
+    for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
+        if (any_null(a, 5, out, r)) continue;
+        frow q = uarg_row(&a[0], r), k = uarg_row(&a[1], r);
+        int64_t nh = uarg_int(&a[2], r), nkv = uarg_int(&a[3], r), hd = uarg_int(&a[4], r);
+        if (nh <= 0 || nkv <= 0 || nh % nkv || hd <= 0 || q.n < (idx_t)(nh * hd) || k.n != (idx_t)(nkv * hd))
+            UDF_FAIL("qk: bad shape");
+        float *p = uout_row(&o, r, (idx_t)nh);
+        if (!p) UDF_FAIL("qk: out of memory");
+        for (int64_t h = 0; h < nh; h++) p[h] = vec_dot_f32(q.p + h * hd, k.p + (h / (nh / nkv)) * hd, (size_t)hd);
+    }
+    uout_done(&o);
+}
+
+/* sqlm_vmax(s FLOAT[][]) -> FLOAT[]: the element-wise maximum of the lists */
+static void udf_vmax(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
+    uarg a[1];
+    uarg_init(&a[0], in, 0, U_LISTS);
+    uout o;
+    uout_init(&o, out, sizeof(float));
+    for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
+        if (any_null(a, 1, out, r)) continue;
+        idx_t nk = uarg_count(&a[0], r);
+        if (nk == 0) UDF_FAIL("vmax: no lists");
+        frow first = uarg_elem(&a[0], r, 0);
+        float *p = uout_row(&o, r, first.n);
+        if (!p) UDF_FAIL("vmax: out of memory");
+        memcpy(p, first.p, first.n * sizeof *p);
+        for (idx_t k = 1; k < nk; k++) {
+            frow e = uarg_elem(&a[0], r, k);
+            if (e.n != first.n) UDF_FAIL("vmax: length mismatch");
+            for (idx_t i = 0; i < e.n; i++) p[i] = fmaxf(p[i], e.p[i]);
+        }
+    }
+    uout_done(&o);
+}
+
+/* sqlm_attn(s FLOAT[][], mx FLOAT[], v FLOAT[][], n_head, n_head_kv, hd) ->
+ * FLOAT[n_head * hd]: per head, sum_k e * v_k / sum_k e with e = exp(s_k - mx),
+ * the keys in list order (as db/sqlite.c's sqlm_attn adds them). */
+static void udf_attn(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
+    uarg a[6];
+    uarg_init(&a[0], in, 0, U_LISTS), uarg_init(&a[1], in, 1, U_LIST), uarg_init(&a[2], in, 2, U_LISTS);
+    for (int i = 3; i < 6; i++) uarg_init(&a[i], in, (idx_t)i, U_INT);
+    uout o;
+    uout_init(&o, out, sizeof(float));
+    float z[1024];
+    for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
+        if (any_null(a, 6, out, r)) continue;
+        int64_t nh = uarg_int(&a[3], r), nkv = uarg_int(&a[4], r), hd = uarg_int(&a[5], r);
+        frow mx = uarg_row(&a[1], r);
+        idx_t nk = uarg_count(&a[0], r);
+        if (nh <= 0 || nh > (int64_t)ARRAY_LEN(z) || nkv <= 0 || nh % nkv || hd <= 0 || mx.n != (idx_t)nh ||
+            uarg_count(&a[2], r) != nk)
+            UDF_FAIL("attn: bad shape");
+        float *p = uout_row(&o, r, (idx_t)(nh * hd));
+        if (!p) UDF_FAIL("attn: out of memory");
+        memset(p, 0, (size_t)(nh * hd) * sizeof *p);
+        memset(z, 0, (size_t)nh * sizeof *z);
+        const int64_t group = nh / nkv;
+        for (idx_t k = 0; k < nk; k++) {
+            frow s = uarg_elem(&a[0], r, k), v = uarg_elem(&a[2], r, k);
+            if (s.n != (idx_t)nh || v.n != (idx_t)(nkv * hd)) UDF_FAIL("attn: bad shape");
+            for (int64_t h = 0; h < nh; h++) {
+                float e = expf(s.p[h] - mx.p[h]), *ph = p + h * hd;
+                const float *vh = v.p + (h / group) * hd;
+                for (int64_t i = 0; i < hd; i++) ph[i] += e * vh[i];
+                z[h] += e;
+            }
+        }
+        for (int64_t h = 0; h < nh; h++)
+            for (int64_t i = 0; i < hd; i++) p[h * hd + i] /= z[h];
+    }
+    uout_done(&o);
+}
+
+#undef UDF_FAIL
+
+/* Parameter and result types, by letter: f FLOAT, i INTEGER, d DOUBLE,
+ * L FLOAT[], B FLOAT[32][], M FLOAT[][], D DOUBLE[]. */
+static const struct {
+    const char *name, *params, ret;
+    duckdb_scalar_function_t fn;
+} udfs[] = {
+    { "sqlm_dot", "LL", 'f', udf_dot },
+    { "sqlm_qdot", "BLL", 'f', udf_qdot },
+    { "sqlm_qblocks", "BLLi", 'D', udf_qblocks },
+    { "sqlm_quant", "Li", 'L', udf_quant },
+    { "sqlm_rmsnorm", "LLf", 'L', udf_rmsnorm },
+    { "sqlm_rope", "LLiiiif", 'L', udf_rope },
+    { "sqlm_swiglu", "L", 'L', udf_swiglu },
+    { "sqlm_vadd", "LL", 'L', udf_vadd },
+    { "sqlm_qk", "LLiii", 'L', udf_qk },
+    { "sqlm_vmax", "M", 'L', udf_vmax },
+    { "sqlm_attn", "MLMiii", 'L', udf_attn },
+};
+
+static duckdb_logical_type udf_type(char c) {
+    duckdb_logical_type f = api.duckdb_create_logical_type(c == 'd' || c == 'D' ? T_DOUBLE : T_FLOAT), t, u;
+    switch (c) {
+    case 'i': api.duckdb_destroy_logical_type(&f); return api.duckdb_create_logical_type(T_INTEGER);
+    case 'f': case 'd': return f;
+    case 'L': case 'D': t = api.duckdb_create_list_type(f); break;
+    case 'B':
+        u = api.duckdb_create_array_type(f, QK);
+        t = api.duckdb_create_list_type(u);
+        api.duckdb_destroy_logical_type(&u);
+        break;
+    default:   /* 'M' */
+        u = api.duckdb_create_list_type(f);
+        t = api.duckdb_create_list_type(u);
+        api.duckdb_destroy_logical_type(&u);
+        break;
+    }
+    api.duckdb_destroy_logical_type(&f);
+    return t;
+}
+
+static int dk_register_udfs(duck_engine *d) {
+    if (udf_missing)
+        return sqlm_error(SQLM_UNSUPPORTED, "engine duckdb-native: libduckdb.so %s lacks %s", lib_version,
+                          udf_missing);
+    for (size_t i = 0; i < ARRAY_LEN(udfs); i++) {
+        duckdb_scalar_function f = api.duckdb_create_scalar_function();
+        api.duckdb_scalar_function_set_name(f, udfs[i].name);
+        for (const char *p = udfs[i].params; *p; p++) {
+            duckdb_logical_type t = udf_type(*p);
+            api.duckdb_scalar_function_add_parameter(f, t);
+            api.duckdb_destroy_logical_type(&t);
+        }
+        duckdb_logical_type t = udf_type(udfs[i].ret);
+        api.duckdb_scalar_function_set_return_type(f, t);
+        api.duckdb_destroy_logical_type(&t);
+        api.duckdb_scalar_function_set_function(f, udfs[i].fn);
+        duckdb_state st = api.duckdb_register_scalar_function(d->con, f);
+        api.duckdb_destroy_scalar_function(&f);
+        if (st != 0) return sqlm_error(SQLM_DB, "duckdb: %s: cannot register %s", d->path, udfs[i].name);
+    }
+    return SQLM_OK;
+}
+
+static int dk_open_native(engine **out, const char *path, const engine_opts *o) {
+    int rc = dk_open_as(out, path, o, &db_duckdb_native);
+    if (rc || o->plain) return rc;
+    if ((rc = dk_register_udfs((duck_engine *)*out))) {
+        dk_close(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+const db_methods db_duckdb_native = {
+    .name = "duckdb-native",
+    .dialect = DIA_DUCKDB_NATIVE,
+    .open = dk_open_native,
+    .close = dk_close,
+    .exec = dk_exec,
+    .query = dk_query,
+    .load_program = dk_load_program,
+    .run_program = dk_run_program,
+    .remove = dk_remove,
+};

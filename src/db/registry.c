@@ -16,6 +16,7 @@ static const struct {
 } engines[] = {
     { &db_sqlite, 0, "SQLite format 3" },
     { &db_duckdb, 8, "DUCK" },
+    { &db_duckdb_native, 8, "DUCK" },   /* by name only: a file sniffs as duckdb */
 };
 
 const db_methods *db_find(const char *name) {

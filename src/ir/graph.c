@@ -55,18 +55,21 @@ static int node(ir_graph *g, int op, int layer, const char *name, int a, int b, 
     return g->n_nodes++;
 }
 
-/* A matrix product with weight table wname; quantizes the input first when
- * the weight type multiplies a quantized activation. */
+/* A matrix product with weight table wname.  Weights of any type but F32
+ * get a QUANT node first: the input rounded as llama.cpp's products of that
+ * type round it (Q8_0 blocks for Q8_0/Q4_0, fp16 for F16), or passed through
+ * where a dialect's own kernel does the rounding. */
 static int matmul(ir_graph *g, int layer, const char *name, int x, const char *wname, bool bias) {
     const ir_weight *w = ir_find_weight(g, wname);
     if (!w) return sqlm_error(SQLM_FORMAT, "weight table %s missing", wname), -1;
-    if (vec_act_type(w->dtype) != DT_F32) {
+    if (w->dtype != DT_F32) {
         char qn[32];
         snprintf(qn, sizeof qn, "%s_in", name);
         x = node(g, IR_OP_QUANT, layer, qn, x, -1, -1);
         if (x < 0) return -1;
         g->nodes[x].wdtype = w->dtype;
         g->nodes[x].n_out = w->n_in;
+        g->nodes[x].n_in = w->n_in;
     }
     int m = node(g, IR_OP_MATMUL, layer, name, x, -1, -1);
     if (m < 0) return -1;

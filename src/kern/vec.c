@@ -136,6 +136,62 @@ static float dot_q4_0(const block_q4_0 *w, const block_q8_0 *x, size_t nb) {
     return s;
 }
 
+/*
+ * Exact block sums of products for nb blocks of 32 float-held integers
+ * (|sums| < 2^24, so any order is exact): w contiguous, x's block b at
+ * x + b * xstride.
+ */
+static void isums_f32(const float *w, const float *x, size_t xstride, size_t nb, float *out) {
+    size_t b = 0;
+#ifdef VEC_AVX2
+    for (; b + 8 <= nb; b += 8) {
+        __m256 a[8];
+        for (int k = 0; k < 8; k++) {
+            const float *wb = w + (b + k) * QK, *xb = x + (b + k) * xstride;
+            __m256 s = _mm256_mul_ps(_mm256_loadu_ps(wb), _mm256_loadu_ps(xb));
+            s = _mm256_fmadd_ps(_mm256_loadu_ps(wb + 8), _mm256_loadu_ps(xb + 8), s);
+            s = _mm256_fmadd_ps(_mm256_loadu_ps(wb + 16), _mm256_loadu_ps(xb + 16), s);
+            a[k] = _mm256_fmadd_ps(_mm256_loadu_ps(wb + 24), _mm256_loadu_ps(xb + 24), s);
+        }
+        __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+        __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+        _mm256_storeu_ps(out + b, _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                                                _mm256_permute2f128_ps(u0, u1, 0x31)));
+    }
+#endif
+    for (; b < nb; b++) {
+        float s = 0;
+        for (int j = 0; j < QK; j++) s += w[b * QK + j] * x[b * xstride + j];
+        out[b] = s;
+    }
+}
+
+/*
+ * A Q8_0/Q4_0 row held as floats (wq: the integer values, ws: the block
+ * scales) times an activation packed per block as its scale and then its 32
+ * integer values (33 floats), rounded as dot_q8_0: acc = fma(isum, d_w *
+ * d_x, acc) in block order.  Gives dot_q8_0's result bit for bit.
+ */
+float vec_dot_qpacked(const float *wq, const float *ws, const float *xp, size_t nb) {
+    float acc = 0, is[64];
+    for (size_t b0 = 0; b0 < nb; b0 += 64) {
+        size_t n = MIN(nb - b0, 64);
+        isums_f32(wq + b0 * QK, xp + b0 * (QK + 1) + 1, QK + 1, n, is);
+        for (size_t b = 0; b < n; b++) acc = fmaf(is[b], ws[b0 + b] * xp[(b0 + b) * (QK + 1)], acc);
+    }
+    return acc;
+}
+
+/* The nb exact block products isum * d_w * d_x of vec_dot_qpacked, unsummed. */
+void vec_qpacked_products(const float *wq, const float *ws, const float *xp, size_t nb, double *out) {
+    float is[64];
+    for (size_t b0 = 0; b0 < nb; b0 += 64) {
+        size_t n = MIN(nb - b0, 64);
+        isums_f32(wq + b0 * QK, xp + b0 * (QK + 1) + 1, QK + 1, n, is);
+        for (size_t b = 0; b < n; b++) out[b0 + b] = (double)is[b] * (double)(ws[b0 + b] * xp[(b0 + b) * (QK + 1)]);
+    }
+}
+
 /* The activation type a weight type is multiplied with. */
 int vec_act_type(int wdtype) {
     return wdtype == DT_Q8_0 || wdtype == DT_Q4_0 ? DT_Q8_0 : DT_F32;

@@ -165,7 +165,8 @@ static db_val vec_val(importer *im, const float *p, size_t n) {
 /*
  * Write one fused matrix as table name.  WL_TILES: tiles of tile_rows rows
  * in the storage type, sized near tile_bytes.  WL_ROWS_F32: one matrix row
- * per table row in float32, split into chunks only when --tile-bytes asks
+ * per table row in float32 (F16 values exactly; Q8_0/Q4_0 as their integer
+ * values and block scales), split into chunks only when --tile-bytes asks
  * for it.  whole_rows keeps rows unsplit (the embedding is read by row).
  */
 static int write_matrix(importer *im, const char *name, const fused *f, bool whole_rows) {
@@ -174,11 +175,16 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         if (f->t[i]->ne[0] != n_in)
             return sqlm_error(SQLM_FORMAT, "%s: fused parts of %s disagree on width", im->m->path, name);
     const bool rows = im->d->weight_layout == WL_ROWS_F32;
-    int dt = rows ? DT_F32 : pick_dtype(f, im->o->wtype);
+    /* vt: the type whose values the matrix holds (recorded in sqlm_weight, it
+     * decides how the products round their input); dt: how they are stored.
+     * Float rows hold vt's values exactly: F16 as floats, Q8_0/Q4_0 as their
+     * integer values with the block scales beside them. */
+    const int vt = pick_dtype(f, im->o->wtype);
+    int dt = rows ? DT_F32 : vt;
     size_t rb, tile = im->o->tile_bytes ? im->o->tile_bytes : DEFAULT_TILE_BYTES;
-    if (!dtype_row_bytes(dt, (size_t)n_in, &rb))
+    if (!dtype_row_bytes(vt, (size_t)n_in, &rb) || !dtype_row_bytes(dt, (size_t)n_in, &rb))
         return sqlm_error(SQLM_FORMAT, "%s: %s: width %lld is not a multiple of the %s block",
-                          im->m->path, name, (long long)n_in, dtype_name(dt));
+                          im->m->path, name, (long long)n_in, dtype_name(vt));
     int64_t chunk = n_in;
     if (rb > tile && !whole_rows && (!rows || im->o->tile_bytes)) {
         size_t blocks = MAX(tile / dtype_block_bytes(dt), 1);
@@ -186,6 +192,7 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         /* a chunk converted from a quantized part starts on its blocks */
         int64_t align = 1;
         for (int i = 0; i < f->n; i++) align = MAX(align, (int64_t)dtype_block(f->t[i]->dtype));
+        align = MAX(align, (int64_t)dtype_block(vt));
         if (chunk < n_in) chunk = MIN(MAX(chunk / align, 1) * align, n_in);
     }
     size_t cb;
@@ -193,31 +200,44 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     int64_t tile_rows = rows ? 1 : MAX((int64_t)(tile / cb), 1);
     tile_rows = MIN(tile_rows, n_out);
     int64_t n_chunks = (n_in + chunk - 1) / chunk;
-    /* ROW2COL: whole float rows stored as pivot columns c0.. of n_in / pivot */
-    const int pivot = rows && chunk == n_in && !whole_rows ? row2col_pivots(im->o->row2col, n_out, n_in) : 0;
-
+    /* Float rows of Q8_0/Q4_0 values: the integer values and the block
+     * scales (s), so products can sum each block exactly as llama.cpp does. */
+    const bool qrows = rows && dtype_block(vt) > 1 && im->d->q_blocks;
+    /* ROW2COL: whole float rows stored as pivot columns c0.. of n_in / pivot
+     * (not quantized rows: their blocks and scales stay whole) */
+    const int pivot = rows && !qrows && chunk == n_in && !whole_rows
+                          ? row2col_pivots(im->o->row2col, n_out, n_in) : 0;
     buf sql;
     buf_init(&sql);
-    buf_appendf(&sql, "CREATE TABLE %s(", name);
+    char flat[48];   /* where quantized rows go first, as lists of their integer values */
+    snprintf(flat, sizeof flat, "%s_flat", name);
+    buf_appendf(&sql, "CREATE TABLE %s(", qrows ? flat : name);
     dialect_subst(im->e->m->dialect, "id INTEGER{pk}, row INTEGER, col INTEGER", &sql);
     if (!pivot) dialect_subst(im->e->m->dialect, ", v {vec}", &sql);
     for (int p = 0; p < pivot; p++) {
         buf_appendf(&sql, ", c%d ", p);
         dialect_subst(im->e->m->dialect, "{vec}", &sql);
     }
+    if (qrows) dialect_subst(im->e->m->dialect, ", s {vec}", &sql);
     buf_puts(&sql, ")");
     int rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
     /* one tile per statement; float rows are small, so many per statement
      * (or per appended chunk where the engine bulk-loads) */
     const int per_stmt = !rows ? 1 : im->e->m->append ? APPEND_ROWS : ROWS_PER_INSERT;
-    const int ncol = 3 + (pivot ? pivot : 1);
+    const int ncol = 3 + (pivot ? pivot : 1) + qrows;
     db_val v[3 + 64];
     batch ins = { 0 };
     if (!rc && pivot > 64) rc = sqlm_error(SQLM_RANGE, "%s: %d pivot columns", name, pivot);
-    if (!rc) rc = batch_init(&ins, im, name, ncol, per_stmt);
+    if (!rc) rc = batch_init(&ins, im, qrows ? flat : name, ncol, per_stmt);
     char *data = malloc(cb * (size_t)tile_rows * (size_t)per_stmt);
     float *tmp = malloc((size_t)n_in * sizeof *tmp);
-    if (!rc && (!data || !tmp || sql.rc)) rc = sqlm_error(SQLM_NOMEM, "out of memory importing %s", name);
+    size_t vb = 0;   /* a chunk of vt's bytes, for float rows of quantized or F16 values */
+    dtype_row_bytes(vt, (size_t)chunk, &vb);
+    char *vrow = rows && vt != DT_F32 ? malloc(vb) : NULL;
+    const size_t nsc = (size_t)chunk / QK;   /* block scales per chunk */
+    float *scales = qrows ? malloc(nsc * (size_t)per_stmt * sizeof *scales) : NULL;
+    if (!rc && (!data || !tmp || sql.rc || (rows && vt != DT_F32 && !vrow) || (qrows && !scales)))
+        rc = sqlm_error(SQLM_NOMEM, "out of memory importing %s", name);
     for (int64_t r0 = 0; !rc && r0 < n_out; r0 += tile_rows) {
         int64_t nr = MIN(tile_rows, n_out - r0);
         for (int64_t c = 0; !rc && c < n_chunks; c++) {
@@ -225,11 +245,19 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
             size_t wb;
             dtype_row_bytes(dt, (size_t)w, &wb);
             char *slot = data + cb * (size_t)tile_rows * (size_t)ins.n;   /* kept until the flush */
-            for (int64_t r = 0; r < nr; r++) fused_row(f, r0 + r, c0, w, dt, slot + wb * (size_t)r, tmp);
+            float *sc = qrows ? scales + nsc * (size_t)ins.n : NULL;
+            for (int64_t r = 0; r < nr; r++) {
+                float *out = (float *)(slot + wb * (size_t)r);
+                if (!vrow) fused_row(f, r0 + r, c0, w, dt, slot + wb * (size_t)r, tmp);
+                else fused_row(f, r0 + r, c0, w, vt, vrow, tmp);
+                if (qrows) dtype_to_blocks(vt, vrow, out, sc, (size_t)w);
+                else if (vrow) dtype_to_f32(vt, vrow, out, (size_t)w);
+            }
             v[0] = dbv_int(r0 / tile_rows * n_chunks + c), v[1] = dbv_int(r0), v[2] = dbv_int(c0);
             v[3] = rows ? vec_val(im, (const float *)slot, (size_t)w) : dbv_blob(slot, wb * (size_t)nr);
             for (int p = 0; p < pivot; p++)
                 v[3 + p] = vec_val(im, (const float *)slot + p * (w / pivot), (size_t)(w / pivot));
+            if (qrows) v[4] = vec_val(im, sc, (size_t)w / QK);
             rc = batch_add(&ins, v);
             /* under a budget the source's pages leave RSS as they are used */
             if (im->o->mem_budget && (im->released += wb * (size_t)nr) >= im->o->mem_budget / 16) {
@@ -239,12 +267,19 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         }
     }
     if (!rc) rc = batch_flush(&ins);
+    if (!rc && qrows) {
+        buf_reset(&sql);
+        buf_appendf(&sql, im->d->q_blocks, name);
+        rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
+    }
     batch_free(&ins);
     free(data);
     free(tmp);
+    free(vrow);
+    free(scales);
     buf_free(&sql);
     if (rc) return rc;
-    db_val wv[7] = { dbv_text(name), dbv_int(dt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
+    db_val wv[7] = { dbv_text(name), dbv_int(vt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
                      dbv_int(chunk), dbv_int(pivot) };
     rc = im->e->m->query(im->e, "INSERT INTO sqlm_weight VALUES (?, ?, ?, ?, ?, ?, ?)", wv, 7, NULL, NULL);
     progress(im, name);
@@ -468,10 +503,6 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         rc = sqlm_error(SQLM_UNSUPPORTED, "engine %s: ROW2COL needs float rows (engine duckdb)", dm->name);
         goto done;
     }
-    if (dl->weight_layout == WL_ROWS_F32 && o->wtype >= 0 && o->wtype != DT_F32) {
-        rc = sqlm_error(SQLM_UNSUPPORTED, "engine %s stores weights as float32 only (--type f32)", dm->name);
-        goto done;
-    }
     buf b;
     buf_init(&b);
     buf_appendf(&b, "%s.tmp-%d", out_path, (int)getpid());
@@ -484,8 +515,8 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         bool quant = false;
         for (int i = 0; i < m->n_tensors; i++) quant |= m->tensors[i].dtype != DT_F32;
         if (quant)
-            fprintf(stderr, "import: engine %s stores float32 weights: the model's tensors are "
-                            "converted to F32 (4 bytes per weight)\n", dm->name);
+            fprintf(stderr, "import: engine %s stores weights as float32 (4 bytes per weight); "
+                            "F16 and quantized values stay exact\n", dm->name);
     }
     importer im = { e, dl, m, o, 0, 0, 0 };
     rc = write_model(&im);

@@ -10,7 +10,10 @@
  *   sqlm_weight(name TEXT PRIMARY KEY, dtype, n_out, n_in, tile_rows, chunk, n_pivot)
  *   <weight>(id INTEGER PRIMARY KEY, row, col, v BLOB)   tiles of tile_rows rows
  *        x chunk columns; id = (row / tile_rows) * n_chunks + col / chunk
- *        (DuckDB: v FLOAT[], one float32 row or chunk per table row, tile_rows 1)
+ *        (DuckDB: v FLOAT[], one float32 row or chunk per table row, tile_rows 1,
+ *        holding the values of type dtype exactly, so the products can round
+ *        their input as llama.cpp does for that type; Q8_0/Q4_0 tables hold
+ *        v FLOAT[32][], the integer values per block, and s FLOAT[], the scales)
  *   norm(layer, kind, v)   bias(layer, v)   rope(pos, cs)
  *   vocab(id, piece, score, attr)   merges(rank, pair)   tokenizer(key, value)
  *   program(step, name, sql)          the default decode program, for any client

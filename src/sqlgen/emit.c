@@ -16,10 +16,20 @@
 
 /* ------------------------------------------------------------- dialects */
 
+#define DUCK_Q_BLOCKS                                                                             \
+    "CREATE TABLE %1$s AS SELECT id, row, col,\n"                                                   \
+    "  list_transform(range(len(v) // 32), lambda b: v[b * 32 + 1 : b * 32 + 32]::FLOAT[32]) AS v, s\n" \
+    "FROM %1$s_flat;\n"                                                                             \
+    "DROP TABLE %1$s_flat"
+
 static const sql_dialect dialects[DIA_COUNT] = {
-    /* name      vector     any        keyed temp tables  materialised CTE  weights      vector binding */
-    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    " MATERIALIZED",  WL_TILES,    DBV_BLOB },
-    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC },
+    /* name      vector     any        keyed temp tables  materialised CTE  weights      vector binding,
+     * then how a quantized weight table gets its blocks */
+    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    " MATERIALIZED",  WL_TILES,    DBV_BLOB, NULL, -1 },
+    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, -1 },
+    /* DuckDB with sqlm's C functions (db/duckdb.c): the same storage; its
+     * own templates where a function does the work, DuckDB's elsewhere */
+    { "duckdb-native", "FLOAT[]", "VARCHAR", "",         "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, DIA_DUCKDB },
 };
 
 int dialect_from_name(const char *name) {
@@ -109,23 +119,84 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
      * in float32.  Element-wise maps are list_transform lambdas (1-based
      * index i); products are list_dot_product, gathered in row order by
      * list(... ORDER BY row).  Attention is relational, one row per
-     * (query, key, head); its softmax subtracts the maximum. */
+     * (query, key, head); its softmax subtracts the maximum.
+     *
+     * Arithmetic is float32 where sqlm's C kernels (and llama.cpp) use
+     * float: FLOAT op FLOAT is FLOAT in DuckDB, and one +, -, *, / or sqrt
+     * done in DOUBLE then cast to FLOAT rounds as the float op would.
+     * Q8_0 and Q4_0 weights are stored as blocks of their integer values
+     * (v FLOAT[32][]) with the block scales (s FLOAT[]); see QUANT and
+     * MATMUL. */
     [IR_OP_EMBED][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
-        "SELECT i.pos AS pos, w.v AS v FROM {in0} i JOIN {w} w ON w.row = i.tok" },
+        "SELECT i.pos AS pos, {?quant}list_transform(flatten(w.v::FLOAT[][]), lambda e, j: e * w.s[(j - 1) // 32 + 1]){/}"
+        "{?!quant}w.v{/} AS v\n"
+        "FROM {in0} i JOIN {w} w ON w.row = i.tok" },
+    /* as ggml: squares rounded to float, summed in double, the mean rounded
+     * to float, scale = 1 / sqrtf(mean + eps), then (x * scale) * g */
     [IR_OP_RMSNORM][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, list_transform(x.v, lambda e, i: (e * x.s) * n.v[i]) AS v\n"
-        "FROM (SELECT pos, v, (1 / sqrt((list_dot_product(v, v) / len(v))::FLOAT + {eps}::FLOAT))::FLOAT AS s\n"
+        "FROM (SELECT pos, v, 1::FLOAT / sqrt((list_sum(list_transform(v, lambda e: (e * e)::DOUBLE)) / len(v))::FLOAT\n"
+        "                                     + {eps}::FLOAT)::FLOAT AS s\n"
         "      FROM {in0}) x,\n"
         "  norm n WHERE n.layer = {layer} AND n.kind = '{w}'" },
-    [IR_OP_QUANT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,   /* weights are float32: nothing to do */
-        "SELECT pos, v FROM {in0}" },
+    /* A product's input rounded as llama.cpp's CPU backend rounds it: v is
+     * the rounded activation; for Q8_0/Q4_0 weights also its blocks of
+     * integers q and their scales d.  Q8_0 per block of 32: amax = max |x|,
+     * d = fp16(amax / 127), q = round_even(x * (127 / amax)), v = d * q (as
+     * ggml's x86 quantize_row_q8_0).  F16: v = fp16(x).  fp16(f) rounds to
+     * nearest even at the unit 2^(max(floor(log2 |f|), -14) - 10), exact in
+     * DOUBLE, subnormals included; |f| >= 65520 overflows to infinity. */
+    [IR_OP_QUANT][DIA_DUCKDB] = { "pos, v, q, d", "pos INTEGER, v FLOAT[], q FLOAT[32][], d FLOAT[]",
+        "{?quant}"
+        "SELECT x.pos AS pos, list_transform(x.qv, lambda e, i: x.d[(i - 1) // 32 + 1] * e) AS v,\n"
+        "  list_transform(range({n_blocks}), lambda b: x.qv[b * 32 + 1 : b * 32 + 32]::FLOAT[32]) AS q, x.d AS d\n"
+        "FROM (SELECT pos, list_transform(v, lambda e, i: round_even(e * id[(i - 1) // 32 + 1], 0)) AS qv, d\n"
+        "  FROM (SELECT pos, v,\n"
+        "          list_transform(am, lambda a: CASE WHEN a = 0 THEN 0::FLOAT ELSE 127::FLOAT / a END) AS id,\n"
+        "          list_transform(am, lambda a: CASE WHEN a = 0 THEN 0::FLOAT\n"
+        "            WHEN a / 127::FLOAT >= 65520 THEN 'inf'::FLOAT\n"
+        "            ELSE (round_even((a / 127::FLOAT)::DOUBLE\n"
+        "                             / pow(2.0, greatest(floor(log2((a / 127::FLOAT)::DOUBLE)), -14) - 10), 0)\n"
+        "                  * pow(2.0, greatest(floor(log2((a / 127::FLOAT)::DOUBLE)), -14) - 10))::FLOAT END) AS d\n"
+        "        FROM (SELECT pos, v, list_transform(range({n_blocks}), lambda b:\n"
+        "                       list_max(list_transform(v[b * 32 + 1 : b * 32 + 32], lambda e: abs(e)))) AS am\n"
+        "              FROM {in0}))) x{/}"
+        "{?f16}"
+        "SELECT pos, list_transform(v, lambda e: CASE WHEN e = 0 THEN e\n"
+        "  WHEN abs(e) >= 65520 THEN sign(e) * 'inf'::FLOAT\n"
+        "  ELSE (round_even(e::DOUBLE / pow(2.0, greatest(floor(log2(abs(e)::DOUBLE)), -14) - 10), 0)\n"
+        "        * pow(2.0, greatest(floor(log2(abs(e)::DOUBLE)), -14) - 10))::FLOAT END) AS v,\n"
+        "  NULL::FLOAT[32][] AS q, NULL::FLOAT[] AS d\n"
+        "FROM {in0}{/}"
+        "{?!quant}{?!f16}SELECT pos, v, NULL::FLOAT[32][] AS q, NULL::FLOAT[] AS d FROM {in0}{/}{/}" },
     /* ROW2COL (pivoted weights, columns c0..): {r2c_from} is one subquery
      * per {pivot_per} pivot columns, each summing their dot products with
      * the same slices of x, sorted by (row, pos) and lined up by POSITIONAL
      * JOIN (unsorted, a prefill batch on 2 threads came out in a different
      * order in each subquery); {r2c_sum} adds their partial sums p. */
+    /* Q8_0/Q4_0 weights, as llama.cpp sums them: per block an exact integer
+     * dot product (array_inner_product of integers below 2^24), times the
+     * two scales (exact in DOUBLE), added to a float accumulator in block
+     * order, acc = fl(acc + isum * d_w * d_x), as one fused multiply-add.
+     * (The DOUBLE sum before the cast to FLOAT rounds twice: it can differ
+     * from the fma in the last bit, about once in 2^29 additions.) */
     [IR_OP_MATMUL][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
-        "{?pivoted}"
+        "{?quant}{?!chunked}"
+        "SELECT x.pos AS pos, list(list_reduce(list_transform(w.v, lambda blk, i:\n"
+        "    array_inner_product(blk, x.q[i])::DOUBLE * (w.s[i] * x.d[i])),\n"
+        "  lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT{?bias} + b.v[w.row + {bias_off} + 1]{/} ORDER BY w.row) AS v\n"
+        "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "GROUP BY x.pos{/}"
+        "{?chunked}"
+        "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + {bias_off} + 1]{/} ORDER BY p.row) AS v\n"
+        "FROM (SELECT x.pos AS pos, w.row AS row,\n"
+        "        list_reduce(flatten(list(list_transform(w.v, lambda blk, i:\n"
+        "            array_inner_product(blk, x.q[w.col // 32 + i])::DOUBLE * (w.s[i] * x.d[w.col // 32 + i]))\n"
+        "          ORDER BY w.col)), lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT AS s\n"
+        "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
+        "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "GROUP BY p.pos{/}{/}"
+        "{?!quant}{?pivoted}"
         "SELECT r.pos AS pos, list(r.s{?bias} + b.v[r.row + {bias_off} + 1]{/} ORDER BY r.row) AS v\n"
         "FROM (SELECT s0.pos AS pos, s0.row AS row, ({r2c_sum})::FLOAT AS s\n"
         "      FROM {r2c_from}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
@@ -140,7 +211,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "        sum(list_dot_product(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n"
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
-        "GROUP BY p.pos{/}{/}" },
+        "GROUP BY p.pos{/}{/}{/}" },
     /* q (the first {q_dim} values) is scaled first, then the first
      * {rot_dim} values are rotated in pairs with cos/sin from the rope row
      * (cs[2p + 1] = cos, cs[2p + 2] = sin of pair p, 1-based). */
@@ -184,7 +255,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "SELECT a.pos AS pos, list_transform(a.v, lambda e, i: e + b.v[i]) AS v\n"
         "FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
     [IR_OP_SWIGLU][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
-        "SELECT pos, list_transform(v[1 : {n_out}], lambda g, i: (g / (1 + exp(-g)))::FLOAT * v[{n_out} + i]) AS v\n"
+        "SELECT pos, list_transform(v[1 : {n_out}], lambda g, i: (g / (1::FLOAT + exp(-g)::FLOAT)) * v[{n_out} + i]) AS v\n"
         "FROM {in0}" },
     [IR_OP_CONCAT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT a.pos AS pos, {?in2}list_concat({/}list_concat(a.v, b.v){?in2}, c.v){/} AS v\n"
@@ -193,13 +264,71 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "SELECT pos, v FROM {in0} WHERE pos = (SELECT max(pos) FROM {in1})" },
     [IR_OP_ARGMAX][DIA_DUCKDB] = { "pos, tok", "pos INTEGER, tok INTEGER",
         "SELECT pos, list_position(v, list_max(v)) - 1 AS tok FROM {in0}" },
+
+    /* ------------------------------------------------- DuckDB, native:
+     * sqlm's C scalar functions over whole FLOAT[] rows (db/duckdb.c):
+     * products are sqlm_dot (F32, F16) and sqlm_qdot (Q8_0/Q4_0 blocks
+     * against the activation as packed by sqlm_quant: per block its scale,
+     * then its 32 integers), computed as vec.c computes them.  Attention
+     * gathers each query's scores and values with list() and reduces them
+     * in C.  EMBED, KV_APPEND, LAST and ARGMAX are DuckDB's templates. */
+    [IR_OP_RMSNORM][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, {eps}::FLOAT) AS v\n"
+        "FROM {in0} x, norm n WHERE n.layer = {layer} AND n.kind = '{w}'" },
+    [IR_OP_QUANT][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "SELECT pos, sqlm_quant(v, {dtype}) AS v FROM {in0}" },
+    [IR_OP_MATMUL][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "{?!chunked}"
+        "SELECT x.pos AS pos,\n"
+        "  list({?quant}sqlm_qdot(w.v, w.s, x.v){/}{?!quant}sqlm_dot({wv}, x.v){/}{?bias} + b.v[w.row + {bias_off} + 1]{/}"
+        " ORDER BY w.row) AS v\n"
+        "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "GROUP BY x.pos{/}"
+        /* chunks: Q8_0/Q4_0 blocks still fold in order across chunks */
+        "{?chunked}"
+        "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + {bias_off} + 1]{/} ORDER BY p.row) AS v\n"
+        "FROM (SELECT x.pos AS pos, w.row AS row,\n"
+        "{?quant}"
+        "        list_reduce(flatten(list(sqlm_qblocks(w.v, w.s, x.v, w.col // 32) ORDER BY w.col)),\n"
+        "          lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT AS s\n{/}"
+        "{?!quant}"
+        "        sum(sqlm_dot(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n{/}"
+        "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
+        "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "GROUP BY p.pos{/}" },
+    [IR_OP_ROPE][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, {n_head}, {n_head_kv}, {hd}, {interleaved}, {q_scale}::FLOAT) AS v\n"
+        "FROM {in0} x JOIN rope r ON r.pos = x.pos" },
+    [IR_OP_ATTN_SCORE][DIA_DUCKDB_NATIVE] = { "qpos, kpos, s", "qpos INTEGER, kpos INTEGER, s FLOAT[]",
+        "SELECT q.pos AS qpos, k.pos AS kpos, sqlm_qk(q.v, k.k, {n_head}, {n_head_kv}, {hd}) AS s\n"
+        "FROM {in0} q JOIN {in1} k ON k.pos <= q.pos" },
+    [IR_OP_ATTN_MAX][DIA_DUCKDB_NATIVE] = { "qpos, mx", "qpos INTEGER, mx FLOAT[]",
+        "SELECT qpos, sqlm_vmax(list(s)) AS mx FROM {in0} GROUP BY qpos" },
+    [IR_OP_ATTN_OUT][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "SELECT s.qpos AS pos,\n"
+        "  sqlm_attn(list(s.s ORDER BY s.kpos), any_value(m.mx), list(k.v ORDER BY s.kpos),\n"
+        "            {n_head}, {n_head_kv}, {hd}) AS v\n"
+        "FROM {in0} s JOIN {in1} m ON m.qpos = s.qpos JOIN {in2} k ON k.pos = s.kpos\n"
+        "GROUP BY s.qpos" },
+    [IR_OP_ADD][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
+    [IR_OP_SWIGLU][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+        "SELECT pos, sqlm_swiglu(v) AS v FROM {in0}" },
 };
 
 /* The statement frame, per dialect. */
 static const char *const create_fmt[DIA_COUNT] = {
     "CREATE TEMP TABLE IF NOT EXISTS %s(",
     "CREATE TEMP TABLE IF NOT EXISTS %s(",
+    "CREATE TEMP TABLE IF NOT EXISTS %s(",
 };
+
+/* The template of op for dialect dia, or its base dialect's. */
+static const op_sql *template_of(int op, int dia) {
+    const op_sql *t = &templates[op][dia];
+    if (!t->sql && dialects[dia].base >= 0) t = &templates[op][dialects[dia].base];
+    return t;
+}
 
 /* ----------------------------------------------------------- filling */
 
@@ -219,6 +348,9 @@ static int cond_value(const ir_node *n, const model_config *c, const char *key, 
     if (KEY("pivoted")) return n->pivot > 0;
     if (KEY("bias_part")) return n->bias_off > 0 || n->bias_part;
     if (KEY("in2")) return n->in[2] >= 0;
+    /* the weight type: Q8_0/Q4_0 (a Q8_0 activation), F16 */
+    if (KEY("quant")) return vec_act_type(n->wdtype) == DT_Q8_0;
+    if (KEY("f16")) return n->wdtype == DT_F16;
     return -1;
 }
 
@@ -238,6 +370,7 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
     else if (KEY("n_in")) buf_appendf(b, "%lld", (long long)n->n_in);
     else if (KEY("dtype")) buf_appendf(b, "%d", n->wdtype);
     else if (KEY("chunk")) buf_appendf(b, "%lld", (long long)n->chunk);
+    else if (KEY("n_blocks")) buf_appendf(b, "%lld", (long long)(n->n_in / QK));
     else if (KEY("tile_rows")) buf_appendf(b, "%d", n->tile_rows);
     else if (KEY("eps")) buf_appendf(b, "%.9g", c->norm_eps);
     else if (KEY("n_head")) buf_appendf(b, "%d", c->n_head);
@@ -253,6 +386,11 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
     else if (KEY("v_off")) buf_appendf(b, "%lld", (long long)(q_dim + kv_dim));
     else if (KEY("bias_off")) buf_appendf(b, "%lld", (long long)n->bias_off);
     else if (KEY("pivot_per")) buf_appendf(b, "%d", n->pivot_per);
+    else if (KEY("wv")) {   /* a whole weight row: v, or its ROW2COL pivot columns joined */
+        for (int c = 1; c < n->pivot; c++) buf_puts(b, "list_concat(");
+        buf_puts(b, n->pivot > 0 ? "w.c0" : "w.v");
+        for (int c = 1; c < n->pivot; c++) buf_appendf(b, ", w.c%d)", c);
+    }
     else if (KEY("r2c_sum") || KEY("r2c_from")) {
         if (n->pivot <= 0 || n->pivot_per <= 0 || n->in[0] < 0) return false;
         const int per = n->pivot_per, n_sub = (n->pivot + per - 1) / per;
@@ -362,7 +500,7 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
     for (int i = 0; i < g->n_nodes; i++) {
         const ir_node *n = &g->nodes[i];
         if (n->op == IR_OP_INPUT) continue;
-        const op_sql *t = &templates[n->op][dia];
+        const op_sql *t = template_of(n->op, dia);
         if (!t->sql) {
             rc = sqlm_error(SQLM_UNSUPPORTED, "operator %s has no template for dialect %s",
                             ir_op_name(n->op), e.d->name);
@@ -385,7 +523,7 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
         for (int j = first; j < i; j++) {
             const ir_node *c = &g->nodes[j];
             if (c->materialize || c->op == IR_OP_INPUT) continue;
-            const op_sql *ct = &templates[c->op][dia];
+            const op_sql *ct = template_of(c->op, dia);
             buf_appendf(&sql, "%s%s(%s) AS%s (\n", with ? ",\n" : "WITH ", c->name, ct->cols,
                         e.d->cte_mat);
             if ((rc = fill(&e, c, ct->sql, &sql))) goto fail;
@@ -399,11 +537,11 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
     }
     /* The greedy next token, in SQL: argmax over the logits table. */
     ir_node am = { .op = IR_OP_ARGMAX, .in = { g->output, -1, -1 }, .layer = -1 };
-    if (!templates[IR_OP_ARGMAX][dia].sql) {
+    if (!template_of(IR_OP_ARGMAX, dia)->sql) {
         rc = sqlm_error(SQLM_UNSUPPORTED, "operator ARGMAX has no template for dialect %s", e.d->name);
         goto fail;
     }
-    if ((rc = fill(&e, &am, templates[IR_OP_ARGMAX][dia].sql, &sql))) goto fail;
+    if ((rc = fill(&e, &am, template_of(IR_OP_ARGMAX, dia)->sql, &sql))) goto fail;
     buf_puts(&sql, " ORDER BY pos");
     out->next_token = buf_detach(&sql);
     /* Per-step tables are cleared by the step itself; reset clears the cache. */

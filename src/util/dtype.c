@@ -174,6 +174,18 @@ void dtype_to_f32(int dt, const void *src, float *dst, size_t n) {
     }
 }
 
+void dtype_to_blocks(int dt, const void *src, float *q, float *d, size_t n) {
+    const uint8_t *s = src;
+    for (size_t b = 0; b < n / QK; b++) {
+        const uint8_t *blk = s + b * dtype_block_bytes(dt);
+        d[b] = fp16_to_f32(load_u16(blk));
+        for (int j = 0; j < QK; j++) {
+            if (dt == DT_Q8_0) q[b * QK + j] = ((const int8_t *)(blk + 2))[j];
+            else q[b * QK + j] = j < QK / 2 ? (int)(blk[2 + j] & 0x0f) - 8 : (int)(blk[2 + j - QK / 2] >> 4) - 8;
+        }
+    }
+}
+
 static void quantize_q8_0(const float *x, uint8_t *out) {
     float amax = 0.0f;
     for (int j = 0; j < QK; j++) amax = MAX(amax, fabsf(x[j]));

@@ -5,7 +5,11 @@
  *        the reference, operators one by one);
  *   5.   the script `sqlm sql` prints runs unchanged on a stock DuckDB
  *        connection (no sqlm setting, no function) and its final query gives
- *        the golden next token.
+ *        the golden next token;
+ *   6.   the QUANT template (llama.cpp's rounding of a product's input, in
+ *        SQL) bit for bit against the C kernels: Q8_0 blocks with ties,
+ *        fp16 scale ties, subnormal and zero scales; fp16 of every kind of
+ *        value.
  * Skipped, with the reason printed, only when libduckdb.so cannot be loaded
  * (scripts/install-duckdb.sh installs it; SQLM_DUCKDB_LIB points at it).
  */
@@ -80,6 +84,166 @@ static void check_script(void) {
     modeldb_close(&db);
 }
 
+/* ------------------------------- 6. QUANT in SQL, bit for bit against C */
+
+/* 32 values whose block quantizes in an interesting way (kind 0..9). */
+static void edge_block(int kind, uint64_t *rng, float *x) {
+    for (int j = 0; j < QK; j++) {
+        *rng = *rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        float u = (float)((*rng >> 40) / 16777216.0) * 2 - 1;   /* [-1, 1) */
+        switch (kind) {
+        case 0: x[j] = u * 3; break;                                  /* ordinary */
+        case 1: x[j] = j == 0 ? 127 : (float)((j % 2 ? -1 : 1) * ((j * 37) % 127 + 0.5)); break;
+        case 2: x[j] = j == 0 ? -63.5f : (float)((j * 11) % 63 + 0.5) / 2; break;   /* ties, id 2 */
+        case 3: x[j] = u * 1e-5f; break;                              /* fp16 subnormal scale */
+        case 4: x[j] = u * 1e-9f; break;                              /* scale rounds to 0 */
+        case 5: x[j] = 0; break;
+        case 6: x[j] = j == 5 ? -2.5f : 0; break;                     /* one value */
+        case 7: x[j] = u * 6e4f; break;                               /* large */
+        default: x[j] = u * (float)exp2(kind * 3 - 40); break;
+        }
+    }
+}
+
+/* A float amax whose amax / 127 (in float) lies exactly halfway between two
+ * fp16 values, near target, or 0 if none is found close by. */
+static float fp16_tie_amax(float target) {
+    uint16_t h = f32_to_fp16(target / 127);
+    float lo = fp16_to_f32(h), hi = fp16_to_f32((uint16_t)(h + 1)), mid = (lo + hi) / 2;
+    float a = mid * 127;
+    for (int k = 0; k < 64; k++, a = nextafterf(a, 1e30f))
+        if (a / 127.0f == mid) return a;
+    return 0;
+}
+
+typedef struct qrows {
+    int n;
+    float *v[8], *q[8], *d[8];
+} qrows;
+
+static int qrow(void *ctx, int nc, const db_val *v) {
+    qrows *r = ctx;
+    if (r->n >= 8 || nc != 4 || v[0].type != DBV_INT) return 1;
+    int i = (int)v[0].i;
+    float **dst[3] = { r->v, r->q, r->d };
+    for (int c = 0; c < 3; c++) {
+        dst[c][i] = calloc(v[c + 1].n / 4 + 1, 4);
+        if (v[c + 1].type == DBV_BLOB) memcpy(dst[c][i], v[c + 1].p, v[c + 1].n);
+    }
+    r->n++;
+    return 0;
+}
+
+/* Run the QUANT template for weights of type wdt over rows xs[k][n] on the
+ * engine e; its columns come back in r. */
+static bool run_quant(engine *e, int wdt, float (*xs)[256], int rows, int n, qrows *r) {
+    ir_node nodes[2] = {
+        { .op = IR_OP_INPUT, .id = 0, .in = { -1, -1, -1 }, .layer = -1, .name = "xs", .critical = true,
+          .materialize = true },
+        { .op = IR_OP_QUANT, .id = 1, .in = { 0, -1, -1 }, .layer = -1, .name = "xq", .wdtype = wdt,
+          .n_out = n, .n_in = n, .critical = true, .materialize = true },
+    };
+    ir_graph g = { .nodes = nodes, .n_nodes = 2, .cap = 2, .output = 1 };
+    sql_program p;
+    CHECK_EQ(SQLM_OK, emit_program(&g, DIA_DUCKDB, &p));
+    CHECK_EQ(SQLM_OK, e->m->exec(e, "CREATE OR REPLACE TEMP TABLE xs(pos INTEGER, v FLOAT[])"));
+    for (int k = 0; k < rows; k++) {
+        db_val v[2] = { dbv_int(k), dbv_vec(xs[k], (size_t)n) };
+        CHECK_EQ(SQLM_OK, e->m->query(e, "INSERT INTO xs VALUES (?, ?)", v, 2, NULL, NULL));
+    }
+    int rc = e->m->exec(e, p.setup);
+    for (int i = 0; !rc && i < p.n_steps; i++) rc = e->m->exec(e, p.steps[i].sql);
+    if (rc) fprintf(stderr, "  quant: %s\n", sqlm_errmsg());
+    CHECK_EQ(SQLM_OK, rc);
+    memset(r, 0, sizeof *r);
+    if (!rc) rc = e->m->query(e, "SELECT pos, v, flatten(q), d FROM xq ORDER BY pos", NULL, 0, qrow, r);
+    CHECK_EQ(SQLM_OK, rc);
+    CHECK_EQ(rows, r->n);
+    sql_program_free(&p);
+    return rc == SQLM_OK && r->n == rows;
+}
+
+static void qrows_free(qrows *r) {
+    for (int i = 0; i < r->n; i++) free(r->v[i]), free(r->q[i]), free(r->d[i]);
+}
+
+static void check_quant(void) {
+    engine *e = NULL;
+    engine_opts eo = { .create = true };
+    char path[256];
+    snprintf(path, sizeof path, "%s/quant.duck", tmpdir);
+    CHECK_EQ(SQLM_OK, db_duckdb.open(&e, path, &eo));
+    if (!e) return;
+    static float xs[8][256];
+    uint64_t rng = 7;
+    int n_blocks = 0, n_ties = 0;
+    for (int k = 0; k < 8; k++)
+        for (int b = 0; b < 8; b++, n_blocks++) edge_block((k * 8 + b) % 14, &rng, xs[k] + b * QK);
+    /* blocks whose scale amax / 127 is an fp16 tie */
+    for (int k = 0; k < 8; k++) {
+        float a = fp16_tie_amax((float)exp2(k * 2 - 12) * 1.37f);
+        if (a == 0) continue;
+        float *x = xs[k] + 7 * QK;
+        for (int j = 0; j < QK; j++) x[j] = fminf(fmaxf(x[j], -a), a);
+        x[3] = k % 2 ? -a : a;
+        n_ties++;
+    }
+    qrows r;
+    int bad = 0, checked = 0;
+    if (run_quant(e, DT_Q8_0, xs, 8, 256, &r)) {
+        for (int k = 0; k < 8; k++) {
+            block_q8_0 q[8];
+            float want[256];
+            vec_quant_q8_0(xs[k], q, 256);
+            dtype_to_f32(DT_Q8_0, q, want, 256);
+            for (int j = 0; j < 256; j++, checked++) {
+                bool ok = r.v[k][j] == want[j] && r.q[k][j] == q[j / QK].qs[j % QK] &&
+                          r.d[k][j / QK] == fp16_to_f32(q[j / QK].d);
+                if (!ok && bad++ < 5)
+                    fprintf(stderr, "  quant row %d [%d]: x %a: sql %a (q %g, d %a), C %a (q %d, d %a)\n", k,
+                            j, xs[k][j], r.v[k][j], r.q[k][j], r.d[k][j / QK], want[j], q[j / QK].qs[j % QK],
+                            fp16_to_f32(q[j / QK].d));
+            }
+        }
+        qrows_free(&r);
+    }
+    fprintf(stderr, "  QUANT Q8_0 in SQL: %d of %d values differ from vec_quant_q8_0 (%d blocks, %d fp16 ties)\n",
+            bad, checked, n_blocks, n_ties);
+    CHECK_EQ(0, bad);
+    CHECK(checked == 8 * 256);
+
+    /* F16: every kind of value, subnormals, ties and overflow included */
+    for (int k = 0; k < 8; k++)
+        for (int j = 0; j < 256; j++) {
+            float m = (float)exp2(k * 5 - 30 + j % 8);
+            uint16_t h = (uint16_t)((k * 8191 + j * 257) & 0x7bff);
+            float f = fp16_to_f32(h);
+            switch (j % 5) {
+            case 0: xs[k][j] = f; break;
+            case 1: xs[k][j] = (f + fp16_to_f32((uint16_t)(h + 1))) / 2; break;   /* tie */
+            case 2: xs[k][j] = -nextafterf((f + fp16_to_f32((uint16_t)(h + 1))) / 2, 0); break;
+            case 3: xs[k][j] = m * 1.2345f; break;
+            default: xs[k][j] = (j % 2 ? -1 : 1) * m * 0.7071f; break;
+            }
+        }
+    xs[0][0] = 65519.0f, xs[0][1] = 65520.0f, xs[0][2] = -1e6f, xs[0][3] = 0.0f;
+    xs[0][4] = 2.9802322e-08f, xs[0][5] = 2.9802326e-08f, xs[0][6] = 1e-30f;
+    bad = 0, checked = 0;
+    if (run_quant(e, DT_F16, xs, 8, 256, &r)) {
+        for (int k = 0; k < 8; k++)
+            for (int j = 0; j < 256; j++, checked++) {
+                float want = fp16_to_f32(f32_to_fp16(xs[k][j]));
+                if (r.v[k][j] != want && bad++ < 5)
+                    fprintf(stderr, "  fp16 row %d [%d]: x %a: sql %a, C %a\n", k, j, xs[k][j], r.v[k][j], want);
+            }
+        qrows_free(&r);
+    }
+    fprintf(stderr, "  QUANT F16 in SQL: %d of %d values differ from f32_to_fp16\n", bad, checked);
+    CHECK_EQ(0, bad);
+    CHECK(checked == 8 * 256);
+    e->m->close(e);
+}
+
 int main(void) {
     if (duckdb_load() != SQLM_OK) {
         printf("test-duckdb: skipped: DuckDB library not found (%s)\n", sqlm_errmsg());
@@ -88,6 +252,7 @@ int main(void) {
     fprintf(stderr, "  DuckDB %s\n", duckdb_lib_version());
     if (!make_tmpdir()) return 1;
     double t0 = sqlm_now();
+    check_quant();
     run_all();
     check_script();
     fprintf(stderr, "  (%.1f s)\n", sqlm_now() - t0);

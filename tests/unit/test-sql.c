@@ -13,8 +13,8 @@
  * Run from the repository root (paths "../shared/...").
  *
  * TEST_ENGINE picks the engine (default sqlite); test-duckdb.c includes this
- * file with "duckdb", where weights are float32 and activations are never
- * quantized.
+ * file with "duckdb", where weights are stored as float32 (their type's values,
+ * dequantized) and the products' inputs are rounded in SQL as llama.cpp does.
  */
 #include <jansson.h>
 #include <math.h>
@@ -64,6 +64,13 @@ static bool import_open(const char *path, const char *name, const import_opts *o
 /* Does the engine store weights in the file's type (else float32)? */
 static bool engine_keeps_dtype(void) {
     return dialect_get(db_find(TEST_ENGINE)->dialect)->weight_layout == WL_TILES;
+}
+
+/* Does the engine round a product's input as ggml does for weights of type
+ * dt?  SQLite's kernels do for Q8_0/Q4_0 (an F16 tile meets a float32 input);
+ * DuckDB's QUANT template for every type but F32. */
+static bool engine_ggml_act(int dt) {
+    return engine_keeps_dtype() ? vec_act_type(dt) != DT_F32 : dt != DT_F32;
 }
 
 static int argmax(const float *v, int n) {
@@ -253,8 +260,7 @@ static void check_random_models(void) {
         CHECK_EQ(SQLM_OK, ref_init(&r, m));
         model_free(m);
         if (!r) continue;
-        /* Q8_0 activations where the engine keeps quantized weights, as sqlm */
-        r->ggml_act = vec_act_type(sh->dtype) != DT_F32 && engine_keeps_dtype();
+        r->ggml_act = engine_ggml_act(sh->dtype);
         /* the passes: shape k alone as before, then the F32 shapes again with
          * every pass off and every pass on (where the engine has ROW2COL) */
         for (int combo = 0; combo < 3; combo++) {
@@ -281,9 +287,14 @@ static void check_random_models(void) {
             const float *got = i < 5 ? lg + (size_t)i * V : lg;
             worst = fmax(worst, nmse(got, want, (size_t)V));
         }
-        fprintf(stderr, "  random %-34s logits NMSE %.2e (bound %.0e)%s\n", sh->what, worst, sh->bound,
+        /* An input rounded to fp16 can fall on the other side of a rounding
+         * boundary than the reference's input, from a last-bit difference
+         * upstream: one value of one step moves by an fp16 unit (seen: NMSE
+         * 5.7e-11 at one position, 5e-15 at the others). */
+        double bound = r->ggml_act && sh->dtype == DT_F16 ? fmax(sh->bound, 1e-9) : sh->bound;
+        fprintf(stderr, "  random %-34s logits NMSE %.2e (bound %.0e)%s\n", sh->what, worst, bound,
                 combo_name[combo]);
-        CHECK(worst < sh->bound);
+        CHECK(worst < bound);
         session_free(s);
         modeldb_close(&db);
         }
@@ -351,11 +362,12 @@ static float *load_weight(engine *e, const ir_weight *w) {
             CHECK_EQ(1, one.n);
             if (one.n == 1) {
                 int64_t c0 = ch * w->chunk, width = MIN(w->chunk, w->n_in - c0);
+                const int sdt = engine_keeps_dtype() ? w->dtype : DT_F32;   /* as stored */
                 size_t rb;
-                dtype_row_bytes(w->dtype, (size_t)width, &rb);
+                dtype_row_bytes(sdt, (size_t)width, &rb);
                 int64_t rows = (int64_t)((size_t)one.len[0] * 4 / rb);
                 for (int64_t r = 0; r < rows; r++)
-                    dtype_to_f32(w->dtype, (const char *)one.v[0] + rb * (size_t)r,
+                    dtype_to_f32(sdt, (const char *)one.v[0] + rb * (size_t)r,
                                  W + (size_t)(r0 + r) * (size_t)w->n_in + (size_t)c0, (size_t)width);
             }
             rel_free(&one);
@@ -564,12 +576,8 @@ static void check_operators(int layout) {
 static void run_all(void) {
     check_generation(MODELS "stories260K/stories260K.bin", GOLDEN "generation_stories260K.jsonl", false);
     check_generation(MODELS "TinyStories-656K/model.safetensors", GOLDEN "generation_TinyStories-656K-F32.jsonl", false);
-    if (engine_keeps_dtype())
-        check_generation(MODELS "TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf",
-                         GOLDEN "generation_TinyStories-656K-Q8_0.jsonl", true);
-    else   /* float32 weights and activations: llama.cpp's Q8_0 arithmetic is not what runs */
-        fprintf(stderr, "  %s: not compared on %s (weights stored as F32, activations not quantized)\n",
-                GOLDEN "generation_TinyStories-656K-Q8_0.jsonl", TEST_ENGINE);
+    check_generation(MODELS "TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf",
+                     GOLDEN "generation_TinyStories-656K-Q8_0.jsonl", true);
     check_logits();
     check_random_models();
     check_operators(0);

@@ -3,7 +3,7 @@
  *
  *   sqlm import MODEL -o model.db [--type f32|f16|q8_0|q4_0] [--tokenizer F]
  *   sqlm run -m model.db -p "text" [-n N] [--temp T] [--top-k K] [--top-p P]
- *            [--min-p P] [--repeat-penalty R] [-s SEED] [-c CTX] [-t N]
+ *            [--min-p P] [--repeat-penalty R] [-s SEED] [-c CTX] [-t N] [--native]
  *   sqlm sql -m model.db [-p P]   print the SQL program of a step, prompt included
  *   sqlm chat -m model.db [--system TEXT]   interactive chat in the terminal
  *   sqlm tokenize -m MODEL "text" print token ids, then the pieces
@@ -55,8 +55,10 @@ static void usage(FILE *f) {
         "  bench -m DB              time prefill (pp) and decode (tg) as llama-bench does\n"
         "\n"
         "common options:\n"
-        "  --engine NAME            database engine: sqlite or duckdb (default: sqlite for\n"
-        "                           import, the engine that wrote the file otherwise)\n"
+        "  --engine NAME            database engine: sqlite, duckdb or duckdb-native (default:\n"
+        "                           sqlite for import, the engine that wrote the file otherwise)\n"
+        "  --native                 DuckDB: run with sqlm's C functions registered on the\n"
+        "                           connection (engine duckdb-native), not in pure SQL\n"
         "  -t, --threads N          threads (default 2)\n"
         "  --mem-budget SIZE        hard cap on resident memory (e.g. 256M, 1G): engine caches,\n"
         "                           KV cache and sqlm's buffers included; weights that do not\n"
@@ -122,7 +124,7 @@ typedef struct args {
     double temp, top_p, min_p, repeat_penalty;
     long top_k;
     unsigned long long seed;
-    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, no_fuse, stats;
+    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, no_fuse, native, stats;
     int row2col;             /* R2C_* */
     long row2col_cols;
     size_t mem_budget;
@@ -196,6 +198,7 @@ static void parse_args(int argc, char **argv, args *a) {
         else if (IS("--row2col-cols", "--row2col-cols")) a->row2col_cols = parse_long(o, VAL(), 1, 64);
         else if (IS("--no-special", "--no-special")) a->no_special = true;
         else if (IS("--verbose-prompt", "--verbose-prompt")) a->verbose_prompt = true;
+        else if (IS("--native", "--native")) a->native = true;
         else if (IS("--stats", "--stats")) a->stats = true;
         else if (IS("--mem-budget", "--mem-budget")) {
             const char *v = VAL();
@@ -280,7 +283,17 @@ static sampler_opts sampler_from_args(const args *a, uint64_t *rng) {
 
 static void open_db(args *a, modeldb *db) {
     if (!a->model) die("%s: no model database (-m model.db; make one with sqlm import)", a->cmd);
-    /* --engine, or else the engine that wrote the file */
+    /* --engine, or else the engine that wrote the file; --native: its
+     * variant with sqlm's functions registered */
+    const char *engine = a->engine;
+    char native[64];
+    if (a->native) {
+        const db_methods *m = engine ? db_find(engine) : db_sniff(a->model);
+        if (!m) die("%s: --native: unknown engine of %s", a->cmd, a->model);
+        snprintf(native, sizeof native, "%s-native", m->name);
+        if (!db_find(native)) die("%s: --native: engine %s has no native mode", a->cmd, m->name);
+        engine = native;
+    }
     engine_opts eo = { .threads = (int)a->threads, .readonly = true, .mem_budget = a->mem_budget,
                        .mem_io = a->mem_io };
     size_t cg = sqlm_cgroup_limit();
@@ -288,7 +301,7 @@ static void open_db(args *a, modeldb *db) {
         fprintf(stderr, "%s: note: --mem-budget %.0f MB is above this process's cgroup memory limit of %.0f MB: "
                         "the kernel may stop sqlm before the budget is reached\n",
                 prog, a->mem_budget / 1048576.0, cg / 1048576.0);
-    int rc = modeldb_open(db, a->model, a->engine, &eo);
+    int rc = modeldb_open(db, a->model, engine, &eo);
     if (rc) die_rc(rc, a->cmd);
 }
 
