@@ -17,6 +17,11 @@
 # bench/results/mem-DATE.md.  Every timed command runs under
 # flock /tmp/sqlm-bench.lock (the machine is shared).
 #
+# A last row per model measures llm.sql's way: the process's RSS capped
+# (--mem-budget, checked against peak RSS), the page cache free and warm
+# (--mem-io buffered, no cgroup): MEM_RSS_CAP="MODEL:MB ..." (default
+# qwen2.5-0.5b:210, llm.sql's 210 MB for that model).
+#
 # Environment: MEM_MODELS (default "tinyllama-1.1b qwen2.5-0.5b"), MEM_LIMITS
 # (percentages, default "100 50 25 15"), MEM_TG (decode tokens, 16),
 # MEM_THREADS (2), SQLM_LLAMA_MJS (the llama.cpp runner, default
@@ -33,6 +38,7 @@ TG=${MEM_TG:-16}
 THREADS=${MEM_THREADS:-2}
 PROMPT="Once upon a time, in a small village by the sea, there lived an old"
 LLAMA_MJS=${SQLM_LLAMA_MJS:-$ROOT/bench/llama.mjs}
+RSS_CAP=${MEM_RSS_CAP:-"qwen2.5-0.5b:210"}
 CGROOT=/sys/fs/cgroup/memory
 mkdir -p "$OUT" "$RES"
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -95,7 +101,7 @@ echo
 echo "sqlm $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null), $(nproc) cores, decode $TG tokens, $THREADS threads,"
 echo "cgroup v1 memory limit = --mem-budget = the percentage of the GGUF's size; page cache dropped before each run."
 echo "bound = storage bound of a decode token, (model bytes - budget) / direct read bandwidth of the database file"
-echo "(build/readbw: O_DIRECT, 8 MB requests into huge pages, page cache dropped, measured in this run before the model's runs)."
+echo "(build/readbw: O_DIRECT, 8 MB requests into huge pages, page cache dropped, measured just before each sqlm run)."
 echo "x bound = sqlm's decode ms/token / bound.  vs llama = sqlm decode tok/s / llama.cpp decode tok/s under the same limit."
 [ -n "$LLAMA" ] || echo "llama.cpp not measured: $LLAMA_WHY."
 echo
@@ -120,6 +126,9 @@ for like in $MODELS; do
     for pct in $LIMITS; do
         lim=$((gsize / 100 * pct))
         limmb=$((lim >> 20))
+        # the bandwidth again just before the run: the disk is shared and drifts
+        uncache "$db"
+        mbs=$(flock "$LOCK" "$READBW" "$db")
         bound=$(awk -v d="$dsize" -v l="$lim" -v m="$mbs" 'BEGIN { x = (d - l) / 1048576 / m * 1000; printf "%.0f", (x > 0 ? x : 0) }')
         # sqlm
         uncache "$db"
@@ -164,6 +173,26 @@ for like in $MODELS; do
             echo "| $like | $pct% ($limmb MB) | $mbs | llama.cpp$lstatus | $(fmt "$l_pp") | $(fmt "$l_tg" 2) | ${l_ms:--} | $(fmt "$l_rss") | $l_cg | - | - | $bound | $(ratio "$l_ms" "$bound") | |" >> "$REPORT"
         fi
         say "bench-mem: $like at $pct%: sqlm $(fmt "$s_tg" 2) tok/s (bound $bound ms, $(fmt "$s_ms" 0) ms)$status; llama.cpp $(fmt "$l_tg" 2) tok/s$lstatus"
+    done
+    # llm.sql's way: RSS capped, page cache free (the file read once first)
+    for rc_spec in $RSS_CAP; do
+        [ "${rc_spec%%:*}" = "$like" ] || continue
+        cap=${rc_spec#*:}
+        cat "$db" > /dev/null
+        f=$OUT/$like-rss$cap-sqlm.txt
+        flock "$LOCK" "$SQLM" run -m "$db" -p "$PROMPT" -n "$TG" --temp 0 --ignore-eos -c 256 -t "$THREADS" \
+            --mem-budget "${cap}M" --mem-io buffered --stats >"$f" 2>&1
+        rc=$?
+        cat "$f" >> "$LOG"
+        s_pp=$(awk '/^prompt:/ { print $4 }' "$f")
+        s_ms=$(awk '/^stats: decode:/ { print $5 }' "$f")
+        s_tg=$(awk -v m="$s_ms" 'BEGIN { if (m > 0) printf "%.2f", 1000 / m }')
+        s_rss=$(awk '/^stats: peak RSS/ { print $4 }' "$f")
+        s_read=$(awk '/^stats: decode:/ { for (i = 1; i <= NF; i++) if ($i == "MB/token," && $(i-2) == "read") print $(i-1) }' "$f")
+        s_hit=$(awk '/^stats: decode:/ { for (i = 1; i <= NF; i++) if ($i == "rate") { sub("%,?", "", $(i+1)); print $(i+1) } }' "$f")
+        st=""; [ $rc = 0 ] || st=" (exit $rc)"
+        echo "| $like | RSS $cap MB, page cache free (llm.sql's way) | - | sqlm$st | $(fmt "$s_pp") | $(fmt "$s_tg" 2) | $(fmt "$s_ms" 0) | $(fmt "$s_rss") | - | $(fmt "$s_read") | $(fmt "$s_hit") | - | - | |" >> "$REPORT"
+        say "bench-mem: $like with RSS capped at $cap MB, page cache free: sqlm $(fmt "$s_tg" 2) tok/s, peak RSS $(fmt "$s_rss") MB$st"
     done
 done
 echo >> "$REPORT"

@@ -56,6 +56,12 @@ for io in direct buffered; do
 done
 [ "$(sha256sum < "$T/m.db")" = "$sum" ] && ok || bad "a budgeted run modified the model database"
 
+# chat (the interactive server of the command line) under the same budget
+printf 'Hello there\nTell me a story\n' | "$SQLM" chat -m "$T/m.db" -n 6 --temp 0 -c 128 >"$T/chat.want" 2>/dev/null
+printf 'Hello there\nTell me a story\n' | "$SQLM" chat -m "$T/m.db" -n 6 --temp 0 -c 128 --mem-budget ${BUDGET_MB}M \
+    >"$T/chat.got" 2>"$T/err" && ok || bad "budgeted chat: $(cat "$T/err")"
+cmp -s "$T/chat.want" "$T/chat.got" && [ -s "$T/chat.got" ] && ok || bad "budgeted chat: replies differ from the unbudgeted chat"
+
 # under a cgroup whose limit (page cache included) is the budget
 if [ "$(id -u)" != 0 ]; then
     echo "membudget: cgroup test skipped: not root" >&2; skip=$((skip + 1))

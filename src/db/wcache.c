@@ -358,11 +358,19 @@ static char *pool_read(wcache *wc, int64_t pg, bool ring, double *waited) {
 
 /* ------------------------------------------------------------ reader */
 
-static void sweep_stale(wcache *wc) {
+/*
+ * Free the unreferenced pages more than `window` schedule positions behind
+ * the furthest page handed out: skipped pages (the probe's embedding row),
+ * or pages a re-aimed reader left behind.  The window keeps pages that
+ * another compute thread, a little behind the first, has still to take.
+ */
+static int sweep_stale(wcache *wc, uint64_t window) {
+    int n = 0;
     for (int i = 0; i < wc->n_slots; i++) {
         slot *s = &wc->slots[i];
-        if (s->state == SL_READY && !s->refs && s->ticket < wc->cticket) slot_drop(wc, s);
+        if (s->state == SL_READY && !s->refs && s->ticket + window < wc->cticket) slot_drop(wc, s), n++;
     }
+    return n;
 }
 
 static void *reader_main(void *arg) {
@@ -392,7 +400,8 @@ static void *reader_main(void *arg) {
             if (k > 0 && wc->rticket + (uint64_t)k >= wc->cticket + (uint64_t)wc->n_sched) break;
             while (free_i < wc->n_slots && wc->slots[free_i].state != SL_FREE) free_i++;
             if (free_i == wc->n_slots) {
-                sweep_stale(wc);
+                /* no free slot: pages well behind first, then any behind */
+                if (!sweep_stale(wc, (uint64_t)wc->n_slots / 4)) sweep_stale(wc, 0);
                 free_i = 0;
                 while (free_i < wc->n_slots && wc->slots[free_i].state != SL_FREE) free_i++;
                 if (free_i == wc->n_slots) break;
@@ -424,7 +433,7 @@ static void *reader_main(void *arg) {
         for (int i = 0; i < k; i++) {
             slot *s = &wc->slots[idx[i]];
             if (rc) slot_drop(wc, s);
-            else if (s->ticket < wc->cticket && !s->refs) slot_drop(wc, s);   /* skipped meanwhile */
+            else if (s->ticket + (uint64_t)wc->n_slots / 4 < wc->cticket && !s->refs) slot_drop(wc, s);   /* skipped meanwhile */
             else s->state = SL_READY;
         }
         pthread_cond_broadcast(&wc->cv);
@@ -467,7 +476,7 @@ static char *fetch_stream(wcache *wc, int64_t pg, double *waited) {
             wc->rticket += d;
             if (wc->rticket > wc->cticket) wc->cticket = wc->rticket;
             wc->st.resyncs++;
-            sweep_stale(wc);
+            sweep_stale(wc, 0);
             pthread_cond_broadcast(&wc->cv);
         }
         for (;;) {
