@@ -66,6 +66,22 @@ char *sqlm_strdup(const char *s);
 double sqlm_now(void);            /* monotonic seconds */
 size_t sqlm_peak_rss(void);       /* bytes, from /proc/self/status VmHWM */
 
+/* ----------------------------------------------------------- util/pool.c */
+
+/*
+ * A pool of n threads: the caller and n - 1 workers.  pool_run() runs
+ * fn(ctx, ith, n) on every one of them (the caller is ith 0) and returns when
+ * all are done; jobs must not call SQLite.  A pool of 1 (or NULL) runs fn on
+ * the caller alone.  pool_init() may start fewer workers than asked when the
+ * system refuses threads; pool_size() says how many run.  Free with pool_free().
+ */
+typedef struct pool pool;
+typedef void (*pool_fn)(void *ctx, int ith, int nth);
+int pool_init(pool **out, int n);
+void pool_free(pool *p);
+int pool_size(const pool *p);
+void pool_run(pool *p, pool_fn fn, void *ctx);
+
 /* ---------------------------------------------------------- util/dtype.c */
 
 /*
@@ -299,6 +315,12 @@ void tok_nfc(const char *s, size_t len, buf *out);
 float vec_dot_f32(const float *a, const float *b, size_t n);
 int vec_act_type(int wdtype);   /* activation type a weight type multiplies */
 void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out);
+/* rows x n values of w (type wdtype) times m activations of vec_act_type(wdtype),
+ * ldx bytes apart: out[p * ldo + r] = dot(row r, x + p * ldx), each rounded
+ * exactly as vec_matvec rounds it.  next (next_len bytes, or NULL) is
+ * prefetched on the way: the tile that comes after. */
+void vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x, size_t ldx, size_t m,
+                float *out, size_t ldo, const void *next, size_t next_len);
 void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n);
 void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps);
 void vec_rope(float *v, const float *cs, int n_heads, int hd, bool interleaved);
@@ -319,6 +341,7 @@ void rope_table_row(const model_config *c, int pos, float *cs);
     X(ATTN_SCORE) /* q . k for every head and cached position (causal) */    \
     X(ATTN_MAX)   /* row maximum of the scores, per query */                 \
     X(ATTN_OUT)   /* softmax(scores - max) @ v, grouped-query heads */       \
+    X(ATTN)       /* the three above as one aggregate over the cache */      \
     X(ADD)        /* residual add */                                         \
     X(SWIGLU)     /* silu(gate) * up */                                      \
     X(LAST)       /* keep the last position only */                          \
@@ -348,6 +371,7 @@ typedef struct ir_node {
     int tile_rows;        /* rows per stored tile */
     int64_t chunk;        /* columns per stored chunk */
     bool bias;            /* MATMUL adds the bias table row for the layer */
+    bool inplace;         /* MATMUL scans tile ids; the engine reads the tiles in place */
     bool critical;        /* must be materialised (cache, residual, output) */
     bool materialize;     /* decided by the passes: a table, not a CTE */
 } ir_node;
@@ -375,6 +399,10 @@ typedef struct ir_graph {
 typedef struct ir_opts {
     bool cte_merge;       /* chain non-critical nodes as CTEs of one statement */
     bool all_logits;      /* logits for every position of the step */
+    bool inplace;         /* products read weight tiles in place (modeldb.inplace) */
+    bool fuse_attn;       /* attention as one ATTN aggregate over the cache instead of
+                           * score, max and output relations (dialect_ir_opts() turns it
+                           * off where the dialect has no ATTN template) */
 } ir_opts;
 
 /* Build the Llama-family graph for cfg over the weights in ws (copied). */
@@ -406,6 +434,7 @@ typedef struct sql_dialect {
     const char *cte_mat;     /* keyword that forces a CTE to be computed once */
     int weight_layout;       /* WL_* */
     int vec_val;             /* how a float vector is bound: DBV_BLOB or DBV_VEC */
+    bool fused_attn;         /* has a template for the fused ATTN node */
 } sql_dialect;
 
 typedef struct sql_stmt {
@@ -425,6 +454,8 @@ typedef struct sql_program {
 
 int dialect_from_name(const char *name);
 const sql_dialect *dialect_get(int dia);   /* NULL if out of range */
+/* o less what the dialect cannot do (fuse_attn without an ATTN template). */
+ir_opts dialect_ir_opts(int dia, ir_opts o);
 /* Append text to out with the dialect's {vec}, {any} and {pk} filled in. */
 void dialect_subst(int dia, const char *text, buf *out);
 /* Compile g into a program for dialect dia; free with sql_program_free(). */
@@ -434,6 +465,29 @@ void sql_program_free(sql_program *p);
  * also inserts those tokens at positions 0.. and ends with the query of the
  * next token, so any client of the engine can run it unchanged. Caller frees. */
 char *sql_program_text(const sql_program *p, const int32_t *toks, int n_toks);
+
+/* ------------------------------------------------------------ db/tiles.c */
+
+/*
+ * Weight tiles read in place: "the bytes of tile id of weight wi".  The mmap
+ * backend maps the SQLite file read from descriptor fd (borrowed: the caller
+ * keeps it open and the file unchanged while the store lives) and walks each
+ * weight table's b-tree from roots[i], checking every offset against the file
+ * and every tile against the layout ws[i].  A malformed file is an
+ * SQLM_FORMAT error naming the table, never an out-of-bounds read.
+ * Free with tiles_close().
+ */
+typedef struct tile_store tile_store;
+int tiles_open(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots, int n);
+void tiles_close(tile_store *s);
+int tiles_find(const tile_store *s, const char *name);          /* weight index, or -1 */
+const ir_weight *tiles_layout(const tile_store *s, int wi);
+int64_t tiles_count(const tile_store *s, int wi);               /* tiles of weight wi */
+/* Tile id of weight wi: *len bytes, valid until tiles_put(s, wi, id); NULL if
+ * id is out of range.  Safe to call from several threads at once. */
+const void *tiles_get(tile_store *s, int wi, int64_t id, size_t *len);
+void tiles_put(tile_store *s, int wi, int64_t id);
+void tiles_prefetch(tile_store *s, int wi, int64_t id);         /* a hint: id is needed soon */
 
 /* ------------------------------------------------------------- db/ */
 
@@ -471,6 +525,8 @@ typedef struct engine_opts {
     int page_size;           /* bytes, create only (0 = engine default) */
     bool plain;              /* no sqlm settings or functions: the engine as any
                               * stock client opens it (tests of printed scripts) */
+    bool copy_tiles;         /* modeldb_open: leave weight tiles to the engine's
+                              * copying reads, do not map them (ablation, tests) */
 } engine_opts;
 
 typedef struct engine engine;
@@ -490,6 +546,10 @@ typedef struct db_methods {
     /* Prepare a program's statements once; then run them per step. */
     int (*load_program)(engine *e, const sql_program *p);
     int (*run_program)(engine *e, double *stmt_seconds /* [n_steps] or NULL */);
+    /* Optional: read the tiles of weight tables ws in place from now on, for
+     * the templates' in-place products.  SQLM_OK when that works; otherwise
+     * the copying path stays and sqlm_errmsg() says why. */
+    int (*map_weights)(engine *e, const ir_weight *ws, int n);
     /* Remove a database file and the engine's side files (journal, WAL). */
     void (*remove)(const char *path);
 } db_methods;
@@ -535,6 +595,8 @@ typedef struct modeldb {
     int n_weights;
     vocab voc;
     tokenizer *tok;
+    bool inplace;            /* the engine reads weight tiles in place */
+    char note[320];          /* why it does not, when it was tried ("" if not) */
 } modeldb;
 
 /* Open path read-only on the named engine (NULL: the engine that wrote the

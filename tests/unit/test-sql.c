@@ -9,7 +9,8 @@
  *      RoPE layouts, F32/F16/Q8_0/Q4_0, chunked tiles): logits vs reference;
  *   4. every operator on its own: with CTE merging off each node is a table,
  *      and each node's rows are recomputed in plain C from its input rows and
- *      compared by normalised error.
+ *      compared by normalised error (attention fused into one aggregate, and
+ *      as three relations).
  * Run from the repository root (paths "../shared/...").
  *
  * TEST_ENGINE picks the engine (default sqlite); test-duckdb.c includes this
@@ -58,6 +59,9 @@ static bool import_open(const char *path, const char *name, const import_opts *o
     rc = modeldb_open(db, out, TEST_ENGINE, &eo);
     if (rc) fprintf(stderr, "open %s: %s\n", out, sqlm_errmsg());
     CHECK_EQ(SQLM_OK, rc);
+    /* SQLite reads the weight tiles in place (test-tiles.c covers the copying path) */
+    if (!rc && strcmp(TEST_ENGINE, "sqlite") == 0 && !db->inplace) fprintf(stderr, "open %s: %s\n", out, db->note);
+    if (!rc && strcmp(TEST_ENGINE, "sqlite") == 0) CHECK(db->inplace);
     return rc == SQLM_OK;
 }
 
@@ -79,7 +83,7 @@ static void check_generation(const char *model_path, const char *golden, bool ne
     modeldb db;
     if (!import_open(model_path, "gen", NULL, &db)) return;
     session *s;
-    session_opts so = { .ir = { .cte_merge = true } };
+    session_opts so = { .ir = { .cte_merge = true, .fuse_attn = true } };
     CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
     FILE *f = fopen(golden, "r");
     CHECK(f != NULL);
@@ -173,7 +177,7 @@ static void check_logits(void) {
     const int V = db.cfg.vocab_size;
     CHECK_EQ(c8, V);
     session *s;
-    session_opts so = { .ir = { .cte_merge = true, .all_logits = true } };
+    session_opts so = { .ir = { .cte_merge = true, .all_logits = true, .fuse_attn = true } };
     CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
     const float *lg;
     CHECK_EQ(SQLM_OK, session_eval(s, prompt, 6, &lg));   /* one prefill batch */
@@ -259,7 +263,8 @@ static void check_random_models(void) {
         modeldb db;
         if (!import_open(gguf, "rand", &io, &db)) { ref_free(r); continue; }
         session *s;
-        session_opts so = { .ir = { .cte_merge = k % 2 == 0, .all_logits = true } };
+        /* CTE merging on and off, attention fused into one aggregate or as three relations */
+        session_opts so = { .ir = { .cte_merge = k % 2 == 0, .all_logits = true, .fuse_attn = k % 4 < 2 } };
         CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
         const int32_t toks[8] = { 1, 5, 9, 2, 17, 33, 4, 60 };
         const int V = db.cfg.vocab_size;
@@ -347,7 +352,7 @@ static float *load_weight(engine *e, const ir_weight *w) {
     return W;
 }
 
-static void check_operators(void) {
+static void check_operators(bool fused) {
     const shape *sh = &shapes[1];   /* GQA, untied, biases, rotate-half, head_dim 8 */
     char gguf[256];
     snprintf(gguf, sizeof gguf, "%s/ops.gguf", tmpdir);
@@ -356,7 +361,7 @@ static void check_operators(void) {
     import_opts io = { .wtype = -1, .tile_bytes = 256 };   /* several tiles per matrix */
     if (!import_open(gguf, "ops", &io, &db)) return;
     session *s;
-    session_opts so = { .ir = { .cte_merge = false, .all_logits = true } };
+    session_opts so = { .ir = { .cte_merge = false, .all_logits = true, .fuse_attn = fused } };
     CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
     const int32_t toks[4] = { 3, 7, 11, 13 };
     const float *lg;
@@ -366,7 +371,7 @@ static void check_operators(void) {
     const model_config *c = &db.cfg;
     const ir_graph *g = NULL;
     ir_graph gg;
-    ir_opts o = { .cte_merge = false, .all_logits = true };
+    ir_opts o = dialect_ir_opts(db.e->m->dialect, so.ir);
     CHECK_EQ(SQLM_OK, ir_build_llama(&gg, c, db.weights, db.n_weights, &o));
     g = &gg;
     engine *e = db.e;
@@ -447,9 +452,10 @@ static void check_operators(void) {
                     }
                 break;
             }
+            case IR_OP_ATTN:
             case IR_OP_ATTN_OUT: {
                 /* attention from the rope'd q,k,v rows: in0 = scores (skip), use the rope node */
-                const ir_node *rp = &g->nodes[g->nodes[n->in[0]].in[0]];
+                const ir_node *rp = n->op == IR_OP_ATTN ? a : &g->nodes[g->nodes[n->in[0]].in[0]];
                 snprintf(sql, sizeof sql, "SELECT pos, v FROM %s", rp->name);
                 rel qkv;
                 rel_load(e, sql, &qkv);
@@ -512,8 +518,8 @@ static void check_operators(void) {
         free(gain);
         rel_free(&out), rel_free(&in0);
     }
-    const int ops[] = { IR_OP_EMBED, IR_OP_RMSNORM, IR_OP_MATMUL, IR_OP_ROPE, IR_OP_ATTN_OUT,
-                        IR_OP_ADD, IR_OP_SWIGLU };
+    const int ops[] = { IR_OP_EMBED, IR_OP_RMSNORM, IR_OP_MATMUL, IR_OP_ROPE,
+                        o.fuse_attn ? IR_OP_ATTN : IR_OP_ATTN_OUT, IR_OP_ADD, IR_OP_SWIGLU };
     for (size_t i = 0; i < ARRAY_LEN(ops); i++) {
         fprintf(stderr, "  op %-10s %3d rows, NMSE %.2e (bound 1e-10)\n", ir_op_name(ops[i]),
                 checked[ops[i]], worst[ops[i]]);
@@ -536,7 +542,8 @@ static void run_all(void) {
                 GOLDEN "generation_TinyStories-656K-Q8_0.jsonl", TEST_ENGINE);
     check_logits();
     check_random_models();
-    check_operators();
+    check_operators(true);
+    check_operators(false);
 }
 
 static bool make_tmpdir(void) {

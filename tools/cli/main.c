@@ -55,7 +55,7 @@ static void usage(FILE *f) {
         "common options:\n"
         "  --engine NAME            database engine: sqlite or duckdb (default: sqlite for\n"
         "                           import, the engine that wrote the file otherwise)\n"
-        "  -t, --threads N          threads (default 2)\n"
+        "  -t, --threads N          threads of the weight products (default: the CPUs online)\n"
         "\n"
         "import options:\n"
         "  -o, --output FILE        output database (required)\n"
@@ -77,6 +77,10 @@ static void usage(FILE *f) {
         "  -s, --seed N             sampling seed (default: random)\n"
         "  --ignore-eos             keep generating after EOS\n"
         "  --no-cte-merge           one statement per operator (ablation)\n"
+        "  --no-inplace             let SQLite copy every weight tile instead of reading the\n"
+        "                           tiles in place from the mapped file (ablation)\n"
+        "  --split-attention        attention as three relations (scores, maxima, output)\n"
+        "                           instead of one aggregate over the cache (ablation)\n"
         "  --verbose-prompt         print the prompt's token ids on stderr\n"
         "\n"
         "chat options (and run's sampling options):\n"
@@ -102,7 +106,7 @@ typedef struct args {
     double temp, top_p, min_p, repeat_penalty;
     long top_k;
     unsigned long long seed;
-    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt;
+    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, no_inplace, split_attn;
 } args;
 
 static long parse_long(const char *opt, const char *s, long lo, long hi) {
@@ -126,7 +130,7 @@ static double parse_double(const char *opt, const char *s, double lo, double hi)
 static void parse_args(int argc, char **argv, args *a) {
     memset(a, 0, sizeof *a);
     a->n_predict = -1;
-    a->threads = 2;
+    a->threads = 0;   /* the engine's default: the CPUs online */
     a->temp = 0.8, a->top_k = 40, a->top_p = 0.95, a->min_p = 0.05;
     a->repeat_penalty = 1.0, a->repeat_last_n = 64;
     a->cmd = argv[1];
@@ -159,6 +163,8 @@ static void parse_args(int argc, char **argv, args *a) {
         }
         else if (IS("--ignore-eos", "--ignore-eos")) a->ignore_eos = true;
         else if (IS("--no-cte-merge", "--no-cte-merge")) a->no_cte = true;
+        else if (IS("--no-inplace", "--no-inplace")) a->no_inplace = true;
+        else if (IS("--split-attention", "--split-attention")) a->split_attn = true;
         else if (IS("--no-special", "--no-special")) a->no_special = true;
         else if (IS("--verbose-prompt", "--verbose-prompt")) a->verbose_prompt = true;
         else if (IS("-h", "--help")) { usage(stdout); exit(0); }
@@ -230,9 +236,10 @@ static sampler_opts sampler_from_args(const args *a, uint64_t *rng) {
 static void open_db(args *a, modeldb *db) {
     if (!a->model) die("%s: no model database (-m model.db; make one with sqlm import)", a->cmd);
     /* --engine, or else the engine that wrote the file */
-    engine_opts eo = { .threads = (int)a->threads, .readonly = true };
+    engine_opts eo = { .threads = (int)a->threads, .readonly = true, .copy_tiles = a->no_inplace };
     int rc = modeldb_open(db, a->model, a->engine, &eo);
     if (rc) die_rc(rc, a->cmd);
+    if (db->note[0]) fprintf(stderr, "%s: note: %s\n", prog, db->note);
 }
 
 static int cmd_run(args *a) {
@@ -256,7 +263,7 @@ static int cmd_run(args *a) {
         fputc('\n', stderr);
     }
     session *s;
-    session_opts so = { .ir = { .cte_merge = !a->no_cte }, .n_ctx = (int)a->n_ctx };
+    session_opts so = { .ir = { .cte_merge = !a->no_cte, .fuse_attn = !a->split_attn }, .n_ctx = (int)a->n_ctx };
     if ((rc = session_init(&s, &db, &so))) die_rc(rc, "run");
     int n_ctx = so.n_ctx > 0 ? so.n_ctx : db.cfg.seq_len;
     if (n_ids >= n_ctx) die("run: prompt of %d tokens does not fit the context of %d", n_ids, n_ctx);
@@ -318,7 +325,8 @@ static int cmd_sql(args *a) {
     open_db(a, &db);
     ir_graph g;
     sql_program p;
-    ir_opts o = { .cte_merge = !a->no_cte };
+    ir_opts o = dialect_ir_opts(db.e->m->dialect, (ir_opts){ .cte_merge = !a->no_cte, .inplace = db.inplace,
+                                                             .fuse_attn = !a->split_attn });
     int rc = ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o);
     if (!rc) rc = emit_program(&g, db.e->m->dialect, &p);
     if (rc) die_rc(rc, "sql");
@@ -440,7 +448,7 @@ static int cmd_chat(args *a) {
     if (!tmpl) tmpl = chat_builtin(chat_guess_style(vocab_has_piece, &db.voc, db.voc.type == VOCAB_SPM));
     if (!tmpl) tmpl = chat_builtin("chatml");
     session *s;
-    session_opts so = { .ir = { .cte_merge = !a->no_cte }, .n_ctx = (int)a->n_ctx };
+    session_opts so = { .ir = { .cte_merge = !a->no_cte, .fuse_attn = !a->split_attn }, .n_ctx = (int)a->n_ctx };
     int rc = session_init(&s, &db, &so);
     if (rc) die_rc(rc, "chat");
     const int n_ctx = so.n_ctx > 0 ? so.n_ctx : db.cfg.seq_len;
