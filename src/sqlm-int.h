@@ -75,6 +75,21 @@ size_t sqlm_cgroup_limit(void);   /* this process's cgroup memory limit, 0 = non
 size_t sqlm_mem_available(void);  /* MemAvailable of /proc/meminfo */
 uint64_t sqlm_io_read_bytes(void);/* bytes this process caused to be read from storage */
 double sqlm_thread_cpu(void);     /* CPU seconds of the calling thread */
+/* ----------------------------------------------------------- util/pool.c */
+
+/*
+ * A pool of n threads: the caller and n - 1 workers.  pool_run() runs
+ * fn(ctx, ith, n) on every one of them (the caller is ith 0) and returns when
+ * all are done; jobs must not call SQLite.  A pool of 1 (or NULL) runs fn on
+ * the caller alone.  pool_init() may start fewer workers than asked when the
+ * system refuses threads; pool_size() says how many run.  Free with pool_free().
+ */
+typedef struct pool pool;
+typedef void (*pool_fn)(void *ctx, int ith, int nth);
+int pool_init(pool **out, int n);
+void pool_free(pool *p);
+int pool_size(const pool *p);
+void pool_run(pool *p, pool_fn fn, void *ctx);
 
 /* ---------------------------------------------------------- util/dtype.c */
 
@@ -316,6 +331,12 @@ void tok_nfc(const char *s, size_t len, buf *out);
 float vec_dot_f32(const float *a, const float *b, size_t n);
 int vec_act_type(int wdtype);   /* activation type a weight type multiplies */
 void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out);
+/* rows x n values of w (type wdtype) times m activations of vec_act_type(wdtype),
+ * ldx bytes apart: out[p * ldo + r] = dot(row r, x + p * ldx), each rounded
+ * exactly as vec_matvec rounds it.  next (next_len bytes, or NULL) is
+ * prefetched on the way: the tile that comes after. */
+void vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x, size_t ldx, size_t m,
+                float *out, size_t ldo, const void *next, size_t next_len);
 void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n);
 /* Q8_0/Q4_0 weights held as int8 values wq and float block scales ws times a
  * Q8_0 activation: as vec_matvec's Q8_0 dot, bit for bit; or its nb block
@@ -341,6 +362,7 @@ void rope_table_row(const model_config *c, int pos, float *cs);
     X(ATTN_SCORE) /* q . k for every head and cached position (causal) */    \
     X(ATTN_MAX)   /* row maximum of the scores, per query */                 \
     X(ATTN_OUT)   /* softmax(scores - max) @ v, grouped-query heads */       \
+    X(ATTN)       /* the three above as one aggregate over the cache */      \
     X(ADD)        /* residual add */                                         \
     X(SWIGLU)     /* silu(gate) * up */                                      \
     X(CONCAT)     /* in0 | in1 [| in2] per position (unfused projections) */ \
@@ -375,6 +397,7 @@ typedef struct ir_node {
     bool bias_part;       /* ... and only n_out values of it (unfused) */
     int pivot;            /* ROW2COL: the weight is stored as pivot columns c0.. */
     int pivot_per;        /* ROW2COL: pivot columns per subquery */
+    bool inplace;         /* MATMUL scans tile ids; the engine reads the tiles in place */
     bool critical;        /* must be materialised (cache, residual, output) */
     bool materialize;     /* decided by the passes: a table, not a CTE */
 } ir_node;
@@ -407,6 +430,10 @@ typedef struct ir_opts {
     bool cte_merge;       /* chain non-critical nodes as CTEs of one statement */
     bool all_logits;      /* logits for every position of the step */
     int row2col_per;      /* ROW2COL: pivot columns per subquery (0: row2col_per_default) */
+    bool inplace;         /* products read weight tiles in place (modeldb.inplace) */
+    bool fuse_attn;       /* attention as one ATTN aggregate over the cache instead of
+                           * score, max and output relations (dialect_ir_opts() turns it
+                           * off where the dialect has no ATTN template) */
 } ir_opts;
 
 /* Table fusion is a storage layout: import writes blk{L}_qkv and blk{L}_gu
@@ -457,6 +484,7 @@ typedef struct sql_dialect {
                               * make a quantized weight table from <table>_flat, filled with
                               * lists of the integer values, in the int8 blocks the templates
                               * read */
+    bool fused_attn;         /* has a template for the fused ATTN node */
     int base;                /* dialect whose templates stand in for missing ones, or -1 */
 } sql_dialect;
 
@@ -477,6 +505,8 @@ typedef struct sql_program {
 
 int dialect_from_name(const char *name);
 const sql_dialect *dialect_get(int dia);   /* NULL if out of range */
+/* o less what the dialect cannot do (fuse_attn without an ATTN template). */
+ir_opts dialect_ir_opts(int dia, ir_opts o);
 /* Append text to out with the dialect's {vec}, {any} and {pk} filled in. */
 void dialect_subst(int dia, const char *text, buf *out);
 /* Compile g into a program for dialect dia; free with sql_program_free(). */
@@ -486,6 +516,29 @@ void sql_program_free(sql_program *p);
  * also inserts those tokens at positions 0.. and ends with the query of the
  * next token, so any client of the engine can run it unchanged. Caller frees. */
 char *sql_program_text(const sql_program *p, const int32_t *toks, int n_toks);
+
+/* ------------------------------------------------------------ db/tiles.c */
+
+/*
+ * Weight tiles read in place: "the bytes of tile id of weight wi".  The mmap
+ * backend maps the SQLite file read from descriptor fd (borrowed: the caller
+ * keeps it open and the file unchanged while the store lives) and walks each
+ * weight table's b-tree from roots[i], checking every offset against the file
+ * and every tile against the layout ws[i].  A malformed file is an
+ * SQLM_FORMAT error naming the table, never an out-of-bounds read.
+ * Free with tiles_close().
+ */
+typedef struct tile_store tile_store;
+int tiles_open(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots, int n);
+void tiles_close(tile_store *s);
+int tiles_find(const tile_store *s, const char *name);          /* weight index, or -1 */
+const ir_weight *tiles_layout(const tile_store *s, int wi);
+int64_t tiles_count(const tile_store *s, int wi);               /* tiles of weight wi */
+/* Tile id of weight wi: *len bytes, valid until tiles_put(s, wi, id); NULL if
+ * id is out of range.  Safe to call from several threads at once. */
+const void *tiles_get(tile_store *s, int wi, int64_t id, size_t *len);
+void tiles_put(tile_store *s, int wi, int64_t id);
+void tiles_prefetch(tile_store *s, int wi, int64_t id);         /* a hint: id is needed soon */
 
 /* ------------------------------------------------------------ db/wcache.c */
 
@@ -564,6 +617,8 @@ typedef struct engine_opts {
                               * stock client opens it (tests of printed scripts) */
     size_t mem_budget;       /* bytes of resident memory for the whole process, 0 = none */
     int mem_io;              /* WC_IO_*: how a budgeted run reads the model file */
+    bool copy_tiles;         /* modeldb_open: leave weight tiles to the engine's
+                              * copying reads, do not map them (ablation, tests) */
 } engine_opts;
 
 typedef struct engine engine;
@@ -583,6 +638,10 @@ typedef struct db_methods {
     /* Prepare a program's statements once; then run them per step. */
     int (*load_program)(engine *e, const sql_program *p);
     int (*run_program)(engine *e, double *stmt_seconds /* [n_steps] or NULL */);
+    /* Optional: read the tiles of weight tables ws in place from now on, for
+     * the templates' in-place products.  SQLM_OK when that works; otherwise
+     * the copying path stays and sqlm_errmsg() says why. */
+    int (*map_weights)(engine *e, const ir_weight *ws, int n);
     /* Remove a database file and the engine's side files (journal, WAL). */
     void (*remove)(const char *path);
     /* Memory budget (NULL where the engine has no weight cache): cap the
@@ -642,6 +701,8 @@ typedef struct modeldb {
     int n_weights;
     vocab voc;
     tokenizer *tok;
+    bool inplace;            /* the engine reads weight tiles in place */
+    char note[320];          /* why it does not, when it was tried ("" if not) */
 } modeldb;
 
 /* Open path read-only on the named engine (NULL: the engine that wrote the

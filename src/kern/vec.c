@@ -73,12 +73,114 @@ static float dot_f16(const uint16_t *a, const float *b, size_t n) {
     return s;
 }
 
+/* Weights are read in place from the database file, at any alignment: the
+ * kernels address blocks as bytes and load scales with memcpy. */
+static inline uint16_t load_u16(const void *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* fp16 scale to float: exact either way, F16C when the CPU has it. */
+static inline float h2f(uint16_t h) {
+#if defined(VEC_AVX2) && defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    return fp16_to_f32(h);
+#endif
+}
+
 #ifdef VEC_AVX2
-/* Exact sum of 32 int8 products; |w| * sign(x, w) keeps maddubs's
- * unsigned-by-signed form exact. */
-static inline int dot_i8x32(__m256i qw, __m256i qx) {
+/* 8 partial sums of 32 int8 products (exact: no saturation for |w| <= 128,
+ * |x| <= 127); |w| * sign(x, w) gives the unsigned-by-signed form that
+ * maddubs and VNNI take. */
+static inline __m256i dot_i8x32_parts(__m256i qw, __m256i qx) {
     __m256i aw = _mm256_sign_epi8(qw, qw), sx = _mm256_sign_epi8(qx, qw);
-    return hsum_i32_8(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1)));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, sx);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));
+#endif
+}
+
+/* Exact sum of 32 int8 products. */
+static inline int dot_i8x32(__m256i qw, __m256i qx) { return hsum_i32_8(dot_i8x32_parts(qw, qx)); }
+
+/* The 32 weights of the Q4_0 block at b as int8 (nibble - 8): low nibbles first. */
+static inline __m256i q4_0_unpack(const uint8_t *b) {
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m128i raw = _mm_loadu_si128((const __m128i *)(b + 2));
+    __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
+    return _mm256_sub_epi8(q, _mm256_set1_epi8(8));
+}
+
+/* Lane r of the result = the sum of the 8 lanes of p[r]. */
+static inline __m256i reduce8_i32(const __m256i p[8]) {
+    __m256i t0 = _mm256_hadd_epi32(p[0], p[1]), t1 = _mm256_hadd_epi32(p[2], p[3]);
+    __m256i t2 = _mm256_hadd_epi32(p[4], p[5]), t3 = _mm256_hadd_epi32(p[6], p[7]);
+    __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+/*
+ * Up to eight rows (k of them, rb bytes apart) of Q8_0 or Q4_0 times one
+ * Q8_0 activation of nb blocks.  Each lane keeps one row's accumulator and
+ * takes, block by block, acc = fma(isum, d_w * d_x, acc): the rounding of
+ * dot_q8_0 and dot_q4_0, eight rows at a time.  Lanes past k repeat row
+ * k - 1 and are not stored.
+ *
+ * Weights stream from memory once per token, eight short streams at a time,
+ * too short for the hardware prefetcher to lock on: the loop also prefetches
+ * pf_len bytes at pf (the next rows, or the next tile), spread over its
+ * blocks.
+ */
+static inline void rows8_q(const char *w, size_t rb, size_t nb, const block_q8_0 *x, float *out, bool q4, int k,
+                           const char *pf, size_t pf_len) {
+    const size_t bb = q4 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+    const char *row[8];
+    for (int r = 0; r < 8; r++) row[r] = w + (size_t)(r < k ? r : k - 1) * rb;
+    __m256 acc = _mm256_setzero_ps();
+    size_t pf_at = 0;
+    for (size_t b = 0; b < nb; b++) {
+        for (size_t end = (b + 1) * pf_len / nb; pf_at < end; pf_at += 64) _mm_prefetch(pf + pf_at, _MM_HINT_T0);
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        const size_t o = b * bb;
+        __m256i p[8];
+        for (int r = 0; r < 8; r++) {
+            const char *blk = row[r] + o;
+            __m256i qw = q4 ? q4_0_unpack((const uint8_t *)blk)
+                            : _mm256_loadu_si256((const __m256i *)(blk + 2));
+            p[r] = dot_i8x32_parts(qw, qx);
+        }
+        __m128i dh = _mm_set_epi16((short)load_u16(row[7] + o), (short)load_u16(row[6] + o),
+                                   (short)load_u16(row[5] + o), (short)load_u16(row[4] + o),
+                                   (short)load_u16(row[3] + o), (short)load_u16(row[2] + o),
+                                   (short)load_u16(row[1] + o), (short)load_u16(row[0] + o));
+        __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(dh), _mm256_set1_ps(h2f(x[b].d)));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(reduce8_i32(p)), d, acc);
+    }
+    if (k == 8) {
+        _mm256_storeu_ps(out, acc);
+    } else {
+        float tmp[8];
+        _mm256_storeu_ps(tmp, acc);
+        memcpy(out, tmp, sizeof *out * (size_t)k);
+    }
+}
+
+/* rows rows of Q8_0 / Q4_0 times x, prefetching next (next_len bytes) on the way. */
+static void matvec_q(const char *w, size_t rb, size_t rows, size_t nb, const block_q8_0 *x, float *out, bool q4,
+                     const char *next, size_t next_len) {
+    for (size_t r = 0; r < rows; r += 8) {
+        const char *p = w + r * rb;
+        int k = (int)MIN(rows - r, 8);
+        bool last = r + 8 >= rows;
+        const char *pf = last ? next : p + 8 * rb;
+        size_t pf_len = last ? next_len : MIN(rows - r - 8, 8) * rb;
+        rows8_q(p, rb, nb, x, out + r, q4, k, pf, MIN(pf_len, 8 * rb));
+    }
 }
 #endif
 
@@ -89,18 +191,18 @@ static inline int dot_i8x32(__m256i qw, __m256i qx) {
  * (An 8-lane accumulator with a final horizontal sum differs in the last bit
  * now and then, which flips a Q8_0 rounding downstream at near-ties.)
  */
-static float dot_q8_0(const block_q8_0 *w, const block_q8_0 *x, size_t nb) {
+static float dot_q8_0(const uint8_t *w, const block_q8_0 *x, size_t nb) {
     float s = 0;
-    for (size_t b = 0; b < nb; b++) {
+    for (size_t b = 0; b < nb; b++, w += sizeof(block_q8_0)) {
         int sum;
 #ifdef VEC_AVX2
-        sum = dot_i8x32(_mm256_loadu_si256((const __m256i *)w[b].qs),
+        sum = dot_i8x32(_mm256_loadu_si256((const __m256i *)(w + 2)),
                         _mm256_loadu_si256((const __m256i *)x[b].qs));
 #else
         sum = 0;
-        for (int j = 0; j < QK; j++) sum += w[b].qs[j] * x[b].qs[j];
+        for (int j = 0; j < QK; j++) sum += (int8_t)w[2 + j] * x[b].qs[j];
 #endif
-        s = fmaf((float)sum, fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d), s);
+        s = fmaf((float)sum, h2f(load_u16(w)) * h2f(x[b].d), s);
     }
     return s;
 }
@@ -111,27 +213,20 @@ static float dot_q8_0(const block_q8_0 *w, const block_q8_0 *x, size_t nb) {
  * matrices with a multiple of 8 rows (repacked to q4_0_8x8: one lane per
  * row, acc = fma(isum, d_w * d_x, acc)); no Q4_0 golden checks it yet.
  */
-static float dot_q4_0(const block_q4_0 *w, const block_q8_0 *x, size_t nb) {
+static float dot_q4_0(const uint8_t *w, const block_q8_0 *x, size_t nb) {
     float s = 0;
-#ifdef VEC_AVX2
-    const __m128i m4 = _mm_set1_epi8(0x0f);
-#endif
-    for (size_t b = 0; b < nb; b++) {
+    for (size_t b = 0; b < nb; b++, w += sizeof(block_q4_0)) {
         int sum;
 #ifdef VEC_AVX2
-        __m128i raw = _mm_loadu_si128((const __m128i *)w[b].qs);
-        __m256i qw = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4),
-                                      _mm_and_si128(raw, m4));
-        qw = _mm256_sub_epi8(qw, _mm256_set1_epi8(8));
-        sum = dot_i8x32(qw, _mm256_loadu_si256((const __m256i *)x[b].qs));
+        sum = dot_i8x32(q4_0_unpack(w), _mm256_loadu_si256((const __m256i *)x[b].qs));
 #else
         sum = 0;
         for (int j = 0; j < QK / 2; j++) {
-            sum += ((w[b].qs[j] & 15) - 8) * x[b].qs[j];
-            sum += ((w[b].qs[j] >> 4) - 8) * x[b].qs[j + QK / 2];
+            sum += ((w[2 + j] & 15) - 8) * x[b].qs[j];
+            sum += ((w[2 + j] >> 4) - 8) * x[b].qs[j + QK / 2];
         }
 #endif
-        s = fmaf((float)sum, fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d), s);
+        s = fmaf((float)sum, h2f(load_u16(w)) * h2f(x[b].d), s);
     }
     return s;
 }
@@ -176,19 +271,39 @@ int vec_act_type(int wdtype) {
  * wdtype, x has type vec_act_type(wdtype).  n is a multiple of 32 for
  * quantized types (checked by the caller).
  */
-void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out) {
-    size_t rb = 0;
+static void matvec_pf(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out,
+                      const void *next, size_t next_len) {
+    size_t rb = 0, r = 0;
     dtype_row_bytes(wdtype, n, &rb);
     const char *p = w;
-    for (size_t r = 0; r < rows; r++, p += rb) {
+#ifdef VEC_AVX2
+    if (wdtype == DT_Q8_0 || wdtype == DT_Q4_0) {
+        matvec_q(p, rb, rows, n / QK, x, out, wdtype == DT_Q4_0, next, next_len);
+        return;
+    }
+#else
+    (void)next, (void)next_len;
+#endif
+    for (; r < rows; r++, p += rb) {
         switch (wdtype) {
         case DT_F32: out[r] = vec_dot_f32((const float *)p, x, n); break;
         case DT_F16: out[r] = dot_f16((const uint16_t *)p, x, n); break;
-        case DT_Q8_0: out[r] = dot_q8_0((const block_q8_0 *)p, x, n / QK); break;
-        case DT_Q4_0: out[r] = dot_q4_0((const block_q4_0 *)p, x, n / QK); break;
+        case DT_Q8_0: out[r] = dot_q8_0((const uint8_t *)p, x, n / QK); break;
+        case DT_Q4_0: out[r] = dot_q4_0((const uint8_t *)p, x, n / QK); break;
         default: out[r] = NAN; break;
         }
     }
+}
+
+void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out) {
+    matvec_pf(wdtype, w, rows, n, x, out, NULL, 0);
+}
+
+void vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x, size_t ldx, size_t m,
+                float *out, size_t ldo, const void *next, size_t next_len) {
+    for (size_t p = 0; p < m; p++)
+        matvec_pf(wdtype, w, rows, n, (const char *)x + p * ldx, out + p * ldo, p + 1 == m ? next : NULL,
+                  p + 1 == m ? next_len : 0);
 }
 
 /*

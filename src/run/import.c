@@ -363,7 +363,7 @@ static int write_program(importer *im) {
     sql_program p;
     int rc = modeldb_read_weights(im->e, &ws, &n_ws);   /* the layout just written */
     if (rc) return rc;
-    ir_opts o = { .cte_merge = true, .all_logits = false };
+    ir_opts o = dialect_ir_opts(im->e->m->dialect, (ir_opts){ .cte_merge = true, .fuse_attn = true });
     model_config cfg = im->m->cfg;
     cfg.q_scale = q_residual_scale(cfg.head_dim);
     rc = ir_build_llama(&g, &cfg, ws, n_ws, &o);

@@ -26,12 +26,13 @@
 
 static const sql_dialect dialects[DIA_COUNT] = {
     /* name      vector     any        keyed temp tables  materialised CTE  weights      vector binding,
-     * then how a quantized weight table gets its blocks */
-    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    " MATERIALIZED",  WL_TILES,    DBV_BLOB, NULL, -1 },
-    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, -1 },
+     * then how a quantized weight table gets its blocks, whether it has the
+     * fused ATTN template, and its base dialect */
+    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    " MATERIALIZED",  WL_TILES,    DBV_BLOB, NULL, true, -1 },
+    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, false, -1 },
     /* DuckDB with sqlm's C functions (db/duckdb.c): the same storage; its
      * own templates where a function does the work, DuckDB's elsewhere */
-    { "duckdb-native", "FLOAT[]", "VARCHAR", "",         "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, DIA_DUCKDB },
+    { "duckdb-native", "FLOAT[]", "VARCHAR", "",         "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, false, DIA_DUCKDB },
 };
 
 int dialect_from_name(const char *name) {
@@ -41,6 +42,11 @@ int dialect_from_name(const char *name) {
 }
 
 const sql_dialect *dialect_get(int dia) { return dia >= 0 && dia < DIA_COUNT ? &dialects[dia] : NULL; }
+
+ir_opts dialect_ir_opts(int dia, ir_opts o) {
+    if (dia < 0 || dia >= DIA_COUNT || !dialects[dia].fused_attn) o.fuse_attn = false;
+    return o;
+}
 
 void dialect_subst(int dia, const char *text, buf *out) {
     const sql_dialect *d = &dialects[dia];
@@ -82,11 +88,23 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "FROM {in0} x, norm n WHERE n.layer = {layer} AND n.kind = '{w}'" },
     [IR_OP_QUANT][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT pos, sqlm_quant(v, {dtype}) AS v FROM {in0}" },
+    /* Copying: one matvec per (position, tile), SQLite copying each tile's
+     * BLOB.  In place: the scan reads only the weight table's rowids; the
+     * aggregate reads those tiles from its mapping of the file and multiplies
+     * each with all the batch's positions (stacked into one value, passed
+     * with tile 0 only: SQLite would copy a value given on every row), and
+     * sqlm_rows() gives the product back one row per position. */
     [IR_OP_MATMUL][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+        "{?!inplace}"
         "SELECT x.pos AS pos,\n"
         "  {?bias}sqlm_vadd({/}(SELECT sqlm_gather(w.row, sqlm_matvec(w.v, x.v, w.col, {chunk}, {n_in}, {dtype}), {n_out})\n"
         "   FROM {w} w){?bias}, (SELECT {?bias_part}sqlm_slice(b.v, {bias_off}, {n_out}){/}{?!bias_part}b.v{/} FROM bias b WHERE b.layer = {layer})){/} AS v\n"
-        "FROM {in0} x" },
+        "FROM {in0} x{/}"
+        "{?inplace}"
+        "SELECT p.pos AS pos, {?bias}sqlm_vadd({/}p.v{?bias}, (SELECT {?bias_part}sqlm_slice(b.v, {bias_off}, {n_out}){/}{?!bias_part}b.v{/} FROM bias b WHERE b.layer = {layer})){/} AS v\n"
+        "FROM sqlm_rows((\n"
+        "  SELECT sqlm_matmul('{w}', w.id,\n"
+        "    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM {in0} x) END) FROM {w} w)) p{/}" },
     [IR_OP_ROPE][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, {n_head}, {n_head_kv}, {hd}, {interleaved}, {q_scale}) AS v\n"
         "FROM {in0} x JOIN rope r ON r.pos = x.pos" },
@@ -103,6 +121,17 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "  sqlm_attn(sqlm_vexp(s.s, m.mx), k.v, {n_head}, {n_head_kv}, {hd}) AS v\n"
         "FROM {in0} s JOIN {in1} m ON m.qpos = s.qpos JOIN {in2} k ON k.pos = s.kpos\n"
         "GROUP BY s.qpos" },
+    /* One pass over the cache for the whole batch: the aggregate keeps each
+     * key and value row, and computes softmax(q . k - max) @ v for every
+     * query over the keys at or before its position, in key order (the
+     * arithmetic of the three relations above).  The queries come stacked,
+     * with the first key's row only: SQLite copies a value passed on every row. */
+    [IR_OP_ATTN][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+        "SELECT p.pos AS pos, p.v AS v\n"
+        "FROM sqlm_rows((\n"
+        "  SELECT sqlm_attend(CASE WHEN k.pos = (SELECT min(pos) FROM {in1}) THEN\n"
+        "           (SELECT sqlm_stack(q.pos, q.v) FROM {in0} q) END,\n"
+        "         k.pos, k.k, k.v, {n_head}, {n_head_kv}, {hd}) FROM {in1} k)) p" },
     [IR_OP_ADD][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
     [IR_OP_SWIGLU][DIA_SQLITE] = { POS_V, POS_V_DEFS,
@@ -354,6 +383,7 @@ static int cond_value(const ir_node *n, const model_config *c, const char *key, 
     /* the weight type: Q8_0/Q4_0 (a Q8_0 activation), F16 */
     if (KEY("quant")) return vec_act_type(n->wdtype) == DT_Q8_0;
     if (KEY("f16")) return n->wdtype == DT_F16;
+    if (KEY("inplace")) return n->inplace;
     return -1;
 }
 
