@@ -131,6 +131,7 @@ typedef void (*duckdb_scalar_function_t)(duckdb_function_info, duckdb_data_chunk
     X(void, duckdb_scalar_function_set_function, (duckdb_scalar_function, duckdb_scalar_function_t)) \
     X(duckdb_state, duckdb_register_scalar_function, (duckdb_connection, duckdb_scalar_function)) \
     X(void, duckdb_scalar_function_set_error, (duckdb_function_info, const char *))           \
+    X(void, duckdb_scalar_function_set_varargs, (duckdb_scalar_function, duckdb_logical_type)) \
     X(duckdb_logical_type, duckdb_create_list_type, (duckdb_logical_type))                     \
     X(duckdb_logical_type, duckdb_create_array_type, (duckdb_logical_type, idx_t))             \
     X(idx_t, duckdb_data_chunk_get_column_count, (duckdb_data_chunk))                          \
@@ -873,16 +874,27 @@ static bool any_null(const uarg *a, int n, duckdb_vector out, idx_t r) {
         return;                                                \
     } while (0)
 
-/* sqlm_dot(a FLOAT[], b FLOAT[]) -> FLOAT */
+/* sqlm_dot(x FLOAT[], w FLOAT[], ...) -> FLOAT: x . w, where w may come as
+ * consecutive parts (a ROW2COL row's pivot columns), each read in place */
 static void udf_dot(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
-    uarg a[2];
-    uarg_init(&a[0], in, 0, U_LIST), uarg_init(&a[1], in, 1, U_LIST);
+    uarg a[1 + 64];
+    const int na = (int)api.duckdb_data_chunk_get_column_count(in);
+    if (na < 2 || na > (int)ARRAY_LEN(a)) UDF_FAIL("dot: 1 to 64 parts of a row");
+    for (int i = 0; i < na; i++) uarg_init(&a[i], in, (idx_t)i, U_LIST);
     float *res = api.duckdb_vector_get_data(out);
     for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
-        if (any_null(a, 2, out, r)) continue;
-        frow x = uarg_row(&a[0], r), y = uarg_row(&a[1], r);
-        if (x.n != y.n) UDF_FAIL("dot: length mismatch");
-        res[r] = vec_dot_f32(x.p, y.p, (size_t)x.n);
+        if (any_null(a, na, out, r)) continue;
+        frow x = uarg_row(&a[0], r);
+        idx_t off = 0;
+        float s = 0;
+        for (int i = 1; i < na; i++) {
+            frow w = uarg_row(&a[i], r);
+            if (off + w.n > x.n) UDF_FAIL("dot: length mismatch");
+            s += vec_dot_f32(x.p + off, w.p, (size_t)w.n);
+            off += w.n;
+        }
+        if (off != x.n) UDF_FAIL("dot: length mismatch");
+        res[r] = s;
     }
 }
 
@@ -1168,10 +1180,10 @@ static void udf_attn(duckdb_function_info info, duckdb_data_chunk in, duckdb_vec
 /* Parameter and result types, by letter: f FLOAT, i INTEGER, d DOUBLE,
  * x BLOB, L FLOAT[], B TINYINT[32][], M FLOAT[][], D DOUBLE[]. */
 static const struct {
-    const char *name, *params, ret;
+    const char *name, *params, ret;   /* params ending in '+': more of the last type */
     duckdb_scalar_function_t fn;
 } udfs[] = {
-    { "sqlm_dot", "LL", 'f', udf_dot },
+    { "sqlm_dot", "LL+", 'f', udf_dot },
     { "sqlm_qdot", "BLx", 'f', udf_qdot },
     { "sqlm_qblocks", "BLxi", 'D', udf_qblocks },
     { "sqlm_q8", "L", 'x', udf_q8 },
@@ -1218,8 +1230,9 @@ static int dk_register_udfs(duck_engine *d) {
         duckdb_scalar_function f = api.duckdb_create_scalar_function();
         api.duckdb_scalar_function_set_name(f, udfs[i].name);
         for (const char *p = udfs[i].params; *p; p++) {
-            duckdb_logical_type t = udf_type(*p);
-            api.duckdb_scalar_function_add_parameter(f, t);
+            duckdb_logical_type t = udf_type(*p == '+' ? p[-1] : *p);
+            if (*p == '+') api.duckdb_scalar_function_set_varargs(f, t);
+            else api.duckdb_scalar_function_add_parameter(f, t);
             api.duckdb_destroy_logical_type(&t);
         }
         duckdb_logical_type t = udf_type(udfs[i].ret);

@@ -210,9 +210,12 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
                           ? row2col_pivots(im->o->row2col, n_out, n_in) : 0;
     buf sql;
     buf_init(&sql);
-    char flat[48];   /* where quantized rows go first, as lists of their integer values */
+    /* quantized rows go first, as lists of their integer values, to a TEMP
+     * table: the float staging never takes room in the file (138 MB for
+     * the 110M-shape Q8_0 database, not 240) */
+    char flat[48];
     snprintf(flat, sizeof flat, "%s_flat", name);
-    buf_appendf(&sql, "CREATE TABLE %s(", qrows ? flat : name);
+    buf_appendf(&sql, "CREATE %sTABLE %s(", qrows ? "TEMP " : "", qrows ? flat : name);
     dialect_subst(im->e->m->dialect, "id INTEGER{pk}, row INTEGER, col INTEGER", &sql);
     if (!pivot) dialect_subst(im->e->m->dialect, ", v {vec}", &sql);
     for (int p = 0; p < pivot; p++) {

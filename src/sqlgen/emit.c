@@ -298,7 +298,8 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
 
     /* ------------------------------------------------- DuckDB, native:
      * sqlm's C scalar functions over whole FLOAT[] rows (db/duckdb.c):
-     * products are sqlm_dot (F32, F16) and sqlm_qdot (Q8_0/Q4_0 blocks
+     * products are sqlm_dot (F32, F16; a row whole or as its ROW2COL pivot
+     * columns, read in place) and sqlm_qdot (Q8_0/Q4_0 blocks
      * against the activation quantized by sqlm_q8 to a BLOB of ggml's
      * block_q8_0), computed as vec.c computes them.  Attention
      * gathers each query's scores and values with list() and reduces them
@@ -312,7 +313,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
     [IR_OP_MATMUL][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
         "{?!chunked}"
         "SELECT x.pos AS pos,\n"
-        "  list({?quant}sqlm_qdot(w.v, w.s, x.q){/}{?!quant}sqlm_dot({wv}, x.v){/}{?bias} + b.v[w.row + {bias_off} + 1]{/}"
+        "  list({?quant}sqlm_qdot(w.v, w.s, x.q){/}{?!quant}sqlm_dot(x.v, {wparts}){/}{?bias} + b.v[w.row + {bias_off} + 1]{/}"
         " ORDER BY w.row) AS v\n"
         "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
         "GROUP BY x.pos{/}"
@@ -324,7 +325,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "        list_reduce(flatten(list(sqlm_qblocks(w.v, w.s, x.q, w.col // 32) ORDER BY w.col)),\n"
         "          lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT AS s\n{/}"
         "{?!quant}"
-        "        sum(sqlm_dot(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n{/}"
+        "        sum(sqlm_dot(x.v[w.col + 1 : w.col + {chunk}], w.v))::FLOAT AS s\n{/}"
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
         "GROUP BY p.pos{/}" },
@@ -419,10 +420,9 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
     else if (KEY("v_off")) buf_appendf(b, "%lld", (long long)(q_dim + kv_dim));
     else if (KEY("bias_off")) buf_appendf(b, "%lld", (long long)n->bias_off);
     else if (KEY("pivot_per")) buf_appendf(b, "%d", n->pivot_per);
-    else if (KEY("wv")) {   /* a whole weight row: v, or its ROW2COL pivot columns joined */
-        for (int c = 1; c < n->pivot; c++) buf_puts(b, "list_concat(");
-        buf_puts(b, n->pivot > 0 ? "w.c0" : "w.v");
-        for (int c = 1; c < n->pivot; c++) buf_appendf(b, ", w.c%d)", c);
+    else if (KEY("wparts")) {   /* a weight row: v, or its ROW2COL pivot columns in order */
+        if (n->pivot <= 0) buf_puts(b, "w.v");
+        for (int c = 0; c < n->pivot; c++) buf_appendf(b, "%sw.c%d", c ? ", " : "", c);
     }
     else if (KEY("r2c_sum") || KEY("r2c_from")) {
         if (n->pivot <= 0 || n->pivot_per <= 0 || n->in[0] < 0) return false;
