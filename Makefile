@@ -102,7 +102,7 @@ bench-mem: deps
 
 $(B)/readbw: bench/readbw.c
 	@mkdir -p $(B)
-	$(CC) $(CFLAGS) -o $@ $<
+	$(CC) $(CFLAGS) -o $@ $< -pthread
 
 clean:
 	rm -rf build build-asan sqlm

@@ -41,6 +41,10 @@ B=$((BUDGET_MB * 1048576))
 # peak RSS line of --stats, in bytes
 peak() { awk '/^stats: peak RSS/ { printf "%d", $4 * 1048576 }' "$1"; }
 
+# a scan for tile ids reads the small (row, col) index, not the tiles' pages
+sqlite3 "$T/m.db" "EXPLAIN QUERY PLAN SELECT id FROM blk0_qkv" | grep -q "COVERING INDEX blk0_qkv_tiles" && ok \
+    || bad "a scan of tile ids does not use the covering index"
+
 # the budget without a cgroup: same tokens, RSS within it, both read modes
 for io in direct buffered; do
     uncache "$T/m.db"

@@ -27,7 +27,9 @@
  *           between pinned and streamed so that the budget is filled and the
  *           streamed reads are spread over the step.  A reader thread reads
  *           the streamed pages in schedule order into a ring of page slots,
- *           ahead of the compute thread, in reads of up to MAX_BATCH_BYTES;
+ *           ahead of the compute thread, in reads of up to MAX_BATCH_BYTES
+ *           (N_READERS threads, so that the device has more than one read
+ *           in flight);
  *           a slot is freed as soon as SQLite releases its page.  A fetch of
  *           a streamed page that the reader has not reached re-aims the
  *           reader there (a prompt step that rescans a table); a page outside
@@ -54,7 +56,8 @@
 #include "../sqlm-int.h"
 
 #define TRACE_RA_BYTES (1 << 20)    /* readahead while tracing */
-#define MAX_BATCH_BYTES (4 << 20)   /* one read of the streaming reader */
+#define MAX_BATCH_BYTES (2 << 20)   /* one read of a streaming reader */
+#define N_READERS 2                 /* reads in flight: 2 x 2 MB read 3.8 GB/s here, 1 x 8 MB 2.4 */
 #define RUN_BYTES (2 << 20)         /* pinned and streamed leaves alternate in runs this long */
 #define LOAD_BATCH_BYTES (8 << 20)  /* one read while loading the resident set */
 #define N_MISC 16                   /* pages of the pool for pages outside the schedule */
@@ -118,8 +121,9 @@ struct wcache {
     tmpbuf *tmps;
 
     /* reader */
-    pthread_t th;
-    bool th_started, stop;
+    pthread_t th[N_READERS];
+    int n_th;
+    bool stop;
     int64_t rpos;
     uint64_t rticket, cticket;
 
@@ -180,17 +184,6 @@ static int read_iov(wcache *wc, struct iovec *iov, int n, int64_t off) {
         }
         ssize_t r = preadv(wc->fd, v, k, off + (int64_t)done);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0 && errno == EINVAL && wc->direct) {
-            /* O_DIRECT refused (alignment, file system): buffered from now on */
-            int fd = open(wc->path, O_RDONLY | O_CLOEXEC);
-            if (fd >= 0) {
-                int old = wc->fd;
-                wc->fd = fd;
-                wc->direct = false;
-                close(old);
-                continue;
-            }
-        }
         if (r <= 0) {
             pthread_mutex_lock(&wc->mu);
             set_err(wc, r < 0 ? errno : 0, off, len, r < 0 ? -1 : (ssize_t)done);
@@ -614,12 +607,12 @@ static int wc_init_arrays(wcache *wc) {
 
 static void wc_free(wcache *wc) {
     if (!wc) return;
-    if (wc->th_started) {
+    if (wc->n_th) {
         pthread_mutex_lock(&wc->mu);
         wc->stop = true;
         pthread_cond_broadcast(&wc->cv);
         pthread_mutex_unlock(&wc->mu);
-        pthread_join(wc->th, NULL);
+        for (int i = 0; i < wc->n_th; i++) pthread_join(wc->th[i], NULL);
     }
     while (wc->tmps) tmp_release(wc, wc->tmps->p);
     pages_free(wc->ring, wc->ring_len);
@@ -667,8 +660,16 @@ int wcache_open(wcache **out, const char *path, int io_mode, size_t ring_bytes) 
         return sqlm_error(SQLM_NOMEM, "out of memory for the weight cache of %s", path);
     }
     if (io_mode != WC_IO_BUFFERED) {
+        /* O_DIRECT where the file system takes it for whole pages (one read
+         * of the first page into an aligned buffer tells) */
         wc->fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
-        wc->direct = wc->fd >= 0;
+        char *probe = wc->fd >= 0 ? pages_alloc((size_t)psz) : NULL;
+        wc->direct = probe && pread(wc->fd, probe, (size_t)psz, 0) == (ssize_t)psz;
+        pages_free(probe, (size_t)psz);
+        if (!wc->direct && wc->fd >= 0) {
+            close(wc->fd);
+            wc->fd = -1;
+        }
     }
     if (wc->fd < 0) wc->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (wc->fd < 0) {
@@ -840,9 +841,10 @@ int wcache_plan(wcache *wc, size_t resident_cap) {
     wc->mode = MODE_STREAM;
     wc->rpos = 0;
     wc->rticket = wc->cticket = 0;
-    if (wc->n_sched > 0 && pthread_create(&wc->th, NULL, reader_main, wc) == 0) wc->th_started = true;
-    rc = wc->n_sched > 0 && !wc->th_started ? sqlm_error(SQLM_ERROR, "weight cache: cannot start the reader thread")
-                                            : SQLM_OK;
+    while (wc->n_sched > 0 && wc->n_th < N_READERS && pthread_create(&wc->th[wc->n_th], NULL, reader_main, wc) == 0)
+        wc->n_th++;
+    rc = wc->n_sched > 0 && !wc->n_th ? sqlm_error(SQLM_ERROR, "weight cache: cannot start the reader thread")
+                                      : SQLM_OK;
     pthread_mutex_unlock(&wc->mu);
     return rc;
 }

@@ -271,6 +271,16 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         }
     }
     if (!rc) rc = batch_flush(&ins);
+    /* Tiles: an index on (row, col), written after the table so that its
+     * pages sit together after the tiles.  A scan for tile ids (the in-place
+     * products) then reads this small index, not the 64 KB leaf pages that
+     * hold the tiles: under a memory budget the weight cache streams only
+     * the tiles, once, in order. */
+    if (!rc && !rows) {
+        buf_reset(&sql);
+        buf_appendf(&sql, "CREATE INDEX %s_tiles ON %s(row, col)", name, name);
+        rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
+    }
     if (!rc && qrows) {
         buf_reset(&sql);
         buf_appendf(&sql, im->d->q_blocks, name);
