@@ -321,6 +321,26 @@ void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x,
  * prefetched on the way: the tile that comes after. */
 void vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x, size_t ldx, size_t m,
                 float *out, size_t ldo, const void *next, size_t next_len);
+/*
+ * Batched products (prefill) on panels of VEC_PANEL rows repacked for VNNI,
+ * when vec_panel_supported(wdtype) (Q8_0 and Q4_0 on AVX512-VNNI CPUs):
+ *   vec_panel_act  m Q8_0 activations of nb blocks (ldx bytes apart) into
+ *                  xu[m][nb][32] (quants + 128) and dx[m][nb] (scales)
+ *   vec_panel_put  one weight row of nb blocks into slot 0..VEC_PANEL-1 of a
+ *                  panel of vec_panel_bytes(nb) bytes, 64-byte aligned
+ *   vec_panel_seal clear the slots from n on
+ *   vec_panel_mul  out[p * VEC_PANEL + r] = row r . position p for m
+ *                  positions, nbx blocks apart in xu/dx; bit for bit what
+ *                  vec_matvec gives
+ */
+#define VEC_PANEL 16
+bool vec_panel_supported(int wdtype);
+size_t vec_panel_bytes(size_t nb);
+void vec_panel_act(const void *x, size_t ldx, size_t m, size_t nb, uint8_t *xu, float *dx);
+void vec_panel_put(void *panel, size_t nb, int slot, int wdtype, const void *row);
+void vec_panel_seal(void *panel, size_t nb, int n);
+void vec_panel_mul(const void *panel, size_t nb, const uint8_t *xu, const float *dx, size_t nbx, size_t m,
+                   float *out);
 void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n);
 void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps);
 void vec_rope(float *v, const float *cs, int n_heads, int hd, bool interleaved);

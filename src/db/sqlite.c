@@ -348,13 +348,13 @@ static void agg_attn_final(sqlite3_context *ctx) {
     agg_final(ctx);
 }
 
-/* ------------------------------------------- in-place products (tiles.c) */
+/* ------------------------------------------------ batches: stack, rows */
 
 /*
- * A batch of activations travels as one BLOB so that a product sees all of
- * it at once (aggregates of SQLite 3.40 take no ORDER BY: positions are kept
- * beside the rows), and a product comes back the same way; sqlm_rows()
- * turns it into (pos, v) rows:
+ * The rows of a batch travel as one value so that a product (or attention)
+ * sees all of them at once (aggregates of SQLite 3.40 take no ORDER BY:
+ * positions are kept beside the rows), and a product comes back the same
+ * way; sqlm_rows() turns it into (pos, v) rows:
  *   stack:   u32 STACK_MAGIC, u32 n, u64 row_bytes, i64 pos[n], row[n][row_bytes]
  *   product: u32 PROD_MAGIC,  u32 n, u64 n_out,     i64 pos[n], float[n][n_out]
  */
@@ -389,7 +389,59 @@ static bool batch_parse(const void *p, size_t len, uint32_t magic, size_t elem, 
     return true;
 }
 
-/* sqlm_stack(pos, v): the rows of a batch as one stack BLOB (all rows the same length). */
+/*
+ * Stacks and products travel between sqlm's functions as SQLite pointer
+ * values of type "sqlm_batch" (sqlite3_result_pointer), so that SQLite moves
+ * a pointer from register to register where it would copy a BLOB of
+ * megabytes.  The buffer is reference counted: a function or cursor that
+ * keeps a batch past the call that received it takes a reference.  The same
+ * bytes as a BLOB are accepted too.
+ */
+#define BATCH_PTR "sqlm_batch"
+
+typedef struct batch_ref {
+    int refs;
+    size_t len;
+    uint8_t *p;              /* len bytes, 16-byte aligned */
+} batch_ref;
+
+static batch_ref *batch_new(size_t len) {
+    batch_ref *b = sqlite3_malloc64(32 + (len ? len : 1));
+    if (!b) return NULL;
+    b->refs = 1;
+    b->len = len;
+    b->p = (uint8_t *)b + 32;
+    return b;
+}
+
+static void batch_unref(void *p) {
+    batch_ref *b = p;
+    if (b && --b->refs == 0) sqlite3_free(b);
+}
+
+static void result_batch(sqlite3_context *ctx, batch_ref *b) { sqlite3_result_pointer(ctx, b, BATCH_PTR, batch_unref); }
+
+/* A reference to the batch in v: 1 (*out set, release with batch_unref), 0 if
+ * v is NULL, -1 if v is neither a batch pointer nor a BLOB (or no memory). */
+static int batch_take(sqlite3_value *v, batch_ref **out) {
+    batch_ref *b = sqlite3_value_pointer(v, BATCH_PTR);
+    *out = NULL;
+    if (b) {
+        b->refs++;
+        *out = b;
+        return 1;
+    }
+    if (sqlite3_value_type(v) == SQLITE_NULL) return 0;
+    if (sqlite3_value_type(v) != SQLITE_BLOB) return -1;
+    int n = sqlite3_value_bytes(v);
+    const void *p = sqlite3_value_blob(v);
+    if (n <= 0 || !p || !(b = batch_new((size_t)n))) return -1;
+    memcpy(b->p, p, (size_t)n);
+    *out = b;
+    return 1;
+}
+
+/* sqlm_stack(pos, v): the rows of a batch as one stack (all rows the same length). */
 typedef struct stack_agg {
     buf pos, data;
     uint64_t width;
@@ -424,16 +476,16 @@ static void agg_stack_final(sqlite3_context *ctx) {
     stack_agg *a = sqlite3_aggregate_context(ctx, 0);
     if (!a) { sqlite3_result_null(ctx); return; }
     if (!a->err && a->n) {
-        size_t len = BATCH_HDR + a->pos.len + a->data.len;
-        uint8_t *out = sqlite3_malloc64(len);
-        if (!out) {
+        batch_ref *b = batch_new(BATCH_HDR + a->pos.len + a->data.len);
+        if (!b) {
             sqlite3_result_error_nomem(ctx);
         } else {
             uint32_t magic = STACK_MAGIC;
+            uint8_t *out = b->p;
             memcpy(out, &magic, 4), memcpy(out + 4, &a->n, 4), memcpy(out + 8, &a->width, 8);
             memcpy(out + BATCH_HDR, a->pos.p, a->pos.len);
             memcpy(out + BATCH_HDR + a->pos.len, a->data.p, a->data.len);
-            sqlite3_result_blob64(ctx, out, len, sqlite3_free);
+            result_batch(ctx, b);
         }
     } else if (!a->err) {
         sqlite3_result_null(ctx);
@@ -450,7 +502,7 @@ static void agg_stack_final(sqlite3_context *ctx) {
  */
 typedef struct rows_cursor {
     sqlite3_vtab_cursor base;
-    uint8_t *prod;           /* copy of the product BLOB, or NULL: no rows */
+    batch_ref *prod;         /* a reference to the product, or NULL: no rows */
     batch_view v;
     uint32_t i;              /* current row */
 } rows_cursor;
@@ -502,7 +554,7 @@ static int rows_open(sqlite3_vtab *t, sqlite3_vtab_cursor **out) {
 
 static int rows_close(sqlite3_vtab_cursor *cur) {
     rows_cursor *c = (rows_cursor *)cur;
-    sqlite3_free(c->prod);
+    batch_unref(c->prod);
     sqlite3_free(c);
     return SQLITE_OK;
 }
@@ -510,19 +562,17 @@ static int rows_close(sqlite3_vtab_cursor *cur) {
 static int rows_filter(sqlite3_vtab_cursor *cur, int idx, const char *idx_str, int argc, sqlite3_value **argv) {
     (void)idx_str;
     rows_cursor *c = (rows_cursor *)cur;
-    sqlite3_free(c->prod);
+    batch_unref(c->prod);
     c->prod = NULL;
     c->i = 0;
     memset(&c->v, 0, sizeof c->v);
-    if (idx != 1 || argc < 1 || sqlite3_value_type(argv[0]) == SQLITE_NULL) return SQLITE_OK;
-    int n = sqlite3_value_bytes(argv[0]);
-    const void *p = sqlite3_value_blob(argv[0]);
-    if (!(c->prod = sqlite3_malloc64(n > 0 ? (sqlite3_uint64)n : 1))) return SQLITE_NOMEM;
-    if (n > 0) memcpy(c->prod, p, (size_t)n);
-    if (!batch_parse(c->prod, (size_t)n, PROD_MAGIC, 4, &c->v)) {
+    if (idx != 1 || argc < 1) return SQLITE_OK;
+    int rc = batch_take(argv[0], &c->prod);
+    if (rc == 0) return SQLITE_OK;   /* NULL: no rows */
+    if (rc < 0 || !batch_parse(c->prod->p, c->prod->len, PROD_MAGIC, 4, &c->v)) {
         sqlite3_free(cur->pVtab->zErrMsg);
-        cur->pVtab->zErrMsg = sqlite3_mprintf("sqlm: rows: not a product BLOB");
-        sqlite3_free(c->prod);
+        cur->pVtab->zErrMsg = sqlite3_mprintf("sqlm: rows: not a product");
+        batch_unref(c->prod);
         c->prod = NULL;
         return SQLITE_ERROR;
     }
@@ -568,6 +618,8 @@ static const sqlite3_module rows_module = {
     .xRowid = rows_rowid,
 };
 
+/* ------------------------------------------------------------ attention */
+
 /*
  * sqlm_attend(queries, kpos, k, v, n_head, n_head_kv, hd): causal attention
  * of a batch of queries over the cache rows the scan gives.  queries is a
@@ -580,8 +632,7 @@ static const sqlite3_module rows_module = {
  * sqlm_attn.  Each cache row is read once per batch, not once per query.
  */
 typedef struct attend_agg {
-    uint8_t *qs;             /* copy of the queries' stack, or NULL until a row brings it */
-    size_t qs_len;
+    batch_ref *qs;           /* the queries' stack, or NULL until a row brings it */
     int64_t nh, nkv, hd;
     float *kv;               /* [cap][2][nkv * hd] key and value rows */
     int64_t *pos;            /* [cap] key positions */
@@ -610,16 +661,17 @@ static void agg_attend_step(sqlite3_context *ctx, int argc, sqlite3_value **argv
     }
     if (nh != a->nh || nkv != a->nkv || hd != a->hd || nk != nkv * hd || nv != nkv * hd)
         return attend_fail(ctx, a, "sqlm: attend: bad shape");
-    if (sqlite3_value_type(argv[0]) != SQLITE_NULL) {
-        int qn = sqlite3_value_bytes(argv[0]);
-        const void *q = sqlite3_value_blob(argv[0]);
+    batch_ref *qs;
+    int got = batch_take(argv[0], &qs);
+    if (got) {
         batch_view qv;
-        if (a->qs) return attend_fail(ctx, a, "sqlm: attend: queries given twice");
-        if (!batch_parse(q, (size_t)qn, STACK_MAGIC, 1, &qv) || qv.width % 4 || qv.width / 4 < (uint64_t)(nh * hd))
-            return attend_fail(ctx, a, "sqlm: attend: queries must be a stack of q vectors");
-        if (!(a->qs = malloc((size_t)qn))) return attend_fail(ctx, a, "sqlm: out of memory");
-        memcpy(a->qs, q, (size_t)qn);
-        a->qs_len = (size_t)qn;
+        if (got < 0 || a->qs || !batch_parse(qs->p, qs->len, STACK_MAGIC, 1, &qv) || qv.width % 4 ||
+            qv.width / 4 < (uint64_t)(nh * hd)) {
+            batch_unref(qs);
+            return attend_fail(ctx, a, a->qs ? "sqlm: attend: queries given twice"
+                                             : "sqlm: attend: queries must be a stack of q vectors");
+        }
+        a->qs = qs;
     }
     if (a->n == a->cap) {
         size_t cap = a->cap ? 2 * a->cap : 64;
@@ -701,20 +753,22 @@ static void agg_attend_final(sqlite3_context *ctx) {
     attend_agg *a = sqlite3_aggregate_context(ctx, 0);
     if (!a) { sqlite3_result_null(ctx); return; }
     size_t *order = NULL;
+    batch_ref *ob = NULL;
     uint8_t *out = NULL;
     attend_job j = { .a = a };
     if (a->err || !a->n || !a->qs) {   /* no keys, or no queries: no rows */
         if (!a->err) sqlite3_result_null(ctx);
         goto done;
     }
-    batch_parse(a->qs, a->qs_len, STACK_MAGIC, 1, &j.q);   /* checked by the step */
-    if (((uintptr_t)j.q.data | j.q.width) % 4) {   /* malloc'd copy, 16 + 8n header: cannot happen */
+    batch_parse(a->qs->p, a->qs->len, STACK_MAGIC, 1, &j.q);   /* checked by the step */
+    if (((uintptr_t)j.q.data | j.q.width) % 4) {   /* 16-byte aligned, 16 + 8n header: cannot happen */
         sqlite3_result_error(ctx, "sqlm: attend: misaligned queries", -1);
         goto done;
     }
     const int64_t qd = a->nh * a->hd;
     size_t len = BATCH_HDR + 8 * (size_t)j.q.n + 4 * (size_t)j.q.n * (size_t)qd;
-    out = sqlite3_malloc64(len);
+    ob = batch_new(len);
+    out = ob ? ob->p : NULL;
     order = malloc(sizeof *order * a->n);
     if (!out || !order) {
         sqlite3_result_error_nomem(ctx);
@@ -740,16 +794,19 @@ static void agg_attend_final(sqlite3_context *ctx) {
         sqlite3_result_error_nomem(ctx);
         goto done;
     }
-    sqlite3_result_blob64(ctx, out, len, sqlite3_free);
-    out = NULL;
+    result_batch(ctx, ob);
+    ob = NULL;
 done:
-    sqlite3_free(out);
+    batch_unref(ob);
     free(order);
-    free(a->qs), free(a->kv), free(a->pos);
+    batch_unref(a->qs);
+    free(a->kv), free(a->pos);
     a->qs = NULL;
     a->kv = NULL;
     a->pos = NULL;
 }
+
+/* ------------------------------------------- in-place products (tiles.c) */
 
 /* sqlm_matmul('table', id, stack): collects the tile ids the scan delivers,
  * then multiplies those tiles with every row of the stack at the final step.
@@ -759,8 +816,7 @@ typedef struct matmul_agg {
     int wi;                  /* weight index in the tile store + 1; 0 before the first row */
     int64_t *ids;
     size_t n_ids, cap;
-    uint8_t *x;              /* copy of the stack BLOB */
-    size_t x_len;
+    batch_ref *x;            /* the stack of activations */
     bool err;                /* an error was reported */
 } matmul_agg;
 
@@ -788,15 +844,15 @@ static void agg_matmul_step(sqlite3_context *ctx, int argc, sqlite3_value **argv
         a->wi = (int)wi;
     }
     /* the activations come with one row (the template passes NULL on the others) */
-    if (sqlite3_value_type(argv[2]) != SQLITE_NULL) {
-        int xn = sqlite3_value_bytes(argv[2]);
-        const void *x = sqlite3_value_blob(argv[2]);
-        if (a->x) return agg_matmul_fail(ctx, a, "sqlm: matmul: activations given twice");
-        if (sqlite3_value_type(argv[2]) != SQLITE_BLOB || xn <= 0 || !x)
-            return agg_matmul_fail(ctx, a, "sqlm: matmul: activations must be a stack BLOB");
-        if (!(a->x = malloc((size_t)xn))) return agg_matmul_fail(ctx, a, "sqlm: out of memory");
-        memcpy(a->x, x, (size_t)xn);
-        a->x_len = (size_t)xn;
+    batch_ref *x;
+    int got = batch_take(argv[2], &x);
+    if (got) {
+        if (got < 0 || a->x) {
+            batch_unref(x);
+            return agg_matmul_fail(ctx, a, a->x ? "sqlm: matmul: activations given twice"
+                                                : "sqlm: matmul: activations must be a stack");
+        }
+        a->x = x;
     }
     int64_t id = ARG_INT(1);
     if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || id < 0 || id >= tiles_count(s->tiles, a->wi - 1))
@@ -831,14 +887,93 @@ typedef struct matmul_job {
     size_t xrb;
     int n;
     float *y;                /* [n][n_out] */
+    const uint8_t *xu;       /* panel path: [n][nbx][32] quants + 128, or NULL */
+    const float *dx;         /* [n][nbx] scales */
+    size_t nbx;              /* blocks per activation */
     _Atomic int err;
 } matmul_job;
+
+/* Batches of at least this many positions run on repacked panels (kern/vec.c). */
+#define PANEL_MIN_BATCH 4
+
+/* The panel path of a thread: rows of consecutive tiles of one column chunk
+ * are gathered VEC_PANEL at a time, each panel multiplied with all positions. */
+typedef struct panel_state {
+    void *panel;             /* vec_panel_bytes(blocks of a chunk), 64-byte aligned */
+    float *out;              /* [n][VEC_PANEL] */
+    int64_t row[VEC_PANEL];  /* output row of each slot */
+    int k;                   /* slots filled */
+    int64_t col0;            /* column of the panel's chunk */
+    size_t nb;               /* its blocks */
+} panel_state;
+
+static void panel_flush(matmul_job *j, panel_state *ps) {
+    if (!ps->k) return;
+    vec_panel_seal(ps->panel, ps->nb, ps->k);
+    size_t b0 = (size_t)ps->col0 / QK;
+    vec_panel_mul(ps->panel, ps->nb, j->xu + b0 * QK, j->dx + b0, j->nbx, (size_t)j->n, ps->out);
+    const int64_t n_out = j->w->n_out;
+    for (int p = 0; p < j->n; p++) {
+        float *y = j->y + (size_t)p * (size_t)n_out;
+        const float *o = ps->out + (size_t)p * VEC_PANEL;
+        for (int r = 0; r < ps->k; r++) y[ps->row[r]] += o[r];
+    }
+    ps->k = 0;
+}
+
+/* Units [first, end) of ids on panels: tiles already checked by the caller's rules. */
+static void panel_unit(matmul_job *j, panel_state *ps, size_t first, size_t end) {
+    const ir_weight *w = j->w;
+    for (size_t i = first; i < end; i++) {
+        int64_t id = j->ids[i];
+        size_t len, rb;
+        const uint8_t *t = tiles_get(j->ts, j->wi, id, &len);
+        int64_t row0 = id / j->n_chunks * w->tile_rows, col0 = id % j->n_chunks * w->chunk;
+        int64_t width = MIN(w->chunk, w->n_in - col0);
+        dtype_row_bytes(w->dtype, (size_t)width, &rb);
+        size_t rows = t ? len / rb : 0;
+        if (!t || rows == 0 || rows > (size_t)w->tile_rows) {
+            atomic_store(&j->err, 1);   /* tiles.c checked the layout: cannot happen */
+            return;
+        }
+        if (ps->k && col0 != ps->col0) panel_flush(j, ps);
+        ps->col0 = col0;
+        ps->nb = (size_t)width / QK;
+        for (size_t r = 0; r < rows; r++) {
+            vec_panel_put(ps->panel, ps->nb, ps->k, w->dtype, t + r * rb);
+            ps->row[ps->k++] = row0 + (int64_t)r;
+            if (ps->k == VEC_PANEL) panel_flush(j, ps);
+        }
+        tiles_put(j->ts, j->wi, id);
+    }
+    panel_flush(j, ps);
+}
+
+static void matmul_run_panels(matmul_job *j) {
+    const ir_weight *w = j->w;
+    panel_state ps = { 0 };
+    size_t bytes = (vec_panel_bytes((size_t)w->chunk / QK) + 63) / 64 * 64;
+    ps.panel = aligned_alloc(64, bytes);
+    ps.out = malloc(sizeof *ps.out * (size_t)j->n * VEC_PANEL);
+    if (!ps.panel || !ps.out) {
+        atomic_store(&j->err, 1);
+    } else {
+        for (size_t u; !atomic_load(&j->err) && (u = atomic_fetch_add(&j->next, 1)) < j->n_units;)
+            panel_unit(j, &ps, j->unit[u], j->unit[u + 1]);
+    }
+    free(ps.panel);
+    free(ps.out);
+}
 
 static void matmul_run(void *arg, int ith, int nth) {
     matmul_job *j = arg;
     const ir_weight *w = j->w;
     const int at = vec_act_type(w->dtype);
     (void)ith, (void)nth;
+    if (j->xu) {
+        matmul_run_panels(j);
+        return;
+    }
     /* quantized kernels read blocks at any address; F32/F16 get an aligned copy when needed */
     const bool quant = dtype_block(w->dtype) > 1;
     size_t tile_max = 0;
@@ -899,7 +1034,7 @@ static int cmp_i64(const void *a, const void *b) {
 static void agg_matmul_final(sqlite3_context *ctx) {
     sqlite_engine *s = sqlite3_user_data(ctx);
     matmul_agg *a = sqlite3_aggregate_context(ctx, 0);
-    uint8_t *out = NULL;
+    batch_ref *ob = NULL;
     if (!a || !a->wi || !a->x || a->err) {   /* no rows, or an empty batch: no product */
         if (!a || !a->err) sqlite3_result_null(ctx);
         goto done;
@@ -909,15 +1044,16 @@ static void agg_matmul_final(sqlite3_context *ctx) {
     size_t xrb;
     batch_view xv;
     dtype_row_bytes(at, (size_t)w->n_in, &xrb);
-    if (!batch_parse(a->x, a->x_len, STACK_MAGIC, 1, &xv) || xv.width != xrb) {
+    if (!batch_parse(a->x->p, a->x->len, STACK_MAGIC, 1, &xv) || xv.width != xrb) {
         sqlite3_result_error(ctx, "sqlm: matmul: activations do not match the weight's width and type", -1);
         goto done;
     }
     size_t ylen = BATCH_HDR + 8 * (size_t)xv.n + 4 * (size_t)xv.n * (size_t)w->n_out;
-    if (!(out = sqlite3_malloc64(ylen))) {
+    if (!(ob = batch_new(ylen))) {
         sqlite3_result_error_nomem(ctx);
         goto done;
     }
+    uint8_t *out = ob->p;
     uint32_t magic = PROD_MAGIC;
     uint64_t n_out = (uint64_t)w->n_out;
     memcpy(out, &magic, 4), memcpy(out + 4, &xv.n, 4), memcpy(out + 8, &n_out, 8);
@@ -945,19 +1081,33 @@ static void agg_matmul_final(sqlite3_context *ctx) {
     for (size_t i = 1; i <= a->n_ids; i++)
         if (i == a->n_ids || (i - j.unit[j.n_units] >= per && a->ids[i] / j.n_chunks != a->ids[i - 1] / j.n_chunks))
             j.unit[++j.n_units] = i;
+    /* a batch runs on panels: its activations as x + 128 and scales, once */
+    uint8_t *xu = NULL;
+    float *dx = NULL;
+    if (xv.n >= PANEL_MIN_BATCH && vec_panel_supported(w->dtype)) {
+        j.nbx = (size_t)w->n_in / QK;
+        xu = malloc((size_t)xv.n * j.nbx * QK);
+        dx = malloc(sizeof *dx * (size_t)xv.n * j.nbx);
+        if (xu && dx) {
+            vec_panel_act(xv.data, xrb, xv.n, j.nbx, xu, dx);
+            j.xu = xu, j.dx = dx;
+        }
+    }
     pool_run(s->pool, matmul_run, &j);
+    free(xu);
+    free(dx);
     free(j.unit);
     if (atomic_load(&j.err)) {
         sqlite3_result_error(ctx, "sqlm: matmul: out of memory or a bad tile", -1);
         goto done;
     }
-    sqlite3_result_blob64(ctx, out, ylen, sqlite3_free);
-    out = NULL;
+    result_batch(ctx, ob);
+    ob = NULL;
 done:
-    sqlite3_free(out);
+    batch_unref(ob);
     if (a) {
         free(a->ids);
-        free(a->x);
+        batch_unref(a->x);
         a->ids = NULL, a->x = NULL;
     }
 }
@@ -1080,7 +1230,7 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
     int rc = register_functions(s);
     buf b;
     buf_init(&b);
-    buf_puts(&b, "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA temp.page_size = 65536;");
+    buf_puts(&b, "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;");
     if (o->threads > 1) buf_appendf(&b, "PRAGMA threads = %d;", o->threads);
     if (o->create) {
         if (o->page_size) buf_appendf(&b, "PRAGMA page_size = %d;", o->page_size);

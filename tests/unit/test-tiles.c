@@ -1,8 +1,8 @@
 /*
  * test-tiles.c - weight tiles read in place (db/tiles.c) and the in-place
  * products of the SQLite engine; also built under ASan/UBSan (make asan):
- *   0. the Q8_0 / Q4_0 kernels (one row at a time, eight rows) give the
- *      bits of the reference rounding;
+ *   0. the Q8_0 / Q4_0 kernels (one row at a time, eight rows, repacked
+ *      panels of a batch) give the bits of the reference rounding;
  *   1. every tile of every weight table, read in place, equals the BLOB
  *      SQLite returns for its id;
  *   2. in-place and copying products give bit-identical logits over a
@@ -130,7 +130,7 @@ static void check_kernels(void) {
     static const int dts[] = { DT_Q8_0, DT_Q4_0 };
     static const size_t widths[] = { 32, 96, 768 }, row_counts[] = { 1, 7, 8, 15, 16, 17, 40 };
     static const size_t batches[] = { 1, 2, 3, 4, 5, 9 };
-    int cases = 0, same = 0;
+    int cases = 0, same = 0, panel_cases = 0;
     for (size_t a = 0; a < ARRAY_LEN(dts); a++)
         for (size_t b = 0; b < ARRAY_LEN(widths); b++)
             for (size_t c = 0; c < ARRAY_LEN(row_counts); c++)
@@ -141,6 +141,7 @@ static void check_kernels(void) {
                     uint8_t *w = malloc(rb * rows + 1);
                     block_q8_0 *x = malloc(sizeof *x * nb * m);
                     float *xf = malloc(sizeof *xf * n), *out = malloc(sizeof *out * rows * m);
+                    float *pout = malloc(sizeof *pout * VEC_PANEL * m);
                     fill_rows(dt, w + 1, rows, nb);   /* at an odd address, as in the file */
                     for (size_t p = 0; p < m; p++) {
                         for (size_t i = 0; i < n; i++) xf[i] = (float)((int)(krand() % 2001) - 1000) / 997.0f;
@@ -153,12 +154,28 @@ static void check_kernels(void) {
                             float want = ref_dot(dt, w + 1 + r * rb, x + p * nb, nb);
                             ok &= memcmp(&want, &out[p * rows + r], 4) == 0;
                         }
+                    if (vec_panel_supported(dt) && rows <= VEC_PANEL) {
+                        /* the panel path: rows repacked, all positions at once */
+                        void *panel = aligned_alloc(64, (vec_panel_bytes(nb) + 63) / 64 * 64);
+                        uint8_t *xu = malloc(m * nb * 32);
+                        float *dx = malloc(sizeof *dx * m * nb);
+                        vec_panel_act(x, sizeof *x * nb, m, nb, xu, dx);
+                        for (size_t r = 0; r < rows; r++) vec_panel_put(panel, nb, (int)r, dt, w + 1 + r * rb);
+                        vec_panel_seal(panel, nb, (int)rows);
+                        vec_panel_mul(panel, nb, xu, dx, nb, m, pout);
+                        for (size_t p = 0; p < m; p++)
+                            for (size_t r = 0; r < rows; r++)
+                                ok &= memcmp(&out[p * rows + r], &pout[p * VEC_PANEL + r], 4) == 0;
+                        panel_cases++;
+                        free(panel), free(xu), free(dx);
+                    }
                     cases++;
                     same += ok;
                     if (!ok) fprintf(stderr, "  kernel %s n %zu rows %zu batch %zu: results differ\n", dtype_name(dt), n, rows, m);
-                    free(w), free(x), free(xf), free(out);
+                    free(w), free(x), free(xf), free(out), free(pout);
                 }
-    fprintf(stderr, "  kernels: %d of %d cases bit-identical to the reference rounding\n", same, cases);
+    fprintf(stderr, "  kernels: %d of %d cases bit-identical to the reference rounding (%d on panels)\n", same, cases,
+            panel_cases);
     CHECK_EQ(cases, same);
 }
 
