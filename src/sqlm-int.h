@@ -72,7 +72,8 @@ size_t sqlm_peak_rss(void);       /* bytes, from /proc/self/status VmHWM */
  * A pool of n threads: the caller and n - 1 workers.  pool_run() runs
  * fn(ctx, ith, n) on every one of them (the caller is ith 0) and returns when
  * all are done; jobs must not call SQLite.  A pool of 1 (or NULL) runs fn on
- * the caller alone.  pool_init() may start fewer workers than asked when the
+ * the caller alone, and so may any job (fn(ctx, 0, 1)): on a busy machine
+ * the pool lets the caller run alone for a while when workers come late.  pool_init() may start fewer workers than asked when the
  * system refuses threads; pool_size() says how many run.  Free with pool_free().
  */
 typedef struct pool pool;
