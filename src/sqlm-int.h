@@ -343,6 +343,10 @@ void vec_panel_seal(void *panel, size_t nb, int n);
 void vec_panel_mul(const void *panel, size_t nb, const uint8_t *xu, const float *dx, size_t nbx, size_t m,
                    float *out);
 void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n);
+/* Attention of one head of one query over nk keys (rows[i] + k_off: the key
+ * head, rows[i] + v_off: the value head); s is scratch for nk floats. */
+void vec_attend_head(const float *q, const float *const *rows, size_t nk, size_t k_off, size_t v_off, size_t hd,
+                     float *s, float *out);
 void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps);
 void vec_rope(float *v, const float *cs, int n_heads, int hd, bool interleaved);
 void vec_swiglu(float *out, const float *gu, size_t n);

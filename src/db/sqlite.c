@@ -40,6 +40,7 @@ typedef struct sqlite_engine {
     tile_store *tiles;       /* weight tiles read in place, or NULL (copying path) */
     int tiles_fd;            /* the file under tiles, open until SQLite is closed, or -1 */
     pool *pool;              /* threads of sqlm_matmul (NULL with tiles) */
+    struct kv_table *kv;     /* the connection's sqlm_kv tables (a list) */
 } sqlite_engine;
 
 /* ------------------------------------------------------ argument helpers */
@@ -618,23 +619,304 @@ static const sqlite3_module rows_module = {
     .xRowid = rows_rowid,
 };
 
+/* ------------------------------------------------------------- KV cache */
+
+/*
+ * sqlm_kv: the KV-cache tables as virtual tables (CREATE VIRTUAL TABLE
+ * temp.kv0 USING sqlm_kv), columns (pos INTEGER, k BLOB, v BLOB), rowid =
+ * pos.  Rows are kept in memory the engine owns, one buffer per row that
+ * never moves while the row exists, so that
+ *   - a scan hands k and v to functions without SQLite copying them
+ *     (SQLITE_STATIC), and
+ *   - sqlm_attend reads the rows of the positions a scan gives it in place,
+ *     by table name, as sqlm_matmul reads weight tiles.
+ * Positions are keys: inserting a position twice is a constraint error.
+ * Rows are inserted and deleted, never updated.  Scans run in position
+ * order, over a range when the query bounds pos (=, <, <=, >, >=).
+ */
+typedef struct kv_table {
+    sqlite3_vtab base;
+    sqlite_engine *e;
+    struct kv_table *next;   /* in e->kv */
+    char *name;
+    uint8_t **row;           /* [cap] k bytes then v bytes, or NULL */
+    int64_t cap;
+    int64_t k_len, v_len;    /* bytes, set by the first row */
+    int64_t n;               /* rows present */
+} kv_table;
+
+typedef struct kv_cursor {
+    sqlite3_vtab_cursor base;
+    int64_t pos, hi;         /* current position; last one in range */
+} kv_cursor;
+
+#define KV_MAX_POS (1 << 24)
+
+static kv_table *kv_find(sqlite_engine *s, const char *name) {
+    for (kv_table *t = s->kv; t; t = t->next)
+        if (strcmp(t->name, name) == 0) return t;
+    return NULL;
+}
+
+/* The k and v rows of position pos, or NULL. */
+static const float *kv_row(const kv_table *t, int64_t pos) {
+    return pos >= 0 && pos < t->cap && t->row[pos] ? (const float *)t->row[pos] : NULL;
+}
+
+static int kv_connect(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **out, char **err) {
+    (void)argc, (void)err;
+    sqlite_engine *s = aux;
+    int rc = sqlite3_declare_vtab(db, "CREATE TABLE x(pos INTEGER, k BLOB, v BLOB)");
+    if (rc != SQLITE_OK) return rc;
+    kv_table *t = sqlite3_malloc(sizeof *t);
+    if (!t) return SQLITE_NOMEM;
+    memset(t, 0, sizeof *t);
+    t->e = s;
+    if (!(t->name = sqlite3_mprintf("%s", argv[2]))) {
+        sqlite3_free(t);
+        return SQLITE_NOMEM;
+    }
+    t->next = s->kv;
+    s->kv = t;
+    *out = &t->base;
+    return SQLITE_OK;
+}
+
+static void kv_clear(kv_table *t) {
+    for (int64_t i = 0; i < t->cap; i++) sqlite3_free(t->row[i]);
+    sqlite3_free(t->row);
+    t->row = NULL;
+    t->cap = t->n = 0;
+}
+
+static int kv_disconnect(sqlite3_vtab *vt) {
+    kv_table *t = (kv_table *)vt;
+    for (kv_table **p = &t->e->kv; *p; p = &(*p)->next)
+        if (*p == t) {
+            *p = t->next;
+            break;
+        }
+    kv_clear(t);
+    sqlite3_free(t->name);
+    sqlite3_free(t);
+    return SQLITE_OK;
+}
+
+/* idxNum bits: 1 a lower bound is argv[0], 2 it is strict (>); 4 an upper
+ * bound follows, 8 it is strict (<).  pos = X counts as both bounds. */
+static int kv_best_index(sqlite3_vtab *vt, sqlite3_index_info *ii) {
+    (void)vt;
+    int lo = -1, hi = -1, bits = 0;
+    for (int i = 0; i < ii->nConstraint; i++) {
+        const struct sqlite3_index_constraint *c = &ii->aConstraint[i];
+        if (!c->usable || (c->iColumn != 0 && c->iColumn != -1)) continue;
+        switch (c->op) {
+        case SQLITE_INDEX_CONSTRAINT_EQ:
+            if (lo < 0) lo = i, hi = i, bits &= ~(2 | 8);
+            break;
+        case SQLITE_INDEX_CONSTRAINT_GT:
+        case SQLITE_INDEX_CONSTRAINT_GE:
+            if (lo < 0) lo = i, bits |= c->op == SQLITE_INDEX_CONSTRAINT_GT ? 2 : 0;
+            break;
+        case SQLITE_INDEX_CONSTRAINT_LT:
+        case SQLITE_INDEX_CONSTRAINT_LE:
+            if (hi < 0) hi = i, bits |= c->op == SQLITE_INDEX_CONSTRAINT_LT ? 8 : 0;
+            break;
+        default: break;
+        }
+    }
+    int arg = 0;
+    double cost = 1e6;
+    if (lo >= 0) {
+        ii->aConstraintUsage[lo].argvIndex = ++arg;
+        ii->aConstraintUsage[lo].omit = 1;
+        bits |= 1;
+        cost /= 4;
+    }
+    if (hi >= 0) {
+        if (hi != lo) {
+            ii->aConstraintUsage[hi].argvIndex = ++arg;
+            ii->aConstraintUsage[hi].omit = 1;
+        }
+        bits |= 4;
+        cost /= 4;
+    }
+    if (lo >= 0 && lo == hi) cost = 1;
+    ii->idxNum = bits | (lo >= 0 && lo == hi ? 16 : 0);   /* 16: one argument for both bounds */
+    ii->estimatedCost = cost;
+    if (ii->nOrderBy == 1 && (ii->aOrderBy[0].iColumn == 0 || ii->aOrderBy[0].iColumn == -1) &&
+        !ii->aOrderBy[0].desc)
+        ii->orderByConsumed = 1;
+    return SQLITE_OK;
+}
+
+static int kv_open(sqlite3_vtab *vt, sqlite3_vtab_cursor **out) {
+    (void)vt;
+    kv_cursor *c = sqlite3_malloc(sizeof *c);
+    if (!c) return SQLITE_NOMEM;
+    memset(c, 0, sizeof *c);
+    *out = &c->base;
+    return SQLITE_OK;
+}
+
+static int kv_close(sqlite3_vtab_cursor *cur) {
+    sqlite3_free(cur);
+    return SQLITE_OK;
+}
+
+static void kv_skip(kv_cursor *c) {
+    const kv_table *t = (const kv_table *)c->base.pVtab;
+    while (c->pos <= c->hi && c->pos < t->cap && !t->row[c->pos]) c->pos++;
+}
+
+/* The first (lower) or last (upper) integer position a bound admits:
+ * pos > v, pos >= v, pos < v, pos <= v for v of any numeric type. */
+static int64_t kv_bound(sqlite3_value *v, bool lower, bool strict) {
+    if (sqlite3_value_type(v) == SQLITE_NULL) return lower ? INT64_MAX : INT64_MIN;   /* no row */
+    if (sqlite3_value_numeric_type(v) == SQLITE_INTEGER) {
+        int64_t x = sqlite3_value_int64(v);
+        if (!strict) return x;
+        if (lower) return x == INT64_MAX ? INT64_MAX : x + 1;
+        return x == INT64_MIN ? INT64_MIN : x - 1;
+    }
+    double d = sqlite3_value_double(v);
+    if (d != d) return lower ? INT64_MAX : INT64_MIN;   /* NaN (or text): no row */
+    if (d < -9e18) return lower ? INT64_MIN : -1;
+    if (d > 9e18) return lower ? INT64_MAX : INT64_MAX;
+    double f = floor(d);
+    if (lower) return (int64_t)f + (strict || f < d ? 1 : 0);
+    return (int64_t)ceil(d) - (strict || f < d ? 1 : 0);
+}
+
+static int kv_filter(sqlite3_vtab_cursor *cur, int idx, const char *idx_str, int argc, sqlite3_value **argv) {
+    (void)idx_str, (void)argc;
+    kv_cursor *c = (kv_cursor *)cur;
+    const kv_table *t = (const kv_table *)cur->pVtab;
+    int64_t lo = 0, hi = t->cap - 1;
+    int a = 0;
+    if (idx & 1) {
+        lo = kv_bound(argv[a], true, (idx & 2) != 0);
+        if (idx & 16) hi = MIN(hi, kv_bound(argv[a], false, false));
+        a++;
+    }
+    if ((idx & 4) && !(idx & 16)) hi = MIN(hi, kv_bound(argv[a], false, (idx & 8) != 0));
+    c->pos = MAX(lo, 0);
+    c->hi = hi;
+    kv_skip(c);
+    return SQLITE_OK;
+}
+
+static int kv_next(sqlite3_vtab_cursor *cur) {
+    kv_cursor *c = (kv_cursor *)cur;
+    c->pos++;
+    kv_skip(c);
+    return SQLITE_OK;
+}
+
+static int kv_eof(sqlite3_vtab_cursor *cur) {
+    const kv_cursor *c = (const kv_cursor *)cur;
+    const kv_table *t = (const kv_table *)cur->pVtab;
+    return c->pos > c->hi || c->pos >= t->cap;
+}
+
+static int kv_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col) {
+    const kv_cursor *c = (const kv_cursor *)cur;
+    const kv_table *t = (const kv_table *)cur->pVtab;
+    const uint8_t *r = t->row[c->pos];
+    if (col == 0) sqlite3_result_int64(ctx, c->pos);
+    else if (col == 1) sqlite3_result_blob64(ctx, r, (sqlite3_uint64)t->k_len, SQLITE_STATIC);
+    else sqlite3_result_blob64(ctx, r + t->k_len, (sqlite3_uint64)t->v_len, SQLITE_STATIC);
+    return SQLITE_OK;
+}
+
+static int kv_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid) {
+    *rowid = ((const kv_cursor *)cur)->pos;
+    return SQLITE_OK;
+}
+
+static int kv_error(kv_table *t, int rc, const char *msg) {
+    sqlite3_free(t->base.zErrMsg);
+    t->base.zErrMsg = sqlite3_mprintf("sqlm_kv %s: %s", t->name, msg);
+    return rc;
+}
+
+/* DELETE (argc 1) and INSERT (argv[0] NULL) of one row; no UPDATE. */
+static int kv_update(sqlite3_vtab *vt, int argc, sqlite3_value **argv, sqlite3_int64 *rowid) {
+    kv_table *t = (kv_table *)vt;
+    if (argc == 1) {
+        int64_t pos = sqlite3_value_int64(argv[0]);
+        if (pos >= 0 && pos < t->cap && t->row[pos]) {
+            sqlite3_free(t->row[pos]);
+            t->row[pos] = NULL;
+            t->n--;
+        }
+        return SQLITE_OK;
+    }
+    if (sqlite3_value_type(argv[0]) != SQLITE_NULL) return kv_error(t, SQLITE_ERROR, "rows are not updated");
+    sqlite3_value *pv = sqlite3_value_type(argv[2]) != SQLITE_NULL ? argv[2] : argv[1];
+    if (sqlite3_value_numeric_type(pv) != SQLITE_INTEGER) return kv_error(t, SQLITE_MISMATCH, "pos must be an integer");
+    int64_t pos = sqlite3_value_int64(pv);
+    if (pos < 0 || pos >= KV_MAX_POS) return kv_error(t, SQLITE_RANGE, "pos out of range");
+    if (sqlite3_value_type(argv[3]) != SQLITE_BLOB || sqlite3_value_type(argv[4]) != SQLITE_BLOB)
+        return kv_error(t, SQLITE_MISMATCH, "k and v must be BLOBs");
+    int64_t kl = sqlite3_value_bytes(argv[3]), vl = sqlite3_value_bytes(argv[4]);
+    if (t->n == 0) t->k_len = kl, t->v_len = vl;
+    if (kl != t->k_len || vl != t->v_len || kl <= 0 || vl <= 0 || kl % 4 || vl % 4)
+        return kv_error(t, SQLITE_MISMATCH, "k and v lengths differ from the other rows'");
+    if (pos < t->cap && t->row[pos]) return kv_error(t, SQLITE_CONSTRAINT, "position already cached");
+    if (pos >= t->cap) {
+        int64_t cap = MAX(MAX(t->cap * 2, pos + 1), 64);
+        uint8_t **r = sqlite3_realloc64(t->row, sizeof *r * (sqlite3_uint64)cap);
+        if (!r) return SQLITE_NOMEM;
+        memset(r + t->cap, 0, sizeof *r * (size_t)(cap - t->cap));
+        t->row = r;
+        t->cap = cap;
+    }
+    uint8_t *row = sqlite3_malloc64((sqlite3_uint64)(kl + vl));
+    if (!row) return SQLITE_NOMEM;
+    memcpy(row, sqlite3_value_blob(argv[3]), (size_t)kl);
+    memcpy(row + kl, sqlite3_value_blob(argv[4]), (size_t)vl);
+    t->row[pos] = row;
+    t->n++;
+    *rowid = pos;
+    return SQLITE_OK;
+}
+
+static const sqlite3_module kv_module = {
+    .iVersion = 0,
+    .xCreate = kv_connect,
+    .xConnect = kv_connect,
+    .xBestIndex = kv_best_index,
+    .xDisconnect = kv_disconnect,
+    .xDestroy = kv_disconnect,
+    .xOpen = kv_open,
+    .xClose = kv_close,
+    .xFilter = kv_filter,
+    .xNext = kv_next,
+    .xEof = kv_eof,
+    .xColumn = kv_column,
+    .xRowid = kv_rowid,
+    .xUpdate = kv_update,
+};
+
 /* ------------------------------------------------------------ attention */
 
 /*
- * sqlm_attend(queries, kpos, k, v, n_head, n_head_kv, hd): causal attention
- * of a batch of queries over the cache rows the scan gives.  queries is a
- * stack of the batch's q vectors (sqlm_stack) and comes with one row, NULL on
- * the others (SQLite would copy a value passed on every row); each row adds a
- * key and its value.  The result is a product BLOB, one row per query: for
- * query position qp, over the keys at positions <= qp in position order, per
- * head the scores q_h . k_(h / group), their maximum, e = exp(score - max),
- * sum e * v and sum e: the arithmetic of sqlm_qk, sqlm_vmax, sqlm_vexp and
- * sqlm_attn.  Each cache row is read once per batch, not once per query.
+ * sqlm_attend(queries, 'kv', kpos, n_head, n_head_kv, hd): causal attention
+ * of a batch of queries over the cache rows of sqlm_kv table 'kv' that the
+ * scan gives (by position; the rows are read in place).  queries is a stack
+ * of the batch's q vectors (sqlm_stack) and comes with one row, NULL on the
+ * others (SQLite would copy a value passed on every row).  The result is a
+ * product, one row per query: for query position qp, over the keys at
+ * positions <= qp in position order, per head the scores q_h . k_(h / group),
+ * their maximum, e = exp(score - max), sum e * v and sum e: the arithmetic of
+ * sqlm_qk, sqlm_vmax, sqlm_vexp and sqlm_attn.  Each cache row is read once
+ * per batch, not once per query.
  */
 typedef struct attend_agg {
     batch_ref *qs;           /* the queries' stack, or NULL until a row brings it */
+    kv_table *kv;
     int64_t nh, nkv, hd;
-    float *kv;               /* [cap][2][nkv * hd] key and value rows */
     int64_t *pos;            /* [cap] key positions */
     size_t n, cap;
     bool err;
@@ -647,26 +929,24 @@ static void attend_fail(sqlite3_context *ctx, attend_agg *a, const char *msg) {
 
 static void agg_attend_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     (void)argc;
+    sqlite_engine *s = sqlite3_user_data(ctx);
     attend_agg *a = sqlite3_aggregate_context(ctx, sizeof *a);
     if (!a) { sqlite3_result_error_nomem(ctx); return; }
     if (a->err) return;
-    const float *k, *v;
-    int64_t nk = arg_f32(ctx, argv[2], &k), nv = arg_f32(ctx, argv[3], &v);
-    if (nk < 0 || nv < 0) { a->err = true; return; }
-    int64_t nh = ARG_INT(4), nkv = ARG_INT(5), hd = ARG_INT(6);
-    if (!a->nh) {
+    if (!a->kv) {
+        int64_t nh = ARG_INT(3), nkv = ARG_INT(4), hd = ARG_INT(5);
         if (nh <= 0 || nkv <= 0 || nh % nkv || hd <= 0 || nh > 4096 || hd > 4096)
             return attend_fail(ctx, a, "sqlm: attend: bad shape");
+        const char *name = (const char *)sqlite3_value_text(argv[1]);
+        if (!name || !(a->kv = kv_find(s, name))) return attend_fail(ctx, a, "sqlm: attend: not an sqlm_kv table");
         a->nh = nh, a->nkv = nkv, a->hd = hd;
     }
-    if (nh != a->nh || nkv != a->nkv || hd != a->hd || nk != nkv * hd || nv != nkv * hd)
-        return attend_fail(ctx, a, "sqlm: attend: bad shape");
     batch_ref *qs;
     int got = batch_take(argv[0], &qs);
     if (got) {
         batch_view qv;
         if (got < 0 || a->qs || !batch_parse(qs->p, qs->len, STACK_MAGIC, 1, &qv) || qv.width % 4 ||
-            qv.width / 4 < (uint64_t)(nh * hd)) {
+            qv.width / 4 < (uint64_t)(a->nh * a->hd)) {
             batch_unref(qs);
             return attend_fail(ctx, a, a->qs ? "sqlm: attend: queries given twice"
                                              : "sqlm: attend: queries must be a stack of q vectors");
@@ -674,30 +954,25 @@ static void agg_attend_step(sqlite3_context *ctx, int argc, sqlite3_value **argv
         a->qs = qs;
     }
     if (a->n == a->cap) {
-        size_t cap = a->cap ? 2 * a->cap : 64;
-        float *nkvp = realloc(a->kv, sizeof *nkvp * cap * 2 * (size_t)nk);
-        if (nkvp) a->kv = nkvp;
+        size_t cap = a->cap ? 2 * a->cap : 256;
         int64_t *np = realloc(a->pos, sizeof *np * cap);
-        if (np) a->pos = np;
-        if (!nkvp || !np) return attend_fail(ctx, a, "sqlm: out of memory");
+        if (!np) return attend_fail(ctx, a, "sqlm: out of memory");
+        a->pos = np;
         a->cap = cap;
     }
-    float *row = a->kv + a->n * 2 * (size_t)nk;
-    memcpy(row, k, sizeof *k * (size_t)nk);
-    memcpy(row + nk, v, sizeof *v * (size_t)nk);
-    a->pos[a->n++] = ARG_INT(1);
+    a->pos[a->n++] = ARG_INT(2);
 }
 
-static const int64_t *attend_keys;   /* qsort context (the final step runs on one thread) */
-static int cmp_key(const void *x, const void *y) {
-    int64_t a = attend_keys[*(const size_t *)x], b = attend_keys[*(const size_t *)y];
-    return (a > b) - (a < b);
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
 }
 
-/* The queries of a batch on the pool: thread ith takes every nth query. */
+/* The (query, head) pairs of a batch on the pool: thread ith takes every
+ * nth pair, so one query (decode) spreads its heads over the threads. */
 typedef struct attend_job {
     const attend_agg *a;
-    const size_t *order;     /* keys in position order */
+    const float **k;         /* [n] key rows in position order; values follow each */
     batch_view q;
     float *out;              /* [n queries][nh * hd] */
     _Atomic int err;
@@ -707,54 +982,34 @@ static void attend_run(void *arg, int ith, int nth) {
     attend_job *j = arg;
     const attend_agg *a = j->a;
     const int64_t nh = a->nh, hd = a->hd, kvd = a->nkv * hd, group = nh / a->nkv;
-    float *m = malloc(sizeof *m * (size_t)nh * (a->n + 3));   /* max, sum, e, then scores [n][nh] */
-    if (!m) {
+    float *s = malloc(sizeof *s * (a->n + 1));
+    if (!s) {
         atomic_store(&j->err, 1);
         return;
     }
-    float *z = m + nh, *e = m + 2 * nh, *s = m + 3 * nh;
-    for (uint32_t qi = (uint32_t)ith; qi < j->q.n; qi += (uint32_t)nth) {
+    for (size_t it = (size_t)ith; it < (size_t)j->q.n * (size_t)nh; it += (size_t)nth) {
+        const size_t qi = it / (size_t)nh, h = it % (size_t)nh;
         int64_t qp;
         memcpy(&qp, &j->q.pos[qi], 8);
-        const float *q = (const float *)(j->q.data + (size_t)qi * j->q.width);   /* aligned: see the final step */
+        const float *q = (const float *)(j->q.data + qi * j->q.width);   /* aligned: see the final step */
         size_t nk = 0;   /* keys at positions <= qp come first in position order */
-        while (nk < a->n && a->pos[j->order[nk]] <= qp) nk++;
-        float *out = j->out + (size_t)qi * (size_t)(nh * hd);
-        memset(out, 0, sizeof *out * (size_t)(nh * hd));
-        if (!nk) continue;   /* no key: zeros (a query always sees its own key) */
-        for (size_t i = 0; i < nk; i++) {
-            const float *k = a->kv + j->order[i] * 2 * (size_t)kvd;
-            for (int64_t h = 0; h < nh; h++) s[i * nh + h] = vec_dot_f32(q + h * hd, k + (h / group) * hd, (size_t)hd);
+        while (nk < a->n && a->pos[nk] <= qp) nk++;
+        float *out = j->out + qi * (size_t)(nh * hd) + h * (size_t)hd;
+        if (!nk) {   /* no key: zeros (a query always sees its own key) */
+            memset(out, 0, sizeof *out * (size_t)hd);
+            continue;
         }
-        for (int64_t h = 0; h < nh; h++) {
-            m[h] = s[h];
-            z[h] = 0;
-        }
-        for (size_t i = 1; i < nk; i++)
-            for (int64_t h = 0; h < nh; h++) m[h] = fmaxf(m[h], s[i * nh + h]);
-        for (size_t i = 0; i < nk; i++) {
-            const float *vr = a->kv + j->order[i] * 2 * (size_t)kvd + kvd;
-            for (int64_t h = 0; h < nh; h++) e[h] = expf(s[i * nh + h] - m[h]);
-            for (int64_t h = 0; h < nh; h++) {
-                float *o = out + h * hd;
-                const float *vh = vr + (h / group) * hd;
-                for (int64_t d = 0; d < hd; d++) o[d] += e[h] * vh[d];
-                z[h] += e[h];
-            }
-        }
-        for (int64_t h = 0; h < nh; h++)
-            for (int64_t d = 0; d < hd; d++) out[h * hd + d] /= z[h];
+        const size_t kh = (h / (size_t)group) * (size_t)hd;
+        vec_attend_head(q + h * (size_t)hd, j->k, nk, kh, (size_t)kvd + kh, (size_t)hd, s, out);
     }
-    free(m);
+    free(s);
 }
 
 static void agg_attend_final(sqlite3_context *ctx) {
     sqlite_engine *s = sqlite3_user_data(ctx);
     attend_agg *a = sqlite3_aggregate_context(ctx, 0);
     if (!a) { sqlite3_result_null(ctx); return; }
-    size_t *order = NULL;
     batch_ref *ob = NULL;
-    uint8_t *out = NULL;
     attend_job j = { .a = a };
     if (a->err || !a->n || !a->qs) {   /* no keys, or no queries: no rows */
         if (!a->err) sqlite3_result_null(ctx);
@@ -765,31 +1020,39 @@ static void agg_attend_final(sqlite3_context *ctx) {
         sqlite3_result_error(ctx, "sqlm: attend: misaligned queries", -1);
         goto done;
     }
-    const int64_t qd = a->nh * a->hd;
-    size_t len = BATCH_HDR + 8 * (size_t)j.q.n + 4 * (size_t)j.q.n * (size_t)qd;
-    ob = batch_new(len);
-    out = ob ? ob->p : NULL;
-    order = malloc(sizeof *order * a->n);
-    if (!out || !order) {
+    const int64_t kvd = a->nkv * a->hd;
+    if (a->kv->k_len != kvd * 4 || a->kv->v_len != kvd * 4) {
+        sqlite3_result_error(ctx, "sqlm: attend: cache rows do not match the head shape", -1);
+        goto done;
+    }
+    /* keys in position order, each row found in the cache */
+    for (size_t i = 1; i < a->n; i++)
+        if (a->pos[i] < a->pos[i - 1]) {
+            qsort(a->pos, a->n, sizeof *a->pos, cmp_i64);
+            break;
+        }
+    if (!(j.k = malloc(sizeof *j.k * a->n))) {
         sqlite3_result_error_nomem(ctx);
         goto done;
     }
-    bool sorted = true;
-    for (size_t i = 0; i < a->n; i++) {
-        order[i] = i;
-        if (i && a->pos[i] < a->pos[i - 1]) sorted = false;
+    for (size_t i = 0; i < a->n; i++)
+        if (!(j.k[i] = kv_row(a->kv, a->pos[i]))) {
+            sqlite3_result_error(ctx, "sqlm: attend: position not in the cache", -1);
+            goto done;
+        }
+    const int64_t qd = a->nh * a->hd;
+    size_t len = BATCH_HDR + 8 * (size_t)j.q.n + 4 * (size_t)j.q.n * (size_t)qd;
+    if (!(ob = batch_new(len))) {
+        sqlite3_result_error_nomem(ctx);
+        goto done;
     }
-    if (!sorted) {
-        attend_keys = a->pos;
-        qsort(order, a->n, sizeof *order, cmp_key);
-    }
+    uint8_t *out = ob->p;
     uint32_t magic = PROD_MAGIC;
     uint64_t width = (uint64_t)qd;
     memcpy(out, &magic, 4), memcpy(out + 4, &j.q.n, 4), memcpy(out + 8, &width, 8);
     memcpy(out + BATCH_HDR, j.q.pos, 8 * (size_t)j.q.n);
     j.out = (float *)(out + BATCH_HDR + 8 * (size_t)j.q.n);
-    j.order = order;
-    pool_run(j.q.n > 1 ? s->pool : NULL, attend_run, &j);
+    pool_run(s->pool, attend_run, &j);
     if (atomic_load(&j.err)) {
         sqlite3_result_error_nomem(ctx);
         goto done;
@@ -798,11 +1061,10 @@ static void agg_attend_final(sqlite3_context *ctx) {
     ob = NULL;
 done:
     batch_unref(ob);
-    free(order);
+    free(j.k);
     batch_unref(a->qs);
-    free(a->kv), free(a->pos);
+    free(a->pos);
     a->qs = NULL;
-    a->kv = NULL;
     a->pos = NULL;
 }
 
@@ -1026,10 +1288,6 @@ static void matmul_run(void *arg, int ith, int nth) {
     free(align);
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
 
 static void agg_matmul_final(sqlite3_context *ctx) {
     sqlite_engine *s = sqlite3_user_data(ctx);
@@ -1137,7 +1395,7 @@ static const struct {
     { "sqlm_attn", 5, NULL, agg_attn_step, agg_attn_final },
     { "sqlm_stack", 2, NULL, agg_stack_step, agg_stack_final },
     { "sqlm_matmul", 3, NULL, agg_matmul_step, agg_matmul_final },
-    { "sqlm_attend", 7, NULL, agg_attend_step, agg_attend_final },
+    { "sqlm_attend", 6, NULL, agg_attend_step, agg_attend_final },
 };
 
 static int register_functions(sqlite_engine *s) {
@@ -1151,8 +1409,9 @@ static int register_functions(sqlite_engine *s) {
             return sqlm_error(SQLM_DB, "sqlite: registering %s: %s", functions[i].name,
                               sqlite3_errmsg(db));
     }
-    if (sqlite3_create_module(db, "sqlm_rows", &rows_module, NULL) != SQLITE_OK)
-        return sqlm_error(SQLM_DB, "sqlite: registering sqlm_rows: %s", sqlite3_errmsg(db));
+    if (sqlite3_create_module(db, "sqlm_rows", &rows_module, NULL) != SQLITE_OK ||
+        sqlite3_create_module(db, "sqlm_kv", &kv_module, s) != SQLITE_OK)
+        return sqlm_error(SQLM_DB, "sqlite: registering the virtual tables: %s", sqlite3_errmsg(db));
     return SQLM_OK;
 }
 

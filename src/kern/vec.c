@@ -415,6 +415,29 @@ void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n) {
     }
 }
 
+/* -------------------------------------------------------------- attention */
+
+/*
+ * One head of one query over nk cached keys: s_i = q . k_i (vec_dot_f32),
+ * m = max s_i, e_i = expf(s_i - m), out = (sum e_i v_i) / (sum e_i), keys in
+ * the order given; key i's head is at rows[i] + k_off, its value head at
+ * rows[i] + v_off.  s is scratch for nk floats.  The order of every
+ * operation is that of sqlm_qk, sqlm_vmax, sqlm_vexp and sqlm_attn.
+ */
+void vec_attend_head(const float *q, const float *const *rows, size_t nk, size_t k_off, size_t v_off, size_t hd,
+                     float *s, float *out) {
+    for (size_t i = 0; i < nk; i++) s[i] = vec_dot_f32(q, rows[i] + k_off, hd);
+    float m = s[0], z = 0;
+    for (size_t i = 1; i < nk; i++) m = fmaxf(m, s[i]);
+    memset(out, 0, sizeof *out * hd);
+    for (size_t i = 0; i < nk; i++) {
+        const float e = expf(s[i] - m), *v = rows[i] + v_off;
+        for (size_t d = 0; d < hd; d++) out[d] += e * v[d];
+        z += e;
+    }
+    for (size_t d = 0; d < hd; d++) out[d] /= z;
+}
+
 /* ------------------------------------------------------- element-wise ops */
 
 /*
