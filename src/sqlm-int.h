@@ -329,7 +329,7 @@ void vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x,
  *                  xu[m][nb][32] (quants + 128) and dx[m][nb] (scales)
  *   vec_panel_put  one weight row of nb blocks into slot 0..VEC_PANEL-1 of a
  *                  panel of vec_panel_bytes(nb) bytes, 64-byte aligned
- *   vec_panel_seal clear the slots from n on
+ *   vec_panel_seal clear the slots from n on and finish the panel
  *   vec_panel_mul  out[p * VEC_PANEL + r] = row r . position p for m
  *                  positions, nbx blocks apart in xu/dx; bit for bit what
  *                  vec_matvec gives
@@ -512,7 +512,8 @@ int64_t tiles_count(const tile_store *s, int wi);               /* tiles of weig
  * id is out of range.  Safe to call from several threads at once. */
 const void *tiles_get(tile_store *s, int wi, int64_t id, size_t *len);
 void tiles_put(tile_store *s, int wi, int64_t id);
-void tiles_prefetch(tile_store *s, int wi, int64_t id);         /* a hint: id is needed soon */
+/* A hint: tile id will be read soon (its b-tree record by a scan, then its bytes). */
+void tiles_prefetch(tile_store *s, int wi, int64_t id);
 
 /* ------------------------------------------------------------- db/ */
 

@@ -1127,6 +1127,8 @@ static void agg_matmul_step(sqlite3_context *ctx, int argc, sqlite3_value **argv
         a->cap = cap;
     }
     a->ids[a->n_ids++] = id;
+    /* the scan reads the record of each tile from memory: ask for one a few tiles ahead */
+    tiles_prefetch(s->tiles, a->wi - 1, id + 4);
 }
 
 /*

@@ -36,7 +36,7 @@ static inline int hsum_i32_8(__m256i v) {
 }
 #endif
 
-float vec_dot_f32(const float *a, const float *b, size_t n) {
+static inline float dot_f32(const float *a, const float *b, size_t n) {
     size_t i = 0;
     float s = 0;
 #ifdef VEC_AVX2
@@ -55,6 +55,8 @@ float vec_dot_f32(const float *a, const float *b, size_t n) {
     for (; i < n; i++) s += a[i] * b[i];
     return s;
 }
+
+float vec_dot_f32(const float *a, const float *b, size_t n) { return dot_f32(a, b, n); }
 
 static float dot_f16(const uint16_t *a, const float *b, size_t n) {
     size_t i = 0;
@@ -325,33 +327,47 @@ void vec_panel_act(const void *x, size_t ldx, size_t m, size_t nb, uint8_t *xu, 
 void vec_panel_put(void *panel, size_t nb, int slot, int wdtype, const void *row) {
     panel_block *pb = panel;
     const uint8_t *w = row;
-    const size_t bb = wdtype == DT_Q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
-    for (size_t b = 0; b < nb; b++, w += bb) {
-        int8_t q[QK];
-        if (wdtype == DT_Q4_0) {
+    if (wdtype == DT_Q4_0) {
+        for (size_t b = 0; b < nb; b++, w += sizeof(block_q4_0)) {
+            int8_t q[QK];
             for (int j = 0; j < QK / 2; j++) {
                 q[j] = (int8_t)((w[2 + j] & 15) - 8);
                 q[j + QK / 2] = (int8_t)((w[2 + j] >> 4) - 8);
             }
-        } else {
-            memcpy(q, w + 2, QK);
+            pb[b].d[slot] = h2f(load_u16(w));
+            for (int k = 0; k < 8; k++) memcpy(pb[b].q[k][slot], q + 4 * k, 4);
         }
-        int sum = 0;
-        for (int j = 0; j < QK; j++) sum += q[j];
+        return;
+    }
+    for (size_t b = 0; b < nb; b++, w += sizeof(block_q8_0)) {
         pb[b].d[slot] = h2f(load_u16(w));
-        pb[b].corr[slot] = -128 * sum;
-        for (int k = 0; k < 8; k++) memcpy(pb[b].q[k][slot], q + 4 * k, 4);
+        for (int k = 0; k < 8; k++) memcpy(pb[b].q[k][slot], w + 2 + 4 * k, 4);
     }
 }
 
+/* Clear slots n.. and compute every row's -128 * sum of quants per block
+ * (VNNI: ones times the quants, 16 rows at once). */
 void vec_panel_seal(void *panel, size_t nb, int n) {
     panel_block *pb = panel;
-    for (size_t b = 0; b < nb; b++)
+    for (size_t b = 0; b < nb; b++) {
         for (int r = n; r < VEC_PANEL; r++) {
             pb[b].d[r] = 0;
-            pb[b].corr[r] = 0;
             for (int k = 0; k < 8; k++) memset(pb[b].q[k][r], 0, 4);
         }
+#ifdef VEC_PANEL_AVX512
+        const __m512i ones = _mm512_set1_epi8(1);
+        __m512i sum = _mm512_setzero_si512();
+        for (int k = 0; k < 8; k++) sum = _mm512_dpbusd_epi32(sum, ones, _mm512_load_si512(pb[b].q[k]));
+        _mm512_store_si512(pb[b].corr, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-128)));
+#else
+        for (int r = 0; r < VEC_PANEL; r++) {
+            int sum = 0;
+            for (int k = 0; k < 8; k++)
+                for (int j = 0; j < 4; j++) sum += (int8_t)pb[b].q[k][r][j];
+            pb[b].corr[r] = -128 * sum;
+        }
+#endif
+    }
 }
 
 #ifdef VEC_PANEL_AVX512
@@ -408,7 +424,10 @@ void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n) {
     for (size_t b = 0; b < n / QK; b++) {
         const float *xb = x + b * QK;
         float amax = 0;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        for (int j = 0; j < QK; j++) {   /* fmaxf(amax, |x|), inline: a NaN is skipped */
+            float ax = fabsf(xb[j]);
+            if (ax > amax) amax = ax;
+        }
         float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
         q[b].d = f32_to_fp16(d);
         for (int j = 0; j < QK; j++) q[b].qs[j] = (int8_t)rintf(xb[j] * id);
@@ -426,9 +445,15 @@ void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n) {
  */
 void vec_attend_head(const float *q, const float *const *rows, size_t nk, size_t k_off, size_t v_off, size_t hd,
                      float *s, float *out) {
-    for (size_t i = 0; i < nk; i++) s[i] = vec_dot_f32(q, rows[i] + k_off, hd);
+    for (size_t i = 0; i < nk; i++) {
+        if (i + 4 < nk) __builtin_prefetch(rows[i + 4] + k_off);
+        s[i] = dot_f32(q, rows[i] + k_off, hd);
+    }
+    /* fmaxf, inline: a NaN is skipped (the sign of a zero maximum does not
+     * matter: exp(s - m) is the same) */
     float m = s[0], z = 0;
-    for (size_t i = 1; i < nk; i++) m = fmaxf(m, s[i]);
+    for (size_t i = 1; i < nk; i++)
+        if (m != m || s[i] > m) m = s[i];
     memset(out, 0, sizeof *out * hd);
     for (size_t i = 0; i < nk; i++) {
         const float e = expf(s[i] - m), *v = rows[i] + v_off;
