@@ -81,7 +81,8 @@ double sqlm_thread_cpu(void);     /* CPU seconds of the calling thread */
  * A pool of n threads: the caller and n - 1 workers.  pool_run() runs
  * fn(ctx, ith, n) on every one of them (the caller is ith 0) and returns when
  * all are done; jobs must not call SQLite.  A pool of 1 (or NULL) runs fn on
- * the caller alone.  pool_init() may start fewer workers than asked when the
+ * the caller alone, and so may any job (fn(ctx, 0, 1)): on a busy machine
+ * the pool lets the caller run alone for a while when workers come late.  pool_init() may start fewer workers than asked when the
  * system refuses threads; pool_size() says how many run.  Free with pool_free().
  */
 typedef struct pool pool;
@@ -337,12 +338,36 @@ void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x,
  * prefetched on the way: the tile that comes after. */
 void vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x, size_t ldx, size_t m,
                 float *out, size_t ldo, const void *next, size_t next_len);
+/*
+ * Batched products (prefill) on panels of VEC_PANEL rows repacked for VNNI,
+ * when vec_panel_supported(wdtype) (Q8_0 and Q4_0 on AVX512-VNNI CPUs):
+ *   vec_panel_act  m Q8_0 activations of nb blocks (ldx bytes apart) into
+ *                  xu[m][nb][32] (quants + 128) and dx[m][nb] (scales)
+ *   vec_panel_put  one weight row of nb blocks into slot 0..VEC_PANEL-1 of a
+ *                  panel of vec_panel_bytes(nb) bytes, 64-byte aligned
+ *   vec_panel_seal clear the slots from n on and finish the panel
+ *   vec_panel_mul  out[p * VEC_PANEL + r] = row r . position p for m
+ *                  positions, nbx blocks apart in xu/dx; bit for bit what
+ *                  vec_matvec gives
+ */
+#define VEC_PANEL 16
+bool vec_panel_supported(int wdtype);
+size_t vec_panel_bytes(size_t nb);
+void vec_panel_act(const void *x, size_t ldx, size_t m, size_t nb, uint8_t *xu, float *dx);
+void vec_panel_put(void *panel, size_t nb, int slot, int wdtype, const void *row);
+void vec_panel_seal(void *panel, size_t nb, int n);
+void vec_panel_mul(const void *panel, size_t nb, const uint8_t *xu, const float *dx, size_t nbx, size_t m,
+                   float *out);
 void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n);
 /* Q8_0/Q4_0 weights held as int8 values wq and float block scales ws times a
  * Q8_0 activation: as vec_matvec's Q8_0 dot, bit for bit; or its nb block
  * products, unsummed. */
 float vec_dot_q8s(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb);
 void vec_q8s_products(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb, double *out);
+/* Attention of one head of one query over nk keys (rows[i] + k_off: the key
+ * head, rows[i] + v_off: the value head); s is scratch for nk floats. */
+void vec_attend_head(const float *q, const float *const *rows, size_t nk, size_t k_off, size_t v_off, size_t hd,
+                     float *s, float *out);
 void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps);
 void vec_rope(float *v, const float *cs, int n_heads, int hd, bool interleaved);
 void vec_swiglu(float *out, const float *gu, size_t n);
@@ -538,7 +563,8 @@ int64_t tiles_count(const tile_store *s, int wi);               /* tiles of weig
  * id is out of range.  Safe to call from several threads at once. */
 const void *tiles_get(tile_store *s, int wi, int64_t id, size_t *len);
 void tiles_put(tile_store *s, int wi, int64_t id);
-void tiles_prefetch(tile_store *s, int wi, int64_t id);         /* a hint: id is needed soon */
+/* A hint: tile id will be read soon (its b-tree record by a scan, then its bytes). */
+void tiles_prefetch(tile_store *s, int wi, int64_t id);
 
 /* ------------------------------------------------------------ db/wcache.c */
 

@@ -59,7 +59,7 @@ grep -q "note:" "$T/err" && bad "run: unexpected note: $(cat "$T/err")" || ok
 grep -q "SELECT sqlm_matmul('blk0_qkv', w.id,\$" "$T/prog.sql" \
     && grep -q "CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l0_attn_norm x) END) FROM blk0_qkv w" "$T/prog.sql" \
     && grep -q "INSERT INTO kv0" "$T/prog.sql" && ok || bad "sql: program lacks weight-table products"
-grep -q "k.pos, k.k, k.v, 8, 4, 8) FROM kv0 k)) p" "$T/prog.sql" && ok \
+grep -q "'kv0', k.pos, 8, 4, 8) FROM kv0 k)) p" "$T/prog.sql" && grep -q "CREATE VIRTUAL TABLE IF NOT EXISTS temp.kv0 USING sqlm_kv" "$T/prog.sql" && ok \
     || bad "sql: attention is not one aggregate over the cache"
 "$SQLM" sql -m "$T/s.db" --no-inplace >"$T/prog.sql" || bad "sql --no-inplace failed"
 grep -q "sqlm_matvec(w.v, x.v" "$T/prog.sql" && grep -q "FROM blk0_qkv w" "$T/prog.sql" \

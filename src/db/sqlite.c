@@ -44,6 +44,7 @@ typedef struct sqlite_engine {
     wcache *wc;              /* the weight cache of a budgeted run, or NULL */
     size_t budget;           /* --mem-budget, 0 = none */
     sqlite3_int64 heap_limit;/* SQLite's share of it */
+    struct kv_table *kv;     /* the connection's sqlm_kv tables (a list) */
 } sqlite_engine;
 
 /* ------------------------------------------------------ argument helpers */
@@ -352,13 +353,13 @@ static void agg_attn_final(sqlite3_context *ctx) {
     agg_final(ctx);
 }
 
-/* ------------------------------------------- in-place products (tiles.c) */
+/* ------------------------------------------------ batches: stack, rows */
 
 /*
- * A batch of activations travels as one BLOB so that a product sees all of
- * it at once (aggregates of SQLite 3.40 take no ORDER BY: positions are kept
- * beside the rows), and a product comes back the same way; sqlm_rows()
- * turns it into (pos, v) rows:
+ * The rows of a batch travel as one value so that a product (or attention)
+ * sees all of them at once (aggregates of SQLite 3.40 take no ORDER BY:
+ * positions are kept beside the rows), and a product comes back the same
+ * way; sqlm_rows() turns it into (pos, v) rows:
  *   stack:   u32 STACK_MAGIC, u32 n, u64 row_bytes, i64 pos[n], row[n][row_bytes]
  *   product: u32 PROD_MAGIC,  u32 n, u64 n_out,     i64 pos[n], float[n][n_out]
  */
@@ -393,7 +394,59 @@ static bool batch_parse(const void *p, size_t len, uint32_t magic, size_t elem, 
     return true;
 }
 
-/* sqlm_stack(pos, v): the rows of a batch as one stack BLOB (all rows the same length). */
+/*
+ * Stacks and products travel between sqlm's functions as SQLite pointer
+ * values of type "sqlm_batch" (sqlite3_result_pointer), so that SQLite moves
+ * a pointer from register to register where it would copy a BLOB of
+ * megabytes.  The buffer is reference counted: a function or cursor that
+ * keeps a batch past the call that received it takes a reference.  The same
+ * bytes as a BLOB are accepted too.
+ */
+#define BATCH_PTR "sqlm_batch"
+
+typedef struct batch_ref {
+    int refs;
+    size_t len;
+    uint8_t *p;              /* len bytes, 16-byte aligned */
+} batch_ref;
+
+static batch_ref *batch_new(size_t len) {
+    batch_ref *b = sqlite3_malloc64(32 + (len ? len : 1));
+    if (!b) return NULL;
+    b->refs = 1;
+    b->len = len;
+    b->p = (uint8_t *)b + 32;
+    return b;
+}
+
+static void batch_unref(void *p) {
+    batch_ref *b = p;
+    if (b && --b->refs == 0) sqlite3_free(b);
+}
+
+static void result_batch(sqlite3_context *ctx, batch_ref *b) { sqlite3_result_pointer(ctx, b, BATCH_PTR, batch_unref); }
+
+/* A reference to the batch in v: 1 (*out set, release with batch_unref), 0 if
+ * v is NULL, -1 if v is neither a batch pointer nor a BLOB (or no memory). */
+static int batch_take(sqlite3_value *v, batch_ref **out) {
+    batch_ref *b = sqlite3_value_pointer(v, BATCH_PTR);
+    *out = NULL;
+    if (b) {
+        b->refs++;
+        *out = b;
+        return 1;
+    }
+    if (sqlite3_value_type(v) == SQLITE_NULL) return 0;
+    if (sqlite3_value_type(v) != SQLITE_BLOB) return -1;
+    int n = sqlite3_value_bytes(v);
+    const void *p = sqlite3_value_blob(v);
+    if (n <= 0 || !p || !(b = batch_new((size_t)n))) return -1;
+    memcpy(b->p, p, (size_t)n);
+    *out = b;
+    return 1;
+}
+
+/* sqlm_stack(pos, v): the rows of a batch as one stack (all rows the same length). */
 typedef struct stack_agg {
     buf pos, data;
     uint64_t width;
@@ -428,16 +481,16 @@ static void agg_stack_final(sqlite3_context *ctx) {
     stack_agg *a = sqlite3_aggregate_context(ctx, 0);
     if (!a) { sqlite3_result_null(ctx); return; }
     if (!a->err && a->n) {
-        size_t len = BATCH_HDR + a->pos.len + a->data.len;
-        uint8_t *out = sqlite3_malloc64(len);
-        if (!out) {
+        batch_ref *b = batch_new(BATCH_HDR + a->pos.len + a->data.len);
+        if (!b) {
             sqlite3_result_error_nomem(ctx);
         } else {
             uint32_t magic = STACK_MAGIC;
+            uint8_t *out = b->p;
             memcpy(out, &magic, 4), memcpy(out + 4, &a->n, 4), memcpy(out + 8, &a->width, 8);
             memcpy(out + BATCH_HDR, a->pos.p, a->pos.len);
             memcpy(out + BATCH_HDR + a->pos.len, a->data.p, a->data.len);
-            sqlite3_result_blob64(ctx, out, len, sqlite3_free);
+            result_batch(ctx, b);
         }
     } else if (!a->err) {
         sqlite3_result_null(ctx);
@@ -454,7 +507,7 @@ static void agg_stack_final(sqlite3_context *ctx) {
  */
 typedef struct rows_cursor {
     sqlite3_vtab_cursor base;
-    uint8_t *prod;           /* copy of the product BLOB, or NULL: no rows */
+    batch_ref *prod;         /* a reference to the product, or NULL: no rows */
     batch_view v;
     uint32_t i;              /* current row */
 } rows_cursor;
@@ -506,7 +559,7 @@ static int rows_open(sqlite3_vtab *t, sqlite3_vtab_cursor **out) {
 
 static int rows_close(sqlite3_vtab_cursor *cur) {
     rows_cursor *c = (rows_cursor *)cur;
-    sqlite3_free(c->prod);
+    batch_unref(c->prod);
     sqlite3_free(c);
     return SQLITE_OK;
 }
@@ -514,19 +567,17 @@ static int rows_close(sqlite3_vtab_cursor *cur) {
 static int rows_filter(sqlite3_vtab_cursor *cur, int idx, const char *idx_str, int argc, sqlite3_value **argv) {
     (void)idx_str;
     rows_cursor *c = (rows_cursor *)cur;
-    sqlite3_free(c->prod);
+    batch_unref(c->prod);
     c->prod = NULL;
     c->i = 0;
     memset(&c->v, 0, sizeof c->v);
-    if (idx != 1 || argc < 1 || sqlite3_value_type(argv[0]) == SQLITE_NULL) return SQLITE_OK;
-    int n = sqlite3_value_bytes(argv[0]);
-    const void *p = sqlite3_value_blob(argv[0]);
-    if (!(c->prod = sqlite3_malloc64(n > 0 ? (sqlite3_uint64)n : 1))) return SQLITE_NOMEM;
-    if (n > 0) memcpy(c->prod, p, (size_t)n);
-    if (!batch_parse(c->prod, (size_t)n, PROD_MAGIC, 4, &c->v)) {
+    if (idx != 1 || argc < 1) return SQLITE_OK;
+    int rc = batch_take(argv[0], &c->prod);
+    if (rc == 0) return SQLITE_OK;   /* NULL: no rows */
+    if (rc < 0 || !batch_parse(c->prod->p, c->prod->len, PROD_MAGIC, 4, &c->v)) {
         sqlite3_free(cur->pVtab->zErrMsg);
-        cur->pVtab->zErrMsg = sqlite3_mprintf("sqlm: rows: not a product BLOB");
-        sqlite3_free(c->prod);
+        cur->pVtab->zErrMsg = sqlite3_mprintf("sqlm: rows: not a product");
+        batch_unref(c->prod);
         c->prod = NULL;
         return SQLITE_ERROR;
     }
@@ -572,22 +623,304 @@ static const sqlite3_module rows_module = {
     .xRowid = rows_rowid,
 };
 
+/* ------------------------------------------------------------- KV cache */
+
 /*
- * sqlm_attend(queries, kpos, k, v, n_head, n_head_kv, hd): causal attention
- * of a batch of queries over the cache rows the scan gives.  queries is a
- * stack of the batch's q vectors (sqlm_stack) and comes with one row, NULL on
- * the others (SQLite would copy a value passed on every row); each row adds a
- * key and its value.  The result is a product BLOB, one row per query: for
- * query position qp, over the keys at positions <= qp in position order, per
- * head the scores q_h . k_(h / group), their maximum, e = exp(score - max),
- * sum e * v and sum e: the arithmetic of sqlm_qk, sqlm_vmax, sqlm_vexp and
- * sqlm_attn.  Each cache row is read once per batch, not once per query.
+ * sqlm_kv: the KV-cache tables as virtual tables (CREATE VIRTUAL TABLE
+ * temp.kv0 USING sqlm_kv), columns (pos INTEGER, k BLOB, v BLOB), rowid =
+ * pos.  Rows are kept in memory the engine owns, one buffer per row that
+ * never moves while the row exists, so that
+ *   - a scan hands k and v to functions without SQLite copying them
+ *     (SQLITE_STATIC), and
+ *   - sqlm_attend reads the rows of the positions a scan gives it in place,
+ *     by table name, as sqlm_matmul reads weight tiles.
+ * Positions are keys: inserting a position twice is a constraint error.
+ * Rows are inserted and deleted, never updated.  Scans run in position
+ * order, over a range when the query bounds pos (=, <, <=, >, >=).
+ */
+typedef struct kv_table {
+    sqlite3_vtab base;
+    sqlite_engine *e;
+    struct kv_table *next;   /* in e->kv */
+    char *name;
+    uint8_t **row;           /* [cap] k bytes then v bytes, or NULL */
+    int64_t cap;
+    int64_t k_len, v_len;    /* bytes, set by the first row */
+    int64_t n;               /* rows present */
+} kv_table;
+
+typedef struct kv_cursor {
+    sqlite3_vtab_cursor base;
+    int64_t pos, hi;         /* current position; last one in range */
+} kv_cursor;
+
+#define KV_MAX_POS (1 << 24)
+
+static kv_table *kv_find(sqlite_engine *s, const char *name) {
+    for (kv_table *t = s->kv; t; t = t->next)
+        if (strcmp(t->name, name) == 0) return t;
+    return NULL;
+}
+
+/* The k and v rows of position pos, or NULL. */
+static const float *kv_row(const kv_table *t, int64_t pos) {
+    return pos >= 0 && pos < t->cap && t->row[pos] ? (const float *)t->row[pos] : NULL;
+}
+
+static int kv_connect(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **out, char **err) {
+    (void)argc, (void)err;
+    sqlite_engine *s = aux;
+    int rc = sqlite3_declare_vtab(db, "CREATE TABLE x(pos INTEGER, k BLOB, v BLOB)");
+    if (rc != SQLITE_OK) return rc;
+    kv_table *t = sqlite3_malloc(sizeof *t);
+    if (!t) return SQLITE_NOMEM;
+    memset(t, 0, sizeof *t);
+    t->e = s;
+    if (!(t->name = sqlite3_mprintf("%s", argv[2]))) {
+        sqlite3_free(t);
+        return SQLITE_NOMEM;
+    }
+    t->next = s->kv;
+    s->kv = t;
+    *out = &t->base;
+    return SQLITE_OK;
+}
+
+static void kv_clear(kv_table *t) {
+    for (int64_t i = 0; i < t->cap; i++) sqlite3_free(t->row[i]);
+    sqlite3_free(t->row);
+    t->row = NULL;
+    t->cap = t->n = 0;
+}
+
+static int kv_disconnect(sqlite3_vtab *vt) {
+    kv_table *t = (kv_table *)vt;
+    for (kv_table **p = &t->e->kv; *p; p = &(*p)->next)
+        if (*p == t) {
+            *p = t->next;
+            break;
+        }
+    kv_clear(t);
+    sqlite3_free(t->name);
+    sqlite3_free(t);
+    return SQLITE_OK;
+}
+
+/* idxNum bits: 1 a lower bound is argv[0], 2 it is strict (>); 4 an upper
+ * bound follows, 8 it is strict (<).  pos = X counts as both bounds. */
+static int kv_best_index(sqlite3_vtab *vt, sqlite3_index_info *ii) {
+    (void)vt;
+    int lo = -1, hi = -1, bits = 0;
+    for (int i = 0; i < ii->nConstraint; i++) {
+        const struct sqlite3_index_constraint *c = &ii->aConstraint[i];
+        if (!c->usable || (c->iColumn != 0 && c->iColumn != -1)) continue;
+        switch (c->op) {
+        case SQLITE_INDEX_CONSTRAINT_EQ:
+            if (lo < 0) lo = i, hi = i, bits &= ~(2 | 8);
+            break;
+        case SQLITE_INDEX_CONSTRAINT_GT:
+        case SQLITE_INDEX_CONSTRAINT_GE:
+            if (lo < 0) lo = i, bits |= c->op == SQLITE_INDEX_CONSTRAINT_GT ? 2 : 0;
+            break;
+        case SQLITE_INDEX_CONSTRAINT_LT:
+        case SQLITE_INDEX_CONSTRAINT_LE:
+            if (hi < 0) hi = i, bits |= c->op == SQLITE_INDEX_CONSTRAINT_LT ? 8 : 0;
+            break;
+        default: break;
+        }
+    }
+    int arg = 0;
+    double cost = 1e6;
+    if (lo >= 0) {
+        ii->aConstraintUsage[lo].argvIndex = ++arg;
+        ii->aConstraintUsage[lo].omit = 1;
+        bits |= 1;
+        cost /= 4;
+    }
+    if (hi >= 0) {
+        if (hi != lo) {
+            ii->aConstraintUsage[hi].argvIndex = ++arg;
+            ii->aConstraintUsage[hi].omit = 1;
+        }
+        bits |= 4;
+        cost /= 4;
+    }
+    if (lo >= 0 && lo == hi) cost = 1;
+    ii->idxNum = bits | (lo >= 0 && lo == hi ? 16 : 0);   /* 16: one argument for both bounds */
+    ii->estimatedCost = cost;
+    if (ii->nOrderBy == 1 && (ii->aOrderBy[0].iColumn == 0 || ii->aOrderBy[0].iColumn == -1) &&
+        !ii->aOrderBy[0].desc)
+        ii->orderByConsumed = 1;
+    return SQLITE_OK;
+}
+
+static int kv_open(sqlite3_vtab *vt, sqlite3_vtab_cursor **out) {
+    (void)vt;
+    kv_cursor *c = sqlite3_malloc(sizeof *c);
+    if (!c) return SQLITE_NOMEM;
+    memset(c, 0, sizeof *c);
+    *out = &c->base;
+    return SQLITE_OK;
+}
+
+static int kv_close(sqlite3_vtab_cursor *cur) {
+    sqlite3_free(cur);
+    return SQLITE_OK;
+}
+
+static void kv_skip(kv_cursor *c) {
+    const kv_table *t = (const kv_table *)c->base.pVtab;
+    while (c->pos <= c->hi && c->pos < t->cap && !t->row[c->pos]) c->pos++;
+}
+
+/* The first (lower) or last (upper) integer position a bound admits:
+ * pos > v, pos >= v, pos < v, pos <= v for v of any numeric type. */
+static int64_t kv_bound(sqlite3_value *v, bool lower, bool strict) {
+    if (sqlite3_value_type(v) == SQLITE_NULL) return lower ? INT64_MAX : INT64_MIN;   /* no row */
+    if (sqlite3_value_numeric_type(v) == SQLITE_INTEGER) {
+        int64_t x = sqlite3_value_int64(v);
+        if (!strict) return x;
+        if (lower) return x == INT64_MAX ? INT64_MAX : x + 1;
+        return x == INT64_MIN ? INT64_MIN : x - 1;
+    }
+    double d = sqlite3_value_double(v);
+    if (d != d) return lower ? INT64_MAX : INT64_MIN;   /* NaN (or text): no row */
+    if (d < -9e18) return lower ? INT64_MIN : -1;
+    if (d > 9e18) return lower ? INT64_MAX : INT64_MAX;
+    double f = floor(d);
+    if (lower) return (int64_t)f + (strict || f < d ? 1 : 0);
+    return (int64_t)ceil(d) - (strict || f < d ? 1 : 0);
+}
+
+static int kv_filter(sqlite3_vtab_cursor *cur, int idx, const char *idx_str, int argc, sqlite3_value **argv) {
+    (void)idx_str, (void)argc;
+    kv_cursor *c = (kv_cursor *)cur;
+    const kv_table *t = (const kv_table *)cur->pVtab;
+    int64_t lo = 0, hi = t->cap - 1;
+    int a = 0;
+    if (idx & 1) {
+        lo = kv_bound(argv[a], true, (idx & 2) != 0);
+        if (idx & 16) hi = MIN(hi, kv_bound(argv[a], false, false));
+        a++;
+    }
+    if ((idx & 4) && !(idx & 16)) hi = MIN(hi, kv_bound(argv[a], false, (idx & 8) != 0));
+    c->pos = MAX(lo, 0);
+    c->hi = hi;
+    kv_skip(c);
+    return SQLITE_OK;
+}
+
+static int kv_next(sqlite3_vtab_cursor *cur) {
+    kv_cursor *c = (kv_cursor *)cur;
+    c->pos++;
+    kv_skip(c);
+    return SQLITE_OK;
+}
+
+static int kv_eof(sqlite3_vtab_cursor *cur) {
+    const kv_cursor *c = (const kv_cursor *)cur;
+    const kv_table *t = (const kv_table *)cur->pVtab;
+    return c->pos > c->hi || c->pos >= t->cap;
+}
+
+static int kv_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col) {
+    const kv_cursor *c = (const kv_cursor *)cur;
+    const kv_table *t = (const kv_table *)cur->pVtab;
+    const uint8_t *r = t->row[c->pos];
+    if (col == 0) sqlite3_result_int64(ctx, c->pos);
+    else if (col == 1) sqlite3_result_blob64(ctx, r, (sqlite3_uint64)t->k_len, SQLITE_STATIC);
+    else sqlite3_result_blob64(ctx, r + t->k_len, (sqlite3_uint64)t->v_len, SQLITE_STATIC);
+    return SQLITE_OK;
+}
+
+static int kv_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid) {
+    *rowid = ((const kv_cursor *)cur)->pos;
+    return SQLITE_OK;
+}
+
+static int kv_error(kv_table *t, int rc, const char *msg) {
+    sqlite3_free(t->base.zErrMsg);
+    t->base.zErrMsg = sqlite3_mprintf("sqlm_kv %s: %s", t->name, msg);
+    return rc;
+}
+
+/* DELETE (argc 1) and INSERT (argv[0] NULL) of one row; no UPDATE. */
+static int kv_update(sqlite3_vtab *vt, int argc, sqlite3_value **argv, sqlite3_int64 *rowid) {
+    kv_table *t = (kv_table *)vt;
+    if (argc == 1) {
+        int64_t pos = sqlite3_value_int64(argv[0]);
+        if (pos >= 0 && pos < t->cap && t->row[pos]) {
+            sqlite3_free(t->row[pos]);
+            t->row[pos] = NULL;
+            t->n--;
+        }
+        return SQLITE_OK;
+    }
+    if (sqlite3_value_type(argv[0]) != SQLITE_NULL) return kv_error(t, SQLITE_ERROR, "rows are not updated");
+    sqlite3_value *pv = sqlite3_value_type(argv[2]) != SQLITE_NULL ? argv[2] : argv[1];
+    if (sqlite3_value_numeric_type(pv) != SQLITE_INTEGER) return kv_error(t, SQLITE_MISMATCH, "pos must be an integer");
+    int64_t pos = sqlite3_value_int64(pv);
+    if (pos < 0 || pos >= KV_MAX_POS) return kv_error(t, SQLITE_RANGE, "pos out of range");
+    if (sqlite3_value_type(argv[3]) != SQLITE_BLOB || sqlite3_value_type(argv[4]) != SQLITE_BLOB)
+        return kv_error(t, SQLITE_MISMATCH, "k and v must be BLOBs");
+    int64_t kl = sqlite3_value_bytes(argv[3]), vl = sqlite3_value_bytes(argv[4]);
+    if (t->n == 0) t->k_len = kl, t->v_len = vl;
+    if (kl != t->k_len || vl != t->v_len || kl <= 0 || vl <= 0 || kl % 4 || vl % 4)
+        return kv_error(t, SQLITE_MISMATCH, "k and v lengths differ from the other rows'");
+    if (pos < t->cap && t->row[pos]) return kv_error(t, SQLITE_CONSTRAINT, "position already cached");
+    if (pos >= t->cap) {
+        int64_t cap = MAX(MAX(t->cap * 2, pos + 1), 64);
+        uint8_t **r = sqlite3_realloc64(t->row, sizeof *r * (sqlite3_uint64)cap);
+        if (!r) return SQLITE_NOMEM;
+        memset(r + t->cap, 0, sizeof *r * (size_t)(cap - t->cap));
+        t->row = r;
+        t->cap = cap;
+    }
+    uint8_t *row = sqlite3_malloc64((sqlite3_uint64)(kl + vl));
+    if (!row) return SQLITE_NOMEM;
+    memcpy(row, sqlite3_value_blob(argv[3]), (size_t)kl);
+    memcpy(row + kl, sqlite3_value_blob(argv[4]), (size_t)vl);
+    t->row[pos] = row;
+    t->n++;
+    *rowid = pos;
+    return SQLITE_OK;
+}
+
+static const sqlite3_module kv_module = {
+    .iVersion = 0,
+    .xCreate = kv_connect,
+    .xConnect = kv_connect,
+    .xBestIndex = kv_best_index,
+    .xDisconnect = kv_disconnect,
+    .xDestroy = kv_disconnect,
+    .xOpen = kv_open,
+    .xClose = kv_close,
+    .xFilter = kv_filter,
+    .xNext = kv_next,
+    .xEof = kv_eof,
+    .xColumn = kv_column,
+    .xRowid = kv_rowid,
+    .xUpdate = kv_update,
+};
+
+/* ------------------------------------------------------------ attention */
+
+/*
+ * sqlm_attend(queries, 'kv', kpos, n_head, n_head_kv, hd): causal attention
+ * of a batch of queries over the cache rows of sqlm_kv table 'kv' that the
+ * scan gives (by position; the rows are read in place).  queries is a stack
+ * of the batch's q vectors (sqlm_stack) and comes with one row, NULL on the
+ * others (SQLite would copy a value passed on every row).  The result is a
+ * product, one row per query: for query position qp, over the keys at
+ * positions <= qp in position order, per head the scores q_h . k_(h / group),
+ * their maximum, e = exp(score - max), sum e * v and sum e: the arithmetic of
+ * sqlm_qk, sqlm_vmax, sqlm_vexp and sqlm_attn.  Each cache row is read once
+ * per batch, not once per query.
  */
 typedef struct attend_agg {
-    uint8_t *qs;             /* copy of the queries' stack, or NULL until a row brings it */
-    size_t qs_len;
+    batch_ref *qs;           /* the queries' stack, or NULL until a row brings it */
+    kv_table *kv;
     int64_t nh, nkv, hd;
-    float *kv;               /* [cap][2][nkv * hd] key and value rows */
     int64_t *pos;            /* [cap] key positions */
     size_t n, cap;
     bool err;
@@ -600,56 +933,50 @@ static void attend_fail(sqlite3_context *ctx, attend_agg *a, const char *msg) {
 
 static void agg_attend_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     (void)argc;
+    sqlite_engine *s = sqlite3_user_data(ctx);
     attend_agg *a = sqlite3_aggregate_context(ctx, sizeof *a);
     if (!a) { sqlite3_result_error_nomem(ctx); return; }
     if (a->err) return;
-    const float *k, *v;
-    int64_t nk = arg_f32(ctx, argv[2], &k), nv = arg_f32(ctx, argv[3], &v);
-    if (nk < 0 || nv < 0) { a->err = true; return; }
-    int64_t nh = ARG_INT(4), nkv = ARG_INT(5), hd = ARG_INT(6);
-    if (!a->nh) {
+    if (!a->kv) {
+        int64_t nh = ARG_INT(3), nkv = ARG_INT(4), hd = ARG_INT(5);
         if (nh <= 0 || nkv <= 0 || nh % nkv || hd <= 0 || nh > 4096 || hd > 4096)
             return attend_fail(ctx, a, "sqlm: attend: bad shape");
+        const char *name = (const char *)sqlite3_value_text(argv[1]);
+        if (!name || !(a->kv = kv_find(s, name))) return attend_fail(ctx, a, "sqlm: attend: not an sqlm_kv table");
         a->nh = nh, a->nkv = nkv, a->hd = hd;
     }
-    if (nh != a->nh || nkv != a->nkv || hd != a->hd || nk != nkv * hd || nv != nkv * hd)
-        return attend_fail(ctx, a, "sqlm: attend: bad shape");
-    if (sqlite3_value_type(argv[0]) != SQLITE_NULL) {
-        int qn = sqlite3_value_bytes(argv[0]);
-        const void *q = sqlite3_value_blob(argv[0]);
+    batch_ref *qs;
+    int got = batch_take(argv[0], &qs);
+    if (got) {
         batch_view qv;
-        if (a->qs) return attend_fail(ctx, a, "sqlm: attend: queries given twice");
-        if (!batch_parse(q, (size_t)qn, STACK_MAGIC, 1, &qv) || qv.width % 4 || qv.width / 4 < (uint64_t)(nh * hd))
-            return attend_fail(ctx, a, "sqlm: attend: queries must be a stack of q vectors");
-        if (!(a->qs = malloc((size_t)qn))) return attend_fail(ctx, a, "sqlm: out of memory");
-        memcpy(a->qs, q, (size_t)qn);
-        a->qs_len = (size_t)qn;
+        if (got < 0 || a->qs || !batch_parse(qs->p, qs->len, STACK_MAGIC, 1, &qv) || qv.width % 4 ||
+            qv.width / 4 < (uint64_t)(a->nh * a->hd)) {
+            batch_unref(qs);
+            return attend_fail(ctx, a, a->qs ? "sqlm: attend: queries given twice"
+                                             : "sqlm: attend: queries must be a stack of q vectors");
+        }
+        a->qs = qs;
     }
     if (a->n == a->cap) {
-        size_t cap = a->cap ? 2 * a->cap : 64;
-        float *nkvp = realloc(a->kv, sizeof *nkvp * cap * 2 * (size_t)nk);
-        if (nkvp) a->kv = nkvp;
+        size_t cap = a->cap ? 2 * a->cap : 256;
         int64_t *np = realloc(a->pos, sizeof *np * cap);
-        if (np) a->pos = np;
-        if (!nkvp || !np) return attend_fail(ctx, a, "sqlm: out of memory");
+        if (!np) return attend_fail(ctx, a, "sqlm: out of memory");
+        a->pos = np;
         a->cap = cap;
     }
-    float *row = a->kv + a->n * 2 * (size_t)nk;
-    memcpy(row, k, sizeof *k * (size_t)nk);
-    memcpy(row + nk, v, sizeof *v * (size_t)nk);
-    a->pos[a->n++] = ARG_INT(1);
+    a->pos[a->n++] = ARG_INT(2);
 }
 
-static const int64_t *attend_keys;   /* qsort context (the final step runs on one thread) */
-static int cmp_key(const void *x, const void *y) {
-    int64_t a = attend_keys[*(const size_t *)x], b = attend_keys[*(const size_t *)y];
-    return (a > b) - (a < b);
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
 }
 
-/* The queries of a batch on the pool: thread ith takes every nth query. */
+/* The (query, head) pairs of a batch on the pool: thread ith takes every
+ * nth pair, so one query (decode) spreads its heads over the threads. */
 typedef struct attend_job {
     const attend_agg *a;
-    const size_t *order;     /* keys in position order */
+    const float **k;         /* [n] key rows in position order; values follow each */
     batch_view q;
     float *out;              /* [n queries][nh * hd] */
     _Atomic int err;
@@ -659,101 +986,93 @@ static void attend_run(void *arg, int ith, int nth) {
     attend_job *j = arg;
     const attend_agg *a = j->a;
     const int64_t nh = a->nh, hd = a->hd, kvd = a->nkv * hd, group = nh / a->nkv;
-    float *m = malloc(sizeof *m * (size_t)nh * (a->n + 3));   /* max, sum, e, then scores [n][nh] */
-    if (!m) {
+    float *s = malloc(sizeof *s * (a->n + 1));
+    if (!s) {
         atomic_store(&j->err, 1);
         return;
     }
-    float *z = m + nh, *e = m + 2 * nh, *s = m + 3 * nh;
-    for (uint32_t qi = (uint32_t)ith; qi < j->q.n; qi += (uint32_t)nth) {
+    for (size_t it = (size_t)ith; it < (size_t)j->q.n * (size_t)nh; it += (size_t)nth) {
+        const size_t qi = it / (size_t)nh, h = it % (size_t)nh;
         int64_t qp;
         memcpy(&qp, &j->q.pos[qi], 8);
-        const float *q = (const float *)(j->q.data + (size_t)qi * j->q.width);   /* aligned: see the final step */
+        const float *q = (const float *)(j->q.data + qi * j->q.width);   /* aligned: see the final step */
         size_t nk = 0;   /* keys at positions <= qp come first in position order */
-        while (nk < a->n && a->pos[j->order[nk]] <= qp) nk++;
-        float *out = j->out + (size_t)qi * (size_t)(nh * hd);
-        memset(out, 0, sizeof *out * (size_t)(nh * hd));
-        if (!nk) continue;   /* no key: zeros (a query always sees its own key) */
-        for (size_t i = 0; i < nk; i++) {
-            const float *k = a->kv + j->order[i] * 2 * (size_t)kvd;
-            for (int64_t h = 0; h < nh; h++) s[i * nh + h] = vec_dot_f32(q + h * hd, k + (h / group) * hd, (size_t)hd);
+        while (nk < a->n && a->pos[nk] <= qp) nk++;
+        float *out = j->out + qi * (size_t)(nh * hd) + h * (size_t)hd;
+        if (!nk) {   /* no key: zeros (a query always sees its own key) */
+            memset(out, 0, sizeof *out * (size_t)hd);
+            continue;
         }
-        for (int64_t h = 0; h < nh; h++) {
-            m[h] = s[h];
-            z[h] = 0;
-        }
-        for (size_t i = 1; i < nk; i++)
-            for (int64_t h = 0; h < nh; h++) m[h] = fmaxf(m[h], s[i * nh + h]);
-        for (size_t i = 0; i < nk; i++) {
-            const float *vr = a->kv + j->order[i] * 2 * (size_t)kvd + kvd;
-            for (int64_t h = 0; h < nh; h++) e[h] = expf(s[i * nh + h] - m[h]);
-            for (int64_t h = 0; h < nh; h++) {
-                float *o = out + h * hd;
-                const float *vh = vr + (h / group) * hd;
-                for (int64_t d = 0; d < hd; d++) o[d] += e[h] * vh[d];
-                z[h] += e[h];
-            }
-        }
-        for (int64_t h = 0; h < nh; h++)
-            for (int64_t d = 0; d < hd; d++) out[h * hd + d] /= z[h];
+        const size_t kh = (h / (size_t)group) * (size_t)hd;
+        vec_attend_head(q + h * (size_t)hd, j->k, nk, kh, (size_t)kvd + kh, (size_t)hd, s, out);
     }
-    free(m);
+    free(s);
 }
 
 static void agg_attend_final(sqlite3_context *ctx) {
     sqlite_engine *s = sqlite3_user_data(ctx);
     attend_agg *a = sqlite3_aggregate_context(ctx, 0);
     if (!a) { sqlite3_result_null(ctx); return; }
-    size_t *order = NULL;
-    uint8_t *out = NULL;
+    batch_ref *ob = NULL;
     attend_job j = { .a = a };
     if (a->err || !a->n || !a->qs) {   /* no keys, or no queries: no rows */
         if (!a->err) sqlite3_result_null(ctx);
         goto done;
     }
-    batch_parse(a->qs, a->qs_len, STACK_MAGIC, 1, &j.q);   /* checked by the step */
-    if (((uintptr_t)j.q.data | j.q.width) % 4) {   /* malloc'd copy, 16 + 8n header: cannot happen */
+    batch_parse(a->qs->p, a->qs->len, STACK_MAGIC, 1, &j.q);   /* checked by the step */
+    if (((uintptr_t)j.q.data | j.q.width) % 4) {   /* 16-byte aligned, 16 + 8n header: cannot happen */
         sqlite3_result_error(ctx, "sqlm: attend: misaligned queries", -1);
         goto done;
     }
-    const int64_t qd = a->nh * a->hd;
-    size_t len = BATCH_HDR + 8 * (size_t)j.q.n + 4 * (size_t)j.q.n * (size_t)qd;
-    out = sqlite3_malloc64(len);
-    order = malloc(sizeof *order * a->n);
-    if (!out || !order) {
+    const int64_t kvd = a->nkv * a->hd;
+    if (a->kv->k_len != kvd * 4 || a->kv->v_len != kvd * 4) {
+        sqlite3_result_error(ctx, "sqlm: attend: cache rows do not match the head shape", -1);
+        goto done;
+    }
+    /* keys in position order, each row found in the cache */
+    for (size_t i = 1; i < a->n; i++)
+        if (a->pos[i] < a->pos[i - 1]) {
+            qsort(a->pos, a->n, sizeof *a->pos, cmp_i64);
+            break;
+        }
+    if (!(j.k = malloc(sizeof *j.k * a->n))) {
         sqlite3_result_error_nomem(ctx);
         goto done;
     }
-    bool sorted = true;
-    for (size_t i = 0; i < a->n; i++) {
-        order[i] = i;
-        if (i && a->pos[i] < a->pos[i - 1]) sorted = false;
+    for (size_t i = 0; i < a->n; i++)
+        if (!(j.k[i] = kv_row(a->kv, a->pos[i]))) {
+            sqlite3_result_error(ctx, "sqlm: attend: position not in the cache", -1);
+            goto done;
+        }
+    const int64_t qd = a->nh * a->hd;
+    size_t len = BATCH_HDR + 8 * (size_t)j.q.n + 4 * (size_t)j.q.n * (size_t)qd;
+    if (!(ob = batch_new(len))) {
+        sqlite3_result_error_nomem(ctx);
+        goto done;
     }
-    if (!sorted) {
-        attend_keys = a->pos;
-        qsort(order, a->n, sizeof *order, cmp_key);
-    }
+    uint8_t *out = ob->p;
     uint32_t magic = PROD_MAGIC;
     uint64_t width = (uint64_t)qd;
     memcpy(out, &magic, 4), memcpy(out + 4, &j.q.n, 4), memcpy(out + 8, &width, 8);
     memcpy(out + BATCH_HDR, j.q.pos, 8 * (size_t)j.q.n);
     j.out = (float *)(out + BATCH_HDR + 8 * (size_t)j.q.n);
-    j.order = order;
-    pool_run(j.q.n > 1 ? s->pool : NULL, attend_run, &j);
+    pool_run(s->pool, attend_run, &j);
     if (atomic_load(&j.err)) {
         sqlite3_result_error_nomem(ctx);
         goto done;
     }
-    sqlite3_result_blob64(ctx, out, len, sqlite3_free);
-    out = NULL;
+    result_batch(ctx, ob);
+    ob = NULL;
 done:
-    sqlite3_free(out);
-    free(order);
-    free(a->qs), free(a->kv), free(a->pos);
+    batch_unref(ob);
+    free(j.k);
+    batch_unref(a->qs);
+    free(a->pos);
     a->qs = NULL;
-    a->kv = NULL;
     a->pos = NULL;
 }
+
+/* ------------------------------------------- in-place products (tiles.c) */
 
 /* sqlm_matmul('table', id, stack): collects the tile ids the scan delivers,
  * then multiplies those tiles with every row of the stack at the final step.
@@ -763,8 +1082,7 @@ typedef struct matmul_agg {
     int wi;                  /* weight index in the tile store + 1; 0 before the first row */
     int64_t *ids;
     size_t n_ids, cap;
-    uint8_t *x;              /* copy of the stack BLOB */
-    size_t x_len;
+    batch_ref *x;            /* the stack of activations */
     bool err;                /* an error was reported */
 } matmul_agg;
 
@@ -792,15 +1110,15 @@ static void agg_matmul_step(sqlite3_context *ctx, int argc, sqlite3_value **argv
         a->wi = (int)wi;
     }
     /* the activations come with one row (the template passes NULL on the others) */
-    if (sqlite3_value_type(argv[2]) != SQLITE_NULL) {
-        int xn = sqlite3_value_bytes(argv[2]);
-        const void *x = sqlite3_value_blob(argv[2]);
-        if (a->x) return agg_matmul_fail(ctx, a, "sqlm: matmul: activations given twice");
-        if (sqlite3_value_type(argv[2]) != SQLITE_BLOB || xn <= 0 || !x)
-            return agg_matmul_fail(ctx, a, "sqlm: matmul: activations must be a stack BLOB");
-        if (!(a->x = malloc((size_t)xn))) return agg_matmul_fail(ctx, a, "sqlm: out of memory");
-        memcpy(a->x, x, (size_t)xn);
-        a->x_len = (size_t)xn;
+    batch_ref *x;
+    int got = batch_take(argv[2], &x);
+    if (got) {
+        if (got < 0 || a->x) {
+            batch_unref(x);
+            return agg_matmul_fail(ctx, a, a->x ? "sqlm: matmul: activations given twice"
+                                                : "sqlm: matmul: activations must be a stack");
+        }
+        a->x = x;
     }
     int64_t id = ARG_INT(1);
     if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || id < 0 || id >= tiles_count(s->tiles, a->wi - 1))
@@ -813,6 +1131,8 @@ static void agg_matmul_step(sqlite3_context *ctx, int argc, sqlite3_value **argv
         a->cap = cap;
     }
     a->ids[a->n_ids++] = id;
+    /* the scan reads the record of each tile from memory: ask for one a few tiles ahead */
+    tiles_prefetch(s->tiles, a->wi - 1, id + 4);
 }
 
 /*
@@ -835,14 +1155,93 @@ typedef struct matmul_job {
     size_t xrb;
     int n;
     float *y;                /* [n][n_out] */
+    const uint8_t *xu;       /* panel path: [n][nbx][32] quants + 128, or NULL */
+    const float *dx;         /* [n][nbx] scales */
+    size_t nbx;              /* blocks per activation */
     _Atomic int err;
 } matmul_job;
+
+/* Batches of at least this many positions run on repacked panels (kern/vec.c). */
+#define PANEL_MIN_BATCH 4
+
+/* The panel path of a thread: rows of consecutive tiles of one column chunk
+ * are gathered VEC_PANEL at a time, each panel multiplied with all positions. */
+typedef struct panel_state {
+    void *panel;             /* vec_panel_bytes(blocks of a chunk), 64-byte aligned */
+    float *out;              /* [n][VEC_PANEL] */
+    int64_t row[VEC_PANEL];  /* output row of each slot */
+    int k;                   /* slots filled */
+    int64_t col0;            /* column of the panel's chunk */
+    size_t nb;               /* its blocks */
+} panel_state;
+
+static void panel_flush(matmul_job *j, panel_state *ps) {
+    if (!ps->k) return;
+    vec_panel_seal(ps->panel, ps->nb, ps->k);
+    size_t b0 = (size_t)ps->col0 / QK;
+    vec_panel_mul(ps->panel, ps->nb, j->xu + b0 * QK, j->dx + b0, j->nbx, (size_t)j->n, ps->out);
+    const int64_t n_out = j->w->n_out;
+    for (int p = 0; p < j->n; p++) {
+        float *y = j->y + (size_t)p * (size_t)n_out;
+        const float *o = ps->out + (size_t)p * VEC_PANEL;
+        for (int r = 0; r < ps->k; r++) y[ps->row[r]] += o[r];
+    }
+    ps->k = 0;
+}
+
+/* Units [first, end) of ids on panels: tiles already checked by the caller's rules. */
+static void panel_unit(matmul_job *j, panel_state *ps, size_t first, size_t end) {
+    const ir_weight *w = j->w;
+    for (size_t i = first; i < end; i++) {
+        int64_t id = j->ids[i];
+        size_t len, rb;
+        const uint8_t *t = tiles_get(j->ts, j->wi, id, &len);
+        int64_t row0 = id / j->n_chunks * w->tile_rows, col0 = id % j->n_chunks * w->chunk;
+        int64_t width = MIN(w->chunk, w->n_in - col0);
+        dtype_row_bytes(w->dtype, (size_t)width, &rb);
+        size_t rows = t ? len / rb : 0;
+        if (!t || rows == 0 || rows > (size_t)w->tile_rows) {
+            atomic_store(&j->err, 1);   /* tiles.c checked the layout: cannot happen */
+            return;
+        }
+        if (ps->k && col0 != ps->col0) panel_flush(j, ps);
+        ps->col0 = col0;
+        ps->nb = (size_t)width / QK;
+        for (size_t r = 0; r < rows; r++) {
+            vec_panel_put(ps->panel, ps->nb, ps->k, w->dtype, t + r * rb);
+            ps->row[ps->k++] = row0 + (int64_t)r;
+            if (ps->k == VEC_PANEL) panel_flush(j, ps);
+        }
+        tiles_put(j->ts, j->wi, id);
+    }
+    panel_flush(j, ps);
+}
+
+static void matmul_run_panels(matmul_job *j) {
+    const ir_weight *w = j->w;
+    panel_state ps = { 0 };
+    size_t bytes = (vec_panel_bytes((size_t)w->chunk / QK) + 63) / 64 * 64;
+    ps.panel = aligned_alloc(64, bytes);
+    ps.out = malloc(sizeof *ps.out * (size_t)j->n * VEC_PANEL);
+    if (!ps.panel || !ps.out) {
+        atomic_store(&j->err, 1);
+    } else {
+        for (size_t u; !atomic_load(&j->err) && (u = atomic_fetch_add(&j->next, 1)) < j->n_units;)
+            panel_unit(j, &ps, j->unit[u], j->unit[u + 1]);
+    }
+    free(ps.panel);
+    free(ps.out);
+}
 
 static void matmul_run(void *arg, int ith, int nth) {
     matmul_job *j = arg;
     const ir_weight *w = j->w;
     const int at = vec_act_type(w->dtype);
     (void)ith, (void)nth;
+    if (j->xu) {
+        matmul_run_panels(j);
+        return;
+    }
     /* quantized kernels read blocks at any address; F32/F16 get an aligned copy when needed */
     const bool quant = dtype_block(w->dtype) > 1;
     size_t tile_max = 0;
@@ -895,15 +1294,11 @@ static void matmul_run(void *arg, int ith, int nth) {
     free(align);
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
 
 static void agg_matmul_final(sqlite3_context *ctx) {
     sqlite_engine *s = sqlite3_user_data(ctx);
     matmul_agg *a = sqlite3_aggregate_context(ctx, 0);
-    uint8_t *out = NULL;
+    batch_ref *ob = NULL;
     if (!a || !a->wi || !a->x || a->err) {   /* no rows, or an empty batch: no product */
         if (!a || !a->err) sqlite3_result_null(ctx);
         goto done;
@@ -913,15 +1308,16 @@ static void agg_matmul_final(sqlite3_context *ctx) {
     size_t xrb;
     batch_view xv;
     dtype_row_bytes(at, (size_t)w->n_in, &xrb);
-    if (!batch_parse(a->x, a->x_len, STACK_MAGIC, 1, &xv) || xv.width != xrb) {
+    if (!batch_parse(a->x->p, a->x->len, STACK_MAGIC, 1, &xv) || xv.width != xrb) {
         sqlite3_result_error(ctx, "sqlm: matmul: activations do not match the weight's width and type", -1);
         goto done;
     }
     size_t ylen = BATCH_HDR + 8 * (size_t)xv.n + 4 * (size_t)xv.n * (size_t)w->n_out;
-    if (!(out = sqlite3_malloc64(ylen))) {
+    if (!(ob = batch_new(ylen))) {
         sqlite3_result_error_nomem(ctx);
         goto done;
     }
+    uint8_t *out = ob->p;
     uint32_t magic = PROD_MAGIC;
     uint64_t n_out = (uint64_t)w->n_out;
     memcpy(out, &magic, 4), memcpy(out + 4, &xv.n, 4), memcpy(out + 8, &n_out, 8);
@@ -949,19 +1345,33 @@ static void agg_matmul_final(sqlite3_context *ctx) {
     for (size_t i = 1; i <= a->n_ids; i++)
         if (i == a->n_ids || (i - j.unit[j.n_units] >= per && a->ids[i] / j.n_chunks != a->ids[i - 1] / j.n_chunks))
             j.unit[++j.n_units] = i;
+    /* a batch runs on panels: its activations as x + 128 and scales, once */
+    uint8_t *xu = NULL;
+    float *dx = NULL;
+    if (xv.n >= PANEL_MIN_BATCH && vec_panel_supported(w->dtype)) {
+        j.nbx = (size_t)w->n_in / QK;
+        xu = malloc((size_t)xv.n * j.nbx * QK);
+        dx = malloc(sizeof *dx * (size_t)xv.n * j.nbx);
+        if (xu && dx) {
+            vec_panel_act(xv.data, xrb, xv.n, j.nbx, xu, dx);
+            j.xu = xu, j.dx = dx;
+        }
+    }
     pool_run(s->pool, matmul_run, &j);
+    free(xu);
+    free(dx);
     free(j.unit);
     if (atomic_load(&j.err)) {
         sqlite3_result_error(ctx, "sqlm: matmul: out of memory or a bad tile", -1);
         goto done;
     }
-    sqlite3_result_blob64(ctx, out, ylen, sqlite3_free);
-    out = NULL;
+    result_batch(ctx, ob);
+    ob = NULL;
 done:
-    sqlite3_free(out);
+    batch_unref(ob);
     if (a) {
         free(a->ids);
-        free(a->x);
+        batch_unref(a->x);
         a->ids = NULL, a->x = NULL;
     }
 }
@@ -991,7 +1401,7 @@ static const struct {
     { "sqlm_attn", 5, NULL, agg_attn_step, agg_attn_final },
     { "sqlm_stack", 2, NULL, agg_stack_step, agg_stack_final },
     { "sqlm_matmul", 3, NULL, agg_matmul_step, agg_matmul_final },
-    { "sqlm_attend", 7, NULL, agg_attend_step, agg_attend_final },
+    { "sqlm_attend", 6, NULL, agg_attend_step, agg_attend_final },
 };
 
 static int register_functions(sqlite_engine *s) {
@@ -1005,8 +1415,9 @@ static int register_functions(sqlite_engine *s) {
             return sqlm_error(SQLM_DB, "sqlite: registering %s: %s", functions[i].name,
                               sqlite3_errmsg(db));
     }
-    if (sqlite3_create_module(db, "sqlm_rows", &rows_module, NULL) != SQLITE_OK)
-        return sqlm_error(SQLM_DB, "sqlite: registering sqlm_rows: %s", sqlite3_errmsg(db));
+    if (sqlite3_create_module(db, "sqlm_rows", &rows_module, NULL) != SQLITE_OK ||
+        sqlite3_create_module(db, "sqlm_kv", &kv_module, s) != SQLITE_OK)
+        return sqlm_error(SQLM_DB, "sqlite: registering the virtual tables: %s", sqlite3_errmsg(db));
     return SQLM_OK;
 }
 
@@ -1134,7 +1545,7 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
     /* The page cache: 64 MB, or under a budget a small share of it (a
      * budgeted run gets its pages from the weight cache, not this cache). */
     long cache_kb = s->budget ? (long)MIN(MAX(s->budget / 1024 / (o->create ? 8 : 64), 1024), 65536) : 65536;
-    buf_puts(&b, "PRAGMA temp_store = MEMORY; PRAGMA temp.page_size = 65536;");
+    buf_puts(&b, "PRAGMA temp_store = MEMORY;");
     if (o->threads > 1) buf_appendf(&b, "PRAGMA threads = %d;", o->threads);
     if (o->create) {
         if (o->page_size) buf_appendf(&b, "PRAGMA page_size = %d;", o->page_size);

@@ -363,6 +363,11 @@ void tiles_put(tile_store *s, int wi, int64_t id) {
 void tiles_prefetch(tile_store *s, int wi, int64_t id) {
     const tile_table *t = &s->t[wi];
     if (id < 0 || id >= t->n_tiles) return;
+    /* the cell before the bytes (its header is what a scan of the table
+     * reads), the header of its page, and the first bytes */
     const uint8_t *p = s->map + t->off[id];
-    for (uint32_t o = 0; o < t->len[id] && o < 1024; o += 64) __builtin_prefetch(p + o);
+    size_t page = (t->off[id] / s->page_size) * s->page_size;
+    __builtin_prefetch(s->map + page);
+    __builtin_prefetch(p - 16);
+    __builtin_prefetch(p + 48);
 }

@@ -36,7 +36,7 @@ static inline int hsum_i32_8(__m256i v) {
 }
 #endif
 
-float vec_dot_f32(const float *a, const float *b, size_t n) {
+static inline float dot_f32(const float *a, const float *b, size_t n) {
     size_t i = 0;
     float s = 0;
 #ifdef VEC_AVX2
@@ -55,6 +55,8 @@ float vec_dot_f32(const float *a, const float *b, size_t n) {
     for (; i < n; i++) s += a[i] * b[i];
     return s;
 }
+
+float vec_dot_f32(const float *a, const float *b, size_t n) { return dot_f32(a, b, n); }
 
 static float dot_f16(const uint16_t *a, const float *b, size_t n) {
     size_t i = 0;
@@ -306,6 +308,140 @@ void vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x,
                   p + 1 == m ? next_len : 0);
 }
 
+/* ------------------------------------------------ batched products (prefill) */
+
+/*
+ * A tile times many positions runs on "panels": VEC_PANEL rows of Q8_0 or
+ * Q4_0 weights repacked so that one 32-bit lane follows one row through a
+ * block.  Per block: the 16 row scales as float, the rows' sums times -128,
+ * then the 32 quants as 8 groups of 4 bytes, each group holding that group of
+ * all 16 rows.  One VNNI instruction (u8 x s8, 4 products per lane) then
+ * advances 16 rows by 4 quants against one broadcast group of an activation;
+ * the activation is stored as x + 128 (unsigned), which the -128 * sum(w)
+ * start value cancels exactly.  A block's integer sums are exact, and each
+ * lane then takes acc = fma(isum, d_w * d_x, acc) in block order: the same
+ * arithmetic as dot_q8_0 / dot_q4_0, so a batch of positions gives the bits
+ * that one position at a time gives.
+ */
+typedef struct panel_block {
+    float d[VEC_PANEL];            /* row scales */
+    int32_t corr[VEC_PANEL];       /* -128 * sum of the row's 32 quants */
+    uint8_t q[8][VEC_PANEL][4];    /* quants: group k of row r */
+} panel_block;
+
+#if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define VEC_PANEL_AVX512 1
+#endif
+
+bool vec_panel_supported(int wdtype) {
+#ifdef VEC_PANEL_AVX512
+    return wdtype == DT_Q8_0 || wdtype == DT_Q4_0;
+#else
+    (void)wdtype;
+    return false;
+#endif
+}
+
+size_t vec_panel_bytes(size_t nb) { return nb * sizeof(panel_block); }
+
+void vec_panel_act(const void *x, size_t ldx, size_t m, size_t nb, uint8_t *xu, float *dx) {
+    for (size_t p = 0; p < m; p++) {
+        const block_q8_0 *xb = (const block_q8_0 *)((const char *)x + p * ldx);
+        for (size_t b = 0; b < nb; b++) {
+            dx[p * nb + b] = h2f(xb[b].d);
+            for (int j = 0; j < QK; j++) xu[(p * nb + b) * QK + j] = (uint8_t)(xb[b].qs[j] + 128);
+        }
+    }
+}
+
+void vec_panel_put(void *panel, size_t nb, int slot, int wdtype, const void *row) {
+    panel_block *pb = panel;
+    const uint8_t *w = row;
+    if (wdtype == DT_Q4_0) {
+        for (size_t b = 0; b < nb; b++, w += sizeof(block_q4_0)) {
+            int8_t q[QK];
+            for (int j = 0; j < QK / 2; j++) {
+                q[j] = (int8_t)((w[2 + j] & 15) - 8);
+                q[j + QK / 2] = (int8_t)((w[2 + j] >> 4) - 8);
+            }
+            pb[b].d[slot] = h2f(load_u16(w));
+            for (int k = 0; k < 8; k++) memcpy(pb[b].q[k][slot], q + 4 * k, 4);
+        }
+        return;
+    }
+    for (size_t b = 0; b < nb; b++, w += sizeof(block_q8_0)) {
+        pb[b].d[slot] = h2f(load_u16(w));
+        for (int k = 0; k < 8; k++) memcpy(pb[b].q[k][slot], w + 2 + 4 * k, 4);
+    }
+}
+
+/* Clear slots n.. and compute every row's -128 * sum of quants per block
+ * (VNNI: ones times the quants, 16 rows at once). */
+void vec_panel_seal(void *panel, size_t nb, int n) {
+    panel_block *pb = panel;
+    for (size_t b = 0; b < nb; b++) {
+        for (int r = n; r < VEC_PANEL; r++) {
+            pb[b].d[r] = 0;
+            for (int k = 0; k < 8; k++) memset(pb[b].q[k][r], 0, 4);
+        }
+#ifdef VEC_PANEL_AVX512
+        const __m512i ones = _mm512_set1_epi8(1);
+        __m512i sum = _mm512_setzero_si512();
+        for (int k = 0; k < 8; k++) sum = _mm512_dpbusd_epi32(sum, ones, _mm512_load_si512(pb[b].q[k]));
+        _mm512_store_si512(pb[b].corr, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-128)));
+#else
+        for (int r = 0; r < VEC_PANEL; r++) {
+            int sum = 0;
+            for (int k = 0; k < 8; k++)
+                for (int j = 0; j < 4; j++) sum += (int8_t)pb[b].q[k][r][j];
+            pb[b].corr[r] = -128 * sum;
+        }
+#endif
+    }
+}
+
+#ifdef VEC_PANEL_AVX512
+/* NP positions (1..4) at a time: out[p * VEC_PANEL + r]. */
+static inline void panel_mul_np(const panel_block *pb, size_t nb, const uint8_t *xu, const float *dx, size_t nbx,
+                                float *out, const int np) {
+    __m512 f[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
+    for (size_t b = 0; b < nb; b++) {
+        const panel_block *B = &pb[b];
+        const __m512i c = _mm512_load_si512(B->corr);
+        __m512i acc[4] = { c, c, c, c };
+        for (int k = 0; k < 8; k++) {
+            const __m512i wk = _mm512_load_si512(B->q[k]);
+            for (int p = 0; p < np; p++) {
+                int32_t g;
+                memcpy(&g, xu + (p * nbx + b) * QK + 4 * k, 4);
+                acc[p] = _mm512_dpbusd_epi32(acc[p], _mm512_set1_epi32(g), wk);
+            }
+        }
+        const __m512 d = _mm512_load_ps(B->d);
+        for (int p = 0; p < np; p++)
+            f[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[p]), _mm512_mul_ps(d, _mm512_set1_ps(dx[p * nbx + b])), f[p]);
+    }
+    for (int p = 0; p < np; p++) _mm512_storeu_ps(out + p * VEC_PANEL, f[p]);
+}
+#endif
+
+void vec_panel_mul(const void *panel, size_t nb, const uint8_t *xu, const float *dx, size_t nbx, size_t m,
+                   float *out) {
+#ifdef VEC_PANEL_AVX512
+    const panel_block *pb = panel;
+    size_t p = 0;
+    for (; p + 4 <= m; p += 4) panel_mul_np(pb, nb, xu + p * nbx * QK, dx + p * nbx, nbx, out + p * VEC_PANEL, 4);
+    switch (m - p) {
+    case 3: panel_mul_np(pb, nb, xu + p * nbx * QK, dx + p * nbx, nbx, out + p * VEC_PANEL, 3); break;
+    case 2: panel_mul_np(pb, nb, xu + p * nbx * QK, dx + p * nbx, nbx, out + p * VEC_PANEL, 2); break;
+    case 1: panel_mul_np(pb, nb, xu + p * nbx * QK, dx + p * nbx, nbx, out + p * VEC_PANEL, 1); break;
+    default: break;
+    }
+#else
+    (void)panel, (void)nb, (void)xu, (void)dx, (void)nbx, (void)m, (void)out;
+#endif
+}
+
 /*
  * Quantize an activation to Q8_0 exactly as ggml's x86 quantize_row_q8_0
  * (AVX/AVX2 build): scale d = amax/127 stored as fp16, values x * (127/amax)
@@ -318,11 +454,43 @@ void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n) {
     for (size_t b = 0; b < n / QK; b++) {
         const float *xb = x + b * QK;
         float amax = 0;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        for (int j = 0; j < QK; j++) {   /* fmaxf(amax, |x|), inline: a NaN is skipped */
+            float ax = fabsf(xb[j]);
+            if (ax > amax) amax = ax;
+        }
         float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
         q[b].d = f32_to_fp16(d);
         for (int j = 0; j < QK; j++) q[b].qs[j] = (int8_t)rintf(xb[j] * id);
     }
+}
+
+/* -------------------------------------------------------------- attention */
+
+/*
+ * One head of one query over nk cached keys: s_i = q . k_i (vec_dot_f32),
+ * m = max s_i, e_i = expf(s_i - m), out = (sum e_i v_i) / (sum e_i), keys in
+ * the order given; key i's head is at rows[i] + k_off, its value head at
+ * rows[i] + v_off.  s is scratch for nk floats.  The order of every
+ * operation is that of sqlm_qk, sqlm_vmax, sqlm_vexp and sqlm_attn.
+ */
+void vec_attend_head(const float *q, const float *const *rows, size_t nk, size_t k_off, size_t v_off, size_t hd,
+                     float *s, float *out) {
+    for (size_t i = 0; i < nk; i++) {
+        if (i + 4 < nk) __builtin_prefetch(rows[i + 4] + k_off);
+        s[i] = dot_f32(q, rows[i] + k_off, hd);
+    }
+    /* fmaxf, inline: a NaN is skipped (the sign of a zero maximum does not
+     * matter: exp(s - m) is the same) */
+    float m = s[0], z = 0;
+    for (size_t i = 1; i < nk; i++)
+        if (m != m || s[i] > m) m = s[i];
+    memset(out, 0, sizeof *out * hd);
+    for (size_t i = 0; i < nk; i++) {
+        const float e = expf(s[i] - m), *v = rows[i] + v_off;
+        for (size_t d = 0; d < hd; d++) out[d] += e * v[d];
+        z += e;
+    }
+    for (size_t d = 0; d < hd; d++) out[d] /= z;
 }
 
 /* ------------------------------------------------------- element-wise ops */

@@ -64,9 +64,10 @@ void dialect_subst(int dia, const char *text, buf *out) {
  * One SELECT per operator and dialect.  {in0}..{in2} are the input
  * relations, {w} the weight table; the other placeholders are node fields
  * (see fill_key()).  {?cond}...{/} keeps its text only when cond holds
- * ({?!cond} when it does not): bias, interleaved, chunked.  cols is the
- * column list of the relation the SELECT produces, defs its column
- * definitions as a table (with the dialect's {vec} and {pk}).
+ * ({?!cond} when it does not): bias, interleaved, chunked, inplace.  cols is
+ * the column list of the relation the SELECT produces, defs its column
+ * definitions as a table (with the dialect's {vec} and {pk}), or "USING
+ * module" for a virtual table.
  */
 typedef struct op_sql {
     const char *cols;
@@ -108,7 +109,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
     [IR_OP_ROPE][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, {n_head}, {n_head_kv}, {hd}, {interleaved}, {q_scale}) AS v\n"
         "FROM {in0} x JOIN rope r ON r.pos = x.pos" },
-    [IR_OP_KV_APPEND][DIA_SQLITE] = { "pos, k, v", "pos INTEGER PRIMARY KEY, k BLOB, v BLOB",
+    [IR_OP_KV_APPEND][DIA_SQLITE] = { "pos, k, v", "USING sqlm_kv",   /* a virtual table (db/sqlite.c) */
         "SELECT pos, sqlm_slice(v, {q_dim}, {kv_dim}) AS k, sqlm_slice(v, {v_off}, {kv_dim}) AS v\n"
         "FROM {in0}" },
     [IR_OP_ATTN_SCORE][DIA_SQLITE] = { "qpos, kpos, s", "qpos INTEGER, kpos INTEGER, s BLOB",
@@ -121,17 +122,18 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "  sqlm_attn(sqlm_vexp(s.s, m.mx), k.v, {n_head}, {n_head_kv}, {hd}) AS v\n"
         "FROM {in0} s JOIN {in1} m ON m.qpos = s.qpos JOIN {in2} k ON k.pos = s.kpos\n"
         "GROUP BY s.qpos" },
-    /* One pass over the cache for the whole batch: the aggregate keeps each
-     * key and value row, and computes softmax(q . k - max) @ v for every
-     * query over the keys at or before its position, in key order (the
-     * arithmetic of the three relations above).  The queries come stacked,
-     * with the first key's row only: SQLite copies a value passed on every row. */
+    /* One pass over the cache for the whole batch: the scan gives the
+     * positions, the aggregate reads those rows of the sqlm_kv table in place
+     * and computes softmax(q . k - max) @ v for every query over the keys at
+     * or before its position, in key order (the arithmetic of the three
+     * relations above).  The queries come stacked, with the first key's row
+     * only: SQLite copies a value passed on every row. */
     [IR_OP_ATTN][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT p.pos AS pos, p.v AS v\n"
         "FROM sqlm_rows((\n"
         "  SELECT sqlm_attend(CASE WHEN k.pos = (SELECT min(pos) FROM {in1}) THEN\n"
         "           (SELECT sqlm_stack(q.pos, q.v) FROM {in0} q) END,\n"
-        "         k.pos, k.k, k.v, {n_head}, {n_head_kv}, {hd}) FROM {in1} k)) p" },
+        "         '{in1}', k.pos, {n_head}, {n_head_kv}, {hd}) FROM {in1} k)) p" },
     [IR_OP_ADD][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
     [IR_OP_SWIGLU][DIA_SQLITE] = { POS_V, POS_V_DEFS,
@@ -514,7 +516,12 @@ void sql_program_free(sql_program *p) {
     memset(p, 0, sizeof *p);
 }
 
+/* defs "USING module" makes a TEMP virtual table. */
 static void create_table(emit_ctx *e, buf *b, const char *name, const char *defs) {
+    if (strncmp(defs, "USING ", 6) == 0) {
+        buf_appendf(b, "CREATE VIRTUAL TABLE IF NOT EXISTS temp.%s %s;\n", name, defs);
+        return;
+    }
     buf_appendf(b, create_fmt[e->dia], name);
     dialect_subst(e->dia, defs, b);
     buf_puts(b, ");\n");

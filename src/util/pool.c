@@ -30,6 +30,8 @@
 
 struct pool {
     int n;                         /* threads, the caller included */
+    int solo;                      /* jobs still to run on the caller alone */
+    int backoff;                   /* length of the last solo stretch */
     pthread_t *tid;                /* [n - 1] workers */
     pool_fn fn;                    /* the current job */
     void *ctx;
@@ -115,8 +117,21 @@ void pool_free(pool *p) {
 
 int pool_size(const pool *p) { return p ? p->n : 1; }
 
+/*
+ * On a machine with more runnable threads than cores, a worker that loses
+ * its core in the middle of a job holds the caller up until it runs again,
+ * for milliseconds, and a decode step has some fifty jobs.  A job whose
+ * workers finish much later than the caller (which only happens when one of
+ * them was descheduled: they take work units from a shared counter) starts a
+ * stretch of jobs the caller runs alone, twice as long each time it happens
+ * again, up to LATE_MAX jobs; a job without trouble halves it.
+ */
+#define LATE_FIRST 64
+#define LATE_MAX 4096
+
 void pool_run(pool *p, pool_fn fn, void *ctx) {
-    if (!p || p->n == 1) {
+    if (!p || p->n == 1 || p->solo > 0) {
+        if (p && p->solo > 0) p->solo--;
         fn(ctx, 0, 1);
         return;
     }
@@ -129,11 +144,20 @@ void pool_run(pool *p, pool_fn fn, void *ctx) {
         pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
     }
+    double t0 = sqlm_now();
     fn(ctx, 0, p->n);
+    double t1 = sqlm_now();
     /* the workers' shares are about as large as ours: spin, yielding when a
      * worker was descheduled on a busy machine */
     for (int spins = 0; atomic_load(&p->pending) > 0; spins++) {
         if (spins < SPIN_PAUSES) cpu_relax();
         else sched_yield();
+    }
+    double late = sqlm_now() - t1;
+    if (late > 2e-4 + (t1 - t0) / 4) {
+        p->backoff = p->backoff ? MIN(2 * p->backoff, LATE_MAX) : LATE_FIRST;
+        p->solo = p->backoff;
+    } else {
+        p->backoff /= 2;
     }
 }

@@ -1,13 +1,15 @@
 /*
  * test-tiles.c - weight tiles read in place (db/tiles.c) and the in-place
  * products of the SQLite engine; also built under ASan/UBSan (make asan):
- *   0. the Q8_0 / Q4_0 kernels (one row at a time, eight rows) give the
- *      bits of the reference rounding;
+ *   0. the Q8_0 / Q4_0 kernels (one row at a time, eight rows, repacked
+ *      panels of a batch) give the bits of the reference rounding;
  *   1. every tile of every weight table, read in place, equals the BLOB
  *      SQLite returns for its id;
  *   2. in-place and copying products give bit-identical logits over a
  *      prefill batch and decode steps, on 1 and 3 threads, for F32, F16, Q8_0
  *      and Q4_0, with whole and chunked tile rows;
+ *   2b. the sqlm_kv virtual table of the KV cache: ranges, order, refused
+ *      rows and updates;
  *   3. the fallback: copy_tiles, and a database whose tiles spill into
  *      overflow pages (4 KB pages), run on the copying path with a note;
  *   4. damaged b-trees: each kind of bad page, cell, record or offset makes
@@ -130,7 +132,7 @@ static void check_kernels(void) {
     static const int dts[] = { DT_Q8_0, DT_Q4_0 };
     static const size_t widths[] = { 32, 96, 768 }, row_counts[] = { 1, 7, 8, 15, 16, 17, 40 };
     static const size_t batches[] = { 1, 2, 3, 4, 5, 9 };
-    int cases = 0, same = 0;
+    int cases = 0, same = 0, panel_cases = 0;
     for (size_t a = 0; a < ARRAY_LEN(dts); a++)
         for (size_t b = 0; b < ARRAY_LEN(widths); b++)
             for (size_t c = 0; c < ARRAY_LEN(row_counts); c++)
@@ -141,6 +143,7 @@ static void check_kernels(void) {
                     uint8_t *w = malloc(rb * rows + 1);
                     block_q8_0 *x = malloc(sizeof *x * nb * m);
                     float *xf = malloc(sizeof *xf * n), *out = malloc(sizeof *out * rows * m);
+                    float *pout = malloc(sizeof *pout * VEC_PANEL * m);
                     fill_rows(dt, w + 1, rows, nb);   /* at an odd address, as in the file */
                     for (size_t p = 0; p < m; p++) {
                         for (size_t i = 0; i < n; i++) xf[i] = (float)((int)(krand() % 2001) - 1000) / 997.0f;
@@ -153,12 +156,28 @@ static void check_kernels(void) {
                             float want = ref_dot(dt, w + 1 + r * rb, x + p * nb, nb);
                             ok &= memcmp(&want, &out[p * rows + r], 4) == 0;
                         }
+                    if (vec_panel_supported(dt) && rows <= VEC_PANEL) {
+                        /* the panel path: rows repacked, all positions at once */
+                        void *panel = aligned_alloc(64, (vec_panel_bytes(nb) + 63) / 64 * 64);
+                        uint8_t *xu = malloc(m * nb * 32);
+                        float *dx = malloc(sizeof *dx * m * nb);
+                        vec_panel_act(x, sizeof *x * nb, m, nb, xu, dx);
+                        for (size_t r = 0; r < rows; r++) vec_panel_put(panel, nb, (int)r, dt, w + 1 + r * rb);
+                        vec_panel_seal(panel, nb, (int)rows);
+                        vec_panel_mul(panel, nb, xu, dx, nb, m, pout);
+                        for (size_t p = 0; p < m; p++)
+                            for (size_t r = 0; r < rows; r++)
+                                ok &= memcmp(&out[p * rows + r], &pout[p * VEC_PANEL + r], 4) == 0;
+                        panel_cases++;
+                        free(panel), free(xu), free(dx);
+                    }
                     cases++;
                     same += ok;
                     if (!ok) fprintf(stderr, "  kernel %s n %zu rows %zu batch %zu: results differ\n", dtype_name(dt), n, rows, m);
-                    free(w), free(x), free(xf), free(out);
+                    free(w), free(x), free(xf), free(out), free(pout);
                 }
-    fprintf(stderr, "  kernels: %d of %d cases bit-identical to the reference rounding\n", same, cases);
+    fprintf(stderr, "  kernels: %d of %d cases bit-identical to the reference rounding (%d on panels)\n", same, cases,
+            panel_cases);
     CHECK_EQ(cases, same);
 }
 
@@ -240,6 +259,78 @@ static void check_same_logits(const char *name) {
     CHECK(same_c);
     free(la), free(lb), free(lc);
     modeldb_close(&a), modeldb_close(&b), modeldb_close(&c);
+}
+
+/* ------------------------------------------- 2b. the sqlm_kv KV cache */
+
+static int one_int(void *ctx, int nc, const db_val *v) {
+    if (nc >= 1) *(int64_t *)ctx = v[0].type == DBV_INT ? v[0].i : -999;
+    return 0;
+}
+
+static int64_t q_int(engine *e, const char *sql) {
+    int64_t v = -12345;
+    if (e->m->query(e, sql, NULL, 0, one_int, &v) != SQLM_OK) return -1000;
+    return v;
+}
+
+static void check_kv(void) {
+    modeldb db;
+    if (!open_db("q8.db", &db, 1, false)) return;
+    engine *e = db.e;
+    CHECK_EQ(SQLM_OK, e->m->exec(e, "CREATE VIRTUAL TABLE temp.kvt USING sqlm_kv"));
+    for (int p = 9; p >= 0; p--) {   /* out of order: scans still run in position order */
+        float kv[8];
+        for (int i = 0; i < 8; i++) kv[i] = (float)(p * 10 + i);
+        db_val v[3] = { dbv_int(p), dbv_blob(kv, 16), dbv_blob(kv + 4, 16) };
+        CHECK_EQ(SQLM_OK, e->m->query(e, "INSERT INTO kvt(pos, k, v) VALUES (?, ?, ?)", v, 3, NULL, NULL));
+    }
+    static const struct { const char *where; int64_t count; } ranges[] = {
+        { "", 10 }, { "WHERE pos = 3", 1 }, { "WHERE pos < 3", 3 }, { "WHERE pos <= 3", 4 },
+        { "WHERE pos > 7", 2 }, { "WHERE pos >= 7", 3 }, { "WHERE pos BETWEEN 2 AND 5", 4 },
+        { "WHERE pos = 2.5", 0 }, { "WHERE pos <= 2.5", 3 }, { "WHERE pos > 2.5", 7 }, { "WHERE pos = NULL", 0 },
+        { "WHERE pos > NULL", 0 }, { "WHERE rowid = 4", 1 }, { "WHERE pos > 3 AND pos < 3", 0 },
+        { "WHERE pos >= -5 AND pos < 100", 10 }, { "WHERE pos = 99", 0 }, { "WHERE pos > 9223372036854775807", 0 },
+        { "WHERE pos < -9223372036854775807", 0 },
+    };
+    char sql[160];
+    for (size_t i = 0; i < ARRAY_LEN(ranges); i++) {
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM kvt %s", ranges[i].where);
+        int64_t got = q_int(e, sql);
+        if (got != ranges[i].count) fprintf(stderr, "  kv: %s: %lld rows, expected %lld\n", sql, (long long)got, (long long)ranges[i].count);
+        CHECK_EQ(ranges[i].count, got);
+    }
+    CHECK_EQ(9, q_int(e, "SELECT pos FROM kvt ORDER BY pos DESC LIMIT 1"));
+    CHECK_EQ(0, q_int(e, "SELECT pos FROM kvt LIMIT 1"));
+    CHECK_EQ(1, q_int(e, "SELECT k = (SELECT k FROM kvt WHERE pos = 5) FROM kvt WHERE pos = 5"));
+    CHECK_EQ(16, q_int(e, "SELECT length(v) FROM kvt WHERE pos = 5"));
+    /* refused: a second row for a position, other lengths, bad positions, updates */
+    float z[8] = { 0 };
+    db_val dup[3] = { dbv_int(3), dbv_blob(z, 16), dbv_blob(z, 16) };
+    CHECK(e->m->query(e, "INSERT INTO kvt(pos, k, v) VALUES (?, ?, ?)", dup, 3, NULL, NULL) != SQLM_OK);
+    CHECK(strstr(sqlm_errmsg(), "already cached") != NULL);
+    db_val len[3] = { dbv_int(10), dbv_blob(z, 32), dbv_blob(z, 16) };
+    CHECK(e->m->query(e, "INSERT INTO kvt(pos, k, v) VALUES (?, ?, ?)", len, 3, NULL, NULL) != SQLM_OK);
+    db_val neg[3] = { dbv_int(-1), dbv_blob(z, 16), dbv_blob(z, 16) };
+    CHECK(e->m->query(e, "INSERT INTO kvt(pos, k, v) VALUES (?, ?, ?)", neg, 3, NULL, NULL) != SQLM_OK);
+    db_val txt[3] = { dbv_text("x"), dbv_blob(z, 16), dbv_blob(z, 16) };
+    CHECK(e->m->query(e, "INSERT INTO kvt(pos, k, v) VALUES (?, ?, ?)", txt, 3, NULL, NULL) != SQLM_OK);
+    db_val nob[3] = { dbv_int(11), dbv_text("k"), dbv_blob(z, 16) };
+    CHECK(e->m->query(e, "INSERT INTO kvt(pos, k, v) VALUES (?, ?, ?)", nob, 3, NULL, NULL) != SQLM_OK);
+    CHECK(e->m->exec(e, "UPDATE kvt SET k = v WHERE pos = 1") != SQLM_OK);
+    CHECK_EQ(10, q_int(e, "SELECT count(*) FROM kvt"));
+    CHECK_EQ(SQLM_OK, e->m->exec(e, "DELETE FROM kvt WHERE pos > 6"));
+    CHECK_EQ(7, q_int(e, "SELECT count(*) FROM kvt"));
+    CHECK_EQ(SQLM_OK, e->m->exec(e, "DELETE FROM kvt"));
+    CHECK_EQ(0, q_int(e, "SELECT count(*) FROM kvt"));
+    CHECK_EQ(SQLM_OK, e->m->query(e, "INSERT INTO kvt(pos, k, v) VALUES (?, ?, ?)", dup, 3, NULL, NULL));
+    /* attention over something that is not an sqlm_kv table */
+    CHECK(e->m->exec(e, "CREATE TEMP TABLE plain(pos INTEGER PRIMARY KEY, k BLOB, v BLOB);"
+                        "INSERT INTO plain VALUES (0, zeroblob(16), zeroblob(16))") == SQLM_OK);
+    CHECK(e->m->exec(e, "SELECT sqlm_attend(NULL, 'plain', pos, 1, 1, 4) FROM plain") != SQLM_OK);
+    CHECK(strstr(sqlm_errmsg(), "not an sqlm_kv table") != NULL);
+    CHECK_EQ(SQLM_OK, e->m->exec(e, "DROP TABLE temp.kvt"));
+    modeldb_close(&db);
 }
 
 /* ------------------------------------------------------ 3. fallback */
@@ -536,6 +627,7 @@ int main(void) {
         check_all_tiles(dbs[i].name);
         check_same_logits(dbs[i].name);
     }
+    check_kv();
     check_overflow_fallback();
     check_damage();
     char cmd[128];
