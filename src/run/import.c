@@ -19,7 +19,10 @@
 
 #include "../sqlm-int.h"
 
-#define DEFAULT_TILE_BYTES 32768
+/* The largest tile of whole rows one 64 KB page holds with its record
+ * (a leaf keeps up to 65501 payload bytes in the page): one tile per page,
+ * so a scan of the table meets one record per page. */
+#define DEFAULT_TILE_BYTES 65280
 #define PAGE_SIZE 65536
 #define ROWS_PER_INSERT 64     /* float rows (WL_ROWS_F32) inserted per statement */
 #define APPEND_ROWS 512        /* ... or appended per chunk, where the engine bulk-loads */

@@ -72,7 +72,8 @@ static void usage(FILE *f) {
         "  -o, --output FILE        output database (required)\n"
         "  --type T                 store matrices as f32, f16, q8_0 or q4_0 (default: as in the file)\n"
         "  --tokenizer FILE         tokenizer for a llama2.c checkpoint\n"
-        "  --tile-bytes N           bytes per stored weight tile (default 32768)\n"
+        "  --tile-bytes N           bytes per stored weight tile (default and most 65280:\n"
+        "                           one tile per 64 KB page)\n"
         "  --no-fuse                table fusion off: q, k, v and gate, up in separate tables\n"
         "                           (ablation; default: fused blk*_qkv and blk*_gu)\n"
         "  --row2col auto|on|off    duckdb: store matrices as ROW2COL pivot columns (default\n"
@@ -180,7 +181,7 @@ static void parse_args(int argc, char **argv, args *a) {
         else if (!strcmp(o, "--n-prompt")) a->prompt = VAL();
         else if (IS("-c", "--ctx-size")) a->n_ctx = parse_long(o, VAL(), 0, 1 << 24);
         else if (IS("-t", "--threads")) a->threads = parse_long(o, VAL(), 1, 1024);
-        else if (IS("--tile-bytes", "--tile-bytes")) a->tile_bytes = parse_long(o, VAL(), 64, 60000);
+        else if (IS("--tile-bytes", "--tile-bytes")) a->tile_bytes = parse_long(o, VAL(), 64, 65280);
         else if (IS("--temp", "--temperature")) a->temp = parse_double(o, VAL(), 0, 100);
         else if (IS("--top-k", "--top-k")) a->top_k = parse_long(o, VAL(), 0, 1 << 30);
         else if (IS("--top-p", "--top-p")) a->top_p = parse_double(o, VAL(), 0, 1);
