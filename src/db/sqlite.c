@@ -45,6 +45,12 @@ typedef struct sqlite_engine {
     size_t budget;           /* --mem-budget, 0 = none */
     sqlite3_int64 heap_limit;/* SQLite's share of it */
     struct kv_table *kv;     /* the connection's sqlm_kv tables (a list) */
+    struct {                 /* statements of query(), kept prepared */
+        char *sql;
+        sqlite3_stmt *st;
+        bool busy;           /* running (a callback may query again) */
+    } cache[8];
+    int cache_next;          /* the entry to replace next */
 } sqlite_engine;
 
 /* ------------------------------------------------------ argument helpers */
@@ -1475,6 +1481,10 @@ static void sq_close(engine *e) {
     sqlite_engine *s = (sqlite_engine *)e;
     if (!s) return;
     sq_free_steps(s);
+    for (size_t i = 0; i < ARRAY_LEN(s->cache); i++) {
+        sqlite3_finalize(s->cache[i].st);
+        free(s->cache[i].sql);
+    }
     pool_free(s->pool);
     sqlite3_close(s->db);
     wcache_close(s->wc);
@@ -1592,12 +1602,57 @@ static int bind_vals(sqlite_engine *s, sqlite3_stmt *st, const db_val *v, int n)
     return SQLM_OK;
 }
 
+/*
+ * The prepared statement for sql: from the cache when it holds the same text
+ * and the statement is not running, else prepared now (and cached, but
+ * statements of more than one statement's text are not).  *slot gets the
+ * cache entry or -1.  A session's per-token queries (t_in, the logits) are
+ * prepared once instead of per token.
+ */
+static sqlite3_stmt *sq_prepare(sqlite_engine *s, const char *sql, int *slot) {
+    *slot = -1;
+    for (int i = 0; i < (int)ARRAY_LEN(s->cache); i++)
+        if (s->cache[i].sql && !s->cache[i].busy && strcmp(s->cache[i].sql, sql) == 0) {
+            *slot = i;
+            s->cache[i].busy = true;
+            return s->cache[i].st;
+        }
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail) != SQLITE_OK) return NULL;
+    int i = s->cache_next;
+    if (st && tail && !*tail && !s->cache[i].busy) {
+        char *copy = sqlm_strdup(sql);
+        if (copy) {
+            sqlite3_finalize(s->cache[i].st);
+            free(s->cache[i].sql);
+            s->cache[i].sql = copy;
+            s->cache[i].st = st;
+            s->cache[i].busy = true;
+            s->cache_next = (i + 1) % (int)ARRAY_LEN(s->cache);
+            *slot = i;
+        }
+    }
+    return st;
+}
+
+static void sq_release(sqlite_engine *s, sqlite3_stmt *st, int slot) {
+    if (slot < 0) {
+        sqlite3_finalize(st);
+        return;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);   /* bound values are borrowed from the caller */
+    s->cache[slot].busy = false;
+}
+
 static int sq_query(engine *e, const char *sql, const db_val *params, int n_params, db_row_cb cb,
                     void *ctx) {
     sqlite_engine *s = (sqlite_engine *)e;
-    sqlite3_stmt *st = NULL;
+    int slot;
     db_val vals[16];
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) return sq_err(s, sql);
+    sqlite3_stmt *st = sq_prepare(s, sql, &slot);
+    if (!st) return sq_err(s, sql);
     int rc = bind_vals(s, st, params, n_params), step;
     while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
         int nc = MIN(sqlite3_column_count(st), (int)ARRAY_LEN(vals));
@@ -1623,7 +1678,7 @@ static int sq_query(engine *e, const char *sql, const db_val *params, int n_para
         if (cb && cb(ctx, nc, vals)) break;
     }
     if (!rc && step != SQLITE_ROW && step != SQLITE_DONE) rc = sq_err(s, sql);
-    sqlite3_finalize(st);
+    sq_release(s, st, slot);
     return rc;
 }
 

@@ -223,7 +223,7 @@ static int eval_batch(session *s, const int32_t *toks, int n) {
         if (toks[i] < 0 || toks[i] >= s->db->cfg.vocab_size)
             return sqlm_error(SQLM_RANGE, "token id %d outside the vocabulary (%d)", toks[i],
                               s->db->cfg.vocab_size);
-    int rc = e->m->exec(e, "DELETE FROM t_in");
+    int rc = e->m->query(e, "DELETE FROM t_in", NULL, 0, NULL, NULL);   /* query(): kept prepared */
     for (int i = 0; !rc && i < n; i++) {
         db_val v[2] = { dbv_int(s->pos + i), dbv_int(toks[i]) };
         rc = e->m->query(e, "INSERT INTO t_in(pos, tok) VALUES (?, ?)", v, 2, NULL, NULL);
