@@ -11,11 +11,17 @@
  *
  * Products have two forms.  The copying one, sqlm_gather(w.row,
  * sqlm_matvec(w.v, x.v, ...)), gets each tile as a BLOB that SQLite copies
- * first.  The in-place one, sqlm_rows(sqlm_matmul('table', w.id, stack)), is chosen
- * when the weight tiles could be mapped (db/tiles.c): the query still scans
- * the weight table, but only its rowids, and the aggregate reads each tile's
- * bytes from the mapping, then multiplies all of them with every position of
- * the batch at its final step, on the engine's thread pool.
+ * first.  The in-place one, sqlm_rows(sqlm_matmul('table', w.id, stack)),
+ * is chosen when the weight tiles could be mapped (db/tiles.c): the query
+ * still scans the weight table, but only its rowids, and the aggregate reads
+ * each tile's bytes from the mapping, then multiplies all of them with every
+ * position of the batch at its final step, on the engine's thread pool.
+ * The KV cache is a virtual table (sqlm_kv) whose rows sqlm_attend reads in
+ * place the same way.
+ *
+ * Sections: argument helpers, scalar functions, aggregates, batches (stack,
+ * sqlm_rows), the KV cache, attention, in-place products, registration, the
+ * engine, mapping the tiles.
  */
 #include <fcntl.h>
 #include <math.h>
@@ -40,7 +46,7 @@ typedef struct sqlite_engine {
     int threads;             /* for the product functions' pool */
     tile_store *tiles;       /* weight tiles read in place, or NULL (copying path) */
     int tiles_fd;            /* the file under tiles, open until SQLite is closed, or -1 */
-    pool *pool;              /* threads of sqlm_matmul (NULL with tiles) */
+    pool *pool;              /* threads of the products and attention (sessions only) */
     wcache *wc;              /* the weight cache of a budgeted run, or NULL */
     size_t budget;           /* --mem-budget, 0 = none */
     sqlite3_int64 heap_limit;/* SQLite's share of it */
@@ -1577,6 +1583,8 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
     if (o->readonly || s->wc) buf_puts(&b, "PRAGMA locking_mode = EXCLUSIVE;");
     /* Until the session sizes it, SQLite may use half the budget. */
     if (s->budget) set_heap_limit(s, (sqlite3_int64)(s->budget / 2));
+    /* threads for the products and attention of a session */
+    if (!rc && o->readonly && !o->plain) rc = pool_init(&s->pool, s->threads);
     if (!rc) rc = b.rc ? b.rc : sq_exec(&s->base, b.p);
     buf_free(&b);
     if (rc) {
@@ -1830,7 +1838,6 @@ static int sq_map_weights(engine *e, const ir_weight *ws, int n) {
                                 (long long)pick[k]);
         }
     }
-    if (!rc) rc = pool_init(&s->pool, s->threads);
     if (rc) {
         tiles_close(ts);
         return rc;
