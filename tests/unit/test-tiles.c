@@ -9,7 +9,8 @@
  *      prefill batch and decode steps, on 1 and 3 threads, for F32, F16, Q8_0
  *      and Q4_0, with whole and chunked tile rows;
  *   2b. the sqlm_kv virtual table of the KV cache: ranges, order, refused
- *      rows and updates;
+ *      rows and updates; the product and attention functions given wrong
+ *      arguments fail with an error;
  *   3. the fallback: copy_tiles, and a database whose tiles spill into
  *      overflow pages (4 KB pages), run on the copying path with a note;
  *   4. damaged b-trees: each kind of bad page, cell, record or offset makes
@@ -333,6 +334,59 @@ static void check_kv(void) {
     modeldb_close(&db);
 }
 
+/* ------------------------------ 2c. the functions given wrong arguments */
+
+/* A stack BLOB of one row of 68 bytes (two Q8_0 blocks of zeros) at position 0. */
+#define STACK_HEX "5354434b" "01000000" "4400000000000000" "0000000000000000" \
+    "00000000000000000000000000000000000000000000000000000000000000000000" \
+    "00000000000000000000000000000000000000000000000000000000000000000000"
+
+/* Every call must fail with an SQL error (or give no rows), never crash. */
+static void check_misuse(void) {
+    modeldb db;
+    if (!open_db("q8.db", &db, 2, false)) return;
+    CHECK(db.inplace);
+    engine *e = db.e;
+    static const struct { const char *sql; bool ok; } cases[] = {
+        { "SELECT sqlm_matmul('nope', 0, NULL)", false },
+        { "SELECT sqlm_matmul('blk0_qkv', 123456789, NULL)", false },
+        { "SELECT sqlm_matmul('blk0_qkv', -1, NULL)", false },
+        { "SELECT sqlm_matmul('blk0_qkv', 'x', NULL)", false },
+        { "SELECT sqlm_matmul('blk0_qkv', w.id, CASE WHEN w.id = 0 THEN x'0011223344' END) FROM blk0_qkv w", false },
+        { "SELECT sqlm_matmul('blk0_qkv', w.id, 42) FROM blk0_qkv w", false },
+        /* the stack as a BLOB instead of a pointer value */
+        { "SELECT count(*) FROM sqlm_rows((SELECT sqlm_matmul('blk0_qkv', w.id, CASE WHEN w.id = 0 THEN x'" STACK_HEX "' END) "
+          "FROM blk0_qkv w))", true },
+        /* activations given with two rows */
+        { "SELECT sqlm_matmul('blk0_qkv', id, x'" STACK_HEX "') FROM (SELECT 0 AS id UNION ALL SELECT 0)", false },
+        /* a stack of the wrong width */
+        { "SELECT sqlm_matmul('blk0_qkv', w.id, CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(0, zeroblob(100))) END) FROM blk0_qkv w", false },
+        /* the right width: works, and sqlm_rows gives one row */
+        { "SELECT count(*) FROM sqlm_rows((SELECT sqlm_matmul('blk0_qkv', w.id, CASE WHEN w.id = 0 THEN "
+          "(SELECT sqlm_stack(7, sqlm_quant(zeroblob(4 * 64), 8))) END) FROM blk0_qkv w))", true },
+        { "SELECT * FROM sqlm_rows(x'00112233445566778899aabbccddeeff00')", false },
+        { "SELECT * FROM sqlm_rows(NULL)", true },
+        { "SELECT * FROM sqlm_rows(42)", false },
+        { "SELECT * FROM sqlm_rows", true },   /* no product: no rows */
+        { "SELECT sqlm_stack(pos, v) FROM (SELECT 1 AS pos, x'0102' AS v UNION ALL SELECT 2, x'010203')", false },
+        { "SELECT sqlm_stack(1, 'text')", false },
+        { "SELECT sqlm_attend(NULL, 'nope', 0, 1, 1, 4)", false },
+        { "SELECT sqlm_attend(NULL, 'kv0', 0, 0, 1, 4)", false },
+        { "SELECT sqlm_attend(x'0102', 'kv0', 0, 4, 2, 16)", false },
+    };
+    CHECK_EQ(SQLM_OK, e->m->exec(e, "CREATE VIRTUAL TABLE IF NOT EXISTS temp.kv0 USING sqlm_kv"));
+    int as_expected = 0;
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        int rc = e->m->query(e, cases[i].sql, NULL, 0, NULL, NULL);
+        bool ok = (rc == SQLM_OK) == cases[i].ok;
+        if (!ok) fprintf(stderr, "  misuse: %s: rc %d (%s)\n", cases[i].sql, rc, sqlm_errmsg());
+        as_expected += ok;
+    }
+    fprintf(stderr, "  %d of %zu wrong calls to the functions handled as expected\n", as_expected, ARRAY_LEN(cases));
+    CHECK_EQ((int)ARRAY_LEN(cases), as_expected);
+    modeldb_close(&db);
+}
+
 /* ------------------------------------------------------ 3. fallback */
 
 /* The same database rewritten with 4 KB pages: 32 KB tiles overflow. */
@@ -628,6 +682,7 @@ int main(void) {
         check_same_logits(dbs[i].name);
     }
     check_kv();
+    check_misuse();
     check_overflow_fallback();
     check_damage();
     char cmd[128];
