@@ -49,6 +49,8 @@ got=$("$SQLM" run -m "$T/s.db" -p "Once upon a time" -n 64 --temp 0 --ignore-eos
 [ "$got" = "$want" ] && ok || bad "run --no-inplace: text differs from the golden: $got"
 got=$("$SQLM" run -m "$T/s.db" -p "Once upon a time" -n 64 --temp 0 --ignore-eos --split-attention 2>"$T/err")
 [ "$got" = "$want" ] && ok || bad "run --split-attention: text differs from the golden: $got"
+got=$("$SQLM" run -m "$T/s.db" -p "Once upon a time" -n 64 --temp 0 --ignore-eos --no-cte-merge 2>"$T/err")
+[ "$got" = "$want" ] && ok || bad "run --no-cte-merge: text differs from the golden: $got"
 got=$("$SQLM" run -m "$T/s.db" -p "Once upon a time" -n 64 --temp 0 --ignore-eos -t 2 2>"$T/err")
 [ "$got" = "$want" ] && ok || bad "run -t 2: text differs from the golden: $got"
 grep -q "note:" "$T/err" && bad "run: unexpected note: $(cat "$T/err")" || ok
