@@ -66,6 +66,12 @@ grep -q "'kv0', k.pos, 8, 4, 8) FROM kv0 k)) p" "$T/prog.sql" && grep -q "CREATE
 "$SQLM" sql -m "$T/s.db" --no-inplace >"$T/prog.sql" || bad "sql --no-inplace failed"
 grep -q "sqlm_matvec(w.v, x.v" "$T/prog.sql" && grep -q "FROM blk0_qkv w" "$T/prog.sql" \
     && ok || bad "sql --no-inplace: program lacks weight-table products"
+# a CTE is MATERIALIZED where a copying product reads it once per weight row,
+# and left to SQLite (a co-routine) where the in-place product reads it once
+grep -q "WITH l0_attn_norm(pos, v) AS MATERIALIZED (" "$T/prog.sql" && ok \
+    || bad "sql --no-inplace: the copying product's input is not MATERIALIZED"
+"$SQLM" sql -m "$T/s.db" | grep -q "WITH l0_attn_norm(pos, v) AS (" && ok \
+    || bad "sql: the in-place product's input is MATERIALIZED"
 
 # tokenize
 [ "$("$SQLM" tokenize -m "$T/s.db" "Once upon a time" | head -1)" = "1 403 407 261 378" ] && ok \

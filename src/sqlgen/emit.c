@@ -28,7 +28,11 @@ static const sql_dialect dialects[DIA_COUNT] = {
     /* name      vector     any        keyed temp tables  materialised CTE  weights      vector binding,
      * then how a quantized weight table gets its blocks, whether it has the
      * fused ATTN template, and its base dialect */
-    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    " MATERIALIZED",  WL_TILES,    DBV_BLOB, NULL, true, -1 },
+    /* SQLite: no MATERIALIZED on a CTE read once, so that SQLite can run it as
+     * a co-routine instead of writing its rows (megabytes of BLOBs in a
+     * prefill) to a temporary table and reading them back; SQLite (3.35+)
+     * still computes a CTE read twice once */
+    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    "",  WL_TILES,    DBV_BLOB, NULL, true, -1 },
     { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, false, -1 },
     /* DuckDB with sqlm's C functions (db/duckdb.c): the same storage; its
      * own templates where a function does the work, DuckDB's elsewhere */
@@ -73,6 +77,9 @@ typedef struct op_sql {
     const char *cols;
     const char *defs;
     const char *sql;
+    bool rereads_in0;     /* the copying form (not inplace) reads {in0} inside a
+                           * correlated subquery, once per weight row: {in0} must
+                           * then be computed once (MATERIALIZED), not inlined */
 } op_sql;
 
 #define POS_V "pos, v"
@@ -105,7 +112,8 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "SELECT p.pos AS pos, {?bias}sqlm_vadd({/}p.v{?bias}, (SELECT {?bias_part}sqlm_slice(b.v, {bias_off}, {n_out}){/}{?!bias_part}b.v{/} FROM bias b WHERE b.layer = {layer})){/} AS v\n"
         "FROM sqlm_rows((\n"
         "  SELECT sqlm_matmul('{w}', w.id,\n"
-        "    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM {in0} x) END) FROM {w} w)) p{/}" },
+        "    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM {in0} x) END) FROM {w} w)) p{/}",
+        .rereads_in0 = true },
     [IR_OP_ROPE][DIA_SQLITE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, {n_head}, {n_head_kv}, {hd}, {interleaved}, {q_scale}) AS v\n"
         "FROM {in0} x JOIN rope r ON r.pos = x.pos" },
@@ -574,6 +582,8 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
                     if (g->nodes[r].in[k] == j)
                         reads += g->nodes[r].op == IR_OP_MATMUL && g->nodes[r].pivot > 0 && g->nodes[r].pivot_per > 0
                                      ? (g->nodes[r].pivot + g->nodes[r].pivot_per - 1) / g->nodes[r].pivot_per
+                                 : k == 0 && !g->nodes[r].inplace && template_of(g->nodes[r].op, dia)->rereads_in0
+                                     ? 2   /* read once per row of a correlated subquery */
                                      : 1;
             buf_appendf(&sql, "%s%s(%s) AS%s (\n", with ? ",\n" : "WITH ", c->name, ct->cols,
                         reads > 1 ? " MATERIALIZED" : e.d->cte_mat);
