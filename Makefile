@@ -42,10 +42,11 @@ $(B)/test-%: tests/unit/test-%.c $(B)/libsqlm.a $(REF_OBJ) tests/test.h
 # include the file).
 $(B)/test-duckdb $(B)/test-duckdb-native: tests/unit/test-sql.c
 
-# The readers and tokenizer again, under AddressSanitizer and UBSan.
+# The readers, the tokenizer and the in-place tile reads again, under
+# AddressSanitizer and UBSan.
 ASAN_FLAGS = -O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
-	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/sqlm
+	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/test-tiles build-asan/sqlm
 
 # The README's two commands: `make demo` and `make test`.  Both install the
 # Debian packages they need first (scripts/install-deps.sh), then the pinned
@@ -67,6 +68,7 @@ check: sqlm $(TESTS) $(B)/refbench asan
 	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
 	@echo "== build-asan/test-corrupt"; ./build-asan/test-corrupt
 	@echo "== build-asan/test-template"; ./build-asan/test-template
+	@echo "== build-asan/test-tiles"; ./build-asan/test-tiles
 	@./tests/e2e.sh ./sqlm
 	@echo "== tests/e2e.sh under ASan/UBSan"; ./tests/e2e.sh ./build-asan/sqlm
 	@echo "== tests/membudget.sh"; ./tests/membudget.sh ./sqlm

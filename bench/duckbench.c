@@ -8,7 +8,7 @@
  *       FLOAT[] list and as a FLOAT[COLS] array, times x; the best of
  *       several runs on 1 and 2 threads, as weight bytes per second.
  *   duckbench run DB [-t N] [--no-cte-merge] [--row2col-cols N] [--prompt N]
- *                    [--decode N] [--profile]
+ *                    [--decode N] [--profile] [--engine duckdb|duckdb-native]
  *       prefill latency of an N-token prompt (best of --repeat R runs), then
  *       decode latency per token (greedy; the best step, and the mean), and
  *       the weight bytes the best decode step reads per second; --profile
@@ -100,6 +100,7 @@ static void group_name(const char *name, char *out, size_t n) {
 static int run(int argc, char **argv) {
     const char *path = argv[2];
     int threads = 2, n_prompt = 25, n_decode = 8, repeat = 1;
+    const char *engine_name = "duckdb";
     bool profile = false;
     session_opts so = { .ir = { .cte_merge = true } };
     for (int i = 3; i < argc; i++) {
@@ -110,6 +111,7 @@ static int run(int argc, char **argv) {
         else if (!strcmp(argv[i], "--decode") && i + 1 < argc) n_decode = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--profile")) profile = true;
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--engine") && i + 1 < argc) engine_name = argv[++i];
         else {
             fprintf(stderr, "duckbench: unknown option %s\n", argv[i]);
             return 2;
@@ -117,13 +119,14 @@ static int run(int argc, char **argv) {
     }
     modeldb db;
     engine_opts eo = { .readonly = true, .threads = threads };
-    int rc = modeldb_open(&db, path, "duckdb", &eo);
+    int rc = modeldb_open(&db, path, engine_name, &eo);
     if (rc) die(path, rc);
     /* weight bytes a decode step reads: every matrix but the embedding */
     double wbytes = 0;
     for (int i = 0; i < db.n_weights; i++)
         if (strcmp(db.weights[i].name, "embed") != 0)
-            wbytes += (double)db.weights[i].n_out * (double)db.weights[i].n_in * 4;
+            wbytes += (double)db.weights[i].n_out * (double)db.weights[i].n_in *
+                      (vec_act_type(db.weights[i].dtype) == DT_Q8_0 ? 1 + 4.0 / QK : 4);   /* int8 blocks + scales */
     session *s;
     if ((rc = session_init(&s, &db, &so))) die("session", rc);
     int32_t *toks = malloc(sizeof *toks * (size_t)(n_prompt + 1));

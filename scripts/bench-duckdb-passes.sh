@@ -16,7 +16,7 @@
 set -e
 cd "$(dirname "$0")/.."
 SQLM=./sqlm
-BENCH=./build/duckbench
+BENCH=${BENCH:-./build/duckbench}
 SHAPES=${SHAPES:-"stories110M tinyllama-1.1b"}
 THREADS=${THREADS:-2}
 T=$(mktemp -d /tmp/sqlm-bench-passes-XXXXXX)
@@ -38,13 +38,14 @@ CONFIGS="none:split:--no-cte-merge cte:split: fusion:fused:--no-cte-merge row2co
 
 echo "## TranSQL+ passes on DuckDB $($BENCH version), pure SQL, F32 random weights, $THREADS threads"
 echo
-echo "Latencies in ms (prefill: whole prompt; decode: per token after the 25-token prompt)."
+echo "Latencies in ms. Prefill: the whole prompt, best of 2 runs (the 1.1B long prompt: 1 run)."
+echo "Decode: the best of the decode steps after the 25-token prompt (the machine is shared)."
 echo "Speedup = none / config. GB/s = weight bytes a decode step reads / decode latency."
 echo
 for shape in $SHAPES; do
     case $shape in
-    tinyllama*) n_dec=${DECODE_1B:-4}; long=${LONG_1B:-100}; rows=11264; cols=2048 ;;
-    *) n_dec=${DECODE_110M:-16}; long=200; rows=4096; cols=768 ;;
+    tinyllama*) n_dec=${DECODE_1B:-4}; long=${LONG_1B:-100}; rep_long=1; rows=11264; cols=2048 ;;
+    *) n_dec=${DECODE_110M:-16}; long=200; rep_long=2; rows=4096; cols=768 ;;
     esac
     $SQLM synth --like "$shape" --type f32 -o "$T/m.gguf" >/dev/null 2>&1
     declare -A P25 P200 DEC GBS
@@ -54,19 +55,17 @@ for shape in $SHAPES; do
     echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared; timed runs hold the bench lock)."
     echo
     for layout in split fused split-r2c fused-r2c; do
-        t0=$(date +%s.%N)
         # shellcheck disable=SC2046
         lock $SQLM import "$T/m.gguf" -o "$T/m.duck" --engine duckdb $(layout_flags $layout) 2>"$T/err" >/dev/null ||
             { cat "$T/err" >&2; exit 1; }
-        t1=$(date +%s.%N)
-        echo "- import ($layout layout): $(printf '%.1f' "$(echo "$t1 - $t0" | bc)") s, $(du -m "$T/m.duck" | cut -f1) MB"
+        echo "- import ($layout layout): $(sed -n 's/^import: wrote .* in \(.*\) s$/\1/p' "$T/err") s, $(du -m "$T/m.duck" | cut -f1) MB"
         for c in $CONFIGS; do
             IFS=: read -r name lay flags <<<"$c"
             [ "$lay" = "$layout" ] || continue
             # shellcheck disable=SC2086
-            r25=$(lock $BENCH run "$T/m.duck" -t "$THREADS" $flags --prompt 25 --decode "$n_dec" --profile)
+            r25=$(lock $BENCH run "$T/m.duck" -t "$THREADS" $flags --prompt 25 --decode "$n_dec" --repeat 2 --profile)
             # shellcheck disable=SC2086
-            r200=$(lock $BENCH run "$T/m.duck" -t "$THREADS" $flags --prompt "$long" --decode 0)
+            r200=$(lock $BENCH run "$T/m.duck" -t "$THREADS" $flags --prompt "$long" --decode 0 --repeat "$rep_long")
             P25[$name]=$(echo "$r25" | grep '^run' | kv prefill_ms)
             DEC[$name]=$(echo "$r25" | grep '^run' | kv decode_ms)
             GBS[$name]=$(echo "$r25" | grep '^run' | kv GBps)

@@ -38,7 +38,7 @@ echo "| model | stored as | threads | tokens | prompt tok/s | generation tok/s |
 echo "|---|---|---|---|---|---|---|"
 row stories260K F32 ../shared/models/stories260K/stories260K.bin 128
 row TinyStories-656K F32 ../shared/models/TinyStories-656K 128
-row "TinyStories-656K (Q8_0 file)" F32 ../shared/models/TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf 128
+row "TinyStories-656K (Q8_0 file)" Q8_0 ../shared/models/TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf 128
 $SQLM synth --like stories110M -o "$T/110m.gguf" --type f32 2>/dev/null
 row "stories110M shape, random" F32 "$T/110m.gguf" 16
 echo
@@ -47,20 +47,25 @@ echo
 } | tee "$out"
 
 # --- native mode (--native: sqlm's C functions registered on the connection)
-# against pure SQL, on one database file per storage type
+# against pure SQL, on one database file per storage type: prefill of 25
+# tokens (best of 2, weights already in DuckDB's buffers) and decode per
+# token (best and mean of 16), by build/duckbench, each run under the lock
 native_row() {
-    local type=$1 engine=$2 t=$3 n=16
-    $SQLM run -m "$T/n.duck" --engine "$engine" -p "Once upon a time" -n $n --temp 0 --ignore-eos -t $t \
-        2>"$T/err" >/dev/null
-    pp=$(sed -n 's/^prompt: .* tokens, \(.*\) tok\/s/\1/p' "$T/err")
-    tg=$(sed -n 's/^generation: .* tokens, \(.*\) tok\/s/\1/p' "$T/err")
-    rss=$(sed -n 's/^peak RSS: \(.*\)/\1/p' "$T/err")
-    echo "| $type | $engine | $t | $n | $pp | $tg | $rss |"
+    local type=$1 engine=$2 t=$3 r pf dec mean
+    r=$(flock /tmp/sqlm-bench.lock ./build/duckbench run "$T/n.duck" --engine "$engine" -t "$t" \
+        --prompt 25 --decode 16 --repeat 2)
+    pf=$(echo "$r" | sed -n 's/.* prefill_ms=\([^ ]*\).*/\1/p')
+    dec=$(echo "$r" | sed -n 's/.* decode_ms=\([^ ]*\).*/\1/p')
+    mean=$(echo "$r" | sed -n 's/.* decode_mean_ms=\([^ ]*\).*/\1/p')
+    echo "| $type | $engine | $t | $pf | $(awk -v m="$pf" 'BEGIN { printf "%.1f", 25000 / m }') |" \
+         "$dec / $mean | $(awk -v m="$dec" 'BEGIN { printf "%.1f", 1000 / m }') |"
 }
 {
 echo
-echo "## Native functions against pure SQL: stories110M shape, random weights (prompt \"Once upon a time\")"
-echo "| stored as | engine | threads | tokens | prompt tok/s | generation tok/s | peak RSS |"
+echo "## Native functions against pure SQL: stories110M shape, random weights"
+echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)."
+echo
+echo "| stored as | engine | threads | prefill 25 ms | prefill tok/s | decode ms (best / mean) | decode tok/s (best) |"
 echo "|---|---|---|---|---|---|---|"
 for type in f32 q8_0; do
     $SQLM synth --like stories110M -o "$T/n.gguf" --type $type 2>/dev/null

@@ -75,6 +75,22 @@ size_t sqlm_cgroup_limit(void);   /* this process's cgroup memory limit, 0 = non
 size_t sqlm_mem_available(void);  /* MemAvailable of /proc/meminfo */
 uint64_t sqlm_io_read_bytes(void);/* bytes this process caused to be read from storage */
 double sqlm_thread_cpu(void);     /* CPU seconds of the calling thread */
+/* ----------------------------------------------------------- util/pool.c */
+
+/*
+ * A pool of n threads: the caller and n - 1 workers.  pool_run() runs
+ * fn(ctx, ith, n) on every one of them (the caller is ith 0) and returns when
+ * all are done; jobs must not call SQLite.  A pool of 1 (or NULL) runs fn on
+ * the caller alone, and so may any job (fn(ctx, 0, 1)): on a busy machine
+ * the pool lets the caller run alone for a while when workers come late.  pool_init() may start fewer workers than asked when the
+ * system refuses threads; pool_size() says how many run.  Free with pool_free().
+ */
+typedef struct pool pool;
+typedef void (*pool_fn)(void *ctx, int ith, int nth);
+int pool_init(pool **out, int n);
+void pool_free(pool *p);
+int pool_size(const pool *p);
+void pool_run(pool *p, pool_fn fn, void *ctx);
 
 /* ---------------------------------------------------------- util/dtype.c */
 
@@ -316,12 +332,42 @@ void tok_nfc(const char *s, size_t len, buf *out);
 float vec_dot_f32(const float *a, const float *b, size_t n);
 int vec_act_type(int wdtype);   /* activation type a weight type multiplies */
 void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out);
+/* rows x n values of w (type wdtype) times m activations of vec_act_type(wdtype),
+ * ldx bytes apart: out[p * ldo + r] = dot(row r, x + p * ldx), each rounded
+ * exactly as vec_matvec rounds it.  next (next_len bytes, or NULL) is
+ * prefetched on the way: the tile that comes after. */
+void vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x, size_t ldx, size_t m,
+                float *out, size_t ldo, const void *next, size_t next_len);
+/*
+ * Batched products (prefill) on panels of VEC_PANEL rows repacked for VNNI,
+ * when vec_panel_supported(wdtype) (Q8_0 and Q4_0 on AVX512-VNNI CPUs):
+ *   vec_panel_act  m Q8_0 activations of nb blocks (ldx bytes apart) into
+ *                  xu[m][nb][32] (quants + 128) and dx[m][nb] (scales)
+ *   vec_panel_put  one weight row of nb blocks into slot 0..VEC_PANEL-1 of a
+ *                  panel of vec_panel_bytes(nb) bytes, 64-byte aligned
+ *   vec_panel_seal clear the slots from n on and finish the panel
+ *   vec_panel_mul  out[p * VEC_PANEL + r] = row r . position p for m
+ *                  positions, nbx blocks apart in xu/dx; bit for bit what
+ *                  vec_matvec gives
+ */
+#define VEC_PANEL 16
+bool vec_panel_supported(int wdtype);
+size_t vec_panel_bytes(size_t nb);
+void vec_panel_act(const void *x, size_t ldx, size_t m, size_t nb, uint8_t *xu, float *dx);
+void vec_panel_put(void *panel, size_t nb, int slot, int wdtype, const void *row);
+void vec_panel_seal(void *panel, size_t nb, int n);
+void vec_panel_mul(const void *panel, size_t nb, const uint8_t *xu, const float *dx, size_t nbx, size_t m,
+                   float *out);
 void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n);
-/* Q8_0/Q4_0 weights held as floats (integer values wq, block scales ws) times
- * an activation packed per block as [scale, 32 integer values]: as
- * vec_matvec's Q8_0 dot, bit for bit; or its nb block products, unsummed. */
-float vec_dot_qpacked(const float *wq, const float *ws, const float *xp, size_t nb);
-void vec_qpacked_products(const float *wq, const float *ws, const float *xp, size_t nb, double *out);
+/* Q8_0/Q4_0 weights held as int8 values wq and float block scales ws times a
+ * Q8_0 activation: as vec_matvec's Q8_0 dot, bit for bit; or its nb block
+ * products, unsummed. */
+float vec_dot_q8s(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb);
+void vec_q8s_products(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb, double *out);
+/* Attention of one head of one query over nk keys (rows[i] + k_off: the key
+ * head, rows[i] + v_off: the value head); s is scratch for nk floats. */
+void vec_attend_head(const float *q, const float *const *rows, size_t nk, size_t k_off, size_t v_off, size_t hd,
+                     float *s, float *out);
 void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps);
 void vec_rope(float *v, const float *cs, int n_heads, int hd, bool interleaved);
 void vec_swiglu(float *out, const float *gu, size_t n);
@@ -341,6 +387,7 @@ void rope_table_row(const model_config *c, int pos, float *cs);
     X(ATTN_SCORE) /* q . k for every head and cached position (causal) */    \
     X(ATTN_MAX)   /* row maximum of the scores, per query */                 \
     X(ATTN_OUT)   /* softmax(scores - max) @ v, grouped-query heads */       \
+    X(ATTN)       /* the three above as one aggregate over the cache */      \
     X(ADD)        /* residual add */                                         \
     X(SWIGLU)     /* silu(gate) * up */                                      \
     X(CONCAT)     /* in0 | in1 [| in2] per position (unfused projections) */ \
@@ -375,6 +422,7 @@ typedef struct ir_node {
     bool bias_part;       /* ... and only n_out values of it (unfused) */
     int pivot;            /* ROW2COL: the weight is stored as pivot columns c0.. */
     int pivot_per;        /* ROW2COL: pivot columns per subquery */
+    bool inplace;         /* MATMUL scans tile ids; the engine reads the tiles in place */
     bool critical;        /* must be materialised (cache, residual, output) */
     bool materialize;     /* decided by the passes: a table, not a CTE */
 } ir_node;
@@ -407,6 +455,10 @@ typedef struct ir_opts {
     bool cte_merge;       /* chain non-critical nodes as CTEs of one statement */
     bool all_logits;      /* logits for every position of the step */
     int row2col_per;      /* ROW2COL: pivot columns per subquery (0: row2col_per_default) */
+    bool inplace;         /* products read weight tiles in place (modeldb.inplace) */
+    bool fuse_attn;       /* attention as one ATTN aggregate over the cache instead of
+                           * score, max and output relations (dialect_ir_opts() turns it
+                           * off where the dialect has no ATTN template) */
 } ir_opts;
 
 /* Table fusion is a storage layout: import writes blk{L}_qkv and blk{L}_gu
@@ -440,7 +492,7 @@ enum {
     WL_TILES,             /* (id, row, col, v BLOB): tiles of tile_rows rows in the file's dtype */
     WL_ROWS_F32,          /* (id, row, col, v <float list>): one matrix row (or chunk) per table
                            * row, dequantized to float32; Q8_0/Q4_0 rows as blocks instead:
-                           * (id, row, col, v <blocks of 32 integer values>, s <scales>) */
+                           * (id, row, col, v <blocks of 32 int8 values>, s <float scales>) */
 };
 
 /* The facts about a dialect that import and the engines need; the SQL
@@ -455,7 +507,9 @@ typedef struct sql_dialect {
     int vec_val;             /* how a float vector is bound: DBV_BLOB or DBV_VEC */
     const char *q_blocks;    /* WL_ROWS_F32: statements (printf format, %1$s = table) that
                               * make a quantized weight table from <table>_flat, filled with
-                              * lists of the integer values, in the blocks the templates read */
+                              * lists of the integer values, in the int8 blocks the templates
+                              * read */
+    bool fused_attn;         /* has a template for the fused ATTN node */
     int base;                /* dialect whose templates stand in for missing ones, or -1 */
 } sql_dialect;
 
@@ -476,6 +530,8 @@ typedef struct sql_program {
 
 int dialect_from_name(const char *name);
 const sql_dialect *dialect_get(int dia);   /* NULL if out of range */
+/* o less what the dialect cannot do (fuse_attn without an ATTN template). */
+ir_opts dialect_ir_opts(int dia, ir_opts o);
 /* Append text to out with the dialect's {vec}, {any} and {pk} filled in. */
 void dialect_subst(int dia, const char *text, buf *out);
 /* Compile g into a program for dialect dia; free with sql_program_free(). */
@@ -485,6 +541,30 @@ void sql_program_free(sql_program *p);
  * also inserts those tokens at positions 0.. and ends with the query of the
  * next token, so any client of the engine can run it unchanged. Caller frees. */
 char *sql_program_text(const sql_program *p, const int32_t *toks, int n_toks);
+
+/* ------------------------------------------------------------ db/tiles.c */
+
+/*
+ * Weight tiles read in place: "the bytes of tile id of weight wi".  The mmap
+ * backend maps the SQLite file read from descriptor fd (borrowed: the caller
+ * keeps it open and the file unchanged while the store lives) and walks each
+ * weight table's b-tree from roots[i], checking every offset against the file
+ * and every tile against the layout ws[i].  A malformed file is an
+ * SQLM_FORMAT error naming the table, never an out-of-bounds read.
+ * Free with tiles_close().
+ */
+typedef struct tile_store tile_store;
+int tiles_open(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots, int n);
+void tiles_close(tile_store *s);
+int tiles_find(const tile_store *s, const char *name);          /* weight index, or -1 */
+const ir_weight *tiles_layout(const tile_store *s, int wi);
+int64_t tiles_count(const tile_store *s, int wi);               /* tiles of weight wi */
+/* Tile id of weight wi: *len bytes, valid until tiles_put(s, wi, id); NULL if
+ * id is out of range.  Safe to call from several threads at once. */
+const void *tiles_get(tile_store *s, int wi, int64_t id, size_t *len);
+void tiles_put(tile_store *s, int wi, int64_t id);
+/* A hint: tile id will be read soon (its b-tree record by a scan, then its bytes). */
+void tiles_prefetch(tile_store *s, int wi, int64_t id);
 
 /* ------------------------------------------------------------ db/wcache.c */
 
@@ -563,6 +643,8 @@ typedef struct engine_opts {
                               * stock client opens it (tests of printed scripts) */
     size_t mem_budget;       /* bytes of resident memory for the whole process, 0 = none */
     int mem_io;              /* WC_IO_*: how a budgeted run reads the model file */
+    bool copy_tiles;         /* modeldb_open: leave weight tiles to the engine's
+                              * copying reads, do not map them (ablation, tests) */
 } engine_opts;
 
 typedef struct engine engine;
@@ -582,6 +664,10 @@ typedef struct db_methods {
     /* Prepare a program's statements once; then run them per step. */
     int (*load_program)(engine *e, const sql_program *p);
     int (*run_program)(engine *e, double *stmt_seconds /* [n_steps] or NULL */);
+    /* Optional: read the tiles of weight tables ws in place from now on, for
+     * the templates' in-place products.  SQLM_OK when that works; otherwise
+     * the copying path stays and sqlm_errmsg() says why. */
+    int (*map_weights)(engine *e, const ir_weight *ws, int n);
     /* Remove a database file and the engine's side files (journal, WAL). */
     void (*remove)(const char *path);
     /* Memory budget (NULL where the engine has no weight cache): cap the
@@ -641,6 +727,8 @@ typedef struct modeldb {
     int n_weights;
     vocab voc;
     tokenizer *tok;
+    bool inplace;            /* the engine reads weight tiles in place */
+    char note[320];          /* why it does not, when it was tried ("" if not) */
 } modeldb;
 
 /* Open path read-only on the named engine (NULL: the engine that wrote the

@@ -44,10 +44,26 @@ before=$(sha256sum < "$T/s.db")
 "$SQLM" run -m "$T/s.db" -p "x" -n 4 >/dev/null 2>&1
 [ "$(sha256sum < "$T/s.db")" = "$before" ] && ok || bad "run modified the model database"
 
-# the SQL program: products are queries over weight tables
+# weight tiles read in place or copied by SQLite, on 1 or 2 threads: the same text
+got=$("$SQLM" run -m "$T/s.db" -p "Once upon a time" -n 64 --temp 0 --ignore-eos --no-inplace -t 1 2>"$T/err")
+[ "$got" = "$want" ] && ok || bad "run --no-inplace: text differs from the golden: $got"
+got=$("$SQLM" run -m "$T/s.db" -p "Once upon a time" -n 64 --temp 0 --ignore-eos --split-attention 2>"$T/err")
+[ "$got" = "$want" ] && ok || bad "run --split-attention: text differs from the golden: $got"
+got=$("$SQLM" run -m "$T/s.db" -p "Once upon a time" -n 64 --temp 0 --ignore-eos -t 2 2>"$T/err")
+[ "$got" = "$want" ] && ok || bad "run -t 2: text differs from the golden: $got"
+grep -q "note:" "$T/err" && bad "run: unexpected note: $(cat "$T/err")" || ok
+
+# the SQL program: products are queries over weight tables (their rowids when
+# the tiles are read in place, their BLOBs when SQLite copies them)
 "$SQLM" sql -m "$T/s.db" >"$T/prog.sql" || bad "sql failed"
-grep -q "sqlm_matvec(w.v, x.v" "$T/prog.sql" && grep -q "FROM blk0_qkv w" "$T/prog.sql" \
+grep -q "SELECT sqlm_matmul('blk0_qkv', w.id,\$" "$T/prog.sql" \
+    && grep -q "CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l0_attn_norm x) END) FROM blk0_qkv w" "$T/prog.sql" \
     && grep -q "INSERT INTO kv0" "$T/prog.sql" && ok || bad "sql: program lacks weight-table products"
+grep -q "'kv0', k.pos, 8, 4, 8) FROM kv0 k)) p" "$T/prog.sql" && grep -q "CREATE VIRTUAL TABLE IF NOT EXISTS temp.kv0 USING sqlm_kv" "$T/prog.sql" && ok \
+    || bad "sql: attention is not one aggregate over the cache"
+"$SQLM" sql -m "$T/s.db" --no-inplace >"$T/prog.sql" || bad "sql --no-inplace failed"
+grep -q "sqlm_matvec(w.v, x.v" "$T/prog.sql" && grep -q "FROM blk0_qkv w" "$T/prog.sql" \
+    && ok || bad "sql --no-inplace: program lacks weight-table products"
 
 # tokenize
 [ "$("$SQLM" tokenize -m "$T/s.db" "Once upon a time" | head -1)" = "1 403 407 261 378" ] && ok \

@@ -131,6 +131,7 @@ typedef void (*duckdb_scalar_function_t)(duckdb_function_info, duckdb_data_chunk
     X(void, duckdb_scalar_function_set_function, (duckdb_scalar_function, duckdb_scalar_function_t)) \
     X(duckdb_state, duckdb_register_scalar_function, (duckdb_connection, duckdb_scalar_function)) \
     X(void, duckdb_scalar_function_set_error, (duckdb_function_info, const char *))           \
+    X(void, duckdb_scalar_function_set_varargs, (duckdb_scalar_function, duckdb_logical_type)) \
     X(duckdb_logical_type, duckdb_create_list_type, (duckdb_logical_type))                     \
     X(duckdb_logical_type, duckdb_create_array_type, (duckdb_logical_type, idx_t))             \
     X(idx_t, duckdb_data_chunk_get_column_count, (duckdb_data_chunk))                          \
@@ -760,8 +761,7 @@ const db_methods db_duckdb = {
  * has one signature: overloads of list and FLOAT[K] make calls ambiguous.
  */
 
-/* A row of a FLOAT[] argument (or, for a FLOAT[32][] argument, the floats of
- * its arrays back to back: n = 32 * arrays). */
+/* A row of a FLOAT[] argument. */
 typedef struct frow {
     const float *p;
     idx_t n;
@@ -773,17 +773,16 @@ typedef struct uarg {
     const duckdb_list_entry *le;   /* LIST arguments */
     const void *data;              /* element data of a list, or the values */
     const duckdb_list_entry *le2;  /* inner lists of a FLOAT[][] argument */
-    int width;                     /* floats per element: 1, or 32 for FLOAT[32][] */
 } uarg;
 
-enum { U_LIST, U_BLOCKS, U_LISTS, U_INT, U_FLOAT };
+/* FLOAT[], TINYINT[32][], FLOAT[][], INTEGER, FLOAT, BLOB */
+enum { U_LIST, U_BLOCKS, U_LISTS, U_INT, U_FLOAT, U_BLOB };
 
 static void uarg_init(uarg *a, duckdb_data_chunk in, idx_t col, int kind) {
     memset(a, 0, sizeof *a);
     a->v = api.duckdb_data_chunk_get_vector(in, col);
     a->valid = api.duckdb_vector_get_validity(a->v);
-    a->width = 1;
-    if (kind == U_INT || kind == U_FLOAT) {
+    if (kind == U_INT || kind == U_FLOAT || kind == U_BLOB) {
         a->data = api.duckdb_vector_get_data(a->v);
         return;
     }
@@ -793,7 +792,6 @@ static void uarg_init(uarg *a, duckdb_data_chunk in, idx_t col, int kind) {
         a->data = api.duckdb_vector_get_data(child);
     } else if (kind == U_BLOCKS) {
         a->data = api.duckdb_vector_get_data(api.duckdb_array_vector_get_child(child));
-        a->width = QK;
     } else {
         a->le2 = api.duckdb_vector_get_data(child);
         a->data = api.duckdb_vector_get_data(api.duckdb_list_vector_get_child(child));
@@ -802,7 +800,20 @@ static void uarg_init(uarg *a, duckdb_data_chunk in, idx_t col, int kind) {
 
 static frow uarg_row(const uarg *a, idx_t r) {
     const duckdb_list_entry *e = &a->le[r];
-    return (frow){ (const float *)a->data + e->offset * (idx_t)a->width, e->length * (idx_t)a->width };
+    return (frow){ (const float *)a->data + e->offset, e->length };
+}
+
+/* The int8 values of row r of a TINYINT[32][] argument, and their blocks. */
+static const int8_t *uarg_blocks(const uarg *a, idx_t r, idx_t *nb) {
+    *nb = a->le[r].length;
+    return (const int8_t *)a->data + a->le[r].offset * QK;
+}
+
+/* Row r of a BLOB argument. */
+static const char *uarg_blob(const uarg *a, idx_t r, idx_t *n) {
+    const duckdb_string_t *s = (const duckdb_string_t *)a->data + r;
+    *n = s->length;
+    return s->length <= 12 ? s->prefix : s->ptr;
 }
 
 /* Element k of row r of a FLOAT[][] argument, and the row's element count. */
@@ -863,91 +874,144 @@ static bool any_null(const uarg *a, int n, duckdb_vector out, idx_t r) {
         return;                                                \
     } while (0)
 
-/* sqlm_dot(a FLOAT[], b FLOAT[]) -> FLOAT */
+/* sqlm_dot(x FLOAT[], w FLOAT[], ...) -> FLOAT: x . w, where w may come as
+ * consecutive parts (a ROW2COL row's pivot columns), each read in place */
 static void udf_dot(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
-    uarg a[2];
-    uarg_init(&a[0], in, 0, U_LIST), uarg_init(&a[1], in, 1, U_LIST);
+    uarg a[1 + 64];
+    const int na = (int)api.duckdb_data_chunk_get_column_count(in);
+    if (na < 2 || na > (int)ARRAY_LEN(a)) UDF_FAIL("dot: 1 to 64 parts of a row");
+    for (int i = 0; i < na; i++) uarg_init(&a[i], in, (idx_t)i, U_LIST);
     float *res = api.duckdb_vector_get_data(out);
     for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
-        if (any_null(a, 2, out, r)) continue;
-        frow x = uarg_row(&a[0], r), y = uarg_row(&a[1], r);
-        if (x.n != y.n) UDF_FAIL("dot: length mismatch");
-        res[r] = vec_dot_f32(x.p, y.p, (size_t)x.n);
+        if (any_null(a, na, out, r)) continue;
+        frow x = uarg_row(&a[0], r);
+        idx_t off = 0;
+        float s = 0;
+        for (int i = 1; i < na; i++) {
+            frow w = uarg_row(&a[i], r);
+            if (off + w.n > x.n) UDF_FAIL("dot: length mismatch");
+            s += vec_dot_f32(x.p + off, w.p, (size_t)w.n);
+            off += w.n;
+        }
+        if (off != x.n) UDF_FAIL("dot: length mismatch");
+        res[r] = s;
     }
 }
 
-/* The activation packed by sqlm_quant for Q8_0/Q4_0 weights: per block of
- * 32, its scale and then its 32 integer values. */
-#define PACKED (QK + 1)
+/* A Q8_0 activation from a BLOB argument, copied to aligned blocks (kept
+ * while rows point at the same bytes); nb = blocks, or 0 if malformed. */
+typedef struct qx {
+    const char *src;
+    block_q8_0 *q;
+    size_t nb, cap;
+} qx;
 
-/* sqlm_qdot(w FLOAT[32][], s FLOAT[], x FLOAT[]) -> FLOAT: a Q8_0/Q4_0 row
- * (integer values, block scales) times a packed activation, rounded as
- * vec.c's Q8_0 dot: acc = fma(isum, d_w * d_x, acc) in block order. */
+static const block_q8_0 *qx_get(qx *x, const uarg *a, idx_t r) {
+    idx_t n;
+    const char *p = uarg_blob(a, r, &n);
+    if (n % sizeof(block_q8_0)) return NULL;
+    if (p != x->src || n / sizeof(block_q8_0) != x->nb) {
+        x->nb = n / sizeof(block_q8_0);
+        if (x->nb > x->cap) {
+            free(x->q);
+            x->cap = x->nb;
+            if (!(x->q = malloc(x->cap * sizeof *x->q))) return x->cap = 0, x->src = NULL, NULL;
+        }
+        memcpy(x->q, p, n);
+        x->src = p;
+    }
+    return x->q;
+}
+
+/* sqlm_qdot(w TINYINT[32][], s FLOAT[], x BLOB) -> FLOAT: a Q8_0/Q4_0 row
+ * (int8 values, block scales) times a Q8_0 activation from sqlm_q8, rounded
+ * as vec.c's Q8_0 dot: acc = fma(isum, d_w * d_x, acc) in block order. */
 static void udf_qdot(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
     uarg a[3];
-    uarg_init(&a[0], in, 0, U_BLOCKS), uarg_init(&a[1], in, 1, U_LIST), uarg_init(&a[2], in, 2, U_LIST);
+    uarg_init(&a[0], in, 0, U_BLOCKS), uarg_init(&a[1], in, 1, U_LIST), uarg_init(&a[2], in, 2, U_BLOB);
     float *res = api.duckdb_vector_get_data(out);
+    qx x = { 0 };
     for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
         if (any_null(a, 3, out, r)) continue;
-        frow w = uarg_row(&a[0], r), s = uarg_row(&a[1], r), x = uarg_row(&a[2], r);
-        idx_t nb = w.n / QK;
-        if (s.n != nb || x.n != nb * PACKED) UDF_FAIL("qdot: shapes of weights, scales and input disagree");
-        res[r] = vec_dot_qpacked(w.p, s.p, x.p, (size_t)nb);
+        idx_t nb;
+        const int8_t *w = uarg_blocks(&a[0], r, &nb);
+        frow s = uarg_row(&a[1], r);
+        const block_q8_0 *xq = qx_get(&x, &a[2], r);
+        if (!xq || s.n != nb || x.nb != nb) {
+            free(x.q);
+            UDF_FAIL("qdot: shapes of weights, scales and input disagree");
+        }
+        res[r] = vec_dot_q8s(w, s.p, xq, (size_t)nb);
     }
+    free(x.q);
 }
 
-/* sqlm_qblocks(w FLOAT[32][], s FLOAT[], x FLOAT[], b0 INTEGER) -> DOUBLE[]:
+/* sqlm_qblocks(w TINYINT[32][], s FLOAT[], x BLOB, b0 INTEGER) -> DOUBLE[]:
  * a chunk's exact block products isum * d_w * d_x, against blocks b0.. of
- * the packed activation (the fold over chunks happens in SQL). */
+ * the activation (the fold over chunks happens in SQL). */
 static void udf_qblocks(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
     uarg a[4];
-    uarg_init(&a[0], in, 0, U_BLOCKS), uarg_init(&a[1], in, 1, U_LIST), uarg_init(&a[2], in, 2, U_LIST);
+    uarg_init(&a[0], in, 0, U_BLOCKS), uarg_init(&a[1], in, 1, U_LIST), uarg_init(&a[2], in, 2, U_BLOB);
     uarg_init(&a[3], in, 3, U_INT);
     uout o;
     uout_init(&o, out, sizeof(double));
+    qx x = { 0 };
     for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
         if (any_null(a, 4, out, r)) continue;
-        frow w = uarg_row(&a[0], r), s = uarg_row(&a[1], r), x = uarg_row(&a[2], r);
+        idx_t nb;
+        const int8_t *w = uarg_blocks(&a[0], r, &nb);
+        frow s = uarg_row(&a[1], r);
+        const block_q8_0 *xq = qx_get(&x, &a[2], r);
         int64_t b0 = uarg_int(&a[3], r);
-        idx_t nb = w.n / QK;
-        if (s.n != nb || b0 < 0 || (idx_t)b0 + nb > x.n / PACKED) UDF_FAIL("qblocks: blocks outside the input");
-        double *p = uout_row(&o, r, nb);
-        if (!p) UDF_FAIL("qblocks: out of memory");
-        vec_qpacked_products(w.p, s.p, x.p + (idx_t)b0 * PACKED, (size_t)nb, p);
+        double *p = xq && s.n == nb && b0 >= 0 && (idx_t)b0 + nb <= x.nb ? uout_row(&o, r, nb) : NULL;
+        if (!p) {
+            free(x.q);
+            UDF_FAIL("qblocks: blocks outside the input, or out of memory");
+        }
+        vec_q8s_products(w, s.p, xq + b0, (size_t)nb, p);
     }
+    free(x.q);
     uout_done(&o);
 }
 
-/* sqlm_quant(x FLOAT[], dtype INTEGER) -> FLOAT[]: x as the products of that
- * weight type take it (vec.c, ggml): Q8_0/Q4_0 packed blocks, F16 rounded
- * to fp16, anything else unchanged. */
-static void udf_quant(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
-    uarg a[2];
-    uarg_init(&a[0], in, 0, U_LIST), uarg_init(&a[1], in, 1, U_INT);
+/* sqlm_q8(x FLOAT[]) -> BLOB: x quantized as ggml's x86 backend quantizes a
+ * product's input for Q8_0/Q4_0 weights (vec_quant_q8_0), as block_q8_0s. */
+static void udf_q8(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
+    uarg a[1];
+    uarg_init(&a[0], in, 0, U_LIST);
+    block_q8_0 *q = NULL;
+    size_t cap = 0;
+    for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
+        if (any_null(a, 1, out, r)) continue;
+        frow x = uarg_row(&a[0], r);
+        if (x.n % QK) {
+            free(q);
+            UDF_FAIL("q8: length not a multiple of 32");
+        }
+        if (x.n / QK > cap) {
+            free(q);
+            cap = x.n / QK;
+            if (!(q = malloc(cap * sizeof *q))) UDF_FAIL("q8: out of memory");
+        }
+        vec_quant_q8_0(x.p, q, (size_t)x.n);
+        api.duckdb_vector_assign_string_element_len(out, r, (const char *)q, x.n / QK * sizeof *q);
+    }
+    free(q);
+}
+
+/* sqlm_f16(x FLOAT[]) -> FLOAT[]: x rounded to fp16, as ggml's products of
+ * F16 weights take it */
+static void udf_f16(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
+    uarg a[1];
+    uarg_init(&a[0], in, 0, U_LIST);
     uout o;
     uout_init(&o, out, sizeof(float));
-    block_q8_0 q[64];
     for (idx_t r = 0, n = api.duckdb_data_chunk_get_size(in); r < n; r++) {
-        if (any_null(a, 2, out, r)) continue;
+        if (any_null(a, 1, out, r)) continue;
         frow x = uarg_row(&a[0], r);
-        int dt = (int)uarg_int(&a[1], r);
-        bool blocks = vec_act_type(dt) == DT_Q8_0;
-        if (blocks && x.n % QK) UDF_FAIL("quant: length not a multiple of 32");
-        float *p = uout_row(&o, r, blocks ? x.n / QK * PACKED : x.n);
-        if (!p) UDF_FAIL("quant: out of memory");
-        if (!blocks) {
-            for (idx_t i = 0; i < x.n; i++) p[i] = dt == DT_F16 ? fp16_to_f32(f32_to_fp16(x.p[i])) : x.p[i];
-            continue;
-        }
-        for (idx_t b0 = 0; b0 < x.n / QK; b0 += ARRAY_LEN(q)) {
-            idx_t nb = MIN(x.n / QK - b0, (idx_t)ARRAY_LEN(q));
-            vec_quant_q8_0(x.p + b0 * QK, q, (size_t)(nb * QK));
-            for (idx_t b = 0; b < nb; b++) {
-                float *pb = p + (b0 + b) * PACKED;
-                pb[0] = fp16_to_f32(q[b].d);
-                for (int j = 0; j < QK; j++) pb[1 + j] = q[b].qs[j];
-            }
-        }
+        float *p = uout_row(&o, r, x.n);
+        if (!p) UDF_FAIL("f16: out of memory");
+        for (idx_t i = 0; i < x.n; i++) p[i] = fp16_to_f32(f32_to_fp16(x.p[i]));
     }
     uout_done(&o);
 }
@@ -1114,15 +1178,16 @@ static void udf_attn(duckdb_function_info info, duckdb_data_chunk in, duckdb_vec
 #undef UDF_FAIL
 
 /* Parameter and result types, by letter: f FLOAT, i INTEGER, d DOUBLE,
- * L FLOAT[], B FLOAT[32][], M FLOAT[][], D DOUBLE[]. */
+ * x BLOB, L FLOAT[], B TINYINT[32][], M FLOAT[][], D DOUBLE[]. */
 static const struct {
-    const char *name, *params, ret;
+    const char *name, *params, ret;   /* params ending in '+': more of the last type */
     duckdb_scalar_function_t fn;
 } udfs[] = {
-    { "sqlm_dot", "LL", 'f', udf_dot },
-    { "sqlm_qdot", "BLL", 'f', udf_qdot },
-    { "sqlm_qblocks", "BLLi", 'D', udf_qblocks },
-    { "sqlm_quant", "Li", 'L', udf_quant },
+    { "sqlm_dot", "LL+", 'f', udf_dot },
+    { "sqlm_qdot", "BLx", 'f', udf_qdot },
+    { "sqlm_qblocks", "BLxi", 'D', udf_qblocks },
+    { "sqlm_q8", "L", 'x', udf_q8 },
+    { "sqlm_f16", "L", 'L', udf_f16 },
     { "sqlm_rmsnorm", "LLf", 'L', udf_rmsnorm },
     { "sqlm_rope", "LLiiiif", 'L', udf_rope },
     { "sqlm_swiglu", "L", 'L', udf_swiglu },
@@ -1136,13 +1201,17 @@ static duckdb_logical_type udf_type(char c) {
     duckdb_logical_type f = api.duckdb_create_logical_type(c == 'd' || c == 'D' ? T_DOUBLE : T_FLOAT), t, u;
     switch (c) {
     case 'i': api.duckdb_destroy_logical_type(&f); return api.duckdb_create_logical_type(T_INTEGER);
+    case 'x': api.duckdb_destroy_logical_type(&f); return api.duckdb_create_logical_type(T_BLOB);
     case 'f': case 'd': return f;
     case 'L': case 'D': t = api.duckdb_create_list_type(f); break;
-    case 'B':
-        u = api.duckdb_create_array_type(f, QK);
+    case 'B': {
+        duckdb_logical_type i8 = api.duckdb_create_logical_type(T_TINYINT);
+        u = api.duckdb_create_array_type(i8, QK);
+        api.duckdb_destroy_logical_type(&i8);
         t = api.duckdb_create_list_type(u);
         api.duckdb_destroy_logical_type(&u);
         break;
+    }
     default:   /* 'M' */
         u = api.duckdb_create_list_type(f);
         t = api.duckdb_create_list_type(u);
@@ -1161,8 +1230,9 @@ static int dk_register_udfs(duck_engine *d) {
         duckdb_scalar_function f = api.duckdb_create_scalar_function();
         api.duckdb_scalar_function_set_name(f, udfs[i].name);
         for (const char *p = udfs[i].params; *p; p++) {
-            duckdb_logical_type t = udf_type(*p);
-            api.duckdb_scalar_function_add_parameter(f, t);
+            duckdb_logical_type t = udf_type(*p == '+' ? p[-1] : *p);
+            if (*p == '+') api.duckdb_scalar_function_set_varargs(f, t);
+            else api.duckdb_scalar_function_add_parameter(f, t);
             api.duckdb_destroy_logical_type(&t);
         }
         duckdb_logical_type t = udf_type(udfs[i].ret);

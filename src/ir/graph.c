@@ -164,10 +164,16 @@ int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, in
         if (kv < 0) goto fail;
         g->nodes[kv].layer = l;
         g->nodes[kv].critical = true;
-        int s = node(g, IR_OP_ATTN_SCORE, l, "score", r, kv, -1);
-        int m = node(g, IR_OP_ATTN_MAX, l, "smax", s, -1, -1);
-        int a = node(g, IR_OP_ATTN_OUT, l, "attn", s, m, kv);
-        if (s < 0 || m < 0 || a < 0) goto fail;
+        int a;
+        if (!o->fuse_attn) {
+            int s = node(g, IR_OP_ATTN_SCORE, l, "score", r, kv, -1);
+            int m = node(g, IR_OP_ATTN_MAX, l, "smax", s, -1, -1);
+            if (s < 0 || m < 0) goto fail;
+            a = node(g, IR_OP_ATTN_OUT, l, "attn", s, m, kv);
+        } else {
+            a = node(g, IR_OP_ATTN, l, "attn", r, kv, -1);
+        }
+        if (a < 0) goto fail;
         g->nodes[a].n_out = q_dim;
         snprintf(wn, sizeof wn, "blk%d_o", l);
         int ao = matmul(g, l, "attn_out", a, wn, false);
@@ -202,6 +208,7 @@ int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, in
     g->output = matmul(g, -1, "logits", h, "output", false);
     if (g->output < 0) goto fail;
     g->nodes[g->output].critical = true;
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i].inplace = g->nodes[i].op == IR_OP_MATMUL && o->inplace;
     opt_cte_merge(g, o->cte_merge);
     return SQLM_OK;
 fail:

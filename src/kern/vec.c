@@ -36,7 +36,7 @@ static inline int hsum_i32_8(__m256i v) {
 }
 #endif
 
-float vec_dot_f32(const float *a, const float *b, size_t n) {
+static inline float dot_f32(const float *a, const float *b, size_t n) {
     size_t i = 0;
     float s = 0;
 #ifdef VEC_AVX2
@@ -56,6 +56,8 @@ float vec_dot_f32(const float *a, const float *b, size_t n) {
     return s;
 }
 
+float vec_dot_f32(const float *a, const float *b, size_t n) { return dot_f32(a, b, n); }
+
 static float dot_f16(const uint16_t *a, const float *b, size_t n) {
     size_t i = 0;
     float s = 0;
@@ -73,12 +75,114 @@ static float dot_f16(const uint16_t *a, const float *b, size_t n) {
     return s;
 }
 
+/* Weights are read in place from the database file, at any alignment: the
+ * kernels address blocks as bytes and load scales with memcpy. */
+static inline uint16_t load_u16(const void *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* fp16 scale to float: exact either way, F16C when the CPU has it. */
+static inline float h2f(uint16_t h) {
+#if defined(VEC_AVX2) && defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    return fp16_to_f32(h);
+#endif
+}
+
 #ifdef VEC_AVX2
-/* Exact sum of 32 int8 products; |w| * sign(x, w) keeps maddubs's
- * unsigned-by-signed form exact. */
-static inline int dot_i8x32(__m256i qw, __m256i qx) {
+/* 8 partial sums of 32 int8 products (exact: no saturation for |w| <= 128,
+ * |x| <= 127); |w| * sign(x, w) gives the unsigned-by-signed form that
+ * maddubs and VNNI take. */
+static inline __m256i dot_i8x32_parts(__m256i qw, __m256i qx) {
     __m256i aw = _mm256_sign_epi8(qw, qw), sx = _mm256_sign_epi8(qx, qw);
-    return hsum_i32_8(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1)));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, sx);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));
+#endif
+}
+
+/* Exact sum of 32 int8 products. */
+static inline int dot_i8x32(__m256i qw, __m256i qx) { return hsum_i32_8(dot_i8x32_parts(qw, qx)); }
+
+/* The 32 weights of the Q4_0 block at b as int8 (nibble - 8): low nibbles first. */
+static inline __m256i q4_0_unpack(const uint8_t *b) {
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m128i raw = _mm_loadu_si128((const __m128i *)(b + 2));
+    __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
+    return _mm256_sub_epi8(q, _mm256_set1_epi8(8));
+}
+
+/* Lane r of the result = the sum of the 8 lanes of p[r]. */
+static inline __m256i reduce8_i32(const __m256i p[8]) {
+    __m256i t0 = _mm256_hadd_epi32(p[0], p[1]), t1 = _mm256_hadd_epi32(p[2], p[3]);
+    __m256i t2 = _mm256_hadd_epi32(p[4], p[5]), t3 = _mm256_hadd_epi32(p[6], p[7]);
+    __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+/*
+ * Up to eight rows (k of them, rb bytes apart) of Q8_0 or Q4_0 times one
+ * Q8_0 activation of nb blocks.  Each lane keeps one row's accumulator and
+ * takes, block by block, acc = fma(isum, d_w * d_x, acc): the rounding of
+ * dot_q8_0 and dot_q4_0, eight rows at a time.  Lanes past k repeat row
+ * k - 1 and are not stored.
+ *
+ * Weights stream from memory once per token, eight short streams at a time,
+ * too short for the hardware prefetcher to lock on: the loop also prefetches
+ * pf_len bytes at pf (the next rows, or the next tile), spread over its
+ * blocks.
+ */
+static inline void rows8_q(const char *w, size_t rb, size_t nb, const block_q8_0 *x, float *out, bool q4, int k,
+                           const char *pf, size_t pf_len) {
+    const size_t bb = q4 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+    const char *row[8];
+    for (int r = 0; r < 8; r++) row[r] = w + (size_t)(r < k ? r : k - 1) * rb;
+    __m256 acc = _mm256_setzero_ps();
+    size_t pf_at = 0;
+    for (size_t b = 0; b < nb; b++) {
+        for (size_t end = (b + 1) * pf_len / nb; pf_at < end; pf_at += 64) _mm_prefetch(pf + pf_at, _MM_HINT_T0);
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        const size_t o = b * bb;
+        __m256i p[8];
+        for (int r = 0; r < 8; r++) {
+            const char *blk = row[r] + o;
+            __m256i qw = q4 ? q4_0_unpack((const uint8_t *)blk)
+                            : _mm256_loadu_si256((const __m256i *)(blk + 2));
+            p[r] = dot_i8x32_parts(qw, qx);
+        }
+        __m128i dh = _mm_set_epi16((short)load_u16(row[7] + o), (short)load_u16(row[6] + o),
+                                   (short)load_u16(row[5] + o), (short)load_u16(row[4] + o),
+                                   (short)load_u16(row[3] + o), (short)load_u16(row[2] + o),
+                                   (short)load_u16(row[1] + o), (short)load_u16(row[0] + o));
+        __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(dh), _mm256_set1_ps(h2f(x[b].d)));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(reduce8_i32(p)), d, acc);
+    }
+    if (k == 8) {
+        _mm256_storeu_ps(out, acc);
+    } else {
+        float tmp[8];
+        _mm256_storeu_ps(tmp, acc);
+        memcpy(out, tmp, sizeof *out * (size_t)k);
+    }
+}
+
+/* rows rows of Q8_0 / Q4_0 times x, prefetching next (next_len bytes) on the way. */
+static void matvec_q(const char *w, size_t rb, size_t rows, size_t nb, const block_q8_0 *x, float *out, bool q4,
+                     const char *next, size_t next_len) {
+    for (size_t r = 0; r < rows; r += 8) {
+        const char *p = w + r * rb;
+        int k = (int)MIN(rows - r, 8);
+        bool last = r + 8 >= rows;
+        const char *pf = last ? next : p + 8 * rb;
+        size_t pf_len = last ? next_len : MIN(rows - r - 8, 8) * rb;
+        rows8_q(p, rb, nb, x, out + r, q4, k, pf, MIN(pf_len, 8 * rb));
+    }
 }
 #endif
 
@@ -89,18 +193,18 @@ static inline int dot_i8x32(__m256i qw, __m256i qx) {
  * (An 8-lane accumulator with a final horizontal sum differs in the last bit
  * now and then, which flips a Q8_0 rounding downstream at near-ties.)
  */
-static float dot_q8_0(const block_q8_0 *w, const block_q8_0 *x, size_t nb) {
+static float dot_q8_0(const uint8_t *w, const block_q8_0 *x, size_t nb) {
     float s = 0;
-    for (size_t b = 0; b < nb; b++) {
+    for (size_t b = 0; b < nb; b++, w += sizeof(block_q8_0)) {
         int sum;
 #ifdef VEC_AVX2
-        sum = dot_i8x32(_mm256_loadu_si256((const __m256i *)w[b].qs),
+        sum = dot_i8x32(_mm256_loadu_si256((const __m256i *)(w + 2)),
                         _mm256_loadu_si256((const __m256i *)x[b].qs));
 #else
         sum = 0;
-        for (int j = 0; j < QK; j++) sum += w[b].qs[j] * x[b].qs[j];
+        for (int j = 0; j < QK; j++) sum += (int8_t)w[2 + j] * x[b].qs[j];
 #endif
-        s = fmaf((float)sum, fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d), s);
+        s = fmaf((float)sum, h2f(load_u16(w)) * h2f(x[b].d), s);
     }
     return s;
 }
@@ -111,84 +215,51 @@ static float dot_q8_0(const block_q8_0 *w, const block_q8_0 *x, size_t nb) {
  * matrices with a multiple of 8 rows (repacked to q4_0_8x8: one lane per
  * row, acc = fma(isum, d_w * d_x, acc)); no Q4_0 golden checks it yet.
  */
-static float dot_q4_0(const block_q4_0 *w, const block_q8_0 *x, size_t nb) {
+static float dot_q4_0(const uint8_t *w, const block_q8_0 *x, size_t nb) {
     float s = 0;
-#ifdef VEC_AVX2
-    const __m128i m4 = _mm_set1_epi8(0x0f);
-#endif
-    for (size_t b = 0; b < nb; b++) {
+    for (size_t b = 0; b < nb; b++, w += sizeof(block_q4_0)) {
         int sum;
 #ifdef VEC_AVX2
-        __m128i raw = _mm_loadu_si128((const __m128i *)w[b].qs);
-        __m256i qw = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4),
-                                      _mm_and_si128(raw, m4));
-        qw = _mm256_sub_epi8(qw, _mm256_set1_epi8(8));
-        sum = dot_i8x32(qw, _mm256_loadu_si256((const __m256i *)x[b].qs));
+        sum = dot_i8x32(q4_0_unpack(w), _mm256_loadu_si256((const __m256i *)x[b].qs));
 #else
         sum = 0;
         for (int j = 0; j < QK / 2; j++) {
-            sum += ((w[b].qs[j] & 15) - 8) * x[b].qs[j];
-            sum += ((w[b].qs[j] >> 4) - 8) * x[b].qs[j + QK / 2];
+            sum += ((w[2 + j] & 15) - 8) * x[b].qs[j];
+            sum += ((w[2 + j] >> 4) - 8) * x[b].qs[j + QK / 2];
         }
 #endif
-        s = fmaf((float)sum, fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d), s);
+        s = fmaf((float)sum, h2f(load_u16(w)) * h2f(x[b].d), s);
     }
     return s;
 }
 
 /*
- * Exact block sums of products for nb blocks of 32 float-held integers
- * (|sums| < 2^24, so any order is exact): w contiguous, x's block b at
- * x + b * xstride.
+ * Q8_0/Q4_0 weights held as int8 values wq and float block scales ws (what
+ * the DuckDB engine stores) times a Q8_0 activation: dot_q8_0's rounding,
+ * acc = fma(isum, d_w * d_x, acc) in block order, bit for bit.
  */
-static void isums_f32(const float *w, const float *x, size_t xstride, size_t nb, float *out) {
-    size_t b = 0;
+float vec_dot_q8s(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb) {
+    float s = 0;
+    for (size_t b = 0; b < nb; b++) {
+        int sum;
 #ifdef VEC_AVX2
-    for (; b + 8 <= nb; b += 8) {
-        __m256 a[8];
-        for (int k = 0; k < 8; k++) {
-            const float *wb = w + (b + k) * QK, *xb = x + (b + k) * xstride;
-            __m256 s = _mm256_mul_ps(_mm256_loadu_ps(wb), _mm256_loadu_ps(xb));
-            s = _mm256_fmadd_ps(_mm256_loadu_ps(wb + 8), _mm256_loadu_ps(xb + 8), s);
-            s = _mm256_fmadd_ps(_mm256_loadu_ps(wb + 16), _mm256_loadu_ps(xb + 16), s);
-            a[k] = _mm256_fmadd_ps(_mm256_loadu_ps(wb + 24), _mm256_loadu_ps(xb + 24), s);
-        }
-        __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-        __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
-        _mm256_storeu_ps(out + b, _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
-                                                _mm256_permute2f128_ps(u0, u1, 0x31)));
-    }
+        sum = dot_i8x32(_mm256_loadu_si256((const __m256i *)(wq + b * QK)),
+                        _mm256_loadu_si256((const __m256i *)x[b].qs));
+#else
+        sum = 0;
+        for (int j = 0; j < QK; j++) sum += wq[b * QK + j] * x[b].qs[j];
 #endif
-    for (; b < nb; b++) {
-        float s = 0;
-        for (int j = 0; j < QK; j++) s += w[b * QK + j] * x[b * xstride + j];
-        out[b] = s;
+        s = fmaf((float)sum, ws[b] * fp16_to_f32(x[b].d), s);
     }
+    return s;
 }
 
-/*
- * A Q8_0/Q4_0 row held as floats (wq: the integer values, ws: the block
- * scales) times an activation packed per block as its scale and then its 32
- * integer values (33 floats), rounded as dot_q8_0: acc = fma(isum, d_w *
- * d_x, acc) in block order.  Gives dot_q8_0's result bit for bit.
- */
-float vec_dot_qpacked(const float *wq, const float *ws, const float *xp, size_t nb) {
-    float acc = 0, is[64];
-    for (size_t b0 = 0; b0 < nb; b0 += 64) {
-        size_t n = MIN(nb - b0, 64);
-        isums_f32(wq + b0 * QK, xp + b0 * (QK + 1) + 1, QK + 1, n, is);
-        for (size_t b = 0; b < n; b++) acc = fmaf(is[b], ws[b0 + b] * xp[(b0 + b) * (QK + 1)], acc);
-    }
-    return acc;
-}
-
-/* The nb exact block products isum * d_w * d_x of vec_dot_qpacked, unsummed. */
-void vec_qpacked_products(const float *wq, const float *ws, const float *xp, size_t nb, double *out) {
-    float is[64];
-    for (size_t b0 = 0; b0 < nb; b0 += 64) {
-        size_t n = MIN(nb - b0, 64);
-        isums_f32(wq + b0 * QK, xp + b0 * (QK + 1) + 1, QK + 1, n, is);
-        for (size_t b = 0; b < n; b++) out[b0 + b] = (double)is[b] * (double)(ws[b0 + b] * xp[(b0 + b) * (QK + 1)]);
+/* The nb exact block products isum * d_w * d_x of vec_dot_q8s, unsummed. */
+void vec_q8s_products(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb, double *out) {
+    for (size_t b = 0; b < nb; b++) {
+        int sum = 0;
+        for (int j = 0; j < QK; j++) sum += wq[b * QK + j] * x[b].qs[j];
+        out[b] = (double)sum * (double)(ws[b] * fp16_to_f32(x[b].d));
     }
 }
 
@@ -202,19 +273,173 @@ int vec_act_type(int wdtype) {
  * wdtype, x has type vec_act_type(wdtype).  n is a multiple of 32 for
  * quantized types (checked by the caller).
  */
-void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out) {
-    size_t rb = 0;
+static void matvec_pf(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out,
+                      const void *next, size_t next_len) {
+    size_t rb = 0, r = 0;
     dtype_row_bytes(wdtype, n, &rb);
     const char *p = w;
-    for (size_t r = 0; r < rows; r++, p += rb) {
+#ifdef VEC_AVX2
+    if (wdtype == DT_Q8_0 || wdtype == DT_Q4_0) {
+        matvec_q(p, rb, rows, n / QK, x, out, wdtype == DT_Q4_0, next, next_len);
+        return;
+    }
+#else
+    (void)next, (void)next_len;
+#endif
+    for (; r < rows; r++, p += rb) {
         switch (wdtype) {
         case DT_F32: out[r] = vec_dot_f32((const float *)p, x, n); break;
         case DT_F16: out[r] = dot_f16((const uint16_t *)p, x, n); break;
-        case DT_Q8_0: out[r] = dot_q8_0((const block_q8_0 *)p, x, n / QK); break;
-        case DT_Q4_0: out[r] = dot_q4_0((const block_q4_0 *)p, x, n / QK); break;
+        case DT_Q8_0: out[r] = dot_q8_0((const uint8_t *)p, x, n / QK); break;
+        case DT_Q4_0: out[r] = dot_q4_0((const uint8_t *)p, x, n / QK); break;
         default: out[r] = NAN; break;
         }
     }
+}
+
+void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out) {
+    matvec_pf(wdtype, w, rows, n, x, out, NULL, 0);
+}
+
+void vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x, size_t ldx, size_t m,
+                float *out, size_t ldo, const void *next, size_t next_len) {
+    for (size_t p = 0; p < m; p++)
+        matvec_pf(wdtype, w, rows, n, (const char *)x + p * ldx, out + p * ldo, p + 1 == m ? next : NULL,
+                  p + 1 == m ? next_len : 0);
+}
+
+/* ------------------------------------------------ batched products (prefill) */
+
+/*
+ * A tile times many positions runs on "panels": VEC_PANEL rows of Q8_0 or
+ * Q4_0 weights repacked so that one 32-bit lane follows one row through a
+ * block.  Per block: the 16 row scales as float, the rows' sums times -128,
+ * then the 32 quants as 8 groups of 4 bytes, each group holding that group of
+ * all 16 rows.  One VNNI instruction (u8 x s8, 4 products per lane) then
+ * advances 16 rows by 4 quants against one broadcast group of an activation;
+ * the activation is stored as x + 128 (unsigned), which the -128 * sum(w)
+ * start value cancels exactly.  A block's integer sums are exact, and each
+ * lane then takes acc = fma(isum, d_w * d_x, acc) in block order: the same
+ * arithmetic as dot_q8_0 / dot_q4_0, so a batch of positions gives the bits
+ * that one position at a time gives.
+ */
+typedef struct panel_block {
+    float d[VEC_PANEL];            /* row scales */
+    int32_t corr[VEC_PANEL];       /* -128 * sum of the row's 32 quants */
+    uint8_t q[8][VEC_PANEL][4];    /* quants: group k of row r */
+} panel_block;
+
+#if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define VEC_PANEL_AVX512 1
+#endif
+
+bool vec_panel_supported(int wdtype) {
+#ifdef VEC_PANEL_AVX512
+    return wdtype == DT_Q8_0 || wdtype == DT_Q4_0;
+#else
+    (void)wdtype;
+    return false;
+#endif
+}
+
+size_t vec_panel_bytes(size_t nb) { return nb * sizeof(panel_block); }
+
+void vec_panel_act(const void *x, size_t ldx, size_t m, size_t nb, uint8_t *xu, float *dx) {
+    for (size_t p = 0; p < m; p++) {
+        const block_q8_0 *xb = (const block_q8_0 *)((const char *)x + p * ldx);
+        for (size_t b = 0; b < nb; b++) {
+            dx[p * nb + b] = h2f(xb[b].d);
+            for (int j = 0; j < QK; j++) xu[(p * nb + b) * QK + j] = (uint8_t)(xb[b].qs[j] + 128);
+        }
+    }
+}
+
+void vec_panel_put(void *panel, size_t nb, int slot, int wdtype, const void *row) {
+    panel_block *pb = panel;
+    const uint8_t *w = row;
+    if (wdtype == DT_Q4_0) {
+        for (size_t b = 0; b < nb; b++, w += sizeof(block_q4_0)) {
+            int8_t q[QK];
+            for (int j = 0; j < QK / 2; j++) {
+                q[j] = (int8_t)((w[2 + j] & 15) - 8);
+                q[j + QK / 2] = (int8_t)((w[2 + j] >> 4) - 8);
+            }
+            pb[b].d[slot] = h2f(load_u16(w));
+            for (int k = 0; k < 8; k++) memcpy(pb[b].q[k][slot], q + 4 * k, 4);
+        }
+        return;
+    }
+    for (size_t b = 0; b < nb; b++, w += sizeof(block_q8_0)) {
+        pb[b].d[slot] = h2f(load_u16(w));
+        for (int k = 0; k < 8; k++) memcpy(pb[b].q[k][slot], w + 2 + 4 * k, 4);
+    }
+}
+
+/* Clear slots n.. and compute every row's -128 * sum of quants per block
+ * (VNNI: ones times the quants, 16 rows at once). */
+void vec_panel_seal(void *panel, size_t nb, int n) {
+    panel_block *pb = panel;
+    for (size_t b = 0; b < nb; b++) {
+        for (int r = n; r < VEC_PANEL; r++) {
+            pb[b].d[r] = 0;
+            for (int k = 0; k < 8; k++) memset(pb[b].q[k][r], 0, 4);
+        }
+#ifdef VEC_PANEL_AVX512
+        const __m512i ones = _mm512_set1_epi8(1);
+        __m512i sum = _mm512_setzero_si512();
+        for (int k = 0; k < 8; k++) sum = _mm512_dpbusd_epi32(sum, ones, _mm512_load_si512(pb[b].q[k]));
+        _mm512_store_si512(pb[b].corr, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-128)));
+#else
+        for (int r = 0; r < VEC_PANEL; r++) {
+            int sum = 0;
+            for (int k = 0; k < 8; k++)
+                for (int j = 0; j < 4; j++) sum += (int8_t)pb[b].q[k][r][j];
+            pb[b].corr[r] = -128 * sum;
+        }
+#endif
+    }
+}
+
+#ifdef VEC_PANEL_AVX512
+/* NP positions (1..4) at a time: out[p * VEC_PANEL + r]. */
+static inline void panel_mul_np(const panel_block *pb, size_t nb, const uint8_t *xu, const float *dx, size_t nbx,
+                                float *out, const int np) {
+    __m512 f[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
+    for (size_t b = 0; b < nb; b++) {
+        const panel_block *B = &pb[b];
+        const __m512i c = _mm512_load_si512(B->corr);
+        __m512i acc[4] = { c, c, c, c };
+        for (int k = 0; k < 8; k++) {
+            const __m512i wk = _mm512_load_si512(B->q[k]);
+            for (int p = 0; p < np; p++) {
+                int32_t g;
+                memcpy(&g, xu + (p * nbx + b) * QK + 4 * k, 4);
+                acc[p] = _mm512_dpbusd_epi32(acc[p], _mm512_set1_epi32(g), wk);
+            }
+        }
+        const __m512 d = _mm512_load_ps(B->d);
+        for (int p = 0; p < np; p++)
+            f[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[p]), _mm512_mul_ps(d, _mm512_set1_ps(dx[p * nbx + b])), f[p]);
+    }
+    for (int p = 0; p < np; p++) _mm512_storeu_ps(out + p * VEC_PANEL, f[p]);
+}
+#endif
+
+void vec_panel_mul(const void *panel, size_t nb, const uint8_t *xu, const float *dx, size_t nbx, size_t m,
+                   float *out) {
+#ifdef VEC_PANEL_AVX512
+    const panel_block *pb = panel;
+    size_t p = 0;
+    for (; p + 4 <= m; p += 4) panel_mul_np(pb, nb, xu + p * nbx * QK, dx + p * nbx, nbx, out + p * VEC_PANEL, 4);
+    switch (m - p) {
+    case 3: panel_mul_np(pb, nb, xu + p * nbx * QK, dx + p * nbx, nbx, out + p * VEC_PANEL, 3); break;
+    case 2: panel_mul_np(pb, nb, xu + p * nbx * QK, dx + p * nbx, nbx, out + p * VEC_PANEL, 2); break;
+    case 1: panel_mul_np(pb, nb, xu + p * nbx * QK, dx + p * nbx, nbx, out + p * VEC_PANEL, 1); break;
+    default: break;
+    }
+#else
+    (void)panel, (void)nb, (void)xu, (void)dx, (void)nbx, (void)m, (void)out;
+#endif
 }
 
 /*
@@ -229,11 +454,43 @@ void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n) {
     for (size_t b = 0; b < n / QK; b++) {
         const float *xb = x + b * QK;
         float amax = 0;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        for (int j = 0; j < QK; j++) {   /* fmaxf(amax, |x|), inline: a NaN is skipped */
+            float ax = fabsf(xb[j]);
+            if (ax > amax) amax = ax;
+        }
         float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
         q[b].d = f32_to_fp16(d);
         for (int j = 0; j < QK; j++) q[b].qs[j] = (int8_t)rintf(xb[j] * id);
     }
+}
+
+/* -------------------------------------------------------------- attention */
+
+/*
+ * One head of one query over nk cached keys: s_i = q . k_i (vec_dot_f32),
+ * m = max s_i, e_i = expf(s_i - m), out = (sum e_i v_i) / (sum e_i), keys in
+ * the order given; key i's head is at rows[i] + k_off, its value head at
+ * rows[i] + v_off.  s is scratch for nk floats.  The order of every
+ * operation is that of sqlm_qk, sqlm_vmax, sqlm_vexp and sqlm_attn.
+ */
+void vec_attend_head(const float *q, const float *const *rows, size_t nk, size_t k_off, size_t v_off, size_t hd,
+                     float *s, float *out) {
+    for (size_t i = 0; i < nk; i++) {
+        if (i + 4 < nk) __builtin_prefetch(rows[i + 4] + k_off);
+        s[i] = dot_f32(q, rows[i] + k_off, hd);
+    }
+    /* fmaxf, inline: a NaN is skipped (the sign of a zero maximum does not
+     * matter: exp(s - m) is the same) */
+    float m = s[0], z = 0;
+    for (size_t i = 1; i < nk; i++)
+        if (m != m || s[i] > m) m = s[i];
+    memset(out, 0, sizeof *out * hd);
+    for (size_t i = 0; i < nk; i++) {
+        const float e = expf(s[i] - m), *v = rows[i] + v_off;
+        for (size_t d = 0; d < hd; d++) out[d] += e * v[d];
+        z += e;
+    }
+    for (size_t d = 0; d < hd; d++) out[d] /= z;
 }
 
 /* ------------------------------------------------------- element-wise ops */

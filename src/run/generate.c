@@ -132,7 +132,9 @@ int session_init(session **out, modeldb *db, const session_opts *o) {
                         db->cfg.seq_len);
         goto fail;
     }
-    if ((rc = ir_build_llama(&s->g, &db->cfg, db->weights, db->n_weights, &o->ir))) goto fail;
+    ir_opts io = dialect_ir_opts(db->e->m->dialect, o->ir);
+    io.inplace = db->inplace;
+    if ((rc = ir_build_llama(&s->g, &db->cfg, db->weights, db->n_weights, &io))) goto fail;
     if ((rc = emit_program(&s->g, db->e->m->dialect, &s->prog))) goto fail;
     if ((rc = db->e->m->load_program(db->e, &s->prog))) goto fail;
     if (!(s->stmt_seconds = calloc((size_t)s->prog.n_steps + 1, sizeof *s->stmt_seconds))) {

@@ -13,7 +13,7 @@
  *        (DuckDB: v FLOAT[], one float32 row or chunk per table row, tile_rows 1,
  *        holding the values of type dtype exactly, so the products can round
  *        their input as llama.cpp does for that type; Q8_0/Q4_0 tables hold
- *        v FLOAT[32][], the integer values per block, and s FLOAT[], the scales)
+ *        v TINYINT[32][], the integer values per block, and s FLOAT[], the scales)
  *   norm(layer, kind, v)   bias(layer, v)   rope(pos, cs)
  *   vocab(id, piece, score, attr)   merges(rank, pair)   tokenizer(key, value)
  *   program(step, name, sql)          the default decode program, for any client
@@ -210,6 +210,15 @@ int modeldb_open(modeldb *db, const char *path, const char *engine_name, const e
         goto fail;
     }
     if ((rc = modeldb_read_weights(db->e, &db->weights, &db->n_weights))) goto fail;
+    /* weight tiles read in place when the engine can; else a note and the
+     * copying path.  Not under --mem-budget: a mapping of the whole file
+     * would count in the resident set; the budget's weight cache serves
+     * SQLite's reads of the tiles instead. */
+    if (o->readonly && !o->plain && !o->copy_tiles && !o->mem_budget && db->e->m->map_weights) {
+        if (db->e->m->map_weights(db->e, db->weights, db->n_weights) == SQLM_OK) db->inplace = true;
+        else snprintf(db->note, sizeof db->note, "weight tiles are read through %s (copied): %s",
+                      db->e->m->name, sqlm_errmsg());
+    }
 
     int64_t n = 0, nm = 0;
     rc = db->e->m->query(db->e, "SELECT key, value FROM tokenizer", NULL, 0, tokcfg_row, &l);

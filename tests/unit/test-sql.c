@@ -9,7 +9,8 @@
  *      RoPE layouts, F32/F16/Q8_0/Q4_0, chunked tiles): logits vs reference;
  *   4. every operator on its own: with CTE merging off each node is a table,
  *      and each node's rows are recomputed in plain C from its input rows and
- *      compared by normalised error.
+ *      compared by normalised error (attention fused into one aggregate, and
+ *      as three relations).
  * Run from the repository root (paths "../shared/...").
  *
  * TEST_ENGINE picks the engine (default sqlite); test-duckdb.c includes this
@@ -58,6 +59,9 @@ static bool import_open(const char *path, const char *name, const import_opts *o
     rc = modeldb_open(db, out, TEST_ENGINE, &eo);
     if (rc) fprintf(stderr, "open %s: %s\n", out, sqlm_errmsg());
     CHECK_EQ(SQLM_OK, rc);
+    /* SQLite reads the weight tiles in place (test-tiles.c covers the copying path) */
+    if (!rc && strcmp(TEST_ENGINE, "sqlite") == 0 && !db->inplace) fprintf(stderr, "open %s: %s\n", out, db->note);
+    if (!rc && strcmp(TEST_ENGINE, "sqlite") == 0) CHECK(db->inplace);
     return rc == SQLM_OK;
 }
 
@@ -86,7 +90,7 @@ static void check_generation(const char *model_path, const char *golden, bool ne
     modeldb db;
     if (!import_open(model_path, "gen", NULL, &db)) return;
     session *s;
-    session_opts so = { .ir = { .cte_merge = true } };
+    session_opts so = { .ir = { .cte_merge = true, .fuse_attn = true } };
     CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
     FILE *f = fopen(golden, "r");
     CHECK(f != NULL);
@@ -180,7 +184,7 @@ static void check_logits(void) {
     const int V = db.cfg.vocab_size;
     CHECK_EQ(c8, V);
     session *s;
-    session_opts so = { .ir = { .cte_merge = true, .all_logits = true } };
+    session_opts so = { .ir = { .cte_merge = true, .all_logits = true, .fuse_attn = true } };
     CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
     const float *lg;
     CHECK_EQ(SQLM_OK, session_eval(s, prompt, 6, &lg));   /* one prefill batch */
@@ -272,8 +276,10 @@ static void check_random_models(void) {
         if (!import_open(gguf, "rand", &io, &db)) { ref_free(r); r = NULL; break; }
         static const char *const combo_name[] = { "", " (no passes)", " (all passes)" };
         session *s;
+        /* CTE merging on and off, attention fused into one aggregate or as
+         * three relations; then no passes and all passes */
         session_opts so = { .ir = { .cte_merge = combo ? combo == 2 : k % 2 == 0, .all_logits = true,
-                                    .row2col_per = 0 } };
+                                    .row2col_per = 0, .fuse_attn = combo ? combo == 2 : k % 4 < 2 } };
         CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
         const int32_t toks[8] = { 1, 5, 9, 2, 17, 33, 4, 60 };
         const int V = db.cfg.vocab_size;
@@ -375,8 +381,9 @@ static float *load_weight(engine *e, const ir_weight *w) {
     return W;
 }
 
-/* layout: 0 fused tiles, 1 unfused (CONCAT), 2 ROW2COL fused, 3 ROW2COL unfused */
-static void check_operators(int layout) {
+/* layout: 0 fused tiles, 1 unfused (CONCAT), 2 ROW2COL fused, 3 ROW2COL unfused;
+ * fused: attention as one ATTN aggregate where the dialect has it */
+static void check_operators(int layout, bool fused) {
     const shape *sh = &shapes[1];   /* GQA, untied, biases, rotate-half, head_dim 8 */
     char gguf[256];
     snprintf(gguf, sizeof gguf, "%s/ops.gguf", tmpdir);
@@ -389,7 +396,8 @@ static void check_operators(int layout) {
     static const char *const layout_name[] = { "fused", "unfused", "ROW2COL fused", "ROW2COL unfused" };
     fprintf(stderr, "  operators, %s weights:\n", layout_name[layout]);
     session *s;
-    session_opts so = { .ir = { .cte_merge = false, .all_logits = true, .row2col_per = layout == 3 ? 2 : 0 } };
+    session_opts so = { .ir = { .cte_merge = false, .all_logits = true, .row2col_per = layout == 3 ? 2 : 0,
+                                .fuse_attn = fused } };
     CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
     const int32_t toks[4] = { 3, 7, 11, 13 };
     const float *lg;
@@ -399,7 +407,7 @@ static void check_operators(int layout) {
     const model_config *c = &db.cfg;
     const ir_graph *g = NULL;
     ir_graph gg;
-    ir_opts o = so.ir;
+    ir_opts o = dialect_ir_opts(db.e->m->dialect, so.ir);
     CHECK_EQ(SQLM_OK, ir_build_llama(&gg, c, db.weights, db.n_weights, &o));
     g = &gg;
     engine *e = db.e;
@@ -480,9 +488,10 @@ static void check_operators(int layout) {
                     }
                 break;
             }
+            case IR_OP_ATTN:
             case IR_OP_ATTN_OUT: {
                 /* attention from the rope'd q,k,v rows: in0 = scores (skip), use the rope node */
-                const ir_node *rp = &g->nodes[g->nodes[n->in[0]].in[0]];
+                const ir_node *rp = n->op == IR_OP_ATTN ? a : &g->nodes[g->nodes[n->in[0]].in[0]];
                 snprintf(sql, sizeof sql, "SELECT pos, v FROM %s", rp->name);
                 rel qkv;
                 rel_load(e, sql, &qkv);
@@ -559,8 +568,8 @@ static void check_operators(int layout) {
         free(gain);
         rel_free(&out), rel_free(&in0);
     }
-    const int ops[] = { IR_OP_EMBED, IR_OP_RMSNORM, IR_OP_MATMUL, IR_OP_ROPE, IR_OP_ATTN_OUT,
-                        IR_OP_ADD, IR_OP_SWIGLU, IR_OP_CONCAT };
+    const int ops[] = { IR_OP_EMBED, IR_OP_RMSNORM, IR_OP_MATMUL, IR_OP_ROPE,
+                        o.fuse_attn ? IR_OP_ATTN : IR_OP_ATTN_OUT, IR_OP_ADD, IR_OP_SWIGLU, IR_OP_CONCAT };
     for (size_t i = 0; i < ARRAY_LEN(ops); i++) {
         if (ops[i] == IR_OP_CONCAT && !io.no_fuse) continue;   /* fused: no CONCAT node */
         fprintf(stderr, "  op %-10s %3d rows, NMSE %.2e (bound 1e-10)\n", ir_op_name(ops[i]),
@@ -580,11 +589,12 @@ static void run_all(void) {
                      GOLDEN "generation_TinyStories-656K-Q8_0.jsonl", true);
     check_logits();
     check_random_models();
-    check_operators(0);
-    check_operators(1);
+    check_operators(0, true);
+    check_operators(0, false);
+    check_operators(1, true);
     if (!engine_keeps_dtype()) {   /* ROW2COL: engines with float rows */
-        check_operators(2);
-        check_operators(3);
+        check_operators(2, true);
+        check_operators(3, true);
     }
 }
 

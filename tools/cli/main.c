@@ -13,6 +13,7 @@
  * tools/ may exit(); the library under src/ never does.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,7 @@ static void usage(FILE *f) {
         "                           sqlite for import, the engine that wrote the file otherwise)\n"
         "  --native                 DuckDB: run with sqlm's C functions registered on the\n"
         "                           connection (engine duckdb-native), not in pure SQL\n"
-        "  -t, --threads N          threads (default 2)\n"
+        "  -t, --threads N          threads of the weight products (default: the CPUs online)\n"
         "  --mem-budget SIZE        hard cap on resident memory (e.g. 256M, 1G): engine caches,\n"
         "                           KV cache and sqlm's buffers included; weights that do not\n"
         "                           fit are streamed from the file every token (import, run, chat)\n"
@@ -92,6 +93,10 @@ static void usage(FILE *f) {
         "  --ignore-eos             keep generating after EOS\n"
         "  --no-cte-merge           one statement per operator (ablation)\n"
         "  --row2col-cols N         ROW2COL: pivot columns per subquery (default: the rule's)\n"
+        "  --no-inplace             let SQLite copy every weight tile instead of reading the\n"
+        "                           tiles in place from the mapped file (ablation)\n"
+        "  --split-attention        attention as three relations (scores, maxima, output)\n"
+        "                           instead of one aggregate over the cache (ablation)\n"
         "  --verbose-prompt         print the prompt's token ids on stderr\n"
         "  --stats                  print peak RSS, bytes read per token, the weight cache's hit\n"
         "                           rate and the time split into compute and waiting for I/O\n"
@@ -124,7 +129,8 @@ typedef struct args {
     double temp, top_p, min_p, repeat_penalty;
     long top_k;
     unsigned long long seed;
-    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, no_fuse, native, stats;
+    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, no_fuse, native, stats, no_inplace,
+        split_attn;
     int row2col;             /* R2C_* */
     long row2col_cols;
     size_t mem_budget;
@@ -152,7 +158,7 @@ static double parse_double(const char *opt, const char *s, double lo, double hi)
 static void parse_args(int argc, char **argv, args *a) {
     memset(a, 0, sizeof *a);
     a->n_predict = -1;
-    a->threads = 2;
+    a->threads = 0;   /* the engine's default: the CPUs online */
     a->temp = 0.8, a->top_k = 40, a->top_p = 0.95, a->min_p = 0.05;
     a->repeat_penalty = 1.0, a->repeat_last_n = 64;
     a->cmd = argv[1];
@@ -196,6 +202,8 @@ static void parse_args(int argc, char **argv, args *a) {
             else die("--row2col: expected auto, on or off, got '%s'", v);
         }
         else if (IS("--row2col-cols", "--row2col-cols")) a->row2col_cols = parse_long(o, VAL(), 1, 64);
+        else if (IS("--no-inplace", "--no-inplace")) a->no_inplace = true;
+        else if (IS("--split-attention", "--split-attention")) a->split_attn = true;
         else if (IS("--no-special", "--no-special")) a->no_special = true;
         else if (IS("--verbose-prompt", "--verbose-prompt")) a->verbose_prompt = true;
         else if (IS("--native", "--native")) a->native = true;
@@ -295,7 +303,7 @@ static void open_db(args *a, modeldb *db) {
         engine = native;
     }
     engine_opts eo = { .threads = (int)a->threads, .readonly = true, .mem_budget = a->mem_budget,
-                       .mem_io = a->mem_io };
+                       .mem_io = a->mem_io, .copy_tiles = a->no_inplace };
     size_t cg = sqlm_cgroup_limit();
     if (a->mem_budget && cg && cg < a->mem_budget)
         fprintf(stderr, "%s: note: --mem-budget %.0f MB is above this process's cgroup memory limit of %.0f MB: "
@@ -303,6 +311,7 @@ static void open_db(args *a, modeldb *db) {
                 prog, a->mem_budget / 1048576.0, cg / 1048576.0);
     int rc = modeldb_open(db, a->model, engine, &eo);
     if (rc) die_rc(rc, a->cmd);
+    if (db->note[0]) fprintf(stderr, "%s: note: %s\n", prog, db->note);
 }
 
 /* A point in time for --stats: wall and compute-thread CPU time, bytes read
@@ -400,7 +409,8 @@ static int cmd_run(args *a) {
         fputc('\n', stderr);
     }
     session *s;
-    session_opts so = { .ir = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols },
+    session_opts so = { .ir = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols,
+                                .fuse_attn = !a->split_attn },
                         .n_ctx = (int)a->n_ctx, .mem_budget = a->mem_budget };
     if ((rc = session_init(&s, &db, &so))) die_rc(rc, "run");
     int n_ctx = session_n_ctx(s);
@@ -478,7 +488,9 @@ static int cmd_sql(args *a) {
     open_db(a, &db);
     ir_graph g;
     sql_program p;
-    ir_opts o = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols };
+    ir_opts o = dialect_ir_opts(db.e->m->dialect, (ir_opts){ .cte_merge = !a->no_cte, .inplace = db.inplace,
+                                                             .fuse_attn = !a->split_attn,
+                                                             .row2col_per = (int)a->row2col_cols });
     int rc = ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o);
     if (!rc) rc = emit_program(&g, db.e->m->dialect, &p);
     if (rc) die_rc(rc, "sql");
@@ -600,7 +612,8 @@ static int cmd_chat(args *a) {
     if (!tmpl) tmpl = chat_builtin(chat_guess_style(vocab_has_piece, &db.voc, db.voc.type == VOCAB_SPM));
     if (!tmpl) tmpl = chat_builtin("chatml");
     session *s;
-    session_opts so = { .ir = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols },
+    session_opts so = { .ir = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols,
+                                .fuse_attn = !a->split_attn },
                         .n_ctx = (int)a->n_ctx, .mem_budget = a->mem_budget };
     int rc = session_init(&s, &db, &so);
     if (rc) die_rc(rc, "chat");
@@ -789,6 +802,13 @@ static int cmd_bench(args *a) {
 }
 
 int main(int argc, char **argv) {
+    /* Every decode step allocates and frees megabytes (SQLite's step tables,
+     * product buffers); glibc would hand the top of the heap back to the
+     * kernel each time and take ~260 page faults per step to get it again
+     * (8-9% of a 110M decode step).  Keep it. */
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TOP_PAD, 16 << 20);
     if (argc < 2) {
         usage(stderr);
         return 1;
