@@ -15,6 +15,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "../sqlm-int.h"
 
@@ -32,6 +33,8 @@ struct pool {
     int n;                         /* threads, the caller included */
     int solo;                      /* jobs still to run on the caller alone */
     int backoff;                   /* length of the last solo stretch */
+    int win_jobs;                  /* jobs in the caller's current window */
+    double win_wall, win_cpu;      /* the window's start: wall and caller CPU seconds */
     pthread_t *tid;                /* [n - 1] workers */
     pool_fn fn;                    /* the current job */
     void *ctx;
@@ -128,6 +131,19 @@ int pool_size(const pool *p) { return p ? p->n : 1; }
  */
 #define LATE_FIRST 64
 #define LATE_MAX 4096
+#define WINDOW_JOBS 32    /* jobs per check of the caller's share of a core */
+
+static double thread_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void go_solo(pool *p) {
+    p->backoff = p->backoff ? MIN(2 * p->backoff, LATE_MAX) : LATE_FIRST;
+    p->solo = p->backoff;
+    p->win_jobs = 0;
+}
 
 void pool_run(pool *p, pool_fn fn, void *ctx) {
     if (!p || p->n == 1 || p->solo > 0) {
@@ -135,6 +151,24 @@ void pool_run(pool *p, pool_fn fn, void *ctx) {
         fn(ctx, 0, 1);
         return;
     }
+    /* The other sign of a busy machine: the caller itself gets much less
+     * than a core (its waiting workers, yielding, still share it), measured
+     * over a window of jobs and the work between them. */
+    if (p->win_jobs == 0) {
+        p->win_wall = sqlm_now();
+        p->win_cpu = thread_cpu();
+    } else if (p->win_jobs >= WINDOW_JOBS) {
+        double wall = sqlm_now() - p->win_wall, cpu = thread_cpu() - p->win_cpu;
+        p->win_jobs = 0;
+        if (wall > 2e-3 && cpu < 0.75 * wall) {
+            go_solo(p);
+            fn(ctx, 0, 1);
+            return;
+        }
+        p->win_wall = sqlm_now();
+        p->win_cpu = thread_cpu();
+    }
+    p->win_jobs++;
     p->fn = fn;
     p->ctx = ctx;
     atomic_store(&p->pending, p->n - 1);
@@ -154,10 +188,6 @@ void pool_run(pool *p, pool_fn fn, void *ctx) {
         else sched_yield();
     }
     double late = sqlm_now() - t1;
-    if (late > 2e-4 + (t1 - t0) / 4) {
-        p->backoff = p->backoff ? MIN(2 * p->backoff, LATE_MAX) : LATE_FIRST;
-        p->solo = p->backoff;
-    } else {
-        p->backoff /= 2;
-    }
+    if (late > 2e-4 + (t1 - t0) / 4) go_solo(p);
+    else if (p->win_jobs == WINDOW_JOBS) p->backoff /= 2;   /* a whole window went well */
 }
