@@ -107,8 +107,10 @@ that way, so sqlm can run under the bound)."
 echo "x bound = sqlm's decode ms/token / bound.  vs llama = sqlm decode tok/s / llama.cpp decode tok/s under the same limit."
 [ -n "$LLAMA" ] || echo "llama.cpp not measured: $LLAMA_WHY."
 echo
-echo "| model | limit | MB/s | engine | prefill tok/s | decode tok/s | ms/token | peak RSS MB | cgroup max MB | read MB/token | hit % | bound ms | x bound | vs llama |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "load = the machine's 1-minute load average after the run (2 cores; above ~2.5 the compute-bound rows slow down)."
+echo
+echo "| model | limit | MB/s | engine | prefill tok/s | decode tok/s | ms/token | peak RSS MB | cgroup max MB | read MB/token | hit % | bound ms | x bound | vs llama | load |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 } > "$REPORT"
 
 for like in $MODELS; do
@@ -138,6 +140,7 @@ for like in $MODELS; do
         in_cgroup "$lim" "$f" "$SQLM" run -m "$db" -p "$PROMPT" -n "$TG" --temp 0 --ignore-eos -c 256 \
             -t "$THREADS" --mem-budget "$lim" --stats
         cat "$f" >> "$LOG"
+        s_load=$(cut -d' ' -f1 /proc/loadavg)
         if [ "$RC" = 0 ]; then
             s_pp=$(awk '/^prompt:/ { print $4 }' "$f")
             s_ms=$(awk '/^stats: decode:/ { print $5 }' "$f")
@@ -153,12 +156,13 @@ for like in $MODELS; do
         fi
         s_cg=$((CG_MAX >> 20))
         # llama.cpp
-        l_tg="" l_pp="" l_rss="" l_cg="-" lstatus=""
+        l_tg="" l_pp="" l_rss="" l_cg="-" lstatus="" l_load=""
         if [ -n "$LLAMA" ]; then
             uncache "$gguf"
             g=$OUT/$like-$pct-llama.txt
             in_cgroup "$lim" "$g" node "$LLAMA_MJS" "$gguf" "$pp" "$TG" "$THREADS" 1
             cat "$g" >> "$LOG"
+            l_load=$(cut -d' ' -f1 /proc/loadavg)
             if [ "$RC" = 0 ]; then
                 l_pp=$(awk '/^pp[0-9]+ /{ print $3 }' "$g")
                 l_tg=$(awk '/^tg[0-9]+ /{ print $3 }' "$g")
@@ -169,10 +173,10 @@ for like in $MODELS; do
             l_cg=$((CG_MAX >> 20))
         fi
         vs=$(ratio "$s_tg" "$l_tg")
-        echo "| $like | $pct% ($limmb MB) | $mbs / $qd2 | sqlm$status | $(fmt "$s_pp") | $(fmt "$s_tg" 2) | $(fmt "$s_ms" 0) | $(fmt "$s_rss") | $s_cg | $(fmt "$s_read") | $(fmt "$s_hit") | $bound | $xb | $vs |" >> "$REPORT"
+        echo "| $like | $pct% ($limmb MB) | $mbs / $qd2 | sqlm$status | $(fmt "$s_pp") | $(fmt "$s_tg" 2) | $(fmt "$s_ms" 0) | $(fmt "$s_rss") | $s_cg | $(fmt "$s_read") | $(fmt "$s_hit") | $bound | $xb | $vs | $s_load |" >> "$REPORT"
         if [ -n "$LLAMA" ]; then
             l_ms=$(awk -v t="$l_tg" 'BEGIN { if (t > 0) printf "%.0f", 1000 / t }')
-            echo "| $like | $pct% ($limmb MB) | $mbs / $qd2 | llama.cpp$lstatus | $(fmt "$l_pp") | $(fmt "$l_tg" 2) | ${l_ms:--} | $(fmt "$l_rss") | $l_cg | - | - | $bound | $(ratio "$l_ms" "$bound") | |" >> "$REPORT"
+            echo "| $like | $pct% ($limmb MB) | $mbs / $qd2 | llama.cpp$lstatus | $(fmt "$l_pp") | $(fmt "$l_tg" 2) | ${l_ms:--} | $(fmt "$l_rss") | $l_cg | - | - | $bound | $(ratio "$l_ms" "$bound") | | ${l_load:--} |" >> "$REPORT"
         fi
         say "bench-mem: $like at $pct%: sqlm $(fmt "$s_tg" 2) tok/s (bound $bound ms, $(fmt "$s_ms" 0) ms)$status; llama.cpp $(fmt "$l_tg" 2) tok/s$lstatus"
     done
@@ -193,7 +197,7 @@ for like in $MODELS; do
         s_read=$(awk '/^stats: decode:/ { for (i = 1; i <= NF; i++) if ($i == "MB/token," && $(i-2) == "read") print $(i-1) }' "$f")
         s_hit=$(awk '/^stats: decode:/ { for (i = 1; i <= NF; i++) if ($i == "rate") { sub("%,?", "", $(i+1)); print $(i+1) } }' "$f")
         st=""; [ $rc = 0 ] || st=" (exit $rc)"
-        echo "| $like | RSS $cap MB, page cache free (llm.sql's way) | - | sqlm$st | $(fmt "$s_pp") | $(fmt "$s_tg" 2) | $(fmt "$s_ms" 0) | $(fmt "$s_rss") | - | $(fmt "$s_read") | $(fmt "$s_hit") | - | - | |" >> "$REPORT"
+        echo "| $like | RSS $cap MB, page cache free (llm.sql's way) | - | sqlm$st | $(fmt "$s_pp") | $(fmt "$s_tg" 2) | $(fmt "$s_ms" 0) | $(fmt "$s_rss") | - | $(fmt "$s_read") | $(fmt "$s_hit") | - | - | | $(cut -d' ' -f1 /proc/loadavg) |" >> "$REPORT"
         say "bench-mem: $like with RSS capped at $cap MB, page cache free: sqlm $(fmt "$s_tg" 2) tok/s, peak RSS $(fmt "$s_rss") MB$st"
     done
 done

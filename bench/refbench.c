@@ -29,16 +29,6 @@
 
 #include "../tests/ref/ref.h"
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static long arg_long(const char *what, const char *s, long lo, long hi) {
     char *end;
     long v = strtol(s, &end, 10);
@@ -114,9 +104,9 @@ int main(int argc, char **argv) {
         }
     }
     double wb = weight_bytes(m);
-    if (pp > 0) printf("pp%d t=%d %.2f tok/s\n", pp, threads, pp / median(t_pp, reps));
+    if (pp > 0) printf("pp%d t=%d %.2f tok/s\n", pp, threads, pp / sqlm_median(t_pp, reps));
     if (tg > 0) {
-        double tps = tg / median(t_tg, reps);
+        double tps = tg / sqlm_median(t_tg, reps);
         printf("tg%d t=%d %.2f tok/s %.2f GB/s\n", tg, threads, tps, wb * tps / 1e9);
     }
     printf("weights: %.1f MB per token\n", wb / 1e6);

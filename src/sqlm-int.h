@@ -75,6 +75,7 @@ size_t sqlm_cgroup_limit(void);   /* this process's cgroup memory limit, 0 = non
 size_t sqlm_mem_available(void);  /* MemAvailable of /proc/meminfo */
 uint64_t sqlm_io_read_bytes(void);/* bytes this process caused to be read from storage */
 double sqlm_thread_cpu(void);     /* CPU seconds of the calling thread */
+double sqlm_median(double *v, int n); /* median of n > 0 values (sorts v) */
 /* ----------------------------------------------------------- util/pool.c */
 
 /*

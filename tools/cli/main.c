@@ -711,16 +711,6 @@ static int cmd_synth(args *a) {
 
 /* ---------------------------------------------------------------- bench */
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static int32_t argmax(const float *v, int n) {
     int32_t best = 0;
     for (int i = 1; i < n; i++)
@@ -789,9 +779,9 @@ static int cmd_bench(args *a) {
         dtype_row_bytes(db.weights[i].dtype, (size_t)db.weights[i].n_in, &rb);
         wbytes += (double)rb * (double)db.weights[i].n_out;
     }
-    if (pp > 0) printf("pp%ld t=%ld %.2f tok/s\n", pp, a->threads, pp / median(t_pp, reps));
+    if (pp > 0) printf("pp%ld t=%ld %.2f tok/s\n", pp, a->threads, pp / sqlm_median(t_pp, reps));
     if (tg > 0) {
-        double tps = tg / median(t_tg, reps);
+        double tps = tg / sqlm_median(t_tg, reps);
         printf("tg%ld t=%ld %.2f tok/s %.2f GB/s\n", tg, a->threads, tps, wbytes * tps / 1e9);
     }
     printf("weights: %.1f MB per token\n", wbytes / 1e6);
