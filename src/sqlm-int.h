@@ -555,7 +555,14 @@ char *sql_program_text(const sql_program *p, const int32_t *toks, int n_toks);
  * Free with tiles_close().
  */
 typedef struct tile_store tile_store;
+struct wcache;
 int tiles_open(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots, int n);
+/* The same, then served by a memory budget's weight cache instead of the
+ * mapping (the walk drops the mapping's pages as it goes, the mapping is
+ * gone when it returns); tiles_get() may then block on a read and returns
+ * NULL on an I/O error (wcache_error() says which). */
+int tiles_open_cached(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots,
+                      int n, struct wcache *wc);
 void tiles_close(tile_store *s);
 int tiles_find(const tile_store *s, const char *name);          /* weight index, or -1 */
 const ir_weight *tiles_layout(const tile_store *s, int wi);
@@ -605,6 +612,7 @@ const char *wcache_error(wcache *wc);              /* the first I/O error, or NU
  * backend); NULL when the cache is off or on error. */
 const void *wcache_fetch(wcache *wc, int64_t offset, size_t len);
 void wcache_unfetch(wcache *wc, int64_t offset, const void *p);
+void wcache_unfetch_at(wcache *wc, int64_t offset);   /* the same, by offset alone */
 
 /* ------------------------------------------------------------- db/ */
 

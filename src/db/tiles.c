@@ -65,6 +65,8 @@ struct tile_store {
     uint64_t n_pages;        /* whole pages in the file */
     tile_table *t;
     int n;
+    wcache *wc;              /* a memory budget's cache serves the tiles (map is then NULL) */
+    unsigned visits;         /* pages walked, to drop the mapping's pages every few */
 };
 
 /* ------------------------------------------------------------ reading */
@@ -123,6 +125,10 @@ typedef struct walker {
 /* The page's bytes, or NULL when n is not a page of the file. */
 static const uint8_t *page_at(const tile_store *s, uint64_t n) {
     if (n < 1 || n > s->n_pages) return NULL;
+    /* under a memory budget the walk must not leave the file mapped in the
+     * resident set: the mapping's pages are dropped every 64 pages walked
+     * (addresses stay valid: a touch maps the page again from the cache) */
+    if (s->wc && ++((tile_store *)s)->visits % 64 == 0) madvise((void *)s->map, s->size, MADV_DONTNEED);
     return s->map + (n - 1) * s->page_size;
 }
 
@@ -282,10 +288,12 @@ static int map_file(tile_store *s, int fd, const char *path) {
     return SQLM_OK;
 }
 
-int tiles_open(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots, int n) {
+static int open_store(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots, int n,
+                      wcache *wc) {
     *out = NULL;
     tile_store *s = calloc(1, sizeof *s);
     if (!s) return sqlm_error(SQLM_NOMEM, "out of memory");
+    s->wc = wc;
     int rc = map_file(s, fd, path);
     uint8_t *seen = rc ? NULL : calloc(s->n_pages + 1, 1);
     if (!rc && !seen) rc = sqlm_error(SQLM_NOMEM, "out of memory");
@@ -319,8 +327,21 @@ int tiles_open(tile_store **out, int fd, const char *path, const ir_weight *ws, 
         tiles_close(s);
         return rc;
     }
+    if (wc) {   /* the walk is done: the cache serves the tiles from now on */
+        munmap((void *)s->map, s->size);
+        s->map = NULL;
+    }
     *out = s;
     return SQLM_OK;
+}
+
+int tiles_open(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots, int n) {
+    return open_store(out, fd, path, ws, roots, n, NULL);
+}
+
+int tiles_open_cached(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots,
+                      int n, wcache *wc) {
+    return open_store(out, fd, path, ws, roots, n, wc);
 }
 
 void tiles_close(tile_store *s) {
@@ -353,16 +374,18 @@ const void *tiles_get(tile_store *s, int wi, int64_t id, size_t *len) {
         return NULL;
     }
     *len = t->len[id];
+    if (s->wc) return wcache_fetch(s->wc, (int64_t)t->off[id], t->len[id]);
     return s->map + t->off[id];
 }
 
 void tiles_put(tile_store *s, int wi, int64_t id) {
-    (void)s, (void)wi, (void)id;   /* mapped tiles need no release */
+    /* mapped tiles need no release; cached ones give their page back */
+    if (s->wc && id >= 0 && id < s->t[wi].n_tiles) wcache_unfetch_at(s->wc, (int64_t)s->t[wi].off[id]);
 }
 
 void tiles_prefetch(tile_store *s, int wi, int64_t id) {
     const tile_table *t = &s->t[wi];
-    if (id < 0 || id >= t->n_tiles) return;
+    if (id < 0 || id >= t->n_tiles || !s->map) return;   /* the cache's readers prefetch */
     /* the cell before the bytes (its header is what a scan of the table
      * reads), the header of its page, and the first bytes */
     const uint8_t *p = s->map + t->off[id];

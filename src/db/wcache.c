@@ -78,6 +78,8 @@ typedef struct slot {
 typedef struct tmpbuf {
     struct tmpbuf *next;
     char *p;
+    int64_t pg;
+    int refs;
 } tmpbuf;
 
 struct wcache {
@@ -96,6 +98,8 @@ struct wcache {
 
     /* trace */
     uint32_t *count;             /* [n_pages] fetches in the traced step */
+    uint32_t *last;              /* [n_pages] trace sequence number of the last fetch */
+    uint32_t seq;
     uint8_t *ptype;              /* [n_pages] b-tree page type */
     int64_t *order;              /* pages in first-touch order */
     int64_t n_order, cap_order;
@@ -265,8 +269,13 @@ static void wait_cv(wcache *wc, double *waited) {
     *waited += sqlm_now() - t0;
 }
 
-/* A page buffer outside the pools (all pinned): freed on unfetch. */
-static char *tmp_page(wcache *wc) {
+/* A page buffer outside the pools (all pinned): freed on its last unfetch. */
+static char *tmp_page(wcache *wc, int64_t pg) {
+    for (tmpbuf *t = wc->tmps; t; t = t->next)
+        if (t->pg == pg) {
+            t->refs++;
+            return t->p;   /* already read: caller skips the read (see pool_read) */
+        }
     tmpbuf *t = malloc(sizeof *t);
     char *p = t ? pages_alloc((size_t)wc->psz) : NULL;
     if (!p) {
@@ -274,6 +283,8 @@ static char *tmp_page(wcache *wc) {
         return NULL;
     }
     t->p = p;
+    t->pg = pg;
+    t->refs = 1;
     t->next = wc->tmps;
     wc->tmps = t;
     return p;
@@ -283,6 +294,7 @@ static bool tmp_release(wcache *wc, const void *p) {
     for (tmpbuf **t = &wc->tmps; *t; t = &(*t)->next)
         if ((*t)->p == p) {
             tmpbuf *d = *t;
+            if (--d->refs > 0) return true;
             *t = d->next;
             pages_free(d->p, (size_t)wc->psz);
             free(d);
@@ -317,7 +329,12 @@ static char *pool_read(wcache *wc, int64_t pg, bool ring, double *waited) {
     }
     char *tmp = NULL;
     if (k == 0) {   /* every buffer is pinned: a page of its own */
-        if (!(tmp = tmp_page(wc))) return NULL;
+        for (tmpbuf *t = wc->tmps; t; t = t->next)
+            if (t->pg == pg) {
+                t->refs++;
+                return t->p;
+            }
+        if (!(tmp = tmp_page(wc, pg))) return NULL;
     }
     struct iovec iov[256];
     for (int i = 0; i < k; i++) {
@@ -461,22 +478,32 @@ static char *fetch_stream(wcache *wc, int64_t pg, double *waited) {
     }
     if (wc->sidx[pg] >= 0) {
         int32_t v = wc->slot_of[pg];
-        if (v < 0) {
-            /* the reader is elsewhere: re-aim it here; pages it read in
-             * between are dropped unless pinned */
-            uint64_t d = (uint64_t)((wc->sidx[pg] - wc->rpos + wc->n_sched) % wc->n_sched);
+        uint64_t ahead = (uint64_t)((wc->sidx[pg] - wc->rpos + wc->n_sched) % wc->n_sched);
+        if (v < 0 && ahead >= (uint64_t)wc->n_slots / 2) {
+            /* the reader is elsewhere (not about to reach this page: a page
+             * a little ahead is only waited for, as a second compute thread
+             * asks for its part just before the reader gets there): re-aim
+             * it here; pages it read in between are dropped unless pinned */
+            uint64_t d = ahead;
             wc->rpos = wc->sidx[pg];
             wc->rticket += d;
             if (wc->rticket > wc->cticket) wc->cticket = wc->rticket;
             wc->st.resyncs++;
             sweep_stale(wc, 0);
             pthread_cond_broadcast(&wc->cv);
+        } else if (v < 0) {
+            /* the reader gets here soon: this thread is now that far, and
+             * the pages before it may go when the reader needs room */
+            uint64_t t = wc->rticket + ahead;
+            if (t > wc->cticket) wc->cticket = t;
+            pthread_cond_broadcast(&wc->cv);
         }
         for (;;) {
             v = wc->slot_of[pg];
             if (wc->err) return NULL;
             if (v >= 0 && wc->slots[v].state == SL_READY) break;
-            if (v < 0 && wc->sidx[pg] != wc->rpos) {   /* dropped again before use: re-aim */
+            uint64_t a2 = (uint64_t)((wc->sidx[pg] - wc->rpos + wc->n_sched) % wc->n_sched);
+            if (v < 0 && a2 >= (uint64_t)wc->n_slots / 2) {   /* passed or dropped before use: re-aim */
                 uint64_t d = (uint64_t)((wc->sidx[pg] - wc->rpos + wc->n_sched) % wc->n_sched);
                 wc->rpos = wc->sidx[pg];
                 wc->rticket += d;
@@ -509,7 +536,13 @@ static char *fetch_stream(wcache *wc, int64_t pg, double *waited) {
 }
 
 static char *fetch_trace(wcache *wc, int64_t pg, double *waited) {
-    if (wc->count[pg]++ == 0) {
+    /* a fetch again within a few fetches is the same use (a tile reader
+     * takes the next tile ahead, lets it go, takes it again): not hot */
+    uint32_t now = ++wc->seq, prev = wc->last[pg];
+    bool first = wc->count[pg] == 0;
+    wc->last[pg] = now;
+    if (first || now - prev > 16) wc->count[pg]++;
+    if (first) {
         if (wc->n_order == wc->cap_order) {
             int64_t cap = wc->cap_order ? wc->cap_order * 2 : 4096;
             int64_t *o = realloc(wc->order, (size_t)cap * sizeof *o);
@@ -531,7 +564,7 @@ static char *fetch_trace(wcache *wc, int64_t pg, double *waited) {
         }
     }
     if (!p) p = pool_read(wc, pg, true, waited);
-    if (p && wc->count[pg] == 1) wc->ptype[pg] = (uint8_t)p[pg == 0 ? 100 : 0];
+    if (p && first) wc->ptype[pg] = (uint8_t)p[pg == 0 ? 100 : 0];
     return p;
 }
 
@@ -565,10 +598,10 @@ static void wc_unfetch_page(wcache *wc, const void *p) {
     pthread_mutex_lock(&wc->mu);
     if (wc->ring && c >= wc->ring && c < wc->ring + wc->ring_len) {
         slot *s = &wc->slots[(c - wc->ring) / wc->psz];
-        if (s->refs > 0 && --s->refs == 0 && wc->mode == MODE_STREAM && s->consumed) {
-            slot_drop(wc, s);   /* used: its slot goes back to the reader */
+        /* a used page stays until it falls a window behind (sweep_stale):
+         * the tile reader takes the next tile, lets it go and takes it again */
+        if (s->refs > 0 && --s->refs == 0 && wc->mode == MODE_STREAM && s->consumed)
             pthread_cond_broadcast(&wc->cv);
-        }
     } else if (wc->misc_mem && c >= wc->misc_mem && c < wc->misc_mem + (size_t)N_MISC * (size_t)wc->psz) {
         slot *s = &wc->misc[(c - wc->misc_mem) / wc->psz];
         if (s->refs > 0) s->refs--;
@@ -580,9 +613,23 @@ static void wc_unfetch_page(wcache *wc, const void *p) {
 
 const void *wcache_fetch(wcache *wc, int64_t offset, size_t len) {
     int64_t pg = offset / wc->psz;
-    if (offset < 0 || len == 0 || (offset % wc->psz) + (int64_t)len > wc->psz) return NULL;
+    if (offset < 0 || len == 0 || (offset % wc->psz) + (int64_t)len > wc->psz || pg >= wc->n_pages) return NULL;
     int rc;
-    char *p = wc_fetch_page(wc, pg, &rc);
+    char *p;
+    if (wc->mode == MODE_OFF) {   /* before the trace: one page through the misc pool */
+        double waited = 0;
+        pthread_mutex_lock(&wc->mu);
+        int32_t v = wc->slot_of[pg];
+        if (v <= -2 && wc->misc[-2 - v].state == SL_READY) {
+            wc->misc[-2 - v].refs++;
+            p = misc_ptr(wc, -2 - v);
+        } else {
+            p = wc->err ? NULL : pool_read(wc, pg, false, &waited);
+        }
+        pthread_mutex_unlock(&wc->mu);
+    } else {
+        p = wc_fetch_page(wc, pg, &rc);
+    }
     return p ? p + offset % wc->psz : NULL;
 }
 
@@ -590,17 +637,35 @@ void wcache_unfetch(wcache *wc, int64_t offset, const void *p) {
     if (p) wc_unfetch_page(wc, (const char *)p - offset % wc->psz);
 }
 
+/* The page holding offset, released without its pointer (a tile reader's
+ * put): the ring or misc slot that holds it, else the extra buffer. */
+void wcache_unfetch_at(wcache *wc, int64_t offset) {
+    int64_t pg = offset / wc->psz;
+    if (offset < 0 || pg >= wc->n_pages || wc->res[pg]) return;
+    pthread_mutex_lock(&wc->mu);
+    int32_t v = wc->slot_of[pg];
+    const char *p = NULL;
+    if (v >= 0 && wc->slots[v].refs > 0) p = slot_ptr(wc, v);
+    else if (v <= -2 && wc->misc[-2 - v].refs > 0) p = misc_ptr(wc, -2 - v);
+    else
+        for (tmpbuf *t = wc->tmps; t && !p; t = t->next)
+            if (t->pg == pg) p = t->p;
+    pthread_mutex_unlock(&wc->mu);
+    if (p) wc_unfetch_page(wc, p);
+}
+
 /* ---------------------------------------------------------- lifecycle */
 
 static int wc_init_arrays(wcache *wc) {
     size_t n = (size_t)wc->n_pages;
     wc->count = calloc(n, sizeof *wc->count);
+    wc->last = calloc(n, sizeof *wc->last);
     wc->ptype = calloc(n, 1);
     wc->sidx = malloc(n * sizeof *wc->sidx);
     wc->res = calloc(n, sizeof *wc->res);
     wc->res_ok = calloc(n, sizeof *wc->res_ok);
     wc->slot_of = malloc(n * sizeof *wc->slot_of);
-    if (!wc->count || !wc->ptype || !wc->sidx || !wc->res || !wc->res_ok || !wc->slot_of) return SQLM_NOMEM;
+    if (!wc->count || !wc->last || !wc->ptype || !wc->sidx || !wc->res || !wc->res_ok || !wc->slot_of) return SQLM_NOMEM;
     for (size_t i = 0; i < n; i++) wc->sidx[i] = -1, wc->slot_of[i] = -1;
     return SQLM_OK;
 }
@@ -614,11 +679,16 @@ static void wc_free(wcache *wc) {
         pthread_mutex_unlock(&wc->mu);
         for (int i = 0; i < wc->n_th; i++) pthread_join(wc->th[i], NULL);
     }
-    while (wc->tmps) tmp_release(wc, wc->tmps->p);
+    while (wc->tmps) {
+        tmpbuf *t = wc->tmps;
+        wc->tmps = t->next;
+        pages_free(t->p, (size_t)wc->psz);
+        free(t);
+    }
     pages_free(wc->ring, wc->ring_len);
     pages_free(wc->misc_mem, (size_t)N_MISC * (size_t)wc->psz);
     pages_free(wc->res_mem, wc->res_len);
-    free(wc->count), free(wc->ptype), free(wc->order), free(wc->sched), free(wc->sidx);
+    free(wc->count), free(wc->last), free(wc->ptype), free(wc->order), free(wc->sched), free(wc->sidx);
     free(wc->res), free(wc->res_ok), free(wc->slots), free(wc->slot_of);
     if (wc->fd >= 0) close(wc->fd);
     pthread_mutex_destroy(&wc->mu);

@@ -211,10 +211,9 @@ int modeldb_open(modeldb *db, const char *path, const char *engine_name, const e
     }
     if ((rc = modeldb_read_weights(db->e, &db->weights, &db->n_weights))) goto fail;
     /* weight tiles read in place when the engine can; else a note and the
-     * copying path.  Not under --mem-budget: a mapping of the whole file
-     * would count in the resident set; the budget's weight cache serves
-     * SQLite's reads of the tiles instead. */
-    if (o->readonly && !o->plain && !o->copy_tiles && !o->mem_budget && db->e->m->map_weights) {
+     * copying path.  Under --mem-budget the tiles come from the budget's
+     * weight cache, not a mapping of the whole file (db/tiles.c). */
+    if (o->readonly && !o->plain && !o->copy_tiles && db->e->m->map_weights) {
         if (db->e->m->map_weights(db->e, db->weights, db->n_weights) == SQLM_OK) db->inplace = true;
         else snprintf(db->note, sizeof db->note, "weight tiles are read through %s (copied): %s",
                       db->e->m->name, sqlm_errmsg());

@@ -337,8 +337,9 @@ static snap take_snap(session *s) {
  * cache, time the thread was not on a CPU: page faults), bytes read
  * (the cache's reads; without one, the storage reads of the process). */
 static double snap_wait(const snap *a, const snap *b) {
+    /* the cache sums the waits of all compute threads: at most the wall time */
     double w = b->cache ? b->wc.wait_s - a->wc.wait_s : (b->t - a->t) - (b->cpu - a->cpu);
-    return MAX(w, 0);
+    return MIN(MAX(w, 0), b->t - a->t);
 }
 static double snap_read(const snap *a, const snap *b) {
     return b->cache ? (double)(b->wc.read_bytes - a->wc.read_bytes) : (double)(b->io - a->io);
@@ -372,6 +373,11 @@ static void print_stats(const args *a, session *ses, const snap *s0, const snap 
                         "%s reads; resident set loaded in %.2f s\n",
                 s1->wc.resident_bytes / MB, s1->wc.sched_bytes / MB, s1->wc.ring_bytes / MB,
                 s1->wc.direct ? "O_DIRECT" : "buffered", s1->wc.load_s);
+    if (s1->cache && n_tok > 1)
+        fprintf(stderr, "stats: weight cache while decoding: %.1f MB/token read by the compute threads themselves "
+                        "(misses), %.1f re-aims of the readers per token\n",
+                (double)(tok[n_tok - 1].wc.sync_bytes - tok[0].wc.sync_bytes) / (n_tok - 1) / MB,
+                (double)(tok[n_tok - 1].wc.resyncs - tok[0].wc.resyncs) / (n_tok - 1));
     double dt = s1->t - s0->t, w = snap_wait(s0, s1);
     fprintf(stderr, "stats: prompt: %d tokens in %.3f s: compute %.3f s, %s %.3f s, read %.1f MB\n",
             n_prompt, dt, dt - w, WAIT_LABEL(s1), w, snap_read(s0, s1) / MB);
