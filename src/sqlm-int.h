@@ -370,7 +370,7 @@ void vec_q8s_products(const int8_t *wq, const float *ws, const block_q8_0 *x, si
 void vec_attend_head(const float *q, const float *const *rows, size_t nk, size_t k_off, size_t v_off, size_t hd,
                      float *s, float *out);
 void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps);
-void vec_rope(float *v, const float *cs, int n_heads, int hd, bool interleaved);
+void vec_rope(float *v, const float *cs, int n_q, int n_kv, int hd, bool interleaved, float q_scale);
 void vec_swiglu(float *out, const float *gu, size_t n);
 /* cos/sin pairs for position pos: cs[2i] = cos, cs[2i+1] = sin, i < hd/2. */
 void rope_table_row(const model_config *c, int pos, float *cs);

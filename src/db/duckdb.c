@@ -1052,9 +1052,7 @@ static void udf_rope(duckdb_function_info info, duckdb_data_chunk in, duckdb_vec
         float *p = uout_row(&o, r, x.n);
         if (!p) UDF_FAIL("rope: out of memory");
         memcpy(p, x.p, x.n * sizeof *p);
-        if (qs != 1.0f)
-            for (int64_t i = 0; i < nq * hd; i++) p[i] *= qs;
-        vec_rope(p, cs.p, (int)(nq + nkv), (int)hd, uarg_int(&a[5], r) != 0);
+        vec_rope(p, cs.p, (int)nq, (int)nkv, (int)hd, uarg_int(&a[5], r) != 0, qs);
     }
     uout_done(&o);
 }

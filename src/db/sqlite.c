@@ -174,9 +174,7 @@ static void fn_rope(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     float *out = alloc_f32(ctx, n);
     if (!out) return;
     memcpy(out, x, (size_t)n * 4);
-    if (qs != 1.0f)
-        for (int64_t i = 0; i < nq * hd; i++) out[i] *= qs;
-    vec_rope(out, cs, (int)(nq + nkv), (int)hd, ARG_INT(5) != 0);
+    vec_rope(out, cs, (int)nq, (int)nkv, (int)hd, ARG_INT(5) != 0, qs);
     result_f32(ctx, out, n);
 }
 

@@ -513,12 +513,16 @@ void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps
 }
 
 /*
- * Rotate n_heads heads of hd values in place; cs holds hd/2 (cos, sin) pairs
- * for this position.  interleaved: pairs (2i, 2i+1) as in GGUF and llama2.c;
+ * The RoPE step of sqlm's graph, in place: the n_q query heads of hd values
+ * are scaled by q_scale (what import left of 1/sqrt(hd)), then those and the
+ * n_kv key heads after them are rotated; cs holds hd/2 (cos, sin) pairs for
+ * this position.  interleaved: pairs (2i, 2i+1) as in GGUF and llama2.c;
  * otherwise HF rotate-half pairs (i, i + hd/2).
  */
-void vec_rope(float *v, const float *cs, int n_heads, int hd, bool interleaved) {
-    int half = hd / 2;
+void vec_rope(float *v, const float *cs, int n_q, int n_kv, int hd, bool interleaved, float q_scale) {
+    if (q_scale != 1.0f)
+        for (size_t i = 0; i < (size_t)n_q * hd; i++) v[i] *= q_scale;
+    const int half = hd / 2, n_heads = n_q + n_kv;
     for (int h = 0; h < n_heads; h++) {
         float *x = v + (size_t)h * hd;
         for (int i = 0; i < half; i++) {
