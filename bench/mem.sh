@@ -94,6 +94,17 @@ in_cgroup() {
 num() { awk -v p="$1" '$0 ~ p { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) { print $i; exit } }' "$2"; }
 fmt() { [ -n "$1" ] && printf "%.${2:-1}f" "$1" || printf -- "-"; }
 ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }' || printf -- "-"; }
+# sqlm's figures from the output f of `run --stats`: prefill tok/s, decode
+# ms/token and tok/s, peak RSS, MB read per token and hit rate (s_* variables).
+sqlm_figures() {
+    local f=$1
+    s_pp=$(awk '/^prompt:/ { print $4 }' "$f")
+    s_ms=$(awk '/^stats: decode:/ { print $5 }' "$f")
+    s_tg=$(awk -v m="$s_ms" 'BEGIN { if (m > 0) printf "%.2f", 1000 / m }')
+    s_rss=$(awk '/^stats: peak RSS/ { print $4 }' "$f")
+    s_read=$(awk '/^stats: decode:/ { for (i = 1; i <= NF; i++) if ($i == "MB/token," && $(i-2) == "read") print $(i-1) }' "$f")
+    s_hit=$(awk '/^stats: decode:/ { for (i = 1; i <= NF; i++) if ($i == "rate") { sub("%,?", "", $(i+1)); print $(i+1) } }' "$f")
+}
 
 {
 echo "# make bench-mem, $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -142,12 +153,7 @@ for like in $MODELS; do
         cat "$f" >> "$LOG"
         s_load=$(cut -d' ' -f1 /proc/loadavg)
         if [ "$RC" = 0 ]; then
-            s_pp=$(awk '/^prompt:/ { print $4 }' "$f")
-            s_ms=$(awk '/^stats: decode:/ { print $5 }' "$f")
-            s_tg=$(awk -v m="$s_ms" 'BEGIN { if (m > 0) printf "%.2f", 1000 / m }')
-            s_rss=$(awk '/^stats: peak RSS/ { print $4 }' "$f")
-            s_read=$(awk '/^stats: decode:/ { for (i = 1; i <= NF; i++) if ($i == "MB/token," && $(i-2) == "read") print $(i-1) }' "$f")
-            s_hit=$(awk '/^stats: decode:/ { for (i = 1; i <= NF; i++) if ($i == "rate") { sub("%,?", "", $(i+1)); print $(i+1) } }' "$f")
+            sqlm_figures "$f"
             xb=$(ratio "$s_ms" "$bound")
             status=""
         else
@@ -190,12 +196,7 @@ for like in $MODELS; do
             --mem-budget "${cap}M" --mem-io buffered --stats >"$f" 2>&1
         rc=$?
         cat "$f" >> "$LOG"
-        s_pp=$(awk '/^prompt:/ { print $4 }' "$f")
-        s_ms=$(awk '/^stats: decode:/ { print $5 }' "$f")
-        s_tg=$(awk -v m="$s_ms" 'BEGIN { if (m > 0) printf "%.2f", 1000 / m }')
-        s_rss=$(awk '/^stats: peak RSS/ { print $4 }' "$f")
-        s_read=$(awk '/^stats: decode:/ { for (i = 1; i <= NF; i++) if ($i == "MB/token," && $(i-2) == "read") print $(i-1) }' "$f")
-        s_hit=$(awk '/^stats: decode:/ { for (i = 1; i <= NF; i++) if ($i == "rate") { sub("%,?", "", $(i+1)); print $(i+1) } }' "$f")
+        sqlm_figures "$f"
         st=""; [ $rc = 0 ] || st=" (exit $rc)"
         echo "| $like | RSS $cap MB, page cache free (llm.sql's way) | - | sqlm$st | $(fmt "$s_pp") | $(fmt "$s_tg" 2) | $(fmt "$s_ms" 0) | $(fmt "$s_rss") | - | $(fmt "$s_read") | $(fmt "$s_hit") | - | - | | $(cut -d' ' -f1 /proc/loadavg) |" >> "$REPORT"
         say "bench-mem: $like with RSS capped at $cap MB, page cache free: sqlm $(fmt "$s_tg" 2) tok/s, peak RSS $(fmt "$s_rss") MB$st"
