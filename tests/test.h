@@ -5,7 +5,9 @@
  */
 #ifndef SQLM_TEST_H
 #define SQLM_TEST_H
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int test_fail, test_pass;
@@ -34,6 +36,17 @@ static int test_fail, test_pass;
             fprintf(stderr, "%s:%d: FAIL: %s => \"%s\", expected \"%s\"\n", \
                     __FILE__, __LINE__, #got, g_ ? g_ : "(null)", e_); }    \
     } while (0)
+
+/* A malloc'd buffer (at least 1 byte) holding the whole file at path; its
+ * size in *len, 0 when the file cannot be read. */
+static inline uint8_t *test_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    long n = f && fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    uint8_t *p = malloc(n > 0 ? (size_t)n : 1);
+    *len = p && n > 0 && fseek(f, 0, SEEK_SET) == 0 && fread(p, 1, (size_t)n, f) == (size_t)n ? (size_t)n : 0;
+    if (f) fclose(f);
+    return p;
+}
 
 #define TEST_DONE()                                                         \
     (fprintf(stderr, "%s: %d passed, %d failed\n", __FILE__, test_pass, test_fail), \

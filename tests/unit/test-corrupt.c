@@ -31,14 +31,7 @@ typedef struct bytes {
 
 static bytes read_all(const char *path) {
     bytes b = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return b;
-    fseek(f, 0, SEEK_END);
-    b.len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    b.p = malloc(b.len ? b.len : 1);
-    if (fread(b.p, 1, b.len, f) != b.len) b.len = 0;
-    fclose(f);
+    b.p = test_read_file(path, &b.len);
     return b;
 }
 
