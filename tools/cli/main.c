@@ -290,6 +290,11 @@ static sampler_opts sampler_from_args(const args *a, uint64_t *rng) {
     return sp;
 }
 
+/* The compilation options of run, chat, bench and sql: the passes' flags. */
+static ir_opts args_ir_opts(const args *a) {
+    return (ir_opts){ .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols, .fuse_attn = !a->split_attn };
+}
+
 static void open_db(args *a, modeldb *db) {
     if (!a->model) die("%s: no model database (-m model.db; make one with sqlm import)", a->cmd);
     /* --engine, or else the engine that wrote the file; --native: its
@@ -416,9 +421,7 @@ static int cmd_run(args *a) {
         fputc('\n', stderr);
     }
     session *s;
-    session_opts so = { .ir = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols,
-                                .fuse_attn = !a->split_attn },
-                        .n_ctx = (int)a->n_ctx, .mem_budget = a->mem_budget };
+    session_opts so = { .ir = args_ir_opts(a), .n_ctx = (int)a->n_ctx, .mem_budget = a->mem_budget };
     if ((rc = session_init(&s, &db, &so))) die_rc(rc, "run");
     int n_ctx = session_n_ctx(s);
     if (n_ids >= n_ctx) die("run: prompt of %d tokens does not fit the context of %d", n_ids, n_ctx);
@@ -495,9 +498,9 @@ static int cmd_sql(args *a) {
     open_db(a, &db);
     ir_graph g;
     sql_program p;
-    ir_opts o = dialect_ir_opts(db.e->m->dialect, (ir_opts){ .cte_merge = !a->no_cte, .inplace = db.inplace,
-                                                             .fuse_attn = !a->split_attn,
-                                                             .row2col_per = (int)a->row2col_cols });
+    ir_opts o = args_ir_opts(a);
+    o.inplace = db.inplace;
+    o = dialect_ir_opts(db.e->m->dialect, o);
     int rc = ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o);
     if (!rc) rc = emit_program(&g, db.e->m->dialect, &p);
     if (rc) die_rc(rc, "sql");
@@ -619,9 +622,7 @@ static int cmd_chat(args *a) {
     if (!tmpl) tmpl = chat_builtin(chat_guess_style(vocab_has_piece, &db.voc, db.voc.type == VOCAB_SPM));
     if (!tmpl) tmpl = chat_builtin("chatml");
     session *s;
-    session_opts so = { .ir = { .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols,
-                                .fuse_attn = !a->split_attn },
-                        .n_ctx = (int)a->n_ctx, .mem_budget = a->mem_budget };
+    session_opts so = { .ir = args_ir_opts(a), .n_ctx = (int)a->n_ctx, .mem_budget = a->mem_budget };
     int rc = session_init(&s, &db, &so);
     if (rc) die_rc(rc, "chat");
     const int n_ctx = session_n_ctx(s);
@@ -754,7 +755,7 @@ static int cmd_bench(args *a) {
     if (n_ctx > db.cfg.seq_len)
         die("bench: -p %ld + -n %ld tokens exceed the model's context of %d", pp, tg, db.cfg.seq_len);
     session *s;
-    session_opts so = { .ir = { .cte_merge = !a->no_cte }, .n_ctx = (int)n_ctx, .mem_budget = a->mem_budget };
+    session_opts so = { .ir = args_ir_opts(a), .n_ctx = (int)n_ctx, .mem_budget = a->mem_budget };
     int rc = session_init(&s, &db, &so);
     if (rc) die_rc(rc, "bench");
     int32_t *ids = malloc(sizeof *ids * (size_t)(pp + 1));
