@@ -586,6 +586,7 @@ typedef struct wcache_stats {
     uint64_t sync_bytes;     /* of which read by the compute thread itself */
     uint64_t load_bytes;     /* read once to fill the resident set */
     uint64_t resyncs;        /* times the reader was re-aimed */
+    uint64_t reads;          /* reads the reader threads made (streamed pages) */
     double wait_s;           /* time compute threads waited for reads */
     double load_s;           /* time filling the resident set */
     double reader_s;         /* time the reader thread spent reading */

@@ -440,6 +440,7 @@ static void *reader_main(void *arg) {
         pthread_mutex_lock(&wc->mu);
         wc->st.reader_s += dt;
         wc->st.read_bytes += (uint64_t)k * (uint64_t)wc->psz;
+        wc->st.reads++;
         for (int i = 0; i < k; i++) {
             slot *s = &wc->slots[idx[i]];
             if (rc) slot_drop(wc, s);

@@ -394,8 +394,9 @@ static void print_stats(const args *a, session *ses, const snap *s0, const snap 
                         "read %.1f MB/token",
                 n, d * 1e3, (d - wt) * 1e3, WAIT_LABEL(q), wt * 1e3, snap_read(p, q) / n / MB);
         if (q->cache)
-            fprintf(stderr, ", hit rate %.1f%%, storage %.1f MB/token; reader busy %.1f ms/token", snap_hit(p, q),
-                    (double)(q->io - p->io) / n / MB, (q->wc.reader_s - p->wc.reader_s) / n * 1e3);
+            fprintf(stderr, ", hit rate %.1f%%, storage %.1f MB/token; reader busy %.1f ms/token, %.0f reads/token",
+                    snap_hit(p, q), (double)(q->io - p->io) / n / MB, (q->wc.reader_s - p->wc.reader_s) / n * 1e3,
+                    (double)(q->wc.reads - p->wc.reads) / n);
         fputc('\n', stderr);
     }
 }
