@@ -132,16 +132,10 @@ static void write_config(kvs *k, const model_config *c) {
     kv_f32(k, "%s.rope.freq_base", a, c->rope_theta);
     kv_u32(k, "%s.rope.dimension_count", a, (uint32_t)c->head_dim);
     kv_u32(k, "%s.vocab_size", a, (uint32_t)c->vocab_size);
-    if (c->rope_scale_factor != 0) {
-        /* llama.cpp reads the factors from rope_freqs.weight (written too);
-         * type, factor and original context are its keys, the two band
-         * limits are ours. */
-        kv_str(k, "%s.rope.scaling.type", a, "llama3");
-        kv_f32(k, "%s.rope.scaling.factor", a, c->rope_scale_factor);
-        kv_u32(k, "%s.rope.scaling.original_context_length", a, (uint32_t)c->rope_orig_ctx);
-        kv_f32(k, "%s.rope.scaling.low_freq_factor", a, c->rope_low_freq_factor);
-        kv_f32(k, "%s.rope.scaling.high_freq_factor", a, c->rope_high_freq_factor);
-    }
+    /* Llama-3 RoPE scaling is the tensor rope_freqs.weight alone, as
+     * llama.cpp's converter writes it: llama.cpp stops on a rope.scaling.type
+     * it does not know ("llama3"), and sqlm derives the factors from the
+     * tensor (gguf.c, derive_llama3: low 1, high 4). */
 }
 
 static void write_vocab(kvs *k, const vocab *v) {
