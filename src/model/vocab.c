@@ -16,7 +16,8 @@ void vocab_init(vocab *v) {
 
 void vocab_free(vocab *v) {
     if (!v) return;
-    for (int32_t i = 0; v->tok && i < v->n; i++) free(v->tok[i]);
+    for (int32_t i = 0; v->tok && !v->arena && i < v->n; i++) free(v->tok[i]);
+    free(v->arena);
     for (int32_t i = 0; v->merges && i < v->n_merges; i++) free(v->merges[i]);
 #define X(name) free(v->name);
     VOCAB_STR_FIELDS(X)
@@ -51,6 +52,7 @@ int vocab_set_token(vocab *v, int32_t id, const char *piece, size_t len, float s
     if (id < 0 || id >= v->n)
         return sqlm_error(SQLM_FORMAT, "token id %d outside vocabulary of %d", id, v->n);
     if (len > (1u << 20)) return sqlm_error(SQLM_FORMAT, "token %d: piece of %zu bytes", id, len);
+    if (v->arena) return sqlm_error(SQLM_ERROR, "token %d: the vocabulary is packed", id);
     char *p = malloc(len + 1);
     if (!p) return sqlm_error(SQLM_NOMEM, "out of memory for token %d", id);
     memcpy(p, piece, len);
@@ -60,5 +62,26 @@ int vocab_set_token(vocab *v, int32_t id, const char *piece, size_t len, float s
     v->tok_len[id] = (uint32_t)len;
     v->score[id] = score;
     v->attr[id] = attr;
+    return SQLM_OK;
+}
+
+int vocab_pack(vocab *v) {
+    if (v->arena) return SQLM_OK;
+    size_t total = 0;
+    for (int32_t i = 0; i < v->n; i++) total += v->tok[i] ? v->tok_len[i] + 1 : 0;
+    char *a = malloc(total ? total : 1), *p = a;
+    if (!a) return sqlm_error(SQLM_NOMEM, "out of memory packing a vocabulary of %d tokens", v->n);
+    for (int32_t i = 0; i < v->n; i++) {
+        if (!v->tok[i]) continue;
+        memcpy(p, v->tok[i], v->tok_len[i] + 1);
+        free(v->tok[i]);
+        v->tok[i] = p;
+        p += v->tok_len[i] + 1;
+    }
+    v->arena = a;
+    for (int32_t i = 0; v->merges && i < v->n_merges; i++) free(v->merges[i]);
+    free(v->merges);
+    v->merges = NULL;
+    v->n_merges = 0;
     return SQLM_OK;
 }

@@ -53,7 +53,10 @@ static int budget_plan(session *s, const session_opts *o) {
     engine *e = db->e;
     const size_t budget = o->mem_budget, MB = 1048576;
     const size_t kv_dim = (size_t)c->n_head_kv * (size_t)c->head_dim;
-    size_t kv_pos = (size_t)c->n_layer * temp_row_bytes(2 * kv_dim * 4 + 16);
+    /* a position of the KV cache: per layer one sqlm_kv row (k and v, from
+     * sqlite3_malloc: its 8-byte size, malloc's 8 and 16-byte rounding) and
+     * its pointer (twice, while the pointer array doubles) */
+    size_t kv_pos = (size_t)c->n_layer * (((2 * kv_dim * 4 + 8 + 8 + 15) & ~(size_t)15) + 16);
     size_t act_pos = 0;
     for (int i = 0; i < s->g.n_nodes; i++)
         act_pos += temp_row_bytes((size_t)(s->g.nodes[i].n_out ? s->g.nodes[i].n_out : c->dim) * 4);
@@ -80,6 +83,7 @@ static int budget_plan(session *s, const session_opts *o) {
 
     wcache_stats st;
     if (!e->m->mem_stats || !e->m->mem_stats(e, &st)) return SQLM_OK;   /* the engine's own limit */
+    sqlm_heap_trim();   /* what loading freed (the vocabulary's merges) is not the process's */
     size_t rss = sqlm_rss(), margin = 4 * MB + budget / 50;
     size_t fixed = rss + heap + st.ring_bytes + margin;
     if (fixed >= budget || kv > budget / 2)

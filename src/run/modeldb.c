@@ -248,7 +248,7 @@ int modeldb_open(modeldb *db, const char *path, const char *engine_name, const e
                 goto fail;
             }
     }
-    if (db->voc.n > 0 && (rc = tok_init(&db->tok, &db->voc))) goto fail;
+    if (db->voc.n > 0 && ((rc = tok_init(&db->tok, &db->voc)) || (rc = vocab_pack(&db->voc)))) goto fail;
     return SQLM_OK;
 fail:
     modeldb_close(db);

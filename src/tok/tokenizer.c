@@ -197,8 +197,8 @@ static int build_specials(tokenizer *t) {
 
 static int build_merges(tokenizer *t) {
     const vocab *v = t->v;
-    uint32_t size = 16;
-    while (size < (uint32_t)v->n_merges * 2u) size *= 2;
+    uint32_t size = 16;   /* open addressing at most 3/4 full */
+    while (size / 4 * 3 < (uint32_t)v->n_merges) size *= 2;
     t->mmap = calloc(size, sizeof *t->mmap);
     if (!t->mmap) return sqlm_error(SQLM_NOMEM, "tokenizer: out of memory for %d merges",
                                     v->n_merges);
@@ -262,8 +262,8 @@ int tok_init(tokenizer **out, const vocab *v) {
     }
     /* llama.cpp's GGUF metadata has no ignore_merges: it goes with llama3 */
     t->ignore_merges = v->ignore_merges || (v->type == VOCAB_BPE && t->pre == PRE_LLAMA3);
-    uint32_t size = 16;
-    while (size < (uint32_t)v->n * 2u) size *= 2;
+    uint32_t size = 16;   /* at most 3/4 full */
+    while (size / 4 * 3 < (uint32_t)v->n) size *= 2;
     t->pmap = malloc(size * sizeof *t->pmap);
     if (!t->pmap) goto fail;
     memset(t->pmap, 0xFF, size * sizeof *t->pmap);

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "../sqlm-int.h"
 
@@ -53,6 +56,12 @@ static size_t status_kb(const char *key) {
 }
 
 size_t sqlm_rss(void) { return status_kb("VmRSS"); }
+
+void sqlm_heap_trim(void) {
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
 
 /* The file "name" of this process's memory cgroup (v1 or v2), read as a
  * number; 0 when absent or unlimited. */
