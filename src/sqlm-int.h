@@ -600,6 +600,8 @@ typedef struct wcache_stats {
     size_t sched_bytes;      /* pages one step reads */
     size_t ring_bytes;       /* streaming buffers */
     int direct;              /* O_DIRECT reads */
+    size_t heap_peak;        /* the engine's heap: most it held, */
+    size_t heap_limit;       /* and its share of the budget */
 } wcache_stats;
 
 typedef struct wcache wcache;

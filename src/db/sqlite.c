@@ -1756,6 +1756,8 @@ static bool sq_mem_stats(engine *e, wcache_stats *st) {
     sqlite_engine *s = (sqlite_engine *)e;
     if (!s->wc) return false;
     wcache_get_stats(s->wc, st);
+    st->heap_peak = (size_t)sqlite3_memory_highwater(0);
+    st->heap_limit = (size_t)s->heap_limit;
     return true;
 }
 

@@ -57,9 +57,20 @@ static int budget_plan(session *s, const session_opts *o) {
      * sqlite3_malloc: its 8-byte size, malloc's 8 and 16-byte rounding) and
      * its pointer (twice, while the pointer array doubles) */
     size_t kv_pos = (size_t)c->n_layer * (((2 * kv_dim * 4 + 8 + 8 + 15) & ~(size_t)15) + 16);
-    size_t act_pos = 0;
-    for (int i = 0; i < s->g.n_nodes; i++)
-        act_pos += temp_row_bytes((size_t)(s->g.nodes[i].n_out ? s->g.nodes[i].n_out : c->dim) * 4);
+    /* a position of a step: a row in each table the step writes (the
+     * materialised nodes), and the few vectors a statement holds at once
+     * (a product's input stack, its output, the next node's copy: four of
+     * the widest); the logits are one row a step, kept for the last
+     * position only */
+    size_t act_pos = 0, widest = 0, logits = 0;
+    for (int i = 0; i < s->g.n_nodes; i++) {
+        const ir_node *n = &s->g.nodes[i];
+        size_t row = (size_t)(n->n_out ? n->n_out : c->dim) * 4;
+        if (i == s->g.output) logits = temp_row_bytes(row);
+        else if (n->materialize) act_pos += temp_row_bytes(row);
+        else widest = MAX(widest, row);
+    }
+    act_pos += 4 * widest;
     size_t attn_pos = (size_t)c->n_head * 4 * 3 + 64;   /* per (query, key) pair */
 
     /* the context: the model's, capped so its KV cache takes at most an
@@ -79,7 +90,7 @@ static int budget_plan(session *s, const session_opts *o) {
     /* prompt chunk: its step tables within 1/64 of the budget */
     size_t per_tok = act_pos + attn_pos * (size_t)s->n_ctx;
     s->chunk = (int)MAX(MIN(budget / 64 / per_tok, 64), 1);
-    size_t heap = kv + per_tok * (size_t)s->chunk + 4 * MB;
+    size_t heap = kv + per_tok * (size_t)s->chunk + 2 * logits + 4 * MB;
 
     wcache_stats st;
     if (!e->m->mem_stats || !e->m->mem_stats(e, &st)) return SQLM_OK;   /* the engine's own limit */

@@ -373,6 +373,9 @@ static void print_stats(const args *a, session *ses, const snap *s0, const snap 
     fprintf(stderr, "stats: peak RSS %.1f MB", sqlm_peak_rss() / MB);
     if (a->mem_budget) fprintf(stderr, " (budget %.1f MB)", a->mem_budget / MB);
     fputc('\n', stderr);
+    if (s1->cache && s1->wc.heap_limit)
+        fprintf(stderr, "stats: engine heap: peak %.1f MB of its %.1f MB share\n", s1->wc.heap_peak / MB,
+                s1->wc.heap_limit / MB);
     if (s1->cache)
         fprintf(stderr, "stats: weight cache: %.1f MB resident of the %.1f MB a step reads, %.1f MB read buffers, "
                         "%s reads; resident set loaded in %.2f s\n",
