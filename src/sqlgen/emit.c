@@ -253,9 +253,9 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
         "GROUP BY p.pos{/}{/}{/}" },
-    /* q (the first {q_dim} values) is scaled first, then the first
-     * {rot_dim} values are rotated in pairs with cos/sin from the rope row
-     * (cs[2p + 1] = cos, cs[2p + 2] = sin of pair p, 1-based). */
+    /* q (the first {q_dim} values) is scaled first (unless its factor is
+     * 1), then the first {rot_dim} values are rotated in pairs with cos/sin
+     * from the rope row (cs[2p + 1] = cos, cs[2p + 2] = sin of pair p, 1-based). */
     [IR_OP_ROPE][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, list_transform(x.y, lambda e, i: CASE\n"
         "  WHEN i > {rot_dim} THEN e\n"
@@ -267,7 +267,8 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "  WHEN (i - 1) % {hd} < {half} THEN e * r.cs[2 * ((i - 1) % {hd}) + 1] - x.y[i + {half}] * r.cs[2 * ((i - 1) % {hd}) + 2]\n"
         "  ELSE e * r.cs[2 * ((i - 1) % {hd} - {half}) + 1] + x.y[i - {half}] * r.cs[2 * ((i - 1) % {hd} - {half}) + 2] END) AS v\n"
         "{/}"
-        "FROM (SELECT pos, list_transform(v, lambda e, i: CASE WHEN i <= {q_dim} THEN e * {q_scale}::FLOAT ELSE e END) AS y\n"
+        "FROM (SELECT pos, {?q_scaled}list_transform(v, lambda e, i: CASE WHEN i <= {q_dim} THEN e * {q_scale}::FLOAT ELSE e END){/}"
+        "{?!q_scaled}v{/} AS y\n"
         "      FROM {in0}) x\n"
         "  JOIN rope r ON r.pos = x.pos" },
     /* The cache has one row per (position, kv head): the attention joins
@@ -408,6 +409,9 @@ static int cond_value(const ir_node *n, const model_config *c, const char *key, 
     if (KEY("quant")) return vec_act_type(n->wdtype) == DT_Q8_0;
     if (KEY("f16")) return n->wdtype == DT_F16;
     if (KEY("inplace")) return n->inplace;
+    /* a factor left for q after import folded a power of two into W_q
+     * (x * 1 is x: no pass over the row then) */
+    if (KEY("q_scaled")) return c->q_scale > 0 && c->q_scale != 1.0f;
     return -1;
 }
 
