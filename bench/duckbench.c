@@ -12,7 +12,8 @@
  *       prefill latency of an N-token prompt (best of --repeat R runs), then
  *       decode latency per token (greedy; the best step, and the mean), and
  *       the weight bytes the best decode step reads per second; --profile
- *       adds where a decode step's time goes, by statement (mean).
+ *       adds where a decode step's time goes, by statement (mean), and
+ *       where a prefill's went.
  *
  * Prints one line of key=value pairs per measurement for the script.
  */
@@ -97,6 +98,29 @@ static void group_name(const char *name, char *out, size_t n) {
     while (len && out[len - 1] >= '0' && out[len - 1] <= '9') out[--len] = 0;
 }
 
+/* Where the time between two readings of the statements' seconds went, by
+ * statement (layers summed), per run: a decode step's (t_run: its latency,
+ * the rest is outside the statements) or the prefills' (t_run 0). */
+static void print_profile(const char *what, const sql_program *p, const double *secs, const double *before,
+                          int n_runs, double t_run) {
+    char names[64][32];
+    double t[64] = { 0 }, total = 0;
+    int n_names = 0;
+    for (int i = 0; i < p->n_steps; i++) {
+        char gname[32];
+        group_name(p->steps[i].name, gname, sizeof gname);
+        int k = 0;
+        while (k < n_names && strcmp(names[k], gname)) k++;
+        if (k == n_names && n_names < 64) snprintf(names[n_names++], 32, "%s", gname);
+        if (k < 64) t[k] += (secs[i] - before[i]) / n_runs;
+        total += (secs[i] - before[i]) / n_runs;
+    }
+    printf("%s statements=%d step_ms=%.2f", what, p->n_steps, total * 1e3);
+    if (t_run > 0) printf(" outside_ms=%.2f", (t_run - total) * 1e3);
+    for (int k = 0; k < n_names; k++) printf(" %s=%.2f", names[k], t[k] * 1e3);
+    printf("\n");
+}
+
 static int run(int argc, char **argv) {
     const char *path = argv[2];
     int threads = 2, n_prompt = 25, n_decode = 8, repeat = 1;
@@ -161,23 +185,11 @@ static int run(int argc, char **argv) {
     printf("run prompt=%d prefill_ms=%.1f decode=%d decode_ms=%.2f decode_mean_ms=%.2f weight_MB=%.1f GBps=%.3f\n",
            n_prompt, t_prefill * 1e3, n_decode, best * 1e3, per_tok * 1e3, wbytes / 1e6,
            best > 0 ? wbytes / best / 1e9 : 0);
-    if (profile && n_decode) {
-        /* where a decode step's time goes, by statement (layers summed) */
-        char names[64][32];
-        double t[64] = { 0 }, total = 0;
-        int n_names = 0;
-        for (int i = 0; i < p->n_steps; i++) {
-            char gname[32];
-            group_name(p->steps[i].name, gname, sizeof gname);
-            int k = 0;
-            while (k < n_names && strcmp(names[k], gname)) k++;
-            if (k == n_names && n_names < 64) snprintf(names[n_names++], 32, "%s", gname);
-            if (k < 64) t[k] += (secs[i] - before[i]) / n_decode;
-            total += (secs[i] - before[i]) / n_decode;
-        }
-        printf("profile statements=%d step_ms=%.2f outside_ms=%.2f", p->n_steps, total * 1e3, (per_tok - total) * 1e3);
-        for (int k = 0; k < n_names; k++) printf(" %s=%.2f", names[k], t[k] * 1e3);
-        printf("\n");
+    if (profile && n_decode) print_profile("profile", p, secs, before, n_decode, per_tok);
+    if (profile) {
+        double *zero = calloc((size_t)p->n_steps + 1, sizeof *zero);
+        print_profile("profile_prefill", p, before, zero, repeat > 0 ? repeat : 1, 0);
+        free(zero);
     }
     free(before);
     free(toks);
