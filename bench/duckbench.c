@@ -5,7 +5,8 @@
  *       DuckDB's ceiling for one matrix-vector product in pure SQL: a
  *       ROWS x COLS float32 table written as import writes weights
  *       (uncompressed, small row groups), one row per matrix row, as a
- *       FLOAT[] list and as a FLOAT[COLS] array, times x; the best of
+ *       FLOAT[] list, as a FLOAT[COLS] array and as two ROW2COL pivot
+ *       columns (one subquery each), times x; the best of
  *       several runs on 1 and 2 threads, as weight bytes per second.
  *   duckbench run DB [-t N] [--no-cte-merge] [--row2col-cols N] [--prompt N]
  *                    [--decode N] [--profile] [--engine duckdb|duckdb-native]
@@ -61,14 +62,25 @@ static int ceiling(const char *dir, long rows, long cols) {
              " ((hash(range * 7919 + j) %% 2001) / 1000.0 - 1)::FLOAT) AS v FROM range(%ld);"
              "CREATE TABLE wa AS SELECT row, v::FLOAT[%ld] AS v FROM wl;"
              "CREATE TABLE xl AS SELECT 0 AS pos, list_transform(range(%ld), lambda j: (j %% 13 - 6)::FLOAT) AS v;"
-             "CREATE TABLE xa AS SELECT pos, v::FLOAT[%ld] AS v FROM xl; CHECKPOINT",
-             cols, rows, cols, cols, cols);
+             "CREATE TABLE xa AS SELECT pos, v::FLOAT[%ld] AS v FROM xl;"
+             "CREATE TABLE wp AS SELECT row, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM wl; CHECKPOINT",
+             cols, rows, cols, cols, cols, cols / 2, cols / 2 + 1, cols);
     if ((rc = e->m->exec(e, sql))) die("fill", rc);
     e->m->close(e);
     const double bytes = (double)rows * (double)cols * 4;
+    /* the ROW2COL form of the matmul template: 2 pivot columns, 1 per subquery */
+    char pivot[1024];
+    snprintf(pivot, sizeof pivot,
+             "SELECT r.pos, list(r.s ORDER BY r.row) FROM (SELECT s0.pos AS pos, s0.row AS row, (s0.p + s1.p)::FLOAT AS s"
+             " FROM (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.c0, x.c0) AS p FROM wp w"
+             " CROSS JOIN (SELECT pos, v[1 : %ld] AS c0 FROM xl) x ORDER BY w.row, x.pos) s0"
+             " POSITIONAL JOIN (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.c1, x.c1) AS p FROM wp w"
+             " CROSS JOIN (SELECT pos, v[%ld : %ld] AS c1 FROM xl) x ORDER BY w.row, x.pos) s1) r GROUP BY r.pos",
+             cols / 2, cols / 2 + 1, cols);
     const struct { const char *name, *sql; } q[] = {
         { "list", "SELECT x.pos, list(list_dot_product(w.v, x.v) ORDER BY w.row) FROM xl x CROSS JOIN wl w GROUP BY x.pos" },
         { "array", "SELECT x.pos, list(array_inner_product(w.v, x.v) ORDER BY w.row) FROM xa x CROSS JOIN wa w GROUP BY x.pos" },
+        { "pivot2", pivot },
     };
     for (int t = 1; t <= 2; t++) {
         engine_opts ro = { .readonly = true, .threads = t };
