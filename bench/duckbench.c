@@ -5,14 +5,16 @@
  *       DuckDB's ceiling for one matrix-vector product in pure SQL: a
  *       ROWS x COLS float32 table written as import writes weights
  *       (uncompressed, small row groups), one row per matrix row, as a
- *       FLOAT[] list and as a FLOAT[COLS] array, times x; the best of
+ *       FLOAT[] list, as a FLOAT[COLS] array and as two ROW2COL pivot
+ *       columns (one subquery each), times x; the best of
  *       several runs on 1 and 2 threads, as weight bytes per second.
  *   duckbench run DB [-t N] [--no-cte-merge] [--row2col-cols N] [--prompt N]
  *                    [--decode N] [--profile] [--engine duckdb|duckdb-native]
  *       prefill latency of an N-token prompt (best of --repeat R runs), then
  *       decode latency per token (greedy; the best step, and the mean), and
  *       the weight bytes the best decode step reads per second; --profile
- *       adds where a decode step's time goes, by statement (mean).
+ *       adds where a decode step's time goes, by statement (mean), and
+ *       where a prefill's went.
  *
  * Prints one line of key=value pairs per measurement for the script.
  */
@@ -60,14 +62,25 @@ static int ceiling(const char *dir, long rows, long cols) {
              " ((hash(range * 7919 + j) %% 2001) / 1000.0 - 1)::FLOAT) AS v FROM range(%ld);"
              "CREATE TABLE wa AS SELECT row, v::FLOAT[%ld] AS v FROM wl;"
              "CREATE TABLE xl AS SELECT 0 AS pos, list_transform(range(%ld), lambda j: (j %% 13 - 6)::FLOAT) AS v;"
-             "CREATE TABLE xa AS SELECT pos, v::FLOAT[%ld] AS v FROM xl; CHECKPOINT",
-             cols, rows, cols, cols, cols);
+             "CREATE TABLE xa AS SELECT pos, v::FLOAT[%ld] AS v FROM xl;"
+             "CREATE TABLE wp AS SELECT row, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM wl; CHECKPOINT",
+             cols, rows, cols, cols, cols, cols / 2, cols / 2 + 1, cols);
     if ((rc = e->m->exec(e, sql))) die("fill", rc);
     e->m->close(e);
     const double bytes = (double)rows * (double)cols * 4;
+    /* the ROW2COL form of the matmul template: 2 pivot columns, 1 per subquery */
+    char pivot[1024];
+    snprintf(pivot, sizeof pivot,
+             "SELECT r.pos, list(r.s ORDER BY r.row) FROM (SELECT s0.pos AS pos, s0.row AS row, (s0.p + s1.p)::FLOAT AS s"
+             " FROM (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.c0, x.c0) AS p FROM wp w"
+             " CROSS JOIN (SELECT pos, v[1 : %ld] AS c0 FROM xl) x ORDER BY w.row, x.pos) s0"
+             " POSITIONAL JOIN (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.c1, x.c1) AS p FROM wp w"
+             " CROSS JOIN (SELECT pos, v[%ld : %ld] AS c1 FROM xl) x ORDER BY w.row, x.pos) s1) r GROUP BY r.pos",
+             cols / 2, cols / 2 + 1, cols);
     const struct { const char *name, *sql; } q[] = {
         { "list", "SELECT x.pos, list(list_dot_product(w.v, x.v) ORDER BY w.row) FROM xl x CROSS JOIN wl w GROUP BY x.pos" },
         { "array", "SELECT x.pos, list(array_inner_product(w.v, x.v) ORDER BY w.row) FROM xa x CROSS JOIN wa w GROUP BY x.pos" },
+        { "pivot2", pivot },
     };
     for (int t = 1; t <= 2; t++) {
         engine_opts ro = { .readonly = true, .threads = t };
@@ -95,6 +108,29 @@ static void group_name(const char *name, char *out, size_t n) {
     snprintf(out, n, "%s", p);
     size_t len = strlen(out);
     while (len && out[len - 1] >= '0' && out[len - 1] <= '9') out[--len] = 0;
+}
+
+/* Where the time between two readings of the statements' seconds went, by
+ * statement (layers summed), per run: a decode step's (t_run: its latency,
+ * the rest is outside the statements) or the prefills' (t_run 0). */
+static void print_profile(const char *what, const sql_program *p, const double *secs, const double *before,
+                          int n_runs, double t_run) {
+    char names[64][32];
+    double t[64] = { 0 }, total = 0;
+    int n_names = 0;
+    for (int i = 0; i < p->n_steps; i++) {
+        char gname[32];
+        group_name(p->steps[i].name, gname, sizeof gname);
+        int k = 0;
+        while (k < n_names && strcmp(names[k], gname)) k++;
+        if (k == n_names && n_names < 64) snprintf(names[n_names++], 32, "%s", gname);
+        if (k < 64) t[k] += (secs[i] - before[i]) / n_runs;
+        total += (secs[i] - before[i]) / n_runs;
+    }
+    printf("%s statements=%d step_ms=%.2f", what, p->n_steps, total * 1e3);
+    if (t_run > 0) printf(" outside_ms=%.2f", (t_run - total) * 1e3);
+    for (int k = 0; k < n_names; k++) printf(" %s=%.2f", names[k], t[k] * 1e3);
+    printf("\n");
 }
 
 static int run(int argc, char **argv) {
@@ -161,23 +197,11 @@ static int run(int argc, char **argv) {
     printf("run prompt=%d prefill_ms=%.1f decode=%d decode_ms=%.2f decode_mean_ms=%.2f weight_MB=%.1f GBps=%.3f\n",
            n_prompt, t_prefill * 1e3, n_decode, best * 1e3, per_tok * 1e3, wbytes / 1e6,
            best > 0 ? wbytes / best / 1e9 : 0);
-    if (profile && n_decode) {
-        /* where a decode step's time goes, by statement (layers summed) */
-        char names[64][32];
-        double t[64] = { 0 }, total = 0;
-        int n_names = 0;
-        for (int i = 0; i < p->n_steps; i++) {
-            char gname[32];
-            group_name(p->steps[i].name, gname, sizeof gname);
-            int k = 0;
-            while (k < n_names && strcmp(names[k], gname)) k++;
-            if (k == n_names && n_names < 64) snprintf(names[n_names++], 32, "%s", gname);
-            if (k < 64) t[k] += (secs[i] - before[i]) / n_decode;
-            total += (secs[i] - before[i]) / n_decode;
-        }
-        printf("profile statements=%d step_ms=%.2f outside_ms=%.2f", p->n_steps, total * 1e3, (per_tok - total) * 1e3);
-        for (int k = 0; k < n_names; k++) printf(" %s=%.2f", names[k], t[k] * 1e3);
-        printf("\n");
+    if (profile && n_decode) print_profile("profile", p, secs, before, n_decode, per_tok);
+    if (profile) {
+        double *zero = calloc((size_t)p->n_steps + 1, sizeof *zero);
+        print_profile("profile_prefill", p, before, zero, repeat > 0 ? repeat : 1, 0);
+        free(zero);
     }
     free(before);
     free(toks);

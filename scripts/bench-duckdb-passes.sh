@@ -49,7 +49,7 @@ for shape in $SHAPES; do
     esac
     $SQLM synth --like "$shape" --type f32 -o "$T/m.gguf" >/dev/null 2>&1
     declare -A P25 P200 DEC GBS
-    prof=""
+    prof="" pprof=""
     echo "### $shape ($n_dec decode tokens per configuration)"
     echo
     echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared; timed runs hold the bench lock)."
@@ -65,13 +65,15 @@ for shape in $SHAPES; do
             # shellcheck disable=SC2086
             r25=$(lock $BENCH run "$T/m.duck" -t "$THREADS" $flags --prompt 25 --decode "$n_dec" --repeat 2 --profile)
             # shellcheck disable=SC2086
-            r200=$(lock $BENCH run "$T/m.duck" -t "$THREADS" $flags --prompt "$long" --decode 0 --repeat "$rep_long")
+            r200=$(lock $BENCH run "$T/m.duck" -t "$THREADS" $flags --prompt "$long" --decode 0 --repeat "$rep_long" --profile)
             P25[$name]=$(echo "$r25" | grep '^run' | kv prefill_ms)
             DEC[$name]=$(echo "$r25" | grep '^run' | kv decode_ms)
             GBS[$name]=$(echo "$r25" | grep '^run' | kv GBps)
             P200[$name]=$(echo "$r200" | grep '^run' | kv prefill_ms)
             prof="$prof
-- $name: $(echo "$r25" | grep '^profile' | sed 's/^profile //')"
+- $name: $(echo "$r25" | grep '^profile ' | sed 's/^profile //')"
+            pprof="$pprof
+- $name: $(echo "$r200" | grep '^profile_prefill ' | sed 's/^profile_prefill //')"
         done
         rm -f "$T/m.duck" "$T/m.duck.wal"
     done
@@ -87,6 +89,8 @@ for shape in $SHAPES; do
     echo
     echo "Where a decode step's time goes (ms per token, statements by name, layers summed):$prof"
     echo
+    echo "Where the $long-token prefill's time goes (ms, statements by name, layers summed):$pprof"
+    echo
     echo "Ceiling: one ${rows} x ${cols} float32 matrix-vector product (the shape's gate/up table), pure SQL, best of 7:"
     echo
     echo "| layout | threads | ms | GB/s |"
@@ -100,6 +104,8 @@ for shape in $SHAPES; do
     done < <(lock $BENCH ceiling "$T" $rows $cols | grep '^ceiling')
     echo
     echo "Decode with all passes: ${GBS[all]} GB/s = $(echo "scale=0; 100 * ${GBS[all]} / $best" | bc)% of the ceiling ($best GB/s)."
+    echo
+    echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo
     rm -f "$T/m.gguf"
     unset P25 P200 DEC GBS

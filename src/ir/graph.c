@@ -247,22 +247,31 @@ void opt_cte_merge(ir_graph *g, bool enabled) {
 
 /*
  * ROW2COL rule (TranSQL+ section 4.3), measured on DuckDB 1.5.6, 2 threads,
- * row groups of 2048 rows, against whole rows as FLOAT[] lists (best of 9,
- * two rounds, a shared and noisy machine; README "ROW2COL"):
+ * against whole rows as FLOAT[] lists, one decode product each (ms, best of
+ * 7, two rounds on a shared machine, load 2 to 3, after a product's input
+ * became MATERIALIZED; README "ROW2COL"):
  *
  *   n_out x n_in   whole list ms   2 pivots, 1 per subquery ms
- *   2304 x 768     2.64 / 2.83     2.21 / 3.18
- *   4096 x 768     2.96 / 5.24     3.62 / 3.77
- *   768 x 2048     3.05 / 2.44     2.56 / 2.20
- *   2560 x 2048    11.7 / 8.48     9.67 / 7.29
- *   11264 x 2048   44.2 / 17.5     26.8 / 22.8
- *   2048 x 5632    16.8 / 10.8     29.6 / 10.4
+ *   768 x 768      1.27 / 1.27     1.44 / 1.38   (110M o, q, k, v)
+ *   2304 x 768     2.14 / 2.14     2.03 / 2.09
+ *   4096 x 768     3.62 / 3.38     2.79 / 2.60
+ *   768 x 2048     2.27 / 1.99     1.83 / 1.65
+ *   2560 x 2048    5.12 / 5.42     4.19 / 3.84
+ *   2048 x 2048    4.43 / 4.31     3.36 / 3.01
+ *   2048 x 5632    10.5 / 10.6     7.92 / 7.35
+ *   11264 x 2048   17.9 (2 threads), 18.3 (1)   11.8   (bench ceiling)
  *
- * 4, 8 or 16 pivots, or several columns per subquery, were slower still.
- * Two subqueries give DuckDB two pipelines for a table its scan cannot
- * split over two threads (at most two row groups), so the rule pivots
- * such tables, 2 columns, 1 per subquery, and leaves larger ones whole.
- * The rule lives here and nowhere else.
+ * DuckDB 1.5.6 gives a table scan one task per 122,880 rows, whatever the
+ * row group size, so a whole-row product runs on one thread (11264 x 2048:
+ * 17.9 ms on two threads, 18.3 on one); each ROW2COL subquery is a pipeline
+ * of its own, so two give the second thread work.  Under 2^20 weights the
+ * extra sort and join cost more than the second thread saves.  In a
+ * 200-position prefill the 768 x 2048 product took 94 ms pivoted against
+ * 165 whole, the 4096 x 768 one 358 against 311 (the sort of rows times
+ * positions).  4, 8 or 16 pivots, or several columns per subquery, were
+ * slower (earlier rounds).  So the rule pivots every matrix of at least
+ * 2^20 weights, 2 columns, 1 per subquery.  The rule lives here and
+ * nowhere else.
  */
 int row2col_pivots(int mode, int64_t n_out, int64_t n_in) {
     if (mode == R2C_OFF) return 0;
@@ -270,7 +279,7 @@ int row2col_pivots(int mode, int64_t n_out, int64_t n_in) {
      * split a row evenly */
     if (n_out > 122880 || n_in % 2 != 0) return 0;
     if (mode == R2C_ON) return 2;
-    return n_out <= 2 * 2048 ? 2 : 0;
+    return n_out * n_in >= (1 << 20) ? 2 : 0;
 }
 
 /* Pivot columns per subquery: one (each its own pipeline). */

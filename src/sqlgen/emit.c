@@ -77,9 +77,10 @@ typedef struct op_sql {
     const char *cols;
     const char *defs;
     const char *sql;
-    bool rereads_in0;     /* the copying form (not inplace) reads {in0} inside a
-                           * correlated subquery, once per weight row: {in0} must
-                           * then be computed once (MATERIALIZED), not inlined */
+    bool rereads_in0;     /* the copying form (not inplace) reads {in0} once per
+                           * weight row (SQLite: inside a correlated subquery;
+                           * DuckDB: above its cross join): {in0} must then be
+                           * computed once (MATERIALIZED), not inlined */
 } op_sql;
 
 #define POS_V "pos, v"
@@ -252,10 +253,15 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "        sum(list_dot_product(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n"
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
-        "GROUP BY p.pos{/}{/}{/}" },
-    /* q (the first {q_dim} values) is scaled first, then the first
-     * {rot_dim} values are rotated in pairs with cos/sin from the rope row
-     * (cs[2p + 1] = cos, cs[2p + 2] = sin of pair p, 1-based). */
+        "GROUP BY p.pos{/}{/}{/}",
+        /* DuckDB evaluates an inlined {in0}'s expressions (a norm's or
+         * SwiGLU's lambda) above the cross join, once per weight row: a
+         * 200-position product over the 4096 x 768 gate/up table took 628 ms
+         * with its input's lambda inlined, 323 ms with it MATERIALIZED */
+        .rereads_in0 = true },
+    /* q (the first {q_dim} values) is scaled first (unless its factor is
+     * 1), then the first {rot_dim} values are rotated in pairs with cos/sin
+     * from the rope row (cs[2p + 1] = cos, cs[2p + 2] = sin of pair p, 1-based). */
     [IR_OP_ROPE][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, list_transform(x.y, lambda e, i: CASE\n"
         "  WHEN i > {rot_dim} THEN e\n"
@@ -267,30 +273,40 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "  WHEN (i - 1) % {hd} < {half} THEN e * r.cs[2 * ((i - 1) % {hd}) + 1] - x.y[i + {half}] * r.cs[2 * ((i - 1) % {hd}) + 2]\n"
         "  ELSE e * r.cs[2 * ((i - 1) % {hd} - {half}) + 1] + x.y[i - {half}] * r.cs[2 * ((i - 1) % {hd} - {half}) + 2] END) AS v\n"
         "{/}"
-        "FROM (SELECT pos, list_transform(v, lambda e, i: CASE WHEN i <= {q_dim} THEN e * {q_scale}::FLOAT ELSE e END) AS y\n"
+        "FROM (SELECT pos, {?q_scaled}list_transform(v, lambda e, i: CASE WHEN i <= {q_dim} THEN e * {q_scale}::FLOAT ELSE e END){/}"
+        "{?!q_scaled}v{/} AS y\n"
         "      FROM {in0}) x\n"
         "  JOIN rope r ON r.pos = x.pos" },
-    [IR_OP_KV_APPEND][DIA_DUCKDB] = { "pos, k, v", "pos INTEGER, k FLOAT[], v FLOAT[]",
-        "SELECT pos, v[{q_dim} + 1 : {q_dim} + {kv_dim}] AS k, v[{v_off} + 1 : {v_off} + {kv_dim}] AS v\n"
-        "FROM {in0}" },
+    /* The cache has one row per (position, kv head): the attention joins
+     * pick a head's {hd} values by key instead of slicing whole rows per
+     * (query, key, head), which DuckDB does slowly (a 32-key decode step's
+     * scores: 1.1 ms against 5.9 with 768-value rows, 110M shape). */
+    [IR_OP_KV_APPEND][DIA_DUCKDB] = { "pos, h, k, v", "pos INTEGER, h INTEGER, k FLOAT[], v FLOAT[]",
+        "SELECT x.pos AS pos, t.h::INTEGER AS h,\n"
+        "  x.v[{q_dim} + t.h * {hd} + 1 : {q_dim} + t.h * {hd} + {hd}] AS k,\n"
+        "  x.v[{v_off} + t.h * {hd} + 1 : {v_off} + t.h * {hd} + {hd}] AS v\n"
+        "FROM {in0} x CROSS JOIN range({n_head_kv}) t(h)" },
+    /* q cut into its heads once per position, then one dot product per
+     * (query, key, head) */
     [IR_OP_ATTN_SCORE][DIA_DUCKDB] = { "qpos, kpos, h, s", "qpos INTEGER, kpos INTEGER, h INTEGER, s FLOAT",
-        "SELECT q.pos AS qpos, k.pos AS kpos, hh.h AS h,\n"
-        "  list_dot_product(q.v[hh.h * {hd} + 1 : hh.h * {hd} + {hd}],\n"
-        "                   k.k[(hh.h // {group}) * {hd} + 1 : (hh.h // {group}) * {hd} + {hd}]) AS s\n"
-        "FROM {in0} q JOIN {in1} k ON k.pos <= q.pos CROSS JOIN range({n_head}) hh(h)" },
+        "SELECT q.pos AS qpos, k.pos AS kpos, q.h AS h, list_dot_product(q.v, k.k) AS s\n"
+        "FROM (SELECT pos, t.h::INTEGER AS h, v[t.h * {hd} + 1 : t.h * {hd} + {hd}] AS v\n"
+        "      FROM {in0} CROSS JOIN range({n_head}) t(h)) q\n"
+        "  JOIN {in1} k ON k.h = q.h // {group} AND k.pos <= q.pos" },
     [IR_OP_ATTN_MAX][DIA_DUCKDB] = { "qpos, h, mx", "qpos INTEGER, h INTEGER, mx FLOAT",
         "SELECT qpos, h, max(s) AS mx FROM {in0} GROUP BY qpos, h" },
     /* out[h * hd + d] = sum_k e(q, k, h) v_k[kvh * hd + d] / sum_k e(q, k, h),
-     * e = exp(s - max), kvh = h / group: one row per (q, h, j) with the
-     * cache's values unnested to (pos, j, x). */
+     * e = exp(s - max), kvh = h / group: one row per (q, k, h) joined with
+     * the cache row of its kv head, whose {hd} values are unnested after the
+     * join, then summed per (q, h, j). */
     [IR_OP_ATTN_OUT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT a.qpos AS pos, list(a.o ORDER BY a.h, a.j) AS v\n"
-        "FROM (SELECT s.qpos AS qpos, s.h AS h, c.j AS j,\n"
-        "        (sum(exp(s.s - m.mx) * c.x) / sum(exp(s.s - m.mx)))::FLOAT AS o\n"
-        "      FROM {in0} s JOIN {in1} m ON m.qpos = s.qpos AND m.h = s.h\n"
-        "      JOIN (SELECT pos, unnest(v) AS x, unnest(range({kv_dim})) AS j FROM {in2}) c\n"
-        "        ON c.pos = s.kpos AND c.j // {hd} = s.h // {group}\n"
-        "      GROUP BY s.qpos, s.h, c.j) a\n"
+        "FROM (SELECT qpos, h, j, (sum(e * x) / sum(e))::FLOAT AS o\n"
+        "      FROM (SELECT s.qpos AS qpos, s.h AS h, exp(s.s - m.mx) AS e,\n"
+        "              unnest(c.v) AS x, unnest(range({hd})) AS j\n"
+        "            FROM {in0} s JOIN {in1} m ON m.qpos = s.qpos AND m.h = s.h\n"
+        "            JOIN {in2} c ON c.pos = s.kpos AND c.h = s.h // {group})\n"
+        "      GROUP BY qpos, h, j) a\n"
         "GROUP BY a.qpos" },
     [IR_OP_ADD][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT a.pos AS pos, list_transform(a.v, lambda e, i: e + b.v[i]) AS v\n"
@@ -313,7 +329,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
      * against the activation quantized by sqlm_q8 to a BLOB of ggml's
      * block_q8_0), computed as vec.c computes them.  Attention
      * gathers each query's scores and values with list() and reduces them
-     * in C.  EMBED, KV_APPEND, LAST and ARGMAX are DuckDB's templates. */
+     * in C over whole cache rows.  EMBED, LAST and ARGMAX are DuckDB's templates. */
     [IR_OP_RMSNORM][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, {eps}::FLOAT) AS v\n"
         "FROM {in0} x, norm n WHERE n.layer = {layer} AND n.kind = '{w}'" },
@@ -342,6 +358,10 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
     [IR_OP_ROPE][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, {n_head}, {n_head_kv}, {hd}, {interleaved}, {q_scale}::FLOAT) AS v\n"
         "FROM {in0} x JOIN rope r ON r.pos = x.pos" },
+    /* whole rows: sqlm_qk and sqlm_attn take every head at once */
+    [IR_OP_KV_APPEND][DIA_DUCKDB_NATIVE] = { "pos, k, v", "pos INTEGER, k FLOAT[], v FLOAT[]",
+        "SELECT pos, v[{q_dim} + 1 : {q_dim} + {kv_dim}] AS k, v[{v_off} + 1 : {v_off} + {kv_dim}] AS v\n"
+        "FROM {in0}" },
     [IR_OP_ATTN_SCORE][DIA_DUCKDB_NATIVE] = { "qpos, kpos, s", "qpos INTEGER, kpos INTEGER, s FLOAT[]",
         "SELECT q.pos AS qpos, k.pos AS kpos, sqlm_qk(q.v, k.k, {n_head}, {n_head_kv}, {hd}) AS s\n"
         "FROM {in0} q JOIN {in1} k ON k.pos <= q.pos" },
@@ -395,6 +415,9 @@ static int cond_value(const ir_node *n, const model_config *c, const char *key, 
     if (KEY("quant")) return vec_act_type(n->wdtype) == DT_Q8_0;
     if (KEY("f16")) return n->wdtype == DT_F16;
     if (KEY("inplace")) return n->inplace;
+    /* a factor left for q after import folded a power of two into W_q
+     * (x * 1 is x: no pass over the row then) */
+    if (KEY("q_scaled")) return c->q_scale > 0 && c->q_scale != 1.0f;
     return -1;
 }
 

@@ -495,10 +495,14 @@ static void check_operators(int layout, bool fused) {
                 snprintf(sql, sizeof sql, "SELECT pos, v FROM %s", rp->name);
                 rel qkv;
                 rel_load(e, sql, &qkv);
-                snprintf(sql, sizeof sql, "SELECT pos, k FROM kv%d", n->layer);
+                /* the cache as whole rows: pure DuckDB keeps a row per (pos, kv head) */
+                const char *kv_fmt = e->m->dialect == DIA_DUCKDB
+                    ? "SELECT pos, flatten(list(%s ORDER BY h)) FROM kv%d GROUP BY pos"
+                    : "SELECT pos, %s FROM kv%d";
+                snprintf(sql, sizeof sql, kv_fmt, "k", n->layer);
                 rel kk;
                 rel_load(e, sql, &kk);
-                snprintf(sql, sizeof sql, "SELECT pos, v FROM kv%d", n->layer);
+                snprintf(sql, sizeof sql, kv_fmt, "v", n->layer);
                 rel vv;
                 rel_load(e, sql, &vv);
                 const float *q = rel_get(&qkv, key, &l1);
