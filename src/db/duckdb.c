@@ -228,11 +228,12 @@ const char *duckdb_lib_version(void) { return load_rc == SQLM_OK ? lib_version :
 #define N_CACHED 8   /* prepared statements kept for repeated query() calls */
 
 /*
- * Rows per row group of the tables import writes.  DuckDB scans one row
- * group per thread, and its default (122,880 rows) puts every weight table
- * on one thread; 2048 (the smallest it accepts, one vector) lets a decode
- * product of more than 2048 rows use both cores.  Measured on a 8192 x 2048
- * float32 product, 2 threads: 13.3 -> 8.5 ms (README, "Bandwidth").
+ * Rows per row group of the tables import writes: 2048, the smallest DuckDB
+ * accepts (one vector).  It was meant to let a scan of more than 2048 rows
+ * use both cores, but DuckDB 1.5.6 gives a table scan one task per 122,880
+ * rows whatever the row group size (an 11264 x 2048 float32 product: 17.9 ms
+ * on 2 threads, 18.3 on 1); ROW2COL's subqueries, one pipeline each, are
+ * what gives a product a second thread (11.8 ms; README, "ROW2COL").
  */
 #define ROW_GROUP_ROWS 2048
 
