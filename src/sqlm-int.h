@@ -64,13 +64,13 @@ static inline bool size_add(size_t a, size_t b, size_t *out) {
 void *xmalloc_checked(size_t n);  /* malloc that records SQLM_NOMEM on failure */
 char *sqlm_strdup(const char *s);
 double sqlm_now(void);            /* monotonic seconds */
-size_t sqlm_peak_rss(void);       /* bytes, from /proc/self/status VmHWM */
 
 /* ------------------------------------------------------------ util/mem.c */
 
 /* "256M", "1.5G", "512MiB", "1073741824": bytes (K/M/G/T are powers of 1024). */
 bool sqlm_parse_size(const char *s, size_t *out);
 size_t sqlm_rss(void);            /* resident bytes now (VmRSS) */
+size_t sqlm_peak_rss(void);       /* most resident bytes so far (VmHWM) */
 void sqlm_heap_trim(void);        /* hand the heap's free pages back to the kernel */
 size_t sqlm_cgroup_limit(void);   /* this process's cgroup memory limit, 0 = none */
 size_t sqlm_mem_available(void);  /* MemAvailable of /proc/meminfo */

@@ -40,9 +40,9 @@ bool sqlm_parse_size(const char *s, size_t *out) {
     return true;
 }
 
-/* A "Key: N kB" line of /proc/self/status, in bytes. */
-static size_t status_kb(const char *key) {
-    FILE *f = fopen("/proc/self/status", "r");
+/* A "Key: N kB" line of a /proc file (status, meminfo), in bytes. */
+static size_t proc_kb(const char *path, const char *key) {
+    FILE *f = fopen(path, "r");
     char line[256];
     size_t kb = 0, n = strlen(key);
     if (!f) return 0;
@@ -55,7 +55,8 @@ static size_t status_kb(const char *key) {
     return kb * 1024;
 }
 
-size_t sqlm_rss(void) { return status_kb("VmRSS"); }
+size_t sqlm_rss(void) { return proc_kb("/proc/self/status", "VmRSS"); }
+size_t sqlm_peak_rss(void) { return proc_kb("/proc/self/status", "VmHWM"); }
 
 void sqlm_heap_trim(void) {
 #ifdef __GLIBC__
@@ -99,16 +100,7 @@ static size_t cgroup_value(const char *v1_name, const char *v2_name) {
 
 size_t sqlm_cgroup_limit(void) { return cgroup_value("memory.limit_in_bytes", "memory.max"); }
 
-size_t sqlm_mem_available(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    size_t kb = 0;
-    if (!f) return 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1) break;
-    fclose(f);
-    return kb * 1024;
-}
+size_t sqlm_mem_available(void) { return proc_kb("/proc/meminfo", "MemAvailable"); }
 
 uint64_t sqlm_io_read_bytes(void) {
     FILE *f = fopen("/proc/self/io", "r");
