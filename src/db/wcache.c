@@ -457,6 +457,33 @@ static void *reader_main(void *arg) {
 
 /* ------------------------------------------------------------- fetch */
 
+/*
+ * A compute thread needs streamed page pg, which no slot holds: either the
+ * reader was elsewhere (not about to reach the page; a page a little ahead
+ * is only waited for, as a second compute thread asks for its part just
+ * before the reader gets there): re-aim it there, and the pages it read in
+ * between go unless pinned; or the reader gets there soon: this thread is
+ * now that far, and the pages before it may go when the reader needs room.
+ * Asked again at every wake-up: a page the reader had read can be dropped
+ * (it needed the room) before the thread takes it, and with the ring full
+ * of pages behind the thread the reader waits until cticket moves.
+ */
+static void want_page(wcache *wc, int64_t pg) {
+    uint64_t ahead = (uint64_t)((wc->sidx[pg] - wc->rpos + wc->n_sched) % wc->n_sched);
+    if (ahead >= (uint64_t)wc->n_slots / 2) {
+        wc->rpos = wc->sidx[pg];
+        wc->rticket += ahead;
+        if (wc->rticket > wc->cticket) wc->cticket = wc->rticket;
+        wc->st.resyncs++;
+        sweep_stale(wc, 0);
+    } else if (wc->rticket + ahead > wc->cticket) {
+        wc->cticket = wc->rticket + ahead;
+    } else {
+        return;   /* nothing changed: the readers need no wake-up */
+    }
+    pthread_cond_broadcast(&wc->cv);
+}
+
 static char *fetch_stream(wcache *wc, int64_t pg, double *waited) {
     if (wc->res[pg]) {
         while (atomic_load(&wc->res_ok[pg]) == RES_LOADING && !wc->err) wait_cv(wc, waited);
@@ -478,39 +505,12 @@ static char *fetch_stream(wcache *wc, int64_t pg, double *waited) {
         return rc ? NULL : wc->res[pg];
     }
     if (wc->sidx[pg] >= 0) {
-        int32_t v = wc->slot_of[pg];
-        uint64_t ahead = (uint64_t)((wc->sidx[pg] - wc->rpos + wc->n_sched) % wc->n_sched);
-        if (v < 0 && ahead >= (uint64_t)wc->n_slots / 2) {
-            /* the reader is elsewhere (not about to reach this page: a page
-             * a little ahead is only waited for, as a second compute thread
-             * asks for its part just before the reader gets there): re-aim
-             * it here; pages it read in between are dropped unless pinned */
-            uint64_t d = ahead;
-            wc->rpos = wc->sidx[pg];
-            wc->rticket += d;
-            if (wc->rticket > wc->cticket) wc->cticket = wc->rticket;
-            wc->st.resyncs++;
-            sweep_stale(wc, 0);
-            pthread_cond_broadcast(&wc->cv);
-        } else if (v < 0) {
-            /* the reader gets here soon: this thread is now that far, and
-             * the pages before it may go when the reader needs room */
-            uint64_t t = wc->rticket + ahead;
-            if (t > wc->cticket) wc->cticket = t;
-            pthread_cond_broadcast(&wc->cv);
-        }
+        int32_t v;
         for (;;) {
             v = wc->slot_of[pg];
             if (wc->err) return NULL;
             if (v >= 0 && wc->slots[v].state == SL_READY) break;
-            uint64_t a2 = (uint64_t)((wc->sidx[pg] - wc->rpos + wc->n_sched) % wc->n_sched);
-            if (v < 0 && a2 >= (uint64_t)wc->n_slots / 2) {   /* passed or dropped before use: re-aim */
-                uint64_t d = (uint64_t)((wc->sidx[pg] - wc->rpos + wc->n_sched) % wc->n_sched);
-                wc->rpos = wc->sidx[pg];
-                wc->rticket += d;
-                if (wc->rticket > wc->cticket) wc->cticket = wc->rticket;
-                pthread_cond_broadcast(&wc->cv);
-            }
+            if (v < 0) want_page(wc, pg);
             wait_cv(wc, waited);
         }
         slot *s = &wc->slots[v];
