@@ -80,6 +80,7 @@ typedef struct tmpbuf {
     char *p;
     int64_t pg;
     int refs;
+    bool ready;          /* read: until then, a second taker waits */
 } tmpbuf;
 
 struct wcache {
@@ -130,6 +131,7 @@ struct wcache {
     bool stop;
     int64_t rpos;
     uint64_t rticket, cticket;
+    int64_t lone_pg;             /* the last streamed page read on its own */
 
     /* first I/O error: later fetches fail with it */
     int err;
@@ -269,13 +271,8 @@ static void wait_cv(wcache *wc, double *waited) {
     *waited += sqlm_now() - t0;
 }
 
-/* A page buffer outside the pools (all pinned): freed on its last unfetch. */
-static char *tmp_page(wcache *wc, int64_t pg) {
-    for (tmpbuf *t = wc->tmps; t; t = t->next)
-        if (t->pg == pg) {
-            t->refs++;
-            return t->p;   /* already read: caller skips the read (see pool_read) */
-        }
+/* A page buffer outside the pools: freed on its last unfetch. */
+static tmpbuf *tmp_page(wcache *wc, int64_t pg) {
     tmpbuf *t = malloc(sizeof *t);
     char *p = t ? pages_alloc((size_t)wc->psz) : NULL;
     if (!p) {
@@ -285,9 +282,10 @@ static char *tmp_page(wcache *wc, int64_t pg) {
     t->p = p;
     t->pg = pg;
     t->refs = 1;
+    t->ready = false;
     t->next = wc->tmps;
     wc->tmps = t;
-    return p;
+    return t;
 }
 
 static bool tmp_release(wcache *wc, const void *p) {
@@ -305,12 +303,16 @@ static bool tmp_release(wcache *wc, const void *p) {
 
 /*
  * Read page pg (and, tracing, up to TRACE_RA_BYTES after it) into a pool
- * (the ring while tracing, the misc pool while streaming) and pin it.  Called
- * with the lock held; drops it around the read.  Returns the page or NULL.
+ * (P_RING while tracing, P_MISC while streaming) and pin it, or into a
+ * buffer of its own (P_TMP, or when every page of the pool is in use).
+ * Called with the lock held; drops it around the read.  Returns the page or
+ * NULL.
  */
-static char *pool_read(wcache *wc, int64_t pg, bool ring, double *waited) {
+enum { P_RING, P_MISC, P_TMP };
+static char *pool_read(wcache *wc, int64_t pg, int where, double *waited) {
+    const bool ring = where == P_RING;
     slot *pool = ring ? wc->slots : wc->misc;
-    int n_pool = ring ? wc->n_slots : N_MISC;
+    int n_pool = ring ? wc->n_slots : where == P_MISC ? N_MISC : 0;
     int want = ring ? MAX(TRACE_RA_BYTES / wc->psz, 1) : 1;
     int idx[256];
     int k = 0;
@@ -327,14 +329,19 @@ static char *pool_read(wcache *wc, int64_t pg, bool ring, double *waited) {
         wc->slot_of[pg + k] = ring ? v : -2 - v;
         idx[k++] = v;
     }
+    tmpbuf *tb = NULL;
     char *tmp = NULL;
-    if (k == 0) {   /* every buffer is pinned: a page of its own */
+    if (k == 0) {   /* a page of its own */
         for (tmpbuf *t = wc->tmps; t; t = t->next)
             if (t->pg == pg) {
                 t->refs++;
-                return t->p;
+                while (!t->ready && !wc->err) wait_cv(wc, waited);
+                if (t->ready) return t->p;
+                tmp_release(wc, t->p);
+                return NULL;
             }
-        if (!(tmp = tmp_page(wc, pg))) return NULL;
+        if (!(tb = tmp_page(wc, pg))) return NULL;
+        tmp = tb->p;
     }
     struct iovec iov[256];
     for (int i = 0; i < k; i++) {
@@ -361,7 +368,10 @@ static char *pool_read(wcache *wc, int64_t pg, bool ring, double *waited) {
         if (tmp) tmp_release(wc, tmp);
         return NULL;
     }
-    if (tmp) return tmp;
+    if (tb) {
+        tb->ready = true;
+        return tmp;
+    }
     pool[idx[0]].refs++;
     return iov[0].iov_base;
 }
@@ -468,8 +478,12 @@ static void *reader_main(void *arg) {
  * (it needed the room) before the thread takes it, and with the ring full
  * of pages behind the thread the reader waits until cticket moves.
  */
+static uint64_t reader_ahead(wcache *wc, int64_t pg) {
+    return (uint64_t)((wc->sidx[pg] - wc->rpos + wc->n_sched) % wc->n_sched);
+}
+
 static void want_page(wcache *wc, int64_t pg) {
-    uint64_t ahead = (uint64_t)((wc->sidx[pg] - wc->rpos + wc->n_sched) % wc->n_sched);
+    uint64_t ahead = reader_ahead(wc, pg);
     if (ahead >= (uint64_t)wc->n_slots / 2) {
         wc->rpos = wc->sidx[pg];
         wc->rticket += ahead;
@@ -505,6 +519,14 @@ static char *fetch_stream(wcache *wc, int64_t pg, double *waited) {
         return rc ? NULL : wc->res[pg];
     }
     if (wc->sidx[pg] >= 0) {
+        /* a lone page far from the readers is read on its own: with tied
+         * embeddings, the token's row of the table the logits stream at
+         * the step's end (re-aiming the readers there and back cost ~12 MB
+         * of reads a token).  The page after it is a scan: re-aim. */
+        if (wc->slot_of[pg] < 0 && reader_ahead(wc, pg) >= (uint64_t)wc->n_slots / 2 && pg != wc->lone_pg + 1) {
+            wc->lone_pg = pg;
+            return pool_read(wc, pg, P_TMP, waited);
+        }
         int32_t v;
         for (;;) {
             v = wc->slot_of[pg];
@@ -533,7 +555,7 @@ static char *fetch_stream(wcache *wc, int64_t pg, double *waited) {
             return misc_ptr(wc, -2 - v);
         }
     }
-    return pool_read(wc, pg, false, waited);
+    return pool_read(wc, pg, P_MISC, waited);
 }
 
 static char *fetch_trace(wcache *wc, int64_t pg, double *waited) {
@@ -564,7 +586,7 @@ static char *fetch_trace(wcache *wc, int64_t pg, double *waited) {
             p = slot_ptr(wc, v);
         }
     }
-    if (!p) p = pool_read(wc, pg, true, waited);
+    if (!p) p = pool_read(wc, pg, P_RING, waited);
     if (p && first) wc->ptype[pg] = (uint8_t)p[pg == 0 ? 100 : 0];
     return p;
 }
@@ -625,7 +647,7 @@ const void *wcache_fetch(wcache *wc, int64_t offset, size_t len) {
             wc->misc[-2 - v].refs++;
             p = misc_ptr(wc, -2 - v);
         } else {
-            p = wc->err ? NULL : pool_read(wc, pg, false, &waited);
+            p = wc->err ? NULL : pool_read(wc, pg, P_MISC, &waited);
         }
         pthread_mutex_unlock(&wc->mu);
     } else {
@@ -725,6 +747,7 @@ int wcache_open(wcache **out, const char *path, int io_mode, size_t ring_bytes) 
     wc->psz = psz;
     wc->n_pages = (int64_t)sb.st_size / psz;
     wc->refs = 1;
+    wc->lone_pg = -2;
     int rc = wc->path ? wc_init_arrays(wc) : SQLM_NOMEM;
     if (rc) {
         wc_free(wc);
