@@ -95,7 +95,7 @@ static int budget_plan(session *s, const session_opts *o) {
     wcache_stats st;
     if (!e->m->mem_stats || !e->m->mem_stats(e, &st)) return SQLM_OK;   /* the engine's own limit */
     sqlm_heap_trim();   /* what loading freed (the vocabulary's merges) is not the process's */
-    size_t rss = sqlm_rss(), margin = 4 * MB + budget / 50;
+    size_t rss = sqlm_rss(), margin = 2 * MB + budget / 100;
     size_t fixed = rss + heap + st.ring_bytes + margin;
     if (fixed >= budget || kv > budget / 2)
         return sqlm_error(SQLM_NOMEM,
