@@ -23,9 +23,9 @@
  *           readahead) and recorded in first-touch order with a count.
  *   STREAM  after wcache_plan(): pages fetched more than once per step, and
  *           every page that is not a table leaf (interior b-tree pages,
- *           indexes), are pinned; then leaf runs of RUN_BYTES alternate
- *           between pinned and streamed so that the budget is filled and the
- *           streamed reads are spread over the step.  A reader thread reads
+ *           indexes), are pinned; then the leaves whose reads cost most
+ *           for their bytes, until the budget is filled (choose_pinned()).
+ *           A reader thread reads
  *           the streamed pages in schedule order into a ring of page slots,
  *           ahead of the compute thread, in reads of up to MAX_BATCH_BYTES
  *           (N_READERS threads, so that the device has more than one read
@@ -58,7 +58,6 @@
 #define TRACE_RA_BYTES (1 << 20)    /* readahead while tracing */
 #define MAX_BATCH_BYTES (2 << 20)   /* one read of a streaming reader */
 #define N_READERS 3                 /* reads in flight: 2 MB reads, three at a time, kept the disk busiest here */
-#define RUN_BYTES (2 << 20)         /* pinned and streamed leaves alternate in runs this long */
 #define LOAD_BATCH_BYTES (8 << 20)  /* one read while loading the resident set */
 #define N_MISC 16                   /* pages of the pool for pages outside the schedule */
 
@@ -393,6 +392,12 @@ static int sweep_stale(wcache *wc, uint64_t window) {
     return n;
 }
 
+static int free_slots(const wcache *wc) {
+    int n = 0;
+    for (int i = 0; i < wc->n_slots; i++) n += wc->slots[i].state == SL_FREE;
+    return n;
+}
+
 static void *reader_main(void *arg) {
     wcache *wc = arg;
     const int max_batch = MAX(MAX_BATCH_BYTES / wc->psz, 1);
@@ -411,35 +416,37 @@ static void *reader_main(void *arg) {
             wc->rticket++;
             continue;
         }
-        /* a batch: pages next in the schedule and next in the file */
-        int k = 0, free_i = 0;
-        for (;;) {
-            int64_t j = (wc->rpos + k) % wc->n_sched;
-            if (k >= max_batch || k >= wc->n_sched) break;
-            if (k > 0 && (wc->sched[j] != pg + k || wc->slot_of[wc->sched[j]] != -1)) break;
-            if (k > 0 && wc->rticket + (uint64_t)k >= wc->cticket + (uint64_t)wc->n_sched) break;
-            while (free_i < wc->n_slots && wc->slots[free_i].state != SL_FREE) free_i++;
-            if (free_i == wc->n_slots) {
-                /* no free slot: pages well behind first, then any behind */
-                if (!sweep_stale(wc, (uint64_t)wc->n_slots / 4)) sweep_stale(wc, 0);
-                free_i = 0;
-                while (free_i < wc->n_slots && wc->slots[free_i].state != SL_FREE) free_i++;
-                if (free_i == wc->n_slots) break;
-            }
-            slot *s = &wc->slots[free_i];
+        /* a batch: pages next in the schedule and next in the file, read
+         * only when the ring has room for all of it: a short read takes the
+         * disk nearly as long as a full one */
+        int want = 1;
+        while (want < max_batch && want < wc->n_sched) {
+            int64_t j = (wc->rpos + want) % wc->n_sched;
+            if (wc->sched[j] != pg + want || wc->slot_of[wc->sched[j]] != -1) break;
+            if (wc->rticket + (uint64_t)want >= wc->cticket + (uint64_t)wc->n_sched) break;
+            want++;
+        }
+        want = MIN(want, MAX(wc->n_slots / (N_READERS + 1), 1));
+        int n_free = free_slots(wc);
+        if (n_free < want) n_free += sweep_stale(wc, (uint64_t)wc->n_slots / 4);   /* pages well behind first */
+        if (n_free < want) n_free += sweep_stale(wc, 0);                          /* then any behind */
+        if (n_free < want) {   /* wait for the compute threads to release pages */
+            pthread_cond_wait(&wc->cv, &wc->mu);
+            continue;
+        }
+        int k = 0;
+        for (int i = 0; k < want; i++) {
+            if (wc->slots[i].state != SL_FREE) continue;
+            slot *s = &wc->slots[i];
             s->pg = pg + k;
             s->state = SL_LOADING;
             s->ticket = wc->rticket + (uint64_t)k;
             s->refs = 0;
             s->consumed = false;
-            wc->slot_of[pg + k] = free_i;
-            iov[k].iov_base = slot_ptr(wc, free_i);
+            wc->slot_of[pg + k] = i;
+            iov[k].iov_base = slot_ptr(wc, i);
             iov[k].iov_len = (size_t)wc->psz;
-            idx[k++] = free_i;
-        }
-        if (k == 0) {   /* no free slot: wait for the compute thread to release one */
-            pthread_cond_wait(&wc->cv, &wc->mu);
-            continue;
+            idx[k++] = i;
         }
         wc->rpos = (wc->rpos + k) % wc->n_sched;
         wc->rticket += (uint64_t)k;
@@ -853,6 +860,68 @@ static int load_resident(wcache *wc) {
     return SQLM_OK;
 }
 
+typedef struct piece {
+    int64_t at, len;   /* candidates [at, at + len) */
+} piece;
+
+static int cmp_piece_len(const void *a, const void *b) {
+    const piece *x = a, *y = b;
+    return x->len != y->len ? (x->len > y->len) - (x->len < y->len) : (x->at > y->at) - (x->at < y->at);
+}
+
+/*
+ * Choose n_pin of the n streamed candidates (the pages a step reads once,
+ * in schedule order) to pin; pin[i] = 1 for each.  The disk takes a read
+ * of 64 KB nearly as long as one of 2 MB (~1 ms each with three in flight,
+ * here), so what costs is the number of reads, not only their bytes.  The
+ * candidates fall into extents, pages next in the schedule and next in the
+ * file (a table), each read as full reads of MAX_BATCH_BYTES and one
+ * shorter rest.  Pinned first: the small extents and the rests, smallest
+ * first (each saves a read for the fewest bytes); then whole full reads,
+ * spread evenly over the step, so that the readers have work all through
+ * it (compute runs through a pinned stretch far faster than the disk).
+ */
+static int choose_pinned(const wcache *wc, int64_t *cand, int64_t n, int64_t n_pin, uint8_t *pin) {
+    const int64_t full = MAX(MAX_BATCH_BYTES / wc->psz, 1);
+    int64_t k = 0;
+    for (int64_t i = 0; i < wc->n_order; i++)
+        if (!is_hot(wc, wc->order[i])) cand[k++] = wc->order[i];
+    /* the rests (and small extents), then the full reads, in schedule order */
+    piece *rest = malloc(sizeof *rest * (size_t)MAX(n, 1)), *fulls = malloc(sizeof *fulls * (size_t)MAX(n, 1));
+    if (!rest || !fulls) {
+        free(rest), free(fulls);
+        return SQLM_NOMEM;
+    }
+    int64_t n_rest = 0, n_full = 0;
+    for (int64_t a = 0, b; a < n; a = b) {
+        for (b = a + 1; b < n && cand[b] == cand[b - 1] + 1;) b++;
+        int64_t m = (b - a) / full;
+        for (int64_t j = 0; j < m; j++) fulls[n_full++] = (piece){ a + j * full, full };
+        if ((b - a) % full) rest[n_rest++] = (piece){ a + m * full, (b - a) % full };
+    }
+    qsort(rest, (size_t)n_rest, sizeof *rest, cmp_piece_len);
+    int64_t left = n_pin;
+    for (int64_t i = 0; i < n_rest && left > 0; i++) {
+        int64_t take = MIN(rest[i].len, left);
+        memset(pin + rest[i].at, 1, (size_t)take);
+        left -= take;
+    }
+    /* whole full reads, evenly (Bresenham); what is left, the start of one more */
+    int64_t k_full = MIN(left / full, n_full);
+    for (int64_t i = 0; i < n_full; i++)
+        if ((i + 1) * k_full / n_full > i * k_full / n_full) {
+            memset(pin + fulls[i].at, 1, (size_t)full);
+            left -= full;
+        }
+    for (int64_t i = 0; i < n_full && left > 0; i++)
+        if (!pin[fulls[i].at]) {
+            memset(pin + fulls[i].at, 1, (size_t)left);
+            left = 0;
+        }
+    free(rest), free(fulls);
+    return SQLM_OK;
+}
+
 int wcache_plan(wcache *wc, size_t resident_cap) {
     pthread_mutex_lock(&wc->mu);
     if (wc->mode != MODE_TRACE) {
@@ -893,34 +962,28 @@ int wcache_plan(wcache *wc, size_t resident_cap) {
         pthread_mutex_unlock(&wc->mu);
         return sqlm_error(SQLM_NOMEM, "out of memory for %.1f MB of resident weights", wc->res_len / 1048576.0);
     }
-    /* runs of RUN_BYTES: whole runs pinned or streamed, spread evenly
-     * (Bresenham) so the reader has work all through the step */
-    const int64_t run = MAX(RUN_BYTES / wc->psz, 1);
-    int64_t n_runs = (n_cand + run - 1) / run, pinned = 0, seen = 0, r = 0;
+    /* which candidates to pin: see choose_pinned() */
+    uint8_t *pin = calloc((size_t)MAX(n_cand, 1), 1);
+    int64_t *cand = malloc(sizeof *cand * (size_t)MAX(n_cand, 1));
+    if (!pin || !cand || choose_pinned(wc, cand, n_cand, n_res_cand, pin)) {
+        free(pin), free(cand);
+        pthread_mutex_unlock(&wc->mu);
+        return sqlm_error(SQLM_NOMEM, "out of memory for the weight cache's plan");
+    }
     size_t used = 0;
-    bool pin_run = false;
-    for (int64_t i = 0; i < wc->n_order; i++) {
+    for (int64_t i = 0, c = 0; i < wc->n_order; i++) {
         int64_t pg = wc->order[i];
-        if (is_hot(wc, pg)) {
+        bool hot = is_hot(wc, pg);
+        if (hot || pin[c]) {
             wc->res[pg] = wc->res_mem + used;
             used += (size_t)wc->psz;
-            continue;
-        }
-        if (seen % run == 0) {   /* a new run: pin it if the pinned share is behind */
-            int64_t target = n_runs ? (int64_t)((double)n_res_cand * (double)(r + 1) / (double)n_runs + 0.5) : 0;
-            pin_run = pinned + MIN(run, n_cand - seen) <= target || (pinned < target && r == n_runs - 1);
-            r++;
-        }
-        seen++;
-        if (pin_run && pinned < n_res_cand) {
-            wc->res[pg] = wc->res_mem + used;
-            used += (size_t)wc->psz;
-            pinned++;
         } else {
             wc->sidx[pg] = (int32_t)wc->n_sched;
             wc->sched[wc->n_sched++] = pg;
         }
+        c += !hot;
     }
+    free(pin), free(cand);
     wc->st.resident_bytes = used;
     wc->st.sched_bytes = total;
     wc->st.ring_bytes = wc->ring_bytes;
