@@ -881,17 +881,18 @@ static int cmp_piece_len(const void *a, const void *b) {
  * spread evenly over the step, so that the readers have work all through
  * it (compute runs through a pinned stretch far faster than the disk).
  */
-static int choose_pinned(const wcache *wc, int64_t *cand, int64_t n, int64_t n_pin, uint8_t *pin) {
+static int choose_pinned(const wcache *wc, int64_t n, int64_t n_pin, uint8_t *pin) {
     const int64_t full = MAX(MAX_BATCH_BYTES / wc->psz, 1);
+    int64_t *cand = malloc(sizeof *cand * (size_t)MAX(n, 1));
+    piece *rest = malloc(sizeof *rest * (size_t)MAX(n, 1)), *fulls = malloc(sizeof *fulls * (size_t)MAX(n, 1));
+    if (!cand || !rest || !fulls) {
+        free(cand), free(rest), free(fulls);
+        return SQLM_NOMEM;
+    }
     int64_t k = 0;
     for (int64_t i = 0; i < wc->n_order; i++)
         if (!is_hot(wc, wc->order[i])) cand[k++] = wc->order[i];
     /* the rests (and small extents), then the full reads, in schedule order */
-    piece *rest = malloc(sizeof *rest * (size_t)MAX(n, 1)), *fulls = malloc(sizeof *fulls * (size_t)MAX(n, 1));
-    if (!rest || !fulls) {
-        free(rest), free(fulls);
-        return SQLM_NOMEM;
-    }
     int64_t n_rest = 0, n_full = 0;
     for (int64_t a = 0, b; a < n; a = b) {
         for (b = a + 1; b < n && cand[b] == cand[b - 1] + 1;) b++;
@@ -918,7 +919,7 @@ static int choose_pinned(const wcache *wc, int64_t *cand, int64_t n, int64_t n_p
             memset(pin + fulls[i].at, 1, (size_t)left);
             left = 0;
         }
-    free(rest), free(fulls);
+    free(cand), free(rest), free(fulls);
     return SQLM_OK;
 }
 
@@ -964,9 +965,8 @@ int wcache_plan(wcache *wc, size_t resident_cap) {
     }
     /* which candidates to pin: see choose_pinned() */
     uint8_t *pin = calloc((size_t)MAX(n_cand, 1), 1);
-    int64_t *cand = malloc(sizeof *cand * (size_t)MAX(n_cand, 1));
-    if (!pin || !cand || choose_pinned(wc, cand, n_cand, n_res_cand, pin)) {
-        free(pin), free(cand);
+    if (!pin || choose_pinned(wc, n_cand, n_res_cand, pin)) {
+        free(pin);
         pthread_mutex_unlock(&wc->mu);
         return sqlm_error(SQLM_NOMEM, "out of memory for the weight cache's plan");
     }
@@ -983,7 +983,7 @@ int wcache_plan(wcache *wc, size_t resident_cap) {
         }
         c += !hot;
     }
-    free(pin), free(cand);
+    free(pin);
     wc->st.resident_bytes = used;
     wc->st.sched_bytes = total;
     wc->st.ring_bytes = wc->ring_bytes;
