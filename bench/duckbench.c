@@ -5,8 +5,9 @@
  *       DuckDB's ceiling for one matrix-vector product in pure SQL: a
  *       ROWS x COLS float32 table written as import writes weights
  *       (uncompressed, small row groups), one row per matrix row, as a
- *       FLOAT[] list, as a FLOAT[COLS] array and as two ROW2COL pivot
- *       columns (one subquery each), times x; the best of
+ *       FLOAT[] list, as a FLOAT[COLS] array, as two ROW2COL pivot
+ *       columns (one subquery each), and as ROW2COL's row split (two
+ *       UNION ALL halves of whole or pivoted rows), times x; the best of
  *       several runs on 1 and 2 threads, as weight bytes per second.
  *   duckbench run DB [-t N] [--no-cte-merge] [--row2col-cols N] [--prompt N]
  *                    [--decode N] [--profile] [--engine duckdb|duckdb-native]
@@ -77,15 +78,33 @@ static int ceiling(const char *dir, long rows, long cols) {
              " POSITIONAL JOIN (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.c1, x.c1) AS p FROM wp w"
              " CROSS JOIN (SELECT pos, v[%ld : %ld] AS c1 FROM xl) x ORDER BY w.row, x.pos) s1) r GROUP BY r.pos",
              cols / 2, cols / 2 + 1, cols);
+    /* ROW2COL's row split (graph.c row2col_split()): two UNION ALL halves at
+     * a row-group boundary, whole rows and pivoted rows */
+    char split[1024], psplit[1536];
+    const long at = row2col_split(true, rows, cols);
+    snprintf(split, sizeof split,
+             "SELECT r.pos, list(r.s ORDER BY r.row) FROM (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
+             " FROM wl w CROSS JOIN xl x WHERE w.row < %ld UNION ALL SELECT x.pos AS pos, w.row AS row,"
+             " list_dot_product(w.v, x.v) AS s FROM wl w CROSS JOIN xl x WHERE w.row >= %ld) r GROUP BY r.pos", at, at);
+    snprintf(psplit, sizeof psplit,
+             "SELECT r.pos, list(r.s ORDER BY r.row) FROM (SELECT x.pos AS pos, w.row AS row,"
+             " (list_dot_product(w.c0, x.c0) + list_dot_product(w.c1, x.c1))::FLOAT AS s FROM wp w CROSS JOIN"
+             " (SELECT pos, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM xl) x WHERE w.row < %ld UNION ALL"
+             " SELECT x.pos AS pos, w.row AS row, (list_dot_product(w.c0, x.c0) + list_dot_product(w.c1, x.c1))::FLOAT AS s"
+             " FROM wp w CROSS JOIN (SELECT pos, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM xl) x WHERE w.row >= %ld) r"
+             " GROUP BY r.pos", cols / 2, cols / 2 + 1, cols, at, cols / 2, cols / 2 + 1, cols, at);
     const struct { const char *name, *sql; } q[] = {
         { "list", "SELECT x.pos, list(list_dot_product(w.v, x.v) ORDER BY w.row) FROM xl x CROSS JOIN wl w GROUP BY x.pos" },
         { "array", "SELECT x.pos, list(array_inner_product(w.v, x.v) ORDER BY w.row) FROM xa x CROSS JOIN wa w GROUP BY x.pos" },
         { "pivot2", pivot },
+        { "split2", at > 0 ? split : NULL },
+        { "pivot2-split2", at > 0 ? psplit : NULL },
     };
     for (int t = 1; t <= 2; t++) {
         engine_opts ro = { .readonly = true, .threads = t };
         if ((rc = db_duckdb.open(&e, path, &ro))) die("open", rc);
         for (size_t i = 0; i < ARRAY_LEN(q); i++) {
+            if (!q[i].sql) continue;
             best_of(e, q[i].sql, 2);   /* warm */
             double s = best_of(e, q[i].sql, 7);
             printf("ceiling rows=%ld cols=%ld layout=%s threads=%d ms=%.3f GBps=%.3f\n", rows, cols,

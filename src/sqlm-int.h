@@ -429,7 +429,10 @@ typedef struct ir_node {
     bool bias_part;       /* ... and only n_out values of it (unfused) */
     int pivot;            /* ROW2COL: the weight is stored as pivot columns c0.. */
     int pivot_per;        /* ROW2COL: pivot columns per subquery */
+    int64_t split_at;     /* ROW2COL: 0, or the product runs as two UNION ALL
+                           * halves, rows < split_at and rows >= split_at */
     bool inplace;         /* MATMUL scans tile ids; the engine reads the tiles in place */
+    bool kv_q;            /* KV_APPEND: the cache rows carry q; ATTN_SCORE: q from them */
     bool critical;        /* must be materialised (cache, residual, output) */
     bool materialize;     /* decided by the passes: a table, not a CTE */
 } ir_node;
@@ -455,6 +458,7 @@ typedef struct ir_graph {
     int output;           /* id of the logits node */
     bool all_logits;      /* keep logits of every position (tests), not just the last */
     int row2col_per;      /* ir_opts.row2col_per */
+    bool row2col;         /* the weights were laid out by the ROW2COL pass (some pivoted) */
 } ir_graph;
 
 /* Options of compilation: passes (switchable for ablation) and outputs. */
@@ -466,6 +470,9 @@ typedef struct ir_opts {
     bool fuse_attn;       /* attention as one ATTN aggregate over the cache instead of
                            * score, max and output relations (dialect_ir_opts() turns it
                            * off where the dialect has no ATTN template) */
+    bool layer_merge;     /* with cte_merge: the KV append ends the QKV statement (the
+                           * cache rows carry q too) and a layer's attention and FFN are
+                           * one statement (dialect_ir_opts(): DuckDB pure SQL only) */
 } ir_opts;
 
 /* Table fusion is a storage layout: import writes blk{L}_qkv and blk{L}_gu
@@ -481,6 +488,8 @@ enum { R2C_AUTO = 0, R2C_OFF, R2C_ON };
  * to store it unpivoted.  The measured rule lives here and only here. */
 int row2col_pivots(int mode, int64_t n_out, int64_t n_in);
 int row2col_per_default(int pivots);
+/* ROW2COL's row split: the first row of a product's second half, or 0 */
+int64_t row2col_split(bool row2col, int64_t n_out, int64_t n_in);
 
 /* Build the Llama-family graph for cfg over the weights in ws (copied). */
 int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, int n_ws,

@@ -83,6 +83,8 @@ static int matmul(ir_graph *g, int layer, const char *name, int x, const char *w
     n->bias = bias;
     n->pivot = w->pivot;
     n->pivot_per = w->pivot ? MIN(g->row2col_per > 0 ? g->row2col_per : row2col_per_default(w->pivot), w->pivot) : 0;
+    if (w->dtype == DT_F32 && (w->chunk <= 0 || w->chunk >= w->n_in))
+        n->split_at = row2col_split(g->row2col, w->n_out, w->n_in);
     return m;
 }
 
@@ -130,6 +132,7 @@ int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, in
     if (!g->weights) return sqlm_error(SQLM_NOMEM, "out of memory building the graph");
     memcpy(g->weights, ws, (size_t)n_ws * sizeof *ws);
     g->n_weights = n_ws;
+    for (int i = 0; i < n_ws; i++) g->row2col |= ws[i].pivot > 0;
 
     const int64_t hd = cfg->head_dim, q_dim = (int64_t)cfg->n_head * hd;
     const int64_t kv_dim = (int64_t)cfg->n_head_kv * hd;
@@ -157,16 +160,21 @@ int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, in
         int r = node(g, IR_OP_ROPE, l, "rope", qkv, -1, -1);
         if (r < 0) goto fail;
         g->nodes[r].n_out = q_dim + 2 * kv_dim;
-        g->nodes[r].critical = true;          /* read by the cache and attention */
+        /* read by the cache and attention; merged, by the cache only, whose
+         * rows then carry q for attention */
+        const bool lm = o->cte_merge && o->layer_merge;
+        g->nodes[r].critical = !lm;
         char kvn[16];
         snprintf(kvn, sizeof kvn, "kv%d", l);
         int kv = node(g, IR_OP_KV_APPEND, -1, kvn, r, -1, -1);
         if (kv < 0) goto fail;
         g->nodes[kv].layer = l;
         g->nodes[kv].critical = true;
+        g->nodes[kv].kv_q = lm;
         int a;
         if (!o->fuse_attn) {
-            int s = node(g, IR_OP_ATTN_SCORE, l, "score", r, kv, -1);
+            int s = node(g, IR_OP_ATTN_SCORE, l, "score", lm ? kv : r, kv, -1);
+            if (s >= 0) g->nodes[s].kv_q = lm;
             int m = node(g, IR_OP_ATTN_MAX, l, "smax", s, -1, -1);
             if (s < 0 || m < 0) goto fail;
             a = node(g, IR_OP_ATTN_OUT, l, "attn", s, m, kv);
@@ -180,7 +188,7 @@ int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, in
         if (ao < 0) goto fail;
         int x1 = node(g, IR_OP_ADD, l, "resid_attn", x, ao, -1);
         if (x1 < 0) goto fail;
-        g->nodes[x1].critical = true;
+        g->nodes[x1].critical = !lm;   /* merged: a CTE of the FFN statement, read twice */
         g->nodes[x1].n_out = cfg->dim;
 
         /* feed-forward block */
@@ -284,3 +292,25 @@ int row2col_pivots(int mode, int64_t n_out, int64_t n_in) {
 
 /* Pivot columns per subquery: one (each its own pipeline). */
 int row2col_per_default(int pivots) { return pivots > 0 ? 1 : 0; }
+
+/*
+ * ROW2COL's row split (not in the paper; measured here): a product over a
+ * table of at least two row groups (2 x 2048 rows) and 2^20 weights runs as
+ * two UNION ALL branches, rows below and from a row-group boundary near the
+ * middle.  Each branch is a pipeline of its own, so DuckDB gives the second
+ * thread work without the pivot form's sorts and POSITIONAL JOIN: on 2
+ * threads, one decode product (ms, best of 15, load about 1.2): 4096 x 768
+ * (pivoted) 2.25-2.33 against 2.54-2.62 in the pivot form; the 32000 x 768
+ * output head (whole rows, never pivoted) 11.0 against 17.7.  Tables of one
+ * row group gain nothing from it (2304 x 768: 1.76-1.99 split against
+ * 1.85; 768 x 768: 1.06 against 1.09), as the scan of a row group is one
+ * task.  Pivoted tables keep their columns and sum their dot products per
+ * row.  Applied when the database was laid out by ROW2COL (import
+ * --row2col auto or on), to the output head as well.
+ */
+int64_t row2col_split(bool row2col, int64_t n_out, int64_t n_in) {
+    const int64_t rg = 2048;   /* rows per row group (db/duckdb.c ROW_GROUP_ROWS) */
+    if (!row2col || n_out < 2 * rg || n_out * n_in < (1 << 20)) return 0;
+    int64_t at = (n_out / 2 + rg / 2) / rg * rg;
+    return at > 0 && at < n_out ? at : 0;
+}

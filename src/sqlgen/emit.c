@@ -49,6 +49,8 @@ const sql_dialect *dialect_get(int dia) { return dia >= 0 && dia < DIA_COUNT ? &
 
 ir_opts dialect_ir_opts(int dia, ir_opts o) {
     if (dia < 0 || dia >= DIA_COUNT || !dialects[dia].fused_attn) o.fuse_attn = false;
+    /* the templates of a cache carrying q exist for DuckDB's pure SQL only */
+    o.layer_merge = dia == DIA_DUCKDB && o.cte_merge && !o.fuse_attn;
     return o;
 }
 
@@ -211,7 +213,11 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "  NULL::FLOAT[32][] AS q, NULL::FLOAT[] AS d\n"
         "FROM {in0}{/}"
         "{?!quant}{?!f16}SELECT pos, v, NULL::FLOAT[32][] AS q, NULL::FLOAT[] AS d FROM {in0}{/}{/}" },
-    /* ROW2COL (pivoted weights, columns c0..): {r2c_from} is one subquery
+    /* ROW2COL's row split ({split_from}: two UNION ALL branches, the rows
+     * below split_at and the rest, each its own pipeline; a pivoted row's
+     * dot product is the sum of its columns', as the pivot form sums them)
+     * is taken before the pivot form (graph.c, row2col_split()).
+     * ROW2COL (pivoted weights, columns c0..): {r2c_from} is one subquery
      * per {pivot_per} pivot columns, each summing their dot products with
      * the same slices of x, sorted by (row, pos) and lined up by POSITIONAL
      * JOIN (unsorted, a prefill batch on 2 threads came out in a different
@@ -238,7 +244,11 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
         "GROUP BY p.pos{/}{/}"
-        "{?!quant}{?pivoted}"
+        "{?!quant}{?split}"
+        "SELECT r.pos AS pos, list(r.s{?bias} + b.v[r.row + {bias_off} + 1]{/} ORDER BY r.row) AS v\n"
+        "FROM ({split_from}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "GROUP BY r.pos{/}"
+        "{?!split}{?pivoted}"
         "SELECT r.pos AS pos, list(r.s{?bias} + b.v[r.row + {bias_off} + 1]{/} ORDER BY r.row) AS v\n"
         "FROM (SELECT s0.pos AS pos, s0.row AS row, ({r2c_sum})::FLOAT AS s\n"
         "      FROM {r2c_from}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
@@ -253,7 +263,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "        sum(list_dot_product(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n"
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
-        "GROUP BY p.pos{/}{/}{/}",
+        "GROUP BY p.pos{/}{/}{/}{/}",
         /* DuckDB evaluates an inlined {in0}'s expressions (a norm's or
          * SwiGLU's lambda) above the cross join, once per weight row: a
          * 200-position product over the 4096 x 768 gate/up table took 628 ms
@@ -379,6 +389,29 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "SELECT pos, sqlm_swiglu(v) AS v FROM {in0}" },
 };
 
+/* DuckDB, CTE merging: the KV append ends the statement of the QKV product
+ * and RoPE, so that a layer needs no table of its rotated q, k and v and no
+ * statement of its own for the append.  Each cache row also carries the q
+ * of the heads of its kv head ({group} x {hd} values), which attention reads
+ * for the positions of this step (those of t_in). */
+static const op_sql duck_kv_q = { "pos, h, q, k, v", "pos INTEGER, h INTEGER, q FLOAT[], k FLOAT[], v FLOAT[]",
+    "SELECT x.pos AS pos, t.h::INTEGER AS h,\n"
+    "  x.v[t.h * {group} * {hd} + 1 : (t.h + 1) * {group} * {hd}] AS q,\n"
+    "  x.v[{q_dim} + t.h * {hd} + 1 : {q_dim} + t.h * {hd} + {hd}] AS k,\n"
+    "  x.v[{v_off} + t.h * {hd} + 1 : {v_off} + t.h * {hd} + {hd}] AS v\n"
+    "FROM {in0} x CROSS JOIN range({n_head_kv}) t(h)",
+    .rereads_in0 = true };
+static const op_sql duck_score_q = { "qpos, kpos, h, s", "qpos INTEGER, kpos INTEGER, h INTEGER, s FLOAT",
+    "{?gqa}"
+    "SELECT q.pos AS qpos, k.pos AS kpos, (q.h * {group} + t.g)::INTEGER AS h,\n"
+    "  list_dot_product(q.q[t.g * {hd} + 1 : t.g * {hd} + {hd}], k.k) AS s\n"
+    "FROM {in0} q CROSS JOIN range({group}) t(g) JOIN {in1} k ON k.h = q.h AND k.pos <= q.pos\n"
+    "WHERE q.pos >= (SELECT min(pos) FROM t_in){/}"
+    "{?!gqa}"
+    "SELECT q.pos AS qpos, k.pos AS kpos, q.h AS h, list_dot_product(q.q, k.k) AS s\n"
+    "FROM {in0} q JOIN {in1} k ON k.h = q.h AND k.pos <= q.pos\n"
+    "WHERE q.pos >= (SELECT min(pos) FROM t_in){/}", false };
+
 /* The statement frame, per dialect. */
 static const char *const create_fmt[DIA_COUNT] = {
     "CREATE TEMP TABLE IF NOT EXISTS %s(",
@@ -391,6 +424,13 @@ static const op_sql *template_of(int op, int dia) {
     const op_sql *t = &templates[op][dia];
     if (!t->sql && dialects[dia].base >= 0) t = &templates[op][dialects[dia].base];
     return t;
+}
+
+/* The template of node n (a cache carrying q has its own). */
+static const op_sql *node_template(const ir_node *n, int dia) {
+    if (n->kv_q && dia == DIA_DUCKDB && n->op == IR_OP_KV_APPEND) return &duck_kv_q;
+    if (n->kv_q && dia == DIA_DUCKDB && n->op == IR_OP_ATTN_SCORE) return &duck_score_q;
+    return template_of(n->op, dia);
 }
 
 /* ----------------------------------------------------------- filling */
@@ -409,6 +449,8 @@ static int cond_value(const ir_node *n, const model_config *c, const char *key, 
     if (KEY("interleaved")) return c->rope_interleaved != 0;
     if (KEY("chunked")) return n->chunk > 0 && n->chunk < n->n_in;
     if (KEY("pivoted")) return n->pivot > 0;
+    if (KEY("split")) return n->split_at > 0;
+    if (KEY("gqa")) return c->n_head_kv > 0 && c->n_head_kv < c->n_head;
     if (KEY("bias_part")) return n->bias_off > 0 || n->bias_part;
     if (KEY("in2")) return n->in[2] >= 0;
     /* the weight type: Q8_0/Q4_0 (a Q8_0 activation), F16 */
@@ -456,6 +498,30 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
     else if (KEY("wparts")) {   /* a weight row: v, or its ROW2COL pivot columns in order */
         if (n->pivot <= 0) buf_puts(b, "w.v");
         for (int c = 0; c < n->pivot; c++) buf_appendf(b, "%sw.c%d", c ? ", " : "", c);
+    }
+    else if (KEY("split_from")) {
+        if (n->split_at <= 0 || n->in[0] < 0) return false;
+        const char *x = e->g->nodes[n->in[0]].name;
+        for (int h = 0; h < 2; h++) {
+            buf_appendf(b, "%sSELECT x.pos AS pos, w.row AS row, ", h ? "\n      UNION ALL\n      " : "");
+            if (n->pivot <= 0) buf_puts(b, "list_dot_product(w.v, x.v)");
+            else {
+                buf_puts(b, "(");
+                for (int c = 0; c < n->pivot; c++)
+                    buf_appendf(b, "%slist_dot_product(w.c%d, x.c%d)", c ? " + " : "", c, c);
+                buf_puts(b, ")::FLOAT");
+            }
+            buf_appendf(b, " AS s\n        FROM %s w CROSS JOIN ", n->weight);
+            if (n->pivot <= 0) buf_appendf(b, "%s x", x);
+            else {
+                const int64_t k = n->n_in / n->pivot;
+                buf_puts(b, "(SELECT pos");
+                for (int c = 0; c < n->pivot; c++)
+                    buf_appendf(b, ", v[%lld : %lld] AS c%d", (long long)(c * k + 1), (long long)(c * k + k), c);
+                buf_appendf(b, " FROM %s) x", x);
+            }
+            buf_appendf(b, " WHERE w.row %s %lld", h ? ">=" : "<", (long long)n->split_at);
+        }
     }
     else if (KEY("r2c_sum") || KEY("r2c_from")) {
         if (n->pivot <= 0 || n->pivot_per <= 0 || n->in[0] < 0) return false;
@@ -571,7 +637,7 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
     for (int i = 0; i < g->n_nodes; i++) {
         const ir_node *n = &g->nodes[i];
         if (n->op == IR_OP_INPUT) continue;
-        const op_sql *t = template_of(n->op, dia);
+        const op_sql *t = node_template(n, dia);
         if (!t->sql) {
             rc = sqlm_error(SQLM_UNSUPPORTED, "operator %s has no template for dialect %s",
                             ir_op_name(n->op), e.d->name);
@@ -594,7 +660,7 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
         for (int j = first; j < i; j++) {
             const ir_node *c = &g->nodes[j];
             if (c->materialize || c->op == IR_OP_INPUT) continue;
-            const op_sql *ct = template_of(c->op, dia);
+            const op_sql *ct = node_template(c, dia);
             /* A CTE read more than once in its statement (by the subqueries of
              * a ROW2COL product, or by unfused q/k/v) is computed once: DuckDB
              * would otherwise inline it into every reader (1.1B shape, all
@@ -603,9 +669,10 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
             for (int r = j + 1; r <= i; r++)
                 for (int k = 0; k < IR_MAX_IN; k++)
                     if (g->nodes[r].in[k] == j)
-                        reads += g->nodes[r].op == IR_OP_MATMUL && g->nodes[r].pivot > 0 && g->nodes[r].pivot_per > 0
+                        reads += g->nodes[r].op == IR_OP_MATMUL && g->nodes[r].split_at > 0 ? 2
+                                 : g->nodes[r].op == IR_OP_MATMUL && g->nodes[r].pivot > 0 && g->nodes[r].pivot_per > 0
                                      ? (g->nodes[r].pivot + g->nodes[r].pivot_per - 1) / g->nodes[r].pivot_per
-                                 : k == 0 && !g->nodes[r].inplace && template_of(g->nodes[r].op, dia)->rereads_in0
+                                 : k == 0 && !g->nodes[r].inplace && node_template(&g->nodes[r], dia)->rereads_in0
                                      ? 2   /* read once per row of a correlated subquery */
                                      : 1;
             buf_appendf(&sql, "%s%s(%s) AS%s (\n", with ? ",\n" : "WITH ", c->name, ct->cols,
