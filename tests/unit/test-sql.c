@@ -236,6 +236,9 @@ static const shape shapes[] = {
     { "MHA untied biases Q4_0", 128, 256, 2, 8, 8, 64, false, true, false, DT_Q4_0, 0, 1e-9 },
     { "MHA untied biases Q8_0 hd32", 128, 256, 2, 4, 4, 64, false, true, false, DT_Q8_0, 0, 1e-9 },
     { "MHA untied biases Q4_0 chunked", 128, 256, 2, 4, 4, 64, false, true, false, DT_Q4_0, 200, 1e-9 },
+    /* a 16384 x 64 output head: 2^20 weights in 8 row groups, so DuckDB's
+     * ROW2COL runs it as two row halves (graph.c, row2col_split()) */
+    { "MHA tied F32 wide vocab (row split)", 64, 128, 1, 4, 4, 16384, true, false, true, DT_F32, 0, 1e-10 },
 };
 
 static bool synth_shape(const shape *sh, const char *path) {
