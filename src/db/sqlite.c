@@ -1173,7 +1173,6 @@ typedef struct matmul_job {
 
 /* Batches of at least this many positions run on repacked panels (kern/vec.c). */
 #define PANEL_MIN_BATCH 4
-#define UNIT_BYTES ((size_t)1 << 20)   /* the most weight bytes of a unit of a product's work */
 
 /* The panel path of a thread: rows of consecutive tiles of one column chunk
  * are gathered VEC_PANEL at a time, each panel multiplied with all positions. */
@@ -1345,14 +1344,9 @@ static void agg_matmul_final(sqlite3_context *ctx) {
     matmul_job j = { .ts = s->tiles, .wi = a->wi - 1, .w = w, .ids = a->ids, .x = xv.data, .xrb = xrb,
                      .n = (int)xv.n, .y = y };
     j.n_chunks = (w->n_in + w->chunk - 1) / w->chunk;
-    /* units of about n_ids / (8 * threads) tiles and at most UNIT_BYTES,
-     * cut where a row block ends: the threads take units in turn, so they
-     * read the matrix near each other, one stream for the weight cache */
+    /* units of about n_ids / (8 * threads) tiles, cut where a row block ends */
     const int nth = pool_size(s->pool);
-    size_t tile_bytes;
-    dtype_row_bytes(w->dtype, (size_t)w->chunk, &tile_bytes);
-    tile_bytes *= (size_t)w->tile_rows;
-    const size_t per = nth > 1 ? MAX(MIN(a->n_ids / (8 * (size_t)nth), UNIT_BYTES / tile_bytes), 1) : a->n_ids;
+    const size_t per = nth > 1 ? MAX(a->n_ids / (8 * (size_t)nth), 1) : a->n_ids;
     if (!(j.unit = malloc(sizeof *j.unit * (a->n_ids + 1)))) {
         sqlite3_result_error_nomem(ctx);
         goto done;
