@@ -474,6 +474,11 @@ static void *reader_main(void *arg) {
 
 /* ------------------------------------------------------------- fetch */
 
+/* How far streamed page pg is ahead of the readers in the schedule. */
+static uint64_t reader_ahead(wcache *wc, int64_t pg) {
+    return (uint64_t)((wc->sidx[pg] - wc->rpos + wc->n_sched) % wc->n_sched);
+}
+
 /*
  * A compute thread needs streamed page pg, which no slot holds: either the
  * reader was elsewhere (not about to reach the page; a page a little ahead
@@ -485,10 +490,6 @@ static void *reader_main(void *arg) {
  * (it needed the room) before the thread takes it, and with the ring full
  * of pages behind the thread the reader waits until cticket moves.
  */
-static uint64_t reader_ahead(wcache *wc, int64_t pg) {
-    return (uint64_t)((wc->sidx[pg] - wc->rpos + wc->n_sched) % wc->n_sched);
-}
-
 static void want_page(wcache *wc, int64_t pg) {
     uint64_t ahead = reader_ahead(wc, pg);
     if (ahead >= (uint64_t)wc->n_slots / 2) {
@@ -503,6 +504,22 @@ static void want_page(wcache *wc, int64_t pg) {
         return;   /* nothing changed: the readers need no wake-up */
     }
     pthread_cond_broadcast(&wc->cv);
+}
+
+/* Page pg through the misc pool (pages outside the schedule, and every
+ * page before the trace); the lock is held. */
+static char *fetch_misc(wcache *wc, int64_t pg, double *waited) {
+    int32_t v = wc->slot_of[pg];
+    if (v <= -2) {
+        slot *s = &wc->misc[-2 - v];
+        while (s->state == SL_LOADING && !wc->err) wait_cv(wc, waited);
+        if (s->state == SL_READY && s->pg == pg) {
+            s->refs++;
+            s->lru = ++wc->lru_clock;
+            return misc_ptr(wc, -2 - v);
+        }
+    }
+    return pool_read(wc, pg, P_MISC, waited);
 }
 
 static char *fetch_stream(wcache *wc, int64_t pg, double *waited) {
@@ -551,18 +568,7 @@ static char *fetch_stream(wcache *wc, int64_t pg, double *waited) {
         }
         return slot_ptr(wc, v);
     }
-    /* outside the schedule: the misc pool */
-    int32_t v = wc->slot_of[pg];
-    if (v <= -2) {
-        slot *s = &wc->misc[-2 - v];
-        while (s->state == SL_LOADING && !wc->err) wait_cv(wc, waited);
-        if (s->state == SL_READY && s->pg == pg) {
-            s->refs++;
-            s->lru = ++wc->lru_clock;
-            return misc_ptr(wc, -2 - v);
-        }
-    }
-    return pool_read(wc, pg, P_MISC, waited);
+    return fetch_misc(wc, pg, waited);   /* outside the schedule */
 }
 
 static char *fetch_trace(wcache *wc, int64_t pg, double *waited) {
@@ -649,13 +655,7 @@ const void *wcache_fetch(wcache *wc, int64_t offset, size_t len) {
     if (wc->mode == MODE_OFF) {   /* before the trace: one page through the misc pool */
         double waited = 0;
         pthread_mutex_lock(&wc->mu);
-        int32_t v = wc->slot_of[pg];
-        if (v <= -2 && wc->misc[-2 - v].state == SL_READY) {
-            wc->misc[-2 - v].refs++;
-            p = misc_ptr(wc, -2 - v);
-        } else {
-            p = wc->err ? NULL : pool_read(wc, pg, P_MISC, &waited);
-        }
+        p = wc->err ? NULL : fetch_misc(wc, pg, &waited);
         pthread_mutex_unlock(&wc->mu);
     } else {
         p = wc_fetch_page(wc, pg, &rc);
