@@ -154,10 +154,7 @@ void pool_run(pool *p, pool_fn fn, void *ctx) {
     /* The other sign of a busy machine: the caller itself gets much less
      * than a core (its waiting workers, yielding, still share it), measured
      * over a window of jobs and the work between them. */
-    if (p->win_jobs == 0) {
-        p->win_wall = sqlm_now();
-        p->win_cpu = thread_cpu();
-    } else if (p->win_jobs >= WINDOW_JOBS) {
+    if (p->win_jobs >= WINDOW_JOBS) {
         double wall = sqlm_now() - p->win_wall, cpu = thread_cpu() - p->win_cpu;
         p->win_jobs = 0;
         if (wall > 2e-3 && cpu < 0.75 * wall) {
@@ -165,6 +162,8 @@ void pool_run(pool *p, pool_fn fn, void *ctx) {
             fn(ctx, 0, 1);
             return;
         }
+    }
+    if (p->win_jobs == 0) {   /* a new window */
         p->win_wall = sqlm_now();
         p->win_cpu = thread_cpu();
     }
