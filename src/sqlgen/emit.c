@@ -433,6 +433,16 @@ static const op_sql *node_template(const ir_node *n, int dia) {
     return template_of(n->op, dia);
 }
 
+/* How often node n's SQL reads its input k: once per half of a row split,
+ * once per ROW2COL subquery, once per weight row where the copying form
+ * rereads {in0} (a correlated subquery), else once. */
+static int input_reads(const ir_node *n, int k, int dia) {
+    if (n->op == IR_OP_MATMUL && n->split_at > 0) return 2;
+    if (n->op == IR_OP_MATMUL && n->pivot > 0 && n->pivot_per > 0) return (n->pivot + n->pivot_per - 1) / n->pivot_per;
+    if (k == 0 && !n->inplace && node_template(n, dia)->rereads_in0) return 2;
+    return 1;
+}
+
 /* ----------------------------------------------------------- filling */
 
 typedef struct emit_ctx {
@@ -668,13 +678,7 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
             int reads = 0;
             for (int r = j + 1; r <= i; r++)
                 for (int k = 0; k < IR_MAX_IN; k++)
-                    if (g->nodes[r].in[k] == j)
-                        reads += g->nodes[r].op == IR_OP_MATMUL && g->nodes[r].split_at > 0 ? 2
-                                 : g->nodes[r].op == IR_OP_MATMUL && g->nodes[r].pivot > 0 && g->nodes[r].pivot_per > 0
-                                     ? (g->nodes[r].pivot + g->nodes[r].pivot_per - 1) / g->nodes[r].pivot_per
-                                 : k == 0 && !g->nodes[r].inplace && node_template(&g->nodes[r], dia)->rereads_in0
-                                     ? 2   /* read once per row of a correlated subquery */
-                                     : 1;
+                    if (g->nodes[r].in[k] == j) reads += input_reads(&g->nodes[r], k, dia);
             buf_appendf(&sql, "%s%s(%s) AS%s (\n", with ? ",\n" : "WITH ", c->name, ct->cols,
                         reads > 1 ? " MATERIALIZED" : e.d->cte_mat);
             if ((rc = fill(&e, c, ct->sql, &sql))) goto fail;
