@@ -558,13 +558,18 @@ static int rows_best_index(sqlite3_vtab *t, sqlite3_index_info *ii) {
     return SQLITE_OK;
 }
 
+/* A zeroed cursor of size bytes (its struct starts with the base cursor). */
+static int cursor_new(size_t size, sqlite3_vtab_cursor **out) {
+    void *c = sqlite3_malloc64(size);
+    if (!c) return SQLITE_NOMEM;
+    memset(c, 0, size);
+    *out = c;
+    return SQLITE_OK;
+}
+
 static int rows_open(sqlite3_vtab *t, sqlite3_vtab_cursor **out) {
     (void)t;
-    rows_cursor *c = sqlite3_malloc(sizeof *c);
-    if (!c) return SQLITE_NOMEM;
-    memset(c, 0, sizeof *c);
-    *out = &c->base;
-    return SQLITE_OK;
+    return cursor_new(sizeof(rows_cursor), out);
 }
 
 static int rows_close(sqlite3_vtab_cursor *cur) {
@@ -766,11 +771,7 @@ static int kv_best_index(sqlite3_vtab *vt, sqlite3_index_info *ii) {
 
 static int kv_open(sqlite3_vtab *vt, sqlite3_vtab_cursor **out) {
     (void)vt;
-    kv_cursor *c = sqlite3_malloc(sizeof *c);
-    if (!c) return SQLITE_NOMEM;
-    memset(c, 0, sizeof *c);
-    *out = &c->base;
-    return SQLITE_OK;
+    return cursor_new(sizeof(kv_cursor), out);
 }
 
 static int kv_close(sqlite3_vtab_cursor *cur) {
@@ -796,7 +797,7 @@ static int64_t kv_bound(sqlite3_value *v, bool lower, bool strict) {
     double d = sqlite3_value_double(v);
     if (d != d) return lower ? INT64_MAX : INT64_MIN;   /* NaN (or text): no row */
     if (d < -9e18) return lower ? INT64_MIN : -1;
-    if (d > 9e18) return lower ? INT64_MAX : INT64_MAX;
+    if (d > 9e18) return INT64_MAX;
     double f = floor(d);
     if (lower) return (int64_t)f + (strict || f < d ? 1 : 0);
     return (int64_t)ceil(d) - (strict || f < d ? 1 : 0);
