@@ -311,6 +311,11 @@ typedef struct tokenizer tokenizer;
 /* Build an encoder over v (borrowed: v must outlive the tokenizer). */
 int tok_init(tokenizer **out, const vocab *v);
 void tok_free(tokenizer *t);
+/* Free the encoder's tables (piece and merge hashes, special-token trie: 5 MB
+ * for a 151k vocabulary), keeping what tok_decode needs; tok_encode fails
+ * afterwards.  For a caller with no more text to encode, before it sizes a
+ * memory budget. */
+void tok_drop_encoder(tokenizer *t);
 /*
  * Encode len bytes of text.  add_special: prepend BOS (and append EOS) as the
  * vocabulary says.  *ids is malloc'd, caller frees.

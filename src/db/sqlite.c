@@ -1564,9 +1564,11 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
     int rc = register_functions(s);
     buf b;
     buf_init(&b);
-    /* The page cache: 64 MB, or under a budget a small share of it (a
-     * budgeted run gets its pages from the weight cache, not this cache). */
-    long cache_kb = s->budget ? (long)MIN(MAX(s->budget / 1024 / (o->create ? 8 : 64), 1024), 65536) : 65536;
+    /* The page cache: 64 MB; under a budget, an import's share of it, and a
+     * run's 256 KB: a budgeted run gets its weight pages from the weight
+     * cache, and the vocabulary is read once.  (A budget/64 share, 4 MB at
+     * 253M, kept the vocabulary's pages for nothing.) */
+    long cache_kb = !s->budget ? 65536 : o->create ? (long)MIN(MAX(s->budget / 1024 / 8, 1024), 65536) : 256;
     buf_puts(&b, "PRAGMA temp_store = MEMORY;");
     if (o->threads > 1) buf_appendf(&b, "PRAGMA threads = %d;", o->threads);
     if (o->create) {

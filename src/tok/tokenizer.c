@@ -319,11 +319,17 @@ fail:
     return rc;
 }
 
-void tok_free(tokenizer *t) {
-    if (!t) return;
+void tok_drop_encoder(tokenizer *t) {
     free(t->pmap);
     free(t->mmap);
     free(t->trie);
+    t->pmap = NULL, t->mmap = NULL, t->trie = NULL;
+    t->n_trie = t->cap_trie = 0;
+}
+
+void tok_free(tokenizer *t) {
+    if (!t) return;
+    tok_drop_encoder(t);
     free(t);
 }
 
@@ -854,6 +860,7 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_specia
     if (len > (size_t)INT32_MAX / 2)
         return sqlm_error(SQLM_RANGE, "tokenizer: input of %zu bytes is too long", len);
     if (!text && len) return sqlm_error(SQLM_ERROR, "tokenizer: NULL text");
+    if (!t->pmap) return sqlm_error(SQLM_ERROR, "tokenizer: encoder released (tok_drop_encoder)");
     idvec o = {0};
     work w = {0};
     buf_init(&w.tmp);

@@ -170,6 +170,25 @@ static int check_golden(const char *label, const char *name, const tokenizer *t,
     return bad_ids + bad_special + bad_dec;
 }
 
+/* After tok_drop_encoder: encoding fails with a message, decoding gives
+ * what it gave before. */
+static void check_dropped(tokenizer *t) {
+    const char *text = "Hello world, once upon a time: 42!";
+    int32_t *ids, n;
+    buf before, after;
+    buf_init(&before), buf_init(&after);
+    CHECK_EQ(SQLM_OK, tok_encode(t, text, strlen(text), false, &ids, &n));
+    for (int32_t i = 0; i < n; i++) tok_decode(t, i ? ids[i - 1] : -1, ids[i], &before);
+    tok_drop_encoder(t);
+    int32_t *ids2 = NULL, n2 = -1;
+    CHECK_EQ(SQLM_ERROR, tok_encode(t, text, strlen(text), false, &ids2, &n2));
+    CHECK(ids2 == NULL && n2 == 0 && strstr(sqlm_errmsg(), "encoder released"));
+    for (int32_t i = 0; i < n; i++) CHECK_EQ(SQLM_OK, tok_decode(t, i ? ids[i - 1] : -1, ids[i], &after));
+    CHECK(before.len > 0 && before.len == after.len && memcmp(before.p, after.p, before.len) == 0);
+    free(ids);
+    buf_free(&before), buf_free(&after);
+}
+
 /* Hostile inputs: must return quickly, and the text must round-trip where the
  * vocabulary can represent every byte. */
 static void check_hostile(const char *label, const tokenizer *t, const vocab *v) {
@@ -446,6 +465,7 @@ int main(int argc, char **argv) {
         if (t2) {
             snprintf(label, sizeof label, "%s (copied vocab)", c->name);
             check_golden(label, c->name, t2, verbose);
+            check_dropped(t2);
         }
         snprintf(label, sizeof label, "%s (%s)", c->name, strrchr(c->file, '/') + 1);
         check_hostile(label, t, &v);

@@ -412,6 +412,7 @@ static int cmd_run(args *a) {
     int32_t *ids = NULL, n_ids = 0;
     int rc = tok_encode(db.tok, prompt, strlen(prompt), true, &ids, &n_ids);
     if (rc) die_rc(rc, "run: tokenizing the prompt");
+    tok_drop_encoder(db.tok);   /* no more text to encode: its tables are not the budget's */
     if (n_ids == 0) {   /* an empty prompt without BOS: start from BOS anyway */
         if (db.voc.bos < 0) die("run: empty prompt and the vocabulary has no BOS");
         free(ids);
