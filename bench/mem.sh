@@ -23,7 +23,7 @@
 # qwen2.5-0.5b:210, llm.sql's 210 MB for that model).
 #
 # Environment: MEM_MODELS (default "tinyllama-1.1b qwen2.5-0.5b"), MEM_LIMITS
-# (percentages, default "100 50 25 15"), MEM_TG (decode tokens, 16),
+# (percentages, default "100 50 25 15"), MEM_TG (decode tokens, 32),
 # MEM_THREADS (2), SQLM_LLAMA_MJS (the llama.cpp runner, default
 # bench/llama.mjs), SQLM_LLAMA_DIR (its node_modules folder).
 set -u
@@ -34,7 +34,7 @@ RES=$ROOT/bench/results
 LOCK=/tmp/sqlm-bench.lock
 MODELS=${MEM_MODELS:-"tinyllama-1.1b qwen2.5-0.5b"}
 LIMITS=${MEM_LIMITS:-"100 50 25 15"}
-TG=${MEM_TG:-16}
+TG=${MEM_TG:-32}
 THREADS=${MEM_THREADS:-2}
 PROMPT="Once upon a time, in a small village by the sea, there lived an old"
 LLAMA_MJS=${SQLM_LLAMA_MJS:-$ROOT/bench/llama.mjs}
@@ -112,9 +112,9 @@ echo
 echo "sqlm $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null), $(nproc) cores, decode $TG tokens, -t $THREADS (a budget smaller than the file computes on one thread: src/db/sqlite.c),"
 echo "cgroup v1 memory limit = --mem-budget = the percentage of the GGUF's size; page cache dropped before each run."
 echo "bound = storage bound of a decode token, (model bytes - budget) / direct read bandwidth of the database file"
-echo "(build/readbw, page cache dropped, just before each sqlm run: MB/s = sequential O_DIRECT 8 MB reads into huge pages, one at a time,
-the read the bound is defined with / the same file with two 2 MB reads in flight, as sqlm's weight cache reads: the disk gives more
-that way, so sqlm can run under the bound)."
+echo "(build/readbw, page cache dropped.  MB/s = sequential O_DIRECT 8 MB reads into huge pages, one at a time, the read the bound is
+defined with, just before the sqlm run / just after it; the bound uses their mean.  In brackets: before the run, the same file read
+with two 2 MB reads in flight, as sqlm's weight cache reads: the disk may give more that way, so sqlm can run under the bound)."
 echo "x bound = sqlm's decode ms/token / bound.  vs llama = sqlm decode tok/s / llama.cpp decode tok/s under the same limit."
 [ -n "$LLAMA" ] || echo "llama.cpp not measured: $LLAMA_WHY."
 echo
@@ -141,10 +141,11 @@ for like in $MODELS; do
     for pct in $LIMITS; do
         lim=$((gsize / 100 * pct))
         limmb=$((lim >> 20))
-        # the bandwidth again just before the run: the disk is shared and drifts
+        # the bandwidth just before and just after the run (the disk is
+        # shared and drifts by up to 10% within a minute): the bound uses
+        # their mean
         uncache "$db"
         read -r mbs qd2 < <(flock "$LOCK" "$READBW" "$db")
-        bound=$(awk -v d="$dsize" -v l="$lim" -v m="$mbs" 'BEGIN { x = (d - l) / 1048576 / m * 1000; printf "%.0f", (x > 0 ? x : 0) }')
         # sqlm
         uncache "$db"
         f=$OUT/$like-$pct-sqlm.txt
@@ -152,6 +153,9 @@ for like in $MODELS; do
             -t "$THREADS" --mem-budget "$lim" --stats
         cat "$f" >> "$LOG"
         s_load=$(cut -d' ' -f1 /proc/loadavg)
+        uncache "$db"
+        read -r mbs2 qd2b < <(flock "$LOCK" "$READBW" "$db")
+        bound=$(awk -v d="$dsize" -v l="$lim" -v a="$mbs" -v b="$mbs2" 'BEGIN { x = (d - l) / 1048576 / ((a + b) / 2) * 1000; printf "%.0f", (x > 0 ? x : 0) }')
         if [ "$RC" = 0 ]; then
             sqlm_figures "$f"
             xb=$(ratio "$s_ms" "$bound")
@@ -179,10 +183,10 @@ for like in $MODELS; do
             l_cg=$((CG_MAX >> 20))
         fi
         vs=$(ratio "$s_tg" "$l_tg")
-        echo "| $like | $pct% ($limmb MB) | $mbs / $qd2 | sqlm$status | $(fmt "$s_pp") | $(fmt "$s_tg" 2) | $(fmt "$s_ms" 0) | $(fmt "$s_rss") | $s_cg | $(fmt "$s_read") | $(fmt "$s_hit") | $bound | $xb | $vs | $s_load |" >> "$REPORT"
+        echo "| $like | $pct% ($limmb MB) | $mbs / $mbs2 ($qd2) | sqlm$status | $(fmt "$s_pp") | $(fmt "$s_tg" 2) | $(fmt "$s_ms" 0) | $(fmt "$s_rss") | $s_cg | $(fmt "$s_read") | $(fmt "$s_hit") | $bound | $xb | $vs | $s_load |" >> "$REPORT"
         if [ -n "$LLAMA" ]; then
             l_ms=$(awk -v t="$l_tg" 'BEGIN { if (t > 0) printf "%.0f", 1000 / t }')
-            echo "| $like | $pct% ($limmb MB) | $mbs / $qd2 | llama.cpp$lstatus | $(fmt "$l_pp") | $(fmt "$l_tg" 2) | ${l_ms:--} | $(fmt "$l_rss") | $l_cg | - | - | $bound | $(ratio "$l_ms" "$bound") | | ${l_load:--} |" >> "$REPORT"
+            echo "| $like | $pct% ($limmb MB) | $mbs / $mbs2 ($qd2) | llama.cpp$lstatus | $(fmt "$l_pp") | $(fmt "$l_tg" 2) | ${l_ms:--} | $(fmt "$l_rss") | $l_cg | - | - | $bound | $(ratio "$l_ms" "$bound") | | ${l_load:--} |" >> "$REPORT"
         fi
         say "bench-mem: $like at $pct%: sqlm $(fmt "$s_tg" 2) tok/s (bound $bound ms, $(fmt "$s_ms" 0) ms)$status; llama.cpp $(fmt "$l_tg" 2) tok/s$lstatus"
     done
