@@ -225,20 +225,24 @@ typedef struct shape {
     int dtype;
     size_t tile_bytes;
     double bound;   /* NMSE bound on logits */
+    int64_t down_chunk;   /* tile layout, default tiles: blk0_down's chunk (0: not checked) */
 } shape;
 
 static const shape shapes[] = {
-    { "MHA tied F32", 64, 160, 2, 4, 4, 96, true, false, true, DT_F32, 0, 1e-10 },
-    { "GQA untied biases rotate-half F32", 64, 128, 2, 8, 2, 80, false, true, false, DT_F32, 0, 1e-10 },
-    { "GQA tied chunked tiles F32", 96, 192, 3, 6, 3, 64, true, false, true, DT_F32, 128, 1e-10 },
-    { "GQA untied F16", 64, 96, 2, 4, 2, 72, false, false, true, DT_F16, 0, 1e-10 },
-    { "GQA tied Q8_0", 64, 128, 2, 4, 2, 96, true, false, true, DT_Q8_0, 0, 1e-9 },
-    { "MHA untied biases Q4_0", 128, 256, 2, 8, 8, 64, false, true, false, DT_Q4_0, 0, 1e-9 },
-    { "MHA untied biases Q8_0 hd32", 128, 256, 2, 4, 4, 64, false, true, false, DT_Q8_0, 0, 1e-9 },
-    { "MHA untied biases Q4_0 chunked", 128, 256, 2, 4, 4, 64, false, true, false, DT_Q4_0, 200, 1e-9 },
+    { "MHA tied F32", 64, 160, 2, 4, 4, 96, true, false, true, DT_F32, 0, 1e-10, 0 },
+    { "GQA untied biases rotate-half F32", 64, 128, 2, 8, 2, 80, false, true, false, DT_F32, 0, 1e-10, 0 },
+    { "GQA tied chunked tiles F32", 96, 192, 3, 6, 3, 64, true, false, true, DT_F32, 128, 1e-10, 0 },
+    { "GQA untied F16", 64, 96, 2, 4, 2, 72, false, false, true, DT_F16, 0, 1e-10, 0 },
+    { "GQA tied Q8_0", 64, 128, 2, 4, 2, 96, true, false, true, DT_Q8_0, 0, 1e-9, 0 },
+    { "MHA untied biases Q4_0", 128, 256, 2, 8, 8, 64, false, true, false, DT_Q4_0, 0, 1e-9, 0 },
+    { "MHA untied biases Q8_0 hd32", 128, 256, 2, 4, 4, 64, false, true, false, DT_Q8_0, 0, 1e-9, 0 },
+    { "MHA untied biases Q4_0 chunked", 128, 256, 2, 4, 4, 64, false, true, false, DT_Q4_0, 200, 1e-9, 0 },
     /* a 16384 x 64 output head: 2^20 weights in 8 row groups, so DuckDB's
      * ROW2COL runs it as two row halves (graph.c, row2col_split()) */
-    { "MHA tied F32 wide vocab (row split)", 64, 128, 1, 4, 4, 16384, true, false, true, DT_F32, 0, 1e-10 },
+    { "MHA tied F32 wide vocab (row split)", 64, 128, 1, 4, 4, 16384, true, false, true, DT_F32, 0, 1e-10, 0 },
+    /* 64 x 6000 F32 down rows: two 24000-byte rows fill 74% of a tile, so
+     * import cuts them in thirds, eight to a tile (import.c, fill_chunk()) */
+    { "MHA tied F32 wide FFN (row thirds)", 64, 6000, 1, 4, 4, 96, true, false, true, DT_F32, 0, 1e-10, 2000 },
 };
 
 static bool synth_shape(const shape *sh, const char *path) {
@@ -277,6 +281,9 @@ static void check_random_models(void) {
                            .no_fuse = combo == 1, .row2col = combo == 2 && r2c ? R2C_ON : R2C_OFF };
         modeldb db;
         if (!import_open(gguf, "rand", &io, &db)) { ref_free(r); r = NULL; break; }
+        if (sh->down_chunk && engine_keeps_dtype() && combo == 0)
+            for (int w = 0; w < db.n_weights; w++)
+                if (!strcmp(db.weights[w].name, "blk0_down")) CHECK_EQ(sh->down_chunk, db.weights[w].chunk);
         static const char *const combo_name[] = { "", " (no passes)", " (all passes)" };
         session *s;
         /* CTE merging on and off, attention fused into one aggregate or as
