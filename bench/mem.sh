@@ -115,13 +115,15 @@ echo "bound = storage bound of a decode token, (model bytes - budget) / direct r
 echo "(build/readbw, page cache dropped.  MB/s = sequential O_DIRECT 8 MB reads into huge pages, one at a time, the read the bound is
 defined with, just before the sqlm run / just after it; the bound uses their mean.  In brackets: before the run, the same file read
 with two 2 MB reads in flight, as sqlm's weight cache reads: the disk may give more that way, so sqlm can run under the bound)."
-echo "x bound = sqlm's decode ms/token / bound.  vs llama = sqlm decode tok/s / llama.cpp decode tok/s under the same limit."
+echo "x bound = sqlm's decode ms/token / bound.  The model bytes are the database's, which sqlm reads; it is larger than the GGUF"
+echo "(tile padding, b-tree pages, the vocabulary), so x GGUF = ms/token / ((GGUF bytes - budget) / the same bandwidth) is stricter."
+echo "vs llama = sqlm decode tok/s / llama.cpp decode tok/s under the same limit."
 [ -n "$LLAMA" ] || echo "llama.cpp not measured: $LLAMA_WHY."
 echo
 echo "load = the machine's 1-minute load average after the run (2 cores; above ~2.5 the compute-bound rows slow down)."
 echo
-echo "| model | limit | MB/s | engine | prefill tok/s | decode tok/s | ms/token | peak RSS MB | cgroup max MB | read MB/token | hit % | bound ms | x bound | vs llama | load |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| model | limit | MB/s | engine | prefill tok/s | decode tok/s | ms/token | peak RSS MB | cgroup max MB | read MB/token | hit % | bound ms | x bound | x GGUF | vs llama | load |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 } > "$REPORT"
 
 for like in $MODELS; do
@@ -155,13 +157,14 @@ for like in $MODELS; do
         s_load=$(cut -d' ' -f1 /proc/loadavg)
         uncache "$db"
         read -r mbs2 qd2b < <(flock "$LOCK" "$READBW" "$db")
-        bound=$(awk -v d="$dsize" -v l="$lim" -v a="$mbs" -v b="$mbs2" 'BEGIN { x = (d - l) / 1048576 / ((a + b) / 2) * 1000; printf "%.0f", (x > 0 ? x : 0) }')
+        bound=$(awk -v d="$dsize" -v l="$lim" -v a="$mbs" -v b="$mbs2" 'BEGIN { x = (d - l) / 1048576 / ((a + b) / 2) * 1000; printf "%.1f", (x > 0 ? x : 0) }')
+        gbound=$(awk -v d="$gsize" -v l="$lim" -v a="$mbs" -v b="$mbs2" 'BEGIN { x = (d - l) / 1048576 / ((a + b) / 2) * 1000; printf "%.1f", (x > 0 ? x : 0) }')
         if [ "$RC" = 0 ]; then
             sqlm_figures "$f"
-            xb=$(ratio "$s_ms" "$bound")
+            xb=$(ratio "$s_ms" "$bound") xg=$(ratio "$s_ms" "$gbound")
             status=""
         else
-            s_pp="" s_tg="" s_ms="" s_rss="" s_read="" s_hit="" xb=""
+            s_pp="" s_tg="" s_ms="" s_rss="" s_read="" s_hit="" xb="" xg=""
             status=" (exit $RC, oom kills $CG_OOM: $(grep -m1 "sqlm:" "$f" | cut -c1-80))"
         fi
         s_cg=$((CG_MAX >> 20))
@@ -183,10 +186,10 @@ for like in $MODELS; do
             l_cg=$((CG_MAX >> 20))
         fi
         vs=$(ratio "$s_tg" "$l_tg")
-        echo "| $like | $pct% ($limmb MB) | $mbs / $mbs2 ($qd2) | sqlm$status | $(fmt "$s_pp") | $(fmt "$s_tg" 2) | $(fmt "$s_ms" 0) | $(fmt "$s_rss") | $s_cg | $(fmt "$s_read") | $(fmt "$s_hit") | $bound | $xb | $vs | $s_load |" >> "$REPORT"
+        echo "| $like | $pct% ($limmb MB) | $mbs / $mbs2 ($qd2) | sqlm$status | $(fmt "$s_pp") | $(fmt "$s_tg" 2) | $(fmt "$s_ms" 0) | $(fmt "$s_rss") | $s_cg | $(fmt "$s_read") | $(fmt "$s_hit") | $bound | $xb | $xg | $vs | $s_load |" >> "$REPORT"
         if [ -n "$LLAMA" ]; then
             l_ms=$(awk -v t="$l_tg" 'BEGIN { if (t > 0) printf "%.0f", 1000 / t }')
-            echo "| $like | $pct% ($limmb MB) | $mbs / $mbs2 ($qd2) | llama.cpp$lstatus | $(fmt "$l_pp") | $(fmt "$l_tg" 2) | ${l_ms:--} | $(fmt "$l_rss") | $l_cg | - | - | $bound | $(ratio "$l_ms" "$bound") | | ${l_load:--} |" >> "$REPORT"
+            echo "| $like | $pct% ($limmb MB) | $mbs / $mbs2 ($qd2) | llama.cpp$lstatus | $(fmt "$l_pp") | $(fmt "$l_tg" 2) | ${l_ms:--} | $(fmt "$l_rss") | $l_cg | - | - | $bound | $(ratio "$l_ms" "$bound") | $(ratio "$l_ms" "$gbound") | | ${l_load:--} |" >> "$REPORT"
         fi
         say "bench-mem: $like at $pct%: sqlm $(fmt "$s_tg" 2) tok/s (bound $bound ms, $(fmt "$s_ms" 0) ms)$status; llama.cpp $(fmt "$l_tg" 2) tok/s$lstatus"
     done
@@ -202,7 +205,7 @@ for like in $MODELS; do
         cat "$f" >> "$LOG"
         sqlm_figures "$f"
         st=""; [ $rc = 0 ] || st=" (exit $rc)"
-        echo "| $like | RSS $cap MB, page cache free (llm.sql's way) | - | sqlm$st | $(fmt "$s_pp") | $(fmt "$s_tg" 2) | $(fmt "$s_ms" 0) | $(fmt "$s_rss") | - | $(fmt "$s_read") | $(fmt "$s_hit") | - | - | | $(cut -d' ' -f1 /proc/loadavg) |" >> "$REPORT"
+        echo "| $like | RSS $cap MB, page cache free (llm.sql's way) | - | sqlm$st | $(fmt "$s_pp") | $(fmt "$s_tg" 2) | $(fmt "$s_ms" 0) | $(fmt "$s_rss") | - | $(fmt "$s_read") | $(fmt "$s_hit") | - | - | - | | $(cut -d' ' -f1 /proc/loadavg) |" >> "$REPORT"
         say "bench-mem: $like with RSS capped at $cap MB, page cache free: sqlm $(fmt "$s_tg" 2) tok/s, peak RSS $(fmt "$s_rss") MB$st"
     done
 done
