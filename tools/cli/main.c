@@ -567,6 +567,7 @@ static int cmd_tokenize(args *a) {
     tokenizer *tok;
     bool from_db = db_sniff(a->model) != NULL;   /* a model database of any engine */
     if (from_db) {
+        a->no_inplace = true;   /* no products: the weight tiles need no mapping (a 1.1B model's: 1.5 GB of RSS) */
         open_db(a, &db);
         if (!db.tok) die("tokenize: %s has no vocabulary", a->model);
         v = &db.voc;
