@@ -802,6 +802,12 @@ int session_reset(session *s);
  * next call) gets vocab_size floats for the last one, or n * vocab_size when
  * ir.all_logits was set. */
 int session_eval(session *s, const int32_t *toks, int n, const float **logits);
+/* Make the sequence toks[0..n) and set *logits as session_eval() does for
+ * its last token, feeding only the tokens past the longest prefix of toks
+ * the KV cache already holds.  When the cache holds tokens toks lacks, or
+ * all n of them, the sequence starts over (session_reset()).  *n_kept (may
+ * be NULL) gets the number of tokens reused.  SQLM_RANGE when n > n_ctx. */
+int session_feed(session *s, const int32_t *toks, int n, const float **logits, int *n_kept);
 /* The engine's weight-cache counters; false when the session has no budget. */
 bool session_mem_stats(session *s, wcache_stats *st);
 /* The context length in force (a budget may have capped the model's). */

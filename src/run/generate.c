@@ -17,6 +17,7 @@ struct session {
     char *logits_sql;        /* reads the logits table, built once */
     int pos;                 /* next position */
     int n_ctx;
+    int32_t *toks;           /* [n_ctx] the tokens at positions 0 .. pos-1 (the KV cache's) */
     float *logits;           /* [n_rows][vocab] */
     size_t logits_cap;       /* floats */
     size_t logits_n;         /* floats filled by the last step */
@@ -164,6 +165,12 @@ int session_init(session **out, modeldb *db, const session_opts *o) {
         goto fail;
     }
     s->logits_sql = buf_detach(&q);
+    /* before the budget's probe step, which feeds a token; the budget may
+     * only shorten n_ctx */
+    if (!(s->toks = malloc(sizeof *s->toks * (size_t)s->n_ctx))) {
+        rc = sqlm_error(SQLM_NOMEM, "out of memory");
+        goto fail;
+    }
     if (o->mem_budget && (rc = budget_plan(s, o))) goto fail;
     *out = s;
     return SQLM_OK;
@@ -177,6 +184,7 @@ void session_free(session *s) {
     ir_free(&s->g);
     sql_program_free(&s->prog);
     free(s->logits_sql);
+    free(s->toks);
     free(s->logits);
     free(s->stmt_seconds);
     free(s);
@@ -213,6 +221,28 @@ static int logits_row(void *ctx, int nc, const db_val *v) {
 }
 
 static int eval_batch(session *s, const int32_t *toks, int n);
+
+/*
+ * A conversation re-rendered every turn, or a server's requests, mostly
+ * extend the sequence already in the cache: only the new tokens need a step.
+ * The cache cannot be cut back, so a sequence that departs from it (or ends
+ * inside it, whose last logits are gone) starts over.
+ */
+int session_feed(session *s, const int32_t *toks, int n, const float **logits, int *n_kept) {
+    *logits = NULL;
+    if (n_kept) *n_kept = 0;
+    if (n <= 0) return sqlm_error(SQLM_RANGE, "no tokens to evaluate");
+    if (n > s->n_ctx) return sqlm_error(SQLM_RANGE, "%d tokens exceed the context of %d", n, s->n_ctx);
+    int keep = 0;
+    while (keep < s->pos && keep < n && s->toks[keep] == toks[keep]) keep++;
+    if (keep < s->pos || keep == n) {
+        int rc = session_reset(s);
+        if (rc) return rc;
+        keep = 0;
+    }
+    if (n_kept) *n_kept = keep;
+    return session_eval(s, toks + keep, n - keep, logits);
+}
 
 /* Under a budget a prompt goes in chunks whose step tables fit it (each
  * position's result does not depend on the chunking). */
@@ -253,6 +283,7 @@ static int eval_batch(session *s, const int32_t *toks, int n) {
     if (!rc && s->logits_n != want)
         rc = sqlm_error(SQLM_DB, "step produced %zu logits, expected %zu", s->logits_n, want);
     if (rc) return rc;
+    memcpy(s->toks + s->pos, toks, sizeof *toks * (size_t)n);
     s->pos += n;
     return SQLM_OK;
 }
