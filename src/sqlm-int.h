@@ -781,6 +781,8 @@ typedef struct sampler_opts {
     float top_p;             /* 1 = off */
     float min_p;             /* 0 = off */
     float repeat_penalty;    /* 1 = off */
+    float freq_penalty;      /* subtracted per occurrence in the window; 0 = off */
+    float presence_penalty;  /* subtracted once if present in the window; 0 = off */
     int repeat_last_n;
     uint64_t seed;
 } sampler_opts;

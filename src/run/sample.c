@@ -1,7 +1,8 @@
 /*
  * sample.c - next-token choice from logits: greedy (lowest index on ties),
- * or repetition penalty, temperature, top-k, top-p and min-p, in llama.cpp's
- * order, with a seeded xorshift generator so runs repeat exactly.
+ * or the repetition penalty (and OpenAI's frequency and presence penalties),
+ * temperature, top-k, top-p and min-p, in llama.cpp's order, with a seeded
+ * xorshift generator so runs repeat exactly.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -27,7 +28,9 @@ static int cand_cmp(const void *a, const void *b) {
 
 int32_t sample_next(const sampler_opts *o, float *logits, int n, const int32_t *hist, int n_hist,
                     uint64_t *rng) {
-    if (o->repeat_penalty != 1.0f && o->repeat_penalty > 0) {
+    bool rep = o->repeat_penalty != 1.0f && o->repeat_penalty > 0;
+    bool freq = o->freq_penalty != 0 || o->presence_penalty != 0;
+    if (rep || freq) {
         int from = o->repeat_last_n > 0 && n_hist > o->repeat_last_n ? n_hist - o->repeat_last_n : 0;
         for (int i = from; i < n_hist; i++) {
             int32_t t = hist[i];
@@ -36,7 +39,12 @@ int32_t sample_next(const sampler_opts *o, float *logits, int n, const int32_t *
             bool seen = false;
             for (int j = from; j < i && !seen; j++) seen = hist[j] == t;
             if (seen) continue;
-            logits[t] = logits[t] > 0 ? logits[t] / o->repeat_penalty : logits[t] * o->repeat_penalty;
+            if (rep) logits[t] = logits[t] > 0 ? logits[t] / o->repeat_penalty : logits[t] * o->repeat_penalty;
+            if (freq) {   /* OpenAI's: minus count x frequency, minus presence once */
+                int count = 1;
+                for (int j = i + 1; j < n_hist; j++) count += hist[j] == t;
+                logits[t] -= (float)count * o->freq_penalty + o->presence_penalty;
+            }
         }
     }
     if (o->temp <= 0) {
