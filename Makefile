@@ -13,7 +13,7 @@ LDLIBS  += -lsqlite3 -ljansson -lm -ldl -pthread
 B        = build
 SRC      = $(sort $(wildcard src/*/*.c))
 OBJ      = $(SRC:%.c=$(B)/%.o)
-HDR      = $(wildcard include/*.h src/*.h src/*/*.h)
+HDR      = $(wildcard include/*.h src/*.h src/*/*.h tools/cli/*.h)
 TEST_SRC = $(sort $(wildcard tests/unit/test-*.c))
 TESTS    = $(TEST_SRC:tests/unit/%.c=$(B)/%)
 REF_SRC  = $(sort $(wildcard tests/ref/*.c))

@@ -20,12 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../src/sqlm-int.h"
+#include "cli.h"
 
-static const char *prog = "sqlm";
+const char *prog = "sqlm";
 
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *fmt, ...) {
+void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "%s: ", prog);
@@ -35,7 +34,7 @@ static void die(const char *fmt, ...) {
     exit(1);
 }
 
-static void die_rc(int rc, const char *what) {
+void die_rc(int rc, const char *what) {
     die("%s: %s (%s)", what, sqlm_errmsg(), sqlm_errstr(rc));
 }
 
@@ -90,6 +89,8 @@ static void usage(FILE *f) {
         "  --min-p P                (default 0.05, 0 = off)\n"
         "  --repeat-penalty R       (default 1.0 = off)\n"
         "  --repeat-last-n N        (default 64)\n"
+        "  --frequency-penalty F    minus F per earlier occurrence in that window (default 0)\n"
+        "  --presence-penalty F     minus F once if in that window (default 0)\n"
         "  -s, --seed N             sampling seed (default: random)\n"
         "  --ignore-eos             keep generating after EOS\n"
         "  --no-cte-merge           one statement per operator (ablation)\n"
@@ -121,22 +122,6 @@ static void usage(FILE *f) {
 }
 
 /* ------------------------------------------------------------ arguments */
-
-typedef struct args {
-    const char *cmd;
-    const char *model, *prompt, *output, *engine, *tokenizer, *type, *like, *system, *tmpl;
-    const char *positional;
-    long n_predict, n_ctx, threads, tile_bytes, repeat_last_n, reps;
-    double temp, top_p, min_p, repeat_penalty;
-    long top_k;
-    unsigned long long seed;
-    bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, no_fuse, native, stats, no_inplace,
-        split_attn;
-    int row2col;             /* R2C_* */
-    long row2col_cols;
-    size_t mem_budget;
-    int mem_io;
-} args;
 
 static long parse_long(const char *opt, const char *s, long lo, long hi) {
     char *end;
@@ -188,6 +173,8 @@ static void parse_args(int argc, char **argv, args *a) {
         else if (IS("--min-p", "--min-p")) a->min_p = parse_double(o, VAL(), 0, 1);
         else if (IS("--repeat-penalty", "--repeat-penalty")) a->repeat_penalty = parse_double(o, VAL(), 0.01, 100);
         else if (IS("--repeat-last-n", "--repeat-last-n")) a->repeat_last_n = parse_long(o, VAL(), 0, 1 << 30);
+        else if (IS("--frequency-penalty", "--frequency-penalty")) a->freq_penalty = parse_double(o, VAL(), -2, 2);
+        else if (IS("--presence-penalty", "--presence-penalty")) a->presence_penalty = parse_double(o, VAL(), -2, 2);
         else if (IS("-s", "--seed")) {
             a->seed = (unsigned long long)parse_long(o, VAL(), 0, __LONG_MAX__);
             a->seed_set = true;
@@ -261,32 +248,37 @@ static int cmd_import(args *a) {
 
 /* ------------------------------------------------------------------ run */
 
+size_t utf8_whole(const char *p, size_t n) {
+    /* back up over a trailing incomplete sequence */
+    size_t i = n, k = 0;
+    while (i > 0 && k < 4 && ((unsigned char)p[i - 1] & 0xC0) == 0x80) i--, k++;
+    if (i > 0) {
+        unsigned char c = (unsigned char)p[i - 1];
+        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        if (need > k + 1 && c >= 0xC0) return i - 1;
+    }
+    return n;
+}
+
 /* Print the complete UTF-8 prefix of pending text; keep a split character. */
 static void flush_utf8(buf *pending, bool all) {
-    size_t n = pending->len;
-    if (!all && n) {
-        /* back up over a trailing incomplete sequence */
-        size_t i = n, k = 0;
-        while (i > 0 && k < 4 && ((unsigned char)pending->p[i - 1] & 0xC0) == 0x80) i--, k++;
-        if (i > 0) {
-            unsigned char c = (unsigned char)pending->p[i - 1];
-            size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-            if (need > k + 1 && c >= 0xC0) n = i - 1;
-        }
-    }
+    size_t n = all ? pending->len : utf8_whole(pending->p, pending->len);
     fwrite(pending->p, 1, n, stdout);
     fflush(stdout);
     memmove(pending->p, pending->p + n, pending->len - n);
     pending->len -= n;
 }
 
-/* The sampling options of run and chat, and the generator seeded from -s. */
-static sampler_opts sampler_from_args(const args *a, uint64_t *rng) {
+uint64_t sampler_rng(uint64_t seed) { return seed * 0x9E3779B97F4A7C15ull + 1; }
+
+/* The sampling options of run, chat and serve, and the generator seeded from -s. */
+sampler_opts sampler_from_args(const args *a, uint64_t *rng) {
     sampler_opts sp = { .temp = (float)a->temp, .top_k = (int)a->top_k, .top_p = (float)a->top_p,
                         .min_p = (float)a->min_p, .repeat_penalty = (float)a->repeat_penalty,
+                        .freq_penalty = (float)a->freq_penalty, .presence_penalty = (float)a->presence_penalty,
                         .repeat_last_n = (int)a->repeat_last_n,
                         .seed = a->seed_set ? a->seed : (uint64_t)time(NULL) };
-    *rng = sp.seed * 0x9E3779B97F4A7C15ull + 1;
+    *rng = sampler_rng(sp.seed);
     return sp;
 }
 
@@ -295,7 +287,11 @@ static ir_opts args_ir_opts(const args *a) {
     return (ir_opts){ .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols, .fuse_attn = !a->split_attn };
 }
 
-static void open_db(args *a, modeldb *db) {
+session_opts session_opts_from_args(const args *a) {
+    return (session_opts){ .ir = args_ir_opts(a), .n_ctx = (int)a->n_ctx, .mem_budget = a->mem_budget };
+}
+
+void open_db(args *a, modeldb *db) {
     if (!a->model) die("%s: no model database (-m model.db; make one with sqlm import)", a->cmd);
     /* --engine, or else the engine that wrote the file; --native: its
      * variant with sqlm's functions registered */
@@ -426,7 +422,7 @@ static int cmd_run(args *a) {
         fputc('\n', stderr);
     }
     session *s;
-    session_opts so = { .ir = args_ir_opts(a), .n_ctx = (int)a->n_ctx, .mem_budget = a->mem_budget };
+    session_opts so = session_opts_from_args(a);
     if ((rc = session_init(&s, &db, &so))) die_rc(rc, "run");
     int n_ctx = session_n_ctx(s);
     if (n_ids >= n_ctx) die("run: prompt of %d tokens does not fit the context of %d", n_ids, n_ctx);
@@ -601,16 +597,37 @@ static int cmd_tokenize(args *a) {
 
 /* ----------------------------------------------------------------- chat */
 
-static bool vocab_has_piece(void *ctx, const char *piece) {
-    const vocab *v = ctx;
-    size_t n = strlen(piece);
-    for (int32_t i = 0; i < v->n; i++)
-        if (v->tok_len[i] == n && memcmp(v->tok[i], piece, n) == 0) return true;
-    return false;
+const char *chat_template_for(const args *a, const modeldb *db) {
+    if (a->tmpl) {
+        const char *t = chat_builtin(a->tmpl);
+        if (!t) die("%s: unknown --chat-template '%s' (chatml, llama2, llama3, zephyr)", a->cmd, a->tmpl);
+        return t;
+    }
+    const char *t = chat_vocab_template(&db->voc);   /* the model's own, else a guess */
+    return t ? t : chat_builtin("chatml");
 }
 
+/* A special token's text for the template, where the tokenizer reads special
+ * pieces in text ("" where it does not: BOS is then added by the encoder). */
 static const char *piece_or_empty(const vocab *v, int32_t id) {
     return id >= 0 && id < v->n && v->special_in_text ? v->tok[id] : "";
+}
+
+int chat_prompt(const modeldb *db, const char *tmpl, const chat_msg *msgs, int n_msgs, bool verbose,
+                int32_t **ids, int32_t *n_ids) {
+    *ids = NULL, *n_ids = 0;
+    buf text;
+    buf_init(&text);
+    int rc = chat_render(tmpl, msgs, n_msgs, true, piece_or_empty(&db->voc, db->voc.bos),
+                         piece_or_empty(&db->voc, db->voc.eos), &text);
+    if (rc) {
+        sqlm_error_prefix(rc, "chat template");
+    } else {
+        if (verbose) fprintf(stderr, "[prompt]\n%s[/prompt]\n", text.p);
+        rc = tok_encode(db->tok, text.p, text.len, !db->voc.special_in_text, ids, n_ids);
+    }
+    buf_free(&text);
+    return rc;
 }
 
 /*
@@ -623,12 +640,9 @@ static int cmd_chat(args *a) {
     modeldb db;
     open_db(a, &db);
     if (!db.tok) die("chat: %s has no vocabulary", a->model);
-    const char *tmpl = a->tmpl ? chat_builtin(a->tmpl) : chat_vocab_template(&db.voc);
-    if (a->tmpl && !tmpl) die("chat: unknown --chat-template '%s' (chatml, llama2, llama3, zephyr)", a->tmpl);
-    if (!tmpl) tmpl = chat_builtin(chat_guess_style(vocab_has_piece, &db.voc, db.voc.type == VOCAB_SPM));
-    if (!tmpl) tmpl = chat_builtin("chatml");
+    const char *tmpl = chat_template_for(a, &db);
     session *s;
-    session_opts so = { .ir = args_ir_opts(a), .n_ctx = (int)a->n_ctx, .mem_budget = a->mem_budget };
+    session_opts so = session_opts_from_args(a);
     int rc = session_init(&s, &db, &so);
     if (rc) die_rc(rc, "chat");
     const int n_ctx = session_n_ctx(s);
@@ -637,13 +651,13 @@ static int cmd_chat(args *a) {
     chat_msg *msgs = calloc(1024, sizeof *msgs);
     int n_msgs = 0;
     if (a->system) msgs[n_msgs++] = (chat_msg){ "system", a->system };
-    int32_t *hist = malloc(sizeof *hist * (size_t)n_ctx);   /* tokens in the KV cache */
+    int32_t *hist = malloc(sizeof *hist * (size_t)n_ctx);   /* the conversation's tokens */
     float *logits = malloc(sizeof *logits * (size_t)db.cfg.vocab_size);
     int n_hist = 0;
     char *line = NULL;
     size_t cap = 0;
-    buf text, out;
-    buf_init(&text), buf_init(&out);
+    buf out;
+    buf_init(&out);
     bool tty = isatty(0);
     for (;;) {
         if (tty) fputs("> ", stdout), fflush(stdout);
@@ -653,23 +667,13 @@ static int cmd_chat(args *a) {
         if (len == 0) break;
         if (n_msgs + 2 > 1024) die("chat: too many turns");
         msgs[n_msgs++] = (chat_msg){ "user", sqlm_strdup(line) };
-        buf_reset(&text);
-        bool specials = db.voc.special_in_text;
-        rc = chat_render(tmpl, msgs, n_msgs, true, piece_or_empty(&db.voc, db.voc.bos),
-                         piece_or_empty(&db.voc, db.voc.eos), &text);
-        if (rc) die_rc(rc, "chat: chat template");
-        if (a->verbose_prompt) fprintf(stderr, "[prompt]\n%s[/prompt]\n", text.p);
         int32_t *ids, n;
-        if ((rc = tok_encode(db.tok, text.p, text.len, !specials, &ids, &n))) die_rc(rc, "chat");
-        int keep = 0;   /* tokens already in the cache */
-        while (keep < n_hist && keep < n && hist[keep] == ids[keep]) keep++;
-        if (keep < n_hist || keep == n) {   /* the template rewrote history: start over */
-            if ((rc = session_reset(s))) die_rc(rc, "chat");
-            keep = n_hist = 0;
-        }
+        if ((rc = chat_prompt(&db, tmpl, msgs, n_msgs, a->verbose_prompt, &ids, &n))) die_rc(rc, "chat");
         if (n >= n_ctx) die("chat: conversation of %d tokens exceeds the context of %d", n, n_ctx);
+        /* only the tokens past what the KV cache holds (all of them when
+         * the template rewrote history) */
         const float *lg;
-        if ((rc = session_eval(s, ids + keep, n - keep, &lg))) die_rc(rc, "chat");
+        if ((rc = session_feed(s, ids, n, &lg, NULL))) die_rc(rc, "chat");
         memcpy(hist, ids, sizeof *ids * (size_t)n);
         n_hist = n;
         free(ids);
@@ -699,7 +703,7 @@ static int cmd_chat(args *a) {
     for (int i = 0; i < n_msgs; i++)
         if (msgs[i].content != a->system) free((char *)msgs[i].content);
     free(msgs), free(hist), free(logits), free(line);
-    buf_free(&text), buf_free(&out);
+    buf_free(&out);
     session_free(s);
     modeldb_close(&db);
     return 0;
@@ -761,7 +765,8 @@ static int cmd_bench(args *a) {
     if (n_ctx > db.cfg.seq_len)
         die("bench: -p %ld + -n %ld tokens exceed the model's context of %d", pp, tg, db.cfg.seq_len);
     session *s;
-    session_opts so = { .ir = args_ir_opts(a), .n_ctx = (int)n_ctx, .mem_budget = a->mem_budget };
+    session_opts so = session_opts_from_args(a);
+    so.n_ctx = (int)n_ctx;
     int rc = session_init(&s, &db, &so);
     if (rc) die_rc(rc, "bench");
     int32_t *ids = malloc(sizeof *ids * (size_t)(pp + 1));
