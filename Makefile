@@ -9,10 +9,14 @@ OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread
 LDLIBS  += -lsqlite3 -ljansson -lm -ldl -pthread
+# the command line alone (sqlm serve) links the HTTP server library
+CLI_LIBS = -lmicrohttpd
 
 B        = build
 SRC      = $(sort $(wildcard src/*/*.c))
 OBJ      = $(SRC:%.c=$(B)/%.o)
+CLI_SRC  = $(sort $(wildcard tools/cli/*.c))
+CLI_OBJ  = $(CLI_SRC:%.c=$(B)/%.o)
 HDR      = $(wildcard include/*.h src/*.h src/*/*.h tools/cli/*.h)
 TEST_SRC = $(sort $(wildcard tests/unit/test-*.c))
 TESTS    = $(TEST_SRC:tests/unit/%.c=$(B)/%)
@@ -24,8 +28,8 @@ all: sqlm
 sqlm: $(B)/sqlm
 	cp $< $@
 
-$(B)/sqlm: $(B)/libsqlm.a $(B)/tools/cli/main.o
-	$(CC) $(CFLAGS) -o $@ $(B)/tools/cli/main.o $(B)/libsqlm.a $(LDLIBS)
+$(B)/sqlm: $(B)/libsqlm.a $(CLI_OBJ)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(B)/libsqlm.a $(CLI_LIBS) $(LDLIBS)
 
 $(B)/libsqlm.a: $(OBJ)
 	@rm -f $@

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Install what sqlm needs to build and test on Debian 12, once: the compiler,
-# SQLite and jansson development files, and clang's sanitizer runtime for the
-# ASan/UBSan tests.  Uses sudo when not root.  Does nothing when all is there.
+# SQLite, jansson and libmicrohttpd (sqlm serve) development files, curl for
+# the server's tests, and clang's sanitizer runtime for the ASan/UBSan tests.
+# Uses sudo when not root.  Does nothing when all is there.
 set -e
-PKGS="build-essential libsqlite3-dev libjansson-dev sqlite3"
+PKGS="build-essential libsqlite3-dev libjansson-dev libmicrohttpd-dev sqlite3 curl"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

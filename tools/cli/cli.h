@@ -2,9 +2,9 @@
  * cli.h - what the command line's files share: the parsed options, dying
  * with a message, opening the model database and the session's options as
  * run does (--mem-budget included), the sampler from the flags, and the
- * prompt of a conversation.
+ * prompt of a conversation, which chat and serve build the same way.
  *
- * main.c parses the options and runs the commands.
+ * main.c parses the options and runs every command but serve (serve.c).
  * tools/ may exit(); the library under src/ never does.
  */
 #ifndef SQLM_CLI_H
@@ -27,6 +27,13 @@ typedef struct args {
     long row2col_cols;
     size_t mem_budget;
     int mem_io;
+    /* serve */
+    const char *host;        /* address to listen on (default 127.0.0.1) */
+    long port;               /* 0: any free port (printed) */
+    const char *api_key;     /* NULL: no Authorization needed */
+    const char *alias;       /* model id in the API (default: the file's name) */
+    size_t max_body;         /* bytes of a request body (default 1 MiB) */
+    long timeout;            /* seconds a connection may stay idle (default 600) */
 } args;
 
 extern const char *prog;
@@ -65,5 +72,9 @@ int chat_prompt(const modeldb *db, const char *tmpl, const chat_msg *msgs, int n
  * incomplete UTF-8 sequence (the rest may still be completed by the next
  * token). */
 size_t utf8_whole(const char *p, size_t n);
+
+/* sqlm serve (serve.c): the OpenAI-compatible HTTP server.  Returns 0 after
+ * SIGINT or SIGTERM. */
+int cmd_serve(args *a);
 
 #endif /* SQLM_CLI_H */

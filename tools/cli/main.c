@@ -9,6 +9,7 @@
  *   sqlm tokenize -m MODEL "text" print token ids, then the pieces
  *   sqlm synth --like NAME -o x.gguf [--type T] [-s SEED]   random weights, real shapes
  *   sqlm bench -m model.db [-p 128] [-n 64] [-t N] [-r REPS]   prefill and decode tok/s
+ *   sqlm serve -m model.db [--host H] [--port P] [--api-key K]   OpenAI-compatible HTTP server
  *
  * tools/ may exit(); the library under src/ never does.
  */
@@ -53,6 +54,8 @@ static void usage(FILE *f) {
         "                           tokenizer.bin/tok512.bin, .gguf)\n"
         "  synth --like NAME -o F   write a GGUF with random weights of a real model's shapes\n"
         "  bench -m DB              time prefill (pp) and decode (tg) as llama-bench does\n"
+        "  serve -m DB              OpenAI-compatible HTTP server (/v1/completions,\n"
+        "                           /v1/chat/completions, /v1/models, /health)\n"
         "\n"
         "common options:\n"
         "  --engine NAME            database engine: sqlite, duckdb or duckdb-native (default:\n"
@@ -62,7 +65,8 @@ static void usage(FILE *f) {
         "  -t, --threads N          threads of the weight products (default: the CPUs online)\n"
         "  --mem-budget SIZE        hard cap on resident memory (e.g. 256M, 1G): engine caches,\n"
         "                           KV cache and sqlm's buffers included; weights that do not\n"
-        "                           fit are streamed from the file every token (import, run, chat)\n"
+        "                           fit are streamed from the file every token (import, run,\n"
+        "                           chat, bench, serve)\n"
         "  --mem-io MODE            how a budgeted run reads the model: direct (O_DIRECT, the\n"
         "                           page cache holds none of it), buffered, or auto (default:\n"
         "                           buffered only when the page cache has room for the file)\n"
@@ -107,6 +111,17 @@ static void usage(FILE *f) {
         "  --system TEXT            system prompt\n"
         "  --chat-template NAME     chatml, llama2, llama3 or zephyr instead of the model's\n"
         "\n"
+        "serve options (and run's sampling options, the requests' defaults; and chat's\n"
+        "--chat-template):\n"
+        "  --host ADDR              address to listen on (default 127.0.0.1: this machine only)\n"
+        "  --port N                 TCP port (default 8080; 0 = any free port, printed)\n"
+        "  --api-key KEY            require 'Authorization: Bearer KEY' (all but /health)\n"
+        "  --alias NAME             the model's id in the API (default: the database's file name)\n"
+        "  --max-body SIZE          largest request body accepted (default 1M)\n"
+        "  --timeout N              seconds a client may leave its connection idle (default 600)\n"
+        "  -n N                     max_tokens when a request gives none (default -1: until\n"
+        "                           EOS or the end of the context)\n"
+        "\n"
         "synth options:\n"
         "  --like NAME              tiny, stories110M, smollm2-135m, qwen2.5-0.5b,\n"
         "                           tinyllama-1.1b, llama-3.2-1b\n"
@@ -147,6 +162,7 @@ static void parse_args(int argc, char **argv, args *a) {
     a->threads = 0;   /* the engine's default: the CPUs online */
     a->temp = 0.8, a->top_k = 40, a->top_p = 0.95, a->min_p = 0.05;
     a->repeat_penalty = 1.0, a->repeat_last_n = 64;
+    a->host = "127.0.0.1", a->port = 8080, a->max_body = 1 << 20, a->timeout = 600;
     a->cmd = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *o = argv[i];
@@ -175,6 +191,16 @@ static void parse_args(int argc, char **argv, args *a) {
         else if (IS("--repeat-last-n", "--repeat-last-n")) a->repeat_last_n = parse_long(o, VAL(), 0, 1 << 30);
         else if (IS("--frequency-penalty", "--frequency-penalty")) a->freq_penalty = parse_double(o, VAL(), -2, 2);
         else if (IS("--presence-penalty", "--presence-penalty")) a->presence_penalty = parse_double(o, VAL(), -2, 2);
+        else if (IS("--host", "--host")) a->host = VAL();
+        else if (IS("--port", "--port")) a->port = parse_long(o, VAL(), 0, 65535);
+        else if (IS("--api-key", "--api-key")) a->api_key = VAL();
+        else if (IS("--timeout", "-to")) a->timeout = parse_long(o, VAL(), 1, 1 << 24);
+        else if (IS("--alias", "-a")) a->alias = VAL();
+        else if (IS("--max-body", "--max-body")) {
+            const char *v = VAL();
+            if (!sqlm_parse_size(v, &a->max_body) || a->max_body < 1024 || a->max_body > ((size_t)1 << 30))
+                die("%s: expected a size from 1K to 1G, got '%s'", o, v);
+        }
         else if (IS("-s", "--seed")) {
             a->seed = (unsigned long long)parse_long(o, VAL(), 0, __LONG_MAX__);
             a->seed_set = true;
@@ -841,5 +867,6 @@ int main(int argc, char **argv) {
     if (!strcmp(a.cmd, "chat")) return cmd_chat(&a);
     if (!strcmp(a.cmd, "synth")) return cmd_synth(&a);
     if (!strcmp(a.cmd, "bench")) return cmd_bench(&a);
+    if (!strcmp(a.cmd, "serve")) return cmd_serve(&a);
     die("unknown command '%s' (see sqlm --help)", a.cmd);
 }
