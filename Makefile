@@ -76,6 +76,8 @@ check: sqlm $(TESTS) $(B)/refbench asan
 	@./tests/e2e.sh ./sqlm
 	@echo "== tests/e2e.sh under ASan/UBSan"; ./tests/e2e.sh ./build-asan/sqlm
 	@echo "== tests/membudget.sh"; ./tests/membudget.sh ./sqlm
+	@echo "== tests/serve.sh"; ./tests/serve.sh ./sqlm
+	@echo "== tests/serve.sh under ASan/UBSan"; ./tests/serve.sh ./build-asan/sqlm --no-budget
 
 $(B)/tokbench: bench/tokbench.c $(B)/libsqlm.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)

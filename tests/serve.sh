@@ -1,0 +1,406 @@
+#!/bin/bash
+# tests/serve.sh SQLM [--no-budget] - sqlm serve end to end, with curl, on a
+# server this script starts on a free port (--port 0) and stops itself:
+#   - /health, /v1/models; an API key required (401) and accepted;
+#   - greedy completions equal `sqlm run --temp 0` for the same prompt and
+#     -n, a seeded sampled one equals `sqlm run -s`, usage counts are right;
+#   - streams (completions and chat) are OpenAI's chunks whose text
+#     concatenates to the whole answer's, ending with data: [DONE];
+#   - chat completions equal `sqlm chat`'s replies (same template, same KV
+#     cache reuse over two turns); stop strings cut the text;
+#   - 400 (bad JSON, wrong types, an overlong prompt, max_tokens out of
+#     range), 404, 405, 413 (an oversized body, with and without a length),
+#     all in OpenAI's error format; clients that vanish mid-stream and
+#     concurrent clients neither crash nor wedge the server; SIGTERM stops
+#     it with status 0; the model database is not modified;
+#   - one server under --mem-budget inside a cgroup v1 memory limit equal to
+#     the budget (skipped, with the reason, when not root, without the cgroup
+#     v1 memory controller, or with --no-budget: the ASan build).
+set -u
+SQLM=$(realpath "$1")
+NO_BUDGET=${2:-}
+M=../shared/models
+T=$(mktemp -d /tmp/sqlm-serve-XXXXXX)
+CG=/sys/fs/cgroup/memory/sqlm-serve-$$
+PID=
+cleanup() {
+    [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+    [ -d "$CG" ] && { cat "$CG/cgroup.procs" 2>/dev/null | while read -r p; do echo "$p" > /sys/fs/cgroup/memory/cgroup.procs; done; rmdir "$CG" 2>/dev/null; }
+    rm -rf "$T"
+}
+trap cleanup EXIT
+fail=0 pass=0 skip=0
+ok()  { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "serve: FAIL: $*" >&2; }
+
+# --- helpers in Python: JSON fields, SSE streams, error bodies
+cat > "$T/chk.py" <<'EOF'
+import json, sys
+cmd = sys.argv[1]
+def load(path):
+    return json.load(open(path, encoding="utf-8"))
+if cmd == "get":            # get FILE EXPR: print EXPR over the JSON d
+    d = load(sys.argv[2])
+    v = eval(sys.argv[3], {"d": d})
+    sys.stdout.write(v if isinstance(v, str) else json.dumps(v))
+elif cmd == "text":         # text FILE EXPR OUT: a string field into OUT, as is
+    d = load(sys.argv[2])
+    open(sys.argv[4], "w", encoding="utf-8").write(eval(sys.argv[3], {"d": d}))
+elif cmd == "runtext":      # runtext RUN_STDOUT PROMPT OUT: run's text after the prompt
+    s = open(sys.argv[2], encoding="utf-8").read()
+    p = sys.argv[3]
+    assert s.startswith(p) and s.endswith("\n"), "run output does not frame the text: %r" % s
+    open(sys.argv[4], "w", encoding="utf-8").write(s[len(p):-1])
+elif cmd == "error":        # error FILE STATUS: {"error":{"message","type","code"}}
+    e = load(sys.argv[2])["error"]
+    assert isinstance(e["message"], str) and e["message"], "no message"
+    assert isinstance(e["type"], str) and e["type"], "no type"
+    assert e["code"] == int(sys.argv[3]), "code %r" % e["code"]
+elif cmd == "sse":          # sse FILE chat|text OUT: check a stream, its text into OUT, print finish_reason
+    body = open(sys.argv[2], encoding="utf-8").read()
+    chat = sys.argv[3] == "chat"
+    assert body.endswith("data: [DONE]\n\n"), "does not end with data: [DONE]: %r" % body[-80:]
+    events = body.split("\n\n")[:-1]
+    for e in events:
+        assert e.startswith("data: ") and "\n" not in e, "not an SSE data event: %r" % e
+    chunks = [json.loads(e[6:]) for e in events[:-1]]
+    assert len(chunks) >= 2, "only %d chunks" % len(chunks)
+    ids = {c["id"] for c in chunks}
+    assert len(ids) == 1, "chunks of several ids"
+    text = ""
+    for i, c in enumerate(chunks):
+        assert c["object"] == ("chat.completion.chunk" if chat else "text_completion"), c["object"]
+        assert isinstance(c["created"], int) and c["model"], c
+        ch = c["choices"]
+        assert len(ch) == 1 and ch[0]["index"] == 0, ch
+        last = i == len(chunks) - 1
+        fr = ch[0]["finish_reason"]
+        assert (fr in ("stop", "length")) if last else fr is None, "chunk %d: finish_reason %r" % (i, fr)
+        if chat:
+            delta = ch[0]["delta"]
+            if i == 0:
+                assert delta.get("role") == "assistant", "first chat chunk lacks delta.role: %r" % c
+            else:
+                assert "role" not in delta, "role in a later chunk"
+            text += delta.get("content", "")
+        else:
+            text += ch[0]["text"]
+    open(sys.argv[4], "w", encoding="utf-8").write(text)
+    sys.stdout.write(chunks[-1]["choices"][0]["finish_reason"])
+EOF
+chk() { python3 "$T/chk.py" "$@"; }
+
+# start_server NAME CMD...: start a server, its stderr in $T/NAME.err; wait
+# for its address and /health; sets PID and URL
+start_server() {
+    local name=$1; shift
+    URL=
+    rm -f "$T/$name.err"
+    "$@" 2>"$T/$name.err" &
+    PID=$!
+    for _ in $(seq 600); do
+        URL=$(grep -o 'listening on http://[^ ]*' "$T/$name.err" 2>/dev/null | sed 's/^listening on //')
+        [ -n "$URL" ] && break
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$URL" ]; then bad "$name: the server did not start: $(cat "$T/$name.err")"; return 1; fi
+    for _ in $(seq 100); do curl -sf "$URL/health" >/dev/null && return 0; sleep 0.1; done
+    bad "$name: /health never answered"
+    return 1
+}
+# stop_server NAME: SIGTERM, then status 0 and no crash
+stop_server() {
+    kill -TERM "$PID"
+    wait "$PID"
+    local rc=$?
+    PID=
+    [ $rc = 0 ] && ok || bad "$1: exit status $rc after SIGTERM: $(tail -3 "$T/$1.err")"
+    grep -q "stopping" "$T/$1.err" && ok || bad "$1: no 'stopping' line"
+    grep -q -i "sanitizer\|segmentation\|core dumped" "$T/$1.err" && bad "$1: crashed: $(cat "$T/$1.err")" || ok
+}
+
+KEY=sk-test-0123456789
+AUTH=(-H "Authorization: Bearer $KEY")
+# post PATH JSON [CURL ARGS]: the answer in $T/body, the status on stdout
+post() {
+    local path=$1 data=$2; shift 2
+    curl -s -o "$T/body" -w '%{http_code}' -H 'Content-Type: application/json' "$@" --data-binary "$data" "$URL$path"
+}
+get() { local path=$1; shift; curl -s -o "$T/body" -w '%{http_code}' "$@" "$URL$path"; }
+# expect_status DESC WANT GOT: and an OpenAI error body for errors
+expect_status() {
+    if [ "$3" != "$2" ]; then bad "$1: status $3, want $2: $(head -c 300 "$T/body")"; return 1; fi
+    ok
+    if [ "$2" -ge 400 ]; then
+        chk error "$T/body" "$2" 2>"$T/chkerr" && ok || bad "$1: not an OpenAI error body: $(head -c 300 "$T/body") $(tail -1 "$T/chkerr")"
+    fi
+}
+
+"$SQLM" import $M/stories260K/stories260K.bin -o "$T/s.db" 2>"$T/err" || bad "import: $(cat "$T/err")"
+sum=$(sha256sum < "$T/s.db")
+# the prompt's token count, as `sqlm tokenize` has it (BOS included)
+n_tok() { "$SQLM" tokenize -m "$T/s.db" "$1" | head -1 | wc -w; }
+
+start_server main "$SQLM" serve -m "$T/s.db" --port 0 --api-key "$KEY" -t 1 || exit 1
+case "$URL" in http://127.0.0.1:*) ok ;; *) bad "not on loopback by default: $URL" ;; esac
+
+# --- health, models, the key
+expect_status "/health" 200 "$(get /health)" && [ "$(chk get "$T/body" 'd["status"]')" = ok ] && ok \
+    || bad "/health: $(cat "$T/body")"
+expect_status "/v1/models" 200 "$(get /v1/models "${AUTH[@]}")"
+[ "$(chk get "$T/body" 'd["object"] + " " + d["data"][0]["object"] + " " + d["data"][0]["id"]')" = "list model s.db" ] \
+    && ok || bad "/v1/models: $(cat "$T/body")"
+expect_status "models without a key" 401 "$(get /v1/models)"
+expect_status "models with a wrong key" 401 "$(get /v1/models -H "Authorization: Bearer ${KEY}x")"
+expect_status "models with a key one byte short" 401 "$(get /v1/models -H "Authorization: Bearer ${KEY%?}")"
+expect_status "completion without a key" 401 "$(post /v1/completions '{"prompt":"Hi"}')"
+expect_status "completion with a wrong key" 401 "$(post /v1/completions '{"prompt":"Hi"}' -H "Authorization: Bearer nope")"
+
+# --- greedy completions: the text of `sqlm run --temp 0`, usage counts
+greedy() {   # greedy PROMPT N [EXTRA_JSON]
+    local prompt=$1 n=$2 extra=${3:-}
+    local ign=""; [ -n "$extra" ] && ign="--ignore-eos"
+    "$SQLM" run -m "$T/s.db" -p "$prompt" -n "$n" --temp 0 $ign >"$T/run.out" 2>"$T/err" || bad "run: $(cat "$T/err")"
+    chk runtext "$T/run.out" "$prompt" "$T/want" || bad "run output"
+    local body="{\"prompt\":\"$prompt\",\"max_tokens\":$n,\"temperature\":0$extra}"
+    expect_status "greedy '$prompt' -n $n" 200 "$(post /v1/completions "$body" "${AUTH[@]}")" || return
+    cp "$T/body" "$T/whole.json"
+    chk text "$T/body" 'd["choices"][0]["text"]' "$T/got"
+    cmp -s "$T/want" "$T/got" && ok || bad "greedy '$prompt' -n $n: text differs from sqlm run:
+got:  $(cat "$T/got")
+want: $(cat "$T/want")"
+    [ "$(chk get "$T/body" 'd["object"]')" = text_completion ] && ok || bad "completion object: $(cat "$T/body")"
+    local pt ct tt fr
+    pt=$(chk get "$T/body" 'd["usage"]["prompt_tokens"]') ct=$(chk get "$T/body" 'd["usage"]["completion_tokens"]')
+    tt=$(chk get "$T/body" 'd["usage"]["total_tokens"]') fr=$(chk get "$T/body" 'd["choices"][0]["finish_reason"]')
+    [ "$pt" = "$(n_tok "$prompt")" ] && ok || bad "'$prompt': prompt_tokens $pt, want $(n_tok "$prompt")"
+    [ "$tt" = $((pt + ct)) ] && ok || bad "'$prompt': total_tokens $tt is not $pt + $ct"
+    if [ -n "$extra" ]; then   # ignore_eos: exactly n tokens, cut by length
+        [ "$ct" = "$n" ] && [ "$fr" = length ] && ok || bad "'$prompt' ignore_eos: completion_tokens $ct, finish $fr; want $n, length"
+    else
+        { [ "$ct" = "$n" ] && [ "$fr" = length ]; } || { [ "$ct" -lt "$n" ] && [ "$fr" = stop ]; } && ok \
+            || bad "'$prompt': completion_tokens $ct with finish_reason $fr (max_tokens $n)"
+    fi
+    # the same request streamed: chunks that add up to the same text
+    body="{\"prompt\":\"$prompt\",\"max_tokens\":$n,\"temperature\":0,\"stream\":true$extra}"
+    expect_status "stream '$prompt'" 200 "$(post /v1/completions "$body" "${AUTH[@]}")" || return
+    local sfr
+    if sfr=$(chk sse "$T/body" text "$T/sgot" 2>"$T/chkerr"); then
+        ok
+        cmp -s "$T/sgot" "$T/want" && ok || bad "stream '$prompt': chunks add up to '$(cat "$T/sgot")', want '$(cat "$T/want")'"
+        [ "$sfr" = "$fr" ] && ok || bad "stream '$prompt': finish_reason $sfr, whole answer's $fr"
+    else
+        bad "stream '$prompt': $(tail -1 "$T/chkerr")"
+    fi
+}
+greedy "Once upon a time" 48
+greedy "Lily" 64 ',"ignore_eos":true'
+greedy "The dog" 1
+greedy "" 12
+# a prompt that extends what the KV cache holds feeds only the new tokens
+# (max_tokens 1: the cache holds the prompt alone), with the same text
+post /v1/completions '{"prompt":"Once upon a time","max_tokens":1}' "${AUTH[@]}" >/dev/null
+greedy "Once upon a time, there was" 20
+grep "POST /v1/completions: prompt" "$T/main.err" | tail -2 | head -1 | grep -q "prompt 8 tokens (5 from the cache)" && ok \
+    || bad "the KV cache was not reused: $(grep 'POST /v1/completions: prompt' "$T/main.err" | tail -2 | head -1)"
+
+# sampling with a seed: the text of `sqlm run -s` with the same settings
+"$SQLM" run -m "$T/s.db" -p "Lily" -n 24 --temp 0.9 -s 7 >"$T/run.out" 2>/dev/null
+chk runtext "$T/run.out" "Lily" "$T/want"
+expect_status "seeded" 200 "$(post /v1/completions '{"prompt":"Lily","max_tokens":24,"temperature":0.9,"seed":7}' "${AUTH[@]}")"
+chk text "$T/body" 'd["choices"][0]["text"]' "$T/got"
+cmp -s "$T/want" "$T/got" && ok || bad "seeded sampling differs from sqlm run -s 7: '$(cat "$T/got")' vs '$(cat "$T/want")'"
+
+# stop strings: the greedy text cut before the first place any of them starts
+"$SQLM" run -m "$T/s.db" -p "Once upon a time" -n 48 --temp 0 >"$T/run.out" 2>/dev/null
+chk runtext "$T/run.out" "Once upon a time" "$T/full"
+for stop in '"Lily"' '["zzz","Lily. She","named Lily"]' '["\n", "ed"]'; do
+    python3 -c "import json,sys; t=open(sys.argv[1]).read(); s=json.loads(sys.argv[2]); s=[s] if isinstance(s,str) else s
+i=min(t.find(x) for x in s if x in t); open(sys.argv[3],'w').write(t[:i])" "$T/full" "$stop" "$T/want" \
+        || bad "the greedy text lacks $stop: $(cat "$T/full")"
+    expect_status "stop $stop" 200 "$(post /v1/completions "{\"prompt\":\"Once upon a time\",\"max_tokens\":48,\"temperature\":0,\"stop\":$stop}" "${AUTH[@]}")"
+    chk text "$T/body" 'd["choices"][0]["text"]' "$T/got"
+    cmp -s "$T/want" "$T/got" && [ "$(chk get "$T/body" 'd["choices"][0]["finish_reason"]')" = stop ] && ok \
+        || bad "stop $stop: '$(cat "$T/got")', want '$(cat "$T/want")' and finish stop"
+    expect_status "stream stop $stop" 200 "$(post /v1/completions "{\"prompt\":\"Once upon a time\",\"max_tokens\":48,\"temperature\":0,\"stop\":$stop,\"stream\":true}" "${AUTH[@]}")"
+    sfr=$(chk sse "$T/body" text "$T/sgot" 2>"$T/chkerr") || bad "stream stop $stop: $(tail -1 "$T/chkerr")"
+    cmp -s "$T/want" "$T/sgot" && [ "$sfr" = stop ] && ok || bad "stream stop $stop: '$(cat "$T/sgot")' ($sfr)"
+done
+# stream_options.include_usage: a last chunk with usage and no choices
+expect_status "include_usage" 200 "$(post /v1/completions '{"prompt":"Lily","max_tokens":5,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}' "${AUTH[@]}")"
+grep '^data: {' "$T/body" | tail -1 | sed 's/^data: //' >"$T/last.json"
+[ "$(chk get "$T/last.json" '[len(d["choices"]), d["usage"]["completion_tokens"]]')" = "[0, 5]" ] && ok \
+    || bad "include_usage: last chunk $(cat "$T/last.json")"
+
+# --- chat: the replies of `sqlm chat`, one turn and two (the second reuses the cache)
+# (sqlm chat prints each reply and a newline; a reply may hold newlines too)
+printf 'Hello there\nTell me a story\n' | "$SQLM" chat -m "$T/s.db" -n 8 --temp 0 --system "Be kind" >"$T/chat.out" 2>/dev/null \
+    || bad "sqlm chat failed"
+msgs1='[{"role":"system","content":"Be kind"},{"role":"user","content":"Hello there"}]'
+expect_status "chat" 200 "$(post /v1/chat/completions "{\"messages\":$msgs1,\"max_tokens\":8,\"temperature\":0}" "${AUTH[@]}")"
+cp "$T/body" "$T/chat1.json"
+chk text "$T/body" 'd["choices"][0]["message"]["content"]' "$T/got"
+cp "$T/got" "$T/want1"
+[ "$(chk get "$T/body" '[d["object"], d["choices"][0]["message"]["role"]]')" = '["chat.completion", "assistant"]' ] && ok \
+    || bad "chat: object or role: $(cat "$T/body")"
+pt=$(chk get "$T/body" 'd["usage"]["prompt_tokens"]') ct=$(chk get "$T/body" 'd["usage"]["completion_tokens"]')
+[ "$pt" -gt 10 ] && [ "$ct" -ge 1 ] && [ "$ct" -le 8 ] && [ "$(chk get "$T/body" 'd["usage"]["total_tokens"]')" = $((pt + ct)) ] \
+    && ok || bad "chat: usage $(chk get "$T/body" 'd["usage"]')"
+reply1=$(python3 -c "import json,sys; print(json.dumps(open(sys.argv[1], encoding='utf-8').read()))" "$T/got")
+msgs2="[{\"role\":\"system\",\"content\":\"Be kind\"},{\"role\":\"user\",\"content\":\"Hello there\"},{\"role\":\"assistant\",\"content\":$reply1},{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Tell me a story\"}]}]"
+expect_status "chat, second turn" 200 "$(post /v1/chat/completions "{\"messages\":$msgs2,\"max_tokens\":8,\"temperature\":0}" "${AUTH[@]}")"
+chk text "$T/body" 'd["choices"][0]["message"]["content"]' "$T/got"
+printf '%s\n%s\n' "$(cat "$T/want1")" "$(cat "$T/got")" >"$T/chat.serve"
+cmp -s "$T/chat.out" "$T/chat.serve" && ok || bad "chat: replies differ from sqlm chat's:
+got:  $(cat "$T/chat.serve")
+want: $(cat "$T/chat.out")"
+# streamed: a role first, then content adding up to the whole reply
+expect_status "chat stream" 200 "$(post /v1/chat/completions "{\"messages\":$msgs1,\"max_tokens\":8,\"temperature\":0,\"stream\":true}" "${AUTH[@]}")"
+if sfr=$(chk sse "$T/body" chat "$T/sgot" 2>"$T/chkerr"); then
+    cmp -s "$T/want1" "$T/sgot" && [ "$sfr" = "$(chk get "$T/chat1.json" 'd["choices"][0]["finish_reason"]')" ] && ok \
+        || bad "chat stream: '$(cat "$T/sgot")' ($sfr), want '$(cat "$T/want1")'"
+else
+    bad "chat stream: $(tail -1 "$T/chkerr")"
+fi
+
+# --- bad requests
+expect_status "404" 404 "$(get /v1/nope "${AUTH[@]}")"
+expect_status "404 before auth" 404 "$(get /index.html)"
+expect_status "405 GET completions" 405 "$(get /v1/completions "${AUTH[@]}")"
+expect_status "405 POST health" 405 "$(post /health '{}')"
+expect_status "405 DELETE models" 405 "$(get /v1/models -X DELETE "${AUTH[@]}")"
+curl -s -o /dev/null -D "$T/hdr" -X POST "$URL/health"
+grep -qi '^Allow: GET' "$T/hdr" && ok || bad "405 without 'Allow: GET': $(cat "$T/hdr")"
+expect_status "/v1/health (llama-server's alias)" 200 "$(get /v1/health)"
+expect_status "/completions (llama-server's alias)" 200 "$(post /completions '{"prompt":"Hi","max_tokens":2}' "${AUTH[@]}")"
+expect_status "bad JSON" 400 "$(post /v1/completions '{"prompt": "Hi",' "${AUTH[@]}")"
+expect_status "not an object" 400 "$(post /v1/completions '["Hi"]' "${AUTH[@]}")"
+expect_status "empty body" 400 "$(post /v1/completions '' "${AUTH[@]}")"
+expect_status "no prompt" 400 "$(post /v1/completions '{"max_tokens":4}' "${AUTH[@]}")"
+expect_status "prompt a number" 400 "$(post /v1/completions '{"prompt":42}' "${AUTH[@]}")"
+expect_status "temperature a string" 400 "$(post /v1/completions '{"prompt":"Hi","temperature":"hot"}' "${AUTH[@]}")"
+expect_status "stream a string" 400 "$(post /v1/completions '{"prompt":"Hi","stream":"yes"}' "${AUTH[@]}")"
+expect_status "stop a number" 400 "$(post /v1/completions '{"prompt":"Hi","stop":7}' "${AUTH[@]}")"
+expect_status "max_tokens 0" 400 "$(post /v1/completions '{"prompt":"Hi","max_tokens":0}' "${AUTH[@]}")"
+expect_status "max_tokens -5" 400 "$(post /v1/completions '{"prompt":"Hi","max_tokens":-5}' "${AUTH[@]}")"
+expect_status "max_tokens huge" 400 "$(post /v1/completions '{"prompt":"Hi","max_tokens":100000000000}' "${AUTH[@]}")"
+expect_status "max_tokens 1.5" 400 "$(post /v1/completions '{"prompt":"Hi","max_tokens":1.5}' "${AUTH[@]}")"
+expect_status "top_p 2" 400 "$(post /v1/completions '{"prompt":"Hi","top_p":2}' "${AUTH[@]}")"
+expect_status "n 2" 400 "$(post /v1/completions '{"prompt":"Hi","n":2}' "${AUTH[@]}")"
+expect_status "no messages" 400 "$(post /v1/chat/completions '{"prompt":"Hi"}' "${AUTH[@]}")"
+expect_status "empty messages" 400 "$(post /v1/chat/completions '{"messages":[]}' "${AUTH[@]}")"
+expect_status "message not an object" 400 "$(post /v1/chat/completions '{"messages":["Hi"]}' "${AUTH[@]}")"
+expect_status "message without role" 400 "$(post /v1/chat/completions '{"messages":[{"content":"Hi"}]}' "${AUTH[@]}")"
+expect_status "content an object" 400 "$(post /v1/chat/completions '{"messages":[{"role":"user","content":{"x":1}}]}' "${AUTH[@]}")"
+expect_status "image content" 400 "$(post /v1/chat/completions '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}' "${AUTH[@]}")"
+expect_status "invalid UTF-8" 400 "$(post /v1/completions "$(printf '{"prompt":"\xff\xfe"}')" "${AUTH[@]}")"
+python3 -c "import json; print(json.dumps({'prompt': 'Once upon a time ' * 300}))" >"$T/long.json"
+expect_status "overlong prompt" 400 "$(post /v1/completions "@$T/long.json" "${AUTH[@]}")"
+grep -q "context" "$T/body" && ok || bad "overlong prompt: message does not say context: $(cat "$T/body")"
+python3 -c "import json; print(json.dumps({'messages': [{'role': 'user', 'content': 'Tell me a story ' * 300}]}))" >"$T/long.json"
+expect_status "overlong chat" 400 "$(post /v1/chat/completions "@$T/long.json" "${AUTH[@]}")"
+head -c 2000000 /dev/zero | tr '\0' ' ' >"$T/big.json"
+expect_status "2 MB body" 413 "$(post /v1/completions "@$T/big.json" "${AUTH[@]}")"
+expect_status "2 MB body, chunked" 413 "$(post /v1/completions "@$T/big.json" -H 'Transfer-Encoding: chunked' "${AUTH[@]}")"
+expect_status "2 MB body, no key" 401 "$(post /v1/completions "@$T/big.json")"
+# just under the limit, valid JSON: accepted
+python3 -c "import json; print(json.dumps({'prompt': 'Hi', 'max_tokens': 2, 'pad': 'x' * 1000000}))" >"$T/near.json"
+expect_status "1 MB body" 200 "$(post /v1/completions "@$T/near.json" "${AUTH[@]}")"
+
+# --- hostile clients: gone mid-stream (reset), half a request, concurrent
+python3 - "$URL" "$KEY" <<'EOF' 2>"$T/py.err" && ok || bad "hostile clients: $(cat "$T/py.err")"
+import socket, struct, sys
+host, port = sys.argv[1][len("http://"):].rsplit(":", 1)
+body = b'{"prompt":"Once upon a time","max_tokens":400,"ignore_eos":true,"stream":true}'
+req = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + sys.argv[2].encode() +
+       b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+for i in range(6):
+    s = socket.create_connection((host, int(port)))
+    s.sendall(req)
+    got = s.recv(200)
+    assert got.startswith(b"HTTP/1.1 200"), got
+    if i % 2:   # reset, not a clean close
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+# a request cut short: headers promise a body that never comes
+s = socket.create_connection((host, int(port)))
+s.sendall(req[:-10])
+s.close()
+# garbage instead of HTTP
+s = socket.create_connection((host, int(port)))
+s.sendall(b"\x00\xff garbage \r\n\r\n" * 50)
+s.close()
+EOF
+pids=()
+for i in 1 2 3; do
+    curl -s -o "$T/par$i.json" -H 'Content-Type: application/json' "${AUTH[@]}" \
+        --data-binary '{"prompt":"Once upon a time","max_tokens":48,"temperature":0}' "$URL/v1/completions" &
+    pids+=($!)
+done
+wait "${pids[@]}"   # not the server
+for i in 1 2 3; do
+    chk text "$T/par$i.json" 'd["choices"][0]["text"]' "$T/got" 2>/dev/null && cmp -s "$T/got" "$T/full" && ok \
+        || bad "concurrent request $i: $(head -c 300 "$T/par$i.json")"
+done
+kill -0 "$PID" 2>/dev/null && ok || bad "the server died"
+expect_status "/health after the hostile clients" 200 "$(get /health)"
+greedy "Once upon a time" 16
+
+stop_server main
+[ "$(sha256sum < "$T/s.db")" = "$sum" ] && ok || bad "serve modified the model database"
+
+# --- flags: a bad one fails with a message; the port in use is named
+"$SQLM" serve -m "$T/s.db" --port 99999 >/dev/null 2>"$T/err" && bad "--port 99999 accepted" || \
+    { grep -q "expected an integer" "$T/err" && ok || bad "--port 99999: $(cat "$T/err")"; }
+"$SQLM" serve -m "$T/s.db" --max-body 12X >/dev/null 2>"$T/err" && bad "--max-body 12X accepted" || \
+    { grep -q "expected a size" "$T/err" && ok || bad "--max-body 12X: $(cat "$T/err")"; }
+start_server busy "$SQLM" serve -m "$T/s.db" --port 0 --max-body 4K --alias tiny && {
+    port=${URL##*:}
+    "$SQLM" serve -m "$T/s.db" --port "$port" >/dev/null 2>"$T/err" && bad "a second server on port $port started" || \
+        { grep -q "cannot listen on 127.0.0.1 port $port: Address already in use" "$T/err" && ok || bad "port in use: $(cat "$T/err")"; }
+    expect_status "--alias" 200 "$(get /v1/models)"   # and no key needed without --api-key
+    [ "$(chk get "$T/body" 'd["data"][0]["id"]')" = tiny ] && ok || bad "--alias: $(cat "$T/body")"
+    head -c 5000 /dev/zero | tr '\0' ' ' >"$T/5k.json"
+    expect_status "--max-body 4K" 413 "$(post /v1/completions "@$T/5k.json")"
+    # SIGINT stops it as SIGTERM does
+    kill -INT "$PID"; wait "$PID"; rc=$?; PID=
+    [ $rc = 0 ] && ok || bad "exit status $rc after SIGINT"
+}
+
+# --- under a memory budget, inside a cgroup whose limit (page cache
+# included) is the budget, as tests/membudget.sh runs `sqlm run`
+if [ "$NO_BUDGET" = --no-budget ]; then
+    echo "serve: budget test skipped: --no-budget" >&2; skip=$((skip + 1))
+elif [ "$(id -u)" != 0 ]; then
+    echo "serve: budget test skipped: not root" >&2; skip=$((skip + 1))
+elif [ ! -w /sys/fs/cgroup/memory ] || ! mkdir "$CG" 2>/dev/null; then
+    echo "serve: budget test skipped: no writable cgroup v1 memory controller at /sys/fs/cgroup/memory" >&2
+    skip=$((skip + 1))
+else
+    BUDGET_MB=64 B=$((64 * 1048576))
+    "$SQLM" synth --like stories110M -o "$T/m.gguf" 2>/dev/null || bad "synth"
+    "$SQLM" import "$T/m.gguf" -o "$T/m.db" 2>"$T/err" || bad "import: $(cat "$T/err")"
+    rm -f "$T/m.gguf"
+    "$SQLM" run -m "$T/m.db" -p "Once upon a time" -n 12 --temp 0 --ignore-eos -c 128 >"$T/run.out" 2>"$T/err" \
+        || bad "unbudgeted run: $(cat "$T/err")"
+    chk runtext "$T/run.out" "Once upon a time" "$T/want"
+    echo $B > "$CG/memory.limit_in_bytes"
+    dd of="$T/m.db" oflag=nocache conv=notrunc,fdatasync count=0 status=none 2>/dev/null
+    if start_server budget sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$CG" \
+            "$SQLM" serve -m "$T/m.db" --port 0 -c 128 --mem-budget ${BUDGET_MB}M; then
+        expect_status "budget: completion" 200 "$(post /v1/completions '{"prompt":"Once upon a time","max_tokens":12,"temperature":0,"ignore_eos":true}')"
+        chk text "$T/body" 'd["choices"][0]["text"]' "$T/got" 2>/dev/null
+        cmp -s "$T/want" "$T/got" && ok || bad "budget: text differs from the unbudgeted run: '$(cat "$T/got")'"
+        expect_status "budget: stream" 200 "$(post /v1/completions '{"prompt":"Once upon a time","max_tokens":12,"temperature":0,"ignore_eos":true,"stream":true}')"
+        chk sse "$T/body" text "$T/sgot" >/dev/null 2>&1 && cmp -s "$T/want" "$T/sgot" && ok || bad "budget: streamed text differs"
+        expect_status "budget: chat" 200 "$(post /v1/chat/completions '{"messages":[{"role":"user","content":"Hello"}],"max_tokens":6,"temperature":0}')"
+        hwm=$(awk '/^VmHWM/ { print $2 * 1024 }' "/proc/$PID/status")
+        [ -n "$hwm" ] && [ "$hwm" -le "$B" ] && ok || bad "budget: peak RSS $hwm above the budget $B"
+        echo "serve: under a ${BUDGET_MB} MB cgroup: peak RSS $((hwm / 1048576)) MB, cgroup max usage $(( $(cat "$CG/memory.max_usage_in_bytes") / 1048576 )) MB" >&2
+        stop_server budget
+    fi
+fi
+
+echo "tests/serve.sh: $pass passed, $fail failed, $skip skipped" >&2
+[ "$fail" = 0 ]
