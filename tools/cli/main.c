@@ -111,7 +111,7 @@ static void usage(FILE *f) {
         "  --system TEXT            system prompt\n"
         "  --chat-template NAME     chatml, llama2, llama3 or zephyr instead of the model's\n"
         "\n"
-        "serve options (and run's sampling options, the requests' defaults; and chat's\n"
+        "serve options (also run's sampling options, as the defaults of the requests, and\n"
         "--chat-template):\n"
         "  --host ADDR              address to listen on (default 127.0.0.1: this machine only)\n"
         "  --port N                 TCP port (default 8080; 0 = any free port, printed)\n"
