@@ -1,10 +1,11 @@
 #!/bin/sh
-# Install what sqlm needs to build and test on Debian 12, once: the compiler,
-# SQLite, jansson and libmicrohttpd (sqlm serve) development files, curl for
-# the server's tests, and clang's sanitizer runtime for the ASan/UBSan tests.
+# Install what sqlm needs to build and test on Debian 12, once: the compiler
+# (gcc, whose libasan/libubsan serve the ASan/UBSan tests), SQLite, jansson
+# and libmicrohttpd (sqlm serve) development files, curl for the server's
+# tests, and python3 for the test scripts' JSON checks (tests/*.sh).
 # Uses sudo when not root.  Does nothing when all is there.
 set -e
-PKGS="build-essential libsqlite3-dev libjansson-dev libmicrohttpd-dev sqlite3 curl"
+PKGS="build-essential libsqlite3-dev libjansson-dev libmicrohttpd-dev sqlite3 curl python3"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
