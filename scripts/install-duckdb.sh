@@ -23,6 +23,14 @@ if [ -f "$LIB" ] && grep -q "\"version\": \"$VERSION\"" "$PKGDIR/package.json" 2
     echo "$LIB"
     exit 0
 fi
+# npm from Debian where it is missing (a fresh machine), so the DuckDB tests run
+if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    echo "install-duckdb: installing npm (apt-get)" >&2
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm; } >/dev/null 2>&1 ||
+        echo "install-duckdb: apt-get install npm failed" >&2
+fi
 if ! command -v npm >/dev/null 2>&1; then
     echo "install-duckdb: npm not found (apt-get install npm), DuckDB engine not installed" >&2
     exit 1
