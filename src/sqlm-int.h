@@ -437,6 +437,8 @@ typedef struct ir_node {
                            * product that reads it (emit.c, SWIGLU) */
     bool inplace;         /* MATMUL scans tile ids; the engine reads the tiles in place */
     bool kv_q;            /* KV_APPEND: the cache rows carry q; ATTN_SCORE: q from them */
+    bool kv_x;            /* KV_APPEND: the rows of kv head 0 also carry the layer's
+                           * input residual x ({in1}); ADD: x read back from them */
     bool critical;        /* must be materialised (cache, residual, output) */
     bool materialize;     /* decided by the passes: a table, not a CTE */
 } ir_node;
@@ -478,8 +480,10 @@ typedef struct ir_opts {
                            * score, max and output relations (dialect_ir_opts() turns it
                            * off where the dialect has no ATTN template) */
     bool layer_merge;     /* with cte_merge: the KV append ends the QKV statement (the
-                           * cache rows carry q too) and a layer's attention and FFN are
-                           * one statement (dialect_ir_opts(): DuckDB pure SQL only) */
+                           * cache rows carry q too), and a layer's attention and FFN
+                           * and the next layer's norm, QKV and KV append are one
+                           * statement (the cache rows carry the residual stream too);
+                           * dialect_ir_opts(): DuckDB pure SQL only */
 } ir_opts;
 
 /* Table fusion is a storage layout: import writes blk{L}_qkv and blk{L}_gu

@@ -405,6 +405,22 @@ static const op_sql duck_kv_q = { "pos, h, q, k, v", "pos INTEGER, h INTEGER, q 
     "  x.v[{v_off} + t.h * {hd} + 1 : {v_off} + t.h * {hd} + {hd}] AS v\n"
     "FROM {in0} x CROSS JOIN range({n_head_kv}) t(h)",
     .rereads_in0 = true };
+/* ... whose kv head 0 rows also carry x, the residual stream entering the
+ * layer ({in1}), which the layer's statement reads back (duck_add_kv): so
+ * no residual needs a table and a statement of its own. */
+static const op_sql duck_kv_qx = { "pos, h, q, k, v, x",
+    "pos INTEGER, h INTEGER, q FLOAT[], k FLOAT[], v FLOAT[], x FLOAT[]",
+    "SELECT x.pos AS pos, t.h::INTEGER AS h,\n"
+    "  x.v[t.h * {group} * {hd} + 1 : (t.h + 1) * {group} * {hd}] AS q,\n"
+    "  x.v[{q_dim} + t.h * {hd} + 1 : {q_dim} + t.h * {hd} + {hd}] AS k,\n"
+    "  x.v[{v_off} + t.h * {hd} + 1 : {v_off} + t.h * {hd} + {hd}] AS v,\n"
+    "  CASE WHEN t.h = 0 THEN r.v END AS x\n"
+    "FROM {in0} x JOIN {in1} r ON r.pos = x.pos CROSS JOIN range({n_head_kv}) t(h)",
+    .rereads_in0 = true };
+static const op_sql duck_add_kv = { POS_V, POS_V_DEFS,
+    "SELECT a.pos AS pos, list_transform(a.x, lambda e, i: e + b.v[i]) AS v\n"
+    "FROM {in0} a JOIN {in1} b ON b.pos = a.pos\n"
+    "WHERE a.h = 0 AND a.pos >= (SELECT min(pos) FROM t_in)", false };
 static const op_sql duck_score_q = { "qpos, kpos, h, s", "qpos INTEGER, kpos INTEGER, h INTEGER, s FLOAT",
     "{?gqa}"
     "SELECT q.pos AS qpos, k.pos AS kpos, (q.h * {group} + t.g)::INTEGER AS h,\n"
@@ -432,6 +448,8 @@ static const op_sql *template_of(int op, int dia) {
 
 /* The template of node n (a cache carrying q has its own). */
 static const op_sql *node_template(const ir_node *n, int dia) {
+    if (n->kv_x && dia == DIA_DUCKDB && n->op == IR_OP_KV_APPEND) return &duck_kv_qx;
+    if (n->kv_x && dia == DIA_DUCKDB && n->op == IR_OP_ADD) return &duck_add_kv;
     if (n->kv_q && dia == DIA_DUCKDB && n->op == IR_OP_KV_APPEND) return &duck_kv_q;
     if (n->kv_q && dia == DIA_DUCKDB && n->op == IR_OP_ATTN_SCORE) return &duck_score_q;
     return template_of(n->op, dia);
