@@ -6,9 +6,10 @@
  *       ROWS x COLS float32 table written as import writes weights
  *       (uncompressed, small row groups), one row per matrix row, as a
  *       FLOAT[] list, as a FLOAT[COLS] array, as two ROW2COL pivot
- *       columns (one subquery each), and as ROW2COL's row split (two
- *       UNION ALL halves of whole or pivoted rows), times x; the best of
- *       several runs on 1 and 2 threads, as weight bytes per second.
+ *       columns (one subquery each), as ROW2COL's row split (two UNION
+ *       ALL halves of whole or pivoted rows of the table) and as its table
+ *       split (the halves as two tables), times x; the best of several
+ *       runs on 1 and 2 threads, as weight bytes per second.
  *   duckbench run DB [-t N] [--no-cte-merge] [--row2col-cols N] [--prompt N]
  *                    [--decode N] [--profile] [--engine duckdb|duckdb-native]
  *       prefill latency of an N-token prompt (best of --repeat R runs), then
@@ -83,8 +84,10 @@ static int ceiling(const char *dir, long rows, long cols) {
              "CREATE TABLE wa AS SELECT row, v::FLOAT[%ld] AS v FROM wl;"
              "CREATE TABLE xl AS SELECT 0 AS pos, list_transform(range(%ld), lambda j: (j %% 13 - 6)::FLOAT) AS v;"
              "CREATE TABLE xa AS SELECT pos, v::FLOAT[%ld] AS v FROM xl;"
-             "CREATE TABLE wp AS SELECT row, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM wl; CHECKPOINT",
-             cols, rows, cols, cols, cols, cols / 2, cols / 2 + 1, cols);
+             "CREATE TABLE wp AS SELECT row, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM wl;"
+             "CREATE TABLE wt0 AS SELECT row, v FROM wl WHERE row < %ld ORDER BY row;"
+             "CREATE TABLE wt1 AS SELECT row, v FROM wl WHERE row >= %ld ORDER BY row; CHECKPOINT",
+             cols, rows, cols, cols, cols, cols / 2, cols / 2 + 1, cols, rows / 2, rows / 2);
     if ((rc = e->m->exec(e, sql))) die("fill", rc);
     e->m->close(e);
     const double bytes = (double)rows * (double)cols * 4;
@@ -112,12 +115,19 @@ static int ceiling(const char *dir, long rows, long cols) {
              " SELECT x.pos AS pos, w.row AS row, (list_dot_product(w.c0, x.c0) + list_dot_product(w.c1, x.c1))::FLOAT AS s"
              " FROM wp w CROSS JOIN (SELECT pos, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM xl) x WHERE w.row >= %ld) r"
              " GROUP BY r.pos", cols / 2, cols / 2 + 1, cols, at, cols / 2, cols / 2 + 1, cols, at);
+    /* ROW2COL's table split (graph.c row2col_split_tables()): the halves
+     * as two tables */
+    static const char tsplit[] =
+        "SELECT r.pos, list(r.s ORDER BY r.row) FROM (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
+        " FROM wt0 w CROSS JOIN xl x UNION ALL SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
+        " FROM wt1 w CROSS JOIN xl x) r GROUP BY r.pos";
     const struct { const char *name, *sql; } q[] = {
         { "list", "SELECT x.pos, list(list_dot_product(w.v, x.v) ORDER BY w.row) FROM xl x CROSS JOIN wl w GROUP BY x.pos" },
         { "array", "SELECT x.pos, list(array_inner_product(w.v, x.v) ORDER BY w.row) FROM xa x CROSS JOIN wa w GROUP BY x.pos" },
         { "pivot2", pivot },
         { "split2", at > 0 ? split : NULL },
         { "pivot2-split2", at > 0 ? psplit : NULL },
+        { "split2-tables", tsplit },
     };
     for (int t = 1; t <= 2; t++) {
         engine_opts ro = { .readonly = true, .threads = t };
