@@ -437,6 +437,8 @@ typedef struct ir_node {
                            * product that reads it (emit.c, SWIGLU) */
     bool inplace;         /* MATMUL scans tile ids; the engine reads the tiles in place */
     bool kv_q;            /* KV_APPEND: the cache rows carry q; ATTN_SCORE: q from them */
+    bool by_head;         /* MATMUL (fused QKV), ROPE, KV_APPEND of a merged layer: one
+                           * row per (position, kv head) instead of per position */
     bool kv_x;            /* KV_APPEND: the rows of kv head 0 also carry the layer's
                            * input residual x ({in1}); ADD: x read back from them */
     bool critical;        /* must be materialised (cache, residual, output) */

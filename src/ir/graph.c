@@ -180,6 +180,10 @@ int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, in
         g->nodes[kv].critical = true;
         g->nodes[kv].kv_q = lm;
         g->nodes[kv].kv_x = lm;
+        /* merged, a fused QKV product gives one row per kv head, which RoPE
+         * and the cache append keep */
+        const bool by_head = lm && g->nodes[qkv].op == IR_OP_MATMUL;
+        g->nodes[qkv].by_head = g->nodes[r].by_head = g->nodes[kv].by_head = by_head;
         int a;
         if (!o->fuse_attn) {
             int s = node(g, IR_OP_ATTN_SCORE, l, "score", lm ? kv : r, kv, -1);

@@ -281,9 +281,10 @@ static void check_random_models(void) {
         if (!import_open(gguf, "rand", &io, &db)) { ref_free(r); r = NULL; break; }
         static const char *const combo_name[] = { "", " (no passes)", " (all passes)" };
         session *s;
-        /* CTE merging on and off, attention fused into one aggregate or as
+        /* CTE merging on and off (on for chunked rows, whose products have
+         * forms of their own), attention fused into one aggregate or as
          * three relations; then no passes and all passes */
-        session_opts so = { .ir = { .cte_merge = combo ? combo == 2 : k % 2 == 0, .all_logits = true,
+        session_opts so = { .ir = { .cte_merge = combo ? combo == 2 : k % 2 == 0 || sh->tile_bytes, .all_logits = true,
                                     .row2col_per = 0, .fuse_attn = combo ? combo == 2 : k % 4 < 2 } };
         CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
         const int32_t toks[8] = { 1, 5, 9, 2, 17, 33, 4, 60 };
