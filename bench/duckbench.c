@@ -6,9 +6,10 @@
  *       ROWS x COLS float32 table written as import writes weights
  *       (uncompressed, small row groups), one row per matrix row, as a
  *       FLOAT[] list, as a FLOAT[COLS] array, as two ROW2COL pivot
- *       columns (one subquery each), and as ROW2COL's row split (two
- *       UNION ALL halves of whole or pivoted rows), times x; the best of
- *       several runs on 1 and 2 threads, as weight bytes per second.
+ *       columns (one subquery each), as ROW2COL's row split (two UNION
+ *       ALL halves of whole or pivoted rows of the table) and as its table
+ *       split (the halves as two tables), times x; the best of several
+ *       runs on 1 and 2 threads, as weight bytes per second.
  *   duckbench run DB [-t N] [--no-cte-merge] [--row2col-cols N] [--prompt N]
  *                    [--decode N] [--profile] [--engine duckdb|duckdb-native]
  *       prefill latency of an N-token prompt (best of --repeat R runs), then
@@ -16,12 +17,31 @@
  *       the weight bytes the best decode step reads per second; --profile
  *       adds where a decode step's time goes, by statement (mean), and
  *       where a prefill's went.
+ *   duckbench sql DB FILE [-t N] [--prompt N] [--reps R] [--rw]
+ *       isolated timings of hand-written SQL: after a prompt of N tokens
+ *       and one decode step (the state of decode step N), each block of
+ *       FILE (a line "-- @name [MODE]" starts one; statements end with
+ *       ";" at the end of a line) runs R times, in rounds that run every
+ *       block once (so that load changes fall on all): best and median ms.  MODE
+ *       "once" runs the block once, untimed (set-up); "tx" runs each
+ *       repetition inside BEGIN ... ROLLBACK; "step" sets t_in to the
+ *       next position first (one token), as a decode step does, and
+ *       keeps what the block wrote; "show" runs it once and prints the
+ *       rows of each statement (EXPLAIN ANALYZE, checks); "pre" runs it
+ *       first, on the empty tables of a new session ("preshow" also
+ *       prints its rows); "prog" is a whole
+ *       step program: prepared on empty tables (as a session prepares its
+ *       own), run on the prompt, then timed over R decode steps, in 3
+ *       rounds (the file then holds only pre and prog blocks; a prog
+ *       block's leading SET statements are made before it is prepared).  --rw opens DB
+ *       writable (for set-up blocks that write tables of other layouts).
  *
  * Prints one line of key=value pairs per measurement for the script.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../src/sqlm-int.h"
 
@@ -64,8 +84,10 @@ static int ceiling(const char *dir, long rows, long cols) {
              "CREATE TABLE wa AS SELECT row, v::FLOAT[%ld] AS v FROM wl;"
              "CREATE TABLE xl AS SELECT 0 AS pos, list_transform(range(%ld), lambda j: (j %% 13 - 6)::FLOAT) AS v;"
              "CREATE TABLE xa AS SELECT pos, v::FLOAT[%ld] AS v FROM xl;"
-             "CREATE TABLE wp AS SELECT row, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM wl; CHECKPOINT",
-             cols, rows, cols, cols, cols, cols / 2, cols / 2 + 1, cols);
+             "CREATE TABLE wp AS SELECT row, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM wl;"
+             "CREATE TABLE wt0 AS SELECT row, v FROM wl WHERE row < %ld ORDER BY row;"
+             "CREATE TABLE wt1 AS SELECT row, v FROM wl WHERE row >= %ld ORDER BY row; CHECKPOINT",
+             cols, rows, cols, cols, cols, cols / 2, cols / 2 + 1, cols, rows / 2, rows / 2);
     if ((rc = e->m->exec(e, sql))) die("fill", rc);
     e->m->close(e);
     const double bytes = (double)rows * (double)cols * 4;
@@ -93,12 +115,19 @@ static int ceiling(const char *dir, long rows, long cols) {
              " SELECT x.pos AS pos, w.row AS row, (list_dot_product(w.c0, x.c0) + list_dot_product(w.c1, x.c1))::FLOAT AS s"
              " FROM wp w CROSS JOIN (SELECT pos, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM xl) x WHERE w.row >= %ld) r"
              " GROUP BY r.pos", cols / 2, cols / 2 + 1, cols, at, cols / 2, cols / 2 + 1, cols, at);
+    /* ROW2COL's table split (graph.c row2col_split_tables()): the halves
+     * as two tables */
+    static const char tsplit[] =
+        "SELECT r.pos, list(r.s ORDER BY r.row) FROM (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
+        " FROM wt0 w CROSS JOIN xl x UNION ALL SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
+        " FROM wt1 w CROSS JOIN xl x) r GROUP BY r.pos";
     const struct { const char *name, *sql; } q[] = {
         { "list", "SELECT x.pos, list(list_dot_product(w.v, x.v) ORDER BY w.row) FROM xl x CROSS JOIN wl w GROUP BY x.pos" },
         { "array", "SELECT x.pos, list(array_inner_product(w.v, x.v) ORDER BY w.row) FROM xa x CROSS JOIN wa w GROUP BY x.pos" },
         { "pivot2", pivot },
         { "split2", at > 0 ? split : NULL },
         { "pivot2-split2", at > 0 ? psplit : NULL },
+        { "split2-tables", tsplit },
     };
     for (int t = 1; t <= 2; t++) {
         engine_opts ro = { .readonly = true, .threads = t };
@@ -229,6 +258,296 @@ static int run(int argc, char **argv) {
     return 0;
 }
 
+/* Append a text column's value to the buf ctx. */
+static int append_text(void *ctx, int nc, const db_val *v) {
+    if (nc >= 1 && v[0].type == DBV_TEXT) buf_append((buf *)ctx, v[0].p, v[0].n);
+    return 0;
+}
+
+/* Print a row: integers, reals, text; vectors as their length and first values. */
+static int print_row(void *ctx, int nc, const db_val *v) {
+    (void)ctx;
+    for (int c = 0; c < nc; c++) {
+        if (c) fputs(" | ", stdout);
+        if (v[c].type == DBV_INT) printf("%lld", (long long)v[c].i);
+        else if (v[c].type == DBV_REAL) printf("%.9g", v[c].d);
+        else if (v[c].type == DBV_TEXT) printf("%.*s", (int)v[c].n, (const char *)v[c].p);
+        else if (v[c].type == DBV_NULL) fputs("NULL", stdout);
+        else {
+            const float *f = v[c].p;
+            size_t n = v[c].n / sizeof *f;
+            printf("[%zu:", n);
+            for (size_t k = 0; k < n && k < 4; k++) printf(" %.9g", f[k]);
+            fputs(n > 4 ? " ...]" : "]", stdout);
+        }
+    }
+    putchar('\n');
+    return 0;
+}
+
+/* CPU seconds of the process (all threads). */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The statements of one block (text from p to end), split at ";" that ends a line. */
+static int block_statements(char *p, char *end, char **out, int max) {
+    int n = 0;
+    while (p < end && n < max) {
+        while (p < end && (*p == ' ' || *p == '\n')) p++;
+        if (p >= end) break;
+        char *q = p;
+        while (q < end && !(*q == ';' && (q + 1 == end || q[1] == '\n'))) q++;
+        if (q < end) *q = 0;
+        else *end = 0;
+        bool blank = true;
+        for (char *c = p; *c; c++) {
+            if (*c == '-' && c[1] == '-') { while (*c && *c != '\n') c++; if (!*c) break; continue; }
+            if (*c != ' ' && *c != '\n') { blank = false; break; }
+        }
+        if (!blank) out[n++] = p;
+        p = q + 1;
+    }
+    return n;
+}
+
+typedef struct block {
+    char name[128], mode[16];
+    char *st[256];        /* its statements, in FILE's text */
+    int n;
+    int n_set;            /* prog: its leading SET statements */
+} block;
+
+static int sql_blocks(int argc, char **argv) {
+    const char *path = argv[2], *file = argv[3];
+    int threads = 2, n_prompt = 25, reps = 15;
+    bool rw = false;
+    for (int i = 4; i < argc; i++) {
+        if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) n_prompt = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rw")) rw = true;
+        else {
+            fprintf(stderr, "duckbench: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (reps < 1) reps = 1;
+    FILE *f = fopen(file, "rb");
+    if (!f) { perror(file); return 1; }
+    static char text[1 << 22];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = 0;
+    static block blocks[64];
+    int n_blocks = 0;
+    for (char *p = strstr(text, "-- @"); p && n_blocks < 64;) {
+        char *hdr = p + 4, *body = strchr(hdr, '\n');
+        if (!body) break;
+        *body++ = 0;
+        char *next_blk = strstr(body, "\n-- @");
+        if (next_blk) *next_blk = 0;
+        block *bl = &blocks[n_blocks++];
+        sscanf(hdr, "%127s %15s", bl->name, bl->mode);
+        bl->n = block_statements(body, body + strlen(body), bl->st, 256);
+        p = next_blk ? next_blk + 1 : NULL;
+    }
+    modeldb db;
+    engine_opts eo = { .readonly = !rw, .threads = threads };
+    int rc = modeldb_open(&db, path, "duckdb", &eo);
+    if (rc) die(path, rc);
+    session_opts so = { .ir = { .cte_merge = true } };
+    session *s;
+    if ((rc = session_init(&s, &db, &so))) die("session", rc);
+    int32_t *toks = malloc(sizeof *toks * (size_t)(n_prompt + 1));
+    for (int i = 0; i < n_prompt; i++) toks[i] = i == 0 && db.voc.bos >= 0 ? db.voc.bos : (i * 7919 + 13) % db.cfg.vocab_size;
+    engine *e = db.e;
+    /* "pre" blocks, then whole programs ("prog"), each prepared on empty
+     * tables as a session prepares its program, then run as a prompt and
+     * decode steps */
+    int n_prog = 0;
+    for (int b = 0; b < n_blocks; b++) {
+        n_prog += !strcmp(blocks[b].mode, "prog");
+        for (int k = 0; !strcmp(blocks[b].mode, "pre") && k < blocks[b].n; k++)
+            if ((rc = e->m->exec(e, blocks[b].st[k]))) die(blocks[b].name, rc);
+        if (!strcmp(blocks[b].mode, "preshow")) printf("sql %s\n", blocks[b].name);
+        for (int k = 0; !strcmp(blocks[b].mode, "preshow") && k < blocks[b].n; k++)
+            if ((rc = e->m->query(e, blocks[b].st[k], NULL, 0, print_row, NULL))) die(blocks[b].name, rc);
+    }
+    if (n_prog) {
+        const int rounds = getenv("DUCKBENCH_ROUNDS") ? atoi(getenv("DUCKBENCH_ROUNDS")) : 3;
+        double *pt = calloc((size_t)n_blocks * (size_t)(reps * rounds), sizeof *pt);
+        double *pc = calloc((size_t)n_blocks * (size_t)(reps * rounds), sizeof *pc);
+        double *smin[64] = { 0 };   /* per block: each statement's best seconds */
+        sql_stmt *pst = calloc(256, sizeof *pst);
+        for (int r = 0; r < rounds; r++)
+            for (int b = 0; b < n_blocks; b++) {
+                block *bl = &blocks[b];
+                if (strcmp(bl->mode, "prog")) continue;
+                /* every temporary table empty, as at session start */
+                buf q;
+                buf_init(&q);
+                rc = e->m->query(e, "SELECT 'DELETE FROM ' || table_name || ';' FROM duckdb_tables() WHERE temporary",
+                                 NULL, 0, append_text, &q);
+                if (!rc && q.p) rc = e->m->exec(e, q.p);
+                buf_free(&q);
+                if (rc) die(bl->name, rc);
+                /* leading SET statements: this block's settings, made before it is prepared */
+                int n_set = 0;
+                while (n_set < bl->n && !strncmp(bl->st[n_set], "SET ", 4))
+                    if ((rc = e->m->exec(e, bl->st[n_set++]))) die(bl->name, rc);
+                bl->n_set = n_set;
+                for (int k = 0; k < bl->n; k++) pst[k] = (sql_stmt){ .name = bl->name, .sql = bl->st[k] };
+                sql_program prog = { .steps = pst + n_set, .n_steps = bl->n - n_set, .setup = "SELECT 1", .reset = "SELECT 1" };
+                if ((rc = e->m->load_program(e, &prog))) die(bl->name, rc);
+                for (int i = 0; i < n_prompt; i++) {
+                    db_val v[2] = { dbv_int(i), dbv_int(toks[i]) };
+                    if ((rc = e->m->query(e, "INSERT INTO t_in(pos, tok) VALUES (?, ?)", v, 2, NULL, NULL))) die(bl->name, rc);
+                }
+                if ((rc = e->m->run_program(e, NULL))) die(bl->name, rc);
+                double *secs = calloc((size_t)bl->n, sizeof *secs), *tot = calloc((size_t)bl->n, sizeof *tot);
+                if (!smin[b]) {
+                    smin[b] = malloc(sizeof *smin[b] * (size_t)bl->n);
+                    for (int k = 0; k < bl->n; k++) smin[b][k] = 1e30;
+                }
+                for (int k = 0; k < reps; k++) {
+                    memset(secs, 0, sizeof *secs * (size_t)bl->n);
+                    char ins[96];
+                    snprintf(ins, sizeof ins, "DELETE FROM t_in; INSERT INTO t_in VALUES (%d, %d)", n_prompt + k,
+                             ((n_prompt + k) * 7919 + 13) % db.cfg.vocab_size);
+                    if ((rc = e->m->exec(e, ins))) die(bl->name, rc);
+                    double t0 = sqlm_now(), c0 = cpu_now();
+                    if ((rc = e->m->run_program(e, secs))) die(bl->name, rc);
+                    pt[b * reps * rounds + r * reps + k] = (sqlm_now() - t0) * 1e3;
+                    pc[b * reps * rounds + r * reps + k] = (cpu_now() - c0) * 1e3;
+                    for (int i = 0; i < bl->n - n_set; i++) {
+                        tot[i] += secs[i];
+                        if (secs[i] < smin[b][i]) smin[b][i] = secs[i];
+                    }
+                }
+                /* mean ms per decode step of the statements, by what they insert into */
+                printf("stmts %-26s round=%d", bl->name, r);
+                for (int k = 0; k < bl->n - n_set; k++) {
+                    char target[64] = "?";
+                    const char *ins = strstr(bl->st[n_set + k], "INSERT INTO ");
+                    if (ins) sscanf(ins + 12, "%63[a-z0-9_]", target);
+                    else if (strstr(bl->st[n_set + k], "DELETE FROM ")) snprintf(target, sizeof target, "delete");
+                    printf(" %s=%.2f", target, tot[k] * 1e3 / reps);
+                }
+                printf("\n");
+                free(secs);
+                free(tot);
+                if (r == 0) {   /* the same tokens for every block: the logits must agree */
+                    printf("check %-26s ", bl->name);
+                    if ((rc = e->m->query(e, "SELECT count(*), sum(list_sum(v)), max(list_max(v)) FROM logits", NULL, 0,
+                                          print_row, NULL)))
+                        die(bl->name, rc);
+                }
+            }
+        for (int b = 0; b < n_blocks; b++) {
+            if (strcmp(blocks[b].mode, "prog")) continue;
+            double *bt = pt + b * reps * rounds;
+            double *bc = pc + b * reps * rounds;
+            qsort(bt, (size_t)(reps * rounds), sizeof *bt, cmp_double);
+            qsort(bc, (size_t)(reps * rounds), sizeof *bc, cmp_double);
+            const int n_t = reps * rounds;
+            /* the best time of each statement over all steps, summed by kind */
+            double g[4] = { 0 };
+            for (int k = 0; k < blocks[b].n - blocks[b].n_set; k++) {
+                const char *st = blocks[b].st[blocks[b].n_set + k], *ins = strstr(st, "INSERT INTO ");
+                char target[64] = "";
+                if (ins) sscanf(ins + 12, "%63[a-z0-9_]", target);
+                int kind = !strncmp(target, "kv", 2) ? 0 : strstr(target, "resid_ffn") ? 1 : !strcmp(target, "logits") ? 2 : 3;
+                g[kind] += smin[b][k] * 1e3;
+            }
+            printf("stmin %-26s sum=%.2f kv=%.2f ffn=%.2f logits=%.2f other=%.2f\n", blocks[b].name,
+                   g[0] + g[1] + g[2] + g[3], g[0], g[1], g[2], g[3]);
+            free(smin[b]);
+            printf("sql %-28s statements=%d decode steps=%d best_ms=%.3f p10_ms=%.3f p25_ms=%.3f median_ms=%.3f cpu_best_ms=%.3f cpu_p25_ms=%.3f\n",
+                   blocks[b].name, blocks[b].n, n_t, bt[0], bt[n_t / 10], bt[n_t / 4], bt[n_t / 2], bc[0], bc[n_t / 4]);
+        }
+        free(pt);
+        free(pc);
+        free(pst);
+        free(toks);
+        session_free(s);
+        modeldb_close(&db);
+        return 0;
+    }
+    const float *lg;
+    if ((rc = session_eval(s, toks, n_prompt, &lg))) die("prefill", rc);
+    int32_t next = 0;
+    for (int j = 1; j < db.cfg.vocab_size; j++)
+        if (lg[j] > lg[next]) next = j;
+    if ((rc = session_eval(s, &next, 1, &lg))) die("decode", rc);
+    int pos = n_prompt + 1;
+    /* set-up blocks and printed ones first, in file order */
+    for (int b = 0; b < n_blocks; b++) {
+        block *bl = &blocks[b];
+        if (!strcmp(bl->mode, "show")) printf("sql %s\n", bl->name);
+        for (int k = 0; k < bl->n; k++) {
+            if (!strcmp(bl->mode, "once")) rc = e->m->exec(e, bl->st[k]);
+            else if (!strcmp(bl->mode, "show")) rc = e->m->query(e, bl->st[k], NULL, 0, print_row, NULL);
+            if (rc) die(bl->name, rc);
+        }
+    }
+    /* Each round runs every timed block, so that a change of machine load
+     * falls on all of them: the block's statements are prepared (as a
+     * program's are, once), run once untimed, then timed. */
+    sql_stmt *ps = calloc(256, sizeof *ps);
+    int first[65];
+    first[0] = 0;
+    for (int b = 0; b < n_blocks; b++) {
+        const bool timed = strcmp(blocks[b].mode, "once") && strcmp(blocks[b].mode, "show") &&
+                           strcmp(blocks[b].mode, "pre") && strcmp(blocks[b].mode, "preshow");
+        first[b + 1] = first[b] + (timed ? blocks[b].n : 0);
+    }
+    double *t = calloc((size_t)n_blocks * (size_t)reps, sizeof *t);
+    for (int r = 0; r < reps; r++) {
+        for (int b = 0; b < n_blocks; b++) {
+            block *bl = &blocks[b];
+            if (first[b] == first[b + 1]) continue;
+            for (int k = 0; k < bl->n; k++) ps[k] = (sql_stmt){ .name = bl->name, .sql = bl->st[k] };
+            sql_program prog = { .steps = ps, .n_steps = bl->n, .setup = "SELECT 1", .reset = "SELECT 1" };
+            if ((rc = e->m->load_program(e, &prog))) die(bl->name, rc);
+            const bool tx = !strcmp(bl->mode, "tx"), step = !strcmp(bl->mode, "step");
+            for (int w = 0; w < 2; w++) {
+                if (step) {
+                    char ins[96];
+                    snprintf(ins, sizeof ins, "DELETE FROM t_in; INSERT INTO t_in VALUES (%d, %d)", pos,
+                             (pos * 7919 + 13) % db.cfg.vocab_size);
+                    pos++;
+                    if ((rc = e->m->exec(e, ins))) die(bl->name, rc);
+                }
+                if (tx && (rc = e->m->exec(e, "BEGIN"))) die(bl->name, rc);
+                double t0 = sqlm_now();
+                if ((rc = e->m->run_program(e, NULL))) die(bl->name, rc);
+                if (w) t[b * reps + r] = (sqlm_now() - t0) * 1e3;
+                if (tx && (rc = e->m->exec(e, "ROLLBACK"))) die(bl->name, rc);
+            }
+        }
+    }
+    for (int b = 0; b < n_blocks; b++) {
+        if (first[b] == first[b + 1]) continue;
+        qsort(t + b * reps, (size_t)reps, sizeof *t, cmp_double);
+        printf("sql %-28s statements=%d best_ms=%.3f median_ms=%.3f\n", blocks[b].name, first[b + 1] - first[b],
+               t[b * reps], t[b * reps + reps / 2]);
+    }
+    free(t);
+    free(ps);
+    free(toks);
+    session_free(s);
+    modeldb_close(&db);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "version")) {
         if (duckdb_load()) die("version", SQLM_UNSUPPORTED);
@@ -237,6 +556,7 @@ int main(int argc, char **argv) {
     }
     if (argc >= 5 && !strcmp(argv[1], "ceiling")) return ceiling(argv[2], atol(argv[3]), atol(argv[4]));
     if (argc >= 3 && !strcmp(argv[1], "run")) return run(argc, argv);
-    fprintf(stderr, "usage: duckbench ceiling DIR ROWS COLS | duckbench run DB [options]\n");
+    if (argc >= 4 && !strcmp(argv[1], "sql")) return sql_blocks(argc, argv);
+    fprintf(stderr, "usage: duckbench ceiling DIR ROWS COLS | duckbench run DB [options] | duckbench sql DB FILE [options]\n");
     return 2;
 }

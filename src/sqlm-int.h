@@ -436,8 +436,16 @@ typedef struct ir_node {
     int pivot_per;        /* ROW2COL: pivot columns per subquery */
     int64_t split_at;     /* ROW2COL: 0, or the product runs as two UNION ALL
                            * halves, rows < split_at and rows >= split_at */
+    bool split_tables;    /* ... the halves being the tables {weight} and {weight}_1 */
+    bool est_small;       /* DuckDB: lower this relation's cardinality estimate (a
+                           * filter on this step's positions) for the table-split
+                           * product that reads it (emit.c, SWIGLU) */
     bool inplace;         /* MATMUL scans tile ids; the engine reads the tiles in place */
     bool kv_q;            /* KV_APPEND: the cache rows carry q; ATTN_SCORE: q from them */
+    bool by_head;         /* MATMUL (fused QKV), ROPE, KV_APPEND of a merged layer: one
+                           * row per (position, kv head) instead of per position */
+    bool kv_x;            /* KV_APPEND: the rows of kv head 0 also carry the layer's
+                           * input residual x ({in1}); ADD: x read back from them */
     bool critical;        /* must be materialised (cache, residual, output) */
     bool materialize;     /* decided by the passes: a table, not a CTE */
 } ir_node;
@@ -452,6 +460,8 @@ typedef struct ir_weight {
     int64_t chunk;        /* columns per chunk (== n_in when rows are whole) */
     int pivot;            /* ROW2COL: 0, or the number of pivot columns c0..c{pivot-1}
                            * (each n_in / pivot floats) that replace v */
+    int64_t split_at;     /* ROW2COL: 0, or rows >= split_at are stored in the table
+                           * "{name}_1" (row numbers kept), the rest in {name} */
 } ir_weight;
 
 typedef struct ir_graph {
@@ -463,7 +473,8 @@ typedef struct ir_graph {
     int output;           /* id of the logits node */
     bool all_logits;      /* keep logits of every position (tests), not just the last */
     int row2col_per;      /* ir_opts.row2col_per */
-    bool row2col;         /* the weights were laid out by the ROW2COL pass (some pivoted) */
+    bool row2col;         /* the weights were laid out by the ROW2COL pass (some
+                           * pivoted or split) */
 } ir_graph;
 
 /* Options of compilation: passes (switchable for ablation) and outputs. */
@@ -476,25 +487,32 @@ typedef struct ir_opts {
                            * score, max and output relations (dialect_ir_opts() turns it
                            * off where the dialect has no ATTN template) */
     bool layer_merge;     /* with cte_merge: the KV append ends the QKV statement (the
-                           * cache rows carry q too) and a layer's attention and FFN are
-                           * one statement (dialect_ir_opts(): DuckDB pure SQL only) */
+                           * cache rows carry q too), and a layer's attention and FFN
+                           * and the next layer's norm, QKV and KV append are one
+                           * statement (the cache rows carry the residual stream too);
+                           * dialect_ir_opts(): DuckDB pure SQL only */
 } ir_opts;
 
 /* Table fusion is a storage layout: import writes blk{L}_qkv and blk{L}_gu
  * (fused) or blk{L}_q/_k/_v and blk{L}_gate/_up; the graph builder follows
  * whatever sqlm_weight lists, joining unfused outputs with CONCAT.
  *
- * ROW2COL is a storage layout too (pivot columns instead of one vector per
- * row), chosen per matrix at import by row2col_pivots(); the matmul template
- * then sums one dot product per pivot column, pivot_per columns per
- * subquery, and lines the subqueries up with POSITIONAL JOIN. */
-enum { R2C_AUTO = 0, R2C_OFF, R2C_ON };
+ * ROW2COL is a storage layout too: pivot columns instead of one vector per
+ * row (row2col_pivots(); the matmul template then sums one dot product per
+ * pivot column, pivot_per columns per subquery, and lines the subqueries up
+ * with POSITIONAL JOIN), or a layer matrix's rows split over two tables
+ * (row2col_split_tables(); the product runs as two UNION ALL halves), chosen
+ * per matrix at import. */
+enum { R2C_AUTO = 0, R2C_OFF, R2C_ON, R2C_SPLIT };
 /* Pivot columns for an n_out x n_in float32 matrix under mode (R2C_*), or 0
- * to store it unpivoted.  The measured rule lives here and only here. */
+ * to store it unpivoted.  The measured rules live in graph.c and only there. */
 int row2col_pivots(int mode, int64_t n_out, int64_t n_in);
 int row2col_per_default(int pivots);
 /* ROW2COL's row split: the first row of a product's second half, or 0 */
 int64_t row2col_split(bool row2col, int64_t n_out, int64_t n_in);
+/* ROW2COL's table split of a layer matrix: the first row stored in the
+ * second table, or 0 to keep one table */
+int64_t row2col_split_tables(int mode, int64_t n_out, int64_t n_in);
 
 /* Build the Llama-family graph for cfg over the weights in ws (copied). */
 int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, int n_ws,
@@ -743,7 +761,8 @@ typedef struct import_opts {
     size_t mem_budget;       /* resident memory cap (0 = none): engine cache, and the
                               * model file's mapping dropped as it is consumed */
     bool no_fuse;            /* table fusion off: separate q/k/v and gate/up tables */
-    int row2col;             /* R2C_AUTO (the rule), R2C_OFF, R2C_ON (WL_ROWS_F32 only) */
+    int row2col;             /* R2C_AUTO (the rule), R2C_OFF, R2C_ON (pivot every matrix),
+                              * R2C_SPLIT (split every layer matrix); WL_ROWS_F32 only */
 } import_opts;
 
 /* Import a model file into a new database at out_path (written to a

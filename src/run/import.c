@@ -192,7 +192,9 @@ static int64_t fill_chunk(int dt, int64_t n_out, int64_t n_in, size_t tile) {
  * in the storage type, sized near tile_bytes.  WL_ROWS_F32: one matrix row
  * per table row in float32 (F16 values exactly; Q8_0/Q4_0 as their integer
  * values and block scales), split into chunks only when --tile-bytes asks
- * for it.  whole_rows keeps rows unsplit (the embedding is read by row).
+ * for it; ROW2COL may pivot a float row into columns or store the second
+ * half of the rows in a table {name}_1 (graph.c).  whole_rows keeps rows
+ * unsplit and the table whole (the embedding is read by row).
  */
 static int write_matrix(importer *im, const char *name, const fused *f, bool whole_rows) {
     const int64_t n_out = fused_rows(f), n_in = f->t[0]->ne[0];
@@ -234,6 +236,11 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
      * (not quantized rows: their blocks and scales stay whole) */
     const int pivot = rows && !qrows && chunk == n_in && !whole_rows
                           ? row2col_pivots(im->o->row2col, n_out, n_in) : 0;
+    /* ROW2COL's table split: rows from split on go to the table {name}_1 */
+    const int64_t split = rows && !qrows && chunk == n_in && !whole_rows && !pivot
+                              ? row2col_split_tables(im->o->row2col, n_out, n_in) : 0;
+    char name1[48];
+    snprintf(name1, sizeof name1, "%s_1", name);
     buf sql;
     buf_init(&sql);
     /* quantized rows go first, as lists of their integer values, to a TEMP
@@ -241,16 +248,20 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
      * the 110M-shape Q8_0 database, not 240) */
     char flat[48];
     snprintf(flat, sizeof flat, "%s_flat", name);
-    buf_appendf(&sql, "CREATE %sTABLE %s(", qrows ? "TEMP " : "", qrows ? flat : name);
-    dialect_subst(im->e->m->dialect, "id INTEGER{pk}, row INTEGER, col INTEGER", &sql);
-    if (!pivot) dialect_subst(im->e->m->dialect, ", v {vec}", &sql);
-    for (int p = 0; p < pivot; p++) {
-        buf_appendf(&sql, ", c%d ", p);
-        dialect_subst(im->e->m->dialect, "{vec}", &sql);
+    int rc = SQLM_OK;
+    for (int part = 0; part < (split ? 2 : 1) && !rc; part++) {
+        buf_reset(&sql);
+        buf_appendf(&sql, "CREATE %sTABLE %s(", qrows ? "TEMP " : "", qrows ? flat : part ? name1 : name);
+        dialect_subst(im->e->m->dialect, "id INTEGER{pk}, row INTEGER, col INTEGER", &sql);
+        if (!pivot) dialect_subst(im->e->m->dialect, ", v {vec}", &sql);
+        for (int p = 0; p < pivot; p++) {
+            buf_appendf(&sql, ", c%d ", p);
+            dialect_subst(im->e->m->dialect, "{vec}", &sql);
+        }
+        if (qrows) dialect_subst(im->e->m->dialect, ", s {vec}", &sql);
+        buf_puts(&sql, ")");
+        rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
     }
-    if (qrows) dialect_subst(im->e->m->dialect, ", s {vec}", &sql);
-    buf_puts(&sql, ")");
-    int rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
     /* one tile per statement; float rows are small, so many per statement
      * (or per appended chunk where the engine bulk-loads) */
     const int per_stmt = !rows ? 1 : im->e->m->append ? APPEND_ROWS : ROWS_PER_INSERT;
@@ -270,6 +281,11 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         rc = sqlm_error(SQLM_NOMEM, "out of memory importing %s", name);
     for (int64_t r0 = 0; !rc && r0 < n_out; r0 += tile_rows) {
         int64_t nr = MIN(tile_rows, n_out - r0);
+        if (split && r0 == split) {   /* the second table (tile_rows is 1) */
+            rc = batch_flush(&ins);
+            ins.into = name1;
+            if (rc) break;
+        }
         for (int64_t c = 0; !rc && c < n_chunks; c++) {
             int64_t c0 = c * chunk, w = MIN(chunk, n_in - c0);
             size_t wb;
@@ -319,9 +335,9 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     free(scales);
     buf_free(&sql);
     if (rc) return rc;
-    db_val wv[7] = { dbv_text(name), dbv_int(vt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
-                     dbv_int(chunk), dbv_int(pivot) };
-    rc = im->e->m->query(im->e, "INSERT INTO sqlm_weight VALUES (?, ?, ?, ?, ?, ?, ?)", wv, 7, NULL, NULL);
+    db_val wv[8] = { dbv_text(name), dbv_int(vt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
+                     dbv_int(chunk), dbv_int(pivot), dbv_int(split) };
+    rc = im->e->m->query(im->e, "INSERT INTO sqlm_weight VALUES (?, ?, ?, ?, ?, ?, ?, ?)", wv, 8, NULL, NULL);
     progress(im, name);
     return rc;
 }
@@ -355,7 +371,7 @@ static const tensor *need(const model *m, int layer, const char *suffix) {
 static const char *const schema =
     "CREATE TABLE sqlm_meta(key TEXT PRIMARY KEY, value{any});\n"
     "CREATE TABLE sqlm_weight(name TEXT PRIMARY KEY, dtype INTEGER, n_out INTEGER,"
-    " n_in INTEGER, tile_rows INTEGER, chunk INTEGER, n_pivot INTEGER);\n"
+    " n_in INTEGER, tile_rows INTEGER, chunk INTEGER, n_pivot INTEGER, split_at INTEGER);\n"
     "CREATE TABLE norm(layer INTEGER, kind TEXT, v {vec}, PRIMARY KEY(layer, kind));\n"
     "CREATE TABLE bias(layer INTEGER PRIMARY KEY, v {vec});\n"
     "CREATE TABLE rope(pos INTEGER PRIMARY KEY, cs {vec});\n"
@@ -539,7 +555,7 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         goto done;
     }
     const sql_dialect *dl = dialect_get(dm->dialect);
-    if (dl->weight_layout != WL_ROWS_F32 && o->row2col == R2C_ON) {
+    if (dl->weight_layout != WL_ROWS_F32 && (o->row2col == R2C_ON || o->row2col == R2C_SPLIT)) {
         rc = sqlm_error(SQLM_UNSUPPORTED, "engine %s: ROW2COL needs float rows (engine duckdb)", dm->name);
         goto done;
     }

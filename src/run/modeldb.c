@@ -7,13 +7,15 @@
  * Schema (every engine; vector columns in the dialect's type, BLOB or FLOAT[],
  * and untyped values as VARCHAR where the engine has no untyped column):
  *   sqlm_meta(key TEXT PRIMARY KEY, value)       config; 'complete' = 1 last
- *   sqlm_weight(name TEXT PRIMARY KEY, dtype, n_out, n_in, tile_rows, chunk, n_pivot)
+ *   sqlm_weight(name TEXT PRIMARY KEY, dtype, n_out, n_in, tile_rows, chunk, n_pivot, split_at)
  *   <weight>(id INTEGER PRIMARY KEY, row, col, v BLOB)   tiles of tile_rows rows
  *        x chunk columns; id = (row / tile_rows) * n_chunks + col / chunk
  *        (DuckDB: v FLOAT[], one float32 row or chunk per table row, tile_rows 1,
  *        holding the values of type dtype exactly, so the products can round
  *        their input as llama.cpp does for that type; Q8_0/Q4_0 tables hold
- *        v TINYINT[32][], the integer values per block, and s FLOAT[], the scales)
+ *        v TINYINT[32][], the integer values per block, and s FLOAT[], the scales;
+ *        ROW2COL: n_pivot columns c0.. in place of v, or the rows from
+ *        split_at on in the table <weight>_1)
  *   norm(layer, kind, v)   bias(layer, v)   rope(pos, cs)
  *   vocab(id, piece, score, attr)   merges(rank, pair)   tokenizer(key, value)
  *   program(step, name, sql)          the default decode program, for any client
@@ -104,9 +106,12 @@ static int weight_row(void *ctx, int nc, const db_val *v) {
     w->tile_rows = (int)v[4].i;
     w->chunk = v[5].i;
     w->pivot = nc >= 7 && v[6].type == DBV_INT ? (int)v[6].i : 0;
+    w->split_at = nc >= 8 && v[7].type == DBV_INT ? v[7].i : 0;
     size_t rb;
     if (w->pivot < 0 || w->pivot > 64 || (w->pivot && w->n_in % w->pivot))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad pivot %d", w->name, w->pivot), 1;
+    if (w->split_at < 0 || w->split_at >= w->n_out || (w->split_at && w->chunk != w->n_in))
+        return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad split %lld", w->name, (long long)w->split_at), 1;
     if (!dtype_valid(w->dtype) || w->n_out <= 0 || w->n_in <= 0 || w->tile_rows <= 0 ||
         w->chunk <= 0 || w->chunk > w->n_in || !dtype_row_bytes(w->dtype, (size_t)w->n_in, &rb))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad layout", w->name), 1;
@@ -115,11 +120,16 @@ static int weight_row(void *ctx, int nc, const db_val *v) {
 
 int modeldb_read_weights(engine *e, ir_weight **out, int *n) {
     weights_ctx l = { NULL, 0, 0 };
-    int rc = e->m->query(e, "SELECT name, dtype, n_out, n_in, tile_rows, chunk, n_pivot FROM sqlm_weight",
-                         NULL, 0, weight_row, &l);
-    if (rc && !l.rc && !l.n)   /* written before ROW2COL: no pivot column */
-        rc = e->m->query(e, "SELECT name, dtype, n_out, n_in, tile_rows, chunk FROM sqlm_weight",
-                         NULL, 0, weight_row, &l);
+    /* the newest columns first: databases written before the table split
+     * have no split_at, those written before ROW2COL no n_pivot either */
+    static const char *const q[] = {
+        "SELECT name, dtype, n_out, n_in, tile_rows, chunk, n_pivot, split_at FROM sqlm_weight",
+        "SELECT name, dtype, n_out, n_in, tile_rows, chunk, n_pivot FROM sqlm_weight",
+        "SELECT name, dtype, n_out, n_in, tile_rows, chunk FROM sqlm_weight",
+    };
+    int rc = SQLM_ERROR;
+    for (size_t i = 0; i < ARRAY_LEN(q) && rc && !l.rc && !l.n; i++)
+        rc = e->m->query(e, q[i], NULL, 0, weight_row, &l);
     if (!rc) rc = l.rc;
     if (rc) {
         free(l.w);

@@ -88,6 +88,92 @@ typedef struct op_sql {
 #define POS_V "pos, v"
 #define POS_V_DEFS "pos INTEGER{pk}, v {vec}"
 
+/*
+ * A product in pure SQL on DuckDB, in the form of the weights' layout
+ * (import.c and graph.c decide it), its rows gathered in order by list().
+ *   - ROW2COL's row split ({split_from}: two UNION ALL branches, the two
+ *     tables of a split matrix or the rows of one table below split_at and
+ *     the rest, each its own pipeline; a pivoted row's dot product is the
+ *     sum of its columns', as the pivot form sums them) is taken before the
+ *     pivot form (graph.c, row2col_split_tables(), row2col_split()).
+ *   - ROW2COL (pivoted weights, columns c0..): {r2c_from} is one subquery
+ *     per {pivot_per} pivot columns, each summing their dot products with
+ *     the same slices of x, sorted by (row, pos) and lined up by POSITIONAL
+ *     JOIN (unsorted, a prefill batch on 2 threads came out in a different
+ *     order in each subquery); {r2c_sum} adds their partial sums p.
+ *   - Q8_0/Q4_0 weights, as llama.cpp sums them: per block an exact integer
+ *     dot product (array_inner_product of integers; sums below 2^24), times
+ *     the two scales (exact in DOUBLE), added to a float accumulator in
+ *     block order, acc = fl(acc + isum * d_w * d_x), as one fused
+ *     multiply-add.  (The DOUBLE sum before the cast to FLOAT rounds twice:
+ *     it can differ from the fma in the last bit, about once in 2^29
+ *     additions.)
+ *   - {?by_head}: one row per (position, kv head) instead of per position,
+ *     holding the values of the kv head's query heads, its key and its
+ *     value in row order ({hkey_*}: a row's kv head); the fused QKV product
+ *     of a merged layer (duck_matmul_heads), which then needs no list of
+ *     all its values, no RoPE over that list and no cross join to cut it
+ *     into the cache's rows (a 110M layer's KV statement: 3.60 ms against
+ *     3.86).
+ */
+#define DUCK_MATMUL \
+        "{?quant}{?!chunked}" \
+        "SELECT x.pos AS pos, {?by_head}{hkey_w} AS h, {/}list(list_reduce(list_transform(w.v, lambda blk, i:\n" \
+        "    array_inner_product(blk::FLOAT[32], x.q[i])::DOUBLE * (w.s[i] * x.d[i])),\n" \
+        "  lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT{?bias} + b.v[w.row + {bias_off} + 1]{/} ORDER BY w.row) AS v\n" \
+        "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
+        "GROUP BY x.pos{?by_head}, h{/}{/}" \
+        "{?chunked}" \
+        "SELECT p.pos AS pos, {?by_head}{hkey_p} AS h, {/}list(p.s{?bias} + b.v[p.row + {bias_off} + 1]{/} ORDER BY p.row) AS v\n" \
+        "FROM (SELECT x.pos AS pos, w.row AS row,\n" \
+        "        list_reduce(flatten(list(list_transform(w.v, lambda blk, i:\n" \
+        "            array_inner_product(blk::FLOAT[32], x.q[w.col // 32 + i])::DOUBLE * (w.s[i] * x.d[w.col // 32 + i]))\n" \
+        "          ORDER BY w.col)), lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT AS s\n" \
+        "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p" \
+        "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
+        "GROUP BY p.pos{?by_head}, h{/}{/}{/}" \
+        "{?!quant}{?split}" \
+        "SELECT r.pos AS pos, {?by_head}{hkey_r} AS h, {/}list(r.s{?bias} + b.v[r.row + {bias_off} + 1]{/} ORDER BY r.row) AS v\n" \
+        "FROM ({split_from}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
+        "GROUP BY r.pos{?by_head}, h{/}{/}" \
+        "{?!split}{?pivoted}" \
+        "SELECT r.pos AS pos, {?by_head}{hkey_r} AS h, {/}list(r.s{?bias} + b.v[r.row + {bias_off} + 1]{/} ORDER BY r.row) AS v\n" \
+        "FROM (SELECT s0.pos AS pos, s0.row AS row, ({r2c_sum})::FLOAT AS s\n" \
+        "      FROM {r2c_from}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
+        "GROUP BY r.pos{?by_head}, h{/}{/}" \
+        "{?!pivoted}{?!chunked}" \
+        "SELECT x.pos AS pos, {?by_head}{hkey_w} AS h, {/}list(list_dot_product(w.v, x.v){?bias} + b.v[w.row + {bias_off} + 1]{/} ORDER BY w.row) AS v\n" \
+        "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
+        "GROUP BY x.pos{?by_head}, h{/}{/}" \
+        "{?chunked}" \
+        "SELECT p.pos AS pos, {?by_head}{hkey_p} AS h, {/}list(p.s{?bias} + b.v[p.row + {bias_off} + 1]{/} ORDER BY p.row) AS v\n" \
+        "FROM (SELECT x.pos AS pos, w.row AS row,\n" \
+        "        sum(list_dot_product(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n" \
+        "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p" \
+        "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
+        "GROUP BY p.pos{?by_head}, h{/}{/}{/}{/}{/}"
+
+/* q (the first {rope_q} values) is scaled first (unless its factor is
+ * 1), then the first {rope_rot} values are rotated in pairs with cos/sin
+ * from the rope row (cs[2p + 1] = cos, cs[2p + 2] = sin of pair p,
+ * 1-based); {?by_head}: per (position, kv head) row of duck_matmul_heads
+ * (its query heads and key are rotated, its value is not). */
+#define DUCK_ROPE \
+        "SELECT x.pos AS pos, {?by_head}x.h AS h, {/}list_transform(x.y, lambda e, i: CASE\n" \
+        "  WHEN i > {rope_rot} THEN e\n" \
+        "{?interleaved}" \
+        "  WHEN (i - 1) % 2 = 0 THEN e * r.cs[(i - 1) % {hd} + 1] - x.y[i + 1] * r.cs[(i - 1) % {hd} + 2]\n" \
+        "  ELSE e * r.cs[(i - 1) % {hd}] + x.y[i - 1] * r.cs[(i - 1) % {hd} + 1] END) AS v\n" \
+        "{/}" \
+        "{?!interleaved}" \
+        "  WHEN (i - 1) % {hd} < {half} THEN e * r.cs[2 * ((i - 1) % {hd}) + 1] - x.y[i + {half}] * r.cs[2 * ((i - 1) % {hd}) + 2]\n" \
+        "  ELSE e * r.cs[2 * ((i - 1) % {hd} - {half}) + 1] + x.y[i - {half}] * r.cs[2 * ((i - 1) % {hd} - {half}) + 2] END) AS v\n" \
+        "{/}" \
+        "FROM (SELECT pos, {?by_head}h, {/}{?q_scaled}list_transform(v, lambda e, i: CASE WHEN i <= {rope_q} THEN e * {q_scale}::FLOAT ELSE e END){/}" \
+        "{?!q_scaled}v{/} AS y\n" \
+        "      FROM {in0}) x\n" \
+        "  JOIN rope r ON r.pos = x.pos"
+
 static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
     /* ---------------------------------------------------------- SQLite:
      * native C functions over BLOBs of float32 (db/sqlite.c). */
@@ -213,80 +299,13 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "  NULL::FLOAT[32][] AS q, NULL::FLOAT[] AS d\n"
         "FROM {in0}{/}"
         "{?!quant}{?!f16}SELECT pos, v, NULL::FLOAT[32][] AS q, NULL::FLOAT[] AS d FROM {in0}{/}{/}" },
-    /* ROW2COL's row split ({split_from}: two UNION ALL branches, the rows
-     * below split_at and the rest, each its own pipeline; a pivoted row's
-     * dot product is the sum of its columns', as the pivot form sums them)
-     * is taken before the pivot form (graph.c, row2col_split()).
-     * ROW2COL (pivoted weights, columns c0..): {r2c_from} is one subquery
-     * per {pivot_per} pivot columns, each summing their dot products with
-     * the same slices of x, sorted by (row, pos) and lined up by POSITIONAL
-     * JOIN (unsorted, a prefill batch on 2 threads came out in a different
-     * order in each subquery); {r2c_sum} adds their partial sums p. */
-    /* Q8_0/Q4_0 weights, as llama.cpp sums them: per block an exact integer
-     * dot product (array_inner_product of integers; sums below 2^24), times the
-     * two scales (exact in DOUBLE), added to a float accumulator in block
-     * order, acc = fl(acc + isum * d_w * d_x), as one fused multiply-add.
-     * (The DOUBLE sum before the cast to FLOAT rounds twice: it can differ
-     * from the fma in the last bit, about once in 2^29 additions.) */
-    [IR_OP_MATMUL][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
-        "{?quant}{?!chunked}"
-        "SELECT x.pos AS pos, list(list_reduce(list_transform(w.v, lambda blk, i:\n"
-        "    array_inner_product(blk::FLOAT[32], x.q[i])::DOUBLE * (w.s[i] * x.d[i])),\n"
-        "  lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT{?bias} + b.v[w.row + {bias_off} + 1]{/} ORDER BY w.row) AS v\n"
-        "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
-        "GROUP BY x.pos{/}"
-        "{?chunked}"
-        "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + {bias_off} + 1]{/} ORDER BY p.row) AS v\n"
-        "FROM (SELECT x.pos AS pos, w.row AS row,\n"
-        "        list_reduce(flatten(list(list_transform(w.v, lambda blk, i:\n"
-        "            array_inner_product(blk::FLOAT[32], x.q[w.col // 32 + i])::DOUBLE * (w.s[i] * x.d[w.col // 32 + i]))\n"
-        "          ORDER BY w.col)), lambda acc, t: ((acc + t)::FLOAT)::DOUBLE, 0::DOUBLE)::FLOAT AS s\n"
-        "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
-        "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
-        "GROUP BY p.pos{/}{/}"
-        "{?!quant}{?split}"
-        "SELECT r.pos AS pos, list(r.s{?bias} + b.v[r.row + {bias_off} + 1]{/} ORDER BY r.row) AS v\n"
-        "FROM ({split_from}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
-        "GROUP BY r.pos{/}"
-        "{?!split}{?pivoted}"
-        "SELECT r.pos AS pos, list(r.s{?bias} + b.v[r.row + {bias_off} + 1]{/} ORDER BY r.row) AS v\n"
-        "FROM (SELECT s0.pos AS pos, s0.row AS row, ({r2c_sum})::FLOAT AS s\n"
-        "      FROM {r2c_from}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
-        "GROUP BY r.pos{/}"
-        "{?!pivoted}{?!chunked}"
-        "SELECT x.pos AS pos, list(list_dot_product(w.v, x.v){?bias} + b.v[w.row + {bias_off} + 1]{/} ORDER BY w.row) AS v\n"
-        "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
-        "GROUP BY x.pos{/}"
-        "{?chunked}"
-        "SELECT p.pos AS pos, list(p.s{?bias} + b.v[p.row + {bias_off} + 1]{/} ORDER BY p.row) AS v\n"
-        "FROM (SELECT x.pos AS pos, w.row AS row,\n"
-        "        sum(list_dot_product(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n"
-        "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
-        "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
-        "GROUP BY p.pos{/}{/}{/}{/}",
+    [IR_OP_MATMUL][DIA_DUCKDB] = { POS_V, POS_V_DEFS, DUCK_MATMUL,
         /* DuckDB evaluates an inlined {in0}'s expressions (a norm's or
          * SwiGLU's lambda) above the cross join, once per weight row: a
          * 200-position product over the 4096 x 768 gate/up table took 628 ms
          * with its input's lambda inlined, 323 ms with it MATERIALIZED */
         .rereads_in0 = true },
-    /* q (the first {q_dim} values) is scaled first (unless its factor is
-     * 1), then the first {rot_dim} values are rotated in pairs with cos/sin
-     * from the rope row (cs[2p + 1] = cos, cs[2p + 2] = sin of pair p, 1-based). */
-    [IR_OP_ROPE][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
-        "SELECT x.pos AS pos, list_transform(x.y, lambda e, i: CASE\n"
-        "  WHEN i > {rot_dim} THEN e\n"
-        "{?interleaved}"
-        "  WHEN (i - 1) % 2 = 0 THEN e * r.cs[(i - 1) % {hd} + 1] - x.y[i + 1] * r.cs[(i - 1) % {hd} + 2]\n"
-        "  ELSE e * r.cs[(i - 1) % {hd}] + x.y[i - 1] * r.cs[(i - 1) % {hd} + 1] END) AS v\n"
-        "{/}"
-        "{?!interleaved}"
-        "  WHEN (i - 1) % {hd} < {half} THEN e * r.cs[2 * ((i - 1) % {hd}) + 1] - x.y[i + {half}] * r.cs[2 * ((i - 1) % {hd}) + 2]\n"
-        "  ELSE e * r.cs[2 * ((i - 1) % {hd} - {half}) + 1] + x.y[i - {half}] * r.cs[2 * ((i - 1) % {hd} - {half}) + 2] END) AS v\n"
-        "{/}"
-        "FROM (SELECT pos, {?q_scaled}list_transform(v, lambda e, i: CASE WHEN i <= {q_dim} THEN e * {q_scale}::FLOAT ELSE e END){/}"
-        "{?!q_scaled}v{/} AS y\n"
-        "      FROM {in0}) x\n"
-        "  JOIN rope r ON r.pos = x.pos" },
+    [IR_OP_ROPE][DIA_DUCKDB] = { POS_V, POS_V_DEFS, DUCK_ROPE },
     /* The cache has one row per (position, kv head): the attention joins
      * pick a head's {hd} values by key instead of slicing whole rows per
      * (query, key, head), which DuckDB does slowly (a 32-key decode step's
@@ -308,22 +327,26 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
     /* out[h * hd + d] = sum_k e(q, k, h) v_k[kvh * hd + d] / sum_k e(q, k, h),
      * e = exp(s - max), kvh = h / group: one row per (q, k, h) joined with
      * the cache row of its kv head, whose {hd} values are unnested after the
-     * join, then summed per (q, h, j). */
+     * join, then summed per (q, h * hd + d): one integer key for grouping
+     * and ordering (2.02 against 2.12 ms with h and d apart, a 26-key decode
+     * step of the 110M shape). */
     [IR_OP_ATTN_OUT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
-        "SELECT a.qpos AS pos, list(a.o ORDER BY a.h, a.j) AS v\n"
-        "FROM (SELECT qpos, h, j, (sum(e * x) / sum(e))::FLOAT AS o\n"
-        "      FROM (SELECT s.qpos AS qpos, s.h AS h, exp(s.s - m.mx) AS e,\n"
-        "              unnest(c.v) AS x, unnest(range({hd})) AS j\n"
+        "SELECT a.qpos AS pos, list(a.o ORDER BY a.hj) AS v\n"
+        "FROM (SELECT qpos, hj, (sum(e * x) / sum(e))::FLOAT AS o\n"
+        "      FROM (SELECT s.qpos AS qpos, exp(s.s - m.mx) AS e,\n"
+        "              unnest(c.v) AS x, unnest(range(s.h * {hd}, s.h * {hd} + {hd})) AS hj\n"
         "            FROM {in0} s JOIN {in1} m ON m.qpos = s.qpos AND m.h = s.h\n"
         "            JOIN {in2} c ON c.pos = s.kpos AND c.h = s.h // {group})\n"
-        "      GROUP BY qpos, h, j) a\n"
+        "      GROUP BY qpos, hj) a\n"
         "GROUP BY a.qpos" },
     [IR_OP_ADD][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT a.pos AS pos, list_transform(a.v, lambda e, i: e + b.v[i]) AS v\n"
         "FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
+    /* {?est_small}: every row passes the filter; it only lowers DuckDB's
+     * estimate of the relation (graph.c, where the down product is built) */
     [IR_OP_SWIGLU][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT pos, list_transform(v[1 : {n_out}], lambda g, i: (g / (1::FLOAT + exp(-g)::FLOAT)) * v[{n_out} + i]) AS v\n"
-        "FROM {in0}" },
+        "FROM {in0}{?est_small} WHERE pos >= (SELECT min(pos) FROM t_in){/}" },
     [IR_OP_CONCAT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT a.pos AS pos, {?in2}list_concat({/}list_concat(a.v, b.v){?in2}, c.v){/} AS v\n"
         "FROM {in0} a JOIN {in1} b ON b.pos = a.pos{?in2} JOIN {in2} c ON c.pos = a.pos{/}" },
@@ -351,7 +374,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "SELECT x.pos AS pos,\n"
         "  list({?quant}sqlm_qdot(w.v, w.s, x.q){/}{?!quant}sqlm_dot(x.v, {wparts}){/}{?bias} + b.v[w.row + {bias_off} + 1]{/}"
         " ORDER BY w.row) AS v\n"
-        "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
+        "FROM {in0} x CROSS JOIN {wsrc} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
         "GROUP BY x.pos{/}"
         /* chunks: Q8_0/Q4_0 blocks still fold in order across chunks */
         "{?chunked}"
@@ -393,14 +416,37 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
  * and RoPE, so that a layer needs no table of its rotated q, k and v and no
  * statement of its own for the append.  Each cache row also carries the q
  * of the heads of its kv head ({group} x {hd} values), which attention reads
- * for the positions of this step (those of t_in). */
-static const op_sql duck_kv_q = { "pos, h, q, k, v", "pos INTEGER, h INTEGER, q FLOAT[], k FLOAT[], v FLOAT[]",
+ * for the positions of this step (those of t_in), and the rows of kv head 0
+ * carry x, the residual stream entering the layer ({in1}), which the
+ * layer's statement reads back (duck_add_kv): so no residual needs a table
+ * and a statement of its own. */
+static const op_sql duck_kv_qx = { "pos, h, q, k, v, x",
+    "pos INTEGER, h INTEGER, q FLOAT[], k FLOAT[], v FLOAT[], x FLOAT[]",
     "SELECT x.pos AS pos, t.h::INTEGER AS h,\n"
     "  x.v[t.h * {group} * {hd} + 1 : (t.h + 1) * {group} * {hd}] AS q,\n"
     "  x.v[{q_dim} + t.h * {hd} + 1 : {q_dim} + t.h * {hd} + {hd}] AS k,\n"
-    "  x.v[{v_off} + t.h * {hd} + 1 : {v_off} + t.h * {hd} + {hd}] AS v\n"
-    "FROM {in0} x CROSS JOIN range({n_head_kv}) t(h)",
+    "  x.v[{v_off} + t.h * {hd} + 1 : {v_off} + t.h * {hd} + {hd}] AS v,\n"
+    "  CASE WHEN t.h = 0 THEN r.v END AS x\n"
+    "FROM {in0} x JOIN {in1} r ON r.pos = x.pos CROSS JOIN range({n_head_kv}) t(h)",
     .rereads_in0 = true };
+/* The same for a merged layer's fused QKV product, one row per (position,
+ * kv head) from product to cache: duck_matmul_heads, duck_rope_heads, then
+ * the cache rows cut from each. */
+static const op_sql duck_matmul_heads = { "pos, h, v", "pos INTEGER, h INTEGER, v {vec}", DUCK_MATMUL,
+    .rereads_in0 = true };
+static const op_sql duck_rope_heads = { "pos, h, v", "pos INTEGER, h INTEGER, v {vec}", DUCK_ROPE, false };
+static const op_sql duck_kv_qx_heads = { "pos, h, q, k, v, x",
+    "pos INTEGER, h INTEGER, q FLOAT[], k FLOAT[], v FLOAT[], x FLOAT[]",
+    "SELECT x.pos AS pos, x.h AS h,\n"
+    "  x.v[1 : {group} * {hd}] AS q,\n"
+    "  x.v[{group} * {hd} + 1 : ({group} + 1) * {hd}] AS k,\n"
+    "  x.v[({group} + 1) * {hd} + 1 : ({group} + 2) * {hd}] AS v,\n"
+    "  CASE WHEN x.h = 0 THEN r.v END AS x\n"
+    "FROM {in0} x JOIN {in1} r ON r.pos = x.pos", false };
+static const op_sql duck_add_kv = { POS_V, POS_V_DEFS,
+    "SELECT a.pos AS pos, list_transform(a.x, lambda e, i: e + b.v[i]) AS v\n"
+    "FROM {in0} a JOIN {in1} b ON b.pos = a.pos\n"
+    "WHERE a.h = 0 AND a.pos >= (SELECT min(pos) FROM t_in)", false };
 static const op_sql duck_score_q = { "qpos, kpos, h, s", "qpos INTEGER, kpos INTEGER, h INTEGER, s FLOAT",
     "{?gqa}"
     "SELECT q.pos AS qpos, k.pos AS kpos, (q.h * {group} + t.g)::INTEGER AS h,\n"
@@ -428,7 +474,11 @@ static const op_sql *template_of(int op, int dia) {
 
 /* The template of node n (a cache carrying q has its own). */
 static const op_sql *node_template(const ir_node *n, int dia) {
-    if (n->kv_q && dia == DIA_DUCKDB && n->op == IR_OP_KV_APPEND) return &duck_kv_q;
+    if (n->by_head && dia == DIA_DUCKDB && n->op == IR_OP_MATMUL) return &duck_matmul_heads;
+    if (n->by_head && dia == DIA_DUCKDB && n->op == IR_OP_ROPE) return &duck_rope_heads;
+    if (n->by_head && dia == DIA_DUCKDB && n->op == IR_OP_KV_APPEND) return &duck_kv_qx_heads;
+    if (n->kv_x && dia == DIA_DUCKDB && n->op == IR_OP_KV_APPEND) return &duck_kv_qx;
+    if (n->kv_x && dia == DIA_DUCKDB && n->op == IR_OP_ADD) return &duck_add_kv;
     if (n->kv_q && dia == DIA_DUCKDB && n->op == IR_OP_ATTN_SCORE) return &duck_score_q;
     return template_of(n->op, dia);
 }
@@ -460,6 +510,8 @@ static int cond_value(const ir_node *n, const model_config *c, const char *key, 
     if (KEY("chunked")) return n->chunk > 0 && n->chunk < n->n_in;
     if (KEY("pivoted")) return n->pivot > 0;
     if (KEY("split")) return n->split_at > 0;
+    if (KEY("est_small")) return n->est_small;
+    if (KEY("by_head")) return n->by_head;
     if (KEY("gqa")) return c->n_head_kv > 0 && c->n_head_kv < c->n_head;
     if (KEY("bias_part")) return n->bias_off > 0 || n->bias_part;
     if (KEY("in2")) return n->in[2] >= 0;
@@ -502,6 +554,18 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
     else if (KEY("q_dim")) buf_appendf(b, "%lld", (long long)q_dim);
     else if (KEY("kv_dim")) buf_appendf(b, "%lld", (long long)kv_dim);
     else if (KEY("rot_dim")) buf_appendf(b, "%lld", (long long)(q_dim + kv_dim));
+    /* RoPE's q values and rotated values: of a row, or of a kv head's row */
+    else if (KEY("rope_q")) buf_appendf(b, "%lld", (long long)(n->by_head ? q_dim / MAX(c->n_head_kv, 1) : q_dim));
+    else if (KEY("rope_rot"))
+        buf_appendf(b, "%lld", (long long)(n->by_head ? (q_dim + kv_dim) / MAX(c->n_head_kv, 1) : q_dim + kv_dim));
+    else if (KEY("hkey_w") || KEY("hkey_r") || KEY("hkey_p")) {   /* the kv head of w.row, r.row or p.row */
+        const char t = key[5];
+        const int g = c->n_head_kv > 0 ? c->n_head / c->n_head_kv : 1;
+        buf_appendf(b, "(CASE WHEN %c.row < %lld THEN %c.row // %lld WHEN %c.row < %lld THEN (%c.row - %lld) // %d"
+                       " ELSE (%c.row - %lld) // %d END)::INTEGER",
+                    t, (long long)q_dim, t, (long long)g * c->head_dim, t, (long long)(q_dim + kv_dim), t,
+                    (long long)q_dim, c->head_dim, t, (long long)(q_dim + kv_dim), c->head_dim);
+    }
     else if (KEY("v_off")) buf_appendf(b, "%lld", (long long)(q_dim + kv_dim));
     else if (KEY("bias_off")) buf_appendf(b, "%lld", (long long)n->bias_off);
     else if (KEY("pivot_per")) buf_appendf(b, "%d", n->pivot_per);
@@ -521,7 +585,9 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
                     buf_appendf(b, "%slist_dot_product(w.c%d, x.c%d)", c ? " + " : "", c, c);
                 buf_puts(b, ")::FLOAT");
             }
-            buf_appendf(b, " AS s\n        FROM %s w CROSS JOIN ", n->weight);
+            /* the halves: the tables {w} and {w}_1, or the rows of {w} on
+             * either side of split_at */
+            buf_appendf(b, " AS s\n        FROM %s%s w CROSS JOIN ", n->weight, n->split_tables && h ? "_1" : "");
             if (n->pivot <= 0) buf_appendf(b, "%s x", x);
             else {
                 const int64_t k = n->n_in / n->pivot;
@@ -530,8 +596,12 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
                     buf_appendf(b, ", v[%lld : %lld] AS c%d", (long long)(c * k + 1), (long long)(c * k + k), c);
                 buf_appendf(b, " FROM %s) x", x);
             }
-            buf_appendf(b, " WHERE w.row %s %lld", h ? ">=" : "<", (long long)n->split_at);
+            if (!n->split_tables) buf_appendf(b, " WHERE w.row %s %lld", h ? ">=" : "<", (long long)n->split_at);
         }
+    }
+    else if (KEY("wsrc")) {   /* the weight rows as one relation */
+        if (!n->split_tables) buf_puts(b, n->weight);
+        else buf_appendf(b, "(SELECT * FROM %s UNION ALL SELECT * FROM %s_1)", n->weight, n->weight);
     }
     else if (KEY("r2c_sum") || KEY("r2c_from")) {
         if (n->pivot <= 0 || n->pivot_per <= 0 || n->in[0] < 0) return false;

@@ -277,8 +277,10 @@ static void check_random_models(void) {
         for (int combo = 0; combo < 3; combo++) {
         if (combo > 0 && sh->dtype != DT_F32) break;
         const bool r2c = !engine_keeps_dtype();
-        import_opts io = { .wtype = -1, .tile_bytes = combo ? 0 : sh->tile_bytes,
-                           .no_fuse = combo == 1, .row2col = combo == 2 && r2c ? R2C_ON : R2C_OFF };
+        /* all passes: ROW2COL as the paper's pivot columns on every matrix,
+         * or (every other shape) every layer matrix split over two tables */
+        import_opts io = { .wtype = -1, .tile_bytes = combo ? 0 : sh->tile_bytes, .no_fuse = combo == 1,
+                           .row2col = combo == 2 && r2c ? (k % 2 ? R2C_SPLIT : R2C_ON) : R2C_OFF };
         modeldb db;
         if (!import_open(gguf, "rand", &io, &db)) { ref_free(r); r = NULL; break; }
         if (sh->down_chunk && engine_keeps_dtype() && combo == 0)
@@ -286,9 +288,10 @@ static void check_random_models(void) {
                 if (!strcmp(db.weights[w].name, "blk0_down")) CHECK_EQ(sh->down_chunk, db.weights[w].chunk);
         static const char *const combo_name[] = { "", " (no passes)", " (all passes)" };
         session *s;
-        /* CTE merging on and off, attention fused into one aggregate or as
+        /* CTE merging on and off (on for chunked rows, whose products have
+         * forms of their own), attention fused into one aggregate or as
          * three relations; then no passes and all passes */
-        session_opts so = { .ir = { .cte_merge = combo ? combo == 2 : k % 2 == 0, .all_logits = true,
+        session_opts so = { .ir = { .cte_merge = combo ? combo == 2 : k % 2 == 0 || sh->tile_bytes, .all_logits = true,
                                     .row2col_per = 0, .fuse_attn = combo ? combo == 2 : k % 4 < 2 } };
         CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
         const int32_t toks[8] = { 1, 5, 9, 2, 17, 33, 4, 60 };
@@ -366,6 +369,9 @@ static float *load_weight(engine *e, const ir_weight *w) {
         int n = snprintf(sql, sizeof sql, "SELECT id, flatten([c0");
         for (int p = 1; p < w->pivot; p++) n += snprintf(sql + n, sizeof sql - (size_t)n, ", c%d", p);
         snprintf(sql + n, sizeof sql - (size_t)n, "]) AS v FROM %s WHERE id = ?", w->name);
+    } else if (w->split_at) {   /* ROW2COL: rows from split_at on in {name}_1 */
+        snprintf(sql, sizeof sql, "SELECT id, v FROM (SELECT id, v FROM %s UNION ALL SELECT id, v FROM %s_1)"
+                 " WHERE id = ?", w->name, w->name);
     } else {
         snprintf(sql, sizeof sql, "SELECT id, v FROM %s WHERE id = ?", w->name);
     }
@@ -391,8 +397,9 @@ static float *load_weight(engine *e, const ir_weight *w) {
     return W;
 }
 
-/* layout: 0 fused tiles, 1 unfused (CONCAT), 2 ROW2COL fused, 3 ROW2COL unfused;
- * fused: attention as one ATTN aggregate where the dialect has it */
+/* layout: 0 fused tiles, 1 unfused (CONCAT), 2 ROW2COL fused, 3 ROW2COL unfused,
+ * 4 ROW2COL's table split, unfused; fused: attention as one ATTN aggregate
+ * where the dialect has it */
 static void check_operators(int layout, bool fused) {
     const shape *sh = &shapes[1];   /* GQA, untied, biases, rotate-half, head_dim 8 */
     char gguf[256];
@@ -400,10 +407,11 @@ static void check_operators(int layout, bool fused) {
     CHECK(synth_shape(sh, gguf));
     modeldb db;
     /* several tiles per matrix, unless the rows are pivoted */
-    import_opts io = { .wtype = -1, .tile_bytes = layout >= 2 ? 0 : 256, .no_fuse = layout % 2 == 1,
-                       .row2col = layout >= 2 ? R2C_ON : R2C_OFF };
+    import_opts io = { .wtype = -1, .tile_bytes = layout >= 2 ? 0 : 256, .no_fuse = layout % 2 == 1 || layout == 4,
+                       .row2col = layout == 4 ? R2C_SPLIT : layout >= 2 ? R2C_ON : R2C_OFF };
     if (!import_open(gguf, "ops", &io, &db)) return;
-    static const char *const layout_name[] = { "fused", "unfused", "ROW2COL fused", "ROW2COL unfused" };
+    static const char *const layout_name[] = { "fused", "unfused", "ROW2COL fused", "ROW2COL unfused",
+                                               "ROW2COL split, unfused" };
     fprintf(stderr, "  operators, %s weights:\n", layout_name[layout]);
     session *s;
     session_opts so = { .ir = { .cte_merge = false, .all_logits = true, .row2col_per = layout == 3 ? 2 : 0,
@@ -609,6 +617,7 @@ static void run_all(void) {
     if (!engine_keeps_dtype()) {   /* ROW2COL: engines with float rows */
         check_operators(2, true);
         check_operators(3, true);
+        check_operators(4, true);
     }
 }
 

@@ -79,8 +79,11 @@ static void usage(FILE *f) {
         "                           one tile per 64 KB page)\n"
         "  --no-fuse                table fusion off: q, k, v and gate, up in separate tables\n"
         "                           (ablation; default: fused blk*_qkv and blk*_gu)\n"
-        "  --row2col auto|on|off    duckdb: store matrices as ROW2COL pivot columns (default\n"
-        "                           auto: where the measured rule says it wins)\n"
+        "  --row2col auto|on|split|off\n"
+        "                           duckdb: ROW2COL layout (default auto: the measured rule,\n"
+        "                           layer matrices' rows split over two tables; on: the\n"
+        "                           paper's pivot columns for every matrix; split: every\n"
+        "                           layer matrix split; off: one whole row per table row)\n"
         "\n"
         "run options:\n"
         "  -m, --model FILE         model database from `sqlm import`\n"
@@ -212,8 +215,9 @@ static void parse_args(int argc, char **argv, args *a) {
             const char *v = VAL();
             if (strcmp(v, "auto") == 0) a->row2col = R2C_AUTO;
             else if (strcmp(v, "on") == 0) a->row2col = R2C_ON;
+            else if (strcmp(v, "split") == 0) a->row2col = R2C_SPLIT;
             else if (strcmp(v, "off") == 0) a->row2col = R2C_OFF;
-            else die("--row2col: expected auto, on or off, got '%s'", v);
+            else die("--row2col: expected auto, on, split or off, got '%s'", v);
         }
         else if (IS("--row2col-cols", "--row2col-cols")) a->row2col_cols = parse_long(o, VAL(), 1, 64);
         else if (IS("--no-inplace", "--no-inplace")) a->no_inplace = true;
