@@ -54,6 +54,10 @@ sampler_opts sampler_from_args(const args *a, uint64_t *rng);
 /* The generator state for a seed (what -s N gives). */
 uint64_t sampler_rng(uint64_t seed);
 
+/* The tokens of a plain prompt, as run and serve read it: BOS first where
+ * the vocabulary adds it, and BOS alone for an empty prompt that gave none
+ * (an error when the vocabulary has no BOS).  *ids is malloc'd. */
+int prompt_ids(const modeldb *db, const char *text, size_t len, int32_t **ids, int32_t *n_ids);
 /* The chat template: --chat-template's built-in (dies if unknown), else the
  * model's own, else one guessed from its vocabulary, else ChatML.  Static
  * or owned by db. */

@@ -278,6 +278,19 @@ static int cmd_import(args *a) {
 
 /* ------------------------------------------------------------------ run */
 
+int prompt_ids(const modeldb *db, const char *text, size_t len, int32_t **ids, int32_t *n_ids) {
+    int rc = tok_encode(db->tok, text, len, true, ids, n_ids);
+    if (rc || *n_ids > 0) return rc;
+    /* an empty prompt without BOS: start from BOS anyway */
+    free(*ids);
+    *ids = NULL;
+    if (db->voc.bos < 0) return sqlm_error(SQLM_ERROR, "empty prompt and the vocabulary has no BOS");
+    if (!(*ids = malloc(sizeof **ids))) return sqlm_error(SQLM_NOMEM, "out of memory");
+    (*ids)[0] = db->voc.bos;
+    *n_ids = 1;
+    return SQLM_OK;
+}
+
 size_t utf8_whole(const char *p, size_t n) {
     /* back up over a trailing incomplete sequence */
     size_t i = n, k = 0;
@@ -436,16 +449,9 @@ static int cmd_run(args *a) {
     if (!db.tok) die("run: %s has no vocabulary", a->model);
     const char *prompt = a->prompt ? a->prompt : "";
     int32_t *ids = NULL, n_ids = 0;
-    int rc = tok_encode(db.tok, prompt, strlen(prompt), true, &ids, &n_ids);
+    int rc = prompt_ids(&db, prompt, strlen(prompt), &ids, &n_ids);
     if (rc) die_rc(rc, "run: tokenizing the prompt");
     tok_drop_encoder(db.tok);   /* no more text to encode: its tables are not the budget's */
-    if (n_ids == 0) {   /* an empty prompt without BOS: start from BOS anyway */
-        if (db.voc.bos < 0) die("run: empty prompt and the vocabulary has no BOS");
-        free(ids);
-        ids = malloc(sizeof *ids);
-        ids[0] = db.voc.bos;
-        n_ids = 1;
-    }
     if (a->verbose_prompt) {
         fprintf(stderr, "prompt ids:");
         for (int i = 0; i < n_ids; i++) fprintf(stderr, " %d", ids[i]);

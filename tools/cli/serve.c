@@ -96,31 +96,16 @@ static bool server_stopping(server *sv) {
 
 /* ------------------------------------------------------------ UTF-8 text */
 
-/* The length of the valid UTF-8 sequence at p[0..n), 0 if invalid there
- * (overlong forms, surrogates and code points past U+10FFFF are invalid, as
- * jansson holds them). */
-static size_t utf8_seq(const unsigned char *p, size_t n) {
-    unsigned c = p[0];
-    if (c < 0x80) return 1;
-    size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-    if (len == 0 || c > 0xF4 || n < len) return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((p[i] & 0xC0) != 0x80) return 0;
-    if (c == 0xE0 && p[1] < 0xA0) return 0;   /* overlong */
-    if (c == 0xED && p[1] > 0x9F) return 0;   /* surrogate */
-    if (c == 0xF0 && p[1] < 0x90) return 0;   /* overlong */
-    if (c == 0xF4 && p[1] > 0x8F) return 0;   /* past U+10FFFF */
-    return len;
-}
-
 /* Append p[0..n) to out, each byte that starts no valid sequence replaced
- * by U+FFFD: a token's bytes need not be UTF-8, a JSON string must. */
+ * by U+FFFD (tok_utf8_next()'s rules: no overlong forms, surrogates or code
+ * points past U+10FFFF, as jansson holds them): a token's bytes need not be
+ * UTF-8, a JSON string must. */
 static void utf8_append_valid(buf *out, const char *p, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        size_t k = utf8_seq((const unsigned char *)p + i, n - i);
-        if (k) buf_append(out, p + i, k), i += k;
-        else buf_puts(out, "\xEF\xBF\xBD"), i++;
+    for (size_t i = 0, j; i < n; i = j) {
+        j = i;
+        uint32_t cp = tok_utf8_next(p, n, &j);
+        if (cp == 0xFFFD && j - i == 1) buf_puts(out, "\xEF\xBF\xBD");   /* an invalid byte */
+        else buf_append(out, p + i, j - i);
     }
 }
 
@@ -590,15 +575,8 @@ static bool prompt_tokens(const json_t *body, gen *g, req_err *e) {
         json_t *p = field(body, "prompt");
         if (json_is_array(p) && json_array_size(p) == 1) p = json_array_get(p, 0);
         if (!json_is_string(p)) return fail(e, 400, "'prompt' must be a string");
-        if ((rc = tok_encode(db->tok, json_string_value(p), json_string_length(p), true, &g->prompt, &n)))
-            return fail(e, 500, "tokenizing the prompt: %s", sqlm_errmsg());
-        if (n == 0) {   /* as run: an empty prompt without BOS starts from BOS anyway */
-            if (db->voc.bos < 0) return fail(e, 400, "empty prompt and the vocabulary has no BOS");
-            free(g->prompt);
-            if (!(g->prompt = malloc(sizeof *g->prompt))) return fail(e, 500, "out of memory");
-            g->prompt[0] = db->voc.bos;
-            n = 1;
-        }
+        if ((rc = prompt_ids(db, json_string_value(p), json_string_length(p), &g->prompt, &n)))
+            return fail(e, rc == SQLM_NOMEM ? 500 : 400, "tokenizing the prompt: %s", sqlm_errmsg());
     } else {
         json_t *ms = field(body, "messages");
         if (!json_is_array(ms) || json_array_size(ms) == 0)
