@@ -116,6 +116,14 @@ typedef struct op_sql {
  *     into the cache's rows (a 110M layer's KV statement: 3.60 ms against
  *     3.86).
  */
+/* A product's or attention's values gathered into a list in the order of
+ * key: sorted as (key, value) structs by list_sort.  list(value ORDER BY
+ * key) sets up a sort state per hash table and thread (0.5-0.7 ms of CPU
+ * each in a 110M layer statement, for one group); the sort of one list
+ * does not (README, DuckDB). */
+#define DUCK_GATHER(key, value) \
+    "list_transform(list_sort(list(struct_pack(k := " key ", v := " value ")), 'ASC', 'NULLS FIRST'), lambda t: t.v)"
+
 #define DUCK_MATMUL \
         "{?quant}{?!chunked}" \
         "SELECT x.pos AS pos, {?by_head}{hkey_w} AS h, {/}list(list_reduce(list_transform(w.v, lambda blk, i:\n" \
@@ -124,7 +132,7 @@ typedef struct op_sql {
         "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
         "GROUP BY x.pos{?by_head}, h{/}{/}" \
         "{?chunked}" \
-        "SELECT p.pos AS pos, {?by_head}{hkey_p} AS h, {/}list_transform(list_sort(list(struct_pack(k := p.row, v := p.s{?bias} + b.v[p.row + {bias_off} + 1]{/})), 'ASC', 'NULLS FIRST'), lambda t: t.v) AS v\n" \
+        "SELECT p.pos AS pos, {?by_head}{hkey_p} AS h, {/}" DUCK_GATHER("p.row", "p.s{?bias} + b.v[p.row + {bias_off} + 1]{/}") " AS v\n" \
         "FROM (SELECT x.pos AS pos, w.row AS row,\n" \
         "        list_reduce(flatten(list(list_transform(w.v, lambda blk, i:\n" \
         "            array_inner_product(blk::FLOAT[32], x.q[w.col // 32 + i])::DOUBLE * (w.s[i] * x.d[w.col // 32 + i]))\n" \
@@ -133,20 +141,20 @@ typedef struct op_sql {
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
         "GROUP BY p.pos{?by_head}, h{/}{/}{/}" \
         "{?!quant}{?split}" \
-        "SELECT r.pos AS pos, {?by_head}{hkey_r} AS h, {/}list_transform(list_sort(list(struct_pack(k := r.row, v := r.s{?bias} + b.v[r.row + {bias_off} + 1]{/})), 'ASC', 'NULLS FIRST'), lambda t: t.v) AS v\n" \
+        "SELECT r.pos AS pos, {?by_head}{hkey_r} AS h, {/}" DUCK_GATHER("r.row", "r.s{?bias} + b.v[r.row + {bias_off} + 1]{/}") " AS v\n" \
         "FROM ({split_from}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
         "GROUP BY r.pos{?by_head}, h{/}{/}" \
         "{?!split}{?pivoted}" \
-        "SELECT r.pos AS pos, {?by_head}{hkey_r} AS h, {/}list_transform(list_sort(list(struct_pack(k := r.row, v := r.s{?bias} + b.v[r.row + {bias_off} + 1]{/})), 'ASC', 'NULLS FIRST'), lambda t: t.v) AS v\n" \
+        "SELECT r.pos AS pos, {?by_head}{hkey_r} AS h, {/}" DUCK_GATHER("r.row", "r.s{?bias} + b.v[r.row + {bias_off} + 1]{/}") " AS v\n" \
         "FROM (SELECT s0.pos AS pos, s0.row AS row, ({r2c_sum})::FLOAT AS s\n" \
         "      FROM {r2c_from}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
         "GROUP BY r.pos{?by_head}, h{/}{/}" \
         "{?!pivoted}{?!chunked}" \
-        "SELECT x.pos AS pos, {?by_head}{hkey_w} AS h, {/}list_transform(list_sort(list(struct_pack(k := w.row, v := list_dot_product(w.v, x.v){?bias} + b.v[w.row + {bias_off} + 1]{/})), 'ASC', 'NULLS FIRST'), lambda t: t.v) AS v\n" \
+        "SELECT x.pos AS pos, {?by_head}{hkey_w} AS h, {/}" DUCK_GATHER("w.row", "list_dot_product(w.v, x.v){?bias} + b.v[w.row + {bias_off} + 1]{/}") " AS v\n" \
         "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
         "GROUP BY x.pos{?by_head}, h{/}{/}" \
         "{?chunked}" \
-        "SELECT p.pos AS pos, {?by_head}{hkey_p} AS h, {/}list_transform(list_sort(list(struct_pack(k := p.row, v := p.s{?bias} + b.v[p.row + {bias_off} + 1]{/})), 'ASC', 'NULLS FIRST'), lambda t: t.v) AS v\n" \
+        "SELECT p.pos AS pos, {?by_head}{hkey_p} AS h, {/}" DUCK_GATHER("p.row", "p.s{?bias} + b.v[p.row + {bias_off} + 1]{/}") " AS v\n" \
         "FROM (SELECT x.pos AS pos, w.row AS row,\n" \
         "        sum(list_dot_product(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n" \
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p" \
@@ -248,11 +256,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
      * weight table has one matrix row (or chunk of a row) per table row,
      * in float32.  Element-wise maps are list_transform lambdas (1-based
      * index i); products are list_dot_product, gathered in row order by
-     * sorting list(struct_pack(k := row, v := value)) with list_sort and
-     * keeping v: list(v ORDER BY row) sets up a sort state per hash table
-     * and thread (about 0.5-0.7 ms of CPU each in a 110M layer, for one
-     * group), and a 110M decode step ran 5-7% faster this way in
-     * alternated processes.  Attention is relational, one row per
+     * DUCK_GATHER.  Attention is relational, one row per
      * (query, key, head); its softmax subtracts the maximum.
      *
      * Arithmetic is float32 where sqlm's C kernels (and llama.cpp) use
@@ -335,7 +339,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
      * and ordering (2.02 against 2.12 ms with h and d apart, a 26-key decode
      * step of the 110M shape). */
     [IR_OP_ATTN_OUT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
-        "SELECT a.qpos AS pos, list_transform(list_sort(list(struct_pack(k := a.hj, v := a.o)), 'ASC', 'NULLS FIRST'), lambda t: t.v) AS v\n"
+        "SELECT a.qpos AS pos, " DUCK_GATHER("a.hj", "a.o") " AS v\n"
         "FROM (SELECT qpos, hj, (sum(e * x) / sum(e))::FLOAT AS o\n"
         "      FROM (SELECT s.qpos AS qpos, exp(s.s - m.mx) AS e,\n"
         "              unnest(c.v) AS x, unnest(range(s.h * {hd}, s.h * {hd} + {hd})) AS hj\n"
