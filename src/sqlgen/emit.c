@@ -88,9 +88,19 @@ typedef struct op_sql {
 #define POS_V "pos, v"
 #define POS_V_DEFS "pos INTEGER{pk}, v {vec}"
 
+/* A product's or attention's values gathered into a list in the order of
+ * key: sorted as (key, value) structs by list_sort.  list(value ORDER BY
+ * key) sets up a sort state per hash table and thread (0.5-0.7 ms of CPU
+ * each in a 110M layer statement, for one group); the sort of one list
+ * does not (README, DuckDB). */
+#define DUCK_GATHER(key, value) \
+    "list_transform(list_sort(list(struct_pack(k := " key ", v := " value ")), 'ASC', 'NULLS FIRST'), lambda t: t.v)"
+
 /*
  * A product in pure SQL on DuckDB, in the form of the weights' layout
- * (import.c and graph.c decide it), its rows gathered in order by list().
+ * (import.c and graph.c decide it), its rows gathered in order by DUCK_GATHER
+ * (whole Q8_0/Q4_0 rows still by list(... ORDER BY w.row), not measured
+ * against it).
  *   - ROW2COL's row split ({split_from}: two UNION ALL branches, the two
  *     tables of a split matrix or the rows of one table below split_at and
  *     the rest, each its own pipeline; a pivoted row's dot product is the
@@ -116,14 +126,6 @@ typedef struct op_sql {
  *     into the cache's rows (a 110M layer's KV statement: 3.60 ms against
  *     3.86).
  */
-/* A product's or attention's values gathered into a list in the order of
- * key: sorted as (key, value) structs by list_sort.  list(value ORDER BY
- * key) sets up a sort state per hash table and thread (0.5-0.7 ms of CPU
- * each in a 110M layer statement, for one group); the sort of one list
- * does not (README, DuckDB). */
-#define DUCK_GATHER(key, value) \
-    "list_transform(list_sort(list(struct_pack(k := " key ", v := " value ")), 'ASC', 'NULLS FIRST'), lambda t: t.v)"
-
 #define DUCK_MATMUL \
         "{?quant}{?!chunked}" \
         "SELECT x.pos AS pos, {?by_head}{hkey_w} AS h, {/}list(list_reduce(list_transform(w.v, lambda blk, i:\n" \
@@ -140,16 +142,12 @@ typedef struct op_sql {
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p" \
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
         "GROUP BY p.pos{?by_head}, h{/}{/}{/}" \
-        "{?!quant}{?split}" \
+        "{?!quant}{?row2col}" \
         "SELECT r.pos AS pos, {?by_head}{hkey_r} AS h, {/}" DUCK_GATHER("r.row", "r.s{?bias} + b.v[r.row + {bias_off} + 1]{/}") " AS v\n" \
-        "FROM ({split_from}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
+        "FROM ({?split}{split_from}{/}{?!split}SELECT s0.pos AS pos, s0.row AS row, ({r2c_sum})::FLOAT AS s\n" \
+        "      FROM {r2c_from}{/}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
         "GROUP BY r.pos{?by_head}, h{/}{/}" \
-        "{?!split}{?pivoted}" \
-        "SELECT r.pos AS pos, {?by_head}{hkey_r} AS h, {/}" DUCK_GATHER("r.row", "r.s{?bias} + b.v[r.row + {bias_off} + 1]{/}") " AS v\n" \
-        "FROM (SELECT s0.pos AS pos, s0.row AS row, ({r2c_sum})::FLOAT AS s\n" \
-        "      FROM {r2c_from}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
-        "GROUP BY r.pos{?by_head}, h{/}{/}" \
-        "{?!pivoted}{?!chunked}" \
+        "{?!row2col}{?!chunked}" \
         "SELECT x.pos AS pos, {?by_head}{hkey_w} AS h, {/}" DUCK_GATHER("w.row", "list_dot_product(w.v, x.v){?bias} + b.v[w.row + {bias_off} + 1]{/}") " AS v\n" \
         "FROM {in0} x CROSS JOIN {w} w{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
         "GROUP BY x.pos{?by_head}, h{/}{/}" \
@@ -159,7 +157,7 @@ typedef struct op_sql {
         "        sum(list_dot_product(w.v, x.v[w.col + 1 : w.col + {chunk}]))::FLOAT AS s\n" \
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p" \
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
-        "GROUP BY p.pos{?by_head}, h{/}{/}{/}{/}{/}"
+        "GROUP BY p.pos{?by_head}, h{/}{/}{/}{/}"
 
 /* q (the first {rope_q} values) is scaled first (unless its factor is
  * 1), then the first {rope_rot} values are rotated in pairs with cos/sin
@@ -518,6 +516,8 @@ static int cond_value(const ir_node *n, const model_config *c, const char *key, 
     if (KEY("chunked")) return n->chunk > 0 && n->chunk < n->n_in;
     if (KEY("pivoted")) return n->pivot > 0;
     if (KEY("split")) return n->split_at > 0;
+    /* a product's (pos, row, s) rows from ROW2COL's row split or pivot form */
+    if (KEY("row2col")) return n->split_at > 0 || n->pivot > 0;
     if (KEY("est_small")) return n->est_small;
     if (KEY("by_head")) return n->by_head;
     if (KEY("gqa")) return c->n_head_kv > 0 && c->n_head_kv < c->n_head;
