@@ -437,6 +437,8 @@ typedef struct ir_node {
     int64_t split_at;     /* ROW2COL: 0, or the product runs as two UNION ALL
                            * halves, rows < split_at and rows >= split_at */
     bool split_tables;    /* ... the halves being the tables {weight} and {weight}_1 */
+    int blocks;           /* ROW2COL: 0, or the two tables hold this many blocks of rows
+                           * (row, m) instead of rows (ir_weight.blocks) */
     bool est_small;       /* DuckDB: lower this relation's cardinality estimate (a
                            * filter on this step's positions) for the table-split
                            * product that reads it (emit.c, SWIGLU) */
@@ -462,6 +464,9 @@ typedef struct ir_weight {
                            * (each n_in / pivot floats) that replace v */
     int64_t split_at;     /* ROW2COL: 0, or rows >= split_at are stored in the table
                            * "{name}_1" (row numbers kept), the rest in {name} */
+    int blocks;           /* ROW2COL: 0, or the matrix is stored as this many blocks of
+                           * rows over the tables {name} and {name}_1, one table row
+                           * (row, m) per block: its first row and its rows in order */
 } ir_weight;
 
 typedef struct ir_graph {
@@ -501,9 +506,10 @@ typedef struct ir_opts {
  * row (row2col_pivots(); the matmul template then sums one dot product per
  * pivot column, pivot_per columns per subquery, and lines the subqueries up
  * with POSITIONAL JOIN), or a layer matrix's rows split over two tables
- * (row2col_split_tables(); the product runs as two UNION ALL halves), chosen
- * per matrix at import. */
-enum { R2C_AUTO = 0, R2C_OFF, R2C_ON, R2C_SPLIT };
+ * (row2col_split_tables(); the product runs as two UNION ALL halves), each
+ * table row a block of consecutive matrix rows (row2col_blocks()) or, with
+ * R2C_SPLIT_ROWS, one matrix row; chosen per matrix at import. */
+enum { R2C_AUTO = 0, R2C_OFF, R2C_ON, R2C_SPLIT, R2C_SPLIT_ROWS };
 /* Pivot columns for an n_out x n_in float32 matrix under mode (R2C_*), or 0
  * to store it unpivoted.  The measured rules live in graph.c and only there. */
 int row2col_pivots(int mode, int64_t n_out, int64_t n_in);
@@ -513,6 +519,12 @@ int64_t row2col_split(bool row2col, int64_t n_out, int64_t n_in);
 /* ROW2COL's table split of a layer matrix: the first row stored in the
  * second table, or 0 to keep one table */
 int64_t row2col_split_tables(int mode, int64_t n_out, int64_t n_in);
+/* ROW2COL's blocks of a split layer matrix made of n_part parts of part[i]
+ * rows, each part cut in n_unit equal units (a fused QKV's kv heads) where
+ * it divides: the first row of each block, in row order, in first[], and the
+ * table (0 or 1) that holds it in table[]; returns the number of blocks (at
+ * most max), 0 if the matrix cannot be cut so. */
+int row2col_blocks(const int64_t *part, int n_part, int n_unit, int64_t *first, int *table, int max);
 
 /* Build the Llama-family graph for cfg over the weights in ws (copied). */
 int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, int n_ws,
@@ -548,6 +560,9 @@ typedef struct sql_dialect {
                               * make a quantized weight table from <table>_flat, filled with
                               * lists of the integer values, in the int8 blocks the templates
                               * read */
+    const char *row_blocks;  /* WL_ROWS_F32: the statement (printf format: %1$s = table,
+                              * %2$s = <table>_flat, %3$s = VALUES of (first row, end
+                              * row)) that makes one table of ROW2COL's blocks, or NULL */
     bool fused_attn;         /* has a template for the fused ATTN node */
     int base;                /* dialect whose templates stand in for missing ones, or -1 */
 } sql_dialect;
@@ -762,7 +777,9 @@ typedef struct import_opts {
                               * model file's mapping dropped as it is consumed */
     bool no_fuse;            /* table fusion off: separate q/k/v and gate/up tables */
     int row2col;             /* R2C_AUTO (the rule), R2C_OFF, R2C_ON (pivot every matrix),
-                              * R2C_SPLIT (split every layer matrix); WL_ROWS_F32 only */
+                              * R2C_SPLIT (split every layer matrix), R2C_SPLIT_ROWS (the
+                              * same, a table row per matrix row, not per block of rows);
+                              * WL_ROWS_F32 only */
 } import_opts;
 
 /* Import a model file into a new database at out_path (written to a

@@ -32,6 +32,8 @@ typedef struct fused {
     const tensor *t[3];
     float scale[3];
     int n;
+    int units;   /* each part's rows fall in this many equal units (a fused
+                  * QKV's kv heads), which ROW2COL's blocks keep whole */
 } fused;
 
 static int64_t fused_rows(const fused *f) {
@@ -236,22 +238,30 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
      * (not quantized rows: their blocks and scales stay whole) */
     const int pivot = rows && !qrows && chunk == n_in && !whole_rows
                           ? row2col_pivots(im->o->row2col, n_out, n_in) : 0;
-    /* ROW2COL's table split: rows from split on go to the table {name}_1 */
-    const int64_t split = rows && !qrows && chunk == n_in && !whole_rows && !pivot
-                              ? row2col_split_tables(im->o->row2col, n_out, n_in) : 0;
+    /* ROW2COL's table split: rows from split on go to the table {name}_1,
+     * or both tables hold blocks of rows where the dialect has them */
+    int64_t split = rows && !qrows && chunk == n_in && !whole_rows && !pivot
+                        ? row2col_split_tables(im->o->row2col, n_out, n_in) : 0;
+    int64_t first[256], part_rows[3];
+    int table[256], blocks = 0;
+    for (int i = 0; i < f->n; i++) part_rows[i] = f->t[i]->ne[1];
+    if (split && im->d->row_blocks && im->o->row2col != R2C_SPLIT_ROWS)
+        blocks = row2col_blocks(part_rows, f->n, f->units, first, table, (int)ARRAY_LEN(first));
+    if (blocks) split = 0;
     char name1[48];
     snprintf(name1, sizeof name1, "%s_1", name);
     buf sql;
     buf_init(&sql);
     /* quantized rows go first, as lists of their integer values, to a TEMP
      * table: the float staging never takes room in the file (138 MB for
-     * the 110M-shape Q8_0 database, not 240) */
+     * the 110M-shape Q8_0 database, not 240); so do the rows of blocks */
+    const bool staged = qrows || blocks;
     char flat[48];
     snprintf(flat, sizeof flat, "%s_flat", name);
     int rc = SQLM_OK;
     for (int part = 0; part < (split ? 2 : 1) && !rc; part++) {
         buf_reset(&sql);
-        buf_appendf(&sql, "CREATE %sTABLE %s(", qrows ? "TEMP " : "", qrows ? flat : part ? name1 : name);
+        buf_appendf(&sql, "CREATE %sTABLE %s(", staged ? "TEMP " : "", staged ? flat : part ? name1 : name);
         dialect_subst(im->e->m->dialect, "id INTEGER{pk}, row INTEGER, col INTEGER", &sql);
         if (!pivot) dialect_subst(im->e->m->dialect, ", v {vec}", &sql);
         for (int p = 0; p < pivot; p++) {
@@ -269,7 +279,7 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     db_val v[3 + 64];
     batch ins = { 0 };
     if (!rc && pivot > 64) rc = sqlm_error(SQLM_RANGE, "%s: %d pivot columns", name, pivot);
-    if (!rc) rc = batch_init(&ins, im, qrows ? flat : name, ncol, per_stmt);
+    if (!rc) rc = batch_init(&ins, im, staged ? flat : name, ncol, per_stmt);
     char *data = malloc(cb * (size_t)tile_rows * (size_t)per_stmt);
     float *tmp = malloc((size_t)n_in * sizeof *tmp);
     size_t vb = 0;   /* a chunk of vt's bytes, for float rows of quantized or F16 values */
@@ -328,6 +338,21 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         buf_appendf(&sql, im->d->q_blocks, name);
         rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
     }
+    /* the blocks: each table's (first row, end row) pairs, then its rows
+     * gathered per block */
+    for (int t = 0; !rc && blocks && t < 3; t++) {
+        buf vals;
+        buf_init(&vals);
+        for (int i = 0; i < blocks; i++)
+            if (table[i] == t)
+                buf_appendf(&vals, "%s(%lld, %lld)", vals.len ? ", " : "", (long long)first[i],
+                            (long long)(i + 1 < blocks ? first[i + 1] : n_out));
+        buf_reset(&sql);
+        if (t < 2) buf_appendf(&sql, im->d->row_blocks, t ? name1 : name, flat, vals.p ? vals.p : "");
+        else buf_appendf(&sql, "DROP TABLE %s", flat);
+        rc = sql.rc ? sql.rc : vals.rc ? vals.rc : im->e->m->exec(im->e, sql.p);
+        buf_free(&vals);
+    }
     batch_free(&ins);
     free(data);
     free(tmp);
@@ -335,9 +360,9 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     free(scales);
     buf_free(&sql);
     if (rc) return rc;
-    db_val wv[8] = { dbv_text(name), dbv_int(vt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
-                     dbv_int(chunk), dbv_int(pivot), dbv_int(split) };
-    rc = im->e->m->query(im->e, "INSERT INTO sqlm_weight VALUES (?, ?, ?, ?, ?, ?, ?, ?)", wv, 8, NULL, NULL);
+    db_val wv[9] = { dbv_text(name), dbv_int(vt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
+                     dbv_int(chunk), dbv_int(pivot), dbv_int(split), dbv_int(blocks) };
+    rc = im->e->m->query(im->e, "INSERT INTO sqlm_weight VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", wv, 9, NULL, NULL);
     progress(im, name);
     return rc;
 }
@@ -371,7 +396,8 @@ static const tensor *need(const model *m, int layer, const char *suffix) {
 static const char *const schema =
     "CREATE TABLE sqlm_meta(key TEXT PRIMARY KEY, value{any});\n"
     "CREATE TABLE sqlm_weight(name TEXT PRIMARY KEY, dtype INTEGER, n_out INTEGER,"
-    " n_in INTEGER, tile_rows INTEGER, chunk INTEGER, n_pivot INTEGER, split_at INTEGER);\n"
+    " n_in INTEGER, tile_rows INTEGER, chunk INTEGER, n_pivot INTEGER, split_at INTEGER,"
+    " blocks INTEGER);\n"
     "CREATE TABLE norm(layer INTEGER, kind TEXT, v {vec}, PRIMARY KEY(layer, kind));\n"
     "CREATE TABLE bias(layer INTEGER PRIMARY KEY, v {vec});\n"
     "CREATE TABLE rope(pos INTEGER PRIMARY KEY, cs {vec});\n"
@@ -453,10 +479,11 @@ static int write_model(importer *im) {
     char name[32];
     for (int l = 0; !rc && l < c->n_layer; l++) {
         fused qkv = { { need(m, l, "attn_q.weight"), need(m, l, "attn_k.weight"),
-                        need(m, l, "attn_v.weight") }, { qscale, 1, 1 }, 3 };
-        fused o = { { need(m, l, "attn_output.weight") }, { 1 }, 1 };
-        fused gu = { { need(m, l, "ffn_gate.weight"), need(m, l, "ffn_up.weight") }, { 1, 1 }, 2 };
-        fused down = { { need(m, l, "ffn_down.weight") }, { 1 }, 1 };
+                        need(m, l, "attn_v.weight") }, { qscale, 1, 1 }, 3,
+                      c->n_head_kv > 0 ? c->n_head_kv : c->n_head };
+        fused o = { { need(m, l, "attn_output.weight") }, { 1 }, 1, 1 };
+        fused gu = { { need(m, l, "ffn_gate.weight"), need(m, l, "ffn_up.weight") }, { 1, 1 }, 2, 1 };
+        fused down = { { need(m, l, "ffn_down.weight") }, { 1 }, 1, 1 };
         const tensor *an = need(m, l, "attn_norm.weight"), *fn = need(m, l, "ffn_norm.weight");
         if (!qkv.t[0] || !qkv.t[1] || !qkv.t[2] || !o.t[0] || !gu.t[0] || !gu.t[1] || !down.t[0] ||
             !an || !fn)
@@ -464,12 +491,12 @@ static int write_model(importer *im) {
         if (im->o->no_fuse) {   /* table fusion off: one table per projection */
             static const char *const qkv_names[] = { "q", "k", "v" }, *const gu_names[] = { "gate", "up" };
             for (int i = 0; !rc && i < 3; i++) {
-                fused part = { { qkv.t[i] }, { qkv.scale[i] }, 1 };
+                fused part = { { qkv.t[i] }, { qkv.scale[i] }, 1, 1 };
                 snprintf(name, sizeof name, "blk%d_%s", l, qkv_names[i]);
                 rc = write_matrix(im, name, &part, false);
             }
             for (int i = 0; !rc && i < 2; i++) {
-                fused part = { { gu.t[i] }, { 1 }, 1 };
+                fused part = { { gu.t[i] }, { 1 }, 1, 1 };
                 snprintf(name, sizeof name, "blk%d_%s", l, gu_names[i]);
                 rc = write_matrix(im, name, &part, false);
             }
@@ -497,13 +524,13 @@ static int write_model(importer *im) {
     const tensor *embd = need(m, -1, "token_embd.weight"), *on = need(m, -1, "output_norm.weight");
     if (!embd || !on) return SQLM_FORMAT;
     if (!rc && !c->tied) {
-        fused e = { { embd }, { 1 }, 1 };
+        fused e = { { embd }, { 1 }, 1, 1 };
         rc = write_matrix(im, "embed", &e, true);
     }
     if (!rc) {
         const tensor *ot = c->tied ? embd : need(m, -1, "output.weight");
         if (!ot) return SQLM_FORMAT;
-        fused out = { { ot }, { 1 }, 1 };
+        fused out = { { ot }, { 1 }, 1, 1 };
         rc = write_matrix(im, "output", &out, true);
     }
     const float one = 1;
@@ -555,7 +582,7 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         goto done;
     }
     const sql_dialect *dl = dialect_get(dm->dialect);
-    if (dl->weight_layout != WL_ROWS_F32 && (o->row2col == R2C_ON || o->row2col == R2C_SPLIT)) {
+    if (dl->weight_layout != WL_ROWS_F32 && (o->row2col == R2C_ON || o->row2col == R2C_SPLIT || o->row2col == R2C_SPLIT_ROWS)) {
         rc = sqlm_error(SQLM_UNSUPPORTED, "engine %s: ROW2COL needs float rows (engine duckdb)", dm->name);
         goto done;
     }

@@ -7,7 +7,8 @@
  * Schema (every engine; vector columns in the dialect's type, BLOB or FLOAT[],
  * and untyped values as VARCHAR where the engine has no untyped column):
  *   sqlm_meta(key TEXT PRIMARY KEY, value)       config; 'complete' = 1 last
- *   sqlm_weight(name TEXT PRIMARY KEY, dtype, n_out, n_in, tile_rows, chunk, n_pivot, split_at)
+ *   sqlm_weight(name TEXT PRIMARY KEY, dtype, n_out, n_in, tile_rows, chunk, n_pivot, split_at,
+ *               blocks)
  *   <weight>(id INTEGER PRIMARY KEY, row, col, v BLOB)   tiles of tile_rows rows
  *        x chunk columns; id = (row / tile_rows) * n_chunks + col / chunk
  *        (DuckDB: v FLOAT[], one float32 row or chunk per table row, tile_rows 1,
@@ -15,7 +16,9 @@
  *        their input as llama.cpp does for that type; Q8_0/Q4_0 tables hold
  *        v TINYINT[32][], the integer values per block, and s FLOAT[], the scales;
  *        ROW2COL: n_pivot columns c0.. in place of v, or the rows from
- *        split_at on in the table <weight>_1)
+ *        split_at on in the table <weight>_1, or the matrix as `blocks` blocks
+ *        of rows over <weight> and <weight>_1, (row, m FLOAT[][]): a block's
+ *        first row and its rows in order)
  *   norm(layer, kind, v)   bias(layer, v)   rope(pos, cs)
  *   vocab(id, piece, score, attr)   merges(rank, pair)   tokenizer(key, value)
  *   program(step, name, sql)          the default decode program, for any client
@@ -107,11 +110,14 @@ static int weight_row(void *ctx, int nc, const db_val *v) {
     w->chunk = v[5].i;
     w->pivot = nc >= 7 && v[6].type == DBV_INT ? (int)v[6].i : 0;
     w->split_at = nc >= 8 && v[7].type == DBV_INT ? v[7].i : 0;
+    w->blocks = nc >= 9 && v[8].type == DBV_INT ? (int)v[8].i : 0;
     size_t rb;
     if (w->pivot < 0 || w->pivot > 64 || (w->pivot && w->n_in % w->pivot))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad pivot %d", w->name, w->pivot), 1;
     if (w->split_at < 0 || w->split_at >= w->n_out || (w->split_at && w->chunk != w->n_in))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad split %lld", w->name, (long long)w->split_at), 1;
+    if (w->blocks < 0 || w->blocks > 256 || (w->blocks && (w->split_at || w->pivot || w->chunk != w->n_in)))
+        return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad blocks %d", w->name, w->blocks), 1;
     if (!dtype_valid(w->dtype) || w->n_out <= 0 || w->n_in <= 0 || w->tile_rows <= 0 ||
         w->chunk <= 0 || w->chunk > w->n_in || !dtype_row_bytes(w->dtype, (size_t)w->n_in, &rb))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad layout", w->name), 1;
@@ -120,9 +126,11 @@ static int weight_row(void *ctx, int nc, const db_val *v) {
 
 int modeldb_read_weights(engine *e, ir_weight **out, int *n) {
     weights_ctx l = { NULL, 0, 0 };
-    /* the newest columns first: databases written before the table split
-     * have no split_at, those written before ROW2COL no n_pivot either */
+    /* the newest columns first: databases written before ROW2COL's blocks
+     * have no blocks, those before the table split no split_at, those
+     * before ROW2COL no n_pivot either */
     static const char *const q[] = {
+        "SELECT name, dtype, n_out, n_in, tile_rows, chunk, n_pivot, split_at, blocks FROM sqlm_weight",
         "SELECT name, dtype, n_out, n_in, tile_rows, chunk, n_pivot, split_at FROM sqlm_weight",
         "SELECT name, dtype, n_out, n_in, tile_rows, chunk, n_pivot FROM sqlm_weight",
         "SELECT name, dtype, n_out, n_in, tile_rows, chunk FROM sqlm_weight",

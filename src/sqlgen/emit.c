@@ -24,19 +24,28 @@
     "FROM (SELECT id, row, col, v::TINYINT[] AS v, s FROM %1$s_flat);\n"                            \
     "DROP TABLE %1$s_flat"
 
+/* One table of ROW2COL's blocks (graph.c, row2col_blocks()) from the rows
+ * staged in %2$s: per (first row, end row) pair of %3$s, the rows in order */
+#define DUCK_ROW_BLOCKS                                                                           \
+    "CREATE TABLE %1$s AS SELECT k.row AS row, list(f.v ORDER BY f.row) AS m\n"                   \
+    "FROM %2$s f JOIN (VALUES %3$s) k(row, hi) ON f.row >= k.row AND f.row < k.hi\n"              \
+    "GROUP BY k.row ORDER BY k.row"
+
 static const sql_dialect dialects[DIA_COUNT] = {
     /* name      vector     any        keyed temp tables  materialised CTE  weights      vector binding,
-     * then how a quantized weight table gets its blocks, whether it has the
-     * fused ATTN template, and its base dialect */
+     * then how a quantized weight table gets its blocks, how a table of
+     * ROW2COL's blocks is made, whether it has the fused ATTN template, and
+     * its base dialect */
     /* SQLite: no MATERIALIZED on a CTE read once, so that SQLite can run it as
      * a co-routine instead of writing its rows (megabytes of BLOBs in a
      * prefill) to a temporary table and reading them back; SQLite (3.35+)
      * still computes a CTE read twice once */
-    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    "",  WL_TILES,    DBV_BLOB, NULL, true, -1 },
-    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, false, -1 },
+    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    "",  WL_TILES,    DBV_BLOB, NULL, NULL, true, -1 },
+    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, DUCK_ROW_BLOCKS, false, -1 },
     /* DuckDB with sqlm's C functions (db/duckdb.c): the same storage; its
      * own templates where a function does the work, DuckDB's elsewhere */
-    { "duckdb-native", "FLOAT[]", "VARCHAR", "",         "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, false, DIA_DUCKDB },
+    { "duckdb-native", "FLOAT[]", "VARCHAR", "",         "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, DUCK_ROW_BLOCKS, false,
+      DIA_DUCKDB },
 };
 
 int dialect_from_name(const char *name) {
@@ -143,9 +152,11 @@ typedef struct op_sql {
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
         "GROUP BY p.pos{?by_head}, h{/}{/}{/}" \
         "{?!quant}{?row2col}" \
-        "SELECT r.pos AS pos, {?by_head}{hkey_r} AS h, {/}" DUCK_GATHER("r.row", "r.s{?bias} + b.v[r.row + {bias_off} + 1]{/}") " AS v\n" \
+        "SELECT r.pos AS pos, {?by_head}{hkey_r} AS h, {/}" \
+        "{?blocks}flatten(" DUCK_GATHER("r.row", "r.s") "){/}" \
+        "{?!blocks}" DUCK_GATHER("r.row", "r.s{?bias} + b.v[r.row + {bias_off} + 1]{/}") "{/} AS v\n" \
         "FROM ({?split}{split_from}{/}{?!split}SELECT s0.pos AS pos, s0.row AS row, ({r2c_sum})::FLOAT AS s\n" \
-        "      FROM {r2c_from}{/}) r{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n" \
+        "      FROM {r2c_from}{/}) r{?bias}{?!blocks} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}{/}\n" \
         "GROUP BY r.pos{?by_head}, h{/}{/}" \
         "{?!row2col}{?!chunked}" \
         "SELECT x.pos AS pos, {?by_head}{hkey_w} AS h, {/}" DUCK_GATHER("w.row", "list_dot_product(w.v, x.v){?bias} + b.v[w.row + {bias_off} + 1]{/}") " AS v\n" \
@@ -493,7 +504,7 @@ static const op_sql *node_template(const ir_node *n, int dia) {
  * once per ROW2COL subquery, once per weight row where the copying form
  * rereads {in0} (a correlated subquery), else once. */
 static int input_reads(const ir_node *n, int k, int dia) {
-    if (n->op == IR_OP_MATMUL && n->split_at > 0) return 2;
+    if (n->op == IR_OP_MATMUL && (n->split_at > 0 || n->blocks > 0)) return 2;
     if (n->op == IR_OP_MATMUL && n->pivot > 0 && n->pivot_per > 0) return (n->pivot + n->pivot_per - 1) / n->pivot_per;
     if (k == 0 && !n->inplace && node_template(n, dia)->rereads_in0) return 2;
     return 1;
@@ -515,9 +526,11 @@ static int cond_value(const ir_node *n, const model_config *c, const char *key, 
     if (KEY("interleaved")) return c->rope_interleaved != 0;
     if (KEY("chunked")) return n->chunk > 0 && n->chunk < n->n_in;
     if (KEY("pivoted")) return n->pivot > 0;
-    if (KEY("split")) return n->split_at > 0;
-    /* a product's (pos, row, s) rows from ROW2COL's row split or pivot form */
-    if (KEY("row2col")) return n->split_at > 0 || n->pivot > 0;
+    if (KEY("split")) return n->split_at > 0 || n->blocks > 0;
+    if (KEY("blocks")) return n->blocks > 0;
+    /* a product's (pos, row, s) rows from ROW2COL's row split, blocks or
+     * pivot form */
+    if (KEY("row2col")) return n->split_at > 0 || n->blocks > 0 || n->pivot > 0;
     if (KEY("est_small")) return n->est_small;
     if (KEY("by_head")) return n->by_head;
     if (KEY("gqa")) return c->n_head_kv > 0 && c->n_head_kv < c->n_head;
@@ -582,11 +595,16 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
         for (int c = 0; c < n->pivot; c++) buf_appendf(b, "%sw.c%d", c ? ", " : "", c);
     }
     else if (KEY("split_from")) {
-        if (n->split_at <= 0 || n->in[0] < 0) return false;
+        if ((n->split_at <= 0 && n->blocks <= 0) || n->in[0] < 0) return false;
         const char *x = e->g->nodes[n->in[0]].name;
         for (int h = 0; h < 2; h++) {
             buf_appendf(b, "%sSELECT x.pos AS pos, w.row AS row, ", h ? "\n      UNION ALL\n      " : "");
-            if (n->pivot <= 0) buf_puts(b, "list_dot_product(w.v, x.v)");
+            /* a block's dot products (and biases: its rows are w.row..) */
+            if (n->blocks > 0 && n->bias)
+                buf_appendf(b, "list_transform(w.m, lambda e, i: list_dot_product(e, x.v) + b.v[w.row + i + %lld])",
+                            (long long)n->bias_off);
+            else if (n->blocks > 0) buf_puts(b, "list_transform(w.m, lambda e: list_dot_product(e, x.v))");
+            else if (n->pivot <= 0) buf_puts(b, "list_dot_product(w.v, x.v)");
             else {
                 buf_puts(b, "(");
                 for (int c = 0; c < n->pivot; c++)
@@ -604,12 +622,18 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
                     buf_appendf(b, ", v[%lld : %lld] AS c%d", (long long)(c * k + 1), (long long)(c * k + k), c);
                 buf_appendf(b, " FROM %s) x", x);
             }
+            if (n->blocks > 0 && n->bias)
+                buf_appendf(b, " CROSS JOIN (SELECT v FROM bias WHERE layer = %d) b", n->layer);
             if (!n->split_tables) buf_appendf(b, " WHERE w.row %s %lld", h ? ">=" : "<", (long long)n->split_at);
         }
     }
     else if (KEY("wsrc")) {   /* the weight rows as one relation */
         if (!n->split_tables) buf_puts(b, n->weight);
-        else buf_appendf(b, "(SELECT * FROM %s UNION ALL SELECT * FROM %s_1)", n->weight, n->weight);
+        else if (!n->blocks) buf_appendf(b, "(SELECT * FROM %s UNION ALL SELECT * FROM %s_1)", n->weight, n->weight);
+        else   /* a row per block: its rows unnested */
+            for (int h = 0; h < 2; h++)
+                buf_appendf(b, "%sSELECT row + generate_subscripts(m, 1) - 1 AS row, unnest(m) AS v FROM %s%s%s",
+                            h ? " UNION ALL " : "(", n->weight, h ? "_1" : "", h ? ")" : "");
     }
     else if (KEY("r2c_sum") || KEY("r2c_from")) {
         if (n->pivot <= 0 || n->pivot_per <= 0 || n->in[0] < 0) return false;

@@ -278,11 +278,19 @@ static void check_random_models(void) {
         if (combo > 0 && sh->dtype != DT_F32) break;
         const bool r2c = !engine_keeps_dtype();
         /* all passes: ROW2COL as the paper's pivot columns on every matrix,
-         * or (every other shape) every layer matrix split over two tables */
+         * or (odd shapes) every layer matrix split over two tables of blocks
+         * of rows, or (shape 2) of rows */
         import_opts io = { .wtype = -1, .tile_bytes = combo ? 0 : sh->tile_bytes, .no_fuse = combo == 1,
-                           .row2col = combo == 2 && r2c ? (k % 2 ? R2C_SPLIT : R2C_ON) : R2C_OFF };
+                           .row2col = combo == 2 && r2c ? (k % 2 ? R2C_SPLIT : k == 2 ? R2C_SPLIT_ROWS : R2C_ON)
+                                                        : R2C_OFF };
         modeldb db;
         if (!import_open(gguf, "rand", &io, &db)) { ref_free(r); r = NULL; break; }
+        /* the layout asked for is the one written */
+        for (int w = 0; w < db.n_weights; w++)
+            if (!strncmp(db.weights[w].name, "blk", 3)) {
+                CHECK_EQ(io.row2col == R2C_SPLIT, db.weights[w].blocks >= 4);
+                CHECK_EQ(io.row2col == R2C_SPLIT_ROWS, db.weights[w].split_at > 0);
+            }
         if (sh->down_chunk && engine_keeps_dtype() && combo == 0)
             for (int w = 0; w < db.n_weights; w++)
                 if (!strcmp(db.weights[w].name, "blk0_down")) CHECK_EQ(sh->down_chunk, db.weights[w].chunk);
@@ -372,6 +380,10 @@ static float *load_weight(engine *e, const ir_weight *w) {
     } else if (w->split_at) {   /* ROW2COL: rows from split_at on in {name}_1 */
         snprintf(sql, sizeof sql, "SELECT id, v FROM (SELECT id, v FROM %s UNION ALL SELECT id, v FROM %s_1)"
                  " WHERE id = ?", w->name, w->name);
+    } else if (w->blocks) {   /* ROW2COL: blocks of rows over {name} and {name}_1 */
+        snprintf(sql, sizeof sql, "SELECT id, v FROM (SELECT row + generate_subscripts(m, 1) - 1 AS id, unnest(m) AS v"
+                 " FROM %s UNION ALL SELECT row + generate_subscripts(m, 1) - 1, unnest(m) FROM %s_1) WHERE id = ?",
+                 w->name, w->name);
     } else {
         snprintf(sql, sizeof sql, "SELECT id, v FROM %s WHERE id = ?", w->name);
     }
@@ -398,7 +410,8 @@ static float *load_weight(engine *e, const ir_weight *w) {
 }
 
 /* layout: 0 fused tiles, 1 unfused (CONCAT), 2 ROW2COL fused, 3 ROW2COL unfused,
- * 4 ROW2COL's table split, unfused; fused: attention as one ATTN aggregate
+ * 4 ROW2COL blocks (two tables), unfused, 5 the same fused, 6 ROW2COL split rows,
+ * unfused; fused: attention as one ATTN aggregate
  * where the dialect has it */
 static void check_operators(int layout, bool fused) {
     const shape *sh = &shapes[1];   /* GQA, untied, biases, rotate-half, head_dim 8 */
@@ -407,11 +420,14 @@ static void check_operators(int layout, bool fused) {
     CHECK(synth_shape(sh, gguf));
     modeldb db;
     /* several tiles per matrix, unless the rows are pivoted */
-    import_opts io = { .wtype = -1, .tile_bytes = layout >= 2 ? 0 : 256, .no_fuse = layout % 2 == 1 || layout == 4,
-                       .row2col = layout == 4 ? R2C_SPLIT : layout >= 2 ? R2C_ON : R2C_OFF };
+    import_opts io = { .wtype = -1, .tile_bytes = layout >= 2 ? 0 : 256,
+                       .no_fuse = layout % 2 == 1 || layout == 4 || layout == 6,
+                       .row2col = layout == 4 || layout == 5 ? R2C_SPLIT : layout == 6 ? R2C_SPLIT_ROWS
+                                  : layout >= 2 ? R2C_ON : R2C_OFF };
     if (!import_open(gguf, "ops", &io, &db)) return;
     static const char *const layout_name[] = { "fused", "unfused", "ROW2COL fused", "ROW2COL unfused",
-                                               "ROW2COL split, unfused" };
+                                               "ROW2COL blocks, unfused", "ROW2COL blocks, fused",
+                                               "ROW2COL split rows, unfused" };
     fprintf(stderr, "  operators, %s weights:\n", layout_name[layout]);
     session *s;
     session_opts so = { .ir = { .cte_merge = false, .all_logits = true, .row2col_per = layout == 3 ? 2 : 0,
@@ -618,6 +634,8 @@ static void run_all(void) {
         check_operators(2, true);
         check_operators(3, true);
         check_operators(4, true);
+        check_operators(5, true);
+        check_operators(6, true);
     }
 }
 

@@ -216,8 +216,9 @@ static void parse_args(int argc, char **argv, args *a) {
             if (strcmp(v, "auto") == 0) a->row2col = R2C_AUTO;
             else if (strcmp(v, "on") == 0) a->row2col = R2C_ON;
             else if (strcmp(v, "split") == 0) a->row2col = R2C_SPLIT;
+            else if (strcmp(v, "split-rows") == 0) a->row2col = R2C_SPLIT_ROWS;
             else if (strcmp(v, "off") == 0) a->row2col = R2C_OFF;
-            else die("--row2col: expected auto, on, split or off, got '%s'", v);
+            else die("--row2col: expected auto, on, split, split-rows or off, got '%s'", v);
         }
         else if (IS("--row2col-cols", "--row2col-cols")) a->row2col_cols = parse_long(o, VAL(), 1, 64);
         else if (IS("--no-inplace", "--no-inplace")) a->no_inplace = true;
