@@ -150,7 +150,8 @@ err:  $(cat "$T/err")"
         $M/stories260K/stories260K.bin -o "$T/q.duck" --engine duckdb --type q8_0
     [ ! -e "$T/q.duck" ] && ok || bad "a failed duckdb import left a database"
     # the passes' switches: every layout and CTE merging on or off give the golden text
-    for layout in "--no-fuse --row2col off" "--row2col on --no-fuse" "--row2col on" "--row2col split"; do
+    for layout in "--no-fuse --row2col off" "--row2col on --no-fuse" "--row2col on" "--row2col split" \
+        "--row2col split-rows"; do
         # shellcheck disable=SC2086
         "$SQLM" import $M/stories260K/stories260K.bin -o "$T/p.duck" --engine duckdb $layout 2>/dev/null
         for cte in "" "--no-cte-merge"; do

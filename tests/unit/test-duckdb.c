@@ -10,6 +10,8 @@
  *        SQL) bit for bit against the C kernels: Q8_0 blocks with ties,
  *        fp16 scale ties, subnormal and zero scales; fp16 of every kind of
  *        value.
+ *   7.   no weight table is the build side of a cross join in the plans a
+ *        session prepares (ROW2COL's blocks: tables of a few rows).
  * Skipped, with the reason printed, only when libduckdb.so cannot be loaded
  * (scripts/install-duckdb.sh installs it; SQLM_DUCKDB_LIB points at it).
  */
@@ -244,6 +246,111 @@ static void check_quant(void) {
     e->m->close(e);
 }
 
+/* ---------------- 7. weight tables stay on the probe side of cross joins */
+
+/* A statement per row: DROP TABLE of a temporary table */
+static int temp_row(void *ctx, int nc, const db_val *v) {
+    if (nc == 1 && v[0].type == DBV_TEXT) buf_appendf(ctx, "DROP TABLE temp.main.\"%.*s\";\n", (int)v[0].n,
+                                                      (const char *)v[0].p);
+    return 0;
+}
+
+static int explain_row(void *ctx, int nc, const db_val *v) {
+    for (int i = 0; i < nc; i++)
+        if (v[i].type == DBV_TEXT) buf_append(ctx, v[i].p, v[i].n);
+    return 0;
+}
+
+/* The end of the JSON value that starts at p (an object or array; strings
+ * skipped), or NULL. */
+static const char *json_end(const char *p) {
+    int depth = 0;
+    for (; *p; p++) {
+        if (*p == '"')
+            for (p++; *p && *p != '"'; p++) p += *p == '\\' && p[1];
+        else if (*p == '{' || *p == '[') depth++;
+        else if ((*p == '}' || *p == ']') && --depth == 0) return p + 1;
+        if (!*p) break;
+    }
+    return NULL;
+}
+
+/* The CROSS_PRODUCTs of a JSON plan whose build side (second child) is a
+ * scan of a weight table; the first one's table in what. */
+static int build_side_weights(const char *plan, char *what, size_t cap) {
+    int bad = 0;
+    for (const char *p = plan; (p = strstr(p, "\"CROSS_PRODUCT\"")); p++) {
+        const char *ch = strstr(p, "\"children\"");
+        const char *first = ch ? strchr(ch, '{') : NULL;
+        const char *second = first ? json_end(first) : NULL;
+        second = second ? strchr(second, '{') : NULL;
+        const char *end = second ? json_end(second) : NULL;
+        CHECK(end != NULL);
+        if (!end) break;
+        /* a scan (under projections, filters), not a relation that joins
+         * one, as the input of the head's norm does */
+        const char *join = strstr(second, "JOIN\""), *cross = strstr(second, "\"CROSS_PRODUCT\"");
+        if ((join && join < end) || (cross && cross < end)) continue;
+        const char *t = strstr(second, ".main.blk");
+        if (t && t < end && bad++ == 0) snprintf(what, cap, "%.*s", (int)strcspn(t + 6, "\"\\"), t + 6);
+    }
+    return bad;
+}
+
+/* DuckDB puts the side it estimates smaller (rows times width) on the build
+ * side of a cross join and copies it: a weight table there costs a copy of
+ * its megabytes in every step.  Tables of ROW2COL's blocks have few rows, so
+ * the plans a session prepares (on empty tables) are checked: every
+ * product's weights are scanned on the probe side. */
+static void check_build_side(void) {
+    static const shape sh = { "MHA 110M-like", 256, 688, 2, 8, 8, 512, true, false, true, DT_F32, 0, 0, 0 };
+    const shape *shs[2] = { &shapes[1], &sh };   /* GQA with biases; MHA */
+    for (int k = 0; k < 2; k++) {
+        char gguf[256];
+        snprintf(gguf, sizeof gguf, "%s/bs%d.gguf", tmpdir, k);
+        CHECK(synth_shape(shs[k], gguf));
+        import_opts io = { .wtype = -1, .row2col = R2C_SPLIT };
+        modeldb db;
+        if (!import_open(gguf, "bs", &io, &db)) continue;
+        for (int merge = 0; merge < 2; merge++) {
+            ir_graph g;
+            sql_program p;
+            ir_opts o = dialect_ir_opts(DIA_DUCKDB, (ir_opts){ .cte_merge = merge });
+            CHECK_EQ(SQLM_OK, ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o));
+            CHECK_EQ(SQLM_OK, emit_program(&g, DIA_DUCKDB, &p));
+            /* a session's tables, new */
+            buf drop;
+            buf_init(&drop);
+            CHECK_EQ(SQLM_OK, db.e->m->query(db.e, "SELECT table_name FROM duckdb_tables() WHERE temporary", NULL, 0,
+                                             temp_row, &drop));
+            if (drop.p) CHECK_EQ(SQLM_OK, db.e->m->exec(db.e, drop.p));
+            buf_free(&drop);
+            CHECK_EQ(SQLM_OK, db.e->m->exec(db.e, p.setup));
+            int bad = 0, products = 0;
+            char what[64] = "";
+            for (int i = 0; i < p.n_steps; i++) {
+                buf sql, plan;
+                buf_init(&sql), buf_init(&plan);
+                buf_appendf(&sql, "EXPLAIN (FORMAT JSON) %s", p.steps[i].sql);
+                CHECK_EQ(SQLM_OK, db.e->m->query(db.e, sql.p, NULL, 0, explain_row, &plan));
+                if (plan.p) {
+                    int b = build_side_weights(plan.p, what, sizeof what);
+                    bad += b;
+                    for (const char *t = plan.p; (t = strstr(t, "\"CROSS_PRODUCT\"")); t++) products++;
+                }
+                buf_free(&sql), buf_free(&plan);
+            }
+            fprintf(stderr, "  %s, CTE merging %s: %d cross joins, %d with a weight table built%s%s\n",
+                    shs[k]->what, merge ? "on" : "off", products, bad, bad ? ": " : "", what);
+            CHECK(products >= 4 * shs[k]->n_layer);
+            CHECK_EQ(0, bad);
+            sql_program_free(&p);
+            ir_free(&g);
+        }
+        modeldb_close(&db);
+    }
+}
+
 int main(void) {
     if (duckdb_load() != SQLM_OK) {
         printf("test-duckdb: skipped: DuckDB library not found (%s)\n", sqlm_errmsg());
@@ -255,6 +362,7 @@ int main(void) {
     check_quant();
     run_all();
     check_script();
+    check_build_side();
     fprintf(stderr, "  (%.1f s)\n", sqlm_now() - t0);
     remove_tmpdir();
     return TEST_DONE();
