@@ -8,7 +8,8 @@
  *       FLOAT[] list, as a FLOAT[COLS] array, as two ROW2COL pivot
  *       columns (one subquery each), as ROW2COL's row split (two UNION
  *       ALL halves of whole or pivoted rows of the table) and as its table
- *       split (the halves as two tables), times x; the best of several
+ *       split (the halves as two tables, of rows or of two blocks of rows
+ *       each), times x; the best of several
  *       runs on 1 and 2 threads, as weight bytes per second.
  *   duckbench run DB [-t N] [--no-cte-merge] [--row2col-cols N] [--prompt N]
  *                    [--decode N] [--profile] [--engine duckdb|duckdb-native]
@@ -71,7 +72,7 @@ static double best_of(engine *e, const char *sql, int reps) {
 }
 
 static int ceiling(const char *dir, long rows, long cols) {
-    char path[512], sql[1024];
+    char path[512], sql[2048];
     snprintf(path, sizeof path, "%s/ceiling.duck", dir);
     db_duckdb.remove(path);
     engine *e;
@@ -86,8 +87,13 @@ static int ceiling(const char *dir, long rows, long cols) {
              "CREATE TABLE xa AS SELECT pos, v::FLOAT[%ld] AS v FROM xl;"
              "CREATE TABLE wp AS SELECT row, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM wl;"
              "CREATE TABLE wt0 AS SELECT row, v FROM wl WHERE row < %ld ORDER BY row;"
-             "CREATE TABLE wt1 AS SELECT row, v FROM wl WHERE row >= %ld ORDER BY row; CHECKPOINT",
-             cols, rows, cols, cols, cols, cols / 2, cols / 2 + 1, cols, rows / 2, rows / 2);
+             "CREATE TABLE wt1 AS SELECT row, v FROM wl WHERE row >= %ld ORDER BY row;"
+             "CREATE TABLE wb0 AS SELECT min(row) AS row, list(v ORDER BY row) AS m FROM wl WHERE row < %ld"
+             " GROUP BY row // %ld ORDER BY 1;"
+             "CREATE TABLE wb1 AS SELECT min(row) AS row, list(v ORDER BY row) AS m FROM wl WHERE row >= %ld"
+             " GROUP BY row // %ld ORDER BY 1; CHECKPOINT",
+             cols, rows, cols, cols, cols, cols / 2, cols / 2 + 1, cols, rows / 2, rows / 2,
+             rows / 2, (rows + 3) / 4, rows / 2, (rows + 3) / 4);
     if ((rc = e->m->exec(e, sql))) die("fill", rc);
     e->m->close(e);
     const double bytes = (double)rows * (double)cols * 4;
@@ -121,6 +127,13 @@ static int ceiling(const char *dir, long rows, long cols) {
         "SELECT r.pos, list(r.s ORDER BY r.row) FROM (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
         " FROM wt0 w CROSS JOIN xl x UNION ALL SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
         " FROM wt1 w CROSS JOIN xl x) r GROUP BY r.pos";
+    /* ROW2COL's blocks (graph.c row2col_blocks()): the two tables hold two
+     * blocks of rows each */
+    static const char blocks[] =
+        "SELECT r.pos, flatten(list_transform(list_sort(list(struct_pack(k := r.row, v := r.s))), lambda t: t.v))"
+        " FROM (SELECT x.pos AS pos, w.row AS row, list_transform(w.m, lambda e: list_dot_product(e, x.v)) AS s"
+        " FROM wb0 w CROSS JOIN xl x UNION ALL SELECT x.pos AS pos, w.row AS row,"
+        " list_transform(w.m, lambda e: list_dot_product(e, x.v)) AS s FROM wb1 w CROSS JOIN xl x) r GROUP BY r.pos";
     const struct { const char *name, *sql; } q[] = {
         { "list", "SELECT x.pos, list(list_dot_product(w.v, x.v) ORDER BY w.row) FROM xl x CROSS JOIN wl w GROUP BY x.pos" },
         { "array", "SELECT x.pos, list(array_inner_product(w.v, x.v) ORDER BY w.row) FROM xa x CROSS JOIN wa w GROUP BY x.pos" },
@@ -128,6 +141,7 @@ static int ceiling(const char *dir, long rows, long cols) {
         { "split2", at > 0 ? split : NULL },
         { "pivot2-split2", at > 0 ? psplit : NULL },
         { "split2-tables", tsplit },
+        { "split2-blocks", blocks },
     };
     for (int t = 1; t <= 2; t++) {
         engine_opts ro = { .readonly = true, .threads = t };
