@@ -51,21 +51,19 @@ static void die(const char *what, int rc) {
     exit(1);
 }
 
-static int count_rows(void *ctx, int nc, const db_val *v) {
-    (void)nc, (void)v;
-    (*(int *)ctx)++;
-    return 0;
-}
-
-/* Best of reps runs of sql, in seconds. */
+/* Best of reps runs of sql, in seconds: prepared once, as a program's
+ * statements are (run unprepared, planning added about 0.6 ms to a 1.5 ms
+ * 4096 x 768 product). */
 static double best_of(engine *e, const char *sql, int reps) {
+    sql_stmt st = { .name = "ceiling", .sql = (char *)sql };
+    sql_program p = { .setup = "SELECT 1", .reset = "SELECT 1", .steps = &st, .n_steps = 1 };
+    int rc = e->m->load_program(e, &p);
+    if (rc) die("prepare", rc);
     double best = 1e30;
     for (int i = 0; i < reps; i++) {
-        int n = 0;
         double t0 = sqlm_now();
-        int rc = e->m->query(e, sql, NULL, 0, count_rows, &n);
+        if ((rc = e->m->run_program(e, NULL))) die("query", rc);
         double t = sqlm_now() - t0;
-        if (rc) die("query", rc);
         if (t < best) best = t;
     }
     return best;
