@@ -115,7 +115,7 @@ for shape in $SHAPES; do
     best=0
     for key in $(printf '%s\n' "${!CEIL[@]}" | tr ' ' : | sort -t: -k2,2n -k1,1); do
         ms=${CEIL[${key/:/ }]}
-        gb=$(echo "scale=3; $rows * $cols * 4 / $ms / 1e6" | bc)
+        gb=$(echo "scale=3; $rows * $cols * 4 / $ms / 1000000" | bc)
         echo "| ${key%:*} | ${key#*:} | $ms | $gb |"
         [ "$(echo "$gb > $best" | bc)" = 1 ] && best=$gb
     done

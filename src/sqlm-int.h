@@ -560,9 +560,8 @@ typedef struct sql_dialect {
                               * make a quantized weight table from <table>_flat, filled with
                               * lists of the integer values, in the int8 blocks the templates
                               * read */
-    const char *row_blocks;  /* WL_ROWS_F32: the statement (printf format: %1$s = table,
-                              * %2$s = <table>_flat, %3$s = VALUES of (first row, end
-                              * row)) that makes one table of ROW2COL's blocks, or NULL */
+    bool row_blocks;         /* WL_ROWS_F32: has ROW2COL's blocks (FLOAT[][] rows of
+                              * matrix rows, appended by the engine) */
     bool fused_attn;         /* has a template for the fused ATTN node */
     int base;                /* dialect whose templates stand in for missing ones, or -1 */
 } sql_dialect;
@@ -694,6 +693,11 @@ static inline db_val dbv_real(double d) { return (db_val){ .type = DBV_REAL, .d 
 static inline db_val dbv_blob(const void *p, size_t n) { return (db_val){ .type = DBV_BLOB, .p = p, .n = n }; }
 static inline db_val dbv_vec(const float *p, size_t n_floats) {
     return (db_val){ .type = DBV_VEC, .p = p, .n = n_floats * sizeof(float) };
+}
+/* rows of width floats each, n_floats in all: a FLOAT[][] value (DuckDB's
+ * append only) */
+static inline db_val dbv_rows(const float *p, size_t n_floats, int64_t width) {
+    return (db_val){ .type = DBV_VEC, .i = width, .p = p, .n = n_floats * sizeof(float) };
 }
 static inline db_val dbv_text(const char *s) {
     return (db_val){ .type = s ? DBV_TEXT : DBV_NULL, .p = s, .n = s ? __builtin_strlen(s) : 0 };

@@ -636,6 +636,27 @@ static int dk_run_program(engine *e, double *secs) {
 
 /* ------------------------------------------------------------- appending */
 
+/* Row r of a FLOAT[][] vector: v's floats as rows of v->i floats each
+ * (dbv_rows()), after the *total rows of the rows before it. */
+static int put_rows(duckdb_vector vec, idx_t r, const db_val *v, idx_t *total) {
+    const idx_t width = (idx_t)v->i, n = v->n / sizeof(float) / width;
+    if (n * width * sizeof(float) != v->n) return sqlm_error(SQLM_RANGE, "duckdb: rows of %lld floats", (long long)v->i);
+    duckdb_vector rows = api.duckdb_list_vector_get_child(vec);
+    if (api.duckdb_list_vector_reserve(vec, *total + n) != 0 ||
+        api.duckdb_list_vector_reserve(rows, (*total + n) * width) != 0)
+        return sqlm_error(SQLM_NOMEM, "duckdb: out of memory");
+    duckdb_list_entry *le = (duckdb_list_entry *)api.duckdb_vector_get_data(vec) + r;
+    le->offset = *total, le->length = n;
+    duckdb_list_entry *re = (duckdb_list_entry *)api.duckdb_vector_get_data(rows) + *total;
+    for (idx_t k = 0; k < n; k++) re[k].offset = (*total + k) * width, re[k].length = width;
+    float *dst = api.duckdb_vector_get_data(api.duckdb_list_vector_get_child(rows));
+    if (n) memcpy(dst + *total * width, v->p, n * width * sizeof(float));
+    *total += n;
+    api.duckdb_list_vector_set_size(vec, *total);
+    api.duckdb_list_vector_set_size(rows, *total * width);
+    return SQLM_OK;
+}
+
 /*
  * Bulk load through the appender: one data chunk (at most 2048 rows) per
  * call, its vectors filled straight from the values (a FLOAT[] column is one
@@ -655,7 +676,7 @@ static int dk_append(engine *e, const char *table, int ncol, const db_val *vals,
     }
     int rc = SQLM_OK;
     duckdb_logical_type types[64] = { 0 };
-    duckdb_type ids[64], child[64];
+    duckdb_type ids[64], child[64], grand[64];
     duckdb_data_chunk ch = NULL;
     if ((idx_t)ncol != api.duckdb_appender_column_count(ap)) {
         rc = sqlm_error(SQLM_DB, "duckdb: %s: %s has %d columns to append, not %d", d->path, table,
@@ -665,10 +686,15 @@ static int dk_append(engine *e, const char *table, int ncol, const db_val *vals,
     for (int c = 0; c < ncol; c++) {
         types[c] = api.duckdb_appender_column_type(ap, (idx_t)c);
         ids[c] = api.duckdb_get_type_id(types[c]);
-        child[c] = 0;
+        child[c] = grand[c] = 0;
         if (ids[c] == T_LIST) {
             duckdb_logical_type ct = api.duckdb_list_type_child_type(types[c]);
             child[c] = api.duckdb_get_type_id(ct);
+            if (child[c] == T_LIST) {   /* FLOAT[][] */
+                duckdb_logical_type gt = api.duckdb_list_type_child_type(ct);
+                grand[c] = api.duckdb_get_type_id(gt);
+                api.duckdb_destroy_logical_type(&gt);
+            }
             api.duckdb_destroy_logical_type(&ct);
         }
     }
@@ -696,6 +722,10 @@ static int dk_append(engine *e, const char *table, int ncol, const db_val *vals,
                 api.duckdb_vector_assign_string_element_len(vec, (idx_t)r, v->p ? v->p : "", v->n);
                 break;
             case T_LIST: {
+                if (child[c] == T_LIST && grand[c] == T_FLOAT && v->type == DBV_VEC && v->i > 0) {
+                    rc = put_rows(vec, (idx_t)r, v, &total);
+                    break;
+                }
                 if (child[c] != T_FLOAT || (v->type != DBV_VEC && v->type != DBV_BLOB)) goto bad;
                 idx_t len = v->n / sizeof(float);
                 if (api.duckdb_list_vector_reserve(vec, total + len) != 0) {
@@ -1264,5 +1294,6 @@ const db_methods db_duckdb_native = {
     .query = dk_query,
     .load_program = dk_load_program,
     .run_program = dk_run_program,
+    .append = dk_append,
     .remove = dk_remove,
 };

@@ -189,6 +189,67 @@ static int64_t fill_chunk(int dt, int64_t n_out, int64_t n_in, size_t tile) {
     return best;
 }
 
+/* The sqlm_weight row of a matrix written */
+static int add_weight(importer *im, const char *name, int vt, int64_t n_out, int64_t n_in, int64_t tile_rows,
+                      int64_t chunk, int pivot, int64_t split, int blocks) {
+    db_val wv[9] = { dbv_text(name), dbv_int(vt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
+                     dbv_int(chunk), dbv_int(pivot), dbv_int(split), dbv_int(blocks) };
+    int rc = im->e->m->query(im->e, "INSERT INTO sqlm_weight VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", wv, 9, NULL, NULL);
+    progress(im, name);
+    return rc;
+}
+
+/* Source pages used: under a budget they leave RSS once a sixteenth of it
+ * has been read. */
+static void used_source(importer *im, size_t bytes) {
+    if (im->o->mem_budget && (im->released += bytes) >= im->o->mem_budget / 16) {
+        model_release_pages(im->m);
+        im->released = 0;
+    }
+}
+
+/* ROW2COL's blocks of a matrix (graph.c, row2col_blocks()): the tables name
+ * and name_1, of one row per block, (its first row, its rows in float32 as
+ * FLOAT[][]), appended as they are converted. */
+static int write_blocks(importer *im, const char *name, const fused *f, int vt, int n, const int64_t *first,
+                        const int *table) {
+    const int64_t n_out = fused_rows(f), n_in = f->t[0]->ne[0];
+    int64_t most = 0;
+    for (int i = 0; i < n; i++) most = MAX(most, (i + 1 < n ? first[i + 1] : n_out) - first[i]);
+    size_t vb = 0;
+    dtype_row_bytes(vt, (size_t)n_in, &vb);
+    float *m = malloc((size_t)most * (size_t)n_in * sizeof *m), *tmp = malloc((size_t)n_in * sizeof *tmp);
+    char *vrow = vt != DT_F32 ? malloc(vb) : NULL;
+    int rc = !m || !tmp || (vt != DT_F32 && !vrow) ? sqlm_error(SQLM_NOMEM, "out of memory importing %s", name) : 0;
+    buf sql;
+    buf_init(&sql);
+    for (int t = 0; t < 2 && !rc; t++) {
+        char tn[48];
+        snprintf(tn, sizeof tn, t ? "%s_1" : "%s", name);
+        buf_reset(&sql);
+        buf_appendf(&sql, "CREATE TABLE %s(row INTEGER, m ", tn);
+        dialect_subst(im->e->m->dialect, "{vec}[])", &sql);
+        rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
+        for (int i = 0; i < n && !rc; i++) {
+            if (table[i] != t) continue;
+            const int64_t rows = (i + 1 < n ? first[i + 1] : n_out) - first[i];
+            for (int64_t r = 0; r < rows; r++) {
+                float *out = m + r * n_in;
+                if (!vrow) fused_row(f, first[i] + r, 0, n_in, DT_F32, out, tmp);
+                else fused_row(f, first[i] + r, 0, n_in, vt, vrow, tmp), dtype_to_f32(vt, vrow, out, (size_t)n_in);
+            }
+            db_val v[2] = { dbv_int(first[i]), dbv_rows(m, (size_t)(rows * n_in), n_in) };
+            rc = im->e->m->append(im->e, tn, 2, v, 1);
+            used_source(im, vb * (size_t)rows);
+        }
+    }
+    buf_free(&sql);
+    free(m);
+    free(tmp);
+    free(vrow);
+    return rc;
+}
+
 /*
  * Write one fused matrix as table name.  WL_TILES: tiles of tile_rows rows
  * in the storage type, sized near tile_bytes.  WL_ROWS_F32: one matrix row
@@ -240,28 +301,31 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
                           ? row2col_pivots(im->o->row2col, n_out, n_in) : 0;
     /* ROW2COL's table split: rows from split on go to the table {name}_1,
      * or both tables hold blocks of rows where the dialect has them */
-    int64_t split = rows && !qrows && chunk == n_in && !whole_rows && !pivot
-                        ? row2col_split_tables(im->o->row2col, n_out, n_in) : 0;
-    int64_t first[256], part_rows[3];
-    int table[256], blocks = 0;
-    for (int i = 0; i < f->n; i++) part_rows[i] = f->t[i]->ne[1];
-    if (split && im->d->row_blocks && im->o->row2col != R2C_SPLIT_ROWS)
-        blocks = row2col_blocks(part_rows, f->n, f->units, first, table, (int)ARRAY_LEN(first));
-    if (blocks) split = 0;
+    const int64_t split = rows && !qrows && chunk == n_in && !whole_rows && !pivot
+                              ? row2col_split_tables(im->o->row2col, n_out, n_in) : 0;
+    if (split && im->d->row_blocks && im->e->m->append && im->o->row2col != R2C_SPLIT_ROWS) {
+        int64_t first[256], part_rows[3];
+        int table[256];
+        for (int i = 0; i < f->n; i++) part_rows[i] = f->t[i]->ne[1];
+        const int n = row2col_blocks(part_rows, f->n, f->units, first, table, (int)ARRAY_LEN(first));
+        if (n) {
+            int rc = write_blocks(im, name, f, vt, n, first, table);
+            return rc ? rc : add_weight(im, name, vt, n_out, n_in, 1, n_in, 0, 0, n);
+        }
+    }
     char name1[48];
     snprintf(name1, sizeof name1, "%s_1", name);
     buf sql;
     buf_init(&sql);
     /* quantized rows go first, as lists of their integer values, to a TEMP
      * table: the float staging never takes room in the file (138 MB for
-     * the 110M-shape Q8_0 database, not 240); so do the rows of blocks */
-    const bool staged = qrows || blocks;
+     * the 110M-shape Q8_0 database, not 240) */
     char flat[48];
     snprintf(flat, sizeof flat, "%s_flat", name);
     int rc = SQLM_OK;
     for (int part = 0; part < (split ? 2 : 1) && !rc; part++) {
         buf_reset(&sql);
-        buf_appendf(&sql, "CREATE %sTABLE %s(", staged ? "TEMP " : "", staged ? flat : part ? name1 : name);
+        buf_appendf(&sql, "CREATE %sTABLE %s(", qrows ? "TEMP " : "", qrows ? flat : part ? name1 : name);
         dialect_subst(im->e->m->dialect, "id INTEGER{pk}, row INTEGER, col INTEGER", &sql);
         if (!pivot) dialect_subst(im->e->m->dialect, ", v {vec}", &sql);
         for (int p = 0; p < pivot; p++) {
@@ -279,7 +343,7 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     db_val v[3 + 64];
     batch ins = { 0 };
     if (!rc && pivot > 64) rc = sqlm_error(SQLM_RANGE, "%s: %d pivot columns", name, pivot);
-    if (!rc) rc = batch_init(&ins, im, staged ? flat : name, ncol, per_stmt);
+    if (!rc) rc = batch_init(&ins, im, qrows ? flat : name, ncol, per_stmt);
     char *data = malloc(cb * (size_t)tile_rows * (size_t)per_stmt);
     float *tmp = malloc((size_t)n_in * sizeof *tmp);
     size_t vb = 0;   /* a chunk of vt's bytes, for float rows of quantized or F16 values */
@@ -315,11 +379,7 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
                 v[3 + p] = vec_val(im, (const float *)slot + p * (w / pivot), (size_t)(w / pivot));
             if (qrows) v[4] = vec_val(im, sc, (size_t)w / QK);
             rc = batch_add(&ins, v);
-            /* under a budget the source's pages leave RSS as they are used */
-            if (im->o->mem_budget && (im->released += wb * (size_t)nr) >= im->o->mem_budget / 16) {
-                model_release_pages(im->m);
-                im->released = 0;
-            }
+            used_source(im, wb * (size_t)nr);
         }
     }
     if (!rc) rc = batch_flush(&ins);
@@ -338,33 +398,13 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         buf_appendf(&sql, im->d->q_blocks, name);
         rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
     }
-    /* the blocks: each table's (first row, end row) pairs, then its rows
-     * gathered per block */
-    for (int t = 0; !rc && blocks && t < 3; t++) {
-        buf vals;
-        buf_init(&vals);
-        for (int i = 0; i < blocks; i++)
-            if (table[i] == t)
-                buf_appendf(&vals, "%s(%lld, %lld)", vals.len ? ", " : "", (long long)first[i],
-                            (long long)(i + 1 < blocks ? first[i + 1] : n_out));
-        buf_reset(&sql);
-        if (t < 2) buf_appendf(&sql, im->d->row_blocks, t ? name1 : name, flat, vals.p ? vals.p : "");
-        else buf_appendf(&sql, "DROP TABLE %s", flat);
-        rc = sql.rc ? sql.rc : vals.rc ? vals.rc : im->e->m->exec(im->e, sql.p);
-        buf_free(&vals);
-    }
     batch_free(&ins);
     free(data);
     free(tmp);
     free(vrow);
     free(scales);
     buf_free(&sql);
-    if (rc) return rc;
-    db_val wv[9] = { dbv_text(name), dbv_int(vt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
-                     dbv_int(chunk), dbv_int(pivot), dbv_int(split), dbv_int(blocks) };
-    rc = im->e->m->query(im->e, "INSERT INTO sqlm_weight VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", wv, 9, NULL, NULL);
-    progress(im, name);
-    return rc;
+    return rc ? rc : add_weight(im, name, vt, n_out, n_in, tile_rows, chunk, pivot, split, 0);
 }
 
 /* A 1-D float tensor (norm gain, bias) as float32, scaled. */

@@ -24,28 +24,20 @@
     "FROM (SELECT id, row, col, v::TINYINT[] AS v, s FROM %1$s_flat);\n"                            \
     "DROP TABLE %1$s_flat"
 
-/* One table of ROW2COL's blocks (graph.c, row2col_blocks()) from the rows
- * staged in %2$s: per (first row, end row) pair of %3$s, the rows in order */
-#define DUCK_ROW_BLOCKS                                                                           \
-    "CREATE TABLE %1$s AS SELECT k.row AS row, list(f.v ORDER BY f.row) AS m\n"                   \
-    "FROM %2$s f JOIN (VALUES %3$s) k(row, hi) ON f.row >= k.row AND f.row < k.hi\n"              \
-    "GROUP BY k.row ORDER BY k.row"
-
 static const sql_dialect dialects[DIA_COUNT] = {
     /* name      vector     any        keyed temp tables  materialised CTE  weights      vector binding,
-     * then how a quantized weight table gets its blocks, how a table of
-     * ROW2COL's blocks is made, whether it has the fused ATTN template, and
-     * its base dialect */
+     * then how a quantized weight table gets its blocks, whether it stores
+     * ROW2COL's blocks, whether it has the fused ATTN template, and its base
+     * dialect */
     /* SQLite: no MATERIALIZED on a CTE read once, so that SQLite can run it as
      * a co-routine instead of writing its rows (megabytes of BLOBs in a
      * prefill) to a temporary table and reading them back; SQLite (3.35+)
      * still computes a CTE read twice once */
-    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    "",  WL_TILES,    DBV_BLOB, NULL, NULL, true, -1 },
-    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, DUCK_ROW_BLOCKS, false, -1 },
+    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    "",  WL_TILES,    DBV_BLOB, NULL, false, true, -1 },
+    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, true, false, -1 },
     /* DuckDB with sqlm's C functions (db/duckdb.c): the same storage; its
      * own templates where a function does the work, DuckDB's elsewhere */
-    { "duckdb-native", "FLOAT[]", "VARCHAR", "",         "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, DUCK_ROW_BLOCKS, false,
-      DIA_DUCKDB },
+    { "duckdb-native", "FLOAT[]", "VARCHAR", "",         "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, true, false, DIA_DUCKDB },
 };
 
 int dialect_from_name(const char *name) {
