@@ -381,8 +381,9 @@ int64_t row2col_split_tables(int mode, int64_t n_out, int64_t n_in) {
  * block's dot products at once, list_transform(m, dot).  Its output is then
  * gathered from a handful of (first row, list) pairs instead of a (row,
  * value) pair per matrix row, and the tables have a few rows instead of
- * thousands.  Whole 110M decode steps, processes alternated four times:
- * best 106-123 ms against 120-129 for rows, CPU 185-208 against 212-224.
+ * thousands.  Whole 110M decode steps on 2 threads, processes alternated
+ * three times: best 108-113 ms against 110-119 for rows, CPU 188-191
+ * against 193-205 (one product alone is as fast either way).
  *
  * Blocks never straddle a unit of a part (a fused QKV's rows of one kv
  * head), so the merged layer's per-head grouping reads a block's head from
@@ -401,7 +402,7 @@ int row2col_blocks(const int64_t *part, int n_part, int n_unit, int64_t *first, 
         if (part[i] <= 0 || n + u > max) return 0;
         for (int j = 0; j < u; j++) size[n++] = part[i] / u;
     }
-    for (bool again = true; again;) {
+    for (;;) {
         /* halve block k (into k and k + 1) where needed */
         int k = -1;
         if (n < 4) {
@@ -424,8 +425,7 @@ int row2col_blocks(const int64_t *part, int n_part, int n_unit, int64_t *first, 
             for (int i = 0; i < n && k < 0; i++)
                 if (count[table[i]] < 2 && size[i] >= 2) k = i;
         }
-        again = k >= 0 && n < max;
-        if (!again) break;
+        if (k < 0 || n >= max) break;
         memmove(size + k + 1, size + k, (size_t)(n - k) * sizeof *size);
         size[k] -= size[k] / 2, size[k + 1] /= 2, n++;
     }

@@ -106,7 +106,10 @@ typedef struct op_sql {
  *     tables of a split matrix or the rows of one table below split_at and
  *     the rest, each its own pipeline; a pivoted row's dot product is the
  *     sum of its columns', as the pivot form sums them) is taken before the
- *     pivot form (graph.c, row2col_split_tables(), row2col_split()).
+ *     pivot form (graph.c, row2col_split_tables(), row2col_split()).  Tables
+ *     of blocks ({?blocks}, row2col_blocks()) give a list of dot products
+ *     per block (r.s, bias added inside), gathered by their first rows and
+ *     flattened.
  *   - ROW2COL (pivoted weights, columns c0..): {r2c_from} is one subquery
  *     per {pivot_per} pivot columns, each summing their dot products with
  *     the same slices of x, sorted by (row, pos) and lined up by POSITIONAL

@@ -334,8 +334,7 @@ static void check_build_side(void) {
                 buf_appendf(&sql, "EXPLAIN (FORMAT JSON) %s", p.steps[i].sql);
                 CHECK_EQ(SQLM_OK, db.e->m->query(db.e, sql.p, NULL, 0, explain_row, &plan));
                 if (plan.p) {
-                    int b = build_side_weights(plan.p, what, sizeof what);
-                    bad += b;
+                    bad += build_side_weights(plan.p, what, sizeof what);
                     for (const char *t = plan.p; (t = strstr(t, "\"CROSS_PRODUCT\"")); t++) products++;
                 }
                 buf_free(&sql), buf_free(&plan);
