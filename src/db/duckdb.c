@@ -640,7 +640,8 @@ static int dk_run_program(engine *e, double *secs) {
  * (dbv_rows()), after the *total rows of the rows before it. */
 static int put_rows(duckdb_vector vec, idx_t r, const db_val *v, idx_t *total) {
     const idx_t width = (idx_t)v->i, n = v->n / sizeof(float) / width;
-    if (n * width * sizeof(float) != v->n) return sqlm_error(SQLM_RANGE, "duckdb: rows of %lld floats", (long long)v->i);
+    if (n * width * sizeof(float) != v->n)
+        return sqlm_error(SQLM_RANGE, "duckdb: %zu bytes are not rows of %lld floats", v->n, (long long)v->i);
     duckdb_vector rows = api.duckdb_list_vector_get_child(vec);
     if (api.duckdb_list_vector_reserve(vec, *total + n) != 0 ||
         api.duckdb_list_vector_reserve(rows, (*total + n) * width) != 0)

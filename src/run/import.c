@@ -622,7 +622,7 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         goto done;
     }
     const sql_dialect *dl = dialect_get(dm->dialect);
-    if (dl->weight_layout != WL_ROWS_F32 && (o->row2col == R2C_ON || o->row2col == R2C_SPLIT || o->row2col == R2C_SPLIT_ROWS)) {
+    if (dl->weight_layout != WL_ROWS_F32 && o->row2col != R2C_AUTO && o->row2col != R2C_OFF) {
         rc = sqlm_error(SQLM_UNSUPPORTED, "engine %s: ROW2COL needs float rows (engine duckdb)", dm->name);
         goto done;
     }

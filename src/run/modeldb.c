@@ -110,14 +110,15 @@ static int weight_row(void *ctx, int nc, const db_val *v) {
     w->chunk = v[5].i;
     w->pivot = nc >= 7 && v[6].type == DBV_INT ? (int)v[6].i : 0;
     w->split_at = nc >= 8 && v[7].type == DBV_INT ? v[7].i : 0;
-    w->blocks = nc >= 9 && v[8].type == DBV_INT ? (int)v[8].i : 0;
+    const int64_t blocks = nc >= 9 && v[8].type == DBV_INT ? v[8].i : 0;
+    w->blocks = blocks >= 0 && blocks <= 256 ? (int)blocks : -1;
     size_t rb;
     if (w->pivot < 0 || w->pivot > 64 || (w->pivot && w->n_in % w->pivot))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad pivot %d", w->name, w->pivot), 1;
     if (w->split_at < 0 || w->split_at >= w->n_out || (w->split_at && w->chunk != w->n_in))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad split %lld", w->name, (long long)w->split_at), 1;
     if (w->blocks < 0 || w->blocks > 256 || (w->blocks && (w->split_at || w->pivot || w->chunk != w->n_in)))
-        return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad blocks %d", w->name, w->blocks), 1;
+        return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad blocks %lld", w->name, (long long)blocks), 1;
     if (!dtype_valid(w->dtype) || w->n_out <= 0 || w->n_in <= 0 || w->tile_rows <= 0 ||
         w->chunk <= 0 || w->chunk > w->n_in || !dtype_row_bytes(w->dtype, (size_t)w->n_in, &rb))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad layout", w->name), 1;
