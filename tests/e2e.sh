@@ -7,19 +7,8 @@ set -u
 SQLM=$(realpath "$1")
 M=../shared/models
 G=../shared/golden
-T=$(mktemp -d /tmp/sqlm-e2e-XXXXXX)
-trap 'rm -rf "$T"' EXIT
-fail=0 pass=0
-
-ok()   { pass=$((pass + 1)); }
-bad()  { fail=$((fail + 1)); echo "e2e: FAIL: $*" >&2; }
-# expect_error DESC PATTERN CMD...: CMD must exit non-zero with PATTERN on stderr
-expect_error() {
-    local desc=$1 pat=$2; shift 2
-    if "$@" >"$T/out" 2>"$T/err"; then bad "$desc: succeeded"; return; fi
-    if grep -q -- "$pat" "$T/err"; then ok; else bad "$desc: stderr lacks '$pat': $(cat "$T/err")"; fi
-    if grep -q -i "sanitizer\|segmentation\|core dumped" "$T/err"; then bad "$desc: crashed"; fi
-}
+NAME=e2e
+. "$(dirname "$0")/lib.sh"
 
 # --- import and generate: the golden text of stories260K
 "$SQLM" import $M/stories260K/stories260K.bin -o "$T/s.db" 2>"$T/err" || bad "import: $(cat "$T/err")"
@@ -162,7 +151,7 @@ err:  $(cat "$T/err")"
         rm -f "$T/p.duck"
     done
 elif grep -q "cannot load libduckdb.so" "$T/err"; then
-    echo "e2e: duckdb skipped: DuckDB library not found" >&2
+    skipped duckdb "DuckDB library not found"
 else
     bad "duckdb import: $(cat "$T/err")"
 fi
@@ -207,5 +196,4 @@ expect_error "truncated db" "cut.db" "$SQLM" run -m "$T/cut.db" -p hi
 grep -q "full.db" "$T/err" && ok || bad "full disk: message does not name the file: $(cat "$T/err")"
 [ ! -e "$T/full.db" ] && ! ls "$T"/full.db.tmp-* >/dev/null 2>&1 && ok || bad "full disk left files"
 
-echo "tests/e2e.sh: $pass passed, $fail failed" >&2
-[ "$fail" = 0 ]
+summary

@@ -10,24 +10,8 @@
 # cgroup v1 memory controller is not mounted.
 set -u
 SQLM=$(realpath "$1")
-T=$(mktemp -d /tmp/sqlm-mem-XXXXXX)
-CG=/sys/fs/cgroup/memory/sqlm-test-$$
-cleanup() {
-    [ -d "$CG" ] && { cat "$CG/cgroup.procs" 2>/dev/null | while read -r p; do echo "$p" > /sys/fs/cgroup/memory/cgroup.procs; done; rmdir "$CG" 2>/dev/null; }
-    rm -rf "$T"
-}
-trap cleanup EXIT
-fail=0 pass=0 skip=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "membudget: FAIL: $*" >&2; }
-expect_error() {
-    local desc=$1 pat=$2; shift 2
-    if "$@" >"$T/out" 2>"$T/err"; then bad "$desc: succeeded"; return; fi
-    if grep -q -- "$pat" "$T/err"; then ok; else bad "$desc: stderr lacks '$pat': $(cat "$T/err")"; fi
-    if grep -q -i "sanitizer\|segmentation\|core dumped\|malloc" "$T/err"; then bad "$desc: crashed: $(cat "$T/err")"; fi
-}
-# drop one file's pages from the page cache
-uncache() { dd of="$1" oflag=nocache conv=notrunc,fdatasync count=0 status=none 2>/dev/null; }
+NAME=membudget
+. "$(dirname "$0")/lib.sh"
 
 # a 120 MB model (stories110M shapes, Q8_0): a 64 MB budget streams half of it
 "$SQLM" synth --like stories110M -o "$T/m.gguf" 2>/dev/null || bad "synth"
@@ -67,16 +51,9 @@ printf 'Hello there\nTell me a story\n' | "$SQLM" chat -m "$T/m.db" -n 6 --temp 
 cmp -s "$T/chat.want" "$T/chat.got" && [ -s "$T/chat.got" ] && ok || bad "budgeted chat: replies differ from the unbudgeted chat"
 
 # under a cgroup whose limit (page cache included) is the budget
-if [ "$(id -u)" != 0 ]; then
-    echo "membudget: cgroup test skipped: not root" >&2; skip=$((skip + 1))
-elif [ ! -w /sys/fs/cgroup/memory ] || ! mkdir "$CG" 2>/dev/null; then
-    echo "membudget: cgroup test skipped: no writable cgroup v1 memory controller at /sys/fs/cgroup/memory" >&2
-    skip=$((skip + 1))
-else
-    echo $B > "$CG/memory.limit_in_bytes"
+if cgroup_make "cgroup test" $B; then
     uncache "$T/m.db"
-    sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$CG" \
-        "$SQLM" run -m "$T/m.db" "${ARGS[@]}" --mem-budget ${BUDGET_MB}M --stats >"$T/got" 2>"$T/err"
+    "${IN_CGROUP[@]}" "$SQLM" run -m "$T/m.db" "${ARGS[@]}" --mem-budget ${BUDGET_MB}M --stats >"$T/got" 2>"$T/err"
     rc=$?
     if [ $rc -ne 0 ]; then
         bad "run under a ${BUDGET_MB}M cgroup exited $rc (killed?): $(tail -3 "$T/err"); oom: $(tr '\n' ' ' < "$CG/memory.oom_control")"
@@ -116,5 +93,4 @@ p=$(awk '/^stats: peak RSS/ { printf "%d", $4 * 1048576 }' "$T/err")
 [ "$(sqlite3 "$T/m2.db" "SELECT sum(length(v)) FROM blk0_qkv")" = "$(sqlite3 "$T/m.db" "SELECT sum(length(v)) FROM blk0_qkv")" ] \
     && ok || bad "budgeted import wrote different tiles"
 
-echo "tests/membudget.sh: $pass passed, $fail failed, $skip skipped" >&2
-[ "$fail" = 0 ]
+summary

@@ -20,18 +20,14 @@ set -u
 SQLM=$(realpath "$1")
 NO_BUDGET=${2:-}
 M=../shared/models
-T=$(mktemp -d /tmp/sqlm-serve-XXXXXX)
-CG=/sys/fs/cgroup/memory/sqlm-serve-$$
+NAME=serve
+. "$(dirname "$0")/lib.sh"
 PID=
 cleanup() {
     [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-    [ -d "$CG" ] && { cat "$CG/cgroup.procs" 2>/dev/null | while read -r p; do echo "$p" > /sys/fs/cgroup/memory/cgroup.procs; done; rmdir "$CG" 2>/dev/null; }
-    rm -rf "$T"
+    lib_cleanup
 }
 trap cleanup EXIT
-fail=0 pass=0 skip=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "serve: FAIL: $*" >&2; }
 
 # --- helpers in Python: JSON fields, SSE streams, error bodies
 cat > "$T/chk.py" <<'EOF'
@@ -370,25 +366,18 @@ start_server busy "$SQLM" serve -m "$T/s.db" --port 0 --max-body 4K --alias tiny
 
 # --- under a memory budget, inside a cgroup whose limit (page cache
 # included) is the budget, as tests/membudget.sh runs `sqlm run`
+BUDGET_MB=64 B=$((64 * 1048576))
 if [ "$NO_BUDGET" = --no-budget ]; then
-    echo "serve: budget test skipped: --no-budget" >&2; skip=$((skip + 1))
-elif [ "$(id -u)" != 0 ]; then
-    echo "serve: budget test skipped: not root" >&2; skip=$((skip + 1))
-elif [ ! -w /sys/fs/cgroup/memory ] || ! mkdir "$CG" 2>/dev/null; then
-    echo "serve: budget test skipped: no writable cgroup v1 memory controller at /sys/fs/cgroup/memory" >&2
-    skip=$((skip + 1))
-else
-    BUDGET_MB=64 B=$((64 * 1048576))
+    skipped "budget test" --no-budget
+elif cgroup_make "budget test" $B; then
     "$SQLM" synth --like stories110M -o "$T/m.gguf" 2>/dev/null || bad "synth"
     "$SQLM" import "$T/m.gguf" -o "$T/m.db" 2>"$T/err" || bad "import: $(cat "$T/err")"
     rm -f "$T/m.gguf"
     "$SQLM" run -m "$T/m.db" -p "Once upon a time" -n 12 --temp 0 --ignore-eos -c 128 >"$T/run.out" 2>"$T/err" \
         || bad "unbudgeted run: $(cat "$T/err")"
     chk runtext "$T/run.out" "Once upon a time" "$T/want"
-    echo $B > "$CG/memory.limit_in_bytes"
-    dd of="$T/m.db" oflag=nocache conv=notrunc,fdatasync count=0 status=none 2>/dev/null
-    if start_server budget sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$CG" \
-            "$SQLM" serve -m "$T/m.db" --port 0 -c 128 --mem-budget ${BUDGET_MB}M; then
+    uncache "$T/m.db"
+    if start_server budget "${IN_CGROUP[@]}" "$SQLM" serve -m "$T/m.db" --port 0 -c 128 --mem-budget ${BUDGET_MB}M; then
         expect_status "budget: completion" 200 "$(post /v1/completions '{"prompt":"Once upon a time","max_tokens":12,"temperature":0,"ignore_eos":true}')"
         chk text "$T/body" 'd["choices"][0]["text"]' "$T/got" 2>/dev/null
         cmp -s "$T/want" "$T/got" && ok || bad "budget: text differs from the unbudgeted run: '$(cat "$T/got")'"
@@ -402,5 +391,4 @@ else
     fi
 fi
 
-echo "tests/serve.sh: $pass passed, $fail failed, $skip skipped" >&2
-[ "$fail" = 0 ]
+summary
