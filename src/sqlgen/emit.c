@@ -486,20 +486,26 @@ static const op_sql *template_of(int op, int dia) {
 
 /* The template of node n (a cache carrying q has its own). */
 static const op_sql *node_template(const ir_node *n, int dia) {
-    if (n->by_head && dia == DIA_DUCKDB && n->op == IR_OP_MATMUL) return &duck_matmul_heads;
-    if (n->by_head && dia == DIA_DUCKDB && n->op == IR_OP_ROPE) return &duck_rope_heads;
-    if (n->by_head && dia == DIA_DUCKDB && n->op == IR_OP_KV_APPEND) return &duck_kv_qx_heads;
-    if (n->kv_x && dia == DIA_DUCKDB && n->op == IR_OP_KV_APPEND) return &duck_kv_qx;
-    if (n->kv_x && dia == DIA_DUCKDB && n->op == IR_OP_ADD) return &duck_add_kv;
-    if (n->kv_q && dia == DIA_DUCKDB && n->op == IR_OP_ATTN_SCORE) return &duck_score_q;
+    if (dia == DIA_DUCKDB) {
+        if (n->by_head && n->op == IR_OP_MATMUL) return &duck_matmul_heads;
+        if (n->by_head && n->op == IR_OP_ROPE) return &duck_rope_heads;
+        if (n->by_head && n->op == IR_OP_KV_APPEND) return &duck_kv_qx_heads;
+        if (n->kv_x && n->op == IR_OP_KV_APPEND) return &duck_kv_qx;
+        if (n->kv_x && n->op == IR_OP_ADD) return &duck_add_kv;
+        if (n->kv_q && n->op == IR_OP_ATTN_SCORE) return &duck_score_q;
+    }
     return template_of(n->op, dia);
 }
+
+/* A product that runs as two UNION ALL halves ({split_from}): ROW2COL's row
+ * split, in a table or over two tables, or its blocks. */
+static bool two_halves(const ir_node *n) { return n->split_at > 0 || n->blocks > 0; }
 
 /* How often node n's SQL reads its input k: once per half of a row split,
  * once per ROW2COL subquery, once per weight row where the copying form
  * rereads {in0} (a correlated subquery), else once. */
 static int input_reads(const ir_node *n, int k, int dia) {
-    if (n->op == IR_OP_MATMUL && (n->split_at > 0 || n->blocks > 0)) return 2;
+    if (n->op == IR_OP_MATMUL && two_halves(n)) return 2;
     if (n->op == IR_OP_MATMUL && n->pivot > 0 && n->pivot_per > 0) return (n->pivot + n->pivot_per - 1) / n->pivot_per;
     if (k == 0 && !n->inplace && node_template(n, dia)->rereads_in0) return 2;
     return 1;
@@ -521,11 +527,11 @@ static int cond_value(const ir_node *n, const model_config *c, const char *key, 
     if (KEY("interleaved")) return c->rope_interleaved != 0;
     if (KEY("chunked")) return n->chunk > 0 && n->chunk < n->n_in;
     if (KEY("pivoted")) return n->pivot > 0;
-    if (KEY("split")) return n->split_at > 0 || n->blocks > 0;
+    if (KEY("split")) return two_halves(n);
     if (KEY("blocks")) return n->blocks > 0;
     /* a product's (pos, row, s) rows from ROW2COL's row split, blocks or
      * pivot form */
-    if (KEY("row2col")) return n->split_at > 0 || n->blocks > 0 || n->pivot > 0;
+    if (KEY("row2col")) return two_halves(n) || n->pivot > 0;
     if (KEY("est_small")) return n->est_small;
     if (KEY("by_head")) return n->by_head;
     if (KEY("gqa")) return c->n_head_kv > 0 && c->n_head_kv < c->n_head;
@@ -590,7 +596,7 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
         for (int c = 0; c < n->pivot; c++) buf_appendf(b, "%sw.c%d", c ? ", " : "", c);
     }
     else if (KEY("split_from")) {
-        if ((n->split_at <= 0 && n->blocks <= 0) || n->in[0] < 0) return false;
+        if (!two_halves(n) || n->in[0] < 0) return false;
         const char *x = e->g->nodes[n->in[0]].name;
         for (int h = 0; h < 2; h++) {
             buf_appendf(b, "%sSELECT x.pos AS pos, w.row AS row, ", h ? "\n      UNION ALL\n      " : "");
