@@ -291,10 +291,6 @@ static void gen_step(gen *g) {
         g->gone = true;
         return;
     }
-    if (g->max_tokens >= 0 && g->n_gen >= g->max_tokens) {
-        g->end = END_LENGTH;
-        return;
-    }
     memcpy(sv->logits, g->lg, sizeof *sv->logits * (size_t)sv->n_vocab);
     int32_t next = sample_next(&g->sp, sv->logits, sv->n_vocab, sv->hist, g->n_hist, &g->rng);
     if (!g->ignore_eos && (next == db->voc.eos || next == db->voc.eot)) {
@@ -354,6 +350,14 @@ static json_t *usage_json(const gen *g) {
                      "total_tokens", g->n_prompt + g->n_gen);
 }
 
+/* A response object: id, object, created, model and choices (stolen). */
+static json_t *response_json(const gen *g, const char *object, json_t *choices) {
+    return json_pack("{s:s,s:s,s:I,s:s,s:o}", "id", g->id, "object", object, "created", (json_int_t)g->created,
+                     "model", g->sv->model_id, "choices", choices);
+}
+
+static const char *chunk_object(const gen *g) { return g->chat ? "chat.completion.chunk" : "text_completion"; }
+
 /* One streamed chunk: text (may be NULL: none), the role (chat's first),
  * and finish_reason (the last). */
 static json_t *chunk_json(const gen *g, const char *text, size_t len, bool role, const char *finish) {
@@ -372,9 +376,7 @@ static json_t *chunk_json(const gen *g, const char *text, size_t len, bool role,
                            "finish_reason", finish);
     }
     buf_free(&t);
-    return json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", g->id, "object",
-                     g->chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)g->created,
-                     "model", g->sv->model_id, "choices", choice);
+    return response_json(g, chunk_object(g), json_pack("[o]", choice));
 }
 
 static void sse_event(gen *g, json_t *j) {
@@ -401,9 +403,9 @@ static json_t *answer_json(const gen *g) {
         choice = json_pack("{s:s%,s:i,s:n,s:s}", "text", t.p ? t.p : "", t.len, "index", 0, "logprobs",
                            "finish_reason", finish_reason(g));
     buf_free(&t);
-    return json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", g->id, "object",
-                     g->chat ? "chat.completion" : "text_completion", "created", (json_int_t)g->created, "model",
-                     g->sv->model_id, "choices", choice, "usage", usage_json(g));
+    json_t *r = response_json(g, g->chat ? "chat.completion" : "text_completion", json_pack("[o]", choice));
+    json_object_set_new(r, "usage", usage_json(g));
+    return r;
 }
 
 /* The request's log line on stderr, once generation ended. */
@@ -450,10 +452,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *dst, size_t max) {
             }
             sse_event(g, chunk_json(g, NULL, 0, false, finish_reason(g)));
             if (g->include_usage) {
-                json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", g->id, "object",
-                                      g->chat ? "chat.completion.chunk" : "text_completion", "created",
-                                      (json_int_t)g->created, "model", g->sv->model_id, "choices", "usage",
-                                      usage_json(g));
+                json_t *u = response_json(g, chunk_object(g), json_array());
+                json_object_set_new(u, "usage", usage_json(g));
                 sse_event(g, u);
             }
             buf_puts(&g->out, "data: [DONE]\n\n");
