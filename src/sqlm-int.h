@@ -443,11 +443,12 @@ typedef struct ir_node {
                            * filter on this step's positions) for the table-split
                            * product that reads it (emit.c, SWIGLU) */
     bool inplace;         /* MATMUL scans tile ids; the engine reads the tiles in place */
-    bool kv_q;            /* KV_APPEND: the cache rows carry q; ATTN_SCORE: q from them */
+    bool kv_q;            /* ATTN_SCORE: q from the cache rows (kv_x's) */
     bool by_head;         /* MATMUL (fused QKV), ROPE, KV_APPEND of a merged layer: one
                            * row per (position, kv head) instead of per position */
-    bool kv_x;            /* KV_APPEND: the rows of kv head 0 also carry the layer's
-                           * input residual x ({in1}); ADD: x read back from them */
+    bool kv_x;            /* KV_APPEND: the cache rows carry q, and those of kv head 0
+                           * the layer's input residual x ({in1}); ADD: x read back
+                           * from them */
     bool critical;        /* must be materialised (cache, residual, output) */
     bool materialize;     /* decided by the passes: a table, not a CTE */
 } ir_node;

@@ -179,7 +179,6 @@ int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, in
         if (kv < 0) goto fail;
         g->nodes[kv].layer = l;
         g->nodes[kv].critical = true;
-        g->nodes[kv].kv_q = lm;
         g->nodes[kv].kv_x = lm;
         /* merged, a fused QKV product gives one row per kv head, which RoPE
          * and the cache append keep */
