@@ -99,9 +99,10 @@ for shape in $SHAPES; do
     echo "| config | prefill 25 | speedup | prefill $long | speedup | decode/token | speedup | decode GB/s |"
     echo "|---|---|---|---|---|---|---|---|"
     for name in none cte fusion row2col all; do
-        s25=$(echo "scale=2; ${P25[none]} / ${P25[$name]}" | bc)
-        s200=$(echo "scale=2; ${P200[none]} / ${P200[$name]}" | bc)
-        sdec=$(echo "scale=2; ${DEC[none]} / ${DEC[$name]}" | bc)
+        # bc prints a ratio under 1 without its leading zero (.87)
+        s25=$(printf %.2f "$(echo "scale=4; ${P25[none]} / ${P25[$name]}" | bc)")
+        s200=$(printf %.2f "$(echo "scale=4; ${P200[none]} / ${P200[$name]}" | bc)")
+        sdec=$(printf %.2f "$(echo "scale=4; ${DEC[none]} / ${DEC[$name]}" | bc)")
         echo "| $name | ${P25[$name]} | ${s25}x | ${P200[$name]} | ${s200}x | ${DEC[$name]} | ${sdec}x | ${GBS[$name]} |"
     done
     echo
