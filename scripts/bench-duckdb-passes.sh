@@ -32,6 +32,8 @@ lock() { flock /tmp/sqlm-bench.lock "$@"; }
 kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 # the smaller of a kept best ($1, empty at first) and a new value ($2)
 lower() { if [ -z "$1" ] || [ "$(echo "$2 < $1" | bc)" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+# $1 / $2 to two decimals (bc alone prints .87 for a ratio under 1)
+ratio() { printf %.2f "$(echo "scale=4; $1 / $2" | bc)"; }
 
 # Layouts an import writes (fusion, ROW2COL) and the configurations that
 # run on them: NAME LAYOUT RUN-FLAGS
@@ -99,11 +101,9 @@ for shape in $SHAPES; do
     echo "| config | prefill 25 | speedup | prefill $long | speedup | decode/token | speedup | decode GB/s |"
     echo "|---|---|---|---|---|---|---|---|"
     for name in none cte fusion row2col all; do
-        # bc prints a ratio under 1 without its leading zero (.87)
-        s25=$(printf %.2f "$(echo "scale=4; ${P25[none]} / ${P25[$name]}" | bc)")
-        s200=$(printf %.2f "$(echo "scale=4; ${P200[none]} / ${P200[$name]}" | bc)")
-        sdec=$(printf %.2f "$(echo "scale=4; ${DEC[none]} / ${DEC[$name]}" | bc)")
-        echo "| $name | ${P25[$name]} | ${s25}x | ${P200[$name]} | ${s200}x | ${DEC[$name]} | ${sdec}x | ${GBS[$name]} |"
+        echo "| $name | ${P25[$name]} | $(ratio "${P25[none]}" "${P25[$name]}")x | ${P200[$name]} |" \
+             "$(ratio "${P200[none]}" "${P200[$name]}")x | ${DEC[$name]} | $(ratio "${DEC[none]}" "${DEC[$name]}")x |" \
+             "${GBS[$name]} |"
     done
     echo
     echo "Where a decode step's time goes (ms per token, statements by name, layers summed; the last round):$prof"

@@ -117,7 +117,7 @@ static int weight_row(void *ctx, int nc, const db_val *v) {
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad pivot %d", w->name, w->pivot), 1;
     if (w->split_at < 0 || w->split_at >= w->n_out || (w->split_at && w->chunk != w->n_in))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad split %lld", w->name, (long long)w->split_at), 1;
-    if (w->blocks < 0 || w->blocks > 256 || (w->blocks && (w->split_at || w->pivot || w->chunk != w->n_in)))
+    if (w->blocks < 0 || (w->blocks && (w->split_at || w->pivot || w->chunk != w->n_in)))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad blocks %lld", w->name, (long long)blocks), 1;
     if (!dtype_valid(w->dtype) || w->n_out <= 0 || w->n_in <= 0 || w->tile_rows <= 0 ||
         w->chunk <= 0 || w->chunk > w->n_in || !dtype_row_bytes(w->dtype, (size_t)w->n_in, &rb))
