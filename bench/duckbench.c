@@ -12,12 +12,12 @@
  *       each), times x; the best of several
  *       runs on 1 and 2 threads, as weight bytes per second.
  *   duckbench run DB [-t N] [--no-cte-merge] [--row2col-cols N] [--prompt N]
- *                    [--decode N] [--profile] [--engine duckdb|duckdb-native]
+ *                    [--decode N] [--profile] [--steps] [--engine duckdb|duckdb-native]
  *       prefill latency of an N-token prompt (best of --repeat R runs), then
  *       decode latency per token (greedy; the best step, and the mean), and
  *       the weight bytes the best decode step reads per second; --profile
  *       adds where a decode step's time goes, by statement (mean), and
- *       where a prefill's went.
+ *       where a prefill's went; --steps prints each decode step's time.
  *   duckbench sql DB FILE [-t N] [--prompt N] [--reps R] [--rw]
  *       isolated timings of hand-written SQL: after a prompt of N tokens
  *       and one decode step (the state of decode step N), each block of
@@ -197,7 +197,7 @@ static int run(int argc, char **argv) {
     const char *path = argv[2];
     int threads = 2, n_prompt = 25, n_decode = 8, repeat = 1;
     const char *engine_name = "duckdb";
-    bool profile = false;
+    bool profile = false, steps = false;
     session_opts so = { .ir = { .cte_merge = true } };
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -206,6 +206,7 @@ static int run(int argc, char **argv) {
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) n_prompt = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--decode") && i + 1 < argc) n_decode = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--profile")) profile = true;
+        else if (!strcmp(argv[i], "--steps")) steps = true;
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--engine") && i + 1 < argc) engine_name = argv[++i];
         else {
@@ -251,6 +252,7 @@ static int run(int argc, char **argv) {
         if ((rc = session_eval(s, &next, 1, &lg))) die("decode", rc);
         double t = sqlm_now() - t1;
         t_decode += t;
+        if (steps) printf("step %d ms=%.1f\n", k, t * 1e3);
         if (t < t_best) t_best = t;
     }
     double per_tok = n_decode ? t_decode / n_decode : 0, best = n_decode ? t_best : 0;
