@@ -193,7 +193,7 @@ static void *open_library(char *detail, size_t n) {
  * pages to the kernel within a second (DuckDB sets dirty and muzzy decay to
  * 1 s); the next statement of a step then faults them in again, zeroed.  A
  * 1.1B decode step took 140 000 such faults and 0.35 CPU-seconds of system
- * time, and varied from 760 to 1250 ms; with decay off it takes 690-750.
+ * time, and varied from 760 to 1250 ms; with decay off it takes 690-800.
  * Freed pages are kept for reuse instead (the peak stays the peak).  A value
  * the user set wins; it must be in place before the library's allocator starts. */
 #define JE_CONF_ENV "DUCKDB_JE_MALLOC_CONF"

@@ -351,10 +351,17 @@ static void check_build_side(void) {
 }
 
 int main(void) {
+    /* the library's jemalloc keeps freed pages (db/duckdb.c), unless the
+     * user configured it */
+    const char *je_user = getenv("DUCKDB_JE_MALLOC_CONF");
+    char *je_before = je_user ? strdup(je_user) : NULL;
     if (duckdb_load() != SQLM_OK) {
         printf("test-duckdb: skipped: DuckDB library not found (%s)\n", sqlm_errmsg());
         return 0;
     }
+    const char *je = getenv("DUCKDB_JE_MALLOC_CONF");
+    CHECK(je && !strcmp(je, je_before ? je_before : "dirty_decay_ms:-1,muzzy_decay_ms:-1"));
+    free(je_before);
     fprintf(stderr, "  DuckDB %s\n", duckdb_lib_version());
     if (!make_tmpdir()) return 1;
     double t0 = sqlm_now();
