@@ -354,14 +354,14 @@ int main(void) {
     /* the library's jemalloc keeps freed pages (db/duckdb.c), unless the
      * user configured it */
     const char *je_user = getenv("DUCKDB_JE_MALLOC_CONF");
-    char *je_before = je_user ? strdup(je_user) : NULL;
+    char je_want[256];
+    snprintf(je_want, sizeof je_want, "%s", je_user ? je_user : "dirty_decay_ms:-1,muzzy_decay_ms:-1");
     if (duckdb_load() != SQLM_OK) {
         printf("test-duckdb: skipped: DuckDB library not found (%s)\n", sqlm_errmsg());
         return 0;
     }
     const char *je = getenv("DUCKDB_JE_MALLOC_CONF");
-    CHECK(je && !strcmp(je, je_before ? je_before : "dirty_decay_ms:-1,muzzy_decay_ms:-1"));
-    free(je_before);
+    CHECK(je && !strcmp(je, je_want));
     fprintf(stderr, "  DuckDB %s\n", duckdb_lib_version());
     if (!make_tmpdir()) return 1;
     double t0 = sqlm_now();
