@@ -565,6 +565,8 @@ typedef struct sql_dialect {
                               * matrix rows, appended by the engine) */
     bool fused_attn;         /* has a template for the fused ATTN node */
     int base;                /* dialect whose templates stand in for missing ones, or -1 */
+    const char *vacuum;      /* statement that frees the rows DELETE left behind, run by a
+                              * session after its reset (not in the printed script), or NULL */
 } sql_dialect;
 
 typedef struct sql_stmt {

@@ -33,11 +33,17 @@ static const sql_dialect dialects[DIA_COUNT] = {
      * a co-routine instead of writing its rows (megabytes of BLOBs in a
      * prefill) to a temporary table and reading them back; SQLite (3.35+)
      * still computes a CTE read twice once */
-    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    "",  WL_TILES,    DBV_BLOB, NULL, false, true, -1 },
-    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, true, false, -1 },
+    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    "",  WL_TILES,    DBV_BLOB, NULL, false, true, -1, NULL },
+    /* DuckDB keeps the rows a DELETE removes from a temporary table (and
+     * every later scan still reads them) until a checkpoint, which rewrites
+     * the tables' new rows: so once per sequence, after the reset empties
+     * the cache (generate.c), not per step (see session_reset) */
+    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, true, false, -1,
+      "CHECKPOINT temp" },
     /* DuckDB with sqlm's C functions (db/duckdb.c): the same storage; its
      * own templates where a function does the work, DuckDB's elsewhere */
-    { "duckdb-native", "FLOAT[]", "VARCHAR", "",         "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, true, false, DIA_DUCKDB },
+    { "duckdb-native", "FLOAT[]", "VARCHAR", "",         "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, true, false, DIA_DUCKDB,
+      "CHECKPOINT temp" },
 };
 
 int dialect_from_name(const char *name) {

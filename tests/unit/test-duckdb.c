@@ -12,6 +12,9 @@
  *        value.
  *   7.   no weight table is the build side of a cross join in the plans a
  *        session prepares (ROW2COL's blocks: tables of a few rows).
+ *   8.   a reset leaves nothing of the sequence in the session's tables
+ *        (DuckDB keeps deleted rows until a checkpoint), and the next
+ *        sequence gives the same logits.
  * Skipped, with the reason printed, only when libduckdb.so cannot be loaded
  * (scripts/install-duckdb.sh installs it; SQLM_DUCKDB_LIB points at it).
  */
@@ -350,12 +353,56 @@ static void check_build_side(void) {
     }
 }
 
+/* -------------------------- 8. a reset frees what the sequence stored */
+
+static int int_row(void *ctx, int nc, const db_val *v) {
+    if (nc == 1 && v[0].type == DBV_INT) *(int64_t *)ctx = v[0].i;
+    return 0;
+}
+
+/* Segments the first layer's cache table holds (deleted rows included). */
+static int64_t cache_segments(engine *e) {
+    int64_t n = -1;
+    CHECK_EQ(SQLM_OK, e->m->query(e, "SELECT count(*) FROM pragma_storage_info('temp.kv0')", NULL, 0, int_row, &n));
+    return n;
+}
+
+static void check_reset(void) {
+    modeldb db;
+    if (!import_open(MODELS "stories260K/stories260K.bin", "reset", NULL, &db)) return;
+    session *s;
+    session_opts so = { .ir = { .cte_merge = true } };
+    CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
+    const int32_t prompt[5] = { 1, 403, 407, 261, 378 };
+    const int V = db.cfg.vocab_size;
+    float *first = malloc(sizeof *first * (size_t)V);
+    const float *lg;
+    int64_t held[2] = { -1, -1 };
+    for (int seq = 0; seq < 2; seq++) {
+        CHECK_EQ(SQLM_OK, session_eval(s, prompt, 5, &lg));
+        int32_t t = argmax(lg, V);
+        CHECK_EQ(SQLM_OK, session_eval(s, &t, 1, &lg));
+        if (seq == 0) memcpy(first, lg, sizeof *first * (size_t)V);
+        else CHECK(max_abs(first, lg, V) == 0);
+        held[0] = cache_segments(db.e);
+        CHECK_EQ(SQLM_OK, session_reset(s));
+        held[1] = cache_segments(db.e);
+        CHECK(held[0] > 0);
+        CHECK_EQ(0, held[1]);
+    }
+    fprintf(stderr, "  reset: %lld storage segments in a cache table before, %lld after\n",
+            (long long)held[0], (long long)held[1]);
+    free(first);
+    session_free(s);
+    modeldb_close(&db);
+}
+
 int main(void) {
-    /* the library's jemalloc keeps freed pages (db/duckdb.c), unless the
+    /* the library's jemalloc keeps freed pages for 10 s (db/duckdb.c), unless the
      * user configured it */
     const char *je_user = getenv("DUCKDB_JE_MALLOC_CONF");
     char je_want[256];
-    snprintf(je_want, sizeof je_want, "%s", je_user ? je_user : "dirty_decay_ms:-1,muzzy_decay_ms:-1");
+    snprintf(je_want, sizeof je_want, "%s", je_user ? je_user : "dirty_decay_ms:10000,muzzy_decay_ms:10000");
     if (duckdb_load() != SQLM_OK) {
         printf("test-duckdb: skipped: DuckDB library not found (%s)\n", sqlm_errmsg());
         return 0;
@@ -369,6 +416,7 @@ int main(void) {
     run_all();
     check_script();
     check_build_side();
+    check_reset();
     fprintf(stderr, "  (%.1f s)\n", sqlm_now() - t0);
     remove_tmpdir();
     return TEST_DONE();
