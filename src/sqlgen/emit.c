@@ -34,10 +34,8 @@ static const sql_dialect dialects[DIA_COUNT] = {
      * prefill) to a temporary table and reading them back; SQLite (3.35+)
      * still computes a CTE read twice once */
     { "sqlite", "BLOB",    "",        " PRIMARY KEY",    "",  WL_TILES,    DBV_BLOB, NULL, false, true, -1, NULL },
-    /* DuckDB keeps the rows a DELETE removes from a temporary table (and
-     * every later scan still reads them) until a checkpoint, which rewrites
-     * the tables' new rows: so once per sequence, after the reset empties
-     * the cache (generate.c), not per step (see session_reset) */
+    /* DuckDB drops a temporary table's deleted rows only at a checkpoint
+     * (once per sequence: session_reset) */
     { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, true, false, -1,
       "CHECKPOINT temp" },
     /* DuckDB with sqlm's C functions (db/duckdb.c): the same storage; its

@@ -12,9 +12,9 @@
  *        value.
  *   7.   no weight table is the build side of a cross join in the plans a
  *        session prepares (ROW2COL's blocks: tables of a few rows).
- *   8.   a reset leaves nothing of the sequence in the session's tables
- *        (DuckDB keeps deleted rows until a checkpoint), and the next
- *        sequence gives the same logits.
+ *   8.   a reset leaves nothing of the sequence in the cache tables (DuckDB
+ *        keeps deleted rows until a checkpoint), and the next sequence gives
+ *        the same logits.
  * Skipped, with the reason printed, only when libduckdb.so cannot be loaded
  * (scripts/install-duckdb.sh installs it; SQLM_DUCKDB_LIB points at it).
  */
@@ -383,7 +383,7 @@ static void check_reset(void) {
         int32_t t = argmax(lg, V);
         CHECK_EQ(SQLM_OK, session_eval(s, &t, 1, &lg));
         if (seq == 0) memcpy(first, lg, sizeof *first * (size_t)V);
-        else CHECK(max_abs(first, lg, V) == 0);
+        else CHECK(max_abs(first, lg, V) <= 1e-5);   /* sums over threads may round apart */
         held[0] = cache_segments(db.e);
         CHECK_EQ(SQLM_OK, session_reset(s));
         held[1] = cache_segments(db.e);
