@@ -338,22 +338,27 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "FROM (SELECT pos, t.h::INTEGER AS h, v[t.h * {hd} + 1 : t.h * {hd} + {hd}] AS v\n"
         "      FROM {in0} CROSS JOIN range({n_head}) t(h)) q\n"
         "  JOIN {in1} k ON k.h = q.h // {group} AND k.pos <= q.pos" },
-    [IR_OP_ATTN_MAX][DIA_DUCKDB] = { "qpos, h, mx", "qpos INTEGER, h INTEGER, mx FLOAT",
-        "SELECT qpos, h, max(s) AS mx FROM {in0} GROUP BY qpos, h" },
-    /* out[h * hd + d] = sum_k e(q, k, h) v_k[kvh * hd + d] / sum_k e(q, k, h),
-     * e = exp(s - max), kvh = h / group: one row per (q, k, h) joined with
-     * the cache row of its kv head, whose {hd} values are unnested after the
-     * join, then summed per (q, h * hd + d): one integer key for grouping
-     * and ordering (2.02 against 2.12 ms with h and d apart, a 26-key decode
-     * step of the 110M shape). */
+    /* Softmax per (query, head) as one list: e = exp(s - max) in key order,
+     * and its sum. */
+    [IR_OP_ATTN_MAX][DIA_DUCKDB] = { "qpos, h, es, den", "qpos INTEGER, h INTEGER, es FLOAT[], den DOUBLE",
+        "SELECT qpos, h, es, list_sum(es) AS den\n"
+        "FROM (SELECT qpos, h, list_transform(ss, lambda s: exp(s - mx)::FLOAT) AS es\n"
+        "      FROM (SELECT qpos, h, list(s ORDER BY kpos) AS ss, max(s) AS mx FROM {in0} GROUP BY qpos, h))" },
+    /* out[h * hd + d] = e . V[0 .. len(e) - 1][kvh * hd + d] / sum(e), kvh =
+     * h / group: each kv head's cached values transposed into {hd} lists
+     * (one per value index, in position order), then one dot product per
+     * (query, head, value index) with the softmax list, whose keys are the
+     * positions 0 .. qpos.  The unnest of every (query, key, head)'s values
+     * and a grouped sum per (query, value) that this replaced cost 85-90 ms
+     * more per 1.1B decode step (alternated in one process, both orders:
+     * 754-785 against 668-693 ms). */
     [IR_OP_ATTN_OUT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
-        "SELECT a.qpos AS pos, " DUCK_GATHER("a.hj", "a.o") " AS v\n"
-        "FROM (SELECT qpos, hj, (sum(e * x) / sum(e))::FLOAT AS o\n"
-        "      FROM (SELECT s.qpos AS qpos, exp(s.s - m.mx) AS e,\n"
-        "              unnest(c.v) AS x, unnest(range(s.h * {hd}, s.h * {hd} + {hd})) AS hj\n"
-        "            FROM {in0} s JOIN {in1} m ON m.qpos = s.qpos AND m.h = s.h\n"
-        "            JOIN {in2} c ON c.pos = s.kpos AND c.h = s.h // {group})\n"
-        "      GROUP BY qpos, hj) a\n"
+        "SELECT a.qpos AS pos, flatten(list(a.o ORDER BY a.h)) AS v\n"
+        "FROM (SELECT e.qpos AS qpos, e.h AS h,\n"
+        "        list_transform(t.m, lambda c: (list_dot_product(e.es, c[1 : len(e.es)]) / e.den)::FLOAT) AS o\n"
+        "      FROM {in1} e\n"
+        "      JOIN (SELECT h AS g, list_transform(range(1, {hd} + 1), lambda j: list_transform(vs, lambda r: r[j])) AS m\n"
+        "            FROM (SELECT h, list(v ORDER BY pos) AS vs FROM {in2} GROUP BY h)) t ON t.g = e.h // {group}) a\n"
         "GROUP BY a.qpos" },
     [IR_OP_ADD][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT a.pos AS pos, list_transform(a.v, lambda e, i: e + b.v[i]) AS v\n"
