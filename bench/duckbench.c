@@ -414,7 +414,7 @@ static int sql_blocks(int argc, char **argv) {
                 rc = e->m->query(e, "SELECT 'DELETE FROM ' || table_name || ';' FROM duckdb_tables() WHERE temporary",
                                  NULL, 0, append_text, &q);
                 if (!rc && q.p) rc = e->m->exec(e, q.p);
-                if (!rc) rc = e->m->exec(e, "CHECKPOINT temp");
+                if (!rc) rc = e->m->exec(e, dialect_get(e->m->dialect)->vacuum);   /* the session's, after a reset */
                 buf_free(&q);
                 if (rc) die(bl->name, rc);
                 /* leading SET statements: this block's settings, made before it is prepared */
