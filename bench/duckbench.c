@@ -18,9 +18,9 @@
  *       the weight bytes the best decode step reads per second; --profile
  *       adds where a decode step's time goes, by statement (mean), and
  *       where a prefill's went; --steps prints each decode step's time.
- *   duckbench sql DB FILE [-t N] [--prompt N] [--reps R] [--rw]
+ *   duckbench sql DB FILE [-t N] [--prompt N] [--decode D] [--reps R] [--rw]
  *       isolated timings of hand-written SQL: after a prompt of N tokens
- *       and one decode step (the state of decode step N), each block of
+ *       and D decode steps (default 1: the state of decode step N), each block of
  *       FILE (a line "-- @name [MODE]" starts one; statements end with
  *       ";" at the end of a line) runs R times, in rounds that run every
  *       block once (so that load changes fall on all): best and median ms.  MODE
@@ -341,12 +341,13 @@ typedef struct block {
 
 static int sql_blocks(int argc, char **argv) {
     const char *path = argv[2], *file = argv[3];
-    int threads = 2, n_prompt = 25, reps = 15;
+    int threads = 2, n_prompt = 25, reps = 15, n_decode = 1;
     bool rw = false;
     for (int i = 4; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) n_prompt = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--decode") && i + 1 < argc) n_decode = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rw")) rw = true;
         else {
             fprintf(stderr, "duckbench: unknown option %s\n", argv[i]);
@@ -405,16 +406,18 @@ static int sql_blocks(int argc, char **argv) {
             for (int b = 0; b < n_blocks; b++) {
                 block *bl = &blocks[b];
                 if (strcmp(bl->mode, "prog")) continue;
-                /* every temporary table empty, as at session start, with
-                 * the deleted rows gone: scans still read them until a
-                 * checkpoint, and each block ran slower than the one before
-                 * it (the same program twice: 731 against 798 ms best step) */
+                /* every temporary table new, as at session start.  Emptied
+                 * by DELETE, their deleted rows stayed until a checkpoint
+                 * and scans still read them (the same program twice: 731
+                 * against 798 ms best step); emptied and checkpointed, the
+                 * plans prepared on them were not a new session's (a
+                 * TinyLlama out-projection's weights were copied in a new
+                 * session's plan and not in the block's). */
                 buf q;
                 buf_init(&q);
-                rc = e->m->query(e, "SELECT 'DELETE FROM ' || table_name || ';' FROM duckdb_tables() WHERE temporary",
-                                 NULL, 0, append_text, &q);
+                rc = e->m->query(e, "SELECT 'DROP TABLE temp.main.\"' || table_name || '\"; ' || sql FROM duckdb_tables()"
+                                 " WHERE temporary", NULL, 0, append_text, &q);
                 if (!rc && q.p) rc = e->m->exec(e, q.p);
-                if (!rc) rc = e->m->exec(e, dialect_get(e->m->dialect)->vacuum);   /* the session's, after a reset */
                 buf_free(&q);
                 if (rc) die(bl->name, rc);
                 /* leading SET statements: this block's settings, made before it is prepared */
@@ -501,11 +504,13 @@ static int sql_blocks(int argc, char **argv) {
     }
     const float *lg;
     if ((rc = session_eval(s, toks, n_prompt, &lg))) die("prefill", rc);
-    int32_t next = 0;
-    for (int j = 1; j < db.cfg.vocab_size; j++)
-        if (lg[j] > lg[next]) next = j;
-    if ((rc = session_eval(s, &next, 1, &lg))) die("decode", rc);
-    int pos = n_prompt + 1;
+    for (int k = 0; k < n_decode; k++) {
+        int32_t next = 0;
+        for (int j = 1; j < db.cfg.vocab_size; j++)
+            if (lg[j] > lg[next]) next = j;
+        if ((rc = session_eval(s, &next, 1, &lg))) die("decode", rc);
+    }
+    int pos = n_prompt + n_decode;
     /* set-up blocks and printed ones first, in file order */
     for (int b = 0; b < n_blocks; b++) {
         block *bl = &blocks[b];
