@@ -468,16 +468,23 @@ static const op_sql duck_add_kv = { POS_V, POS_V_DEFS,
     "SELECT a.pos AS pos, list_transform(a.x, lambda e, i: e + b.v[i]) AS v\n"
     "FROM {in0} a JOIN {in1} b ON b.pos = a.pos\n"
     "WHERE a.h = 0 AND a.pos >= (SELECT min(pos) FROM t_in)", false };
+/* This step's query rows are taken from the cache first, in a CTE of their
+ * own: with the filter in the join's WHERE, the plan prepared on empty
+ * tables joined every cached row with every earlier one and filtered the
+ * n (n + 1) / 2 pairs afterwards.  The query heads of a kv head come from
+ * unnest(range(group)), not a cross join with range(group): that join
+ * raised DuckDB's estimate of the attention output (8 rows for TinyLlama)
+ * above the out-projection's blocks, whose weights it then put on the
+ * build side and copied every step (test-duckdb 7). */
 static const op_sql duck_score_q = { "qpos, kpos, h, s", "qpos INTEGER, kpos INTEGER, h INTEGER, s FLOAT",
+    "WITH q AS MATERIALIZED (SELECT pos, h, q FROM {in0} WHERE pos >= (SELECT min(pos) FROM t_in))\n"
     "{?gqa}"
-    "SELECT q.pos AS qpos, k.pos AS kpos, (q.h * {group} + t.g)::INTEGER AS h,\n"
-    "  list_dot_product(q.q[t.g * {hd} + 1 : t.g * {hd} + {hd}], k.k) AS s\n"
-    "FROM {in0} q CROSS JOIN range({group}) t(g) JOIN {in1} k ON k.h = q.h AND k.pos <= q.pos\n"
-    "WHERE q.pos >= (SELECT min(pos) FROM t_in){/}"
+    "SELECT q.pos AS qpos, k.pos AS kpos, (q.h * {group} + q.g)::INTEGER AS h,\n"
+    "  list_dot_product(q.q[q.g * {hd} + 1 : q.g * {hd} + {hd}], k.k) AS s\n"
+    "FROM (SELECT pos, h, q, unnest(range({group})) AS g FROM q) q JOIN {in1} k ON k.h = q.h AND k.pos <= q.pos{/}"
     "{?!gqa}"
     "SELECT q.pos AS qpos, k.pos AS kpos, q.h AS h, list_dot_product(q.q, k.k) AS s\n"
-    "FROM {in0} q JOIN {in1} k ON k.h = q.h AND k.pos <= q.pos\n"
-    "WHERE q.pos >= (SELECT min(pos) FROM t_in){/}", false };
+    "FROM q JOIN {in1} k ON k.h = q.h AND k.pos <= q.pos{/}", false };
 
 /* The statement frame, per dialect. */
 static const char *const create_fmt[DIA_COUNT] = {
