@@ -761,6 +761,8 @@ struct engine {
 const db_methods *db_find(const char *name);
 /* The engine that wrote the database file at path (by its magic), or NULL. */
 const db_methods *db_sniff(const char *path);
+/* A db_row_cb that stores the row's first value, an integer, in *(int64_t *)ctx. */
+int db_int_row(void *ctx, int ncol, const db_val *vals);
 extern const db_methods db_sqlite;
 extern const db_methods db_duckdb;
 extern const db_methods db_duckdb_native;   /* DuckDB with sqlm's C functions (same files) */

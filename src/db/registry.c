@@ -2,7 +2,8 @@
  * registry.c - the engines sqlm knows, in one table: found by name (the
  * --engine flag) or by the magic bytes of a database file they wrote.  An
  * engine that is not available at run time (DuckDB without its library)
- * is still listed; its open() says what is missing.
+ * is still listed; its open() says what is missing.  Also the row callback
+ * that engines' callers share.
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +19,11 @@ static const struct {
     { &db_duckdb, 8, "DUCK" },
     { &db_duckdb_native, 8, "DUCK" },   /* by name only: a file sniffs as duckdb */
 };
+
+int db_int_row(void *ctx, int ncol, const db_val *vals) {
+    if (ncol >= 1 && vals[0].type == DBV_INT) *(int64_t *)ctx = vals[0].i;
+    return 0;
+}
 
 const db_methods *db_find(const char *name) {
     for (size_t i = 0; name && i < ARRAY_LEN(engines); i++)

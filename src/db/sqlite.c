@@ -1790,11 +1790,6 @@ static int col_row(void *ctx, int nc, const db_val *v) {
     return 0;
 }
 
-static int int_row(void *ctx, int nc, const db_val *v) {
-    if (nc >= 1 && v[0].type == DBV_INT) *(int64_t *)ctx = v[0].i;
-    return 0;
-}
-
 typedef struct blob_ctx {
     const void *want;
     size_t len;
@@ -1827,7 +1822,7 @@ static int sq_map_weights(engine *e, const ir_weight *ws, int n) {
         int64_t root = 0;
         db_val name = dbv_text(ws[i].name);
         rc = sq_query(e, "SELECT rootpage FROM sqlite_schema WHERE type = 'table' AND name = ?", &name, 1,
-                      int_row, &root);
+                      db_int_row, &root);
         if (!rc) rc = sq_query(e, "SELECT * FROM pragma_table_info(?)", &name, 1, col_row, &cols);
         if (!rc && (!cols.ok || cols.n != 4))
             rc = sqlm_error(SQLM_FORMAT, "%s: columns are not (id INTEGER PRIMARY KEY, row, col, v)", ws[i].name);
@@ -1845,7 +1840,7 @@ static int sq_map_weights(engine *e, const ir_weight *ws, int n) {
         char idx[64];
         snprintf(idx, sizeof idx, "%s_tiles", ws[i].name);
         db_val iv = dbv_text(idx);
-        rc = sq_query(e, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = ?", &iv, 1, int_row, &has);
+        rc = sq_query(e, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = ?", &iv, 1, db_int_row, &has);
         if (!rc && !has)
             rc = sqlm_error(SQLM_UNSUPPORTED, "%s has no tile index %s (imported before it existed: import again)",
                             ws[i].name, idx);

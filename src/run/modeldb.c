@@ -170,12 +170,6 @@ static int tokcfg_row(void *ctx, int nc, const db_val *v) {
     return 0;
 }
 
-static int count_row(void *ctx, int nc, const db_val *v) {
-    int64_t *n = ctx;
-    if (nc >= 1 && v[0].type == DBV_INT) *n = v[0].i;
-    return 0;
-}
-
 static int vocab_row(void *ctx, int nc, const db_val *v) {
     load_ctx *l = ctx;
     vocab *voc = &l->db->voc;
@@ -240,8 +234,8 @@ int modeldb_open(modeldb *db, const char *path, const char *engine_name, const e
 
     int64_t n = 0, nm = 0;
     rc = db->e->m->query(db->e, "SELECT key, value FROM tokenizer", NULL, 0, tokcfg_row, &l);
-    if (!rc) rc = db->e->m->query(db->e, "SELECT count(*) FROM vocab", NULL, 0, count_row, &n);
-    if (!rc) rc = db->e->m->query(db->e, "SELECT count(*) FROM merges", NULL, 0, count_row, &nm);
+    if (!rc) rc = db->e->m->query(db->e, "SELECT count(*) FROM vocab", NULL, 0, db_int_row, &n);
+    if (!rc) rc = db->e->m->query(db->e, "SELECT count(*) FROM merges", NULL, 0, db_int_row, &nm);
     if (rc) goto fail;
     if (n > 0) {
         if ((rc = vocab_alloc(&db->voc, (int32_t)MIN(n, INT32_MAX)))) goto fail;

@@ -393,15 +393,10 @@ static void check_build_side(void) {
 
 /* -------------------------- 8. a reset frees what the sequence stored */
 
-static int int_row(void *ctx, int nc, const db_val *v) {
-    if (nc == 1 && v[0].type == DBV_INT) *(int64_t *)ctx = v[0].i;
-    return 0;
-}
-
 /* Segments the first layer's cache table holds (deleted rows included). */
 static int64_t cache_segments(engine *e) {
     int64_t n = -1;
-    CHECK_EQ(SQLM_OK, e->m->query(e, "SELECT count(*) FROM pragma_storage_info('temp.kv0')", NULL, 0, int_row, &n));
+    CHECK_EQ(SQLM_OK, e->m->query(e, "SELECT count(*) FROM pragma_storage_info('temp.kv0')", NULL, 0, db_int_row, &n));
     return n;
 }
 
