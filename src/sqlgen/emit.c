@@ -349,9 +349,9 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
      * (one per value index, in position order), then one dot product per
      * (query, head, value index) with the softmax list, whose keys are the
      * positions 0 .. qpos.  The unnest of every (query, key, head)'s values
-     * and a grouped sum per (query, value) that this replaced cost 85-90 ms
-     * more per 1.1B decode step (alternated in one process, both orders:
-     * 754-785 against 668-693 ms). */
+     * and a grouped sum per (query, value) that this replaced took 662-707
+     * ms per 1.1B decode step against 647-650 (separate processes,
+     * alternated). */
     [IR_OP_ATTN_OUT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
         "SELECT a.qpos AS pos, flatten(list(a.o ORDER BY a.h)) AS v\n"
         "FROM (SELECT e.qpos AS qpos, e.h AS h,\n"

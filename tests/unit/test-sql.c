@@ -452,7 +452,7 @@ static void check_operators(int layout, bool fused) {
     for (int i = 0; i < g->n_nodes; i++) {
         const ir_node *n = &g->nodes[i];
         /* the softmax's relation (its columns differ by dialect) is checked
-         * through ATTN_OUT, which the reference computes from the scores */
+         * through ATTN_OUT, which the reference computes from q, k and v */
         if (n->op == IR_OP_INPUT || n->op == IR_OP_QUANT || n->op == IR_OP_KV_APPEND || n->op == IR_OP_ATTN_MAX)
             continue;
         rel out, in0, in1;
