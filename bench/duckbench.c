@@ -13,11 +13,15 @@
  *       runs on 1 and 2 threads, as weight bytes per second.
  *   duckbench run DB [-t N] [--no-cte-merge] [--row2col-cols N] [--prompt N]
  *                    [--decode N] [--profile] [--steps] [--engine duckdb|duckdb-native]
+ *                    [--products-only]
  *       prefill latency of an N-token prompt (best of --repeat R runs), then
  *       decode latency per token (greedy; the best step, and the mean), and
  *       the weight bytes the best decode step reads per second; --profile
  *       adds where a decode step's time goes, by statement (mean), and
  *       where a prefill's went; --steps prints each decode step's time.
+ *       --products-only times the program with every operator but the
+ *       products (and the embedding, cache append and last position)
+ *       copying its input: a bound on what the rest can save (ir_opts).
  *   duckbench sql DB FILE [-t N] [--prompt N] [--decode D] [--reps R] [--rw]
  *       isolated timings of hand-written SQL: after a prompt of N tokens
  *       and D decode steps (default 1: the state of decode step N), each block of
@@ -202,6 +206,7 @@ static int run(int argc, char **argv) {
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-cte-merge")) so.ir.cte_merge = false;
+        else if (!strcmp(argv[i], "--products-only")) so.ir.products_only = true;
         else if (!strcmp(argv[i], "--row2col-cols") && i + 1 < argc) so.ir.row2col_per = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) n_prompt = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--decode") && i + 1 < argc) n_decode = atoi(argv[++i]);

@@ -5,7 +5,9 @@
 # and decode latency per token, with no pass, each pass alone (CTE merging,
 # table fusion, ROW2COL by its rule) and all passes; then DuckDB's ceiling
 # for one decode-sized matrix-vector product next to the weight bytes per
-# second a decode step achieves.  Every timed run holds /tmp/sqlm-bench.lock.
+# second a decode step achieves, and a bound: the all-passes decode step with
+# every operator but the products copying its input (duckbench run
+# --products-only).  Every timed run holds /tmp/sqlm-bench.lock.
 # The configurations (and the ceiling) run in ROUNDS interleaved rounds, each
 # keeping its best: a change of the machine's speed during the run (it is
 # shared) then falls on all of them, not on the ones that ran last.
@@ -60,6 +62,7 @@ for shape in $SHAPES; do
     esac
     $SQLM synth --like "$shape" --type f32 -o "$T/m.gguf" >/dev/null 2>&1
     declare -A P25 P200 DEC GBS CEIL
+    bound=""
     echo "### $shape ($n_dec decode tokens per configuration and round)"
     echo
     echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared; timed runs hold the bench lock)."
@@ -87,6 +90,10 @@ for shape in $SHAPES; do
             pprof="$pprof
 - $name: $(echo "$r200" | grep '^profile_prefill ' | sed 's/^profile_prefill //')"
         done
+        # the bound: the all-passes program with every operator but the
+        # products copying its input
+        rb=$(lock $BENCH run "$T/fused-r2c.duck" -t "$THREADS" --products-only --prompt 25 --decode "$n_dec")
+        bound=$(lower "$bound" "$(echo "$rb" | grep '^run' | kv decode_ms)")
         while read -r line; do
             key="$(echo "$line" | kv layout) $(echo "$line" | kv threads)"
             CEIL[$key]=$(lower "${CEIL[$key]}" "$(echo "$line" | kv ms)")
@@ -124,6 +131,12 @@ for shape in $SHAPES; do
     done
     echo
     echo "Decode with all passes: ${GBS[all]} GB/s = $(echo "scale=0; 100 * ${GBS[all]} / $best" | bc)% of the ceiling ($best GB/s)."
+    echo
+    bgbs=$(echo "scale=3; $mb / $bound" | bc)
+    echo "Products only (\`duckbench run --products-only\`: the all-passes program with every operator but the"
+    echo "products, the embedding and the cache append copying its input, best of the rounds): decode $bound ms ="
+    echo "$bgbs GB/s. Were attention, the norms, RoPE, SwiGLU and the residual adds free, all passes would decode"
+    echo "at most $(ratio "${DEC[none]}" "$bound")x faster than none and at $(echo "scale=0; 100 * $bgbs / $best" | bc)% of the ceiling."
     echo
     echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo

@@ -481,6 +481,7 @@ typedef struct ir_graph {
     int row2col_per;      /* ir_opts.row2col_per */
     bool row2col;         /* the weights were laid out by the ROW2COL pass (some
                            * pivoted or split) */
+    bool products_only;   /* ir_opts.products_only */
 } ir_graph;
 
 /* Options of compilation: passes (switchable for ablation) and outputs. */
@@ -497,6 +498,11 @@ typedef struct ir_opts {
                            * and the next layer's norm, QKV and KV append are one
                            * statement (the cache rows carry the residual stream too);
                            * dialect_ir_opts(): DuckDB pure SQL only */
+    bool products_only;   /* a bound, for the benchmark only (duckbench --products-only):
+                           * every operator but the products, the embedding, the cache
+                           * append and the last position copies its input, so a step
+                           * costs what its products cost in this SQL; layer-merged
+                           * DuckDB programs only; the logits are meaningless */
 } ir_opts;
 
 /* Table fusion is a storage layout: import writes blk{L}_qkv and blk{L}_gu

@@ -128,9 +128,13 @@ static int norm(ir_graph *g, int layer, const char *name, int x, const char *kin
 int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, int n_ws,
                    const ir_opts *o) {
     memset(g, 0, sizeof *g);
+    if (o->products_only && !(o->cte_merge && o->layer_merge))
+        return sqlm_error(SQLM_UNSUPPORTED, "the products-only bound needs a layer-merged program "
+                          "(DuckDB, pure SQL, CTE merging on)");
     g->cfg = *cfg;
     g->all_logits = o->all_logits;
     g->row2col_per = o->row2col_per;
+    g->products_only = o->products_only;
     g->weights = malloc((size_t)(n_ws ? n_ws : 1) * sizeof *ws);
     if (!g->weights) return sqlm_error(SQLM_NOMEM, "out of memory building the graph");
     memcpy(g->weights, ws, (size_t)n_ws * sizeof *ws);

@@ -486,6 +486,30 @@ static const op_sql duck_score_q = { "qpos, kpos, h, s", "qpos INTEGER, kpos INT
     "SELECT q.pos AS qpos, k.pos AS kpos, q.h AS h, list_dot_product(q.q, k.k) AS s\n"
     "FROM q JOIN {in1} k ON k.h = q.h AND k.pos <= q.pos{/}", false };
 
+/* The products-only bound (ir_opts.products_only, duckbench --products-only):
+ * in a layer-merged DuckDB program every operator but the products, the
+ * embedding, the cache append and the last position copies its input, so
+ * that a step costs what its products (and the statements around them) cost.
+ * Attention becomes this step's query rows, from the cache; SwiGLU the gate
+ * half.  For the benchmark only: the logits mean nothing. */
+static const op_sql bound_templates[IR_OP_COUNT] = {
+    [IR_OP_RMSNORM] = { POS_V, POS_V_DEFS, "SELECT pos, v FROM {in0}" },
+    [IR_OP_ROPE] = { POS_V, POS_V_DEFS, "SELECT pos, v FROM {in0}" },
+    [IR_OP_ATTN_SCORE] = { "qpos, kpos, h, s", "qpos INTEGER, kpos INTEGER, h INTEGER, s FLOAT",
+        "SELECT 0 AS qpos, 0 AS kpos, 0 AS h, 0::FLOAT AS s WHERE false" },
+    [IR_OP_ATTN_MAX] = { "qpos, h, es, den", "qpos INTEGER, h INTEGER, es FLOAT[], den DOUBLE",
+        "SELECT 0 AS qpos, 0 AS h, []::FLOAT[] AS es, 0::DOUBLE AS den WHERE false" },
+    [IR_OP_ATTN_OUT] = { POS_V, POS_V_DEFS,
+        "SELECT pos, flatten(list(q ORDER BY h)) AS v FROM {in2}\n"
+        "WHERE pos >= (SELECT min(pos) FROM t_in) GROUP BY pos" },
+    [IR_OP_ADD] = { POS_V, POS_V_DEFS, "SELECT pos, v FROM {in1}" },
+    [IR_OP_SWIGLU] = { POS_V, POS_V_DEFS,
+        "SELECT pos, v[1 : {n_out}] AS v\n"
+        "FROM {in0}{?est_small} WHERE pos >= (SELECT min(pos) FROM t_in){/}" },
+};
+static const op_sql bound_rope_heads = { "pos, h, v", "pos INTEGER, h INTEGER, v {vec}",
+    "SELECT pos, h, v FROM {in0}", false };
+
 /* The statement frame, per dialect. */
 static const char *const create_fmt[DIA_COUNT] = {
     "CREATE TEMP TABLE IF NOT EXISTS %s(",
@@ -500,8 +524,12 @@ static const op_sql *template_of(int op, int dia) {
     return t;
 }
 
-/* The template of node n (a cache carrying q has its own). */
-static const op_sql *node_template(const ir_node *n, int dia) {
+/* The template of node n of graph g (a cache carrying q has its own). */
+static const op_sql *node_template(const ir_graph *g, const ir_node *n, int dia) {
+    if (dia == DIA_DUCKDB && g->products_only) {
+        if (n->by_head && n->op == IR_OP_ROPE) return &bound_rope_heads;
+        if (bound_templates[n->op].sql) return &bound_templates[n->op];
+    }
     if (dia == DIA_DUCKDB) {
         if (n->by_head && n->op == IR_OP_MATMUL) return &duck_matmul_heads;
         if (n->by_head && n->op == IR_OP_ROPE) return &duck_rope_heads;
@@ -520,10 +548,10 @@ static bool two_halves(const ir_node *n) { return n->split_at > 0 || n->blocks >
 /* How often node n's SQL reads its input k: once per half of a row split,
  * once per ROW2COL subquery, once per weight row where the copying form
  * rereads {in0} (a correlated subquery), else once. */
-static int input_reads(const ir_node *n, int k, int dia) {
+static int input_reads(const ir_graph *g, const ir_node *n, int k, int dia) {
     if (n->op == IR_OP_MATMUL && two_halves(n)) return 2;
     if (n->op == IR_OP_MATMUL && n->pivot > 0 && n->pivot_per > 0) return (n->pivot + n->pivot_per - 1) / n->pivot_per;
-    if (k == 0 && !n->inplace && node_template(n, dia)->rereads_in0) return 2;
+    if (k == 0 && !n->inplace && node_template(g, n, dia)->rereads_in0) return 2;
     return 1;
 }
 
@@ -766,7 +794,7 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
     for (int i = 0; i < g->n_nodes; i++) {
         const ir_node *n = &g->nodes[i];
         if (n->op == IR_OP_INPUT) continue;
-        const op_sql *t = node_template(n, dia);
+        const op_sql *t = node_template(g, n, dia);
         if (!t->sql) {
             rc = sqlm_error(SQLM_UNSUPPORTED, "operator %s has no template for dialect %s",
                             ir_op_name(n->op), e.d->name);
@@ -789,7 +817,7 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
         for (int j = first; j < i; j++) {
             const ir_node *c = &g->nodes[j];
             if (c->materialize || c->op == IR_OP_INPUT) continue;
-            const op_sql *ct = node_template(c, dia);
+            const op_sql *ct = node_template(g, c, dia);
             /* A CTE read more than once in its statement (by the subqueries of
              * a ROW2COL product, or by unfused q/k/v) is computed once: DuckDB
              * would otherwise inline it into every reader (1.1B shape, all
@@ -797,7 +825,7 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
             int reads = 0;
             for (int r = j + 1; r <= i; r++)
                 for (int k = 0; k < IR_MAX_IN; k++)
-                    if (g->nodes[r].in[k] == j) reads += input_reads(&g->nodes[r], k, dia);
+                    if (g->nodes[r].in[k] == j) reads += input_reads(g, &g->nodes[r], k, dia);
             buf_appendf(&sql, "%s%s(%s) AS%s (\n", with ? ",\n" : "WITH ", c->name, ct->cols,
                         reads > 1 ? " MATERIALIZED" : e.d->cte_mat);
             if ((rc = fill(&e, c, ct->sql, &sql))) goto fail;

@@ -15,6 +15,9 @@
  *   8.   a reset leaves nothing of the sequence in the cache tables (DuckDB
  *        keeps deleted rows until a checkpoint), and the next sequence gives
  *        the same logits.
+ *   9.   the benchmark's products-only bound keeps every product and nothing
+ *        else that computes (no norm, RoPE, softmax or SiLU), runs, and is
+ *        refused where the program is not layer-merged.
  * Skipped, with the reason printed, only when libduckdb.so cannot be loaded
  * (scripts/install-duckdb.sh installs it; SQLM_DUCKDB_LIB points at it).
  */
@@ -430,6 +433,58 @@ static void check_reset(void) {
     modeldb_close(&db);
 }
 
+/* ------------------------- 9. the benchmark's products-only bound */
+
+static int count_of(const char *s, const char *what) {
+    int n = 0;
+    for (const char *t = s; (t = strstr(t, what)); t++) n++;
+    return n;
+}
+
+static void check_products_only(void) {
+    modeldb db;
+    if (!import_open(MODELS "stories260K/stories260K.bin", "bound", NULL, &db)) return;
+    char *text[2] = { NULL, NULL };
+    for (int bound = 0; bound < 2; bound++) {
+        ir_graph g;
+        sql_program p;
+        ir_opts o = dialect_ir_opts(DIA_DUCKDB, (ir_opts){ .cte_merge = true, .products_only = bound });
+        CHECK_EQ(SQLM_OK, ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o));
+        CHECK_EQ(SQLM_OK, emit_program(&g, DIA_DUCKDB, &p));
+        text[bound] = sql_program_text(&p, NULL, 0);
+        sql_program_free(&p);
+        ir_free(&g);
+    }
+    if (text[0] && text[1]) {
+        const char *gone[] = { "exp(", "JOIN rope", "norm n", "list_sum(" };
+        for (size_t i = 0; i < ARRAY_LEN(gone); i++) {
+            CHECK(strstr(text[0], gone[i]) != NULL);
+            CHECK(strstr(text[1], gone[i]) == NULL);
+        }
+        /* every product (a cross join with a weight table) and cache append stays */
+        CHECK(count_of(text[0], " CROSS JOIN ") > 0);
+        CHECK_EQ(count_of(text[0], " CROSS JOIN "), count_of(text[1], " CROSS JOIN "));
+        CHECK_EQ(count_of(text[0], "INSERT INTO kv"), count_of(text[1], "INSERT INTO kv"));
+    }
+    session *s;
+    session_opts so = { .ir = { .cte_merge = true, .products_only = true } };
+    CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
+    const int32_t prompt[3] = { 1, 403, 407 };
+    const float *lg;
+    if (s) {
+        CHECK_EQ(SQLM_OK, session_eval(s, prompt, 3, &lg));
+        CHECK_EQ(SQLM_OK, session_eval(s, prompt + 1, 1, &lg));
+        session_free(s);
+    }
+    so.ir.cte_merge = false;
+    CHECK_EQ(SQLM_UNSUPPORTED, session_init(&s, &db, &so));
+    CHECK(strstr(sqlm_errmsg(), "products-only") != NULL);
+    fprintf(stderr, "  products-only bound: %d products kept, no norm, RoPE or softmax; refused unmerged\n",
+            text[1] ? count_of(text[1], " CROSS JOIN ") : -1);
+    free(text[0]), free(text[1]);
+    modeldb_close(&db);
+}
+
 int main(void) {
     /* the library's jemalloc keeps freed pages for 10 s (db/duckdb.c), unless the
      * user configured it */
@@ -450,6 +505,7 @@ int main(void) {
     check_script();
     check_build_side();
     check_reset();
+    check_products_only();
     fprintf(stderr, "  (%.1f s)\n", sqlm_now() - t0);
     remove_tmpdir();
     return TEST_DONE();
