@@ -73,6 +73,14 @@ static double best_of(engine *e, const char *sql, int reps) {
     return best;
 }
 
+/* The greedy next token: the first of the largest logits. */
+static int32_t greedy(const float *lg, int n) {
+    int32_t best = 0;
+    for (int j = 1; j < n; j++)
+        if (lg[j] > lg[best]) best = j;
+    return best;
+}
+
 static int ceiling(const char *dir, long rows, long cols) {
     char path[512], sql[2048];
     snprintf(path, sizeof path, "%s/ceiling.duck", dir);
@@ -250,9 +258,7 @@ static int run(int argc, char **argv) {
     memcpy(before, secs, sizeof *before * (size_t)p->n_steps);
     double t_decode = 0, t_best = 1e30;
     for (int k = 0; k < n_decode; k++) {
-        int32_t next = 0;
-        for (int j = 1; j < db.cfg.vocab_size; j++)
-            if (lg[j] > lg[next]) next = j;
+        int32_t next = greedy(lg, db.cfg.vocab_size);
         double t1 = sqlm_now();
         if ((rc = session_eval(s, &next, 1, &lg))) die("decode", rc);
         double t = sqlm_now() - t1;
@@ -510,9 +516,7 @@ static int sql_blocks(int argc, char **argv) {
     const float *lg;
     if ((rc = session_eval(s, toks, n_prompt, &lg))) die("prefill", rc);
     for (int k = 0; k < n_decode; k++) {
-        int32_t next = 0;
-        for (int j = 1; j < db.cfg.vocab_size; j++)
-            if (lg[j] > lg[next]) next = j;
+        int32_t next = greedy(lg, db.cfg.vocab_size);
         if ((rc = session_eval(s, &next, 1, &lg))) die("decode", rc);
     }
     int pos = n_prompt + n_decode;

@@ -281,6 +281,13 @@ static const char *json_end(const char *p) {
     return NULL;
 }
 
+/* How often what occurs in s. */
+static int count_of(const char *s, const char *what) {
+    int n = 0;
+    for (const char *t = s; (t = strstr(t, what)); t++) n++;
+    return n;
+}
+
 /* Child i (0: probe, 1: build) of the plan node named at p, as b .. e. */
 static bool plan_child(const char *p, int i, const char **b, const char **e) {
     const char *ch = strstr(p, "\"children\"");
@@ -378,7 +385,7 @@ static void check_build_side(void) {
                 if (plan.p) {
                     bad += build_side_weights(plan.p, what, sizeof what);
                     self += cache_self_joins(plan.p);
-                    for (const char *t = plan.p; (t = strstr(t, "\"CROSS_PRODUCT\"")); t++) products++;
+                    products += count_of(plan.p, "\"CROSS_PRODUCT\"");
                 }
                 buf_free(&sql), buf_free(&plan);
             }
@@ -434,12 +441,6 @@ static void check_reset(void) {
 }
 
 /* ------------------------- 9. the benchmark's products-only bound */
-
-static int count_of(const char *s, const char *what) {
-    int n = 0;
-    for (const char *t = s; (t = strstr(t, what)); t++) n++;
-    return n;
-}
 
 static void check_products_only(void) {
     modeldb db;
