@@ -84,10 +84,10 @@ static int32_t greedy(const float *lg, int n) {
 static int ceiling(const char *dir, long rows, long cols) {
     char path[512], sql[2048];
     snprintf(path, sizeof path, "%s/ceiling.duck", dir);
-    db_duckdb.remove(path);
+    sqlm_db_duckdb.remove(path);
     engine *e;
     engine_opts co = { .create = true };
-    int rc = db_duckdb.open(&e, path, &co);
+    int rc = sqlm_db_duckdb.open(&e, path, &co);
     if (rc) die("create", rc);
     snprintf(sql, sizeof sql,
              "CREATE TABLE wl AS SELECT range::INTEGER AS row, list_transform(range(%ld), lambda j:"
@@ -116,10 +116,10 @@ static int ceiling(const char *dir, long rows, long cols) {
              " POSITIONAL JOIN (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.c1, x.c1) AS p FROM wp w"
              " CROSS JOIN (SELECT pos, v[%ld : %ld] AS c1 FROM xl) x ORDER BY w.row, x.pos) s1) r GROUP BY r.pos",
              cols / 2, cols / 2 + 1, cols);
-    /* ROW2COL's row split (graph.c row2col_split()): two UNION ALL halves at
+    /* ROW2COL's row split (graph.c sqlm_row2col_split()): two UNION ALL halves at
      * a row-group boundary, whole rows and pivoted rows */
     char split[1024], psplit[1536];
-    const long at = row2col_split(true, rows, cols);
+    const long at = sqlm_row2col_split(true, rows, cols);
     snprintf(split, sizeof split,
              "SELECT r.pos, list(r.s ORDER BY r.row) FROM (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
              " FROM wl w CROSS JOIN xl x WHERE w.row < %ld UNION ALL SELECT x.pos AS pos, w.row AS row,"
@@ -131,13 +131,13 @@ static int ceiling(const char *dir, long rows, long cols) {
              " SELECT x.pos AS pos, w.row AS row, (list_dot_product(w.c0, x.c0) + list_dot_product(w.c1, x.c1))::FLOAT AS s"
              " FROM wp w CROSS JOIN (SELECT pos, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM xl) x WHERE w.row >= %ld) r"
              " GROUP BY r.pos", cols / 2, cols / 2 + 1, cols, at, cols / 2, cols / 2 + 1, cols, at);
-    /* ROW2COL's table split (graph.c row2col_split_tables()): the halves
+    /* ROW2COL's table split (graph.c sqlm_row2col_split_tables()): the halves
      * as two tables */
     static const char tsplit[] =
         "SELECT r.pos, list(r.s ORDER BY r.row) FROM (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
         " FROM wt0 w CROSS JOIN xl x UNION ALL SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
         " FROM wt1 w CROSS JOIN xl x) r GROUP BY r.pos";
-    /* ROW2COL's blocks (graph.c row2col_blocks()): the two tables hold two
+    /* ROW2COL's blocks (graph.c sqlm_row2col_blocks()): the two tables hold two
      * blocks of rows each */
     static const char blocks[] =
         "SELECT r.pos, flatten(list_transform(list_sort(list(struct_pack(k := r.row, v := r.s))), lambda t: t.v))"
@@ -155,7 +155,7 @@ static int ceiling(const char *dir, long rows, long cols) {
     };
     for (int t = 1; t <= 2; t++) {
         engine_opts ro = { .readonly = true, .threads = t };
-        if ((rc = db_duckdb.open(&e, path, &ro))) die("open", rc);
+        if ((rc = sqlm_db_duckdb.open(&e, path, &ro))) die("open", rc);
         for (size_t i = 0; i < ARRAY_LEN(q); i++) {
             if (!q[i].sql) continue;
             best_of(e, q[i].sql, 2);   /* warm */
@@ -165,7 +165,7 @@ static int ceiling(const char *dir, long rows, long cols) {
         }
         e->m->close(e);
     }
-    db_duckdb.remove(path);
+    sqlm_db_duckdb.remove(path);
     return 0;
 }
 
@@ -229,16 +229,16 @@ static int run(int argc, char **argv) {
     }
     modeldb db;
     engine_opts eo = { .readonly = true, .threads = threads };
-    int rc = modeldb_open(&db, path, engine_name, &eo);
+    int rc = sqlm_modeldb_open(&db, path, engine_name, &eo);
     if (rc) die(path, rc);
     /* weight bytes a decode step reads: every matrix but the embedding */
     double wbytes = 0;
     for (int i = 0; i < db.n_weights; i++)
         if (strcmp(db.weights[i].name, "embed") != 0)
             wbytes += (double)db.weights[i].n_out * (double)db.weights[i].n_in *
-                      (vec_act_type(db.weights[i].dtype) == DT_Q8_0 ? 1 + 4.0 / QK : 4);   /* int8 blocks + scales */
+                      (sqlm_vec_act_type(db.weights[i].dtype) == DT_Q8_0 ? 1 + 4.0 / QK : 4);   /* int8 blocks + scales */
     session *s;
-    if ((rc = session_init(&s, &db, &so))) die("session", rc);
+    if ((rc = sqlm_exec_init(&s, &db, &so))) die("session", rc);
     int32_t *toks = malloc(sizeof *toks * (size_t)(n_prompt + 1));
     for (int i = 0; i < n_prompt; i++) toks[i] = i == 0 && db.voc.bos >= 0 ? db.voc.bos : (i * 7919 + 13) % db.cfg.vocab_size;
     /* The machine is shared: the prefill is the best of `repeat` runs, a
@@ -246,21 +246,21 @@ static int run(int argc, char **argv) {
     const float *lg;
     double t_prefill = 1e30;
     for (int r = 0; r < (repeat > 0 ? repeat : 1); r++) {
-        if (r && (rc = session_reset(s))) die("reset", rc);
+        if (r && (rc = sqlm_exec_reset(s))) die("reset", rc);
         double t0 = sqlm_now();
-        if ((rc = session_eval(s, toks, n_prompt, &lg))) die("prefill", rc);
+        if ((rc = sqlm_exec_eval(s, toks, n_prompt, &lg))) die("prefill", rc);
         double t = sqlm_now() - t0;
         if (t < t_prefill) t_prefill = t;
     }
     const sql_program *p;
-    const double *secs = session_stmt_seconds(s, &p);
+    const double *secs = sqlm_exec_stmt_seconds(s, &p);
     double *before = calloc((size_t)p->n_steps + 1, sizeof *before);
     memcpy(before, secs, sizeof *before * (size_t)p->n_steps);
     double t_decode = 0, t_best = 1e30;
     for (int k = 0; k < n_decode; k++) {
         int32_t next = greedy(lg, db.cfg.vocab_size);
         double t1 = sqlm_now();
-        if ((rc = session_eval(s, &next, 1, &lg))) die("decode", rc);
+        if ((rc = sqlm_exec_eval(s, &next, 1, &lg))) die("decode", rc);
         double t = sqlm_now() - t1;
         t_decode += t;
         if (steps) printf("step %d ms=%.1f\n", k, t * 1e3);
@@ -278,14 +278,14 @@ static int run(int argc, char **argv) {
     }
     free(before);
     free(toks);
-    session_free(s);
-    modeldb_close(&db);
+    sqlm_exec_free(s);
+    sqlm_modeldb_close(&db);
     return 0;
 }
 
 /* Append a text column's value to the buf ctx. */
 static int append_text(void *ctx, int nc, const db_val *v) {
-    if (nc >= 1 && v[0].type == DBV_TEXT) buf_append((buf *)ctx, v[0].p, v[0].n);
+    if (nc >= 1 && v[0].type == DBV_TEXT) sqlm_buf_append((buf *)ctx, v[0].p, v[0].n);
     return 0;
 }
 
@@ -387,11 +387,11 @@ static int sql_blocks(int argc, char **argv) {
     }
     modeldb db;
     engine_opts eo = { .readonly = !rw, .threads = threads };
-    int rc = modeldb_open(&db, path, "duckdb", &eo);
+    int rc = sqlm_modeldb_open(&db, path, "duckdb", &eo);
     if (rc) die(path, rc);
     session_opts so = { .ir = { .cte_merge = true } };
     session *s;
-    if ((rc = session_init(&s, &db, &so))) die("session", rc);
+    if ((rc = sqlm_exec_init(&s, &db, &so))) die("session", rc);
     int32_t *toks = malloc(sizeof *toks * (size_t)(n_prompt + 1));
     for (int i = 0; i < n_prompt; i++) toks[i] = i == 0 && db.voc.bos >= 0 ? db.voc.bos : (i * 7919 + 13) % db.cfg.vocab_size;
     engine *e = db.e;
@@ -425,11 +425,11 @@ static int sql_blocks(int argc, char **argv) {
                  * TinyLlama out-projection's weights were copied in a new
                  * session's plan and not in the block's). */
                 buf q;
-                buf_init(&q);
+                sqlm_buf_init(&q);
                 rc = e->m->query(e, "SELECT 'DROP TABLE temp.main.\"' || table_name || '\"; ' || sql FROM duckdb_tables()"
                                  " WHERE temporary", NULL, 0, append_text, &q);
                 if (!rc && q.p) rc = e->m->exec(e, q.p);
-                buf_free(&q);
+                sqlm_buf_free(&q);
                 if (rc) die(bl->name, rc);
                 /* leading SET statements: this block's settings, made before it is prepared */
                 int n_set = 0;
@@ -509,15 +509,15 @@ static int sql_blocks(int argc, char **argv) {
         free(pc);
         free(pst);
         free(toks);
-        session_free(s);
-        modeldb_close(&db);
+        sqlm_exec_free(s);
+        sqlm_modeldb_close(&db);
         return 0;
     }
     const float *lg;
-    if ((rc = session_eval(s, toks, n_prompt, &lg))) die("prefill", rc);
+    if ((rc = sqlm_exec_eval(s, toks, n_prompt, &lg))) die("prefill", rc);
     for (int k = 0; k < n_decode; k++) {
         int32_t next = greedy(lg, db.cfg.vocab_size);
-        if ((rc = session_eval(s, &next, 1, &lg))) die("decode", rc);
+        if ((rc = sqlm_exec_eval(s, &next, 1, &lg))) die("decode", rc);
     }
     int pos = n_prompt + n_decode;
     /* set-up blocks and printed ones first, in file order */
@@ -575,15 +575,15 @@ static int sql_blocks(int argc, char **argv) {
     free(t);
     free(ps);
     free(toks);
-    session_free(s);
-    modeldb_close(&db);
+    sqlm_exec_free(s);
+    sqlm_modeldb_close(&db);
     return 0;
 }
 
 int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "version")) {
-        if (duckdb_load()) die("version", SQLM_UNSUPPORTED);
-        printf("%s\n", duckdb_lib_version());
+        if (sqlm_duckdb_load()) die("version", SQLM_UNSUPPORTED);
+        printf("%s\n", sqlm_duckdb_lib_version());
         return 0;
     }
     if (argc >= 5 && !strcmp(argv[1], "ceiling")) return ceiling(argv[2], atol(argv[3]), atol(argv[4]));

@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     model *m = NULL;
-    if (model_open(argv[1], NULL, &m)) {
+    if (sqlm_model_open(argv[1], NULL, &m)) {
         fprintf(stderr, "refbench: %s\n", sqlm_errmsg());
         return 1;
     }
@@ -114,6 +114,6 @@ int main(int argc, char **argv) {
     free(t_pp);
     free(t_tg);
     ref_free(r);
-    model_free(m);
+    sqlm_model_free(m);
     return 0;
 }

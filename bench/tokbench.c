@@ -12,11 +12,11 @@
 
 static char *english(size_t want, size_t *len) {
     buf b;
-    buf_init(&b);
+    sqlm_buf_init(&b);
     const char *files[] = { "../shared/golden/generation_stories260K.jsonl",
                             "../shared/golden/generation_TinyStories-656K-F32.jsonl" };
     buf one;
-    buf_init(&one);
+    sqlm_buf_init(&one);
     for (size_t i = 0; i < 2; i++) {
         FILE *f = fopen(files[i], "r");
         char *line = NULL;
@@ -24,16 +24,16 @@ static char *english(size_t want, size_t *len) {
         while (f && getline(&line, &cap, f) > 0) {
             json_t *j = json_loads(line, 0, NULL);
             const char *t = json_string_value(json_object_get(j, "text"));
-            if (t) buf_puts(&one, t), buf_puts(&one, "\n");
+            if (t) sqlm_buf_puts(&one, t), sqlm_buf_puts(&one, "\n");
             json_decref(j);
         }
         free(line);
         if (f) fclose(f);
     }
-    while (b.len < want && one.len) buf_append(&b, one.p, one.len);
-    buf_free(&one);
+    while (b.len < want && one.len) sqlm_buf_append(&b, one.p, one.len);
+    sqlm_buf_free(&one);
     *len = b.len;
-    return buf_detach(&b);
+    return sqlm_buf_detach(&b);
 }
 
 int main(void) {
@@ -49,11 +49,11 @@ int main(void) {
     int rc = 0;
     for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
         vocab v;
-        vocab_init(&v);
+        sqlm_vocab_init(&v);
         tokenizer *t = NULL;
-        int r = strstr(toks[i].path, ".json") ? tok_read_json(&v, toks[i].path)
-                                               : tok_read_spm_model(&v, toks[i].path);
-        if (!r) r = tok_init(&t, &v);
+        int r = strstr(toks[i].path, ".json") ? sqlm_tok_read_json(&v, toks[i].path)
+                                               : sqlm_tok_read_spm_model(&v, toks[i].path);
+        if (!r) r = sqlm_tok_init(&t, &v);
         if (r) {
             printf("| %s | error: %s | | | |\n", toks[i].name, sqlm_errmsg());
             rc = 1;
@@ -61,12 +61,12 @@ int main(void) {
         }
         int32_t *ids = NULL, n = 0;
         double t0 = sqlm_now();
-        r = tok_encode(t, text, len, false, &ids, &n);
+        r = sqlm_tok_encode(t, text, len, false, &ids, &n);
         double dt = sqlm_now() - t0;
         printf("| %s | %.1f | %d | %.3f | %.1f |\n", toks[i].name, len / 1e6, n, dt, len / 1e6 / dt);
         free(ids);
-        tok_free(t);
-        vocab_free(&v);
+        sqlm_tok_free(t);
+        sqlm_vocab_free(&v);
     }
     free(text);
     return rc;

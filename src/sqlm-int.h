@@ -43,15 +43,15 @@ typedef struct buf {
     int rc;        /* SQLM_OK or the first error (SQLM_NOMEM) */
 } buf;
 
-void buf_init(buf *b);
-void buf_free(buf *b);
-void buf_reset(buf *b);                       /* len = 0, keeps memory */
-void buf_append(buf *b, const void *p, size_t n);
-void buf_puts(buf *b, const char *s);
-void buf_putc(buf *b, char c);
-void buf_appendf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void buf_vappendf(buf *b, const char *fmt, va_list ap);
-char *buf_detach(buf *b);                     /* caller frees; buf is reset */
+void sqlm_buf_init(buf *b);
+void sqlm_buf_free(buf *b);
+void sqlm_buf_reset(buf *b);                       /* len = 0, keeps memory */
+void sqlm_buf_append(buf *b, const void *p, size_t n);
+void sqlm_buf_puts(buf *b, const char *s);
+void sqlm_buf_putc(buf *b, char c);
+void sqlm_buf_appendf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sqlm_buf_vappendf(buf *b, const char *fmt, va_list ap);
+char *sqlm_buf_detach(buf *b);                     /* caller frees; buf is reset */
 
 /* Overflow-checked size arithmetic: return false on overflow. */
 static inline bool size_mul(size_t a, size_t b, size_t *out) {
@@ -61,7 +61,7 @@ static inline bool size_add(size_t a, size_t b, size_t *out) {
     return !__builtin_add_overflow(a, b, out);
 }
 
-void *xmalloc_checked(size_t n);  /* malloc that records SQLM_NOMEM on failure */
+void *sqlm_xmalloc_checked(size_t n);  /* malloc that records SQLM_NOMEM on failure */
 char *sqlm_strdup(const char *s);
 double sqlm_now(void);            /* monotonic seconds */
 
@@ -80,19 +80,19 @@ double sqlm_median(double *v, int n); /* median of n > 0 values (sorts v) */
 /* ----------------------------------------------------------- util/pool.c */
 
 /*
- * A pool of n threads: the caller and n - 1 workers.  pool_run() runs
+ * A pool of n threads: the caller and n - 1 workers.  sqlm_pool_run() runs
  * fn(ctx, ith, n) on every one of them (the caller is ith 0) and returns when
  * all are done; jobs must not call SQLite.  A pool of 1 (or NULL) runs fn on
  * the caller alone, and so may any job (fn(ctx, 0, 1)): on a busy machine
- * the pool lets the caller run alone for a while when workers come late.  pool_init() may start fewer workers than asked when the
- * system refuses threads; pool_size() says how many run.  Free with pool_free().
+ * the pool lets the caller run alone for a while when workers come late.  sqlm_pool_init() may start fewer workers than asked when the
+ * system refuses threads; sqlm_pool_size() says how many run.  Free with sqlm_pool_free().
  */
 typedef struct pool pool;
 typedef void (*pool_fn)(void *ctx, int ith, int nth);
-int pool_init(pool **out, int n);
-void pool_free(pool *p);
-int pool_size(const pool *p);
-void pool_run(pool *p, pool_fn fn, void *ctx);
+int sqlm_pool_init(pool **out, int n);
+void sqlm_pool_free(pool *p);
+int sqlm_pool_size(const pool *p);
+void sqlm_pool_run(pool *p, pool_fn fn, void *ctx);
 
 /* ---------------------------------------------------------- util/dtype.c */
 
@@ -112,23 +112,23 @@ enum dtype {
 typedef struct { uint16_t d; int8_t qs[QK]; } block_q8_0;        /* 34 bytes */
 typedef struct { uint16_t d; uint8_t qs[QK / 2]; } block_q4_0;   /* 18 bytes */
 
-const char *dtype_name(int dt);             /* "F32", ..., NULL if unknown */
-int dtype_from_name(const char *name);      /* -1 if unknown */
-bool dtype_valid(int dt);
-size_t dtype_block(int dt);                 /* values per block: 1 or 32 */
-size_t dtype_block_bytes(int dt);           /* bytes per block */
+const char *sqlm_dtype_name(int dt);             /* "F32", ..., NULL if unknown */
+int sqlm_dtype_from_name(const char *name);      /* -1 if unknown */
+bool sqlm_dtype_valid(int dt);
+size_t sqlm_dtype_block(int dt);                 /* values per block: 1 or 32 */
+size_t sqlm_dtype_block_bytes(int dt);           /* bytes per block */
 /* Bytes of a row of n values; 0 (and false) if n is not a multiple of the block. */
-bool dtype_row_bytes(int dt, size_t n, size_t *out);
-float fp16_to_f32(uint16_t h);
-uint16_t f32_to_fp16(float f);
-float bf16_to_f32(uint16_t h);
+bool sqlm_dtype_row_bytes(int dt, size_t n, size_t *out);
+float sqlm_fp16_to_f32(uint16_t h);
+uint16_t sqlm_f32_to_fp16(float f);
+float sqlm_bf16_to_f32(uint16_t h);
 /* Dequantize/convert n values of type dt at src into dst. */
-void dtype_to_f32(int dt, const void *src, float *dst, size_t n);
+void sqlm_dtype_to_f32(int dt, const void *src, float *dst, size_t n);
 /* Quantize n f32 values (n % 32 == 0 for Q types) into dst of type dt. */
-void dtype_from_f32(int dt, const float *src, void *dst, size_t n);
+void sqlm_dtype_from_f32(int dt, const float *src, void *dst, size_t n);
 /* The integer values (as floats) and block scales of n values of Q8_0 or
  * Q4_0: value j is q[j] * d[j / 32]; q has n floats, d n / 32. */
-void dtype_to_blocks(int dt, const void *src, float *q, float *d, size_t n);
+void sqlm_dtype_to_blocks(int dt, const void *src, float *q, float *d, size_t n);
 
 /* ---------------------------------------------------------- model/vocab */
 
@@ -189,18 +189,18 @@ typedef struct vocab {
     int32_t *attr;           /* [n] enum tok_attr */
     int32_t n_merges;
     char **merges;           /* [n_merges] "left right", rank = index */
-    char *arena;             /* after vocab_pack: every piece, tok[i] point into it */
+    char *arena;             /* after sqlm_vocab_pack: every piece, tok[i] point into it */
 } vocab;
 
-void vocab_init(vocab *v);          /* fields to their defaults, arrays NULL */
-void vocab_free(vocab *v);          /* accepts a zeroed or half-built vocab */
+void sqlm_vocab_init(vocab *v);          /* fields to their defaults, arrays NULL */
+void sqlm_vocab_free(vocab *v);          /* accepts a zeroed or half-built vocab */
 /* Allocate arrays for n tokens (pieces NULL, score 0, attr TOK_NORMAL). */
-int vocab_alloc(vocab *v, int32_t n);
-int vocab_set_token(vocab *v, int32_t id, const char *piece, size_t len, float score, int32_t attr);
+int sqlm_vocab_alloc(vocab *v, int32_t n);
+int sqlm_vocab_set_token(vocab *v, int32_t id, const char *piece, size_t len, float score, int32_t attr);
 /* For a vocabulary that no longer changes: the pieces moved into one block
  * (a 151k-token vocabulary: 1.1 MB instead of 4.9 in small allocations), and
  * the merges dropped (a tokenizer built from v has them as a table). */
-int vocab_pack(vocab *v);
+int sqlm_vocab_pack(vocab *v);
 
 /* ---------------------------------------------------------- model/model.c */
 
@@ -263,128 +263,128 @@ typedef struct model {
  * read from its folder), that folder, or a llama2.c .bin (tokenizer from
  * tok_path, else tok512.bin or tokenizer.bin beside it).  Every size and
  * offset is validated before use.  On success *out is owned by the caller:
- * free with model_free().  On failure *out is NULL and sqlm_errmsg() names the
+ * free with sqlm_model_free().  On failure *out is NULL and sqlm_errmsg() names the
  * file, the field and the reason.
  */
-int model_open(const char *path, const char *tok_path, model **out);
-void model_free(model *m);
+int sqlm_model_open(const char *path, const char *tok_path, model **out);
+void sqlm_model_free(model *m);
 /* Drop the model file's pages from this process's memory (they stay in the
  * page cache; touching them again maps them back): bounds the RSS of a pass
  * over a model larger than a memory budget. */
-void model_release_pages(const model *m);
-const tensor *model_find(const model *m, const char *name);   /* NULL if absent */
-const tensor *model_find_layer(const model *m, int layer, const char *suffix);
+void sqlm_model_release_pages(const model *m);
+const tensor *sqlm_model_find(const model *m, const char *name);   /* NULL if absent */
+const tensor *sqlm_model_find_layer(const model *m, int layer, const char *suffix);
 
 /* Bytes of ne[0] values of t (one row); rows are ne[1]*ne[2]*ne[3]. */
-size_t tensor_row_bytes(const tensor *t);
-/* Row r (0 <= r < ne[1]*ne[2]*ne[3]) of t: tensor_row_bytes(t) bytes of t->dtype. */
-const void *tensor_row(const tensor *t, int64_t r);
+size_t sqlm_tensor_row_bytes(const tensor *t);
+/* Row r (0 <= r < ne[1]*ne[2]*ne[3]) of t: sqlm_tensor_row_bytes(t) bytes of t->dtype. */
+const void *sqlm_tensor_row(const tensor *t, int64_t r);
 /* Bytes of a tensor of type dt and shape ne[n_dim]; false on overflow or if
  * ne[0] is not a multiple of the type's block. */
-bool tensor_nbytes(int dt, int n_dim, const int64_t *ne, size_t *out);
+bool sqlm_tensor_nbytes(int dt, int n_dim, const int64_t *ne, size_t *out);
 
-/* Reader helpers (model.c).  model_map mmaps path read-only into m->map
+/* Reader helpers (model.c).  sqlm_model_map mmaps path read-only into m->map
  * (and sets m->path) unless m->map is already set. */
-int model_map(model *m, const char *path);
+int sqlm_model_map(model *m, const char *path);
 /* Append a tensor view; data must lie inside m->map or m->map2. */
-int model_add_tensor(model *m, const char *path, const char *name, int dtype, int n_dim,
+int sqlm_model_add_tensor(model *m, const char *path, const char *name, int dtype, int n_dim,
                      const int64_t *ne, const void *data, size_t nbytes);
 /* "dir/of/path/name", malloc'd (NULL and SQLM_NOMEM recorded on failure). */
-char *model_path_beside(const char *path, const char *name);
+char *sqlm_model_path_beside(const char *path, const char *name);
 
 /* Format readers (model/gguf.c, safetensors.c, llama2c.c): fill m from path. */
-int gguf_read(model *m, const char *path);
-int safetensors_read(model *m, const char *path);
-int llama2c_read(model *m, const char *path, const char *tok_path);
+int sqlm_gguf_read(model *m, const char *path);
+int sqlm_safetensors_read(model *m, const char *path);
+int sqlm_llama2c_read(model *m, const char *path, const char *tok_path);
 /* Read a llama2.c tokenizer.bin / tok512.bin into v (VOCAB_SPM). */
-int llama2c_read_tokenizer(vocab *v, const char *path, int32_t vocab_size);
+int sqlm_llama2c_read_tokenizer(vocab *v, const char *path, int32_t vocab_size);
 
 /* ----------------------------------------------------------- tok/ */
 
 /* Read a HF tokenizer.json (plus tokenizer_config.json beside it if present). */
-int tok_read_json(vocab *v, const char *path);
+int sqlm_tok_read_json(vocab *v, const char *path);
 /* Read a SentencePiece tokenizer.model protobuf. */
-int tok_read_spm_model(vocab *v, const char *path);
+int sqlm_tok_read_spm_model(vocab *v, const char *path);
 
 typedef struct tokenizer tokenizer;
 
 /* Build an encoder over v (borrowed: v must outlive the tokenizer). */
-int tok_init(tokenizer **out, const vocab *v);
-void tok_free(tokenizer *t);
+int sqlm_tok_init(tokenizer **out, const vocab *v);
+void sqlm_tok_free(tokenizer *t);
 /* Free the encoder's tables (piece and merge hashes, special-token trie: 5 MB
- * for a 151k vocabulary), keeping what tok_decode needs; tok_encode fails
+ * for a 151k vocabulary), keeping what sqlm_tok_decode needs; sqlm_tok_encode fails
  * afterwards.  For a caller with no more text to encode, before it sizes a
  * memory budget. */
-void tok_drop_encoder(tokenizer *t);
+void sqlm_tok_drop_encoder(tokenizer *t);
 /*
  * Encode len bytes of text.  add_special: prepend BOS (and append EOS) as the
  * vocabulary says.  *ids is malloc'd, caller frees.
  */
-int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_special,
+int sqlm_tok_encode(const tokenizer *t, const char *text, size_t len, bool add_special,
                int32_t **ids, int32_t *n_ids);
 /*
  * Append the bytes of token id to out (byte tokens become raw bytes, "▁" a
  * space, byte-level BPE pieces are mapped back).  prev is the previous token
  * (or -1): SPM drops the dummy-prefix space right after BOS.
  */
-int tok_decode(const tokenizer *t, int32_t prev, int32_t id, buf *out);
+int sqlm_tok_decode(const tokenizer *t, int32_t prev, int32_t id, buf *out);
 
 /* tok/unicode.c: the UTF-8 and Unicode properties the tokenizers need. */
 enum { UCAT_OTHER = 0, UCAT_LETTER = 1, UCAT_NUMBER = 2, UCAT_SPACE = 4 };
 /* Decode the code point at s[*pos] (< len) and advance *pos; an invalid or
  * truncated sequence yields 0xFFFD and advances by one byte. */
-uint32_t tok_utf8_next(const char *s, size_t len, size_t *pos);
-int tok_utf8_put(uint32_t cp, char *out);        /* 1..4 bytes written */
-int tok_ucat(uint32_t cp);                        /* UCAT_* bits */
+uint32_t sqlm_tok_utf8_next(const char *s, size_t len, size_t *pos);
+int sqlm_tok_utf8_put(uint32_t cp, char *out);        /* 1..4 bytes written */
+int sqlm_tok_ucat(uint32_t cp);                        /* UCAT_* bits */
 /* Append the NFC form of len bytes of UTF-8 to out (invalid bytes copied). */
-void tok_nfc(const char *s, size_t len, buf *out);
+void sqlm_tok_nfc(const char *s, size_t len, buf *out);
 
 /* ------------------------------------------------------------ kern/vec.c */
 
-float vec_dot_f32(const float *a, const float *b, size_t n);
-int vec_act_type(int wdtype);   /* activation type a weight type multiplies */
-void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out);
-/* rows x n values of w (type wdtype) times m activations of vec_act_type(wdtype),
+float sqlm_vec_dot_f32(const float *a, const float *b, size_t n);
+int sqlm_vec_act_type(int wdtype);   /* activation type a weight type multiplies */
+void sqlm_vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out);
+/* rows x n values of w (type wdtype) times m activations of sqlm_vec_act_type(wdtype),
  * ldx bytes apart: out[p * ldo + r] = dot(row r, x + p * ldx), each rounded
- * exactly as vec_matvec rounds it.  next (next_len bytes, or NULL) is
+ * exactly as sqlm_vec_matvec rounds it.  next (next_len bytes, or NULL) is
  * prefetched on the way: the tile that comes after. */
-void vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x, size_t ldx, size_t m,
+void sqlm_vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x, size_t ldx, size_t m,
                 float *out, size_t ldo, const void *next, size_t next_len);
 /*
  * Batched products (prefill) on panels of VEC_PANEL rows repacked for VNNI,
- * when vec_panel_supported(wdtype) (Q8_0 and Q4_0 on AVX512-VNNI CPUs):
- *   vec_panel_act  m Q8_0 activations of nb blocks (ldx bytes apart) into
+ * when sqlm_vec_panel_supported(wdtype) (Q8_0 and Q4_0 on AVX512-VNNI CPUs):
+ *   sqlm_vec_panel_act  m Q8_0 activations of nb blocks (ldx bytes apart) into
  *                  xu[m][nb][32] (quants + 128) and dx[m][nb] (scales)
- *   vec_panel_put  one weight row of nb blocks into slot 0..VEC_PANEL-1 of a
- *                  panel of vec_panel_bytes(nb) bytes, 64-byte aligned
- *   vec_panel_seal clear the slots from n on and finish the panel
- *   vec_panel_mul  out[p * VEC_PANEL + r] = row r . position p for m
+ *   sqlm_vec_panel_put  one weight row of nb blocks into slot 0..VEC_PANEL-1 of a
+ *                  panel of sqlm_vec_panel_bytes(nb) bytes, 64-byte aligned
+ *   sqlm_vec_panel_seal clear the slots from n on and finish the panel
+ *   sqlm_vec_panel_mul  out[p * VEC_PANEL + r] = row r . position p for m
  *                  positions, nbx blocks apart in xu/dx; bit for bit what
- *                  vec_matvec gives
+ *                  sqlm_vec_matvec gives
  */
 #define VEC_PANEL 16
-bool vec_panel_supported(int wdtype);
-size_t vec_panel_bytes(size_t nb);
-void vec_panel_act(const void *x, size_t ldx, size_t m, size_t nb, uint8_t *xu, float *dx);
-void vec_panel_put(void *panel, size_t nb, int slot, int wdtype, const void *row);
-void vec_panel_seal(void *panel, size_t nb, int n);
-void vec_panel_mul(const void *panel, size_t nb, const uint8_t *xu, const float *dx, size_t nbx, size_t m,
+bool sqlm_vec_panel_supported(int wdtype);
+size_t sqlm_vec_panel_bytes(size_t nb);
+void sqlm_vec_panel_act(const void *x, size_t ldx, size_t m, size_t nb, uint8_t *xu, float *dx);
+void sqlm_vec_panel_put(void *panel, size_t nb, int slot, int wdtype, const void *row);
+void sqlm_vec_panel_seal(void *panel, size_t nb, int n);
+void sqlm_vec_panel_mul(const void *panel, size_t nb, const uint8_t *xu, const float *dx, size_t nbx, size_t m,
                    float *out);
-void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n);
+void sqlm_vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n);
 /* Q8_0/Q4_0 weights held as int8 values wq and float block scales ws times a
- * Q8_0 activation: as vec_matvec's Q8_0 dot, bit for bit; or its nb block
+ * Q8_0 activation: as sqlm_vec_matvec's Q8_0 dot, bit for bit; or its nb block
  * products, unsummed. */
-float vec_dot_q8s(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb);
-void vec_q8s_products(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb, double *out);
+float sqlm_vec_dot_q8s(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb);
+void sqlm_vec_q8s_products(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb, double *out);
 /* Attention of one head of one query over nk keys (rows[i] + k_off: the key
  * head, rows[i] + v_off: the value head); s is scratch for nk floats. */
-void vec_attend_head(const float *q, const float *const *rows, size_t nk, size_t k_off, size_t v_off, size_t hd,
+void sqlm_vec_attend_head(const float *q, const float *const *rows, size_t nk, size_t k_off, size_t v_off, size_t hd,
                      float *s, float *out);
-void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps);
-void vec_rope(float *v, const float *cs, int n_q, int n_kv, int hd, bool interleaved, float q_scale);
-void vec_swiglu(float *out, const float *gu, size_t n);
+void sqlm_vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps);
+void sqlm_vec_rope(float *v, const float *cs, int n_q, int n_kv, int hd, bool interleaved, float q_scale);
+void sqlm_vec_swiglu(float *out, const float *gu, size_t n);
 /* cos/sin pairs for position pos: cs[2i] = cos, cs[2i+1] = sin, i < hd/2. */
-void rope_table_row(const model_config *c, int pos, float *cs);
+void sqlm_rope_table_row(const model_config *c, int pos, float *cs);
 
 /* ------------------------------------------------------------- ir/graph.c */
 
@@ -413,7 +413,7 @@ enum ir_op {
     IR_OP_COUNT
 };
 
-const char *ir_op_name(int op);
+const char *sqlm_ir_op_name(int op);
 
 #define IR_MAX_IN 3
 
@@ -488,16 +488,16 @@ typedef struct ir_graph {
 typedef struct ir_opts {
     bool cte_merge;       /* chain non-critical nodes as CTEs of one statement */
     bool all_logits;      /* logits for every position of the step */
-    int row2col_per;      /* ROW2COL: pivot columns per subquery (0: row2col_per_default) */
+    int row2col_per;      /* ROW2COL: pivot columns per subquery (0: sqlm_row2col_per_default) */
     bool inplace;         /* products read weight tiles in place (modeldb.inplace) */
     bool fuse_attn;       /* attention as one ATTN aggregate over the cache instead of
-                           * score, max and output relations (dialect_ir_opts() turns it
+                           * score, max and output relations (sqlm_dialect_ir_opts() turns it
                            * off where the dialect has no ATTN template) */
     bool layer_merge;     /* with cte_merge: the KV append ends the QKV statement (the
                            * cache rows carry q too), and a layer's attention and FFN
                            * and the next layer's norm, QKV and KV append are one
                            * statement (the cache rows carry the residual stream too);
-                           * dialect_ir_opts(): DuckDB pure SQL only */
+                           * sqlm_dialect_ir_opts(): DuckDB pure SQL only */
     bool products_only;   /* a bound, for the benchmark only (duckbench --products-only):
                            * every operator but the products, the embedding, the cache
                            * append and the last position copies its input, so a step
@@ -510,36 +510,36 @@ typedef struct ir_opts {
  * whatever sqlm_weight lists, joining unfused outputs with CONCAT.
  *
  * ROW2COL is a storage layout too: pivot columns instead of one vector per
- * row (row2col_pivots(); the matmul template then sums one dot product per
+ * row (sqlm_row2col_pivots(); the matmul template then sums one dot product per
  * pivot column, pivot_per columns per subquery, and lines the subqueries up
  * with POSITIONAL JOIN), or a layer matrix's rows split over two tables
- * (row2col_split_tables(); the product runs as two UNION ALL halves), each
- * table row a block of consecutive matrix rows (row2col_blocks()) or, with
+ * (sqlm_row2col_split_tables(); the product runs as two UNION ALL halves), each
+ * table row a block of consecutive matrix rows (sqlm_row2col_blocks()) or, with
  * R2C_SPLIT_ROWS, one matrix row; chosen per matrix at import. */
 enum { R2C_AUTO = 0, R2C_OFF, R2C_ON, R2C_SPLIT, R2C_SPLIT_ROWS };
 /* Pivot columns for an n_out x n_in float32 matrix under mode (R2C_*), or 0
  * to store it unpivoted.  The measured rules live in graph.c and only there. */
-int row2col_pivots(int mode, int64_t n_out, int64_t n_in);
-int row2col_per_default(int pivots);
+int sqlm_row2col_pivots(int mode, int64_t n_out, int64_t n_in);
+int sqlm_row2col_per_default(int pivots);
 /* ROW2COL's row split: the first row of a product's second half, or 0 */
-int64_t row2col_split(bool row2col, int64_t n_out, int64_t n_in);
+int64_t sqlm_row2col_split(bool row2col, int64_t n_out, int64_t n_in);
 /* ROW2COL's table split of a layer matrix: the first row stored in the
  * second table, or 0 to keep one table */
-int64_t row2col_split_tables(int mode, int64_t n_out, int64_t n_in);
+int64_t sqlm_row2col_split_tables(int mode, int64_t n_out, int64_t n_in);
 /* ROW2COL's blocks of a split layer matrix made of n_part parts of part[i]
  * rows, each part cut in n_unit equal units (a fused QKV's kv heads) where
  * it divides: the first row of each block, in row order, in first[], and the
  * table (0 or 1) that holds it in table[]; returns the number of blocks (at
  * most max), 0 if the matrix cannot be cut so. */
-int row2col_blocks(const int64_t *part, int n_part, int n_unit, int64_t *first, int *table, int max);
+int sqlm_row2col_blocks(const int64_t *part, int n_part, int n_unit, int64_t *first, int *table, int max);
 
 /* Build the Llama-family graph for cfg over the weights in ws (copied). */
-int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, int n_ws,
+int sqlm_ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, int n_ws,
                    const ir_opts *o);
-void ir_free(ir_graph *g);
-const ir_weight *ir_find_weight(const ir_graph *g, const char *name);
+void sqlm_ir_free(ir_graph *g);
+const ir_weight *sqlm_ir_find_weight(const ir_graph *g, const char *name);
 /* Pass: decide which nodes are materialised (CTE merging). */
-void opt_cte_merge(ir_graph *g, bool enabled);
+void sqlm_opt_cte_merge(ir_graph *g, bool enabled);
 
 /* ------------------------------------------------------------ sqlgen/ */
 
@@ -590,19 +590,19 @@ typedef struct sql_program {
     char *next_token;     /* SELECT pos, tok: the greedy next token, in SQL */
 } sql_program;
 
-int dialect_from_name(const char *name);
-const sql_dialect *dialect_get(int dia);   /* NULL if out of range */
+int sqlm_dialect_from_name(const char *name);
+const sql_dialect *sqlm_dialect_get(int dia);   /* NULL if out of range */
 /* o less what the dialect cannot do (fuse_attn without an ATTN template). */
-ir_opts dialect_ir_opts(int dia, ir_opts o);
+ir_opts sqlm_dialect_ir_opts(int dia, ir_opts o);
 /* Append text to out with the dialect's {vec}, {any} and {pk} filled in. */
-void dialect_subst(int dia, const char *text, buf *out);
-/* Compile g into a program for dialect dia; free with sql_program_free(). */
-int emit_program(const ir_graph *g, int dia, sql_program *out);
-void sql_program_free(sql_program *p);
+void sqlm_dialect_subst(int dia, const char *text, buf *out);
+/* Compile g into a program for dialect dia; free with sqlm_sql_program_free(). */
+int sqlm_emit_program(const ir_graph *g, int dia, sql_program *out);
+void sqlm_sql_program_free(sql_program *p);
 /* The whole program as one printable script. With n_toks > 0 the script
  * also inserts those tokens at positions 0.. and ends with the query of the
  * next token, so any client of the engine can run it unchanged. Caller frees. */
-char *sql_program_text(const sql_program *p, const int32_t *toks, int n_toks);
+char *sqlm_sql_program_text(const sql_program *p, const int32_t *toks, int n_toks);
 
 /* ------------------------------------------------------------ db/tiles.c */
 
@@ -613,27 +613,27 @@ char *sql_program_text(const sql_program *p, const int32_t *toks, int n_toks);
  * weight table's b-tree from roots[i], checking every offset against the file
  * and every tile against the layout ws[i].  A malformed file is an
  * SQLM_FORMAT error naming the table, never an out-of-bounds read.
- * Free with tiles_close().
+ * Free with sqlm_tiles_close().
  */
 typedef struct tile_store tile_store;
 struct wcache;
-int tiles_open(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots, int n);
+int sqlm_tiles_open(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots, int n);
 /* The same, then served by a memory budget's weight cache instead of the
  * mapping (the walk drops the mapping's pages as it goes, the mapping is
- * gone when it returns); tiles_get() may then block on a read and returns
- * NULL on an I/O error (wcache_error() says which). */
-int tiles_open_cached(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots,
+ * gone when it returns); sqlm_tiles_get() may then block on a read and returns
+ * NULL on an I/O error (sqlm_wcache_error() says which). */
+int sqlm_tiles_open_cached(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots,
                       int n, struct wcache *wc);
-void tiles_close(tile_store *s);
-int tiles_find(const tile_store *s, const char *name);          /* weight index, or -1 */
-const ir_weight *tiles_layout(const tile_store *s, int wi);
-int64_t tiles_count(const tile_store *s, int wi);               /* tiles of weight wi */
-/* Tile id of weight wi: *len bytes, valid until tiles_put(s, wi, id); NULL if
+void sqlm_tiles_close(tile_store *s);
+int sqlm_tiles_find(const tile_store *s, const char *name);          /* weight index, or -1 */
+const ir_weight *sqlm_tiles_layout(const tile_store *s, int wi);
+int64_t sqlm_tiles_count(const tile_store *s, int wi);               /* tiles of weight wi */
+/* Tile id of weight wi: *len bytes, valid until sqlm_tiles_put(s, wi, id); NULL if
  * id is out of range.  Safe to call from several threads at once. */
-const void *tiles_get(tile_store *s, int wi, int64_t id, size_t *len);
-void tiles_put(tile_store *s, int wi, int64_t id);
+const void *sqlm_tiles_get(tile_store *s, int wi, int64_t id, size_t *len);
+void sqlm_tiles_put(tile_store *s, int wi, int64_t id);
 /* A hint: tile id will be read soon (its b-tree record by a scan, then its bytes). */
-void tiles_prefetch(tile_store *s, int wi, int64_t id);
+void sqlm_tiles_prefetch(tile_store *s, int wi, int64_t id);
 
 /* ------------------------------------------------------------ db/wcache.c */
 
@@ -662,21 +662,21 @@ typedef struct wcache_stats {
 typedef struct wcache wcache;
 
 /* The VFS that serves a cached file (registered on first use), or NULL. */
-const char *wcache_vfs(void);
+const char *sqlm_wcache_vfs(void);
 /* A cache for the file at path: files opened read-only as a main database
- * through wcache_vfs() use it.  ring_bytes of streaming buffers. */
-int wcache_open(wcache **out, const char *path, int io_mode, size_t ring_bytes);
-void wcache_close(wcache *wc);
-int wcache_trace(wcache *wc);                      /* record the next step's pages */
-size_t wcache_traced_bytes(const wcache *wc, size_t *hot_bytes);
-int wcache_plan(wcache *wc, size_t resident_cap);  /* pin, then stream the rest */
-void wcache_get_stats(wcache *wc, wcache_stats *st);
-const char *wcache_error(wcache *wc);              /* the first I/O error, or NULL */
+ * through sqlm_wcache_vfs() use it.  ring_bytes of streaming buffers. */
+int sqlm_wcache_open(wcache **out, const char *path, int io_mode, size_t ring_bytes);
+void sqlm_wcache_close(wcache *wc);
+int sqlm_wcache_trace(wcache *wc);                      /* record the next step's pages */
+size_t sqlm_wcache_traced_bytes(const wcache *wc, size_t *hot_bytes);
+int sqlm_wcache_plan(wcache *wc, size_t resident_cap);  /* pin, then stream the rest */
+void sqlm_wcache_get_stats(wcache *wc, wcache_stats *st);
+const char *sqlm_wcache_error(wcache *wc);              /* the first I/O error, or NULL */
 /* In-place reads of len bytes inside one page at offset (a tile reader's
  * backend); NULL when the cache is off or on error. */
-const void *wcache_fetch(wcache *wc, int64_t offset, size_t len);
-void wcache_unfetch(wcache *wc, int64_t offset, const void *p);
-void wcache_unfetch_at(wcache *wc, int64_t offset);   /* the same, by offset alone */
+const void *sqlm_wcache_fetch(wcache *wc, int64_t offset, size_t len);
+void sqlm_wcache_unfetch(wcache *wc, int64_t offset, const void *p);
+void sqlm_wcache_unfetch_at(wcache *wc, int64_t offset);   /* the same, by offset alone */
 
 /* ------------------------------------------------------------- db/ */
 
@@ -721,7 +721,7 @@ typedef struct engine_opts {
                               * stock client opens it (tests of printed scripts) */
     size_t mem_budget;       /* bytes of resident memory for the whole process, 0 = none */
     int mem_io;              /* WC_IO_*: how a budgeted run reads the model file */
-    bool copy_tiles;         /* modeldb_open: leave weight tiles to the engine's
+    bool copy_tiles;         /* sqlm_modeldb_open: leave weight tiles to the engine's
                               * copying reads, do not map them (ablation, tests) */
 } engine_opts;
 
@@ -764,18 +764,18 @@ struct engine {
 };
 
 /* An engine by name ("sqlite", "duckdb"); NULL if unknown (db/registry.c). */
-const db_methods *db_find(const char *name);
+const db_methods *sqlm_db_find(const char *name);
 /* The engine that wrote the database file at path (by its magic), or NULL. */
-const db_methods *db_sniff(const char *path);
+const db_methods *sqlm_db_sniff(const char *path);
 /* A db_row_cb that stores the row's first value, an integer, in *(int64_t *)ctx. */
-int db_int_row(void *ctx, int ncol, const db_val *vals);
-extern const db_methods db_sqlite;
-extern const db_methods db_duckdb;
-extern const db_methods db_duckdb_native;   /* DuckDB with sqlm's C functions (same files) */
+int sqlm_db_int_row(void *ctx, int ncol, const db_val *vals);
+extern const db_methods sqlm_db_sqlite;
+extern const db_methods sqlm_db_duckdb;
+extern const db_methods sqlm_db_duckdb_native;   /* DuckDB with sqlm's C functions (same files) */
 /* Load libduckdb.so once ($SQLM_DUCKDB_LIB, .deps/duckdb/..., the system's);
  * SQLM_OK, or SQLM_UNSUPPORTED with a message saying how to install it. */
-int duckdb_load(void);
-const char *duckdb_lib_version(void);   /* after duckdb_load(), else NULL */
+int sqlm_duckdb_load(void);
+const char *sqlm_duckdb_lib_version(void);   /* after sqlm_duckdb_load(), else NULL */
 
 /* ---------------------------------------------------------- run/modeldb.c */
 
@@ -817,12 +817,12 @@ typedef struct modeldb {
 /* Open path read-only on the named engine (NULL: the engine that wrote the
  * file, by its magic); check it is a complete sqlm
  * database; load config, weight layout and vocabulary. */
-int modeldb_open(modeldb *db, const char *path, const char *engine_name, const engine_opts *o);
-void modeldb_close(modeldb *db);
+int sqlm_modeldb_open(modeldb *db, const char *path, const char *engine_name, const engine_opts *o);
+void sqlm_modeldb_close(modeldb *db);
 /* Config fields as (key, value) rows: shared by the writer and the reader. */
-int modeldb_write_config(engine *e, const model_config *c);
+int sqlm_modeldb_write_config(engine *e, const model_config *c);
 /* The weight layout recorded in sqlm_weight; *out malloc'd, caller frees. */
-int modeldb_read_weights(engine *e, ir_weight **out, int *n);
+int sqlm_modeldb_read_weights(engine *e, ir_weight **out, int *n);
 
 /* ---------------------------------------------------------- run/generate.c */
 
@@ -842,44 +842,44 @@ typedef struct session session;
 
 typedef struct session_opts {
     ir_opts ir;
-    int n_ctx;               /* context length (0 = the model's; set by session_init) */
+    int n_ctx;               /* context length (0 = the model's; set by sqlm_exec_init) */
     size_t mem_budget;       /* the engine's budget (engine_opts.mem_budget), 0 = none */
     bool quiet;              /* no notes on stderr */
 } session_opts;
 
-int session_init(session **out, modeldb *db, const session_opts *o);
-void session_free(session *s);
+int sqlm_exec_init(session **out, modeldb *db, const session_opts *o);
+void sqlm_exec_free(session *s);
 /* Forget the sequence (empties the KV cache). */
-int session_reset(session *s);
+int sqlm_exec_reset(session *s);
 /* Feed n tokens at the next positions; *logits (owned by s, valid until the
  * next call) gets vocab_size floats for the last one, or n * vocab_size when
  * ir.all_logits was set. */
-int session_eval(session *s, const int32_t *toks, int n, const float **logits);
-/* Make the sequence toks[0..n) and set *logits as session_eval() does for
+int sqlm_exec_eval(session *s, const int32_t *toks, int n, const float **logits);
+/* Make the sequence toks[0..n) and set *logits as sqlm_exec_eval() does for
  * its last token, feeding only the tokens past the longest prefix of toks
  * the KV cache already holds.  When the cache holds tokens toks lacks, or
- * all n of them, the sequence starts over (session_reset()).  *n_kept (may
+ * all n of them, the sequence starts over (sqlm_exec_reset()).  *n_kept (may
  * be NULL) gets the number of tokens reused.  SQLM_RANGE when n > n_ctx. */
-int session_feed(session *s, const int32_t *toks, int n, const float **logits, int *n_kept);
+int sqlm_exec_feed(session *s, const int32_t *toks, int n, const float **logits, int *n_kept);
 /* The engine's weight-cache counters; false when the session has no budget. */
-bool session_mem_stats(session *s, wcache_stats *st);
+bool sqlm_exec_mem_stats(session *s, wcache_stats *st);
 /* The context length in force (a budget may have capped the model's). */
-int session_n_ctx(const session *s);
+int sqlm_exec_n_ctx(const session *s);
 /* How the budget was split (process, KV cache, buffers, weights), or NULL. */
-const char *session_mem_plan(const session *s);
+const char *sqlm_exec_mem_plan(const session *s);
 
 /* Seconds spent in each statement of the session's program, summed over
  * every step so far (the program's statement i is *prog->steps[i]). */
-const double *session_stmt_seconds(const session *s, const sql_program **prog);
+const double *sqlm_exec_stmt_seconds(const session *s, const sql_program **prog);
 
 /* Pick the next token from logits (vocab_size floats; modified in place). */
-int32_t sample_next(const sampler_opts *o, float *logits, int n_vocab, const int32_t *hist,
+int32_t sqlm_sample_next(const sampler_opts *o, float *logits, int n_vocab, const int32_t *hist,
                     int n_hist, uint64_t *rng);
 
 /* ---------------------------------------------------------- model/synth.c */
 
 /*
- * One tensor for gguf_write().  Its bytes come from data (borrowed, the whole
+ * One tensor for sqlm_gguf_write().  Its bytes come from data (borrowed, the whole
  * tensor) or, when data is NULL, from fill(), which writes rows row0 ..
  * row0+n_rows-1 (a row is ne[0] values) into dst: the writer calls it in
  * chunks of a few MB, so a model streams to disk without being held in RAM.
@@ -905,7 +905,7 @@ struct synth_tensor {
  * Returns SQLM_OK, SQLM_IO (the message names the path), SQLM_UNSUPPORTED,
  * SQLM_NOMEM, or what a fill() returned.
  */
-int gguf_write(const char *path, const model_config *cfg, const vocab *v,
+int sqlm_gguf_write(const char *path, const model_config *cfg, const vocab *v,
                const synth_tensor *tensors, int n);
 
 /* The shapes (and vocabulary) of a random-weight model. */
@@ -919,9 +919,9 @@ typedef struct synth_spec {
 
 /* The built-in spec called name ("tiny", "stories110M", "smollm2-135m",
  * "qwen2.5-0.5b", "tinyllama-1.1b", "llama-3.2-1b"), or NULL.  Static data. */
-const synth_spec *synth_like(const char *name);
+const synth_spec *sqlm_synth_like(const char *name);
 /* Name of the i-th built-in spec, NULL past the end (for listings). */
-const char *synth_name(int i);
+const char *sqlm_synth_name(int i);
 
 /*
  * Write a GGUF model with spec's shapes and deterministic random weights:
@@ -933,7 +933,7 @@ const char *synth_name(int i);
  * is used and a note goes to stderr.  The vocabulary is padded with
  * "<|unused_N|>" (TOK_UNUSED) or trimmed to cfg.vocab_size.
  */
-int synth_model(const char *path, const synth_spec *spec, int dtype, uint64_t seed);
+int sqlm_synth_model(const char *path, const synth_spec *spec, int dtype, uint64_t seed);
 
 /* ------------------------------------------- tok/jinja.c, tok/chat.c */
 
@@ -985,11 +985,11 @@ typedef struct chat_vars {
  * SQLM_ERROR (runtime: type error, undefined value, raise_exception()),
  * SQLM_RANGE (a limit) or SQLM_NOMEM.
  */
-int jinja_render(const char *tmpl, size_t tmpl_len, const chat_vars *v,
+int sqlm_jinja_render(const char *tmpl, size_t tmpl_len, const chat_vars *v,
                  const jinja_limits *lim, buf *out);
 
-/* jinja_render() of a NUL-terminated template with default limits. */
-int chat_render(const char *tmpl, const chat_msg *msgs, int n_msgs, bool add_generation_prompt,
+/* sqlm_jinja_render() of a NUL-terminated template with default limits. */
+int sqlm_chat_render(const char *tmpl, const chat_msg *msgs, int n_msgs, bool add_generation_prompt,
                 const char *bos_token, const char *eos_token, buf *out);
 
 /*
@@ -997,16 +997,16 @@ int chat_render(const char *tmpl, const chat_msg *msgs, int n_msgs, bool add_gen
  * ([INST] <<SYS>>), "llama3" (<|start_header_id|>), "zephyr" (<|user|>).
  * Returns static text, or NULL for an unknown name.
  */
-const char *chat_builtin(const char *name);
+const char *sqlm_chat_builtin(const char *name);
 
 /*
  * Guess a style from the vocabulary: has_piece(ctx, piece) says whether a
  * token with that exact text exists; spm says the vocabulary is SentencePiece.
  * Returns "chatml", "llama3", "llama2", "zephyr", or NULL when nothing fits.
  */
-const char *chat_guess_style(bool (*has_piece)(void *ctx, const char *piece), void *ctx, bool spm);
+const char *sqlm_chat_guess_style(bool (*has_piece)(void *ctx, const char *piece), void *ctx, bool spm);
 
 /* The template for v: its own chat_template, else the guessed built-in, else NULL. */
-const char *chat_vocab_template(const vocab *v);
+const char *sqlm_chat_vocab_template(const vocab *v);
 
 #endif /* SQLM_INT_H */

@@ -233,12 +233,12 @@ static void load(void) {
     load_rc = SQLM_OK;
 }
 
-int duckdb_load(void) {
+int sqlm_duckdb_load(void) {
     pthread_once(&load_once, load);
     return load_rc ? sqlm_error(load_rc, "%s", load_msg) : SQLM_OK;
 }
 
-const char *duckdb_lib_version(void) { return load_rc == SQLM_OK ? lib_version : NULL; }
+const char *sqlm_duckdb_lib_version(void) { return load_rc == SQLM_OK ? lib_version : NULL; }
 
 /* --------------------------------------------------------------- engine */
 
@@ -296,7 +296,7 @@ static void dk_close(engine *e) {
         if (d->cache[i]) api.duckdb_destroy_prepare(&d->cache[i]);
         free(d->cache_sql[i]);
     }
-    for (size_t i = 0; i < ARRAY_LEN(d->scratch); i++) buf_free(&d->scratch[i]);
+    for (size_t i = 0; i < ARRAY_LEN(d->scratch); i++) sqlm_buf_free(&d->scratch[i]);
     if (d->t_float) api.duckdb_destroy_logical_type(&d->t_float);
     if (d->con) api.duckdb_disconnect(&d->con);
     if (d->db) api.duckdb_close(&d->db);
@@ -314,7 +314,7 @@ static int dk_exec(engine *e, const char *sql) {
 
 static int dk_open_as(engine **out, const char *path, const engine_opts *o, const db_methods *m) {
     *out = NULL;
-    int rc = duckdb_load();
+    int rc = sqlm_duckdb_load();
     if (rc) return rc;
     duck_engine *d = calloc(1, sizeof *d);
     if (!d || !(d->path = sqlm_strdup(path))) {
@@ -322,7 +322,7 @@ static int dk_open_as(engine **out, const char *path, const engine_opts *o, cons
         return sqlm_error(SQLM_NOMEM, "out of memory");
     }
     d->base.m = m;
-    for (size_t i = 0; i < ARRAY_LEN(d->scratch); i++) buf_init(&d->scratch[i]);
+    for (size_t i = 0; i < ARRAY_LEN(d->scratch); i++) sqlm_buf_init(&d->scratch[i]);
     duckdb_config cfg = NULL;
     char *err = NULL;
     if (api.duckdb_create_config(&cfg) != 0) {
@@ -360,12 +360,12 @@ static int dk_open_as(engine **out, const char *path, const engine_opts *o, cons
     }
     if (attach) {
         buf q;
-        buf_init(&q);
-        buf_puts(&q, "ATTACH '");
-        for (const char *c = path; *c; c++) buf_puts(&q, *c == '\'' ? "''" : (char[2]){ *c, 0 });
-        buf_appendf(&q, "' AS sqlm_db (ROW_GROUP_SIZE %d); USE sqlm_db", ROW_GROUP_ROWS);
+        sqlm_buf_init(&q);
+        sqlm_buf_puts(&q, "ATTACH '");
+        for (const char *c = path; *c; c++) sqlm_buf_puts(&q, *c == '\'' ? "''" : (char[2]){ *c, 0 });
+        sqlm_buf_appendf(&q, "' AS sqlm_db (ROW_GROUP_SIZE %d); USE sqlm_db", ROW_GROUP_ROWS);
         rc = q.rc ? q.rc : dk_exec(&d->base, q.p);
-        buf_free(&q);
+        sqlm_buf_free(&q);
         if (rc) goto fail;
     }
     d->t_float = api.duckdb_create_logical_type(T_FLOAT);
@@ -388,7 +388,7 @@ fail:
 }
 
 static int dk_open(engine **out, const char *path, const engine_opts *o) {
-    return dk_open_as(out, path, o, &db_duckdb);
+    return dk_open_as(out, path, o, &sqlm_db_duckdb);
 }
 
 /* ---------------------------------------------------------- parameters */
@@ -492,11 +492,11 @@ static int read_vector(duck_engine *d, const col_info *ci, duckdb_vector vec, id
         out->p = (const float *)data + off;
         return SQLM_OK;
     }
-    buf_reset(scratch);
+    sqlm_buf_reset(scratch);
     const double *dv = (const double *)data + off;
     for (idx_t j = 0; j < len; j++) {
         float f = (float)dv[j];
-        buf_append(scratch, &f, sizeof f);
+        sqlm_buf_append(scratch, &f, sizeof f);
     }
     out->p = scratch->p;
     return scratch->rc;
@@ -535,8 +535,8 @@ static int read_value(duck_engine *d, const col_info *ci, duckdb_vector vec, idx
             v->p = p;
             break;
         }
-        buf_reset(scratch);   /* text is handed out NUL-terminated */
-        buf_append(scratch, p, s->length);
+        sqlm_buf_reset(scratch);   /* text is handed out NUL-terminated */
+        sqlm_buf_append(scratch, p, s->length);
         if (scratch->rc) return scratch->rc;
         v->type = DBV_TEXT;
         v->p = scratch->p;
@@ -787,7 +787,7 @@ static void dk_remove(const char *path) {
     unlink(wal);
 }
 
-const db_methods db_duckdb = {
+const db_methods sqlm_db_duckdb = {
     .name = "duckdb",
     .dialect = DIA_DUCKDB,
     .open = dk_open,
@@ -939,7 +939,7 @@ static void udf_dot(duckdb_function_info info, duckdb_data_chunk in, duckdb_vect
         for (int i = 1; i < na; i++) {
             frow w = uarg_row(&a[i], r);
             if (off + w.n > x.n) UDF_FAIL("dot: length mismatch");
-            s += vec_dot_f32(x.p + off, w.p, (size_t)w.n);
+            s += sqlm_vec_dot_f32(x.p + off, w.p, (size_t)w.n);
             off += w.n;
         }
         if (off != x.n) UDF_FAIL("dot: length mismatch");
@@ -990,7 +990,7 @@ static void udf_qdot(duckdb_function_info info, duckdb_data_chunk in, duckdb_vec
             free(x.q);
             UDF_FAIL("qdot: shapes of weights, scales and input disagree");
         }
-        res[r] = vec_dot_q8s(w, s.p, xq, (size_t)nb);
+        res[r] = sqlm_vec_dot_q8s(w, s.p, xq, (size_t)nb);
     }
     free(x.q);
 }
@@ -1017,14 +1017,14 @@ static void udf_qblocks(duckdb_function_info info, duckdb_data_chunk in, duckdb_
             free(x.q);
             UDF_FAIL("qblocks: blocks outside the input, or out of memory");
         }
-        vec_q8s_products(w, s.p, xq + b0, (size_t)nb, p);
+        sqlm_vec_q8s_products(w, s.p, xq + b0, (size_t)nb, p);
     }
     free(x.q);
     uout_done(&o);
 }
 
 /* sqlm_q8(x FLOAT[]) -> BLOB: x quantized as ggml's x86 backend quantizes a
- * product's input for Q8_0/Q4_0 weights (vec_quant_q8_0), as block_q8_0s. */
+ * product's input for Q8_0/Q4_0 weights (sqlm_vec_quant_q8_0), as block_q8_0s. */
 static void udf_q8(duckdb_function_info info, duckdb_data_chunk in, duckdb_vector out) {
     uarg a[1];
     uarg_init(&a[0], in, 0, U_LIST);
@@ -1042,7 +1042,7 @@ static void udf_q8(duckdb_function_info info, duckdb_data_chunk in, duckdb_vecto
             cap = x.n / QK;
             if (!(q = malloc(cap * sizeof *q))) UDF_FAIL("q8: out of memory");
         }
-        vec_quant_q8_0(x.p, q, (size_t)x.n);
+        sqlm_vec_quant_q8_0(x.p, q, (size_t)x.n);
         api.duckdb_vector_assign_string_element_len(out, r, (const char *)q, x.n / QK * sizeof *q);
     }
     free(q);
@@ -1060,7 +1060,7 @@ static void udf_f16(duckdb_function_info info, duckdb_data_chunk in, duckdb_vect
         frow x = uarg_row(&a[0], r);
         float *p = uout_row(&o, r, x.n);
         if (!p) UDF_FAIL("f16: out of memory");
-        for (idx_t i = 0; i < x.n; i++) p[i] = fp16_to_f32(f32_to_fp16(x.p[i]));
+        for (idx_t i = 0; i < x.n; i++) p[i] = sqlm_fp16_to_f32(sqlm_f32_to_fp16(x.p[i]));
     }
     uout_done(&o);
 }
@@ -1077,7 +1077,7 @@ static void udf_rmsnorm(duckdb_function_info info, duckdb_data_chunk in, duckdb_
         if (x.n != g.n || x.n == 0) UDF_FAIL("rmsnorm: length mismatch");
         float *p = uout_row(&o, r, x.n);
         if (!p) UDF_FAIL("rmsnorm: out of memory");
-        vec_rmsnorm(p, x.p, g.p, (size_t)x.n, uarg_float(&a[2], r));
+        sqlm_vec_rmsnorm(p, x.p, g.p, (size_t)x.n, uarg_float(&a[2], r));
     }
     uout_done(&o);
 }
@@ -1101,7 +1101,7 @@ static void udf_rope(duckdb_function_info info, duckdb_data_chunk in, duckdb_vec
         float *p = uout_row(&o, r, x.n);
         if (!p) UDF_FAIL("rope: out of memory");
         memcpy(p, x.p, x.n * sizeof *p);
-        vec_rope(p, cs.p, (int)nq, (int)nkv, (int)hd, uarg_int(&a[5], r) != 0, qs);
+        sqlm_vec_rope(p, cs.p, (int)nq, (int)nkv, (int)hd, uarg_int(&a[5], r) != 0, qs);
     }
     uout_done(&o);
 }
@@ -1118,7 +1118,7 @@ static void udf_swiglu(duckdb_function_info info, duckdb_data_chunk in, duckdb_v
         if (x.n % 2) UDF_FAIL("swiglu: odd length");
         float *p = uout_row(&o, r, x.n / 2);
         if (!p) UDF_FAIL("swiglu: out of memory");
-        vec_swiglu(p, x.p, (size_t)(x.n / 2));
+        sqlm_vec_swiglu(p, x.p, (size_t)(x.n / 2));
     }
     uout_done(&o);
 }
@@ -1155,7 +1155,7 @@ static void udf_qk(duckdb_function_info info, duckdb_data_chunk in, duckdb_vecto
             UDF_FAIL("qk: bad shape");
         float *p = uout_row(&o, r, (idx_t)nh);
         if (!p) UDF_FAIL("qk: out of memory");
-        for (int64_t h = 0; h < nh; h++) p[h] = vec_dot_f32(q.p + h * hd, k.p + (h / (nh / nkv)) * hd, (size_t)hd);
+        for (int64_t h = 0; h < nh; h++) p[h] = sqlm_vec_dot_f32(q.p + h * hd, k.p + (h / (nh / nkv)) * hd, (size_t)hd);
     }
     uout_done(&o);
 }
@@ -1294,7 +1294,7 @@ static int dk_register_udfs(duck_engine *d) {
 }
 
 static int dk_open_native(engine **out, const char *path, const engine_opts *o) {
-    int rc = dk_open_as(out, path, o, &db_duckdb_native);
+    int rc = dk_open_as(out, path, o, &sqlm_db_duckdb_native);
     if (rc || o->plain) return rc;
     if ((rc = dk_register_udfs((duck_engine *)*out))) {
         dk_close(*out);
@@ -1303,7 +1303,7 @@ static int dk_open_native(engine **out, const char *path, const engine_opts *o) 
     return rc;
 }
 
-const db_methods db_duckdb_native = {
+const db_methods sqlm_db_duckdb_native = {
     .name = "duckdb-native",
     .dialect = DIA_DUCKDB_NATIVE,
     .open = dk_open_native,

@@ -15,23 +15,23 @@ static const struct {
     size_t magic_off;        /* where the file's magic bytes sit */
     const char *magic;
 } engines[] = {
-    { &db_sqlite, 0, "SQLite format 3" },
-    { &db_duckdb, 8, "DUCK" },
-    { &db_duckdb_native, 8, "DUCK" },   /* by name only: a file sniffs as duckdb */
+    { &sqlm_db_sqlite, 0, "SQLite format 3" },
+    { &sqlm_db_duckdb, 8, "DUCK" },
+    { &sqlm_db_duckdb_native, 8, "DUCK" },   /* by name only: a file sniffs as duckdb */
 };
 
-int db_int_row(void *ctx, int ncol, const db_val *vals) {
+int sqlm_db_int_row(void *ctx, int ncol, const db_val *vals) {
     if (ncol >= 1 && vals[0].type == DBV_INT) *(int64_t *)ctx = vals[0].i;
     return 0;
 }
 
-const db_methods *db_find(const char *name) {
+const db_methods *sqlm_db_find(const char *name) {
     for (size_t i = 0; name && i < ARRAY_LEN(engines); i++)
         if (strcmp(engines[i].m->name, name) == 0) return engines[i].m;
     return NULL;
 }
 
-const db_methods *db_sniff(const char *path) {
+const db_methods *sqlm_db_sniff(const char *path) {
     unsigned char h[32] = { 0 };
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;

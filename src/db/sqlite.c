@@ -94,25 +94,25 @@ static float *alloc_f32(sqlite3_context *ctx, int64_t n) {
 static void fn_matvec(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     (void)argc;
     int64_t col = ARG_INT(2), chunk = ARG_INT(3), n_in = ARG_INT(4), dt = ARG_INT(5);
-    if (!dtype_valid((int)dt) || col < 0 || chunk <= 0 || col >= n_in) FAIL("matvec: bad shape");
+    if (!sqlm_dtype_valid((int)dt) || col < 0 || chunk <= 0 || col >= n_in) FAIL("matvec: bad shape");
     int64_t width = MIN(chunk, n_in - col);
     size_t rb;
-    if (!dtype_row_bytes((int)dt, (size_t)width, &rb) || col % (int64_t)dtype_block((int)dt))
+    if (!sqlm_dtype_row_bytes((int)dt, (size_t)width, &rb) || col % (int64_t)sqlm_dtype_block((int)dt))
         FAIL("matvec: chunk not a whole number of blocks");
     int wn = sqlite3_value_bytes(argv[0]);
     const void *w = sqlite3_value_blob(argv[0]);
     if (!w || wn <= 0 || (size_t)wn % rb) FAIL("matvec: tile size is not a whole number of rows");
-    int at = vec_act_type((int)dt);
+    int at = sqlm_vec_act_type((int)dt);
     size_t xneed, xoff;
     int xn = sqlite3_value_bytes(argv[1]);
     const char *x = sqlite3_value_blob(argv[1]);
-    dtype_row_bytes(at, (size_t)n_in, &xneed);
-    dtype_row_bytes(at, (size_t)col, &xoff);
+    sqlm_dtype_row_bytes(at, (size_t)n_in, &xneed);
+    sqlm_dtype_row_bytes(at, (size_t)col, &xoff);
     if (!x || (size_t)xn != xneed) FAIL("matvec: activation length does not match n_in");
     int64_t rows = (int64_t)((size_t)wn / rb);
     float *out = alloc_f32(ctx, rows);
     if (!out) return;
-    vec_matvec((int)dt, w, (size_t)rows, (size_t)width, x + xoff, out);
+    sqlm_vec_matvec((int)dt, w, (size_t)rows, (size_t)width, x + xoff, out);
     result_f32(ctx, out, rows);
 }
 
@@ -122,7 +122,7 @@ static void fn_quant(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     const float *x;
     int64_t n = arg_f32(ctx, argv[0], &x);
     if (n < 0) return;
-    int at = vec_act_type((int)ARG_INT(1));
+    int at = sqlm_vec_act_type((int)ARG_INT(1));
     if (at == DT_F32) {
         sqlite3_result_value(ctx, argv[0]);
         return;
@@ -130,7 +130,7 @@ static void fn_quant(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     if (n % QK) FAIL("quant: length not a multiple of 32");
     block_q8_0 *q = sqlite3_malloc64((sqlite3_uint64)(n / QK) * sizeof *q + 1);
     if (!q) { sqlite3_result_error_nomem(ctx); return; }
-    vec_quant_q8_0(x, q, (size_t)n);
+    sqlm_vec_quant_q8_0(x, q, (size_t)n);
     sqlite3_result_blob64(ctx, q, (sqlite3_uint64)(n / QK) * sizeof *q, sqlite3_free);
 }
 
@@ -139,13 +139,13 @@ static void fn_row(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     (void)argc;
     int64_t dt = ARG_INT(1), n = ARG_INT(2), r = ARG_INT(3);
     size_t rb;
-    if (!dtype_valid((int)dt) || n <= 0 || !dtype_row_bytes((int)dt, (size_t)n, &rb)) FAIL("row: bad shape");
+    if (!sqlm_dtype_valid((int)dt) || n <= 0 || !sqlm_dtype_row_bytes((int)dt, (size_t)n, &rb)) FAIL("row: bad shape");
     int wn = sqlite3_value_bytes(argv[0]);
     const char *w = sqlite3_value_blob(argv[0]);
     if (!w || r < 0 || (size_t)wn < rb * (size_t)(r + 1)) FAIL("row: index outside the tile");
     float *out = alloc_f32(ctx, n);
     if (!out) return;
-    dtype_to_f32((int)dt, w + rb * (size_t)r, out, (size_t)n);
+    sqlm_dtype_to_f32((int)dt, w + rb * (size_t)r, out, (size_t)n);
     result_f32(ctx, out, n);
 }
 
@@ -157,7 +157,7 @@ static void fn_rmsnorm(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     if (n != ng || n == 0) FAIL("rmsnorm: length mismatch");
     float *out = alloc_f32(ctx, n);
     if (!out) return;
-    vec_rmsnorm(out, x, g, (size_t)n, (float)sqlite3_value_double(argv[2]));
+    sqlm_vec_rmsnorm(out, x, g, (size_t)n, (float)sqlite3_value_double(argv[2]));
     result_f32(ctx, out, n);
 }
 
@@ -174,7 +174,7 @@ static void fn_rope(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     float *out = alloc_f32(ctx, n);
     if (!out) return;
     memcpy(out, x, (size_t)n * 4);
-    vec_rope(out, cs, (int)nq, (int)nkv, (int)hd, ARG_INT(5) != 0, qs);
+    sqlm_vec_rope(out, cs, (int)nq, (int)nkv, (int)hd, ARG_INT(5) != 0, qs);
     result_f32(ctx, out, n);
 }
 
@@ -207,7 +207,7 @@ static void fn_swiglu(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     if (n % 2) FAIL("swiglu: odd length");
     float *out = alloc_f32(ctx, n / 2);
     if (!out) return;
-    vec_swiglu(out, x, (size_t)(n / 2));
+    sqlm_vec_swiglu(out, x, (size_t)(n / 2));
     result_f32(ctx, out, n / 2);
 }
 
@@ -223,7 +223,7 @@ static void fn_qk(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     float *out = alloc_f32(ctx, nh);
     if (!out) return;
     for (int64_t h = 0; h < nh; h++)
-        out[h] = vec_dot_f32(q + h * hd, k + (h / (nh / nkv)) * hd, (size_t)hd);
+        out[h] = sqlm_vec_dot_f32(q + h * hd, k + (h / (nh / nkv)) * hd, (size_t)hd);
     result_f32(ctx, out, nh);
 }
 
@@ -479,8 +479,8 @@ static void agg_stack_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     }
     a->width = (uint64_t)len;
     a->n++;
-    buf_append(&a->pos, &pos, sizeof pos);
-    buf_append(&a->data, v, (size_t)len);
+    sqlm_buf_append(&a->pos, &pos, sizeof pos);
+    sqlm_buf_append(&a->data, v, (size_t)len);
     if (a->pos.rc || a->data.rc) {
         a->err = true;
         sqlite3_result_error_nomem(ctx);
@@ -505,8 +505,8 @@ static void agg_stack_final(sqlite3_context *ctx) {
     } else if (!a->err) {
         sqlite3_result_null(ctx);
     }
-    buf_free(&a->pos);
-    buf_free(&a->data);
+    sqlm_buf_free(&a->pos);
+    sqlm_buf_free(&a->data);
 }
 
 /*
@@ -1015,7 +1015,7 @@ static void attend_run(void *arg, int ith, int nth) {
             continue;
         }
         const size_t kh = (h / (size_t)group) * (size_t)hd;
-        vec_attend_head(q + h * (size_t)hd, j->k, nk, kh, (size_t)kvd + kh, (size_t)hd, s, out);
+        sqlm_vec_attend_head(q + h * (size_t)hd, j->k, nk, kh, (size_t)kvd + kh, (size_t)hd, s, out);
     }
     free(s);
 }
@@ -1067,7 +1067,7 @@ static void agg_attend_final(sqlite3_context *ctx) {
     memcpy(out, &magic, 4), memcpy(out + 4, &j.q.n, 4), memcpy(out + 8, &width, 8);
     memcpy(out + BATCH_HDR, j.q.pos, 8 * (size_t)j.q.n);
     j.out = (float *)(out + BATCH_HDR + 8 * (size_t)j.q.n);
-    pool_run(s->pool, attend_run, &j);
+    sqlm_pool_run(s->pool, attend_run, &j);
     if (atomic_load(&j.err)) {
         sqlite3_result_error_nomem(ctx);
         goto done;
@@ -1114,7 +1114,7 @@ static void agg_matmul_step(sqlite3_context *ctx, int argc, sqlite3_value **argv
         intptr_t wi = (intptr_t)sqlite3_get_auxdata(ctx, 0);
         if (!wi) {
             const char *name = (const char *)sqlite3_value_text(argv[0]);
-            wi = name ? tiles_find(s->tiles, name) + 1 : 0;
+            wi = name ? sqlm_tiles_find(s->tiles, name) + 1 : 0;
             if (!wi) return agg_matmul_fail(ctx, a, "sqlm: matmul: not a mapped weight table");
             sqlite3_set_auxdata(ctx, 0, (void *)wi, NULL);
         }
@@ -1132,7 +1132,7 @@ static void agg_matmul_step(sqlite3_context *ctx, int argc, sqlite3_value **argv
         a->x = x;
     }
     int64_t id = ARG_INT(1);
-    if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || id < 0 || id >= tiles_count(s->tiles, a->wi - 1))
+    if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || id < 0 || id >= sqlm_tiles_count(s->tiles, a->wi - 1))
         return agg_matmul_fail(ctx, a, "sqlm: matmul: tile id outside the table");
     if (a->n_ids == a->cap) {
         size_t cap = a->cap ? 2 * a->cap : 1024;
@@ -1143,7 +1143,7 @@ static void agg_matmul_step(sqlite3_context *ctx, int argc, sqlite3_value **argv
     }
     a->ids[a->n_ids++] = id;
     /* the scan reads the record of each tile from memory: ask for one a few tiles ahead */
-    tiles_prefetch(s->tiles, a->wi - 1, id + 4);
+    sqlm_tiles_prefetch(s->tiles, a->wi - 1, id + 4);
 }
 
 /*
@@ -1178,7 +1178,7 @@ typedef struct matmul_job {
 /* The panel path of a thread: rows of consecutive tiles of one column chunk
  * are gathered VEC_PANEL at a time, each panel multiplied with all positions. */
 typedef struct panel_state {
-    void *panel;             /* vec_panel_bytes(blocks of a chunk), 64-byte aligned */
+    void *panel;             /* sqlm_vec_panel_bytes(blocks of a chunk), 64-byte aligned */
     float *out;              /* [n][VEC_PANEL] */
     int64_t row[VEC_PANEL];  /* output row of each slot */
     int k;                   /* slots filled */
@@ -1188,9 +1188,9 @@ typedef struct panel_state {
 
 static void panel_flush(matmul_job *j, panel_state *ps) {
     if (!ps->k) return;
-    vec_panel_seal(ps->panel, ps->nb, ps->k);
+    sqlm_vec_panel_seal(ps->panel, ps->nb, ps->k);
     size_t b0 = (size_t)ps->col0 / QK;
-    vec_panel_mul(ps->panel, ps->nb, j->xu + b0 * QK, j->dx + b0, j->nbx, (size_t)j->n, ps->out);
+    sqlm_vec_panel_mul(ps->panel, ps->nb, j->xu + b0 * QK, j->dx + b0, j->nbx, (size_t)j->n, ps->out);
     const int64_t n_out = j->w->n_out;
     for (int p = 0; p < j->n; p++) {
         float *y = j->y + (size_t)p * (size_t)n_out;
@@ -1206,10 +1206,10 @@ static void panel_unit(matmul_job *j, panel_state *ps, size_t first, size_t end)
     for (size_t i = first; i < end; i++) {
         int64_t id = j->ids[i];
         size_t len, rb;
-        const uint8_t *t = tiles_get(j->ts, j->wi, id, &len);
+        const uint8_t *t = sqlm_tiles_get(j->ts, j->wi, id, &len);
         int64_t row0 = id / j->n_chunks * w->tile_rows, col0 = id % j->n_chunks * w->chunk;
         int64_t width = MIN(w->chunk, w->n_in - col0);
-        dtype_row_bytes(w->dtype, (size_t)width, &rb);
+        sqlm_dtype_row_bytes(w->dtype, (size_t)width, &rb);
         size_t rows = t ? len / rb : 0;
         if (!t || rows == 0 || rows > (size_t)w->tile_rows) {
             atomic_store(&j->err, 1);   /* tiles.c checked the layout: cannot happen */
@@ -1219,11 +1219,11 @@ static void panel_unit(matmul_job *j, panel_state *ps, size_t first, size_t end)
         ps->col0 = col0;
         ps->nb = (size_t)width / QK;
         for (size_t r = 0; r < rows; r++) {
-            vec_panel_put(ps->panel, ps->nb, ps->k, w->dtype, t + r * rb);
+            sqlm_vec_panel_put(ps->panel, ps->nb, ps->k, w->dtype, t + r * rb);
             ps->row[ps->k++] = row0 + (int64_t)r;
             if (ps->k == VEC_PANEL) panel_flush(j, ps);
         }
-        tiles_put(j->ts, j->wi, id);
+        sqlm_tiles_put(j->ts, j->wi, id);
     }
     panel_flush(j, ps);
 }
@@ -1231,7 +1231,7 @@ static void panel_unit(matmul_job *j, panel_state *ps, size_t first, size_t end)
 static void matmul_run_panels(matmul_job *j) {
     const ir_weight *w = j->w;
     panel_state ps = { 0 };
-    size_t bytes = (vec_panel_bytes((size_t)w->chunk / QK) + 63) / 64 * 64;
+    size_t bytes = (sqlm_vec_panel_bytes((size_t)w->chunk / QK) + 63) / 64 * 64;
     ps.panel = aligned_alloc(64, bytes);
     ps.out = malloc(sizeof *ps.out * (size_t)j->n * VEC_PANEL);
     if (!ps.panel || !ps.out) {
@@ -1247,16 +1247,16 @@ static void matmul_run_panels(matmul_job *j) {
 static void matmul_run(void *arg, int ith, int nth) {
     matmul_job *j = arg;
     const ir_weight *w = j->w;
-    const int at = vec_act_type(w->dtype);
+    const int at = sqlm_vec_act_type(w->dtype);
     (void)ith, (void)nth;
     if (j->xu) {
         matmul_run_panels(j);
         return;
     }
     /* quantized kernels read blocks at any address; F32/F16 get an aligned copy when needed */
-    const bool quant = dtype_block(w->dtype) > 1;
+    const bool quant = sqlm_dtype_block(w->dtype) > 1;
     size_t tile_max = 0;
-    dtype_row_bytes(w->dtype, (size_t)w->chunk, &tile_max);
+    sqlm_dtype_row_bytes(w->dtype, (size_t)w->chunk, &tile_max);
     tile_max *= (size_t)w->tile_rows;
     float *tmp = malloc(sizeof *tmp * (size_t)w->tile_rows * (size_t)j->n);
     void *align = quant ? NULL : malloc(tile_max);
@@ -1271,11 +1271,11 @@ static void matmul_run(void *arg, int ith, int nth) {
         for (size_t i = j->unit[u]; i < end; i++) {
             int64_t id = j->ids[i];
             size_t len, rb, xoff;
-            const void *t = tiles_get(j->ts, j->wi, id, &len);
+            const void *t = sqlm_tiles_get(j->ts, j->wi, id, &len);
             int64_t row0 = id / j->n_chunks * w->tile_rows, col0 = id % j->n_chunks * w->chunk;
             int64_t width = MIN(w->chunk, w->n_in - col0);
-            dtype_row_bytes(w->dtype, (size_t)width, &rb);
-            dtype_row_bytes(at, (size_t)col0, &xoff);
+            sqlm_dtype_row_bytes(w->dtype, (size_t)width, &rb);
+            sqlm_dtype_row_bytes(at, (size_t)col0, &xoff);
             size_t rows = len / rb;
             if (!t || rows == 0 || rows > (size_t)w->tile_rows || len > tile_max) {
                 atomic_store(&j->err, 1);   /* tiles.c checked the layout: cannot happen */
@@ -1283,17 +1283,17 @@ static void matmul_run(void *arg, int ith, int nth) {
             }
             /* the next tile streams in while this one is multiplied */
             size_t next_len = 0;
-            const void *next = i + 1 < end ? tiles_get(j->ts, j->wi, j->ids[i + 1], &next_len) : NULL;
+            const void *next = i + 1 < end ? sqlm_tiles_get(j->ts, j->wi, j->ids[i + 1], &next_len) : NULL;
             if (!quant && ((uintptr_t)t % 4)) {
                 /* float rows at an odd offset in the file: the float kernels want them aligned */
                 memcpy(align, t, len);
-                tiles_put(j->ts, j->wi, id);
+                sqlm_tiles_put(j->ts, j->wi, id);
                 t = align;
             }
-            vec_matmul(w->dtype, t, rows, (size_t)width, j->x + xoff, j->xrb, (size_t)j->n, tmp, rows, next,
+            sqlm_vec_matmul(w->dtype, t, rows, (size_t)width, j->x + xoff, j->xrb, (size_t)j->n, tmp, rows, next,
                        next_len);
-            if (next) tiles_put(j->ts, j->wi, j->ids[i + 1]);
-            if (t != align) tiles_put(j->ts, j->wi, id);
+            if (next) sqlm_tiles_put(j->ts, j->wi, j->ids[i + 1]);
+            if (t != align) sqlm_tiles_put(j->ts, j->wi, id);
             for (int p = 0; p < j->n; p++) {
                 float *y = j->y + (size_t)p * (size_t)w->n_out + row0;
                 const float *o = tmp + (size_t)p * rows;
@@ -1314,11 +1314,11 @@ static void agg_matmul_final(sqlite3_context *ctx) {
         if (!a || !a->err) sqlite3_result_null(ctx);
         goto done;
     }
-    const ir_weight *w = tiles_layout(s->tiles, a->wi - 1);
-    int at = vec_act_type(w->dtype);
+    const ir_weight *w = sqlm_tiles_layout(s->tiles, a->wi - 1);
+    int at = sqlm_vec_act_type(w->dtype);
     size_t xrb;
     batch_view xv;
-    dtype_row_bytes(at, (size_t)w->n_in, &xrb);
+    sqlm_dtype_row_bytes(at, (size_t)w->n_in, &xrb);
     if (!batch_parse(a->x->p, a->x->len, STACK_MAGIC, 1, &xv) || xv.width != xrb) {
         sqlite3_result_error(ctx, "sqlm: matmul: activations do not match the weight's width and type", -1);
         goto done;
@@ -1346,7 +1346,7 @@ static void agg_matmul_final(sqlite3_context *ctx) {
                      .n = (int)xv.n, .y = y };
     j.n_chunks = (w->n_in + w->chunk - 1) / w->chunk;
     /* units of about n_ids / (8 * threads) tiles, cut where a row block ends */
-    const int nth = pool_size(s->pool);
+    const int nth = sqlm_pool_size(s->pool);
     const size_t per = nth > 1 ? MAX(a->n_ids / (8 * (size_t)nth), 1) : a->n_ids;
     if (!(j.unit = malloc(sizeof *j.unit * (a->n_ids + 1)))) {
         sqlite3_result_error_nomem(ctx);
@@ -1359,16 +1359,16 @@ static void agg_matmul_final(sqlite3_context *ctx) {
     /* a batch runs on panels: its activations as x + 128 and scales, once */
     uint8_t *xu = NULL;
     float *dx = NULL;
-    if (xv.n >= PANEL_MIN_BATCH && vec_panel_supported(w->dtype)) {
+    if (xv.n >= PANEL_MIN_BATCH && sqlm_vec_panel_supported(w->dtype)) {
         j.nbx = (size_t)w->n_in / QK;
         xu = malloc((size_t)xv.n * j.nbx * QK);
         dx = malloc(sizeof *dx * (size_t)xv.n * j.nbx);
         if (xu && dx) {
-            vec_panel_act(xv.data, xrb, xv.n, j.nbx, xu, dx);
+            sqlm_vec_panel_act(xv.data, xrb, xv.n, j.nbx, xu, dx);
             j.xu = xu, j.dx = dx;
         }
     }
-    pool_run(s->pool, matmul_run, &j);
+    sqlm_pool_run(s->pool, matmul_run, &j);
     free(xu);
     free(dx);
     free(j.unit);
@@ -1444,8 +1444,8 @@ static void set_heap_limit(sqlite_engine *s, sqlite3_int64 n) {
 /* Why a statement failed, when the budget is the reason: the cache's I/O
  * error, or SQLite's heap reaching its share of the budget.  SQLM_OK if not. */
 static int budget_error(sqlite_engine *s, int sqlite_rc, const char *what) {
-    if (s->wc && wcache_error(s->wc))
-        return sqlm_error(SQLM_IO, "sqlite: %s: %s", what, wcache_error(s->wc));
+    if (s->wc && sqlm_wcache_error(s->wc))
+        return sqlm_error(SQLM_IO, "sqlite: %s: %s", what, sqlm_wcache_error(s->wc));
     if (s->budget && (sqlite_rc & 0xff) == SQLITE_NOMEM)
         return sqlm_error(SQLM_NOMEM,
                           "sqlite: %s: %s: out of memory: the engine's heap (KV cache, activations) reached "
@@ -1490,10 +1490,10 @@ static void sq_close(engine *e) {
         sqlite3_finalize(s->cache[i].st);
         free(s->cache[i].sql);
     }
-    pool_free(s->pool);
+    sqlm_pool_free(s->pool);
     sqlite3_close(s->db);
-    wcache_close(s->wc);
-    tiles_close(s->tiles);
+    sqlm_wcache_close(s->wc);
+    sqlm_tiles_close(s->tiles);
     /* only now: closing it earlier would drop the lock SQLite holds (tiles.c) */
     if (s->tiles_fd >= 0) close(s->tiles_fd);
     free(s->path);
@@ -1517,7 +1517,7 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
     *out = NULL;
     sqlite_engine *s = calloc(1, sizeof *s);
     if (!s) return sqlm_error(SQLM_NOMEM, "out of memory");
-    s->base.m = &db_sqlite;
+    s->base.m = &sqlm_db_sqlite;
     s->tiles_fd = -1;
     s->path = sqlm_strdup(path);
     s->threads = o->threads > 0 ? o->threads : (int)MAX(sysconf(_SC_NPROCESSORS_ONLN), 1);
@@ -1547,8 +1547,8 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
          * does.  Qwen2.5-0.5B at 50%: 8 MB with two readers 1.26x the
          * storage bound, 12 MB with three 1.17x, 16 MB with three 1.17x. */
         size_t ring = (size_t)12 << 20;
-        int rc = wcache_open(&s->wc, path, io, ring);
-        if (!rc && !(vfs = wcache_vfs())) rc = sqlm_error(SQLM_ERROR, "sqlite: cannot register the weight cache's VFS");
+        int rc = sqlm_wcache_open(&s->wc, path, io, ring);
+        if (!rc && !(vfs = sqlm_wcache_vfs())) rc = sqlm_error(SQLM_ERROR, "sqlite: cannot register the weight cache's VFS");
         if (rc) {
             sq_close(&s->base);
             return rc;
@@ -1563,32 +1563,32 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
     sqlite3_extended_result_codes(s->db, 1);
     int rc = register_functions(s);
     buf b;
-    buf_init(&b);
+    sqlm_buf_init(&b);
     /* The page cache: 64 MB; under a budget, an import's share of it, and a
      * run's 256 KB: a budgeted run gets its weight pages from the weight
      * cache, and the vocabulary is read once.  (A budget/64 share, 4 MB at
      * 253M, kept the vocabulary's pages for nothing.) */
     long cache_kb = !s->budget ? 65536 : o->create ? (long)MIN(MAX(s->budget / 1024 / 8, 1024), 65536) : 256;
-    buf_puts(&b, "PRAGMA temp_store = MEMORY;");
-    if (o->threads > 1) buf_appendf(&b, "PRAGMA threads = %d;", o->threads);
+    sqlm_buf_puts(&b, "PRAGMA temp_store = MEMORY;");
+    if (o->threads > 1) sqlm_buf_appendf(&b, "PRAGMA threads = %d;", o->threads);
     if (o->create) {
-        if (o->page_size) buf_appendf(&b, "PRAGMA page_size = %d;", o->page_size);
-        buf_puts(&b, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;");
+        if (o->page_size) sqlm_buf_appendf(&b, "PRAGMA page_size = %d;", o->page_size);
+        sqlm_buf_puts(&b, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;");
     }
     /* after page_size: set before it, the limit did not hold (an import's
      * dirty pages were never spilled and its whole database stayed in the
      * cache until COMMIT) */
-    buf_appendf(&b, "PRAGMA cache_size = -%ld;", cache_kb);
+    sqlm_buf_appendf(&b, "PRAGMA cache_size = -%ld;", cache_kb);
     if (!o->create) {
         /* Map the file: weight pages are read in place by SQLite's pager.
          * Under a budget the "mapping" is the weight cache's (wcache.c):
          * mmap_size only turns on SQLite's in-place page interface. */
-        buf_puts(&b, "PRAGMA mmap_size = 1099511627776;");
+        sqlm_buf_puts(&b, "PRAGMA mmap_size = 1099511627776;");
     }
     /* A reader keeps its shared lock from the first read on: no writer can
      * change the file under the tile mapping or the weight cache's plan (page
      * numbers), and statements skip the per-statement lock calls. */
-    if (o->readonly || s->wc) buf_puts(&b, "PRAGMA locking_mode = EXCLUSIVE;");
+    if (o->readonly || s->wc) sqlm_buf_puts(&b, "PRAGMA locking_mode = EXCLUSIVE;");
     /* Until the session sizes it, SQLite may use half the budget. */
     if (s->budget) set_heap_limit(s, (sqlite3_int64)(s->budget / 2));
     /* threads for the products and attention of a session.  Streaming under
@@ -1599,9 +1599,9 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
     int nth = s->threads;
     struct stat sb;
     if (s->wc && stat(path, &sb) == 0 && (size_t)sb.st_size > s->budget) nth = 1;
-    if (!rc && o->readonly && !o->plain) rc = pool_init(&s->pool, nth);
+    if (!rc && o->readonly && !o->plain) rc = sqlm_pool_init(&s->pool, nth);
     if (!rc) rc = b.rc ? b.rc : sq_exec(&s->base, b.p);
-    buf_free(&b);
+    sqlm_buf_free(&b);
     if (rc) {
         sq_close(&s->base);
         return rc;
@@ -1754,18 +1754,18 @@ static int sq_mem_trace(engine *e, size_t heap_bytes) {
     }
     cache = cache < 0 ? -cache * 1024 : cache * 65536;
     set_heap_limit(s, sqlite3_memory_used() + (sqlite3_int64)heap_bytes + cache);
-    return wcache_trace(s->wc);
+    return sqlm_wcache_trace(s->wc);
 }
 
 static int sq_mem_plan(engine *e, size_t weight_bytes) {
     sqlite_engine *s = (sqlite_engine *)e;
-    return s->wc ? wcache_plan(s->wc, weight_bytes) : SQLM_OK;
+    return s->wc ? sqlm_wcache_plan(s->wc, weight_bytes) : SQLM_OK;
 }
 
 static bool sq_mem_stats(engine *e, wcache_stats *st) {
     sqlite_engine *s = (sqlite_engine *)e;
     if (!s->wc) return false;
-    wcache_get_stats(s->wc, st);
+    sqlm_wcache_get_stats(s->wc, st);
     st->heap_peak = (size_t)sqlite3_memory_highwater(0);
     st->heap_limit = (size_t)s->heap_limit;
     return true;
@@ -1804,7 +1804,7 @@ static int blob_row(void *ctx, int nc, const db_val *v) {
 
 /*
  * Map the weight tables for in-place reads: root pages from sqlite_schema,
- * each table's columns, then tiles_open(), then a few tiles per table compared
+ * each table's columns, then sqlm_tiles_open(), then a few tiles per table compared
  * with the BLOB SQLite returns for the same id.  On failure nothing changes
  * (the copying path stays) and the message says why.
  */
@@ -1822,7 +1822,7 @@ static int sq_map_weights(engine *e, const ir_weight *ws, int n) {
         int64_t root = 0;
         db_val name = dbv_text(ws[i].name);
         rc = sq_query(e, "SELECT rootpage FROM sqlite_schema WHERE type = 'table' AND name = ?", &name, 1,
-                      db_int_row, &root);
+                      sqlm_db_int_row, &root);
         if (!rc) rc = sq_query(e, "SELECT * FROM pragma_table_info(?)", &name, 1, col_row, &cols);
         if (!rc && (!cols.ok || cols.n != 4))
             rc = sqlm_error(SQLM_FORMAT, "%s: columns are not (id INTEGER PRIMARY KEY, row, col, v)", ws[i].name);
@@ -1840,38 +1840,38 @@ static int sq_map_weights(engine *e, const ir_weight *ws, int n) {
         char idx[64];
         snprintf(idx, sizeof idx, "%s_tiles", ws[i].name);
         db_val iv = dbv_text(idx);
-        rc = sq_query(e, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = ?", &iv, 1, db_int_row, &has);
+        rc = sq_query(e, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = ?", &iv, 1, sqlm_db_int_row, &has);
         if (!rc && !has)
             rc = sqlm_error(SQLM_UNSUPPORTED, "%s has no tile index %s (imported before it existed: import again)",
                             ws[i].name, idx);
     }
-    if (!rc) rc = s->wc ? tiles_open_cached(&ts, s->tiles_fd, file, ws, roots, n, s->wc)
-                        : tiles_open(&ts, s->tiles_fd, file, ws, roots, n);
+    if (!rc) rc = s->wc ? sqlm_tiles_open_cached(&ts, s->tiles_fd, file, ws, roots, n, s->wc)
+                        : sqlm_tiles_open(&ts, s->tiles_fd, file, ws, roots, n);
     free(roots);
     /* the first, a middle and the last tile of each table, as SQLite reads them */
     for (int i = 0; !rc && i < n; i++) {
-        int64_t nt = tiles_count(ts, i), pick[3] = { 0, nt / 2, nt - 1 };
+        int64_t nt = sqlm_tiles_count(ts, i), pick[3] = { 0, nt / 2, nt - 1 };
         snprintf(sql, sizeof sql, "SELECT v FROM \"%s\" WHERE id = ?", ws[i].name);
         for (int k = 0; !rc && k < 3; k++) {
             blob_ctx b = { 0 };
-            b.want = tiles_get(ts, i, pick[k], &b.len);
+            b.want = sqlm_tiles_get(ts, i, pick[k], &b.len);
             db_val id = dbv_int(pick[k]);
             rc = sq_query(e, sql, &id, 1, blob_row, &b);
-            tiles_put(ts, i, pick[k]);
+            sqlm_tiles_put(ts, i, pick[k]);
             if (!rc && !b.same)
                 rc = sqlm_error(SQLM_FORMAT, "%s: tile %lld read in place differs from SQLite's BLOB", ws[i].name,
                                 (long long)pick[k]);
         }
     }
     if (rc) {
-        tiles_close(ts);
+        sqlm_tiles_close(ts);
         return rc;
     }
     s->tiles = ts;
     return SQLM_OK;
 }
 
-const db_methods db_sqlite = {
+const db_methods sqlm_db_sqlite = {
     .name = "sqlite",
     .dialect = DIA_SQLITE,
     .open = sq_open,

@@ -7,7 +7,7 @@
  * the file offset of every tile's BLOB is recorded; after that a lookup is an
  * array index.  Everything read from the file is checked against the file
  * size, the page bounds and the table's layout in sqlm_weight before it is
- * trusted: a damaged or hostile file makes tiles_open() fail with a message
+ * trusted: a damaged or hostile file makes sqlm_tiles_open() fail with a message
  * (the engine then keeps its copying path), never an out-of-bounds read.
  *
  * This is the mmap backend of the interface in sqlm-int.h; a cache with a
@@ -184,7 +184,7 @@ static int leaf_cell(walker *k, uint64_t pgno, const uint8_t *pg, uint32_t cell)
         return sqlm_error(SQLM_FORMAT, "%s: tile %lld is at (%lld, %lld), expected (%lld, %lld)", w->name,
                           (long long)id, (long long)row, (long long)col, (long long)row0, (long long)col0);
     size_t rb;
-    dtype_row_bytes(w->dtype, (size_t)MIN(w->chunk, w->n_in - col0), &rb);
+    sqlm_dtype_row_bytes(w->dtype, (size_t)MIN(w->chunk, w->n_in - col0), &rb);
     uint64_t want = (uint64_t)rb * (uint64_t)MIN((int64_t)w->tile_rows, w->n_out - row0);
     if ((uint64_t)sz[3] != want)
         return sqlm_error(SQLM_FORMAT, "%s: tile %lld has %lld bytes, expected %llu", w->name, (long long)id,
@@ -304,7 +304,7 @@ static int open_store(tile_store **out, int fd, const char *path, const ir_weigh
         t->w = ws[i];
         size_t rb;
         if (t->w.tile_rows <= 0 || t->w.chunk <= 0 || t->w.chunk > t->w.n_in || t->w.n_out <= 0 ||
-            !dtype_row_bytes(t->w.dtype, (size_t)t->w.chunk, &rb) || (t->w.chunk % (int64_t)dtype_block(t->w.dtype))) {
+            !sqlm_dtype_row_bytes(t->w.dtype, (size_t)t->w.chunk, &rb) || (t->w.chunk % (int64_t)sqlm_dtype_block(t->w.dtype))) {
             rc = sqlm_error(SQLM_FORMAT, "%s: bad layout in sqlm_weight", t->w.name);
             break;
         }
@@ -324,7 +324,7 @@ static int open_store(tile_store **out, int fd, const char *path, const ir_weigh
     }
     free(seen);
     if (rc) {
-        tiles_close(s);
+        sqlm_tiles_close(s);
         return rc;
     }
     if (wc) {   /* the walk is done: the cache serves the tiles from now on */
@@ -335,16 +335,16 @@ static int open_store(tile_store **out, int fd, const char *path, const ir_weigh
     return SQLM_OK;
 }
 
-int tiles_open(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots, int n) {
+int sqlm_tiles_open(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots, int n) {
     return open_store(out, fd, path, ws, roots, n, NULL);
 }
 
-int tiles_open_cached(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots,
+int sqlm_tiles_open_cached(tile_store **out, int fd, const char *path, const ir_weight *ws, const uint32_t *roots,
                       int n, wcache *wc) {
     return open_store(out, fd, path, ws, roots, n, wc);
 }
 
-void tiles_close(tile_store *s) {
+void sqlm_tiles_close(tile_store *s) {
     if (!s) return;
     for (int i = 0; i < s->n; i++) {
         free(s->t[i].off);
@@ -357,33 +357,33 @@ void tiles_close(tile_store *s) {
 
 /* ------------------------------------------------------------ lookups */
 
-int tiles_find(const tile_store *s, const char *name) {
+int sqlm_tiles_find(const tile_store *s, const char *name) {
     for (int i = 0; i < s->n; i++)
         if (strcmp(s->t[i].w.name, name) == 0) return i;
     return -1;
 }
 
-const ir_weight *tiles_layout(const tile_store *s, int wi) { return &s->t[wi].w; }
+const ir_weight *sqlm_tiles_layout(const tile_store *s, int wi) { return &s->t[wi].w; }
 
-int64_t tiles_count(const tile_store *s, int wi) { return s->t[wi].n_tiles; }
+int64_t sqlm_tiles_count(const tile_store *s, int wi) { return s->t[wi].n_tiles; }
 
-const void *tiles_get(tile_store *s, int wi, int64_t id, size_t *len) {
+const void *sqlm_tiles_get(tile_store *s, int wi, int64_t id, size_t *len) {
     const tile_table *t = &s->t[wi];
     if (id < 0 || id >= t->n_tiles) {
         *len = 0;
         return NULL;
     }
     *len = t->len[id];
-    if (s->wc) return wcache_fetch(s->wc, (int64_t)t->off[id], t->len[id]);
+    if (s->wc) return sqlm_wcache_fetch(s->wc, (int64_t)t->off[id], t->len[id]);
     return s->map + t->off[id];
 }
 
-void tiles_put(tile_store *s, int wi, int64_t id) {
+void sqlm_tiles_put(tile_store *s, int wi, int64_t id) {
     /* mapped tiles need no release; cached ones give their page back */
-    if (s->wc && id >= 0 && id < s->t[wi].n_tiles) wcache_unfetch_at(s->wc, (int64_t)s->t[wi].off[id]);
+    if (s->wc && id >= 0 && id < s->t[wi].n_tiles) sqlm_wcache_unfetch_at(s->wc, (int64_t)s->t[wi].off[id]);
 }
 
-void tiles_prefetch(tile_store *s, int wi, int64_t id) {
+void sqlm_tiles_prefetch(tile_store *s, int wi, int64_t id) {
     const tile_table *t = &s->t[wi];
     if (id < 0 || id >= t->n_tiles || !s->map) return;   /* the cache's readers prefetch */
     /* the cell before the bytes (its header is what a scan of the table

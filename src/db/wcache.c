@@ -21,7 +21,7 @@
  *           vocabulary and compiling.
  *   TRACE   one probe step: every page fetched is read synchronously (1 MB
  *           readahead) and recorded in first-touch order with a count.
- *   STREAM  after wcache_plan(): pages fetched more than once per step, and
+ *   STREAM  after sqlm_wcache_plan(): pages fetched more than once per step, and
  *           every page that is not a table leaf (interior b-tree pages,
  *           indexes), are pinned; then the leaves whose reads cost most
  *           for their bytes, until the budget is filled (choose_pinned()).
@@ -647,7 +647,7 @@ static void wc_unfetch_page(wcache *wc, const void *p) {
     pthread_mutex_unlock(&wc->mu);
 }
 
-const void *wcache_fetch(wcache *wc, int64_t offset, size_t len) {
+const void *sqlm_wcache_fetch(wcache *wc, int64_t offset, size_t len) {
     int64_t pg = offset / wc->psz;
     if (offset < 0 || len == 0 || (offset % wc->psz) + (int64_t)len > wc->psz || pg >= wc->n_pages) return NULL;
     int rc;
@@ -663,13 +663,13 @@ const void *wcache_fetch(wcache *wc, int64_t offset, size_t len) {
     return p ? p + offset % wc->psz : NULL;
 }
 
-void wcache_unfetch(wcache *wc, int64_t offset, const void *p) {
+void sqlm_wcache_unfetch(wcache *wc, int64_t offset, const void *p) {
     if (p) wc_unfetch_page(wc, (const char *)p - offset % wc->psz);
 }
 
 /* The page holding offset, released without its pointer (a tile reader's
  * put): the ring or misc slot that holds it, else the extra buffer. */
-void wcache_unfetch_at(wcache *wc, int64_t offset) {
+void sqlm_wcache_unfetch_at(wcache *wc, int64_t offset) {
     int64_t pg = offset / wc->psz;
     if (offset < 0 || pg >= wc->n_pages || wc->res[pg]) return;
     pthread_mutex_lock(&wc->mu);
@@ -727,7 +727,7 @@ static void wc_free(wcache *wc) {
     free(wc);
 }
 
-int wcache_open(wcache **out, const char *path, int io_mode, size_t ring_bytes) {
+int sqlm_wcache_open(wcache **out, const char *path, int io_mode, size_t ring_bytes) {
     *out = NULL;
     struct stat sb;
     if (stat(path, &sb) != 0) return sqlm_error(SQLM_IO, "%s: %s", path, strerror(errno));
@@ -808,7 +808,7 @@ int wcache_open(wcache **out, const char *path, int io_mode, size_t ring_bytes) 
     return SQLM_OK;
 }
 
-void wcache_close(wcache *wc) {
+void sqlm_wcache_close(wcache *wc) {
     if (!wc) return;
     pthread_mutex_lock(&reg_mu);
     bool last = --wc->refs == 0;
@@ -819,7 +819,7 @@ void wcache_close(wcache *wc) {
     if (last) wc_free(wc);
 }
 
-int wcache_trace(wcache *wc) {
+int sqlm_wcache_trace(wcache *wc) {
     pthread_mutex_lock(&wc->mu);
     int rc = SQLM_OK;
     if (wc->mode != MODE_OFF) rc = sqlm_error(SQLM_ERROR, "weight cache: already traced");
@@ -831,7 +831,7 @@ int wcache_trace(wcache *wc) {
 /* b-tree page types: 0x0D a table leaf; 0x05 table interior, 0x02/0x0A index */
 static bool is_hot(const wcache *wc, int64_t pg) { return wc->count[pg] > 1 || wc->ptype[pg] != 0x0D; }
 
-size_t wcache_traced_bytes(const wcache *wc, size_t *hot_bytes) {
+size_t sqlm_wcache_traced_bytes(const wcache *wc, size_t *hot_bytes) {
     size_t hot = 0;
     for (int64_t i = 0; i < wc->n_order; i++)
         if (is_hot(wc, wc->order[i])) hot += (size_t)wc->psz;
@@ -923,7 +923,7 @@ static int choose_pinned(const wcache *wc, int64_t n, int64_t n_pin, uint8_t *pi
     return SQLM_OK;
 }
 
-int wcache_plan(wcache *wc, size_t resident_cap) {
+int sqlm_wcache_plan(wcache *wc, size_t resident_cap) {
     pthread_mutex_lock(&wc->mu);
     if (wc->mode != MODE_TRACE) {
         pthread_mutex_unlock(&wc->mu);
@@ -941,7 +941,7 @@ int wcache_plan(wcache *wc, size_t resident_cap) {
         slot_drop(wc, &wc->slots[i]);
     }
     size_t hot;
-    size_t total = wcache_traced_bytes(wc, &hot);
+    size_t total = sqlm_wcache_traced_bytes(wc, &hot);
     if (hot > resident_cap) {
         pthread_mutex_unlock(&wc->mu);
         return sqlm_error(SQLM_NOMEM,
@@ -1006,7 +1006,7 @@ int wcache_plan(wcache *wc, size_t resident_cap) {
     return rc;
 }
 
-void wcache_get_stats(wcache *wc, wcache_stats *st) {
+void sqlm_wcache_get_stats(wcache *wc, wcache_stats *st) {
     pthread_mutex_lock(&wc->mu);
     *st = wc->st;
     st->fetch_bytes = atomic_load(&wc->n_fetch_bytes);
@@ -1015,7 +1015,7 @@ void wcache_get_stats(wcache *wc, wcache_stats *st) {
     pthread_mutex_unlock(&wc->mu);
 }
 
-const char *wcache_error(wcache *wc) {
+const char *sqlm_wcache_error(wcache *wc) {
     pthread_mutex_lock(&wc->mu);
     const char *m = wc->err || wc->errmsg[0] ? wc->errmsg : NULL;
     pthread_mutex_unlock(&wc->mu);
@@ -1038,7 +1038,7 @@ static sqlite3_vfs *parent_vfs;
 static int x_close(sqlite3_file *f) {
     wc_file *w = (wc_file *)f;
     int rc = w->real->pMethods ? w->real->pMethods->xClose(w->real) : SQLITE_OK;
-    if (w->wc) wcache_close(w->wc);
+    if (w->wc) sqlm_wcache_close(w->wc);
     w->wc = NULL;
     return rc;
 }
@@ -1139,7 +1139,7 @@ static void vfs_register(void) {
     vfs_rc = sqlite3_vfs_register(&wc_vfs, 0);
 }
 
-const char *wcache_vfs(void) {
+const char *sqlm_wcache_vfs(void) {
     pthread_once(&vfs_once, vfs_register);
     return vfs_rc == SQLITE_OK ? wc_vfs.zName : NULL;
 }

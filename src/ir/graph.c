@@ -13,7 +13,7 @@
 
 #include "../sqlm-int.h"
 
-const char *ir_op_name(int op) {
+const char *sqlm_ir_op_name(int op) {
     static const char *const names[] = {
 #define X(name) #name,
         IR_OPS(X)
@@ -22,14 +22,14 @@ const char *ir_op_name(int op) {
     return op >= 0 && op < IR_OP_COUNT ? names[op] : "?";
 }
 
-void ir_free(ir_graph *g) {
+void sqlm_ir_free(ir_graph *g) {
     if (!g) return;
     free(g->nodes);
     free(g->weights);
     memset(g, 0, sizeof *g);
 }
 
-const ir_weight *ir_find_weight(const ir_graph *g, const char *name) {
+const ir_weight *sqlm_ir_find_weight(const ir_graph *g, const char *name) {
     for (int i = 0; i < g->n_weights; i++)
         if (strcmp(g->weights[i].name, name) == 0) return &g->weights[i];
     return NULL;
@@ -60,7 +60,7 @@ static int node(ir_graph *g, int op, int layer, const char *name, int a, int b, 
  * type round it (Q8_0 blocks for Q8_0/Q4_0, fp16 for F16), or passed through
  * where a dialect's own kernel does the rounding. */
 static int matmul(ir_graph *g, int layer, const char *name, int x, const char *wname, bool bias) {
-    const ir_weight *w = ir_find_weight(g, wname);
+    const ir_weight *w = sqlm_ir_find_weight(g, wname);
     if (!w) return sqlm_error(SQLM_FORMAT, "weight table %s missing", wname), -1;
     if (w->dtype != DT_F32) {
         char qn[32];
@@ -82,12 +82,12 @@ static int matmul(ir_graph *g, int layer, const char *name, int x, const char *w
     n->chunk = w->chunk;
     n->bias = bias;
     n->pivot = w->pivot;
-    n->pivot_per = w->pivot ? MIN(g->row2col_per > 0 ? g->row2col_per : row2col_per_default(w->pivot), w->pivot) : 0;
+    n->pivot_per = w->pivot ? MIN(g->row2col_per > 0 ? g->row2col_per : sqlm_row2col_per_default(w->pivot), w->pivot) : 0;
     n->blocks = w->blocks;
     n->split_tables = w->split_at > 0 || w->blocks > 0;
     if (w->split_at > 0) n->split_at = w->split_at;
     else if (!n->blocks && w->dtype == DT_F32 && (w->chunk <= 0 || w->chunk >= w->n_in))
-        n->split_at = row2col_split(g->row2col, w->n_out, w->n_in);
+        n->split_at = sqlm_row2col_split(g->row2col, w->n_out, w->n_in);
     return m;
 }
 
@@ -100,7 +100,7 @@ static int projection(ir_graph *g, int layer, const char *name, int x, const cha
                       const char *const *parts, int n_parts, bool bias) {
     char wn[32], nn[32];
     snprintf(wn, sizeof wn, "blk%d_%s", layer, fused);
-    if (ir_find_weight(g, wn)) return matmul(g, layer, name, x, wn, bias);
+    if (sqlm_ir_find_weight(g, wn)) return matmul(g, layer, name, x, wn, bias);
     int in[3] = { -1, -1, -1 };
     int64_t off = 0, n_out = 0;
     for (int i = 0; i < n_parts; i++) {
@@ -125,7 +125,7 @@ static int norm(ir_graph *g, int layer, const char *name, int x, const char *kin
     return id;
 }
 
-int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, int n_ws,
+int sqlm_ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, int n_ws,
                    const ir_opts *o) {
     memset(g, 0, sizeof *g);
     if (o->products_only && !(o->cte_merge && o->layer_merge))
@@ -147,7 +147,7 @@ int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, in
 
     int in = node(g, IR_OP_INPUT, -1, "t_in", -1, -1, -1);
     g->nodes[in].critical = true;
-    const ir_weight *ew = ir_find_weight(g, ir_find_weight(g, "embed") ? "embed" : "output");
+    const ir_weight *ew = sqlm_ir_find_weight(g, sqlm_ir_find_weight(g, "embed") ? "embed" : "output");
     if (!ew) return sqlm_error(SQLM_FORMAT, "no embedding table");
     /* Layer merging (CTE merging on DuckDB): the residual stream entering
      * a layer is carried by the rows of its KV cache, written by the
@@ -242,10 +242,10 @@ int ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, in
     if (g->output < 0) goto fail;
     g->nodes[g->output].critical = true;
     for (int i = 0; i < g->n_nodes; i++) g->nodes[i].inplace = g->nodes[i].op == IR_OP_MATMUL && o->inplace;
-    opt_cte_merge(g, o->cte_merge);
+    sqlm_opt_cte_merge(g, o->cte_merge);
     return SQLM_OK;
 fail:
-    ir_free(g);
+    sqlm_ir_free(g);
     return SQLM_ERROR;
 }
 
@@ -255,7 +255,7 @@ fail:
  * output); the rest are CTEs inside the statement of the node that ends it.
  * With the pass off, every node is its own table and statement.
  */
-void opt_cte_merge(ir_graph *g, bool enabled) {
+void sqlm_opt_cte_merge(ir_graph *g, bool enabled) {
     for (int i = 0; i < g->n_nodes; i++)
         g->nodes[i].materialize = !enabled || g->nodes[i].critical;
     /* A node read by a node of a later statement must be a table.  Statement
@@ -305,11 +305,11 @@ void opt_cte_merge(ir_graph *g, bool enabled) {
  * slower (earlier rounds).  So run 4's rule pivoted every matrix of at
  * least 2^20 weights, 2 columns, 1 per subquery.  Since run 5 the rule
  * splits a layer matrix's rows over two tables instead, which measured
- * faster on every shape (row2col_split_tables() below); the pivot form is
+ * faster on every shape (sqlm_row2col_split_tables() below); the pivot form is
  * what --row2col on asks for (the paper's form, for the ablation and the
  * tests).  The rules live here and nowhere else.
  */
-int row2col_pivots(int mode, int64_t n_out, int64_t n_in) {
+int sqlm_row2col_pivots(int mode, int64_t n_out, int64_t n_in) {
     /* The pivot form only where asked for (--row2col on): under the rule a
      * row split (below) was as fast or faster on every measured shape. */
     if (mode != R2C_ON) return 0;
@@ -320,7 +320,7 @@ int row2col_pivots(int mode, int64_t n_out, int64_t n_in) {
 }
 
 /* Pivot columns per subquery: one (each its own pipeline). */
-int row2col_per_default(int pivots) { return pivots > 0 ? 1 : 0; }
+int sqlm_row2col_per_default(int pivots) { return pivots > 0 ? 1 : 0; }
 
 /*
  * ROW2COL's row split (not in the paper; measured here): a product over a
@@ -337,7 +337,7 @@ int row2col_per_default(int pivots) { return pivots > 0 ? 1 : 0; }
  * row.  Applied when the database was laid out by ROW2COL (import
  * --row2col auto or on), to the output head as well.
  */
-int64_t row2col_split(bool row2col, int64_t n_out, int64_t n_in) {
+int64_t sqlm_row2col_split(bool row2col, int64_t n_out, int64_t n_in) {
     const int64_t rg = 2048;   /* rows per row group (db/duckdb.c ROW_GROUP_ROWS) */
     if (!row2col || n_out < 2 * rg || n_out * n_in < (1 << 20)) return 0;
     int64_t at = (n_out / 2 + rg / 2) / rg * rg;
@@ -369,9 +369,9 @@ int64_t row2col_split(bool row2col, int64_t n_out, int64_t n_in) {
  * float weights (the 110M o projection has 2^19.2; smaller products are
  * mostly fixed cost), to every one under --row2col split; not to the
  * embedding or the output head, which the embedding lookup reads by row
- * (the head keeps the split inside its table, row2col_split()).
+ * (the head keeps the split inside its table, sqlm_row2col_split()).
  */
-int64_t row2col_split_tables(int mode, int64_t n_out, int64_t n_in) {
+int64_t sqlm_row2col_split_tables(int mode, int64_t n_out, int64_t n_in) {
     if (n_out < 2 || (mode != R2C_SPLIT && mode != R2C_SPLIT_ROWS && (mode != R2C_AUTO || n_out * n_in < (1 << 19))))
         return 0;
     return n_out / 2;
@@ -396,7 +396,7 @@ int64_t row2col_split_tables(int mode, int64_t n_out, int64_t n_in) {
  * becomes the build side of its cross join (DuckDB weighs estimated rows
  * times width), whose megabytes DuckDB then copies.
  */
-int row2col_blocks(const int64_t *part, int n_part, int n_unit, int64_t *first, int *table, int max) {
+int sqlm_row2col_blocks(const int64_t *part, int n_part, int n_unit, int64_t *first, int *table, int max) {
     int64_t size[256];
     int n = 0;
     max = MIN(max, (int)ARRAY_LEN(size));

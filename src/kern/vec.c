@@ -56,7 +56,7 @@ static inline float dot_f32(const float *a, const float *b, size_t n) {
     return s;
 }
 
-float vec_dot_f32(const float *a, const float *b, size_t n) { return dot_f32(a, b, n); }
+float sqlm_vec_dot_f32(const float *a, const float *b, size_t n) { return dot_f32(a, b, n); }
 
 static float dot_f16(const uint16_t *a, const float *b, size_t n) {
     size_t i = 0;
@@ -71,7 +71,7 @@ static float dot_f16(const uint16_t *a, const float *b, size_t n) {
     }
     s = hsum256(_mm256_add_ps(s0, s1));
 #endif
-    for (; i < n; i++) s += fp16_to_f32(a[i]) * b[i];
+    for (; i < n; i++) s += sqlm_fp16_to_f32(a[i]) * b[i];
     return s;
 }
 
@@ -88,7 +88,7 @@ static inline float h2f(uint16_t h) {
 #if defined(VEC_AVX2) && defined(__F16C__)
     return _cvtsh_ss(h);
 #else
-    return fp16_to_f32(h);
+    return sqlm_fp16_to_f32(h);
 #endif
 }
 
@@ -238,7 +238,7 @@ static float dot_q4_0(const uint8_t *w, const block_q8_0 *x, size_t nb) {
  * the DuckDB engine stores) times a Q8_0 activation: dot_q8_0's rounding,
  * acc = fma(isum, d_w * d_x, acc) in block order, bit for bit.
  */
-float vec_dot_q8s(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb) {
+float sqlm_vec_dot_q8s(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb) {
     float s = 0;
     for (size_t b = 0; b < nb; b++) {
         int sum;
@@ -249,34 +249,34 @@ float vec_dot_q8s(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t
         sum = 0;
         for (int j = 0; j < QK; j++) sum += wq[b * QK + j] * x[b].qs[j];
 #endif
-        s = fmaf((float)sum, ws[b] * fp16_to_f32(x[b].d), s);
+        s = fmaf((float)sum, ws[b] * sqlm_fp16_to_f32(x[b].d), s);
     }
     return s;
 }
 
-/* The nb exact block products isum * d_w * d_x of vec_dot_q8s, unsummed. */
-void vec_q8s_products(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb, double *out) {
+/* The nb exact block products isum * d_w * d_x of sqlm_vec_dot_q8s, unsummed. */
+void sqlm_vec_q8s_products(const int8_t *wq, const float *ws, const block_q8_0 *x, size_t nb, double *out) {
     for (size_t b = 0; b < nb; b++) {
         int sum = 0;
         for (int j = 0; j < QK; j++) sum += wq[b * QK + j] * x[b].qs[j];
-        out[b] = (double)sum * (double)(ws[b] * fp16_to_f32(x[b].d));
+        out[b] = (double)sum * (double)(ws[b] * sqlm_fp16_to_f32(x[b].d));
     }
 }
 
 /* The activation type a weight type is multiplied with. */
-int vec_act_type(int wdtype) {
+int sqlm_vec_act_type(int wdtype) {
     return wdtype == DT_Q8_0 || wdtype == DT_Q4_0 ? DT_Q8_0 : DT_F32;
 }
 
 /*
  * out[r] = dot(row r of w, x) for rows rows of n values each; w has type
- * wdtype, x has type vec_act_type(wdtype).  n is a multiple of 32 for
+ * wdtype, x has type sqlm_vec_act_type(wdtype).  n is a multiple of 32 for
  * quantized types (checked by the caller).
  */
 static void matvec_pf(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out,
                       const void *next, size_t next_len) {
     size_t rb = 0, r = 0;
-    dtype_row_bytes(wdtype, n, &rb);
+    sqlm_dtype_row_bytes(wdtype, n, &rb);
     const char *p = w;
 #ifdef VEC_AVX2
     if (wdtype == DT_Q8_0 || wdtype == DT_Q4_0) {
@@ -288,7 +288,7 @@ static void matvec_pf(int wdtype, const void *w, size_t rows, size_t n, const vo
 #endif
     for (; r < rows; r++, p += rb) {
         switch (wdtype) {
-        case DT_F32: out[r] = vec_dot_f32((const float *)p, x, n); break;
+        case DT_F32: out[r] = sqlm_vec_dot_f32((const float *)p, x, n); break;
         case DT_F16: out[r] = dot_f16((const uint16_t *)p, x, n); break;
         case DT_Q8_0: out[r] = dot_q8_0((const uint8_t *)p, x, n / QK); break;
         case DT_Q4_0: out[r] = dot_q4_0((const uint8_t *)p, x, n / QK); break;
@@ -297,11 +297,11 @@ static void matvec_pf(int wdtype, const void *w, size_t rows, size_t n, const vo
     }
 }
 
-void vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out) {
+void sqlm_vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const void *x, float *out) {
     matvec_pf(wdtype, w, rows, n, x, out, NULL, 0);
 }
 
-void vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x, size_t ldx, size_t m,
+void sqlm_vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x, size_t ldx, size_t m,
                 float *out, size_t ldo, const void *next, size_t next_len) {
     for (size_t p = 0; p < m; p++)
         matvec_pf(wdtype, w, rows, n, (const char *)x + p * ldx, out + p * ldo, p + 1 == m ? next : NULL,
@@ -333,7 +333,7 @@ typedef struct panel_block {
 #define VEC_PANEL_AVX512 1
 #endif
 
-bool vec_panel_supported(int wdtype) {
+bool sqlm_vec_panel_supported(int wdtype) {
 #ifdef VEC_PANEL_AVX512
     return wdtype == DT_Q8_0 || wdtype == DT_Q4_0;
 #else
@@ -342,9 +342,9 @@ bool vec_panel_supported(int wdtype) {
 #endif
 }
 
-size_t vec_panel_bytes(size_t nb) { return nb * sizeof(panel_block); }
+size_t sqlm_vec_panel_bytes(size_t nb) { return nb * sizeof(panel_block); }
 
-void vec_panel_act(const void *x, size_t ldx, size_t m, size_t nb, uint8_t *xu, float *dx) {
+void sqlm_vec_panel_act(const void *x, size_t ldx, size_t m, size_t nb, uint8_t *xu, float *dx) {
     for (size_t p = 0; p < m; p++) {
         const block_q8_0 *xb = (const block_q8_0 *)((const char *)x + p * ldx);
         for (size_t b = 0; b < nb; b++) {
@@ -354,7 +354,7 @@ void vec_panel_act(const void *x, size_t ldx, size_t m, size_t nb, uint8_t *xu, 
     }
 }
 
-void vec_panel_put(void *panel, size_t nb, int slot, int wdtype, const void *row) {
+void sqlm_vec_panel_put(void *panel, size_t nb, int slot, int wdtype, const void *row) {
     panel_block *pb = panel;
     const uint8_t *w = row;
     if (wdtype == DT_Q4_0) {
@@ -377,7 +377,7 @@ void vec_panel_put(void *panel, size_t nb, int slot, int wdtype, const void *row
 
 /* Clear slots n.. and compute every row's -128 * sum of quants per block
  * (VNNI: ones times the quants, 16 rows at once). */
-void vec_panel_seal(void *panel, size_t nb, int n) {
+void sqlm_vec_panel_seal(void *panel, size_t nb, int n) {
     panel_block *pb = panel;
     for (size_t b = 0; b < nb; b++) {
         for (int r = n; r < VEC_PANEL; r++) {
@@ -425,7 +425,7 @@ static inline void panel_mul_np(const panel_block *pb, size_t nb, const uint8_t 
 }
 #endif
 
-void vec_panel_mul(const void *panel, size_t nb, const uint8_t *xu, const float *dx, size_t nbx, size_t m,
+void sqlm_vec_panel_mul(const void *panel, size_t nb, const uint8_t *xu, const float *dx, size_t nbx, size_t m,
                    float *out) {
 #ifdef VEC_PANEL_AVX512
     const panel_block *pb = panel;
@@ -450,7 +450,7 @@ void vec_panel_mul(const void *panel, size_t nb, const uint8_t *xu, const float 
  * the last bit of the multiplier, and those int8 flips move logits by up to
  * ~0.1 on small models.
  */
-void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n) {
+void sqlm_vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n) {
     for (size_t b = 0; b < n / QK; b++) {
         const float *xb = x + b * QK;
         float amax = 0;
@@ -459,7 +459,7 @@ void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n) {
             if (ax > amax) amax = ax;
         }
         float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
-        q[b].d = f32_to_fp16(d);
+        q[b].d = sqlm_f32_to_fp16(d);
         for (int j = 0; j < QK; j++) q[b].qs[j] = (int8_t)rintf(xb[j] * id);
     }
 }
@@ -467,13 +467,13 @@ void vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n) {
 /* -------------------------------------------------------------- attention */
 
 /*
- * One head of one query over nk cached keys: s_i = q . k_i (vec_dot_f32),
+ * One head of one query over nk cached keys: s_i = q . k_i (sqlm_vec_dot_f32),
  * m = max s_i, e_i = expf(s_i - m), out = (sum e_i v_i) / (sum e_i), keys in
  * the order given; key i's head is at rows[i] + k_off, its value head at
  * rows[i] + v_off.  s is scratch for nk floats.  The order of every
  * operation is that of sqlm_qk, sqlm_vmax, sqlm_vexp and sqlm_attn.
  */
-void vec_attend_head(const float *q, const float *const *rows, size_t nk, size_t k_off, size_t v_off, size_t hd,
+void sqlm_vec_attend_head(const float *q, const float *const *rows, size_t nk, size_t k_off, size_t v_off, size_t hd,
                      float *s, float *out) {
     for (size_t i = 0; i < nk; i++) {
         if (i + 4 < nk) __builtin_prefetch(rows[i + 4] + k_off);
@@ -501,7 +501,7 @@ void vec_attend_head(const float *q, const float *const *rows, size_t nk, size_t
  * (x * scale) * g.  The quantized matmul that follows is sensitive to the
  * last bit of its input, so this order is kept exactly.
  */
-void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps) {
+void sqlm_vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps) {
     double ss = 0;
     for (size_t i = 0; i < n; i++) {
         float sq = x[i] * x[i];
@@ -519,7 +519,7 @@ void vec_rmsnorm(float *out, const float *x, const float *g, size_t n, float eps
  * this position.  interleaved: pairs (2i, 2i+1) as in GGUF and llama2.c;
  * otherwise HF rotate-half pairs (i, i + hd/2).
  */
-void vec_rope(float *v, const float *cs, int n_q, int n_kv, int hd, bool interleaved, float q_scale) {
+void sqlm_vec_rope(float *v, const float *cs, int n_q, int n_kv, int hd, bool interleaved, float q_scale) {
     if (q_scale != 1.0f)
         for (size_t i = 0; i < (size_t)n_q * hd; i++) v[i] *= q_scale;
     const int half = hd / 2, n_heads = n_q + n_kv;
@@ -536,7 +536,7 @@ void vec_rope(float *v, const float *cs, int n_q, int n_kv, int hd, bool interle
 }
 
 /* out[i] = silu(gu[i]) * gu[n + i] */
-void vec_swiglu(float *out, const float *gu, size_t n) {
+void sqlm_vec_swiglu(float *out, const float *gu, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float g = gu[i];
         out[i] = g / (1.0f + expf(-g)) * gu[n + i];
@@ -549,7 +549,7 @@ void vec_swiglu(float *out, const float *gu, size_t n) {
  * when the config asks for it (long wavelengths slowed by the factor, a
  * smooth blend between the low and high frequency bounds).
  */
-void rope_table_row(const model_config *c, int pos, float *cs) {
+void sqlm_rope_table_row(const model_config *c, int pos, float *cs) {
     int hd = c->head_dim;
     for (int i = 0; i < hd / 2; i++) {
         double freq = pow((double)c->rope_theta, -2.0 * i / hd);

@@ -258,7 +258,7 @@ static bool str_is(const char *s, size_t len, const char *lit) {
 }
 
 static char *dup_n(const char *s, size_t n) {
-    char *p = xmalloc_checked(n + 1);
+    char *p = sqlm_xmalloc_checked(n + 1);
     if (!p) return NULL;
     memcpy(p, s, n);
     p[n] = 0;
@@ -388,7 +388,7 @@ static int read_vocab(gguf_ctx *g, model *m) {
     int32_t n = (int32_t)toks->count;
     if ((rc = kv_array(g, "tokenizer.ggml.scores", GGUF_F32, toks->count, &scores))) return rc;
     if ((rc = kv_array(g, "tokenizer.ggml.token_type", GGUF_I32, toks->count, &types))) return rc;
-    if ((rc = vocab_alloc(v, n))) return sqlm_error_prefix(rc, "%s", path);
+    if ((rc = sqlm_vocab_alloc(v, n))) return sqlm_error_prefix(rc, "%s", path);
 
     gguf_cur c = {g->cur.base, toks->val, g->cur.end, path};
     bool any_byte = false;
@@ -407,7 +407,7 @@ static int read_vocab(gguf_ctx *g, model *m) {
                                   "unknown type %d", path, i, attr);
         }
         any_byte |= attr == TOK_BYTE;
-        if ((rc = vocab_set_token(v, i, piece, plen, score, attr)))
+        if ((rc = sqlm_vocab_set_token(v, i, piece, plen, score, attr)))
             return sqlm_error_prefix(rc, "%s", path);
     }
     if (v->type == VOCAB_SPM) v->byte_fallback = any_byte;
@@ -519,7 +519,7 @@ static int read_infos(gguf_ctx *g, model *m, uint64_t n_tensors) {
         }
         if ((rc = cur_u32(c, &t->type, t->name)) || (rc = cur_u64(c, &t->offset, t->name)))
             goto fail;
-        if (!dtype_valid((int)t->type)) {
+        if (!sqlm_dtype_valid((int)t->type)) {
             rc = sqlm_error(SQLM_UNSUPPORTED, "%s: tensor %s: unknown or unsupported tensor type "
                             "%u", path, t->name, t->type);
             goto fail;
@@ -537,10 +537,10 @@ static int read_infos(gguf_ctx *g, model *m, uint64_t n_tensors) {
     for (uint64_t i = 0; i < n_tensors; i++) {
         gguf_info *t = &info[i];
         size_t nbytes, end;
-        if (!tensor_nbytes((int)t->type, (int)t->n_dims, t->ne, &nbytes)) {
+        if (!sqlm_tensor_nbytes((int)t->type, (int)t->n_dims, t->ne, &nbytes)) {
             rc = sqlm_error(SQLM_FORMAT, "%s: tensor %s: shape [%lld, ...] overflows or ne[0] is "
                             "not a multiple of the %s block", path, t->name, (long long)t->ne[0],
-                            dtype_name((int)t->type));
+                            sqlm_dtype_name((int)t->type));
             goto fail;
         }
         if (t->offset % (uint64_t)align) {
@@ -555,7 +555,7 @@ static int read_infos(gguf_ctx *g, model *m, uint64_t n_tensors) {
                             (unsigned long long)t->offset, nbytes, size);
             goto fail;
         }
-        rc = model_add_tensor(m, path, t->name, (int)t->type, (int)t->n_dims, t->ne,
+        rc = sqlm_model_add_tensor(m, path, t->name, (int)t->type, (int)t->n_dims, t->ne,
                               c->base + data + t->offset, nbytes);
         if (rc) goto fail;
     }
@@ -584,16 +584,16 @@ static double llama3_divisor(double wl, double factor, double low, double high, 
  */
 static int derive_llama3(model *m, const char *path) {
     model_config *c = &m->cfg;
-    const tensor *t = model_find(m, "rope_freqs.weight");
+    const tensor *t = sqlm_model_find(m, "rope_freqs.weight");
     if (!t || c->rope_scale_factor != 0.0f) return SQLM_OK;
     int n = c->head_dim / 2;
     if (t->dtype != DT_F32 || t->n_dim != 1 || t->ne[0] != n)
         return sqlm_error(SQLM_FORMAT, "%s: tensor rope_freqs.weight: expected F32 [%d]", path, n);
     double factor = 1.0, orig = 0.0;
     int rc = SQLM_OK;
-    float *f = xmalloc_checked((size_t)n * sizeof *f);
+    float *f = sqlm_xmalloc_checked((size_t)n * sizeof *f);
     if (!f) return SQLM_NOMEM;
-    dtype_to_f32(DT_F32, t->data, f, (size_t)n);
+    sqlm_dtype_to_f32(DT_F32, t->data, f, (size_t)n);
     for (int i = 0; i < n; i++) {
         if (!(f[i] >= 1.0f && f[i] < 1e6f)) {
             rc = sqlm_error(SQLM_UNSUPPORTED, "%s: tensor rope_freqs.weight: divisor %g is not "
@@ -630,13 +630,13 @@ done:
 
 /* ------------------------------------------------------------- the file */
 
-int gguf_read(model *m, const char *path) {
+int sqlm_gguf_read(model *m, const char *path) {
     gguf_ctx g = {0};
     uint32_t magic, version;
     uint64_t n_tensors, n_kv;
     int rc;
 
-    if ((rc = model_map(m, path))) return rc;
+    if ((rc = sqlm_model_map(m, path))) return rc;
     g.cur = (gguf_cur){m->map, m->map, (const uint8_t *)m->map + m->map_size, path};
     if ((rc = cur_u32(&g.cur, &magic, "magic"))) goto fail;
     if (memcmp(&magic, "GGUF", 4) != 0) {
@@ -659,11 +659,11 @@ int gguf_read(model *m, const char *path) {
     if (m->cfg.head_dim > 0 && m->cfg.head_dim <= (1 << 20) && (rc = derive_llama3(m, path)))
         goto fail;
 
-    const tensor *emb = model_find(m, "token_embd.weight");
+    const tensor *emb = sqlm_model_find(m, "token_embd.weight");
     if (m->cfg.vocab_size == 0 && emb && emb->ne[1] <= INT32_MAX)
         m->cfg.vocab_size = (int32_t)emb->ne[1];
-    m->cfg.tied = model_find(m, "output.weight") == NULL;
-    m->cfg.qkv_bias = model_find(m, "blk.0.attn_q.bias") != NULL;
+    m->cfg.tied = sqlm_model_find(m, "output.weight") == NULL;
+    m->cfg.qkv_bias = sqlm_model_find(m, "blk.0.attn_q.bias") != NULL;
     free(g.kv);
     return SQLM_OK;
 fail:

@@ -1,7 +1,7 @@
 /*
  * llama2c.c - reader for Karpathy's legacy llama2.c checkpoints (the "v0"
  * export of run.c): a 7-int header, then fp32 tensors back to back.  The
- * vocabulary comes from a separate tokenizer.bin via llama2c_read_tokenizer().
+ * vocabulary comes from a separate tokenizer.bin via sqlm_llama2c_read_tokenizer().
  *
  * Not supported: the versioned exports (magic "ak42", v1 fp32 / v2 int8).
  * q/k rows are already in interleaved-pair RoPE order, as run.c uses them.
@@ -35,13 +35,13 @@
  */
 enum { L_ATT_NORM, L_Q, L_K, L_V, L_O, L_FFN_NORM, L_GATE, L_DOWN, L_UP, L_N };
 
-int llama2c_read(model *m, const char *path, const char *tok_path) {
+int sqlm_llama2c_read(model *m, const char *path, const char *tok_path) {
     model_config *c = &m->cfg;
     int32_t h[7];
     char *tok_try[2] = {NULL, NULL};
     int rc;
 
-    if ((rc = model_map(m, path))) return rc;
+    if ((rc = sqlm_model_map(m, path))) return rc;
     const uint8_t *base = m->map;
     size_t size = m->map_size;
     if (size < sizeof h)
@@ -127,7 +127,7 @@ int llama2c_read(model *m, const char *path, const char *tok_path) {
         ne[0] = (a);                                                                       \
         ne[1] = (b);                                                                       \
         size_t nb_ = (size_t)(a) * (size_t)((b) ? (b) : 1) * 4;                            \
-        if ((rc = model_add_tensor(m, path, nm, DT_F32, (b) ? 2 : 1, ne, p, nb_))) return rc; \
+        if ((rc = sqlm_model_add_tensor(m, path, nm, DT_F32, (b) ? 2 : 1, ne, p, nb_))) return rc; \
         p += nb_;                                                                          \
     } while (0)
     ADD("token_embd.weight", dim, vocab_size);
@@ -146,8 +146,8 @@ int llama2c_read(model *m, const char *path, const char *tok_path) {
     /* The tokenizer: tok_path, else tok512.bin or tokenizer.bin beside the checkpoint. */
     const char *tp = tok_path;
     if (!tp) {
-        if (!(tok_try[0] = model_path_beside(path, "tok512.bin")) ||
-            !(tok_try[1] = model_path_beside(path, "tokenizer.bin"))) {
+        if (!(tok_try[0] = sqlm_model_path_beside(path, "tok512.bin")) ||
+            !(tok_try[1] = sqlm_model_path_beside(path, "tokenizer.bin"))) {
             rc = SQLM_NOMEM;
             goto fail;
         }
@@ -159,7 +159,7 @@ int llama2c_read(model *m, const char *path, const char *tok_path) {
             goto fail;
         }
     }
-    rc = llama2c_read_tokenizer(&m->voc, tp, vocab_size);
+    rc = sqlm_llama2c_read_tokenizer(&m->voc, tp, vocab_size);
 fail:
     free(tok_try[0]);
     free(tok_try[1]);

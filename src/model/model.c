@@ -23,11 +23,11 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-bool tensor_nbytes(int dt, int n_dim, const int64_t *ne, size_t *out) {
+bool sqlm_tensor_nbytes(int dt, int n_dim, const int64_t *ne, size_t *out) {
     size_t n;
     *out = 0;
     if (n_dim < 1 || n_dim > 4 || ne[0] <= 0 || (uint64_t)ne[0] > SIZE_MAX) return false;
-    if (!dtype_row_bytes(dt, (size_t)ne[0], &n) || n == 0) return false;
+    if (!sqlm_dtype_row_bytes(dt, (size_t)ne[0], &n) || n == 0) return false;
     for (int i = 1; i < n_dim; i++) {
         if (ne[i] <= 0 || (uint64_t)ne[i] > SIZE_MAX || !size_mul(n, (size_t)ne[i], &n))
             return false;
@@ -36,28 +36,28 @@ bool tensor_nbytes(int dt, int n_dim, const int64_t *ne, size_t *out) {
     return true;
 }
 
-size_t tensor_row_bytes(const tensor *t) {
+size_t sqlm_tensor_row_bytes(const tensor *t) {
     size_t n = 0;
-    dtype_row_bytes(t->dtype, (size_t)t->ne[0], &n);
+    sqlm_dtype_row_bytes(t->dtype, (size_t)t->ne[0], &n);
     return n;
 }
 
-const void *tensor_row(const tensor *t, int64_t r) {
-    return (const uint8_t *)t->data + (size_t)r * tensor_row_bytes(t);
+const void *sqlm_tensor_row(const tensor *t, int64_t r) {
+    return (const uint8_t *)t->data + (size_t)r * sqlm_tensor_row_bytes(t);
 }
 
-char *model_path_beside(const char *path, const char *name) {
+char *sqlm_model_path_beside(const char *path, const char *name) {
     const char *slash = strrchr(path, '/');
     size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
     size_t nlen = strlen(name);
-    char *p = xmalloc_checked(dlen + nlen + 1);
+    char *p = sqlm_xmalloc_checked(dlen + nlen + 1);
     if (!p) return NULL;
     memcpy(p, path, dlen);
     memcpy(p + dlen, name, nlen + 1);
     return p;
 }
 
-int model_map(model *m, const char *path) {
+int sqlm_model_map(model *m, const char *path) {
     struct stat st;
     int fd = -1;
     if (m->map) return SQLM_OK;
@@ -95,15 +95,15 @@ static bool inside(const void *map, size_t size, const void *p, size_t n) {
     return map && q >= b && (size_t)(q - b) <= size && n <= size - (size_t)(q - b);
 }
 
-int model_add_tensor(model *m, const char *path, const char *name, int dtype, int n_dim,
+int sqlm_model_add_tensor(model *m, const char *path, const char *name, int dtype, int n_dim,
                      const int64_t *ne, const void *data, size_t nbytes) {
     size_t want;
     tensor *t;
     if (strlen(name) >= sizeof t->name)
         return sqlm_error(SQLM_FORMAT, "%s: tensor name too long: %.60s...", path, name);
-    if (!dtype_valid(dtype))
+    if (!sqlm_dtype_valid(dtype))
         return sqlm_error(SQLM_FORMAT, "%s: tensor %s: unknown tensor type %d", path, name, dtype);
-    if (!tensor_nbytes(dtype, n_dim, ne, &want) || want != nbytes)
+    if (!sqlm_tensor_nbytes(dtype, n_dim, ne, &want) || want != nbytes)
         return sqlm_error(SQLM_FORMAT, "%s: tensor %s: shape does not match its %zu data bytes",
                           path, name, nbytes);
     if (!inside(m->map, m->map_size, data, nbytes) && !inside(m->map2, m->map2_size, data, nbytes))
@@ -129,28 +129,28 @@ int model_add_tensor(model *m, const char *path, const char *name, int dtype, in
     return SQLM_OK;
 }
 
-const tensor *model_find(const model *m, const char *name) {
+const tensor *sqlm_model_find(const model *m, const char *name) {
     for (int i = 0; i < m->n_tensors; i++)
         if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
     return NULL;
 }
 
-const tensor *model_find_layer(const model *m, int layer, const char *suffix) {
+const tensor *sqlm_model_find_layer(const model *m, int layer, const char *suffix) {
     char name[128];
     snprintf(name, sizeof name, "blk.%d.%s", layer, suffix);
-    return model_find(m, name);
+    return sqlm_model_find(m, name);
 }
 
-void model_release_pages(const model *m) {
+void sqlm_model_release_pages(const model *m) {
     if (m->map) madvise(m->map, m->map_size, MADV_DONTNEED);
     if (m->map2) madvise(m->map2, m->map2_size, MADV_DONTNEED);
 }
 
-void model_free(model *m) {
+void sqlm_model_free(model *m) {
     if (!m) return;
     if (m->map) munmap(m->map, m->map_size);
     if (m->map2) munmap(m->map2, m->map2_size);
-    vocab_free(&m->voc);
+    sqlm_vocab_free(&m->voc);
     free(m->tensors);
     free(m->path);
     free(m);
@@ -202,7 +202,7 @@ static int check_config(const model *m) {
 
 /* Require tensor name to exist with shape {ne0} (ne1 == 0) or {ne0, ne1}. */
 static int check_tensor(const model *m, const char *name, int64_t ne0, int64_t ne1) {
-    const tensor *t = model_find(m, name);
+    const tensor *t = sqlm_model_find(m, name);
     if (!t) return sqlm_error(SQLM_FORMAT, "%s: missing tensor %s", m->path, name);
     int64_t want[4] = {ne0, ne1 ? ne1 : 1, 1, 1};
     /* A trailing dimension of 1 is the same shape (some writers keep it). */
@@ -228,9 +228,9 @@ static int check_tensors(const model *m) {
     char name[96];
     int rc;
 
-    /* Duplicate names would make model_find ambiguous. */
+    /* Duplicate names would make sqlm_model_find ambiguous. */
     if (m->n_tensors > 1) {
-        const tensor **v = xmalloc_checked((size_t)m->n_tensors * sizeof *v);
+        const tensor **v = sqlm_xmalloc_checked((size_t)m->n_tensors * sizeof *v);
         if (!v) return SQLM_NOMEM;
         for (int i = 0; i < m->n_tensors; i++) v[i] = &m->tensors[i];
         qsort(v, (size_t)m->n_tensors, sizeof *v, name_cmp);
@@ -261,7 +261,7 @@ static int check_tensors(const model *m) {
             bool bias = strstr(req[i].suffix, ".bias") != NULL;
             snprintf(name, sizeof name, "blk.%d.%s", l, req[i].suffix);
             if (bias && !c->qkv_bias) {
-                if (model_find(m, name))
+                if (sqlm_model_find(m, name))
                     return sqlm_error(SQLM_FORMAT, "%s: tensor %s: present but the config has no "
                                       "q/k/v biases", m->path, name);
                 continue;
@@ -273,16 +273,16 @@ static int check_tensors(const model *m) {
                                                   "ffn_up.bias", "ffn_down.bias"};
         for (size_t i = 0; i < ARRAY_LEN(unsupported); i++) {
             snprintf(name, sizeof name, "blk.%d.%s", l, unsupported[i]);
-            if (model_find(m, name))
+            if (sqlm_model_find(m, name))
                 return sqlm_error(SQLM_UNSUPPORTED, "%s: tensor %s: this bias is not supported",
                                   m->path, name);
         }
     }
-    /* Every tensor's bytes lie in a mapping (model_add_tensor checked) and match its shape. */
+    /* Every tensor's bytes lie in a mapping (sqlm_model_add_tensor checked) and match its shape. */
     for (int i = 0; i < m->n_tensors; i++) {
         const tensor *t = &m->tensors[i];
         size_t nb;
-        if (!tensor_nbytes(t->dtype, t->n_dim, t->ne, &nb) || nb != t->nbytes)
+        if (!sqlm_tensor_nbytes(t->dtype, t->n_dim, t->ne, &nb) || nb != t->nbytes)
             return sqlm_error(SQLM_FORMAT, "%s: tensor %s: size does not match its shape",
                               m->path, t->name);
     }
@@ -318,14 +318,14 @@ static int model_validate(const model *m) {
     return check_vocab(m);
 }
 
-/* ------------------------------------------------------------ model_open */
+/* ------------------------------------------------------------ sqlm_model_open */
 
 static bool ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-int model_open(const char *path, const char *tok_path, model **out) {
+int sqlm_model_open(const char *path, const char *tok_path, model **out) {
     struct stat st;
     char *file = NULL;
     int rc;
@@ -334,14 +334,14 @@ int model_open(const char *path, const char *tok_path, model **out) {
     *out = NULL;
     m = calloc(1, sizeof *m);
     if (!m) return sqlm_error(SQLM_NOMEM, "%s: out of memory", path);
-    vocab_init(&m->voc);
+    sqlm_vocab_init(&m->voc);
     if (stat(path, &st) != 0) {
         rc = sqlm_error(SQLM_IO, "%s: cannot open: %s", path, strerror(errno));
         goto fail;
     }
     if (S_ISDIR(st.st_mode)) {
         size_t n = strlen(path);
-        file = xmalloc_checked(n + sizeof "/model.safetensors");
+        file = sqlm_xmalloc_checked(n + sizeof "/model.safetensors");
         if (!file) {
             rc = SQLM_NOMEM;
             goto fail;
@@ -357,13 +357,13 @@ int model_open(const char *path, const char *tok_path, model **out) {
         rc = SQLM_NOMEM;
         goto fail;
     }
-    if ((rc = model_map(m, file))) goto fail;
+    if ((rc = sqlm_model_map(m, file))) goto fail;
     if ((m->map_size >= 4 && memcmp(m->map, "GGUF", 4) == 0) || ends_with(file, ".gguf"))
-        rc = gguf_read(m, file);
+        rc = sqlm_gguf_read(m, file);
     else if (ends_with(file, ".safetensors"))
-        rc = safetensors_read(m, file);
+        rc = sqlm_safetensors_read(m, file);
     else
-        rc = llama2c_read(m, file, tok_path);
+        rc = sqlm_llama2c_read(m, file, tok_path);
     if (rc) goto fail;
     if ((rc = model_validate(m))) goto fail;
     free(file);
@@ -371,6 +371,6 @@ int model_open(const char *path, const char *tok_path, model **out) {
     return SQLM_OK;
 fail:
     free(file);
-    model_free(m);
+    sqlm_model_free(m);
     return rc;
 }

@@ -1,6 +1,6 @@
 /*
  * safetensors.c - Hugging Face checkpoint reader: model.safetensors (mmapped)
- * plus config.json, and tokenizer.json through tok_read_json(), all from the
+ * plus config.json, and tokenizer.json through sqlm_tok_read_json(), all from the
  * same folder.  HF tensor names become the canonical GGUF-style names.
  *
  * Reads one file only (no sharded *.index.json), float types only (F32, F16,
@@ -214,7 +214,7 @@ static int read_entry(model *m, const char *path, const char *name, json_t *e,
     if (!json_is_object(e))
         return sqlm_error(SQLM_FORMAT, "%s: tensor %s: header entry is not an object", path, name);
     const char *dts = json_string_value(json_object_get(e, "dtype"));
-    int dt = dts ? dtype_from_name(dts) : -1;
+    int dt = dts ? sqlm_dtype_from_name(dts) : -1;
     if (dt != DT_F32 && dt != DT_F16 && dt != DT_BF16)
         return sqlm_error(SQLM_UNSUPPORTED, "%s: tensor %s: dtype %s is not supported (F32, F16, "
                           "BF16)", path, name, dts ? dts : "(missing)");
@@ -243,13 +243,13 @@ static int read_entry(model *m, const char *path, const char *name, json_t *e,
         return sqlm_error(SQLM_FORMAT, "%s: tensor %s: data_offsets [%llu, %llu] lie past end of "
                           "the %zu data bytes", path, name, (unsigned long long)begin,
                           (unsigned long long)end, data_size);
-    if (!tensor_nbytes(dt, n_dim, ne, &nbytes) || nbytes != end - begin)
+    if (!sqlm_tensor_nbytes(dt, n_dim, ne, &nbytes) || nbytes != end - begin)
         return sqlm_error(SQLM_FORMAT, "%s: tensor %s: shape needs %zu bytes but data_offsets "
                           "span %llu (shape mismatch)", path, name, nbytes,
                           (unsigned long long)(end - begin));
     map_name(name, cname, sizeof cname);
     if (strlen(name) >= sizeof cname) return SQLM_OK; /* an unknown, overlong name: ignore */
-    return model_add_tensor(m, path, cname, dt, n_dim, ne, data + begin, nbytes);
+    return sqlm_model_add_tensor(m, path, cname, dt, n_dim, ne, data + begin, nbytes);
 }
 
 static int find_tensor(const model *m, const char *name) {
@@ -263,7 +263,7 @@ static int find_tensor(const model *m, const char *name) {
  *   {"__metadata__": {...}, "<name>": {"dtype", "shape", "data_offsets"}, ...};
  * then the data section, which data_offsets index (relative to its start).
  */
-int safetensors_read(model *m, const char *path) {
+int sqlm_safetensors_read(model *m, const char *path) {
     json_t *root = NULL;
     json_error_t err;
     char *cfg_path = NULL, *tok_path = NULL;
@@ -271,7 +271,7 @@ int safetensors_read(model *m, const char *path) {
     bool tie = false;
     int rc;
 
-    if ((rc = model_map(m, path))) return rc;
+    if ((rc = sqlm_model_map(m, path))) return rc;
     const uint8_t *base = m->map;
     size_t size = m->map_size;
     if (size < 8) return sqlm_error(SQLM_FORMAT, "%s: truncated: %zu bytes, no header length",
@@ -289,7 +289,7 @@ int safetensors_read(model *m, const char *path) {
                         root ? "not an object" : err.text);
         goto fail;
     }
-    if (!(cfg_path = model_path_beside(path, "config.json"))) {
+    if (!(cfg_path = sqlm_model_path_beside(path, "config.json"))) {
         rc = SQLM_NOMEM;
         goto fail;
     }
@@ -316,11 +316,11 @@ int safetensors_read(model *m, const char *path) {
         }
     }
 
-    if (!(tok_path = model_path_beside(path, "tokenizer.json"))) {
+    if (!(tok_path = sqlm_model_path_beside(path, "tokenizer.json"))) {
         rc = SQLM_NOMEM;
         goto fail;
     }
-    if (access(tok_path, F_OK) == 0 && (rc = tok_read_json(&m->voc, tok_path))) goto fail;
+    if (access(tok_path, F_OK) == 0 && (rc = sqlm_tok_read_json(&m->voc, tok_path))) goto fail;
     rc = SQLM_OK;
 fail:
     json_decref(root);

@@ -41,7 +41,7 @@ enum {
 
 static void put_u32(buf *b, uint32_t v) {
     unsigned char p[4] = {v, v >> 8, v >> 16, v >> 24};
-    buf_append(b, p, 4);
+    sqlm_buf_append(b, p, 4);
 }
 
 static void put_u64(buf *b, uint64_t v) {
@@ -51,7 +51,7 @@ static void put_u64(buf *b, uint64_t v) {
 
 static void put_str(buf *b, const char *s, size_t n) {
     put_u64(b, n);
-    buf_append(b, s, n);
+    sqlm_buf_append(b, s, n);
 }
 
 /* Metadata under construction: the key/value bytes and their count. */
@@ -87,7 +87,7 @@ static void kv_f32(kvs *k, const char *key, const char *arch, float v) {
 
 static void kv_bool(kvs *k, const char *key, const char *arch, bool v) {
     kv_key(k, GGUF_BOOL, key, arch);
-    buf_putc(&k->b, v ? 1 : 0);
+    sqlm_buf_putc(&k->b, v ? 1 : 0);
 }
 
 static void kv_str(kvs *k, const char *key, const char *arch, const char *v) {
@@ -208,11 +208,11 @@ static int tensor_bytes(const synth_tensor *t, size_t *row_bytes, size_t *n_rows
         if (d > 0 && !size_mul(rows, (size_t)t->ne[d], &rows))
             return sqlm_error(SQLM_RANGE, "tensor %s: too large", t->name);
     }
-    if (!dtype_valid(t->dtype))
+    if (!sqlm_dtype_valid(t->dtype))
         return sqlm_error(SQLM_UNSUPPORTED, "tensor %s: unknown dtype %d", t->name, t->dtype);
-    if (!dtype_row_bytes(t->dtype, (size_t)t->ne[0], row_bytes))
+    if (!sqlm_dtype_row_bytes(t->dtype, (size_t)t->ne[0], row_bytes))
         return sqlm_error(SQLM_UNSUPPORTED, "tensor %s: row of %lld values is not a multiple "
-                          "of the %s block", t->name, (long long)t->ne[0], dtype_name(t->dtype));
+                          "of the %s block", t->name, (long long)t->ne[0], sqlm_dtype_name(t->dtype));
     size_t total;
     if (!size_mul(*row_bytes, rows, &total))
         return sqlm_error(SQLM_RANGE, "tensor %s: too large", t->name);
@@ -247,7 +247,7 @@ static int write_tensor_data(out_file *o, const synth_tensor *t, void **scratch,
     return o->rc;
 }
 
-int gguf_write(const char *path, const model_config *cfg, const vocab *v,
+int sqlm_gguf_write(const char *path, const model_config *cfg, const vocab *v,
                const synth_tensor *tensors, int n) {
     int rc = SQLM_OK;
     kvs k = {0};
@@ -256,8 +256,8 @@ int gguf_write(const char *path, const model_config *cfg, const vocab *v,
     void *scratch = NULL;
     size_t cap = 0;
     out_file o = {0};
-    buf_init(&k.b);
-    buf_init(&info);
+    sqlm_buf_init(&k.b);
+    sqlm_buf_init(&info);
 
     int want = arch_rope_interleaved(cfg->arch);
     if (want >= 0 && want != (cfg->rope_interleaved != 0)) {
@@ -293,9 +293,9 @@ int gguf_write(const char *path, const model_config *cfg, const vocab *v,
     }
 
     buf name;
-    buf_init(&name);
-    buf_appendf(&name, "%s.tmp", path);
-    tmp = buf_detach(&name);
+    sqlm_buf_init(&name);
+    sqlm_buf_appendf(&name, "%s.tmp", path);
+    tmp = sqlm_buf_detach(&name);
     if (!tmp) {
         rc = sqlm_error(SQLM_NOMEM, "out of memory");
         goto fail;
@@ -307,13 +307,13 @@ int gguf_write(const char *path, const model_config *cfg, const vocab *v,
     }
 
     buf head;
-    buf_init(&head);
-    buf_append(&head, "GGUF", 4);
+    sqlm_buf_init(&head);
+    sqlm_buf_append(&head, "GGUF", 4);
     put_u32(&head, 3);
     put_u64(&head, (uint64_t)n);
     put_u64(&head, k.n);
     out_write(&o, head.p, head.len);
-    buf_free(&head);
+    sqlm_buf_free(&head);
     out_write(&o, k.b.p, k.b.len);
     out_write(&o, info.p, info.len);
     out_pad(&o);
@@ -346,8 +346,8 @@ fail:
         free(tmp);
     }
     free(scratch);
-    buf_free(&k.b);
-    buf_free(&info);
+    sqlm_buf_free(&k.b);
+    sqlm_buf_free(&info);
     return rc;
 }
 
@@ -393,7 +393,7 @@ static int fill_random(void *vctx, const synth_tensor *t, int64_t row0, int64_t 
                        void *dst) {
     const fill_ctx *c = vctx;
     size_t cols = (size_t)t->ne[0], row_bytes;
-    dtype_row_bytes(t->dtype, cols, &row_bytes);
+    sqlm_dtype_row_bytes(t->dtype, cols, &row_bytes);
     float *row = malloc(cols * sizeof *row);
     if (!row) return sqlm_error(SQLM_NOMEM, "out of memory for a row of %s", t->name);
     double amp = c->kind == FILL_MATRIX ? sqrt(3.0 / (double)cols) : 0.1;
@@ -407,7 +407,7 @@ static int fill_random(void *vctx, const synth_tensor *t, int64_t row0, int64_t 
             default: row[i] = (float)(amp * u); break;
             }
         }
-        dtype_from_f32(t->dtype, row, (char *)dst + (size_t)(r - row0) * row_bytes, cols);
+        sqlm_dtype_from_f32(t->dtype, row, (char *)dst + (size_t)(r - row0) * row_bytes, cols);
     }
     free(row);
     return SQLM_OK;
@@ -417,19 +417,19 @@ static int fill_random(void *vctx, const synth_tensor *t, int64_t row0, int64_t 
 
 /* A byte-level SPM vocabulary: <unk> <s> </s>, <0x00>..<0xFF>, then unused. */
 static int synthetic_vocab(vocab *v, int32_t n) {
-    int rc = vocab_alloc(v, n);
+    int rc = sqlm_vocab_alloc(v, n);
     static const char *special[] = {"<unk>", "<s>", "</s>"};
     for (int32_t i = 0; i < n && !rc; i++) {
         char piece[32];
         if (i < 3) {
-            rc = vocab_set_token(v, i, special[i], strlen(special[i]), 0,
+            rc = sqlm_vocab_set_token(v, i, special[i], strlen(special[i]), 0,
                                  i ? TOK_CONTROL : TOK_UNKNOWN);
         } else if (i < 3 + 256) {
             snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
-            rc = vocab_set_token(v, i, piece, strlen(piece), 0, TOK_BYTE);
+            rc = sqlm_vocab_set_token(v, i, piece, strlen(piece), 0, TOK_BYTE);
         } else {
             snprintf(piece, sizeof piece, "<|unused_%d|>", i - 259);
-            rc = vocab_set_token(v, i, piece, strlen(piece), 0, TOK_UNUSED);
+            rc = sqlm_vocab_set_token(v, i, piece, strlen(piece), 0, TOK_UNUSED);
         }
     }
     if (rc) return rc;
@@ -460,7 +460,7 @@ static int vocab_resize(vocab *v, int32_t n) {
         v->tok[i] = NULL;
         char piece[32];
         snprintf(piece, sizeof piece, "<|unused_%d|>", i - old);
-        int rc = vocab_set_token(v, i, piece, strlen(piece), 0, TOK_UNUSED);
+        int rc = sqlm_vocab_set_token(v, i, piece, strlen(piece), 0, TOK_UNUSED);
         if (rc) return rc;
     }
     /* Special ids that fell off the end no longer exist. */
@@ -486,16 +486,16 @@ static int load_vocab(vocab *v, const synth_spec *spec) {
             snprintf(path, sizeof path, "%s/%s", dirs[i], spec->tokenizer);
         else continue;
         if (access(path, R_OK)) continue;
-        vocab_free(v);
-        rc = has_suffix(path, ".bin") ? llama2c_read_tokenizer(v, path, spec->cfg.vocab_size)
-                                      : tok_read_json(v, path);
+        sqlm_vocab_free(v);
+        rc = has_suffix(path, ".bin") ? sqlm_llama2c_read_tokenizer(v, path, spec->cfg.vocab_size)
+                                      : sqlm_tok_read_json(v, path);
         if (rc == SQLM_OK) return SQLM_OK;
         break;
     }
     if (rc == SQLM_IO && access(path, R_OK))
         sqlm_error(SQLM_IO, "%s not found (searched as given, $SQLM_MODELS, ../shared/models)",
                    spec->tokenizer);
-    vocab_free(v);
+    sqlm_vocab_free(v);
     return rc;
 }
 
@@ -524,13 +524,13 @@ static const synth_spec specs[] = {
      "llama3-tokenizer/tokenizer.json"},
 };
 
-const synth_spec *synth_like(const char *name) {
+const synth_spec *sqlm_synth_like(const char *name) {
     for (size_t i = 0; i < ARRAY_LEN(specs); i++)
         if (!strcmp(specs[i].name, name)) return &specs[i];
     return NULL;
 }
 
-const char *synth_name(int i) {
+const char *sqlm_synth_name(int i) {
     return i >= 0 && i < (int)ARRAY_LEN(specs) ? specs[i].name : NULL;
 }
 
@@ -543,31 +543,31 @@ static int check_spec(const model_config *c, int dtype) {
                           "and head_dim %d even", c->n_head, c->n_head_kv, c->head_dim);
     if (dtype != DT_F32 && dtype != DT_F16 && dtype != DT_Q8_0 && dtype != DT_Q4_0)
         return sqlm_error(SQLM_UNSUPPORTED, "synth: dtype %s not supported (F32, F16, Q8_0, Q4_0)",
-                          dtype_name(dtype) ? dtype_name(dtype) : "?");
+                          sqlm_dtype_name(dtype) ? sqlm_dtype_name(dtype) : "?");
     size_t unused;
     int q_dim = c->n_head * c->head_dim;
-    if (!dtype_row_bytes(dtype, (size_t)c->dim, &unused) ||
-        !dtype_row_bytes(dtype, (size_t)c->hidden_dim, &unused) ||
-        !dtype_row_bytes(dtype, (size_t)q_dim, &unused))
+    if (!sqlm_dtype_row_bytes(dtype, (size_t)c->dim, &unused) ||
+        !sqlm_dtype_row_bytes(dtype, (size_t)c->hidden_dim, &unused) ||
+        !sqlm_dtype_row_bytes(dtype, (size_t)q_dim, &unused))
         return sqlm_error(SQLM_UNSUPPORTED, "synth: dim %d, hidden_dim %d and n_head*head_dim %d "
                           "must be multiples of %zu for %s", c->dim, c->hidden_dim, q_dim,
-                          dtype_block(dtype), dtype_name(dtype));
+                          sqlm_dtype_block(dtype), sqlm_dtype_name(dtype));
     return SQLM_OK;
 }
 
-int synth_model(const char *path, const synth_spec *spec, int dtype, uint64_t seed) {
+int sqlm_synth_model(const char *path, const synth_spec *spec, int dtype, uint64_t seed) {
     const model_config *c = &spec->cfg;
     int rc = check_spec(c, dtype);
     if (rc) return rc;
 
     vocab v;
-    vocab_init(&v);
+    sqlm_vocab_init(&v);
     if (spec->tokenizer && (rc = load_vocab(&v, spec)) != SQLM_OK)
         fprintf(stderr, "sqlm synth: using a synthetic byte vocabulary: %s\n", sqlm_errmsg());
     if (!spec->tokenizer || rc) rc = synthetic_vocab(&v, c->vocab_size);
     else if (v.n != c->vocab_size) rc = vocab_resize(&v, c->vocab_size);
     if (rc) {
-        vocab_free(&v);
+        sqlm_vocab_free(&v);
         return rc;
     }
 
@@ -612,10 +612,10 @@ int synth_model(const char *path, const synth_spec *spec, int dtype, uint64_t se
         ADD(FILL_MATRIX, dtype, c->hidden_dim, c->dim, "blk.%d.ffn_down.weight", l);
     }
 #undef ADD
-    rc = gguf_write(path, c, &v, t, n);
+    rc = sqlm_gguf_write(path, c, &v, t, n);
 done:
     free(t);
     free(ctx);
-    vocab_free(&v);
+    sqlm_vocab_free(&v);
     return rc;
 }

@@ -7,14 +7,14 @@
 
 #include "../sqlm-int.h"
 
-void vocab_init(vocab *v) {
+void sqlm_vocab_init(vocab *v) {
     memset(v, 0, sizeof *v);
 #define X(name, def) v->name = (def);
     VOCAB_INT_FIELDS(X)
 #undef X
 }
 
-void vocab_free(vocab *v) {
+void sqlm_vocab_free(vocab *v) {
     if (!v) return;
     for (int32_t i = 0; v->tok && !v->arena && i < v->n; i++) free(v->tok[i]);
     free(v->arena);
@@ -27,10 +27,10 @@ void vocab_free(vocab *v) {
     free(v->score);
     free(v->attr);
     free(v->merges);
-    vocab_init(v);
+    sqlm_vocab_init(v);
 }
 
-int vocab_alloc(vocab *v, int32_t n) {
+int sqlm_vocab_alloc(vocab *v, int32_t n) {
     if (n <= 0 || n > (1 << 24))
         return sqlm_error(SQLM_FORMAT, "vocabulary size %d out of range (1..16777216)", n);
     v->tok = calloc((size_t)n, sizeof *v->tok);
@@ -47,7 +47,7 @@ int vocab_alloc(vocab *v, int32_t n) {
     return SQLM_OK;
 }
 
-int vocab_set_token(vocab *v, int32_t id, const char *piece, size_t len, float score,
+int sqlm_vocab_set_token(vocab *v, int32_t id, const char *piece, size_t len, float score,
                     int32_t attr) {
     if (id < 0 || id >= v->n)
         return sqlm_error(SQLM_FORMAT, "token id %d outside vocabulary of %d", id, v->n);
@@ -65,7 +65,7 @@ int vocab_set_token(vocab *v, int32_t id, const char *piece, size_t len, float s
     return SQLM_OK;
 }
 
-int vocab_pack(vocab *v) {
+int sqlm_vocab_pack(vocab *v) {
     if (v->arena) return SQLM_OK;
     size_t total = 0;
     for (int32_t i = 0; i < v->n; i++) total += v->tok[i] ? v->tok_len[i] + 1 : 0;

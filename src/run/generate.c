@@ -119,24 +119,24 @@ static int budget_plan(session *s, const session_opts *o) {
     const float *lg;
     int chunk = s->chunk;
     s->chunk = 0;
-    rc = session_eval(s, &tok, 1, &lg);
+    rc = sqlm_exec_eval(s, &tok, 1, &lg);
     s->chunk = chunk;
     if (!rc) rc = e->m->mem_plan(e, budget - fixed);
-    if (!rc) rc = session_reset(s);
+    if (!rc) rc = sqlm_exec_reset(s);
     return rc;
 }
 
-bool session_mem_stats(session *s, wcache_stats *st) {
+bool sqlm_exec_mem_stats(session *s, wcache_stats *st) {
     engine *e = s->db->e;
     memset(st, 0, sizeof *st);
     return e->m->mem_stats && e->m->mem_stats(e, st);
 }
 
-int session_n_ctx(const session *s) { return s->n_ctx; }
+int sqlm_exec_n_ctx(const session *s) { return s->n_ctx; }
 
-const char *session_mem_plan(const session *s) { return s->plan[0] ? s->plan : NULL; }
+const char *sqlm_exec_mem_plan(const session *s) { return s->plan[0] ? s->plan : NULL; }
 
-int session_init(session **out, modeldb *db, const session_opts *o) {
+int sqlm_exec_init(session **out, modeldb *db, const session_opts *o) {
     *out = NULL;
     session *s = calloc(1, sizeof *s);
     if (!s) return sqlm_error(SQLM_NOMEM, "out of memory");
@@ -148,23 +148,23 @@ int session_init(session **out, modeldb *db, const session_opts *o) {
                         db->cfg.seq_len);
         goto fail;
     }
-    ir_opts io = dialect_ir_opts(db->e->m->dialect, o->ir);
+    ir_opts io = sqlm_dialect_ir_opts(db->e->m->dialect, o->ir);
     io.inplace = db->inplace;
-    if ((rc = ir_build_llama(&s->g, &db->cfg, db->weights, db->n_weights, &io))) goto fail;
-    if ((rc = emit_program(&s->g, db->e->m->dialect, &s->prog))) goto fail;
+    if ((rc = sqlm_ir_build_llama(&s->g, &db->cfg, db->weights, db->n_weights, &io))) goto fail;
+    if ((rc = sqlm_emit_program(&s->g, db->e->m->dialect, &s->prog))) goto fail;
     if ((rc = db->e->m->load_program(db->e, &s->prog))) goto fail;
     if (!(s->stmt_seconds = calloc((size_t)s->prog.n_steps + 1, sizeof *s->stmt_seconds))) {
         rc = sqlm_error(SQLM_NOMEM, "out of memory");
         goto fail;
     }
     buf q;
-    buf_init(&q);
-    buf_appendf(&q, "SELECT pos, v FROM %s ORDER BY pos", s->prog.logits_table);
+    sqlm_buf_init(&q);
+    sqlm_buf_appendf(&q, "SELECT pos, v FROM %s ORDER BY pos", s->prog.logits_table);
     if (q.rc) {
         rc = sqlm_error(SQLM_NOMEM, "out of memory");
         goto fail;
     }
-    s->logits_sql = buf_detach(&q);
+    s->logits_sql = sqlm_buf_detach(&q);
     /* before the budget's probe step, which feeds a token; the budget may
      * only shorten n_ctx */
     if (!(s->toks = malloc(sizeof *s->toks * (size_t)s->n_ctx))) {
@@ -175,14 +175,14 @@ int session_init(session **out, modeldb *db, const session_opts *o) {
     *out = s;
     return SQLM_OK;
 fail:
-    session_free(s);
+    sqlm_exec_free(s);
     return rc;
 }
 
-void session_free(session *s) {
+void sqlm_exec_free(session *s) {
     if (!s) return;
-    ir_free(&s->g);
-    sql_program_free(&s->prog);
+    sqlm_ir_free(&s->g);
+    sqlm_sql_program_free(&s->prog);
     free(s->logits_sql);
     free(s->toks);
     free(s->logits);
@@ -190,7 +190,7 @@ void session_free(session *s) {
     free(s);
 }
 
-const double *session_stmt_seconds(const session *s, const sql_program **prog) {
+const double *sqlm_exec_stmt_seconds(const session *s, const sql_program **prog) {
     *prog = &s->prog;
     return s->stmt_seconds;
 }
@@ -203,9 +203,9 @@ const double *session_stmt_seconds(const session *s, const sql_program **prog) {
  * a 4096-float row a step: 77-114 ms at step 1000), so the logits rows a
  * step deletes stay until the next reset (128 KB each for a 32000-token
  * vocabulary; reading the logits takes 9 us longer per deleted row). */
-int session_reset(session *s) {
+int sqlm_exec_reset(session *s) {
     engine *e = s->db->e;
-    const sql_dialect *d = dialect_get(e->m->dialect);
+    const sql_dialect *d = sqlm_dialect_get(e->m->dialect);
     s->pos = 0;
     int rc = e->m->exec(e, s->prog.reset);
     if (!rc && d && d->vacuum) rc = e->m->exec(e, d->vacuum);
@@ -240,7 +240,7 @@ static int eval_batch(session *s, const int32_t *toks, int n);
  * The cache cannot be cut back, so a sequence that departs from it (or ends
  * inside it, whose last logits are gone) starts over.
  */
-int session_feed(session *s, const int32_t *toks, int n, const float **logits, int *n_kept) {
+int sqlm_exec_feed(session *s, const int32_t *toks, int n, const float **logits, int *n_kept) {
     *logits = NULL;
     if (n_kept) *n_kept = 0;
     if (n <= 0) return sqlm_error(SQLM_RANGE, "no tokens to evaluate");
@@ -248,17 +248,17 @@ int session_feed(session *s, const int32_t *toks, int n, const float **logits, i
     int keep = 0;
     while (keep < s->pos && keep < n && s->toks[keep] == toks[keep]) keep++;
     if (keep < s->pos || keep == n) {
-        int rc = session_reset(s);
+        int rc = sqlm_exec_reset(s);
         if (rc) return rc;
         keep = 0;
     }
     if (n_kept) *n_kept = keep;
-    return session_eval(s, toks + keep, n - keep, logits);
+    return sqlm_exec_eval(s, toks + keep, n - keep, logits);
 }
 
 /* Under a budget a prompt goes in chunks whose step tables fit it (each
  * position's result does not depend on the chunking). */
-int session_eval(session *s, const int32_t *toks, int n, const float **logits) {
+int sqlm_exec_eval(session *s, const int32_t *toks, int n, const float **logits) {
     *logits = NULL;
     if (n <= 0) return sqlm_error(SQLM_RANGE, "no tokens to evaluate");
     if (n > s->n_ctx - s->pos)

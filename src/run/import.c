@@ -63,25 +63,25 @@ static void fused_row(const fused *f, int64_t r, int64_t c0, int64_t w, int dt, 
     const tensor *t = f->t[i];
     float s = f->scale[i];
     size_t rb, off, wb;
-    dtype_row_bytes(t->dtype, (size_t)t->ne[0], &rb);
-    dtype_row_bytes(t->dtype, (size_t)c0, &off);
-    dtype_row_bytes(dt, (size_t)w, &wb);
+    sqlm_dtype_row_bytes(t->dtype, (size_t)t->ne[0], &rb);
+    sqlm_dtype_row_bytes(t->dtype, (size_t)c0, &off);
+    sqlm_dtype_row_bytes(dt, (size_t)w, &wb);
     const char *src = (const char *)t->data + rb * (size_t)r + off;
     if (t->dtype == dt && (s == 1.0f || dt == DT_Q8_0 || dt == DT_Q4_0)) {
         memcpy(out, src, wb);
         if (s != 1.0f) {
-            size_t bb = dtype_block_bytes(dt);
+            size_t bb = sqlm_dtype_block_bytes(dt);
             for (size_t b = 0; b < wb / bb; b++) {
                 uint16_t *d = (uint16_t *)((char *)out + b * bb);
-                *d = f32_to_fp16(fp16_to_f32(*d) * s);
+                *d = sqlm_f32_to_fp16(sqlm_fp16_to_f32(*d) * s);
             }
         }
         return;
     }
-    dtype_to_f32(t->dtype, src, tmp, (size_t)w);
+    sqlm_dtype_to_f32(t->dtype, src, tmp, (size_t)w);
     if (s != 1.0f)
         for (int64_t j = 0; j < w; j++) tmp[j] *= s;
-    dtype_from_f32(dt, tmp, out, (size_t)w);
+    sqlm_dtype_from_f32(dt, tmp, out, (size_t)w);
 }
 
 /*
@@ -101,7 +101,7 @@ typedef struct importer {
     const model *m;
     const import_opts *o;
     int n_tables, done_tables;
-    size_t released;         /* source bytes used since the last model_release_pages() */
+    size_t released;         /* source bytes used since the last sqlm_model_release_pages() */
 } importer;
 
 static void progress(importer *im, const char *what) {
@@ -125,7 +125,7 @@ typedef struct batch {
 static int batch_init(batch *b, importer *im, const char *into, int ncol, int cap) {
     memset(b, 0, sizeof *b);
     b->im = im, b->into = into, b->ncol = ncol, b->cap = cap;
-    buf_init(&b->sql);
+    sqlm_buf_init(&b->sql);
     b->vals = malloc((size_t)ncol * (size_t)cap * sizeof *b->vals);
     return b->vals ? SQLM_OK : sqlm_error(SQLM_NOMEM, "out of memory");
 }
@@ -138,12 +138,12 @@ static int batch_flush(batch *b) {
         b->n = 0;
         return rc;
     }
-    buf_reset(&b->sql);
-    buf_appendf(&b->sql, "INSERT INTO %s VALUES ", b->into);
+    sqlm_buf_reset(&b->sql);
+    sqlm_buf_appendf(&b->sql, "INSERT INTO %s VALUES ", b->into);
     for (int r = 0; r < b->n; r++) {
-        buf_puts(&b->sql, r ? ", (" : "(");
-        for (int c = 0; c < b->ncol; c++) buf_puts(&b->sql, c ? ", ?" : "?");
-        buf_putc(&b->sql, ')');
+        sqlm_buf_puts(&b->sql, r ? ", (" : "(");
+        for (int c = 0; c < b->ncol; c++) sqlm_buf_puts(&b->sql, c ? ", ?" : "?");
+        sqlm_buf_putc(&b->sql, ')');
     }
     int rc = b->sql.rc ? b->sql.rc
                        : b->im->e->m->query(b->im->e, b->sql.p, b->vals, b->n * b->ncol, NULL, NULL);
@@ -159,7 +159,7 @@ static int batch_add(batch *b, const db_val *row) {
 
 static void batch_free(batch *b) {
     free(b->vals);
-    buf_free(&b->sql);
+    sqlm_buf_free(&b->sql);
 }
 
 /* A float vector as the engine's dialect binds it. */
@@ -176,8 +176,8 @@ static db_val vec_val(importer *im, const float *p, size_t n) {
  * Fewer tiles is fewer bytes to read where the weights are streamed.
  */
 static int64_t fill_chunk(int dt, int64_t n_out, int64_t n_in, size_t tile) {
-    const int64_t qk = (int64_t)dtype_block(dt), nb = n_in / qk;
-    const size_t bb = dtype_block_bytes(dt);
+    const int64_t qk = (int64_t)sqlm_dtype_block(dt), nb = n_in / qk;
+    const size_t bb = sqlm_dtype_block_bytes(dt);
     int64_t best = n_in, best_tiles = INT64_MAX;
     for (int64_t parts = 1; parts <= 4 && parts <= nb; parts++) {
         int64_t c = (nb + parts - 1) / parts;   /* blocks per chunk */
@@ -203,12 +203,12 @@ static int add_weight(importer *im, const char *name, int vt, int64_t n_out, int
  * has been read. */
 static void used_source(importer *im, size_t bytes) {
     if (im->o->mem_budget && (im->released += bytes) >= im->o->mem_budget / 16) {
-        model_release_pages(im->m);
+        sqlm_model_release_pages(im->m);
         im->released = 0;
     }
 }
 
-/* ROW2COL's blocks of a matrix (graph.c, row2col_blocks()): the tables name
+/* ROW2COL's blocks of a matrix (graph.c, sqlm_row2col_blocks()): the tables name
  * and name_1, of one row per block, (its first row, its rows in float32 as
  * FLOAT[][]), appended as they are converted. */
 static int write_blocks(importer *im, const char *name, const fused *f, int vt, int n, const int64_t *first,
@@ -217,18 +217,18 @@ static int write_blocks(importer *im, const char *name, const fused *f, int vt, 
     int64_t most = 0;
     for (int i = 0; i < n; i++) most = MAX(most, (i + 1 < n ? first[i + 1] : n_out) - first[i]);
     size_t vb = 0;
-    dtype_row_bytes(vt, (size_t)n_in, &vb);
+    sqlm_dtype_row_bytes(vt, (size_t)n_in, &vb);
     float *m = malloc((size_t)most * (size_t)n_in * sizeof *m), *tmp = malloc((size_t)n_in * sizeof *tmp);
     char *vrow = vt != DT_F32 ? malloc(vb) : NULL;
     int rc = !m || !tmp || (vt != DT_F32 && !vrow) ? sqlm_error(SQLM_NOMEM, "out of memory importing %s", name) : 0;
     buf sql;
-    buf_init(&sql);
+    sqlm_buf_init(&sql);
     for (int t = 0; t < 2 && !rc; t++) {
         char tn[48];
         snprintf(tn, sizeof tn, t ? "%s_1" : "%s", name);
-        buf_reset(&sql);
-        buf_appendf(&sql, "CREATE TABLE %s(row INTEGER, m ", tn);
-        dialect_subst(im->e->m->dialect, "{vec}[])", &sql);
+        sqlm_buf_reset(&sql);
+        sqlm_buf_appendf(&sql, "CREATE TABLE %s(row INTEGER, m ", tn);
+        sqlm_dialect_subst(im->e->m->dialect, "{vec}[])", &sql);
         rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
         for (int i = 0; i < n && !rc; i++) {
             if (table[i] != t) continue;
@@ -236,14 +236,14 @@ static int write_blocks(importer *im, const char *name, const fused *f, int vt, 
             for (int64_t r = 0; r < rows; r++) {
                 float *out = m + r * n_in;
                 if (!vrow) fused_row(f, first[i] + r, 0, n_in, DT_F32, out, tmp);
-                else fused_row(f, first[i] + r, 0, n_in, vt, vrow, tmp), dtype_to_f32(vt, vrow, out, (size_t)n_in);
+                else fused_row(f, first[i] + r, 0, n_in, vt, vrow, tmp), sqlm_dtype_to_f32(vt, vrow, out, (size_t)n_in);
             }
             db_val v[2] = { dbv_int(first[i]), dbv_rows(m, (size_t)(rows * n_in), n_in) };
             rc = im->e->m->append(im->e, tn, 2, v, 1);
             used_source(im, vb * (size_t)rows);
         }
     }
-    buf_free(&sql);
+    sqlm_buf_free(&sql);
     free(m);
     free(tmp);
     free(vrow);
@@ -272,42 +272,42 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     const int vt = pick_dtype(f, im->o->wtype);
     int dt = rows ? DT_F32 : vt;
     size_t rb, tile = im->o->tile_bytes ? im->o->tile_bytes : DEFAULT_TILE_BYTES;
-    if (!dtype_row_bytes(vt, (size_t)n_in, &rb) || !dtype_row_bytes(dt, (size_t)n_in, &rb))
+    if (!sqlm_dtype_row_bytes(vt, (size_t)n_in, &rb) || !sqlm_dtype_row_bytes(dt, (size_t)n_in, &rb))
         return sqlm_error(SQLM_FORMAT, "%s: %s: width %lld is not a multiple of the %s block",
-                          im->m->path, name, (long long)n_in, dtype_name(vt));
+                          im->m->path, name, (long long)n_in, sqlm_dtype_name(vt));
     int64_t chunk = n_in;
     if (rb > tile && !whole_rows && (!rows || im->o->tile_bytes)) {
-        size_t blocks = MAX(tile / dtype_block_bytes(dt), 1);
-        chunk = MIN((int64_t)(blocks * dtype_block(dt)), n_in);
+        size_t blocks = MAX(tile / sqlm_dtype_block_bytes(dt), 1);
+        chunk = MIN((int64_t)(blocks * sqlm_dtype_block(dt)), n_in);
         /* a chunk converted from a quantized part starts on its blocks */
         int64_t align = 1;
-        for (int i = 0; i < f->n; i++) align = MAX(align, (int64_t)dtype_block(f->t[i]->dtype));
-        align = MAX(align, (int64_t)dtype_block(vt));
+        for (int i = 0; i < f->n; i++) align = MAX(align, (int64_t)sqlm_dtype_block(f->t[i]->dtype));
+        align = MAX(align, (int64_t)sqlm_dtype_block(vt));
         if (chunk < n_in) chunk = MIN(MAX(chunk / align, 1) * align, n_in);
     }
     if (!rows && !whole_rows && chunk == n_in) chunk = fill_chunk(dt, n_out, n_in, tile);
     size_t cb;
-    dtype_row_bytes(dt, (size_t)chunk, &cb);
+    sqlm_dtype_row_bytes(dt, (size_t)chunk, &cb);
     int64_t tile_rows = rows ? 1 : MAX((int64_t)(tile / cb), 1);
     tile_rows = MIN(tile_rows, n_out);
     int64_t n_chunks = (n_in + chunk - 1) / chunk;
     /* Rows of Q8_0/Q4_0 values: the integer values and the block scales (s),
      * so products can sum each block exactly as llama.cpp does; stored as
      * int8 blocks by the dialect's q_blocks statement. */
-    const bool qrows = rows && dtype_block(vt) > 1 && im->d->q_blocks;
+    const bool qrows = rows && sqlm_dtype_block(vt) > 1 && im->d->q_blocks;
     /* ROW2COL: whole float rows stored as pivot columns c0.. of n_in / pivot
      * (not quantized rows: their blocks and scales stay whole) */
     const int pivot = rows && !qrows && chunk == n_in && !whole_rows
-                          ? row2col_pivots(im->o->row2col, n_out, n_in) : 0;
+                          ? sqlm_row2col_pivots(im->o->row2col, n_out, n_in) : 0;
     /* ROW2COL's table split: rows from split on go to the table {name}_1,
      * or both tables hold blocks of rows where the dialect has them */
     const int64_t split = rows && !qrows && chunk == n_in && !whole_rows && !pivot
-                              ? row2col_split_tables(im->o->row2col, n_out, n_in) : 0;
+                              ? sqlm_row2col_split_tables(im->o->row2col, n_out, n_in) : 0;
     if (split && im->d->row_blocks && im->e->m->append && im->o->row2col != R2C_SPLIT_ROWS) {
         int64_t first[256], part_rows[3];
         int table[256];
         for (int i = 0; i < f->n; i++) part_rows[i] = f->t[i]->ne[1];
-        const int n = row2col_blocks(part_rows, f->n, f->units, first, table, (int)ARRAY_LEN(first));
+        const int n = sqlm_row2col_blocks(part_rows, f->n, f->units, first, table, (int)ARRAY_LEN(first));
         if (n) {
             int rc = write_blocks(im, name, f, vt, n, first, table);
             return rc ? rc : add_weight(im, name, vt, n_out, n_in, 1, n_in, 0, 0, n);
@@ -316,7 +316,7 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     char name1[48];
     snprintf(name1, sizeof name1, "%s_1", name);
     buf sql;
-    buf_init(&sql);
+    sqlm_buf_init(&sql);
     /* quantized rows go first, as lists of their integer values, to a TEMP
      * table: the float staging never takes room in the file (138 MB for
      * the 110M-shape Q8_0 database, not 240) */
@@ -324,16 +324,16 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     snprintf(flat, sizeof flat, "%s_flat", name);
     int rc = SQLM_OK;
     for (int part = 0; part < (split ? 2 : 1) && !rc; part++) {
-        buf_reset(&sql);
-        buf_appendf(&sql, "CREATE %sTABLE %s(", qrows ? "TEMP " : "", qrows ? flat : part ? name1 : name);
-        dialect_subst(im->e->m->dialect, "id INTEGER{pk}, row INTEGER, col INTEGER", &sql);
-        if (!pivot) dialect_subst(im->e->m->dialect, ", v {vec}", &sql);
+        sqlm_buf_reset(&sql);
+        sqlm_buf_appendf(&sql, "CREATE %sTABLE %s(", qrows ? "TEMP " : "", qrows ? flat : part ? name1 : name);
+        sqlm_dialect_subst(im->e->m->dialect, "id INTEGER{pk}, row INTEGER, col INTEGER", &sql);
+        if (!pivot) sqlm_dialect_subst(im->e->m->dialect, ", v {vec}", &sql);
         for (int p = 0; p < pivot; p++) {
-            buf_appendf(&sql, ", c%d ", p);
-            dialect_subst(im->e->m->dialect, "{vec}", &sql);
+            sqlm_buf_appendf(&sql, ", c%d ", p);
+            sqlm_dialect_subst(im->e->m->dialect, "{vec}", &sql);
         }
-        if (qrows) dialect_subst(im->e->m->dialect, ", s {vec}", &sql);
-        buf_puts(&sql, ")");
+        if (qrows) sqlm_dialect_subst(im->e->m->dialect, ", s {vec}", &sql);
+        sqlm_buf_puts(&sql, ")");
         rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
     }
     /* one tile per statement; float rows are small, so many per statement
@@ -347,7 +347,7 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     char *data = malloc(cb * (size_t)tile_rows * (size_t)per_stmt);
     float *tmp = malloc((size_t)n_in * sizeof *tmp);
     size_t vb = 0;   /* a chunk of vt's bytes, for float rows of quantized or F16 values */
-    dtype_row_bytes(vt, (size_t)chunk, &vb);
+    sqlm_dtype_row_bytes(vt, (size_t)chunk, &vb);
     char *vrow = rows && vt != DT_F32 ? malloc(vb) : NULL;
     const size_t nsc = (size_t)chunk / QK;   /* block scales per chunk */
     float *scales = qrows ? malloc(nsc * (size_t)per_stmt * sizeof *scales) : NULL;
@@ -363,15 +363,15 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         for (int64_t c = 0; !rc && c < n_chunks; c++) {
             int64_t c0 = c * chunk, w = MIN(chunk, n_in - c0);
             size_t wb;
-            dtype_row_bytes(dt, (size_t)w, &wb);
+            sqlm_dtype_row_bytes(dt, (size_t)w, &wb);
             char *slot = data + cb * (size_t)tile_rows * (size_t)ins.n;   /* kept until the flush */
             float *sc = qrows ? scales + nsc * (size_t)ins.n : NULL;
             for (int64_t r = 0; r < nr; r++) {
                 float *out = (float *)(slot + wb * (size_t)r);
                 if (!vrow) fused_row(f, r0 + r, c0, w, dt, slot + wb * (size_t)r, tmp);
                 else fused_row(f, r0 + r, c0, w, vt, vrow, tmp);
-                if (qrows) dtype_to_blocks(vt, vrow, out, sc, (size_t)w);
-                else if (vrow) dtype_to_f32(vt, vrow, out, (size_t)w);
+                if (qrows) sqlm_dtype_to_blocks(vt, vrow, out, sc, (size_t)w);
+                else if (vrow) sqlm_dtype_to_f32(vt, vrow, out, (size_t)w);
             }
             v[0] = dbv_int(r0 / tile_rows * n_chunks + c), v[1] = dbv_int(r0), v[2] = dbv_int(c0);
             v[3] = rows ? vec_val(im, (const float *)slot, (size_t)w) : dbv_blob(slot, wb * (size_t)nr);
@@ -389,13 +389,13 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
      * hold the tiles: under a memory budget the weight cache streams only
      * the tiles, once, in order. */
     if (!rc && !rows) {
-        buf_reset(&sql);
-        buf_appendf(&sql, "CREATE INDEX %s_tiles ON %s(row, col)", name, name);
+        sqlm_buf_reset(&sql);
+        sqlm_buf_appendf(&sql, "CREATE INDEX %s_tiles ON %s(row, col)", name, name);
         rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
     }
     if (!rc && qrows) {
-        buf_reset(&sql);
-        buf_appendf(&sql, im->d->q_blocks, name);
+        sqlm_buf_reset(&sql);
+        sqlm_buf_appendf(&sql, im->d->q_blocks, name);
         rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
     }
     batch_free(&ins);
@@ -403,7 +403,7 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     free(tmp);
     free(vrow);
     free(scales);
-    buf_free(&sql);
+    sqlm_buf_free(&sql);
     return rc ? rc : add_weight(im, name, vt, n_out, n_in, tile_rows, chunk, pivot, split, 0);
 }
 
@@ -415,7 +415,7 @@ static int put_vector(importer *im, const char *sql, int layer, const char *kind
     float *v = malloc((size_t)len * sizeof *v);
     if (!v) return sqlm_error(SQLM_NOMEM, "out of memory");
     for (int i = 0, off = 0; i < n; off += (int)ts[i]->ne[0], i++) {
-        dtype_to_f32(ts[i]->dtype, ts[i]->data, v + off, (size_t)ts[i]->ne[0]);
+        sqlm_dtype_to_f32(ts[i]->dtype, ts[i]->data, v + off, (size_t)ts[i]->ne[0]);
         for (int64_t j = 0; j < ts[i]->ne[0]; j++) v[off + j] *= scales[i];
     }
     db_val p[3] = { dbv_int(layer), kind ? dbv_text(kind) : vec_val(im, v, (size_t)len),
@@ -426,7 +426,7 @@ static int put_vector(importer *im, const char *sql, int layer, const char *kind
 }
 
 static const tensor *need(const model *m, int layer, const char *suffix) {
-    const tensor *t = layer >= 0 ? model_find_layer(m, layer, suffix) : model_find(m, suffix);
+    const tensor *t = layer >= 0 ? sqlm_model_find_layer(m, layer, suffix) : sqlm_model_find(m, suffix);
     if (!t && layer >= 0) sqlm_error(SQLM_FORMAT, "%s: tensor blk.%d.%s missing", m->path, layer, suffix);
     else if (!t) sqlm_error(SQLM_FORMAT, "%s: tensor %s missing", m->path, suffix);
     return t;
@@ -482,21 +482,21 @@ static int write_program(importer *im) {
     int n_ws;
     ir_graph g;
     sql_program p;
-    int rc = modeldb_read_weights(im->e, &ws, &n_ws);   /* the layout just written */
+    int rc = sqlm_modeldb_read_weights(im->e, &ws, &n_ws);   /* the layout just written */
     if (rc) return rc;
-    ir_opts o = dialect_ir_opts(im->e->m->dialect, (ir_opts){ .cte_merge = true, .fuse_attn = true });
+    ir_opts o = sqlm_dialect_ir_opts(im->e->m->dialect, (ir_opts){ .cte_merge = true, .fuse_attn = true });
     model_config cfg = im->m->cfg;
     cfg.q_scale = q_residual_scale(cfg.head_dim);
-    rc = ir_build_llama(&g, &cfg, ws, n_ws, &o);
+    rc = sqlm_ir_build_llama(&g, &cfg, ws, n_ws, &o);
     free(ws);
     if (rc) return rc;
-    rc = emit_program(&g, im->e->m->dialect, &p);
-    ir_free(&g);
+    rc = sqlm_emit_program(&g, im->e->m->dialect, &p);
+    sqlm_ir_free(&g);
     for (int i = 0; !rc && i < p.n_steps; i++) {
         db_val v[3] = { dbv_int(i), dbv_text(p.steps[i].name), dbv_text(p.steps[i].sql) };
         rc = im->e->m->query(im->e, "INSERT INTO program VALUES (?, ?, ?)", v, 3, NULL, NULL);
     }
-    sql_program_free(&p);
+    sqlm_sql_program_free(&p);
     return rc;
 }
 
@@ -506,12 +506,12 @@ static int write_model(importer *im) {
     model_config cfg = m->cfg;
     cfg.q_scale = q_residual_scale(c->head_dim);
     buf ddl;
-    buf_init(&ddl);
-    dialect_subst(im->e->m->dialect, schema, &ddl);
+    sqlm_buf_init(&ddl);
+    sqlm_dialect_subst(im->e->m->dialect, schema, &ddl);
     int rc = ddl.rc ? ddl.rc : im->e->m->exec(im->e, "BEGIN");
     if (!rc) rc = im->e->m->exec(im->e, ddl.p);
-    buf_free(&ddl);
-    if (!rc) rc = modeldb_write_config(im->e, &cfg);
+    sqlm_buf_free(&ddl);
+    if (!rc) rc = sqlm_modeldb_write_config(im->e, &cfg);
     if (!rc) rc = write_vocab(im);
     im->n_tables = (im->o->no_fuse ? 7 : 4) * c->n_layer + (c->tied ? 1 : 2);
 
@@ -582,7 +582,7 @@ static int write_model(importer *im) {
     if (!rc) rc = batch_init(&rope, im, "rope", 2, ROWS_PER_INSERT);
     for (int pos = 0; !rc && pos < c->seq_len; pos++) {
         float *row = cs + (size_t)c->head_dim * (size_t)rope.n;   /* kept until the flush */
-        rope_table_row(c, pos, row);
+        sqlm_rope_table_row(c, pos, row);
         db_val v[2] = { dbv_int(pos), vec_val(im, row, (size_t)c->head_dim) };
         rc = batch_add(&rope, v);
     }
@@ -609,28 +609,28 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
     model *m = NULL;
     engine *e = NULL;
     char *tmp = NULL;
-    int rc = model_open(model_path, o->tok_path, &m);
+    int rc = sqlm_model_open(model_path, o->tok_path, &m);
     if (rc) return rc;
     if (o->wtype >= 0 && o->wtype != DT_F32 && o->wtype != DT_F16 && o->wtype != DT_Q8_0 &&
         o->wtype != DT_Q4_0) {
         rc = sqlm_error(SQLM_UNSUPPORTED, "storage type %d not supported", o->wtype);
         goto done;
     }
-    dm = db_find(o->engine ? o->engine : "sqlite");
+    dm = sqlm_db_find(o->engine ? o->engine : "sqlite");
     if (!dm) {
         rc = sqlm_error(SQLM_UNSUPPORTED, "unknown engine '%s'", o->engine);
         goto done;
     }
-    const sql_dialect *dl = dialect_get(dm->dialect);
+    const sql_dialect *dl = sqlm_dialect_get(dm->dialect);
     if (dl->weight_layout != WL_ROWS_F32 && o->row2col != R2C_AUTO && o->row2col != R2C_OFF) {
         rc = sqlm_error(SQLM_UNSUPPORTED, "engine %s: ROW2COL needs float rows (engine duckdb)", dm->name);
         goto done;
     }
     buf b;
-    buf_init(&b);
-    buf_appendf(&b, "%s.tmp-%d", out_path, (int)getpid());
+    sqlm_buf_init(&b);
+    sqlm_buf_appendf(&b, "%s.tmp-%d", out_path, (int)getpid());
     if (b.rc) { rc = SQLM_NOMEM; goto done; }
-    tmp = buf_detach(&b);
+    tmp = sqlm_buf_detach(&b);
     remove_db(dm, tmp);
     engine_opts eo = { .create = true, .page_size = PAGE_SIZE, .mem_budget = o->mem_budget };
     if ((rc = dm->open(&e, tmp, &eo))) goto done;
@@ -657,6 +657,6 @@ done:
     if (e) e->m->close(e);
     if (rc && tmp) remove_db(dm, tmp);
     free(tmp);
-    model_free(m);
+    sqlm_model_free(m);
     return rc;
 }

@@ -48,7 +48,7 @@ static int put_meta(engine *e, const char *key, db_val v) {
                        NULL, NULL);
 }
 
-int modeldb_write_config(engine *e, const model_config *c) {
+int sqlm_modeldb_write_config(engine *e, const model_config *c) {
     int rc = put_meta(e, "format", dbv_int(SQLM_DB_FORMAT));
     for (size_t i = 0; !rc && i < ARRAY_LEN(cfg_fields); i++) {
         const char *p = (const char *)c + cfg_fields[i].off;
@@ -119,13 +119,13 @@ static int weight_row(void *ctx, int nc, const db_val *v) {
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad split %lld", w->name, (long long)w->split_at), 1;
     if (w->blocks < 0 || (w->blocks && (w->split_at || w->pivot || w->chunk != w->n_in)))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad blocks %lld", w->name, (long long)blocks), 1;
-    if (!dtype_valid(w->dtype) || w->n_out <= 0 || w->n_in <= 0 || w->tile_rows <= 0 ||
-        w->chunk <= 0 || w->chunk > w->n_in || !dtype_row_bytes(w->dtype, (size_t)w->n_in, &rb))
+    if (!sqlm_dtype_valid(w->dtype) || w->n_out <= 0 || w->n_in <= 0 || w->tile_rows <= 0 ||
+        w->chunk <= 0 || w->chunk > w->n_in || !sqlm_dtype_row_bytes(w->dtype, (size_t)w->n_in, &rb))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad layout", w->name), 1;
     return 0;
 }
 
-int modeldb_read_weights(engine *e, ir_weight **out, int *n) {
+int sqlm_modeldb_read_weights(engine *e, ir_weight **out, int *n) {
     weights_ctx l = { NULL, 0, 0 };
     /* the newest columns first: databases written before ROW2COL's blocks
      * have no blocks, those before the table split no split_at, those
@@ -177,7 +177,7 @@ static int vocab_row(void *ctx, int nc, const db_val *v) {
         l->rc = sqlm_error(SQLM_FORMAT, "vocab table: bad row");
         return 1;
     }
-    int rc = vocab_set_token(voc, (int32_t)v[0].i, v[1].p ? v[1].p : "", v[1].n,
+    int rc = sqlm_vocab_set_token(voc, (int32_t)v[0].i, v[1].p ? v[1].p : "", v[1].n,
                              v[2].type == DBV_REAL ? (float)v[2].d : (float)v[2].i, (int32_t)v[3].i);
     if (rc) return l->rc = rc, 1;
     return 0;
@@ -195,12 +195,12 @@ static int merge_row(void *ctx, int nc, const db_val *v) {
     return 0;
 }
 
-int modeldb_open(modeldb *db, const char *path, const char *engine_name, const engine_opts *o) {
+int sqlm_modeldb_open(modeldb *db, const char *path, const char *engine_name, const engine_opts *o) {
     memset(db, 0, sizeof *db);
-    vocab_init(&db->voc);
+    sqlm_vocab_init(&db->voc);
     /* no engine named: the one that wrote the file */
-    const db_methods *m = engine_name ? db_find(engine_name) : db_sniff(path);
-    if (!m && !engine_name) m = &db_sqlite;
+    const db_methods *m = engine_name ? sqlm_db_find(engine_name) : sqlm_db_sniff(path);
+    if (!m && !engine_name) m = &sqlm_db_sqlite;
     if (!m) return sqlm_error(SQLM_UNSUPPORTED, "unknown engine '%s'", engine_name);
     FILE *f = fopen(path, "rb");
     if (!f) return sqlm_error(SQLM_IO, "%s: cannot open model database", path);
@@ -222,7 +222,7 @@ int modeldb_open(modeldb *db, const char *path, const char *engine_name, const e
         rc = sqlm_error(SQLM_FORMAT, "%s: incomplete database (its import did not finish)", path);
         goto fail;
     }
-    if ((rc = modeldb_read_weights(db->e, &db->weights, &db->n_weights))) goto fail;
+    if ((rc = sqlm_modeldb_read_weights(db->e, &db->weights, &db->n_weights))) goto fail;
     /* weight tiles read in place when the engine can; else a note and the
      * copying path.  Under --mem-budget the tiles come from the budget's
      * weight cache, not a mapping of the whole file (db/tiles.c). */
@@ -234,11 +234,11 @@ int modeldb_open(modeldb *db, const char *path, const char *engine_name, const e
 
     int64_t n = 0, nm = 0;
     rc = db->e->m->query(db->e, "SELECT key, value FROM tokenizer", NULL, 0, tokcfg_row, &l);
-    if (!rc) rc = db->e->m->query(db->e, "SELECT count(*) FROM vocab", NULL, 0, db_int_row, &n);
-    if (!rc) rc = db->e->m->query(db->e, "SELECT count(*) FROM merges", NULL, 0, db_int_row, &nm);
+    if (!rc) rc = db->e->m->query(db->e, "SELECT count(*) FROM vocab", NULL, 0, sqlm_db_int_row, &n);
+    if (!rc) rc = db->e->m->query(db->e, "SELECT count(*) FROM merges", NULL, 0, sqlm_db_int_row, &nm);
     if (rc) goto fail;
     if (n > 0) {
-        if ((rc = vocab_alloc(&db->voc, (int32_t)MIN(n, INT32_MAX)))) goto fail;
+        if ((rc = sqlm_vocab_alloc(&db->voc, (int32_t)MIN(n, INT32_MAX)))) goto fail;
         rc = db->e->m->query(db->e, "SELECT id, piece, score, attr FROM vocab", NULL, 0, vocab_row, &l);
         if (rc || (rc = l.rc)) goto fail;
         for (int32_t i = 0; i < db->voc.n; i++)
@@ -261,17 +261,17 @@ int modeldb_open(modeldb *db, const char *path, const char *engine_name, const e
                 goto fail;
             }
     }
-    if (db->voc.n > 0 && ((rc = tok_init(&db->tok, &db->voc)) || (rc = vocab_pack(&db->voc)))) goto fail;
+    if (db->voc.n > 0 && ((rc = sqlm_tok_init(&db->tok, &db->voc)) || (rc = sqlm_vocab_pack(&db->voc)))) goto fail;
     return SQLM_OK;
 fail:
-    modeldb_close(db);
+    sqlm_modeldb_close(db);
     return rc;
 }
 
-void modeldb_close(modeldb *db) {
+void sqlm_modeldb_close(modeldb *db) {
     if (!db) return;
-    tok_free(db->tok);
-    vocab_free(&db->voc);
+    sqlm_tok_free(db->tok);
+    sqlm_vocab_free(&db->voc);
     free(db->weights);
     if (db->e) db->e->m->close(db->e);
     memset(db, 0, sizeof *db);

@@ -26,7 +26,7 @@ static int cand_cmp(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-int32_t sample_next(const sampler_opts *o, float *logits, int n, const int32_t *hist, int n_hist,
+int32_t sqlm_sample_next(const sampler_opts *o, float *logits, int n, const int32_t *hist, int n_hist,
                     uint64_t *rng) {
     bool rep = o->repeat_penalty != 1.0f && o->repeat_penalty > 0;
     bool freq = o->freq_penalty != 0 || o->presence_penalty != 0;

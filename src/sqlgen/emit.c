@@ -35,7 +35,7 @@ static const sql_dialect dialects[DIA_COUNT] = {
      * still computes a CTE read twice once */
     { "sqlite", "BLOB",    "",        " PRIMARY KEY",    "",  WL_TILES,    DBV_BLOB, NULL, false, true, -1, NULL },
     /* DuckDB drops a temporary table's deleted rows only at a checkpoint
-     * (once per sequence: session_reset) */
+     * (once per sequence: sqlm_exec_reset) */
     { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, true, false, -1,
       "CHECKPOINT temp" },
     /* DuckDB with sqlm's C functions (db/duckdb.c): the same storage; its
@@ -44,28 +44,28 @@ static const sql_dialect dialects[DIA_COUNT] = {
       "CHECKPOINT temp" },
 };
 
-int dialect_from_name(const char *name) {
+int sqlm_dialect_from_name(const char *name) {
     for (int i = 0; i < DIA_COUNT; i++)
         if (strcmp(dialects[i].name, name) == 0) return i;
     return -1;
 }
 
-const sql_dialect *dialect_get(int dia) { return dia >= 0 && dia < DIA_COUNT ? &dialects[dia] : NULL; }
+const sql_dialect *sqlm_dialect_get(int dia) { return dia >= 0 && dia < DIA_COUNT ? &dialects[dia] : NULL; }
 
-ir_opts dialect_ir_opts(int dia, ir_opts o) {
+ir_opts sqlm_dialect_ir_opts(int dia, ir_opts o) {
     if (dia < 0 || dia >= DIA_COUNT || !dialects[dia].fused_attn) o.fuse_attn = false;
     /* the templates of a cache carrying q exist for DuckDB's pure SQL only */
     o.layer_merge = dia == DIA_DUCKDB && o.cte_merge && !o.fuse_attn;
     return o;
 }
 
-void dialect_subst(int dia, const char *text, buf *out) {
+void sqlm_dialect_subst(int dia, const char *text, buf *out) {
     const sql_dialect *d = &dialects[dia];
     for (const char *p = text; *p;) {
-        if (strncmp(p, "{vec}", 5) == 0) buf_puts(out, d->t_vec), p += 5;
-        else if (strncmp(p, "{any}", 5) == 0) buf_puts(out, d->t_any[0] ? " " : ""), buf_puts(out, d->t_any), p += 5;
-        else if (strncmp(p, "{pk}", 4) == 0) buf_puts(out, d->pk), p += 4;
-        else buf_putc(out, *p++);
+        if (strncmp(p, "{vec}", 5) == 0) sqlm_buf_puts(out, d->t_vec), p += 5;
+        else if (strncmp(p, "{any}", 5) == 0) sqlm_buf_puts(out, d->t_any[0] ? " " : ""), sqlm_buf_puts(out, d->t_any), p += 5;
+        else if (strncmp(p, "{pk}", 4) == 0) sqlm_buf_puts(out, d->pk), p += 4;
+        else sqlm_buf_putc(out, *p++);
     }
 }
 
@@ -110,8 +110,8 @@ typedef struct op_sql {
  *     tables of a split matrix or the rows of one table below split_at and
  *     the rest, each its own pipeline; a pivoted row's dot product is the
  *     sum of its columns', as the pivot form sums them) is taken before the
- *     pivot form (graph.c, row2col_split_tables(), row2col_split()).  Tables
- *     of blocks ({?blocks}, row2col_blocks()) give a list of dot products
+ *     pivot form (graph.c, sqlm_row2col_split_tables(), sqlm_row2col_split()).  Tables
+ *     of blocks ({?blocks}, sqlm_row2col_blocks()) give a list of dot products
  *     per block (r.s, bias added inside), gathered by their first rows and
  *     flattened.
  *   - ROW2COL (pivoted weights, columns c0..): {r2c_from} is one subquery
@@ -582,7 +582,7 @@ static int cond_value(const ir_node *n, const model_config *c, const char *key, 
     if (KEY("bias_part")) return n->bias_off > 0 || n->bias_part;
     if (KEY("in2")) return n->in[2] >= 0;
     /* the weight type: Q8_0/Q4_0 (a Q8_0 activation), F16 */
-    if (KEY("quant")) return vec_act_type(n->wdtype) == DT_Q8_0;
+    if (KEY("quant")) return sqlm_vec_act_type(n->wdtype) == DT_Q8_0;
     if (KEY("f16")) return n->wdtype == DT_F16;
     if (KEY("inplace")) return n->inplace;
     /* a factor left for q after import folded a power of two into W_q
@@ -599,85 +599,85 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
     if (klen == 3 && memcmp(key, "in", 2) == 0 && key[2] >= '0' && key[2] < '0' + IR_MAX_IN) {
         int in = n->in[key[2] - '0'];
         if (in < 0) return false;
-        buf_puts(b, e->g->nodes[in].name);
+        sqlm_buf_puts(b, e->g->nodes[in].name);
     }
-    else if (KEY("w")) buf_puts(b, n->weight);
-    else if (KEY("layer")) buf_appendf(b, "%d", n->layer);
-    else if (KEY("n_out")) buf_appendf(b, "%lld", (long long)n->n_out);
-    else if (KEY("n_in")) buf_appendf(b, "%lld", (long long)n->n_in);
-    else if (KEY("dtype")) buf_appendf(b, "%d", n->wdtype);
-    else if (KEY("chunk")) buf_appendf(b, "%lld", (long long)n->chunk);
-    else if (KEY("n_blocks")) buf_appendf(b, "%lld", (long long)(n->n_in / QK));
-    else if (KEY("tile_rows")) buf_appendf(b, "%d", n->tile_rows);
-    else if (KEY("eps")) buf_appendf(b, "%.9g", c->norm_eps);
-    else if (KEY("n_head")) buf_appendf(b, "%d", c->n_head);
-    else if (KEY("n_head_kv")) buf_appendf(b, "%d", c->n_head_kv);
-    else if (KEY("group")) buf_appendf(b, "%d", c->n_head_kv > 0 ? c->n_head / c->n_head_kv : 1);
-    else if (KEY("hd")) buf_appendf(b, "%d", c->head_dim);
-    else if (KEY("half")) buf_appendf(b, "%d", c->head_dim / 2);
-    else if (KEY("q_scale")) buf_appendf(b, "%.9g", c->q_scale > 0 ? c->q_scale : 1.0f);
-    else if (KEY("interleaved")) buf_appendf(b, "%d", c->rope_interleaved ? 1 : 0);
-    else if (KEY("q_dim")) buf_appendf(b, "%lld", (long long)q_dim);
-    else if (KEY("kv_dim")) buf_appendf(b, "%lld", (long long)kv_dim);
-    else if (KEY("rot_dim")) buf_appendf(b, "%lld", (long long)(q_dim + kv_dim));
+    else if (KEY("w")) sqlm_buf_puts(b, n->weight);
+    else if (KEY("layer")) sqlm_buf_appendf(b, "%d", n->layer);
+    else if (KEY("n_out")) sqlm_buf_appendf(b, "%lld", (long long)n->n_out);
+    else if (KEY("n_in")) sqlm_buf_appendf(b, "%lld", (long long)n->n_in);
+    else if (KEY("dtype")) sqlm_buf_appendf(b, "%d", n->wdtype);
+    else if (KEY("chunk")) sqlm_buf_appendf(b, "%lld", (long long)n->chunk);
+    else if (KEY("n_blocks")) sqlm_buf_appendf(b, "%lld", (long long)(n->n_in / QK));
+    else if (KEY("tile_rows")) sqlm_buf_appendf(b, "%d", n->tile_rows);
+    else if (KEY("eps")) sqlm_buf_appendf(b, "%.9g", c->norm_eps);
+    else if (KEY("n_head")) sqlm_buf_appendf(b, "%d", c->n_head);
+    else if (KEY("n_head_kv")) sqlm_buf_appendf(b, "%d", c->n_head_kv);
+    else if (KEY("group")) sqlm_buf_appendf(b, "%d", c->n_head_kv > 0 ? c->n_head / c->n_head_kv : 1);
+    else if (KEY("hd")) sqlm_buf_appendf(b, "%d", c->head_dim);
+    else if (KEY("half")) sqlm_buf_appendf(b, "%d", c->head_dim / 2);
+    else if (KEY("q_scale")) sqlm_buf_appendf(b, "%.9g", c->q_scale > 0 ? c->q_scale : 1.0f);
+    else if (KEY("interleaved")) sqlm_buf_appendf(b, "%d", c->rope_interleaved ? 1 : 0);
+    else if (KEY("q_dim")) sqlm_buf_appendf(b, "%lld", (long long)q_dim);
+    else if (KEY("kv_dim")) sqlm_buf_appendf(b, "%lld", (long long)kv_dim);
+    else if (KEY("rot_dim")) sqlm_buf_appendf(b, "%lld", (long long)(q_dim + kv_dim));
     /* RoPE's q values and rotated values: of a row, or of a kv head's row */
-    else if (KEY("rope_q")) buf_appendf(b, "%lld", (long long)(n->by_head ? q_dim / MAX(c->n_head_kv, 1) : q_dim));
+    else if (KEY("rope_q")) sqlm_buf_appendf(b, "%lld", (long long)(n->by_head ? q_dim / MAX(c->n_head_kv, 1) : q_dim));
     else if (KEY("rope_rot"))
-        buf_appendf(b, "%lld", (long long)(n->by_head ? (q_dim + kv_dim) / MAX(c->n_head_kv, 1) : q_dim + kv_dim));
+        sqlm_buf_appendf(b, "%lld", (long long)(n->by_head ? (q_dim + kv_dim) / MAX(c->n_head_kv, 1) : q_dim + kv_dim));
     else if (KEY("hkey_w") || KEY("hkey_r") || KEY("hkey_p")) {   /* the kv head of w.row, r.row or p.row */
         const char t = key[5];
         const int g = c->n_head_kv > 0 ? c->n_head / c->n_head_kv : 1;
-        buf_appendf(b, "(CASE WHEN %c.row < %lld THEN %c.row // %lld WHEN %c.row < %lld THEN (%c.row - %lld) // %d"
+        sqlm_buf_appendf(b, "(CASE WHEN %c.row < %lld THEN %c.row // %lld WHEN %c.row < %lld THEN (%c.row - %lld) // %d"
                        " ELSE (%c.row - %lld) // %d END)::INTEGER",
                     t, (long long)q_dim, t, (long long)g * c->head_dim, t, (long long)(q_dim + kv_dim), t,
                     (long long)q_dim, c->head_dim, t, (long long)(q_dim + kv_dim), c->head_dim);
     }
-    else if (KEY("v_off")) buf_appendf(b, "%lld", (long long)(q_dim + kv_dim));
-    else if (KEY("bias_off")) buf_appendf(b, "%lld", (long long)n->bias_off);
-    else if (KEY("pivot_per")) buf_appendf(b, "%d", n->pivot_per);
+    else if (KEY("v_off")) sqlm_buf_appendf(b, "%lld", (long long)(q_dim + kv_dim));
+    else if (KEY("bias_off")) sqlm_buf_appendf(b, "%lld", (long long)n->bias_off);
+    else if (KEY("pivot_per")) sqlm_buf_appendf(b, "%d", n->pivot_per);
     else if (KEY("wparts")) {   /* a weight row: v, or its ROW2COL pivot columns in order */
-        if (n->pivot <= 0) buf_puts(b, "w.v");
-        for (int c = 0; c < n->pivot; c++) buf_appendf(b, "%sw.c%d", c ? ", " : "", c);
+        if (n->pivot <= 0) sqlm_buf_puts(b, "w.v");
+        for (int c = 0; c < n->pivot; c++) sqlm_buf_appendf(b, "%sw.c%d", c ? ", " : "", c);
     }
     else if (KEY("split_from")) {
         if (!two_halves(n) || n->in[0] < 0) return false;
         const char *x = e->g->nodes[n->in[0]].name;
         for (int h = 0; h < 2; h++) {
-            buf_appendf(b, "%sSELECT x.pos AS pos, w.row AS row, ", h ? "\n      UNION ALL\n      " : "");
+            sqlm_buf_appendf(b, "%sSELECT x.pos AS pos, w.row AS row, ", h ? "\n      UNION ALL\n      " : "");
             /* a block's dot products (and biases: its rows are w.row..) */
             if (n->blocks > 0 && n->bias)
-                buf_appendf(b, "list_transform(w.m, lambda e, i: list_dot_product(e, x.v) + b.v[w.row + i + %lld])",
+                sqlm_buf_appendf(b, "list_transform(w.m, lambda e, i: list_dot_product(e, x.v) + b.v[w.row + i + %lld])",
                             (long long)n->bias_off);
-            else if (n->blocks > 0) buf_puts(b, "list_transform(w.m, lambda e: list_dot_product(e, x.v))");
-            else if (n->pivot <= 0) buf_puts(b, "list_dot_product(w.v, x.v)");
+            else if (n->blocks > 0) sqlm_buf_puts(b, "list_transform(w.m, lambda e: list_dot_product(e, x.v))");
+            else if (n->pivot <= 0) sqlm_buf_puts(b, "list_dot_product(w.v, x.v)");
             else {
-                buf_puts(b, "(");
+                sqlm_buf_puts(b, "(");
                 for (int c = 0; c < n->pivot; c++)
-                    buf_appendf(b, "%slist_dot_product(w.c%d, x.c%d)", c ? " + " : "", c, c);
-                buf_puts(b, ")::FLOAT");
+                    sqlm_buf_appendf(b, "%slist_dot_product(w.c%d, x.c%d)", c ? " + " : "", c, c);
+                sqlm_buf_puts(b, ")::FLOAT");
             }
             /* the halves: the tables {w} and {w}_1, or the rows of {w} on
              * either side of split_at */
-            buf_appendf(b, " AS s\n        FROM %s%s w CROSS JOIN ", n->weight, n->split_tables && h ? "_1" : "");
-            if (n->pivot <= 0) buf_appendf(b, "%s x", x);
+            sqlm_buf_appendf(b, " AS s\n        FROM %s%s w CROSS JOIN ", n->weight, n->split_tables && h ? "_1" : "");
+            if (n->pivot <= 0) sqlm_buf_appendf(b, "%s x", x);
             else {
                 const int64_t k = n->n_in / n->pivot;
-                buf_puts(b, "(SELECT pos");
+                sqlm_buf_puts(b, "(SELECT pos");
                 for (int c = 0; c < n->pivot; c++)
-                    buf_appendf(b, ", v[%lld : %lld] AS c%d", (long long)(c * k + 1), (long long)(c * k + k), c);
-                buf_appendf(b, " FROM %s) x", x);
+                    sqlm_buf_appendf(b, ", v[%lld : %lld] AS c%d", (long long)(c * k + 1), (long long)(c * k + k), c);
+                sqlm_buf_appendf(b, " FROM %s) x", x);
             }
             if (n->blocks > 0 && n->bias)
-                buf_appendf(b, " CROSS JOIN (SELECT v FROM bias WHERE layer = %d) b", n->layer);
-            if (!n->split_tables) buf_appendf(b, " WHERE w.row %s %lld", h ? ">=" : "<", (long long)n->split_at);
+                sqlm_buf_appendf(b, " CROSS JOIN (SELECT v FROM bias WHERE layer = %d) b", n->layer);
+            if (!n->split_tables) sqlm_buf_appendf(b, " WHERE w.row %s %lld", h ? ">=" : "<", (long long)n->split_at);
         }
     }
     else if (KEY("wsrc")) {   /* the weight rows as one relation */
-        if (!n->split_tables) buf_puts(b, n->weight);
-        else if (!n->blocks) buf_appendf(b, "(SELECT * FROM %s UNION ALL SELECT * FROM %s_1)", n->weight, n->weight);
+        if (!n->split_tables) sqlm_buf_puts(b, n->weight);
+        else if (!n->blocks) sqlm_buf_appendf(b, "(SELECT * FROM %s UNION ALL SELECT * FROM %s_1)", n->weight, n->weight);
         else   /* a row per block: its rows unnested */
             for (int h = 0; h < 2; h++)
-                buf_appendf(b, "%sSELECT row + generate_subscripts(m, 1) - 1 AS row, unnest(m) AS v FROM %s%s%s",
+                sqlm_buf_appendf(b, "%sSELECT row + generate_subscripts(m, 1) - 1 AS row, unnest(m) AS v FROM %s%s%s",
                             h ? " UNION ALL " : "(", n->weight, h ? "_1" : "", h ? ")" : "");
     }
     else if (KEY("r2c_sum") || KEY("r2c_from")) {
@@ -686,17 +686,17 @@ static bool fill_key(emit_ctx *e, const ir_node *n, const char *key, size_t klen
         const int64_t k = n->n_in / n->pivot;
         for (int s = 0; s < n_sub; s++) {
             if (KEY("r2c_sum")) {
-                buf_appendf(b, "%ss%d.p", s ? " + " : "", s);
+                sqlm_buf_appendf(b, "%ss%d.p", s ? " + " : "", s);
                 continue;
             }
             const int c0 = s * per, c1 = MIN((s + 1) * per, n->pivot);
-            buf_appendf(b, "%s(SELECT x.pos AS pos, w.row AS row, ", s ? "\n      POSITIONAL JOIN " : "");
+            sqlm_buf_appendf(b, "%s(SELECT x.pos AS pos, w.row AS row, ", s ? "\n      POSITIONAL JOIN " : "");
             for (int c = c0; c < c1; c++)
-                buf_appendf(b, "%slist_dot_product(w.c%d, x.c%d)", c > c0 ? " + " : "", c, c);
-            buf_appendf(b, " AS p\n        FROM %s w CROSS JOIN (SELECT pos", n->weight);
+                sqlm_buf_appendf(b, "%slist_dot_product(w.c%d, x.c%d)", c > c0 ? " + " : "", c, c);
+            sqlm_buf_appendf(b, " AS p\n        FROM %s w CROSS JOIN (SELECT pos", n->weight);
             for (int c = c0; c < c1; c++)
-                buf_appendf(b, ", v[%lld : %lld] AS c%d", (long long)(c * k + 1), (long long)(c * k + k), c);
-            buf_appendf(b, " FROM %s) x ORDER BY w.row, x.pos) s%d", e->g->nodes[n->in[0]].name, s);
+                sqlm_buf_appendf(b, ", v[%lld : %lld] AS c%d", (long long)(c * k + 1), (long long)(c * k + k), c);
+            sqlm_buf_appendf(b, " FROM %s) x ORDER BY w.row, x.pos) s%d", e->g->nodes[n->in[0]].name, s);
         }
     }
     else return false;
@@ -710,7 +710,7 @@ static int fill(emit_ctx *e, const ir_node *n, const char *tmpl, buf *b) {
         if (*p != '{') {
             const char *q = strchr(p, '{');
             size_t len = q ? (size_t)(q - p) : strlen(p);
-            if (!skip) buf_append(b, p, len);
+            if (!skip) sqlm_buf_append(b, p, len);
             p += len;
             continue;
         }
@@ -733,11 +733,11 @@ static int fill(emit_ctx *e, const ir_node *n, const char *tmpl, buf *b) {
         }
         if (!ok)
             return sqlm_error(SQLM_ERROR, "template of %s: bad placeholder at \"%.20s\"",
-                              ir_op_name(n->op), p);
+                              sqlm_ir_op_name(n->op), p);
         p = end + 1;
     }
     if (depth)
-        return sqlm_error(SQLM_ERROR, "template of %s: unclosed {?...} section", ir_op_name(n->op));
+        return sqlm_error(SQLM_ERROR, "template of %s: unclosed {?...} section", sqlm_ir_op_name(n->op));
     return b->rc;
 }
 
@@ -750,13 +750,13 @@ static int add_step(sql_program *p, const char *name, buf *sql) {
     if (!s || sql->rc) return sqlm_error(SQLM_NOMEM, "out of memory emitting SQL");
     p->steps = s;
     s[p->n_steps].name = sqlm_strdup(name);
-    s[p->n_steps].sql = buf_detach(sql);
+    s[p->n_steps].sql = sqlm_buf_detach(sql);
     if (!s[p->n_steps].name) return SQLM_NOMEM;
     p->n_steps++;
     return SQLM_OK;
 }
 
-void sql_program_free(sql_program *p) {
+void sqlm_sql_program_free(sql_program *p) {
     if (!p) return;
     for (int i = 0; i < p->n_steps; i++) {
         free(p->steps[i].name);
@@ -773,21 +773,21 @@ void sql_program_free(sql_program *p) {
 /* defs "USING module" makes a TEMP virtual table. */
 static void create_table(emit_ctx *e, buf *b, const char *name, const char *defs) {
     if (strncmp(defs, "USING ", 6) == 0) {
-        buf_appendf(b, "CREATE VIRTUAL TABLE IF NOT EXISTS temp.%s %s;\n", name, defs);
+        sqlm_buf_appendf(b, "CREATE VIRTUAL TABLE IF NOT EXISTS temp.%s %s;\n", name, defs);
         return;
     }
-    buf_appendf(b, create_fmt[e->dia], name);
-    dialect_subst(e->dia, defs, b);
-    buf_puts(b, ");\n");
+    sqlm_buf_appendf(b, create_fmt[e->dia], name);
+    sqlm_dialect_subst(e->dia, defs, b);
+    sqlm_buf_puts(b, ");\n");
 }
 
-int emit_program(const ir_graph *g, int dia, sql_program *out) {
+int sqlm_emit_program(const ir_graph *g, int dia, sql_program *out) {
     memset(out, 0, sizeof *out);
     if (dia < 0 || dia >= DIA_COUNT) return sqlm_error(SQLM_UNSUPPORTED, "unknown dialect %d", dia);
     emit_ctx e = { g, &dialects[dia], dia };
     buf setup, reset, sql;
     int rc = SQLM_OK;
-    buf_init(&setup), buf_init(&reset), buf_init(&sql);
+    sqlm_buf_init(&setup), sqlm_buf_init(&reset), sqlm_buf_init(&sql);
 
     create_table(&e, &setup, "t_in", "pos INTEGER{pk}, tok INTEGER");
     int first = -1;   /* first node of the pending statement */
@@ -797,7 +797,7 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
         const op_sql *t = node_template(g, n, dia);
         if (!t->sql) {
             rc = sqlm_error(SQLM_UNSUPPORTED, "operator %s has no template for dialect %s",
-                            ir_op_name(n->op), e.d->name);
+                            sqlm_ir_op_name(n->op), e.d->name);
             goto fail;
         }
         if (first < 0) first = i;
@@ -806,13 +806,13 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
         /* n ends a statement: its table, then the CTEs since `first`. */
         create_table(&e, &setup, n->name, t->defs);
         bool append = n->op == IR_OP_KV_APPEND;   /* the cache only grows */
-        buf_appendf(append ? &reset : &sql, "DELETE FROM %s", n->name);
+        sqlm_buf_appendf(append ? &reset : &sql, "DELETE FROM %s", n->name);
         if (!append) {
             if ((rc = add_step(out, n->name, &sql))) goto fail;
         } else {
-            buf_puts(&reset, ";\n");
+            sqlm_buf_puts(&reset, ";\n");
         }
-        buf_appendf(&sql, "INSERT INTO %s(%s)\n", n->name, t->cols);
+        sqlm_buf_appendf(&sql, "INSERT INTO %s(%s)\n", n->name, t->cols);
         bool with = false;
         for (int j = first; j < i; j++) {
             const ir_node *c = &g->nodes[j];
@@ -826,13 +826,13 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
             for (int r = j + 1; r <= i; r++)
                 for (int k = 0; k < IR_MAX_IN; k++)
                     if (g->nodes[r].in[k] == j) reads += input_reads(g, &g->nodes[r], k, dia);
-            buf_appendf(&sql, "%s%s(%s) AS%s (\n", with ? ",\n" : "WITH ", c->name, ct->cols,
+            sqlm_buf_appendf(&sql, "%s%s(%s) AS%s (\n", with ? ",\n" : "WITH ", c->name, ct->cols,
                         reads > 1 ? " MATERIALIZED" : e.d->cte_mat);
             if ((rc = fill(&e, c, ct->sql, &sql))) goto fail;
-            buf_puts(&sql, "\n)");
+            sqlm_buf_puts(&sql, "\n)");
             with = true;
         }
-        if (with) buf_puts(&sql, "\n");
+        if (with) sqlm_buf_puts(&sql, "\n");
         if ((rc = fill(&e, n, t->sql, &sql))) goto fail;
         if ((rc = add_step(out, n->name, &sql))) goto fail;
         first = -1;
@@ -844,11 +844,11 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
         goto fail;
     }
     if ((rc = fill(&e, &am, template_of(IR_OP_ARGMAX, dia)->sql, &sql))) goto fail;
-    buf_puts(&sql, " ORDER BY pos");
-    out->next_token = buf_detach(&sql);
+    sqlm_buf_puts(&sql, " ORDER BY pos");
+    out->next_token = sqlm_buf_detach(&sql);
     /* Per-step tables are cleared by the step itself; reset clears the cache. */
-    out->setup = buf_detach(&setup);
-    out->reset = buf_detach(&reset);
+    out->setup = sqlm_buf_detach(&setup);
+    out->reset = sqlm_buf_detach(&reset);
     out->logits_table = sqlm_strdup(g->nodes[g->output].name);
     if (!out->setup || !out->reset || !out->logits_table || !out->next_token) {
         rc = SQLM_NOMEM;
@@ -856,26 +856,26 @@ int emit_program(const ir_graph *g, int dia, sql_program *out) {
     }
     return SQLM_OK;
 fail:
-    buf_free(&setup), buf_free(&reset), buf_free(&sql);
-    sql_program_free(out);
+    sqlm_buf_free(&setup), sqlm_buf_free(&reset), sqlm_buf_free(&sql);
+    sqlm_sql_program_free(out);
     return rc ? rc : SQLM_NOMEM;
 }
 
-char *sql_program_text(const sql_program *p, const int32_t *toks, int n_toks) {
+char *sqlm_sql_program_text(const sql_program *p, const int32_t *toks, int n_toks) {
     buf b;
-    buf_init(&b);
-    buf_puts(&b, "-- sqlm program: setup (once per session)\n");
-    buf_puts(&b, p->setup);
-    buf_puts(&b, "\n-- reset (once per sequence: empties the KV cache)\n");
-    buf_puts(&b, p->reset);
+    sqlm_buf_init(&b);
+    sqlm_buf_puts(&b, "-- sqlm program: setup (once per session)\n");
+    sqlm_buf_puts(&b, p->setup);
+    sqlm_buf_puts(&b, "\n-- reset (once per sequence: empties the KV cache)\n");
+    sqlm_buf_puts(&b, p->reset);
     if (n_toks > 0) {
-        buf_puts(&b, "\n-- the tokens of this step at positions 0..\nDELETE FROM t_in;\nINSERT INTO t_in(pos, tok) VALUES ");
-        for (int i = 0; i < n_toks; i++) buf_appendf(&b, "%s(%d, %d)", i ? ", " : "", i, (int)toks[i]);
-        buf_puts(&b, ";\n");
+        sqlm_buf_puts(&b, "\n-- the tokens of this step at positions 0..\nDELETE FROM t_in;\nINSERT INTO t_in(pos, tok) VALUES ");
+        for (int i = 0; i < n_toks; i++) sqlm_buf_appendf(&b, "%s(%d, %d)", i ? ", " : "", i, (int)toks[i]);
+        sqlm_buf_puts(&b, ";\n");
     }
-    buf_puts(&b, "\n-- step (once per batch of tokens inserted into t_in(pos, tok))\n");
-    for (int i = 0; i < p->n_steps; i++) buf_appendf(&b, "%s;\n", p->steps[i].sql);
-    buf_appendf(&b, "-- the next-token logits are in %s(pos, v); the greedy next token:\n%s;\n",
+    sqlm_buf_puts(&b, "\n-- step (once per batch of tokens inserted into t_in(pos, tok))\n");
+    for (int i = 0; i < p->n_steps; i++) sqlm_buf_appendf(&b, "%s;\n", p->steps[i].sql);
+    sqlm_buf_appendf(&b, "-- the next-token logits are in %s(pos, v); the greedy next token:\n%s;\n",
                 p->logits_table, p->next_token);
-    return b.rc ? (buf_free(&b), NULL) : buf_detach(&b);
+    return b.rc ? (sqlm_buf_free(&b), NULL) : sqlm_buf_detach(&b);
 }

@@ -11,7 +11,7 @@
 
 #include "../sqlm-int.h"
 
-int chat_render(const char *tmpl, const chat_msg *msgs, int n_msgs, bool add_generation_prompt,
+int sqlm_chat_render(const char *tmpl, const chat_msg *msgs, int n_msgs, bool add_generation_prompt,
                 const char *bos_token, const char *eos_token, buf *out) {
     if (!tmpl) return sqlm_error(SQLM_ERROR, "template: no template");
     chat_vars v = {
@@ -21,7 +21,7 @@ int chat_render(const char *tmpl, const chat_msg *msgs, int n_msgs, bool add_gen
         .bos_token = bos_token,
         .eos_token = eos_token,
     };
-    return jinja_render(tmpl, strlen(tmpl), &v, NULL, out);
+    return sqlm_jinja_render(tmpl, strlen(tmpl), &v, NULL, out);
 }
 
 /* ------------------------------------------------------------- built-ins */
@@ -83,7 +83,7 @@ static const struct { const char *name, *text; } builtins[] = {
     { "zephyr", zephyr },
 };
 
-const char *chat_builtin(const char *name) {
+const char *sqlm_chat_builtin(const char *name) {
     for (size_t i = 0; name && i < ARRAY_LEN(builtins); i++)
         if (!strcmp(builtins[i].name, name)) return builtins[i].text;
     return NULL;
@@ -91,7 +91,7 @@ const char *chat_builtin(const char *name) {
 
 /* ------------------------------------------------------------- guessing */
 
-const char *chat_guess_style(bool (*has_piece)(void *ctx, const char *piece), void *ctx, bool spm) {
+const char *sqlm_chat_guess_style(bool (*has_piece)(void *ctx, const char *piece), void *ctx, bool spm) {
     if (has_piece(ctx, "<|im_start|>")) return "chatml";
     if (has_piece(ctx, "<|start_header_id|>")) return "llama3";
     if (has_piece(ctx, "[INST]")) return "llama2";
@@ -109,8 +109,8 @@ static bool vocab_has_piece(void *ctx, const char *piece) {
     return false;
 }
 
-const char *chat_vocab_template(const vocab *v) {
+const char *sqlm_chat_vocab_template(const vocab *v) {
     if (!v) return NULL;
     if (v->chat_template && v->chat_template[0]) return v->chat_template;
-    return chat_builtin(chat_guess_style(vocab_has_piece, (void *)v, v->type == VOCAB_SPM));
+    return sqlm_chat_builtin(sqlm_chat_guess_style(vocab_has_piece, (void *)v, v->type == VOCAB_SPM));
 }

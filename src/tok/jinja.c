@@ -2,7 +2,7 @@
  * jinja.c - a sandboxed Jinja2 subset for model chat templates
  * (tokenizer_config.json "chat_template" -> prompt text).  Lexer, parser
  * (grammar above it) and a tree walker.  All memory comes from one arena with
- * a byte budget and errors longjmp() back to jinja_render(), which frees the
+ * a byte budget and errors longjmp() back to sqlm_jinja_render(), which frees the
  * arena: nothing leaks.  Output, memory, steps and nesting are bounded.
  * Not here, on purpose: include/extends/import (no file access), floats,
  * autoescape, {% raw %}, {% call %}, recursive loops, Python attribute
@@ -246,7 +246,7 @@ static void emit(jinja *J, const node *n, const char *p, size_t len) {
     size_t used = J->out->len - J->out_base;
     if (len > J->max_output - used)
         fail_at(J, SQLM_RANGE, n, "output longer than %zu bytes", J->max_output);
-    buf_append(J->out, p, len);
+    sqlm_buf_append(J->out, p, len);
     if (J->out->rc) fail(J, SQLM_NOMEM, "out of memory");
 }
 
@@ -2632,7 +2632,7 @@ static void run(jinja *J, const chat_vars *v) {
     exec_body(J, body, g);
 }
 
-int jinja_render(const char *tmpl, size_t tmpl_len, const chat_vars *v, const jinja_limits *lim, buf *out) {
+int sqlm_jinja_render(const char *tmpl, size_t tmpl_len, const chat_vars *v, const jinja_limits *lim, buf *out) {
     size_t input = tmpl_len;
     for (int i = 0; v && i < v->n_msgs; i++) {
         if (v->msgs[i].role) input += strlen(v->msgs[i].role);

@@ -52,14 +52,14 @@ io:
     return sqlm_error(SQLM_IO, "%s: read error", path);
 }
 
-int llama2c_read_tokenizer(vocab *v, const char *path, int32_t vocab_size) {
+int sqlm_llama2c_read_tokenizer(vocab *v, const char *path, int32_t vocab_size) {
     unsigned char *d;
     size_t n = 0, off = 4;
     int rc = read_file(path, &d, &n);
     if (rc) return rc;
-    vocab_init(v);
+    sqlm_vocab_init(v);
     buf piece;
-    buf_init(&piece);
+    sqlm_buf_init(&piece);
     if (n < 4) { rc = sqlm_error(SQLM_FORMAT, "%s: %zu bytes, no header", path, n); goto fail; }
     int32_t max_len = (int32_t)rd_u32(d);
     if (max_len <= 0 || max_len > (1 << 20)) {
@@ -80,7 +80,7 @@ int llama2c_read_tokenizer(vocab *v, const char *path, int32_t vocab_size) {
             goto fail;
         }
     }
-    if ((rc = vocab_alloc(v, vocab_size)) != SQLM_OK) {
+    if ((rc = sqlm_vocab_alloc(v, vocab_size)) != SQLM_OK) {
         rc = sqlm_error_prefix(rc, "%s", path);
         goto fail;
     }
@@ -107,28 +107,28 @@ int llama2c_read_tokenizer(vocab *v, const char *path, int32_t vocab_size) {
         const char *p = (const char *)d + off;
         off += len;
         int32_t attr = TOK_NORMAL;
-        buf_reset(&piece);
+        sqlm_buf_reset(&piece);
         if (i == 0) {
             attr = TOK_UNKNOWN;
-            buf_append(&piece, p, len);
+            sqlm_buf_append(&piece, p, len);
         } else if (i == 1 || i == 2) {
             attr = TOK_CONTROL;
             /* "\n<s>\n" -> "<s>" */
             size_t a = 0, b = len;
             while (a < b && p[a] == '\n') a++;
             while (b > a && p[b - 1] == '\n') b--;
-            buf_append(&piece, p + a, b - a);
+            sqlm_buf_append(&piece, p + a, b - a);
         } else if (i >= 3 && i <= 258 && is_byte_piece(p, len, i - 3)) {
             attr = TOK_BYTE;
-            buf_append(&piece, p, len);
+            sqlm_buf_append(&piece, p, len);
         } else {
             for (uint32_t k = 0; k < len; k++) {
-                if (p[k] == ' ') buf_puts(&piece, "\xE2\x96\x81");   /* "▁" */
-                else buf_putc(&piece, p[k]);
+                if (p[k] == ' ') sqlm_buf_puts(&piece, "\xE2\x96\x81");   /* "▁" */
+                else sqlm_buf_putc(&piece, p[k]);
             }
         }
         if (piece.rc) { rc = sqlm_error(SQLM_NOMEM, "%s: out of memory", path); goto fail; }
-        if ((rc = vocab_set_token(v, i, piece.p ? piece.p : "", piece.len, score, attr)))
+        if ((rc = sqlm_vocab_set_token(v, i, piece.p ? piece.p : "", piece.len, score, attr)))
             goto fail;
     }
     v->type = VOCAB_SPM;
@@ -142,12 +142,12 @@ int llama2c_read_tokenizer(vocab *v, const char *path, int32_t vocab_size) {
     v->byte_fallback = vocab_size > 258 && v->attr[3] == TOK_BYTE;
     v->merges_by_rank = 0;
     v->special_in_text = 0;   /* llama2.c encode() never matches "<s>" in text */
-    buf_free(&piece);
+    sqlm_buf_free(&piece);
     free(d);
     return SQLM_OK;
 fail:
-    buf_free(&piece);
+    sqlm_buf_free(&piece);
     free(d);
-    vocab_free(v);
+    sqlm_vocab_free(v);
     return rc;
 }

@@ -140,10 +140,10 @@ static int read_specs(const char *path, pb r, spec *s) {
     return SQLM_OK;
 }
 
-int tok_read_spm_model(vocab *v, const char *path) {
+int sqlm_tok_read_spm_model(vocab *v, const char *path) {
     uint8_t *d;
     size_t n = 0;
-    vocab_init(v);
+    sqlm_vocab_init(v);
     int rc = slurp(path, &d, &n);
     if (rc) return rc;
     pb r = {d, d + n}, sub;
@@ -183,7 +183,7 @@ int tok_read_spm_model(vocab *v, const char *path) {
         rc = sqlm_error(SQLM_UNSUPPORTED, "%s: remove_extra_whitespaces not supported", path);
         goto fail;
     }
-    if ((rc = vocab_alloc(v, (int32_t)count))) { rc = sqlm_error_prefix(rc, "%s", path); goto fail; }
+    if ((rc = sqlm_vocab_alloc(v, (int32_t)count))) { rc = sqlm_error_prefix(rc, "%s", path); goto fail; }
     /* Pass 2: the pieces. */
     int32_t id = 0;
     r = (pb){d, d + n};
@@ -213,7 +213,7 @@ int tok_read_spm_model(vocab *v, const char *path) {
         }
         if (score != score) { rc = sqlm_error(SQLM_FORMAT, "%s: piece %d: score is NaN", path, id); goto fail; }
         /* enum values equal enum tok_attr */
-        if ((rc = vocab_set_token(v, id, (const char *)piece.p, (size_t)(piece.end - piece.p), score,
+        if ((rc = sqlm_vocab_set_token(v, id, (const char *)piece.p, (size_t)(piece.end - piece.p), score,
                                   (int32_t)type)))
             goto fail;
         id++;
@@ -232,6 +232,6 @@ int tok_read_spm_model(vocab *v, const char *path) {
     return SQLM_OK;
 fail:
     free(d);
-    vocab_free(v);
+    sqlm_vocab_free(v);
     return rc;
 }

@@ -171,9 +171,9 @@ static void read_template(vocab *v, const json_t *post) {
     if (id >= 0) { v->add_eos = 1; v->eos = id; }
 }
 
-int tok_read_json(vocab *v, const char *path) {
+int sqlm_tok_read_json(vocab *v, const char *path) {
     json_error_t err;
-    vocab_init(v);
+    sqlm_vocab_init(v);
     json_t *root = json_load_file(path, JSON_ALLOW_NUL, &err);
     if (!root) {
         if (strstr(err.text, "unable to open"))
@@ -189,7 +189,7 @@ int tok_read_json(vocab *v, const char *path) {
     const json_t *pretok = json_object_get(root, "pre_tokenizer");
     const char *mtype = str_of(model, "type");
     buf b;
-    buf_init(&b);
+    sqlm_buf_init(&b);
     if (!mtype || strcmp(mtype, "BPE") != 0) {
         rc = sqlm_error(mtype ? SQLM_UNSUPPORTED : SQLM_FORMAT, "%s: model type %s%s%s not supported "
                         "(BPE only)", path, mtype ? "\"" : "", mtype ? mtype : "missing",
@@ -233,12 +233,12 @@ int tok_read_json(vocab *v, const char *path) {
                         (long long)max_id, n_named);
         goto fail;
     }
-    if ((rc = vocab_alloc(v, (int32_t)max_id + 1))) {
+    if ((rc = sqlm_vocab_alloc(v, (int32_t)max_id + 1))) {
         rc = sqlm_error_prefix(rc, "%s", path);
         goto fail;
     }
     for (int32_t id = 0; id < v->n; id++)   /* holes stay empty and unused */
-        if ((rc = vocab_set_token(v, id, "", 0, 0, TOK_UNUSED))) goto fail;
+        if ((rc = sqlm_vocab_set_token(v, id, "", 0, 0, TOK_UNUSED))) goto fail;
 
     bool byte_level = find_step(pretok, "ByteLevel") || find_step(json_object_get(root, "decoder"), "ByteLevel");
     v->type = byte_level ? VOCAB_BPE : VOCAB_SPM;
@@ -247,7 +247,7 @@ int tok_read_json(vocab *v, const char *path) {
         size_t n = strlen(key);
         int attr = TOK_NORMAL;
         if (!byte_level && n == 6 && memcmp(key, "<0x", 3) == 0 && key[5] == '>') attr = TOK_BYTE;
-        if ((rc = vocab_set_token(v, id, key, n, 0, attr))) goto fail;
+        if ((rc = sqlm_vocab_set_token(v, id, key, n, 0, attr))) goto fail;
     }
     const char *unk = str_of(model, "unk_token");
     v->unk = find_token(v, unk);
@@ -256,7 +256,7 @@ int tok_read_json(vocab *v, const char *path) {
         const json_t *c = json_object_get(e, "content");
         int attr = json_is_true(json_object_get(e, "special")) ? TOK_CONTROL : TOK_USER;
         if (unk && strcmp(json_string_value(c), unk) == 0) attr = TOK_UNKNOWN;
-        if ((rc = vocab_set_token(v, id, json_string_value(c), json_string_length(c), 0, attr)))
+        if ((rc = sqlm_vocab_set_token(v, id, json_string_value(c), json_string_length(c), 0, attr)))
             goto fail;
         if (json_is_true(json_object_get(e, "normalized")) && !json_is_null(norm) && norm)
             v->special_normalized = 1;
@@ -271,14 +271,14 @@ int tok_read_json(vocab *v, const char *path) {
     v->merges = calloc(nm ? nm : 1, sizeof *v->merges);
     if (!v->merges) { rc = sqlm_error(SQLM_NOMEM, "%s: out of memory", path); goto fail; }
     json_array_foreach(jmerges, i, e) {
-        buf_reset(&b);
+        sqlm_buf_reset(&b);
         if (json_is_string(e)) {
-            buf_append(&b, json_string_value(e), json_string_length(e));
+            sqlm_buf_append(&b, json_string_value(e), json_string_length(e));
         } else if (json_array_size(e) == 2 && json_is_string(json_array_get(e, 0)) &&
                    json_is_string(json_array_get(e, 1))) {
-            buf_puts(&b, json_string_value(json_array_get(e, 0)));
-            buf_putc(&b, ' ');
-            buf_puts(&b, json_string_value(json_array_get(e, 1)));
+            sqlm_buf_puts(&b, json_string_value(json_array_get(e, 0)));
+            sqlm_buf_putc(&b, ' ');
+            sqlm_buf_puts(&b, json_string_value(json_array_get(e, 1)));
         } else {
             rc = sqlm_error(SQLM_FORMAT, "%s: model.merges[%zu] is not \"a b\" or [a, b]", path, i);
             goto fail;
@@ -355,13 +355,13 @@ int tok_read_json(vocab *v, const char *path) {
     if ((rc = read_configs(v, path))) goto fail;
     static const char *const eot_names[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>"};
     for (size_t k = 0; k < ARRAY_LEN(eot_names) && v->eot < 0; k++) v->eot = find_token(v, eot_names[k]);
-    buf_free(&b);
+    sqlm_buf_free(&b);
     json_decref(root);
     return SQLM_OK;
 fail:
     if (rc == SQLM_NOMEM) sqlm_error(SQLM_NOMEM, "%s: out of memory", path);
-    buf_free(&b);
+    sqlm_buf_free(&b);
     json_decref(root);
-    vocab_free(v);
+    sqlm_vocab_free(v);
     return rc;
 }

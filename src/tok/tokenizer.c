@@ -98,7 +98,7 @@ static const mslot *merge_find(const tokenizer *t, int32_t a, int32_t b) {
     }
 }
 
-/* ------------------------------------------------------------ tok_init */
+/* ------------------------------------------------------------ sqlm_tok_init */
 
 /* Can an SPM merge produce token id?  (SentencePiece never yields control,
  * unknown or byte pieces by merging.) */
@@ -160,29 +160,29 @@ static bool matched_in_text(const vocab *v, int32_t id) {
 
 /* Append the SPM normal form of p[0..n) ("▁" for spaces) to b. */
 static void spm_escape(const vocab *v, const char *p, size_t n, buf *b) {
-    if (!v->escape_spaces) { buf_append(b, p, n); return; }
+    if (!v->escape_spaces) { sqlm_buf_append(b, p, n); return; }
     size_t a = 0;
     for (size_t k = 0; k < n; k++) {
         if (p[k] != ' ') continue;
-        buf_append(b, p + a, k - a);
-        buf_puts(b, "\xE2\x96\x81");
+        sqlm_buf_append(b, p + a, k - a);
+        sqlm_buf_puts(b, "\xE2\x96\x81");
         a = k + 1;
     }
-    buf_append(b, p + a, n - a);
+    sqlm_buf_append(b, p + a, n - a);
 }
 
 static int build_specials(tokenizer *t) {
     const vocab *v = t->v;
     if (trie_node(t, 0) < 0) return SQLM_NOMEM;
     buf b;
-    buf_init(&b);
+    sqlm_buf_init(&b);
     for (int32_t id = 0; id < v->n; id++) {
         if (!matched_in_text(v, id) || v->tok_len[id] == 0) continue;
         const char *p = v->tok[id];
         size_t n = v->tok_len[id];
         if (v->type == VOCAB_SPM && v->special_normalized) {
-            buf_reset(&b);
-            if (v->add_space_prefix) buf_puts(&b, v->escape_spaces ? "\xE2\x96\x81" : " ");
+            sqlm_buf_reset(&b);
+            if (v->add_space_prefix) sqlm_buf_puts(&b, v->escape_spaces ? "\xE2\x96\x81" : " ");
             spm_escape(v, p, n, &b);
             if (b.rc) break;
             p = b.p;
@@ -191,7 +191,7 @@ static int build_specials(tokenizer *t) {
         if (trie_add(t, p, n, id)) { b.rc = SQLM_NOMEM; break; }
     }
     int rc = b.rc;
-    buf_free(&b);
+    sqlm_buf_free(&b);
     return rc;
 }
 
@@ -204,7 +204,7 @@ static int build_merges(tokenizer *t) {
                                     v->n_merges);
     t->mmask = size - 1;
     buf cat;
-    buf_init(&cat);
+    sqlm_buf_init(&cat);
     for (int32_t r = 0; r < v->n_merges; r++) {
         const char *m = v->merges[r];
         if (!m) continue;
@@ -214,10 +214,10 @@ static int build_merges(tokenizer *t) {
             if (m[k] != ' ') continue;
             int32_t a = piece_find(t, m, k), b = piece_find(t, m + k + 1, n - k - 1);
             if (a < 0 || b < 0) continue;
-            buf_reset(&cat);
-            buf_append(&cat, m, k);
-            buf_append(&cat, m + k + 1, n - k - 1);
-            if (cat.rc) { buf_free(&cat); return sqlm_error(SQLM_NOMEM, "tokenizer: out of memory"); }
+            sqlm_buf_reset(&cat);
+            sqlm_buf_append(&cat, m, k);
+            sqlm_buf_append(&cat, m + k + 1, n - k - 1);
+            if (cat.rc) { sqlm_buf_free(&cat); return sqlm_error(SQLM_NOMEM, "tokenizer: out of memory"); }
             int32_t out = piece_find(t, cat.p, cat.len);
             if (out < 0) break;
             uint64_t key = mkey(a, b);
@@ -227,7 +227,7 @@ static int build_merges(tokenizer *t) {
             break;
         }
     }
-    buf_free(&cat);
+    sqlm_buf_free(&cat);
     return SQLM_OK;
 }
 
@@ -244,7 +244,7 @@ static int pre_from_name(const char *name) {
     return -1;
 }
 
-int tok_init(tokenizer **out, const vocab *v) {
+int sqlm_tok_init(tokenizer **out, const vocab *v) {
     *out = NULL;
     if (!v || v->n <= 0 || !v->tok || !v->tok_len || !v->attr)
         return sqlm_error(SQLM_FORMAT, "tokenizer: empty vocabulary");
@@ -289,7 +289,7 @@ int tok_init(tokenizer **out, const vocab *v) {
             id = piece_find(t, tmp, 6);
             if (id >= 0 && v->attr[id] != TOK_BYTE) id = -1;
         } else {
-            id = piece_find(t, tmp, (size_t)tok_utf8_put(byte_to_cp(b), tmp));
+            id = piece_find(t, tmp, (size_t)sqlm_tok_utf8_put(byte_to_cp(b), tmp));
         }
         t->byte_id[b] = id;
     }
@@ -315,11 +315,11 @@ int tok_init(tokenizer **out, const vocab *v) {
     return SQLM_OK;
 fail:
     if (rc == SQLM_NOMEM) sqlm_error(SQLM_NOMEM, "tokenizer: out of memory");
-    tok_free(t);
+    sqlm_tok_free(t);
     return rc;
 }
 
-void tok_drop_encoder(tokenizer *t) {
+void sqlm_tok_drop_encoder(tokenizer *t) {
     free(t->pmap);
     free(t->mmap);
     free(t->trie);
@@ -327,9 +327,9 @@ void tok_drop_encoder(tokenizer *t) {
     t->n_trie = t->cap_trie = 0;
 }
 
-void tok_free(tokenizer *t) {
+void sqlm_tok_free(tokenizer *t) {
     if (!t) return;
-    tok_drop_encoder(t);
+    sqlm_tok_drop_encoder(t);
     free(t);
 }
 
@@ -605,8 +605,8 @@ static void spm_encode(const tokenizer *t, work *w, const char *text, size_t len
     if (len == 0) return;
     if (v->special_normalized) {
         /* HF: normalise the whole text, then find the normalised specials. */
-        buf_reset(b);
-        if (v->add_space_prefix) buf_puts(b, prefix);
+        sqlm_buf_reset(b);
+        if (v->add_space_prefix) sqlm_buf_puts(b, prefix);
         spm_escape(v, text, len, b);
         if (b->rc) { w->oom = true; return; }
         for (size_t pos = 0; pos < b->len;) {
@@ -623,8 +623,8 @@ static void spm_encode(const tokenizer *t, work *w, const char *text, size_t len
     for (size_t pos = 0; pos < len;) {
         size_t at = special_next(t, text, len, pos, &mlen, &id);
         if (at > pos) {
-            buf_reset(b);
-            if (v->add_space_prefix && after_special) buf_puts(b, prefix);
+            sqlm_buf_reset(b);
+            if (v->add_space_prefix && after_special) sqlm_buf_puts(b, prefix);
             spm_escape(v, text + pos, at - pos, b);
             if (b->rc) { w->oom = true; return; }
             spm_fragment(t, w, b->p, b->len, o);
@@ -658,13 +658,13 @@ static inline void uch_at(const char *s, size_t len, size_t i, uch *c) {
     if (b < 0x80) {
         c->cp = b;
         c->n = 1;
-        c->cat = tok_ucat(b);
+        c->cat = sqlm_tok_ucat(b);
         return;
     }
     size_t p = i;
-    c->cp = tok_utf8_next(s, len, &p);
+    c->cp = sqlm_tok_utf8_next(s, len, &p);
     c->n = p - i;
-    c->cat = tok_ucat(c->cp);
+    c->cat = sqlm_tok_ucat(c->cp);
 }
 
 /* Length of a contraction ('s 't 're 've 'm 'll 'd) at s[i] == '\'', or 0. */
@@ -799,9 +799,9 @@ static void bpe_word(const tokenizer *t, work *w, const char *p, size_t n, idvec
     if (t->ignore_merges && n > 1) {
         buf *b = &w->tmp;
         char tmp[4];
-        buf_reset(b);
+        sqlm_buf_reset(b);
         for (size_t k = 0; k < n; k++)
-            buf_append(b, tmp, (size_t)tok_utf8_put(byte_to_cp((unsigned char)p[k]), tmp));
+            sqlm_buf_append(b, tmp, (size_t)sqlm_tok_utf8_put(byte_to_cp((unsigned char)p[k]), tmp));
         if (b->rc) { w->oom = true; return; }
         int32_t id = piece_find(t, b->p, b->len);
         if (id >= 0) { id_push(o, id); return; }
@@ -829,15 +829,15 @@ static void bpe_fragment(const tokenizer *t, work *w, const char *s, size_t len,
 
 static void bpe_encode(const tokenizer *t, work *w, const char *text, size_t len, idvec *o) {
     buf norm;
-    buf_init(&norm);
+    sqlm_buf_init(&norm);
     size_t mlen;
     int32_t id;
     for (size_t pos = 0; pos < len && !w->oom;) {
         size_t at = special_next(t, text, len, pos, &mlen, &id);
         if (at > pos) {
             if (t->v->nfc) {
-                buf_reset(&norm);
-                tok_nfc(text + pos, at - pos, &norm);
+                sqlm_buf_reset(&norm);
+                sqlm_tok_nfc(text + pos, at - pos, &norm);
                 if (norm.rc) { w->oom = true; break; }
                 bpe_fragment(t, w, norm.p, norm.len, o);
             } else {
@@ -847,12 +847,12 @@ static void bpe_encode(const tokenizer *t, work *w, const char *text, size_t len
         if (mlen) id_push(o, id);
         pos = at + mlen;
     }
-    buf_free(&norm);
+    sqlm_buf_free(&norm);
 }
 
 /* ---------------------------------------------------------- public API */
 
-int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_special,
+int sqlm_tok_encode(const tokenizer *t, const char *text, size_t len, bool add_special,
                int32_t **ids, int32_t *n_ids) {
     const vocab *v = t->v;
     *ids = NULL;
@@ -860,17 +860,17 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_specia
     if (len > (size_t)INT32_MAX / 2)
         return sqlm_error(SQLM_RANGE, "tokenizer: input of %zu bytes is too long", len);
     if (!text && len) return sqlm_error(SQLM_ERROR, "tokenizer: NULL text");
-    if (!t->pmap) return sqlm_error(SQLM_ERROR, "tokenizer: encoder released (tok_drop_encoder)");
+    if (!t->pmap) return sqlm_error(SQLM_ERROR, "tokenizer: encoder released (sqlm_tok_drop_encoder)");
     idvec o = {0};
     work w = {0};
-    buf_init(&w.tmp);
+    sqlm_buf_init(&w.tmp);
     if (add_special && v->add_bos && v->bos >= 0) id_push(&o, v->bos);
     if (v->type == VOCAB_BPE) bpe_encode(t, &w, text, len, &o);
     else spm_encode(t, &w, text, len, &o);
     if (add_special && v->add_eos && v->eos >= 0) id_push(&o, v->eos);
     free(w.s);
     free(w.h);
-    buf_free(&w.tmp);
+    sqlm_buf_free(&w.tmp);
     if (o.oom || w.oom) {
         free(o.p);
         return sqlm_error(SQLM_NOMEM, "tokenizer: out of memory encoding %zu bytes", len);
@@ -892,7 +892,7 @@ static int hexval(char c) {
     return -1;
 }
 
-int tok_decode(const tokenizer *t, int32_t prev, int32_t id, buf *out) {
+int sqlm_tok_decode(const tokenizer *t, int32_t prev, int32_t id, buf *out) {
     const vocab *v = t->v;
     if (id < 0 || id >= v->n)
         return sqlm_error(SQLM_RANGE, "tokenizer: token id %d outside vocabulary of %d", id, v->n);
@@ -901,40 +901,40 @@ int tok_decode(const tokenizer *t, int32_t prev, int32_t id, buf *out) {
     int a = v->attr[id];
     size_t start = out->len;
     if (a == TOK_CONTROL || a == TOK_UNKNOWN) {
-        buf_append(out, p, n);
+        sqlm_buf_append(out, p, n);
     } else if (v->type == VOCAB_BPE) {
         if (a == TOK_USER) {
-            buf_append(out, p, n);
+            sqlm_buf_append(out, p, n);
         } else {
             /* Map each character back to its byte; a piece with a character
              * outside the map is emitted as is (as HF's ByteLevel decoder). */
             size_t pos = 0;
             bool raw = false;
             while (pos < n && !raw) {
-                uint32_t cp = tok_utf8_next(p, n, &pos);
+                uint32_t cp = sqlm_tok_utf8_next(p, n, &pos);
                 if (cp >= ARRAY_LEN(t->cp_byte) || t->cp_byte[cp] < 0) raw = true;
-                else buf_putc(out, (char)t->cp_byte[cp]);
+                else sqlm_buf_putc(out, (char)t->cp_byte[cp]);
             }
             if (raw) {
                 out->len = start;
                 if (out->p) out->p[start] = 0;
-                buf_append(out, p, n);
+                sqlm_buf_append(out, p, n);
             }
         }
     } else if (a == TOK_BYTE && n == 6 && hexval(p[3]) >= 0 && hexval(p[4]) >= 0) {
-        buf_putc(out, (char)(hexval(p[3]) * 16 + hexval(p[4])));
+        sqlm_buf_putc(out, (char)(hexval(p[3]) * 16 + hexval(p[4])));
     } else {
         bool drop = v->add_space_prefix && (prev < 0 || prev == v->bos);
         size_t k = 0;
         while (k < n) {
             if (v->escape_spaces && n - k >= 3 && memcmp(p + k, "\xE2\x96\x81", 3) == 0) {
-                if (!drop) buf_putc(out, ' ');
+                if (!drop) sqlm_buf_putc(out, ' ');
                 k += 3;
             } else if (!v->escape_spaces && p[k] == ' ') {
-                if (!drop) buf_putc(out, ' ');
+                if (!drop) sqlm_buf_putc(out, ' ');
                 k++;
             } else {
-                buf_putc(out, p[k]);
+                sqlm_buf_putc(out, p[k]);
                 k++;
             }
             drop = false;

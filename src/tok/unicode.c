@@ -13,9 +13,9 @@
 #include "../sqlm-int.h"
 
 /* unicode_data.c (generated) */
-extern const uint32_t tok_ucat_n, tok_ccc_n, tok_decomp_n, tok_comp_n;
-extern const uint32_t tok_ucat_tab[][3], tok_ccc_tab[][3], tok_decomp_tab[][3],
-    tok_comp_tab[][3];
+extern const uint32_t sqlm_tok_ucat_n, sqlm_tok_ccc_n, sqlm_tok_decomp_n, sqlm_tok_comp_n;
+extern const uint32_t sqlm_tok_ucat_tab[][3], sqlm_tok_ccc_tab[][3], sqlm_tok_decomp_tab[][3],
+    sqlm_tok_comp_tab[][3];
 
 /* ---------------------------------------------------------------- UTF-8 */
 
@@ -44,7 +44,7 @@ bad:
     return false;
 }
 
-uint32_t tok_utf8_next(const char *s, size_t len, size_t *pos) {
+uint32_t sqlm_tok_utf8_next(const char *s, size_t len, size_t *pos) {
     uint32_t cp;
     size_t n;
     utf8_decode((const unsigned char *)s + *pos, len - *pos, &cp, &n);
@@ -52,7 +52,7 @@ uint32_t tok_utf8_next(const char *s, size_t len, size_t *pos) {
     return cp;
 }
 
-int tok_utf8_put(uint32_t cp, char *out) {
+int sqlm_tok_utf8_put(uint32_t cp, char *out) {
     unsigned char *o = (unsigned char *)out;
     if (cp < 0x80) { o[0] = (unsigned char)cp; return 1; }
     if (cp < 0x800) {
@@ -95,14 +95,14 @@ static bool is_white_space(uint32_t cp) {
            cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
-int tok_ucat(uint32_t cp) {
+int sqlm_tok_ucat(uint32_t cp) {
     if (cp < 0x80) {
         if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') return UCAT_LETTER;
         if (cp >= '0' && cp <= '9') return UCAT_NUMBER;
         return is_white_space(cp) ? UCAT_SPACE : UCAT_OTHER;
     }
     if (is_white_space(cp)) return UCAT_SPACE;
-    return (int)range_find(tok_ucat_tab, tok_ucat_n, cp);
+    return (int)range_find(sqlm_tok_ucat_tab, sqlm_tok_ucat_n, cp);
 }
 
 /* ------------------------------------------------------------------ NFC */
@@ -115,16 +115,16 @@ enum {
 
 static int ccc(uint32_t cp) {
     if (cp < 0x300 || (cp & RAW_BYTE)) return 0;
-    return (int)range_find(tok_ccc_tab, tok_ccc_n, cp);
+    return (int)range_find(sqlm_tok_ccc_tab, sqlm_tok_ccc_n, cp);
 }
 
 static const uint32_t *decomp_find(uint32_t cp) {
-    uint32_t lo = 0, hi = tok_decomp_n;
+    uint32_t lo = 0, hi = sqlm_tok_decomp_n;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
-        if (cp < tok_decomp_tab[mid][0]) hi = mid;
-        else if (cp > tok_decomp_tab[mid][0]) lo = mid + 1;
-        else return tok_decomp_tab[mid];
+        if (cp < sqlm_tok_decomp_tab[mid][0]) hi = mid;
+        else if (cp > sqlm_tok_decomp_tab[mid][0]) lo = mid + 1;
+        else return sqlm_tok_decomp_tab[mid];
     }
     return NULL;
 }
@@ -136,13 +136,13 @@ static uint32_t compose(uint32_t a, uint32_t b) {
         b > H_TBASE && b < H_TBASE + H_TCOUNT)
         return a + (b - H_TBASE);
     uint64_t key = ((uint64_t)a << 32) | b;
-    uint32_t lo = 0, hi = tok_comp_n;
+    uint32_t lo = 0, hi = sqlm_tok_comp_n;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
-        uint64_t k = ((uint64_t)tok_comp_tab[mid][0] << 32) | tok_comp_tab[mid][1];
+        uint64_t k = ((uint64_t)sqlm_tok_comp_tab[mid][0] << 32) | sqlm_tok_comp_tab[mid][1];
         if (key < k) hi = mid;
         else if (key > k) lo = mid + 1;
-        else return tok_comp_tab[mid][2];
+        else return sqlm_tok_comp_tab[mid][2];
     }
     return 0;
 }
@@ -175,13 +175,13 @@ static void decompose(cpvec *v, uint32_t cp, int depth) {
     if (d[2]) decompose(v, d[2], depth + 1);
 }
 
-void tok_nfc(const char *s, size_t len, buf *out) {
+void sqlm_tok_nfc(const char *s, size_t len, buf *out) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     /* Fast path: text below U+0300 is already NFC and nothing composes with it. */
     for (i = 0; i < len; i++)
         if (u[i] >= 0xCC) break;
-    if (i == len) { buf_append(out, s, len); return; }
+    if (i == len) { sqlm_buf_append(out, s, len); return; }
 
     cpvec v = {0};
     for (i = 0; i < len;) {
@@ -218,8 +218,8 @@ void tok_nfc(const char *s, size_t len, buf *out) {
     }
     char tmp[4];
     for (size_t k = 0; k < o; k++) {
-        if (v.p[k] & RAW_BYTE) { buf_putc(out, (char)(v.p[k] & 0xFF)); continue; }
-        buf_append(out, tmp, (size_t)tok_utf8_put(v.p[k], tmp));
+        if (v.p[k] & RAW_BYTE) { sqlm_buf_putc(out, (char)(v.p[k] & 0xFF)); continue; }
+        sqlm_buf_append(out, tmp, (size_t)sqlm_tok_utf8_put(v.p[k], tmp));
     }
     free(v.p);
 }

@@ -6,8 +6,8 @@
  */
 #include <stdint.h>
 
-const uint32_t tok_ucat_n = 782;
-const uint32_t tok_ucat_tab[][3] = {  /* lo, hi, 1 letter | 2 number */
+const uint32_t sqlm_tok_ucat_n = 782;
+const uint32_t sqlm_tok_ucat_tab[][3] = {  /* lo, hi, 1 letter | 2 number */
     {0x30, 0x39, 2},
     {0x41, 0x5A, 1},
     {0x61, 0x7A, 1},
@@ -792,8 +792,8 @@ const uint32_t tok_ucat_tab[][3] = {  /* lo, hi, 1 letter | 2 number */
     {0x30000, 0x3134A, 1},
 };
 
-const uint32_t tok_ccc_n = 382;
-const uint32_t tok_ccc_tab[][3] = {  /* lo, hi, combining class */
+const uint32_t sqlm_tok_ccc_n = 382;
+const uint32_t sqlm_tok_ccc_tab[][3] = {  /* lo, hi, combining class */
     {0x300, 0x314, 230},
     {0x315, 0x315, 232},
     {0x316, 0x319, 220},
@@ -1178,8 +1178,8 @@ const uint32_t tok_ccc_tab[][3] = {  /* lo, hi, combining class */
     {0x1E94A, 0x1E94A, 7},
 };
 
-const uint32_t tok_decomp_n = 2061;
-const uint32_t tok_decomp_tab[][3] = {  /* cp, first, second or 0 */
+const uint32_t sqlm_tok_decomp_n = 2061;
+const uint32_t sqlm_tok_decomp_tab[][3] = {  /* cp, first, second or 0 */
     {0xC0, 0x41, 0x300},
     {0xC1, 0x41, 0x301},
     {0xC2, 0x41, 0x302},
@@ -3243,8 +3243,8 @@ const uint32_t tok_decomp_tab[][3] = {  /* cp, first, second or 0 */
     {0x2FA1D, 0x2A600, 0x0},
 };
 
-const uint32_t tok_comp_n = 941;
-const uint32_t tok_comp_tab[][3] = {  /* first, second, composite */
+const uint32_t sqlm_tok_comp_n = 941;
+const uint32_t sqlm_tok_comp_tab[][3] = {  /* first, second, composite */
     {0x3C, 0x338, 0x226E},
     {0x3D, 0x338, 0x2260},
     {0x3E, 0x338, 0x226F},

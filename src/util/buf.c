@@ -61,14 +61,14 @@ const char *sqlm_errstr(int rc) {
 
 /* ------------------------------------------------------------------ buf */
 
-void buf_init(buf *b) { memset(b, 0, sizeof *b); }
+void sqlm_buf_init(buf *b) { memset(b, 0, sizeof *b); }
 
-void buf_free(buf *b) {
+void sqlm_buf_free(buf *b) {
     free(b->p);
-    buf_init(b);
+    sqlm_buf_init(b);
 }
 
-void buf_reset(buf *b) {
+void sqlm_buf_reset(buf *b) {
     b->len = 0;
     if (b->p) b->p[0] = 0;
 }
@@ -96,17 +96,17 @@ static bool buf_reserve(buf *b, size_t extra) {
     return true;
 }
 
-void buf_append(buf *b, const void *p, size_t n) {
+void sqlm_buf_append(buf *b, const void *p, size_t n) {
     if (!buf_reserve(b, n)) return;
     if (n) memcpy(b->p + b->len, p, n);
     b->len += n;
     b->p[b->len] = 0;
 }
 
-void buf_puts(buf *b, const char *s) { buf_append(b, s, strlen(s)); }
-void buf_putc(buf *b, char c) { buf_append(b, &c, 1); }
+void sqlm_buf_puts(buf *b, const char *s) { sqlm_buf_append(b, s, strlen(s)); }
+void sqlm_buf_putc(buf *b, char c) { sqlm_buf_append(b, &c, 1); }
 
-void buf_vappendf(buf *b, const char *fmt, va_list ap) {
+void sqlm_buf_vappendf(buf *b, const char *fmt, va_list ap) {
     va_list ap2;
     va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap2);
@@ -120,23 +120,23 @@ void buf_vappendf(buf *b, const char *fmt, va_list ap) {
     b->len += (size_t)n;
 }
 
-void buf_appendf(buf *b, const char *fmt, ...) {
+void sqlm_buf_appendf(buf *b, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    buf_vappendf(b, fmt, ap);
+    sqlm_buf_vappendf(b, fmt, ap);
     va_end(ap);
 }
 
-char *buf_detach(buf *b) {
+char *sqlm_buf_detach(buf *b) {
     char *p = b->p;
     if (!p) p = calloc(1, 1);
-    buf_init(b);
+    sqlm_buf_init(b);
     return p;
 }
 
 /* --------------------------------------------------------------- system */
 
-void *xmalloc_checked(size_t n) {
+void *sqlm_xmalloc_checked(size_t n) {
     void *p = malloc(n ? n : 1);
     if (!p) sqlm_error(SQLM_NOMEM, "out of memory allocating %zu bytes", n);
     return p;
@@ -144,7 +144,7 @@ void *xmalloc_checked(size_t n) {
 
 char *sqlm_strdup(const char *s) {
     size_t n = strlen(s) + 1;
-    char *p = xmalloc_checked(n);
+    char *p = sqlm_xmalloc_checked(n);
     if (p) memcpy(p, s, n);
     return p;
 }

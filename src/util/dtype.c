@@ -34,30 +34,30 @@ static const struct dtype_info *dtype_info(int dt) {
     return NULL;
 }
 
-const char *dtype_name(int dt) {
+const char *sqlm_dtype_name(int dt) {
     const struct dtype_info *t = dtype_info(dt);
     return t ? t->name : NULL;
 }
 
-int dtype_from_name(const char *name) {
+int sqlm_dtype_from_name(const char *name) {
     for (size_t i = 0; i < ARRAY_LEN(dtype_table); i++)
         if (strcmp(dtype_table[i].name, name) == 0) return dtype_table[i].dt;
     return -1;
 }
 
-bool dtype_valid(int dt) { return dtype_info(dt) != NULL; }
+bool sqlm_dtype_valid(int dt) { return dtype_info(dt) != NULL; }
 
-size_t dtype_block(int dt) {
+size_t sqlm_dtype_block(int dt) {
     const struct dtype_info *t = dtype_info(dt);
     return t ? t->block : 0;
 }
 
-size_t dtype_block_bytes(int dt) {
+size_t sqlm_dtype_block_bytes(int dt) {
     const struct dtype_info *t = dtype_info(dt);
     return t ? t->block_bytes : 0;
 }
 
-bool dtype_row_bytes(int dt, size_t n, size_t *out) {
+bool sqlm_dtype_row_bytes(int dt, size_t n, size_t *out) {
     const struct dtype_info *t = dtype_info(dt);
     *out = 0;
     if (!t || n % t->block != 0) return false;
@@ -82,7 +82,7 @@ static float bits_f32(uint32_t u) {
  * IEEE half: sign(1) exponent(5, bias 15) mantissa(10).  Exponent 0 holds
  * zero and subnormals (m * 2^-24), exponent 31 holds inf (m == 0) and NaN.
  */
-float fp16_to_f32(uint16_t h) {
+float sqlm_fp16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
     if (e == 0) {
@@ -100,7 +100,7 @@ float fp16_to_f32(uint16_t h) {
 }
 
 /* Round-to-nearest-even; overflow gives inf, NaN stays a (quiet) NaN. */
-uint16_t f32_to_fp16(float f) {
+uint16_t sqlm_f32_to_fp16(float f) {
     uint32_t x = f32_bits(f);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
     uint32_t ax = x & 0x7fffffff;
@@ -120,7 +120,7 @@ uint16_t f32_to_fp16(float f) {
     return sign | (uint16_t)h;
 }
 
-float bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+float sqlm_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 
 static uint16_t f32_to_bf16(float f) {
     uint32_t x = f32_bits(f);
@@ -138,22 +138,22 @@ static uint16_t load_u16(const uint8_t *p) {
 }
 
 /* Sources may be unaligned (safetensors data need not be): read via memcpy. */
-void dtype_to_f32(int dt, const void *src, float *dst, size_t n) {
+void sqlm_dtype_to_f32(int dt, const void *src, float *dst, size_t n) {
     const uint8_t *s = src;
     switch (dt) {
     case DT_F32:
         memcpy(dst, s, n * 4);
         break;
     case DT_F16:
-        for (size_t i = 0; i < n; i++) dst[i] = fp16_to_f32(load_u16(s + 2 * i));
+        for (size_t i = 0; i < n; i++) dst[i] = sqlm_fp16_to_f32(load_u16(s + 2 * i));
         break;
     case DT_BF16:
-        for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(load_u16(s + 2 * i));
+        for (size_t i = 0; i < n; i++) dst[i] = sqlm_bf16_to_f32(load_u16(s + 2 * i));
         break;
     case DT_Q8_0:
         for (size_t b = 0; b < n / QK; b++) {
             const uint8_t *blk = s + b * sizeof(block_q8_0);
-            float d = fp16_to_f32(load_u16(blk));
+            float d = sqlm_fp16_to_f32(load_u16(blk));
             const int8_t *qs = (const int8_t *)(blk + 2);
             for (int j = 0; j < QK; j++) dst[b * QK + j] = qs[j] * d;
         }
@@ -161,7 +161,7 @@ void dtype_to_f32(int dt, const void *src, float *dst, size_t n) {
     case DT_Q4_0:
         for (size_t b = 0; b < n / QK; b++) {
             const uint8_t *blk = s + b * sizeof(block_q4_0);
-            float d = fp16_to_f32(load_u16(blk));
+            float d = sqlm_fp16_to_f32(load_u16(blk));
             const uint8_t *qs = blk + 2;
             for (int j = 0; j < QK / 2; j++) {
                 dst[b * QK + j] = ((int)(qs[j] & 0x0f) - 8) * d;
@@ -174,11 +174,11 @@ void dtype_to_f32(int dt, const void *src, float *dst, size_t n) {
     }
 }
 
-void dtype_to_blocks(int dt, const void *src, float *q, float *d, size_t n) {
+void sqlm_dtype_to_blocks(int dt, const void *src, float *q, float *d, size_t n) {
     const uint8_t *s = src;
     for (size_t b = 0; b < n / QK; b++) {
-        const uint8_t *blk = s + b * dtype_block_bytes(dt);
-        d[b] = fp16_to_f32(load_u16(blk));
+        const uint8_t *blk = s + b * sqlm_dtype_block_bytes(dt);
+        d[b] = sqlm_fp16_to_f32(load_u16(blk));
         for (int j = 0; j < QK; j++) {
             if (dt == DT_Q8_0) q[b * QK + j] = ((const int8_t *)(blk + 2))[j];
             else q[b * QK + j] = j < QK / 2 ? (int)(blk[2 + j] & 0x0f) - 8 : (int)(blk[2 + j - QK / 2] >> 4) - 8;
@@ -190,7 +190,7 @@ static void quantize_q8_0(const float *x, uint8_t *out) {
     float amax = 0.0f;
     for (int j = 0; j < QK; j++) amax = MAX(amax, fabsf(x[j]));
     float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
-    uint16_t dh = f32_to_fp16(d);
+    uint16_t dh = sqlm_f32_to_fp16(d);
     memcpy(out, &dh, 2);
     for (int j = 0; j < QK; j++) out[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
 }
@@ -204,7 +204,7 @@ static void quantize_q4_0(const float *x, uint8_t *out) {
         }
     }
     float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
-    uint16_t dh = f32_to_fp16(d);
+    uint16_t dh = sqlm_f32_to_fp16(d);
     memcpy(out, &dh, 2);
     for (int j = 0; j < QK / 2; j++) {
         int8_t a = (int8_t)(x[j] * id + 8.5f), b = (int8_t)(x[j + QK / 2] * id + 8.5f);
@@ -213,7 +213,7 @@ static void quantize_q4_0(const float *x, uint8_t *out) {
     }
 }
 
-void dtype_from_f32(int dt, const float *src, void *dst, size_t n) {
+void sqlm_dtype_from_f32(int dt, const float *src, void *dst, size_t n) {
     uint8_t *d = dst;
     switch (dt) {
     case DT_F32:
@@ -221,7 +221,7 @@ void dtype_from_f32(int dt, const float *src, void *dst, size_t n) {
         break;
     case DT_F16:
         for (size_t i = 0; i < n; i++) {
-            uint16_t h = f32_to_fp16(src[i]);
+            uint16_t h = sqlm_f32_to_fp16(src[i]);
             memcpy(d + 2 * i, &h, 2);
         }
         break;

@@ -80,7 +80,7 @@ static void *worker(void *arg) {
     }
 }
 
-int pool_init(pool **out, int n) {
+int sqlm_pool_init(pool **out, int n) {
     *out = NULL;
     pool *p = calloc(1, sizeof *p);
     if (!p) return sqlm_error(SQLM_NOMEM, "out of memory");
@@ -88,7 +88,7 @@ int pool_init(pool **out, int n) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     if (n > 1 && !(p->tid = calloc((size_t)n - 1, sizeof *p->tid))) {
-        pool_free(p);
+        sqlm_pool_free(p);
         return sqlm_error(SQLM_NOMEM, "out of memory");
     }
     for (int i = 1; i < n; i++) {
@@ -105,7 +105,7 @@ int pool_init(pool **out, int n) {
     return SQLM_OK;
 }
 
-void pool_free(pool *p) {
+void sqlm_pool_free(pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->stop, true);
@@ -118,7 +118,7 @@ void pool_free(pool *p) {
     free(p);
 }
 
-int pool_size(const pool *p) { return p ? p->n : 1; }
+int sqlm_pool_size(const pool *p) { return p ? p->n : 1; }
 
 /*
  * On a machine with more runnable threads than cores, a worker that loses
@@ -145,7 +145,7 @@ static void go_solo(pool *p) {
     p->win_jobs = 0;
 }
 
-void pool_run(pool *p, pool_fn fn, void *ctx) {
+void sqlm_pool_run(pool *p, pool_fn fn, void *ctx) {
     if (!p || p->n == 1 || p->solo > 0) {
         if (p && p->solo > 0) p->solo--;
         fn(ctx, 0, 1);

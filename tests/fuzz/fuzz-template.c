@@ -33,8 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     jinja_limits lim = { .max_output = 1 << 16, .max_memory = 16 << 20,
                          .max_steps = 200000, .max_depth = 64 };
     buf out;
-    buf_init(&out);
-    jinja_render((const char *)data, size, &v, &lim, &out);
-    buf_free(&out);
+    sqlm_buf_init(&out);
+    sqlm_jinja_render((const char *)data, size, &v, &lim, &out);
+    sqlm_buf_free(&out);
     return 0;
 }

@@ -13,8 +13,8 @@
  *                 its NFC form for an NFC vocabulary, or with "▁" read as a
  *                 space for SentencePiece (as SentencePiece itself does).
  *   mode >= 0x80  the file readers: everything after the mode byte is a file
- *                 given to tok_read_json, llama2c_read_tokenizer or
- *                 tok_read_spm_model (mode % 3).  It must be read or refused
+ *                 given to sqlm_tok_read_json, sqlm_llama2c_read_tokenizer or
+ *                 sqlm_tok_read_spm_model (mode % 3).  It must be read or refused
  *                 cleanly; a vocabulary that is read is then built into a
  *                 tokenizer and used on a short text.
  * A failed check calls TOKFUZZ_FAIL(input, size, message) (abort by default).
@@ -68,9 +68,9 @@ static long tokfuzz_n_roundtrip;   /* inputs whose round trip was checked */
 
 static int tokfuzz_read(int kind, vocab *v, const char *path) {
     switch (kind) {
-    case TOKFUZZ_LLAMA2C: return llama2c_read_tokenizer(v, path, 0);
-    case TOKFUZZ_JSON: return tok_read_json(v, path);
-    default: return tok_read_spm_model(v, path);
+    case TOKFUZZ_LLAMA2C: return sqlm_llama2c_read_tokenizer(v, path, 0);
+    case TOKFUZZ_JSON: return sqlm_tok_read_json(v, path);
+    default: return sqlm_tok_read_spm_model(v, path);
     }
 }
 
@@ -101,8 +101,8 @@ static void tokfuzz_bytes(tokfuzz_tok *k) {
     for (int b = 0; b < 256; b++) {
         size_t n;
         if (v->type == VOCAB_SPM) n = (size_t)snprintf(want, sizeof want, "<0x%02X>", b);
-        else n = (size_t)tok_utf8_put(tokfuzz_byte_cp(b), want);
-        for (int32_t id = 0; id < v->n; id++) {   /* the lowest id wins, as in tok_init */
+        else n = (size_t)sqlm_tok_utf8_put(tokfuzz_byte_cp(b), want);
+        for (int32_t id = 0; id < v->n; id++) {   /* the lowest id wins, as in sqlm_tok_init */
             if (v->tok_len[id] != n || memcmp(v->tok[id], want, n) != 0) continue;
             k->byte_ok[b] = v->type == VOCAB_SPM ? v->attr[id] == TOK_BYTE : !tokfuzz_special(v, id);
             break;
@@ -115,7 +115,7 @@ static int tokfuzz_init(void) {
     for (int i = 0; i < TOKFUZZ_N; i++) {
         tokfuzz_tok *k = &tokfuzz_toks[i];
         if (tokfuzz_read(tokfuzz_srcs[i].kind, &k->v, tokfuzz_srcs[i].path) != SQLM_OK ||
-            tok_init(&k->t, &k->v) != SQLM_OK) {
+            sqlm_tok_init(&k->t, &k->v) != SQLM_OK) {
             fprintf(stderr, "tokfuzz: %s: %s\n", tokfuzz_srcs[i].path, sqlm_errmsg());
             return i + 1;
         }
@@ -131,8 +131,8 @@ static int tokfuzz_init(void) {
 
 static inline void tokfuzz_done(void) {
     for (int i = 0; i < TOKFUZZ_N; i++) {
-        tok_free(tokfuzz_toks[i].t);
-        vocab_free(&tokfuzz_toks[i].v);
+        sqlm_tok_free(tokfuzz_toks[i].t);
+        sqlm_vocab_free(&tokfuzz_toks[i].v);
         tokfuzz_toks[i].t = NULL;
     }
     if (tokfuzz_fd >= 0) close(tokfuzz_fd);
@@ -143,10 +143,10 @@ static inline void tokfuzz_done(void) {
 static void tokfuzz_unescape(const char *s, size_t n, buf *out) {
     for (size_t i = 0; i < n; i++) {
         if (n - i >= 3 && memcmp(s + i, "\xE2\x96\x81", 3) == 0) {
-            buf_putc(out, ' ');
+            sqlm_buf_putc(out, ' ');
             i += 2;
         } else {
-            buf_putc(out, s[i]);
+            sqlm_buf_putc(out, s[i]);
         }
     }
 }
@@ -165,13 +165,13 @@ static int tokfuzz_text(const uint8_t *data, size_t size) {
     size_t len = size > 2 ? size - 2 : 0;
     int32_t *ids = NULL, n = 0;
     buf all, mid, want;
-    buf_init(&all);
-    buf_init(&mid);
-    buf_init(&want);
+    sqlm_buf_init(&all);
+    sqlm_buf_init(&mid);
+    sqlm_buf_init(&want);
 
-    int rc = tok_encode(k->t, text, len, add_special, &ids, &n);
-    TOKFUZZ_CHECK(rc == SQLM_OK, "tok_encode failed");
-    TOKFUZZ_CHECK(ids != NULL && n >= 0, "tok_encode returned no array");
+    int rc = sqlm_tok_encode(k->t, text, len, add_special, &ids, &n);
+    TOKFUZZ_CHECK(rc == SQLM_OK, "sqlm_tok_encode failed");
+    TOKFUZZ_CHECK(ids != NULL && n >= 0, "sqlm_tok_encode returned no array");
     TOKFUZZ_CHECK((size_t)n <= 3 * len + 2, "more ids than the text can explain");
     size_t bound = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -189,11 +189,11 @@ static int tokfuzz_text(const uint8_t *data, size_t size) {
         hi = n - 1;
     }
     for (int32_t i = 0; i < n; i++)
-        TOKFUZZ_CHECK(tok_decode(k->t, i ? ids[i - 1] : -1, ids[i], &all) == SQLM_OK,
-                      "tok_decode failed");
+        TOKFUZZ_CHECK(sqlm_tok_decode(k->t, i ? ids[i - 1] : -1, ids[i], &all) == SQLM_OK,
+                      "sqlm_tok_decode failed");
     TOKFUZZ_CHECK(all.len <= bound, "decoded text longer than its pieces");
-    TOKFUZZ_CHECK(tok_decode(k->t, -1, -1, &mid) == SQLM_RANGE, "id -1 accepted");
-    TOKFUZZ_CHECK(tok_decode(k->t, -1, v->n, &mid) == SQLM_RANGE, "id n accepted");
+    TOKFUZZ_CHECK(sqlm_tok_decode(k->t, -1, -1, &mid) == SQLM_RANGE, "id -1 accepted");
+    TOKFUZZ_CHECK(sqlm_tok_decode(k->t, -1, v->n, &mid) == SQLM_RANGE, "id n accepted");
     TOKFUZZ_CHECK(mid.len == 0, "a refused id wrote output");
 
     /* round trip: where every byte of the text has a token of its own */
@@ -206,11 +206,11 @@ static int tokfuzz_text(const uint8_t *data, size_t size) {
     if (specials && (v->type == VOCAB_SPM || v->nfc)) rt = false;
     if (rt) {
         for (int32_t i = lo; i < hi; i++)
-            TOKFUZZ_CHECK(tok_decode(k->t, i > lo ? ids[i - 1] : lo ? ids[0] : -1, ids[i], &mid) ==
-                          SQLM_OK, "tok_decode failed");
-        if (v->nfc) tok_nfc(text, len, &want);
+            TOKFUZZ_CHECK(sqlm_tok_decode(k->t, i > lo ? ids[i - 1] : lo ? ids[0] : -1, ids[i], &mid) ==
+                          SQLM_OK, "sqlm_tok_decode failed");
+        if (v->nfc) sqlm_tok_nfc(text, len, &want);
         else if (v->type == VOCAB_SPM && v->escape_spaces) tokfuzz_unescape(text, len, &want);
-        else buf_append(&want, text, len);
+        else sqlm_buf_append(&want, text, len);
         TOKFUZZ_CHECK(mid.rc == 0 && want.rc == 0, "out of memory");
         TOKFUZZ_CHECK(mid.len == want.len && (want.len == 0 || memcmp(mid.p, want.p, want.len) == 0),
                       "decode(encode(text)) differs from the text");
@@ -218,9 +218,9 @@ static int tokfuzz_text(const uint8_t *data, size_t size) {
     }
 out:
     free(ids);
-    buf_free(&all);
-    buf_free(&mid);
-    buf_free(&want);
+    sqlm_buf_free(&all);
+    sqlm_buf_free(&mid);
+    sqlm_buf_free(&want);
     return 0;
 }
 
@@ -231,8 +231,8 @@ static int tokfuzz_file(const uint8_t *data, size_t size) {
     tokenizer *t = NULL;
     int32_t *ids = NULL, n = 0;
     buf out;
-    buf_init(&out);
-    vocab_init(&v);
+    sqlm_buf_init(&out);
+    sqlm_vocab_init(&v);
     TOKFUZZ_CHECK(tokfuzz_fd >= 0, "no memfd");
     TOKFUZZ_CHECK(ftruncate(tokfuzz_fd, 0) == 0, "ftruncate");
     TOKFUZZ_CHECK(pwrite(tokfuzz_fd, data + 1, size - 1, 0) == (ssize_t)(size - 1), "pwrite");
@@ -251,27 +251,27 @@ static int tokfuzz_file(const uint8_t *data, size_t size) {
                       "piece not NUL-terminated");
     TOKFUZZ_CHECK(v.bos < v.n && v.eos < v.n && v.unk < v.n && v.pad < v.n && v.eot < v.n,
                   "special id outside the vocabulary");
-    if (tok_init(&t, &v) != SQLM_OK) goto out;
+    if (sqlm_tok_init(&t, &v) != SQLM_OK) goto out;
     /* the file's own bytes as text (they name its pieces), then a fixed one */
     size_t tl = size - 1 < 512 ? size - 1 : 512;
     for (int pass = 0; pass < 2; pass++) {
         const char *s = pass ? " Hello world, <s>caf\xC3\xA9 123\n" : (const char *)data + 1;
         size_t sl = pass ? strlen(s) : tl;
-        rc = tok_encode(t, s, sl, true, &ids, &n);
-        TOKFUZZ_CHECK(rc == SQLM_OK, "tok_encode failed on a vocabulary that was read");
+        rc = sqlm_tok_encode(t, s, sl, true, &ids, &n);
+        TOKFUZZ_CHECK(rc == SQLM_OK, "sqlm_tok_encode failed on a vocabulary that was read");
         for (int32_t i = 0; i < n; i++) {
             TOKFUZZ_CHECK(ids[i] >= 0 && ids[i] < v.n, "id outside the read vocabulary");
-            TOKFUZZ_CHECK(tok_decode(t, i ? ids[i - 1] : -1, ids[i], &out) == SQLM_OK,
-                          "tok_decode failed");
+            TOKFUZZ_CHECK(sqlm_tok_decode(t, i ? ids[i - 1] : -1, ids[i], &out) == SQLM_OK,
+                          "sqlm_tok_decode failed");
         }
         free(ids);
         ids = NULL;
     }
 out:
     free(ids);
-    buf_free(&out);
-    tok_free(t);
-    vocab_free(&v);
+    sqlm_buf_free(&out);
+    sqlm_tok_free(t);
+    sqlm_vocab_free(&v);
     return 0;
 }
 

@@ -81,13 +81,13 @@ static const float *ggml_input(ref_model *r, const float *x, int n, int wdt) {
             float amax = 0;
             for (int i = 0; i < len; i++) amax = fmaxf(amax, fabsf(x[b + i]));
             float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
-            float dh = fp16_to_f32(f32_to_fp16(d));
+            float dh = sqlm_fp16_to_f32(sqlm_f32_to_fp16(d));
             for (int i = 0; i < len; i++) r->xq[b + i] = dh * rintf(x[b + i] * id);
         }
         return r->xq;
     }
     if (wdt == DT_F16) {
-        for (int i = 0; i < n; i++) r->xq[i] = fp16_to_f32(f32_to_fp16(x[i]));
+        for (int i = 0; i < n; i++) r->xq[i] = sqlm_fp16_to_f32(sqlm_f32_to_fp16(x[i]));
         return r->xq;
     }
     return x;
@@ -219,8 +219,8 @@ static void job_rows(struct ref_stored *st, int lo, int hi) {
         const ref_mat *m = &st->mat[i];
         int a = MAX(lo, base) - base, b = MIN(hi, base + m->rows) - base;
         if (a < b) {
-            const void *x = vec_act_type(m->dtype) == DT_Q8_0 ? (const void *)st->xq8 : st->xf;
-            vec_matvec(m->dtype, (const char *)m->w + (size_t)a * m->row_bytes, (size_t)(b - a),
+            const void *x = sqlm_vec_act_type(m->dtype) == DT_Q8_0 ? (const void *)st->xq8 : st->xf;
+            sqlm_vec_matvec(m->dtype, (const char *)m->w + (size_t)a * m->row_bytes, (size_t)(b - a),
                        (size_t)st->n_in, x, m->out + a);
         }
         base += m->rows;
@@ -278,9 +278,9 @@ static void job_run(struct ref_stored *st) {
     bool need_q8 = false;
     for (int i = 0; i < st->n_mat; i++) {
         st->total_rows += st->mat[i].rows;
-        need_q8 |= vec_act_type(st->mat[i].dtype) == DT_Q8_0;
+        need_q8 |= sqlm_vec_act_type(st->mat[i].dtype) == DT_Q8_0;
     }
-    if (need_q8) vec_quant_q8_0(st->xf, st->xq8, (size_t)st->n_in);
+    if (need_q8) sqlm_vec_quant_q8_0(st->xf, st->xq8, (size_t)st->n_in);
     if (st->n_started == 0) {
         job_rows(st, 0, st->total_rows);
         return;
@@ -358,7 +358,7 @@ static void products(ref_model *r, int l, const float *x, int n_in, int n, const
         m->dtype = l < 0 ? r->out_dtype : r->wdtype[(size_t)l * REF_W_COUNT + p[i].which];
         m->w = l < 0 ? st->out_w : st->w[(size_t)l * REF_W_COUNT + p[i].which];
         m->rows = p[i].n_out;
-        dtype_row_bytes(m->dtype, (size_t)n_in, &m->row_bytes);
+        sqlm_dtype_row_bytes(m->dtype, (size_t)n_in, &m->row_bytes);
         m->out = p[i].out;
     }
     job_run(st);
@@ -394,7 +394,7 @@ const float *ref_forward(ref_model *r, int token, int pos) {
 
     float *x = r->x;
     if (r->st)
-        dtype_to_f32(r->st->embd->dtype, tensor_row(r->st->embd, token), x, (size_t)dim);
+        sqlm_dtype_to_f32(r->st->embd->dtype, sqlm_tensor_row(r->st->embd, token), x, (size_t)dim);
     else
         memcpy(x, r->token_embd + (size_t)token * dim, (size_t)dim * sizeof *x);
 
@@ -456,7 +456,7 @@ const float *ref_forward(ref_model *r, int token, int pos) {
 /* Tensor name, checked to have shape [rows][cols] (ne[0] = cols) and its bytes. */
 static int find_tensor(const model *m, const char *name, int64_t cols, int64_t rows,
                        const tensor **out) {
-    const tensor *t = model_find(m, name);
+    const tensor *t = sqlm_model_find(m, name);
     if (!t) return sqlm_error(SQLM_FORMAT, "%s: tensor %s missing", m->path, name);
     int64_t n = 1;
     for (int d = 0; d < t->n_dim; d++) n *= t->ne[d];
@@ -466,10 +466,10 @@ static int find_tensor(const model *m, const char *name, int64_t cols, int64_t r
                           m->path, name, (long long)t->ne[0], (long long)(n / t->ne[0]),
                           (long long)cols, (long long)rows);
     size_t bytes;
-    if (!dtype_row_bytes(t->dtype, (size_t)n, &bytes) || bytes > t->nbytes)
+    if (!sqlm_dtype_row_bytes(t->dtype, (size_t)n, &bytes) || bytes > t->nbytes)
         return sqlm_error(SQLM_FORMAT, "%s: tensor %s: %zu bytes for %lld %s values",
                           m->path, name, t->nbytes, (long long)n,
-                          dtype_name(t->dtype) ? dtype_name(t->dtype) : "?");
+                          sqlm_dtype_name(t->dtype) ? sqlm_dtype_name(t->dtype) : "?");
     *out = t;
     return SQLM_OK;
 }
@@ -483,7 +483,7 @@ static int load(const model *m, const char *name, int64_t cols, int64_t rows, fl
     const tensor *t = NULL;
     int rc = find_tensor(m, name, cols, rows, &t);
     if (rc) return rc;
-    dtype_to_f32(t->dtype, t->data, dst, (size_t)(cols * rows));
+    sqlm_dtype_to_f32(t->dtype, t->data, dst, (size_t)(cols * rows));
     if (dtype) *dtype = t->dtype;
     return SQLM_OK;
 }
@@ -623,8 +623,8 @@ static int init(ref_model **out, const model *m, int max_seq, int threads) {
      * The output head: output.weight unless the model is tied; a tied model
      * may carry its embedding under either name (HF keeps only lm_head).
      */
-    bool has_embd = model_find(m, "token_embd.weight") != NULL;
-    bool has_out = model_find(m, "output.weight") != NULL;
+    bool has_embd = sqlm_model_find(m, "token_embd.weight") != NULL;
+    bool has_out = sqlm_model_find(m, "output.weight") != NULL;
     const char *embd_name = has_embd || !has_out ? "token_embd.weight" : "output.weight";
     bool own_output = !c->tied && has_out && has_embd;
     if (stored) {

@@ -69,18 +69,18 @@ static bool has_word(const char *msg, const char *words) {
     return false;
 }
 
-/* model_open(path) must fail, naming name and one of words. */
+/* sqlm_model_open(path) must fail, naming name and one of words. */
 static void expect_fail_at(int line, const char *path, const char *tok, const char *name,
                            const char *words) {
     model *m = (model *)&m;
-    int rc = model_open(path, tok, &m);
+    int rc = sqlm_model_open(path, tok, &m);
     const char *msg = sqlm_errmsg();
     n_cases++;
     CHECK(rc != SQLM_OK);
     CHECK(m == NULL);
     if (rc == SQLM_OK) {
         fprintf(stderr, "  line %d: %s opened but should not\n", line, path);
-        model_free(m);
+        sqlm_model_free(m);
         return;
     }
     bool ok = strstr(msg, name) && has_word(msg, words);
@@ -124,7 +124,7 @@ static size_t gguf_after_str(bytes b, const char *s) {
 static size_t data_end(const char *path, const char *tok) {
     model *m;
     size_t end = 0;
-    if (model_open(path, tok, &m)) {
+    if (sqlm_model_open(path, tok, &m)) {
         fprintf(stderr, "cannot open %s: %s\n", path, sqlm_errmsg());
         exit(2);
     }
@@ -132,7 +132,7 @@ static size_t data_end(const char *path, const char *tok) {
         const uint8_t *e = (const uint8_t *)m->tensors[i].data + m->tensors[i].nbytes;
         end = MAX(end, (size_t)(e - (const uint8_t *)m->map));
     }
-    model_free(m);
+    sqlm_model_free(m);
     return end;
 }
 
@@ -316,8 +316,8 @@ static void test_safetensors(void) {
     /* Sanity: an unmodified copy (no tokenizer.json beside) opens. */
     write_file(tmp_path("good.safetensors"), orig.p, orig.len);
     model *m;
-    CHECK_EQ(SQLM_OK, model_open(tmp_path("good.safetensors"), NULL, &m));
-    model_free(m);
+    CHECK_EQ(SQLM_OK, sqlm_model_open(tmp_path("good.safetensors"), NULL, &m));
+    sqlm_model_free(m);
 
     truncations(orig, data_end(tmp_path("good.safetensors"), NULL), "trunc.safetensors", NULL);
 
@@ -495,9 +495,9 @@ static void test_random(void) {
             }
             write_file(tmp_path(f[k].name), b.p, b.len);
             model *m;
-            if (model_open(tmp_path(f[k].name), f[k].tok, &m) == SQLM_OK) {
+            if (sqlm_model_open(tmp_path(f[k].name), f[k].tok, &m) == SQLM_OK) {
                 accepted++;
-                model_free(m);
+                sqlm_model_free(m);
             } else {
                 rejected++;
                 CHECK(strstr(sqlm_errmsg(), f[k].name) != NULL);

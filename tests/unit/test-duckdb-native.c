@@ -23,42 +23,42 @@ static void compare_modes(const char *model_path, const char *what, double bound
     CHECK_EQ(SQLM_OK, sqlm_import(model_path, out, &io));
     modeldb a, b;
     engine_opts eo = { .readonly = true, .threads = 1 };
-    CHECK_EQ(SQLM_OK, modeldb_open(&a, out, "duckdb", &eo));
-    CHECK_EQ(SQLM_OK, modeldb_open(&b, out, "duckdb-native", &eo));
+    CHECK_EQ(SQLM_OK, sqlm_modeldb_open(&a, out, "duckdb", &eo));
+    CHECK_EQ(SQLM_OK, sqlm_modeldb_open(&b, out, "duckdb-native", &eo));
     session *sa = NULL, *sb = NULL;
     session_opts so = { .ir = { .cte_merge = true } };
-    CHECK_EQ(SQLM_OK, session_init(&sa, &a, &so));
-    CHECK_EQ(SQLM_OK, session_init(&sb, &b, &so));
+    CHECK_EQ(SQLM_OK, sqlm_exec_init(&sa, &a, &so));
+    CHECK_EQ(SQLM_OK, sqlm_exec_init(&sb, &b, &so));
     const int32_t prompt[6] = { 1, 80, 147, 201, 282, 57 };
     const int V = a.cfg.vocab_size;
     const float *la, *lb;
     double worst = 0;
     int same = 0;
-    if (sa && sb && session_eval(sa, prompt, 6, &la) == SQLM_OK && session_eval(sb, prompt, 6, &lb) == SQLM_OK) {
+    if (sa && sb && sqlm_exec_eval(sa, prompt, 6, &la) == SQLM_OK && sqlm_exec_eval(sb, prompt, 6, &lb) == SQLM_OK) {
         for (int i = 0; i < 32; i++) {
             worst = fmax(worst, max_abs(la, lb, V));
             int32_t ta = argmax(la, V), tb = argmax(lb, V);
             if (ta != tb) break;
             same++;
-            if (session_eval(sa, &ta, 1, &la) || session_eval(sb, &tb, 1, &lb)) break;
+            if (sqlm_exec_eval(sa, &ta, 1, &la) || sqlm_exec_eval(sb, &tb, 1, &lb)) break;
         }
     }
     fprintf(stderr, "  native vs pure SQL, %s: %d/32 ids equal, max |logit diff| %.3g (bound %.0e)\n", what,
             same, worst, bound);
     CHECK_EQ(32, same);
     CHECK(worst <= bound);
-    session_free(sa);
-    session_free(sb);
-    modeldb_close(&a);
-    modeldb_close(&b);
+    sqlm_exec_free(sa);
+    sqlm_exec_free(sb);
+    sqlm_modeldb_close(&a);
+    sqlm_modeldb_close(&b);
 }
 
 int main(void) {
-    if (duckdb_load() != SQLM_OK) {
+    if (sqlm_duckdb_load() != SQLM_OK) {
         printf("test-duckdb-native: skipped: DuckDB library not found (%s)\n", sqlm_errmsg());
         return 0;
     }
-    fprintf(stderr, "  DuckDB %s, native functions\n", duckdb_lib_version());
+    fprintf(stderr, "  DuckDB %s, native functions\n", sqlm_duckdb_lib_version());
     if (!make_tmpdir()) return 1;
     double t0 = sqlm_now();
     run_all();

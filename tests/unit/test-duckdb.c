@@ -58,9 +58,9 @@ static void check_script(void) {
         ir_graph g;
         sql_program p;
         ir_opts o = { .cte_merge = true };
-        CHECK_EQ(SQLM_OK, ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o));
-        CHECK_EQ(SQLM_OK, emit_program(&g, db.e->m->dialect, &p));
-        char *script = sql_program_text(&p, prompt, np);
+        CHECK_EQ(SQLM_OK, sqlm_ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o));
+        CHECK_EQ(SQLM_OK, sqlm_emit_program(&g, db.e->m->dialect, &p));
+        char *script = sqlm_sql_program_text(&p, prompt, np);
         CHECK(script != NULL);
         CHECK(strstr(script, "sqlm_") == NULL);   /* no sqlm function is called */
         /* a fresh connection with nothing of sqlm's: the script in one call */
@@ -68,7 +68,7 @@ static void check_script(void) {
         engine_opts eo = { .readonly = true, .plain = true };
         char path[256];
         snprintf(path, sizeof path, "%s/script.db", tmpdir);
-        CHECK_EQ(SQLM_OK, db_duckdb.open(&e, path, &eo));
+        CHECK_EQ(SQLM_OK, sqlm_db_duckdb.open(&e, path, &eo));
         next_tok n = { 0, -1, -1 };
         if (e && script) {
             int rc = e->m->query(e, script, NULL, 0, next_row, &n);
@@ -81,15 +81,15 @@ static void check_script(void) {
         n_checked++;
         if (e) e->m->close(e);
         free(script);
-        sql_program_free(&p);
-        ir_free(&g);
+        sqlm_sql_program_free(&p);
+        sqlm_ir_free(&g);
     }
     fprintf(stderr, "  printed script on a stock connection: %d prompts give the golden next token\n",
             n_checked);
     CHECK(n_checked >= 5);
     free(line);
     if (f) fclose(f);
-    modeldb_close(&db);
+    sqlm_modeldb_close(&db);
 }
 
 /* ------------------------------- 6. QUANT in SQL, bit for bit against C */
@@ -116,8 +116,8 @@ static void edge_block(int kind, uint64_t *rng, float *x) {
 /* A float amax whose amax / 127 (in float) lies exactly halfway between two
  * fp16 values, near target, or 0 if none is found close by. */
 static float fp16_tie_amax(float target) {
-    uint16_t h = f32_to_fp16(target / 127);
-    float lo = fp16_to_f32(h), hi = fp16_to_f32((uint16_t)(h + 1)), mid = (lo + hi) / 2;
+    uint16_t h = sqlm_f32_to_fp16(target / 127);
+    float lo = sqlm_fp16_to_f32(h), hi = sqlm_fp16_to_f32((uint16_t)(h + 1)), mid = (lo + hi) / 2;
     float a = mid * 127;
     for (int k = 0; k < 64; k++, a = nextafterf(a, 1e30f))
         if (a / 127.0f == mid) return a;
@@ -153,7 +153,7 @@ static bool run_quant(engine *e, int wdt, float (*xs)[256], int rows, int n, qro
     };
     ir_graph g = { .nodes = nodes, .n_nodes = 2, .cap = 2, .output = 1 };
     sql_program p;
-    CHECK_EQ(SQLM_OK, emit_program(&g, DIA_DUCKDB, &p));
+    CHECK_EQ(SQLM_OK, sqlm_emit_program(&g, DIA_DUCKDB, &p));
     CHECK_EQ(SQLM_OK, e->m->exec(e, "CREATE OR REPLACE TEMP TABLE xs(pos INTEGER, v FLOAT[])"));
     for (int k = 0; k < rows; k++) {
         db_val v[2] = { dbv_int(k), dbv_vec(xs[k], (size_t)n) };
@@ -167,7 +167,7 @@ static bool run_quant(engine *e, int wdt, float (*xs)[256], int rows, int n, qro
     if (!rc) rc = e->m->query(e, "SELECT pos, v, flatten(q), d FROM xq ORDER BY pos", NULL, 0, qrow, r);
     CHECK_EQ(SQLM_OK, rc);
     CHECK_EQ(rows, r->n);
-    sql_program_free(&p);
+    sqlm_sql_program_free(&p);
     return rc == SQLM_OK && r->n == rows;
 }
 
@@ -180,7 +180,7 @@ static void check_quant(void) {
     engine_opts eo = { .create = true };
     char path[256];
     snprintf(path, sizeof path, "%s/quant.duck", tmpdir);
-    CHECK_EQ(SQLM_OK, db_duckdb.open(&e, path, &eo));
+    CHECK_EQ(SQLM_OK, sqlm_db_duckdb.open(&e, path, &eo));
     if (!e) return;
     static float xs[8][256];
     uint64_t rng = 7;
@@ -202,20 +202,20 @@ static void check_quant(void) {
         for (int k = 0; k < 8; k++) {
             block_q8_0 q[8];
             float want[256];
-            vec_quant_q8_0(xs[k], q, 256);
-            dtype_to_f32(DT_Q8_0, q, want, 256);
+            sqlm_vec_quant_q8_0(xs[k], q, 256);
+            sqlm_dtype_to_f32(DT_Q8_0, q, want, 256);
             for (int j = 0; j < 256; j++, checked++) {
                 bool ok = r.v[k][j] == want[j] && r.q[k][j] == q[j / QK].qs[j % QK] &&
-                          r.d[k][j / QK] == fp16_to_f32(q[j / QK].d);
+                          r.d[k][j / QK] == sqlm_fp16_to_f32(q[j / QK].d);
                 if (!ok && bad++ < 5)
                     fprintf(stderr, "  quant row %d [%d]: x %a: sql %a (q %g, d %a), C %a (q %d, d %a)\n", k,
                             j, xs[k][j], r.v[k][j], r.q[k][j], r.d[k][j / QK], want[j], q[j / QK].qs[j % QK],
-                            fp16_to_f32(q[j / QK].d));
+                            sqlm_fp16_to_f32(q[j / QK].d));
             }
         }
         qrows_free(&r);
     }
-    fprintf(stderr, "  QUANT Q8_0 in SQL: %d of %d values differ from vec_quant_q8_0 (%d blocks, %d fp16 ties)\n",
+    fprintf(stderr, "  QUANT Q8_0 in SQL: %d of %d values differ from sqlm_vec_quant_q8_0 (%d blocks, %d fp16 ties)\n",
             bad, checked, n_blocks, n_ties);
     CHECK_EQ(0, bad);
     CHECK(checked == 8 * 256);
@@ -225,11 +225,11 @@ static void check_quant(void) {
         for (int j = 0; j < 256; j++) {
             float m = (float)exp2(k * 5 - 30 + j % 8);
             uint16_t h = (uint16_t)((k * 8191 + j * 257) & 0x7bff);
-            float f = fp16_to_f32(h);
+            float f = sqlm_fp16_to_f32(h);
             switch (j % 5) {
             case 0: xs[k][j] = f; break;
-            case 1: xs[k][j] = (f + fp16_to_f32((uint16_t)(h + 1))) / 2; break;   /* tie */
-            case 2: xs[k][j] = -nextafterf((f + fp16_to_f32((uint16_t)(h + 1))) / 2, 0); break;
+            case 1: xs[k][j] = (f + sqlm_fp16_to_f32((uint16_t)(h + 1))) / 2; break;   /* tie */
+            case 2: xs[k][j] = -nextafterf((f + sqlm_fp16_to_f32((uint16_t)(h + 1))) / 2, 0); break;
             case 3: xs[k][j] = m * 1.2345f; break;
             default: xs[k][j] = (j % 2 ? -1 : 1) * m * 0.7071f; break;
             }
@@ -240,13 +240,13 @@ static void check_quant(void) {
     if (run_quant(e, DT_F16, xs, 8, 256, &r)) {
         for (int k = 0; k < 8; k++)
             for (int j = 0; j < 256; j++, checked++) {
-                float want = fp16_to_f32(f32_to_fp16(xs[k][j]));
+                float want = sqlm_fp16_to_f32(sqlm_f32_to_fp16(xs[k][j]));
                 if (r.v[k][j] != want && bad++ < 5)
                     fprintf(stderr, "  fp16 row %d [%d]: x %a: sql %a, C %a\n", k, j, xs[k][j], r.v[k][j], want);
             }
         qrows_free(&r);
     }
-    fprintf(stderr, "  QUANT F16 in SQL: %d of %d values differ from f32_to_fp16\n", bad, checked);
+    fprintf(stderr, "  QUANT F16 in SQL: %d of %d values differ from sqlm_f32_to_fp16\n", bad, checked);
     CHECK_EQ(0, bad);
     CHECK(checked == 8 * 256);
     e->m->close(e);
@@ -256,14 +256,14 @@ static void check_quant(void) {
 
 /* A statement per row: DROP TABLE of a temporary table */
 static int temp_row(void *ctx, int nc, const db_val *v) {
-    if (nc == 1 && v[0].type == DBV_TEXT) buf_appendf(ctx, "DROP TABLE temp.main.\"%.*s\";\n", (int)v[0].n,
+    if (nc == 1 && v[0].type == DBV_TEXT) sqlm_buf_appendf(ctx, "DROP TABLE temp.main.\"%.*s\";\n", (int)v[0].n,
                                                       (const char *)v[0].p);
     return 0;
 }
 
 static int explain_row(void *ctx, int nc, const db_val *v) {
     for (int i = 0; i < nc; i++)
-        if (v[i].type == DBV_TEXT) buf_append(ctx, v[i].p, v[i].n);
+        if (v[i].type == DBV_TEXT) sqlm_buf_append(ctx, v[i].p, v[i].n);
     return 0;
 }
 
@@ -364,40 +364,40 @@ static void check_build_side(void) {
         for (int merge = 0; merge < 2; merge++) {
             ir_graph g;
             sql_program p;
-            ir_opts o = dialect_ir_opts(DIA_DUCKDB, (ir_opts){ .cte_merge = merge });
-            CHECK_EQ(SQLM_OK, ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o));
-            CHECK_EQ(SQLM_OK, emit_program(&g, DIA_DUCKDB, &p));
+            ir_opts o = sqlm_dialect_ir_opts(DIA_DUCKDB, (ir_opts){ .cte_merge = merge });
+            CHECK_EQ(SQLM_OK, sqlm_ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o));
+            CHECK_EQ(SQLM_OK, sqlm_emit_program(&g, DIA_DUCKDB, &p));
             /* a session's tables, new */
             buf drop;
-            buf_init(&drop);
+            sqlm_buf_init(&drop);
             CHECK_EQ(SQLM_OK, db.e->m->query(db.e, "SELECT table_name FROM duckdb_tables() WHERE temporary", NULL, 0,
                                              temp_row, &drop));
             if (drop.p) CHECK_EQ(SQLM_OK, db.e->m->exec(db.e, drop.p));
-            buf_free(&drop);
+            sqlm_buf_free(&drop);
             CHECK_EQ(SQLM_OK, db.e->m->exec(db.e, p.setup));
             int bad = 0, products = 0, self = 0;
             char what[64] = "";
             for (int i = 0; i < p.n_steps; i++) {
                 buf sql, plan;
-                buf_init(&sql), buf_init(&plan);
-                buf_appendf(&sql, "EXPLAIN (FORMAT JSON) %s", p.steps[i].sql);
+                sqlm_buf_init(&sql), sqlm_buf_init(&plan);
+                sqlm_buf_appendf(&sql, "EXPLAIN (FORMAT JSON) %s", p.steps[i].sql);
                 CHECK_EQ(SQLM_OK, db.e->m->query(db.e, sql.p, NULL, 0, explain_row, &plan));
                 if (plan.p) {
                     bad += build_side_weights(plan.p, what, sizeof what);
                     self += cache_self_joins(plan.p);
                     products += count_of(plan.p, "\"CROSS_PRODUCT\"");
                 }
-                buf_free(&sql), buf_free(&plan);
+                sqlm_buf_free(&sql), sqlm_buf_free(&plan);
             }
             fprintf(stderr, "  %s, CTE merging %s: %d cross joins, %d with a weight table built%s%s; %d caches joined with themselves\n",
                     shs[k]->what, merge ? "on" : "off", products, bad, bad ? ": " : "", what, self);
             CHECK(products >= 4 * shs[k]->n_layer);
             CHECK_EQ(0, bad);
             CHECK_EQ(0, self);
-            sql_program_free(&p);
-            ir_free(&g);
+            sqlm_sql_program_free(&p);
+            sqlm_ir_free(&g);
         }
-        modeldb_close(&db);
+        sqlm_modeldb_close(&db);
     }
 }
 
@@ -406,7 +406,7 @@ static void check_build_side(void) {
 /* Segments the first layer's cache table holds (deleted rows included). */
 static int64_t cache_segments(engine *e) {
     int64_t n = -1;
-    CHECK_EQ(SQLM_OK, e->m->query(e, "SELECT count(*) FROM pragma_storage_info('temp.kv0')", NULL, 0, db_int_row, &n));
+    CHECK_EQ(SQLM_OK, e->m->query(e, "SELECT count(*) FROM pragma_storage_info('temp.kv0')", NULL, 0, sqlm_db_int_row, &n));
     return n;
 }
 
@@ -415,20 +415,20 @@ static void check_reset(void) {
     if (!import_open(MODELS "stories260K/stories260K.bin", "reset", NULL, &db)) return;
     session *s;
     session_opts so = { .ir = { .cte_merge = true } };
-    CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
+    CHECK_EQ(SQLM_OK, sqlm_exec_init(&s, &db, &so));
     const int32_t prompt[5] = { 1, 403, 407, 261, 378 };
     const int V = db.cfg.vocab_size;
     float *first = malloc(sizeof *first * (size_t)V);
     const float *lg;
     int64_t held[2] = { -1, -1 };
     for (int seq = 0; seq < 2; seq++) {
-        CHECK_EQ(SQLM_OK, session_eval(s, prompt, 5, &lg));
+        CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, prompt, 5, &lg));
         int32_t t = argmax(lg, V);
-        CHECK_EQ(SQLM_OK, session_eval(s, &t, 1, &lg));
+        CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, &t, 1, &lg));
         if (seq == 0) memcpy(first, lg, sizeof *first * (size_t)V);
         else CHECK(max_abs(first, lg, V) <= 1e-5);   /* sums over threads may round apart */
         held[0] = cache_segments(db.e);
-        CHECK_EQ(SQLM_OK, session_reset(s));
+        CHECK_EQ(SQLM_OK, sqlm_exec_reset(s));
         held[1] = cache_segments(db.e);
         CHECK(held[0] > 0);
         CHECK_EQ(0, held[1]);
@@ -436,8 +436,8 @@ static void check_reset(void) {
     fprintf(stderr, "  reset: %lld storage segments in a cache table before, %lld after\n",
             (long long)held[0], (long long)held[1]);
     free(first);
-    session_free(s);
-    modeldb_close(&db);
+    sqlm_exec_free(s);
+    sqlm_modeldb_close(&db);
 }
 
 /* ------------------------- 9. the benchmark's products-only bound */
@@ -449,12 +449,12 @@ static void check_products_only(void) {
     for (int bound = 0; bound < 2; bound++) {
         ir_graph g;
         sql_program p;
-        ir_opts o = dialect_ir_opts(DIA_DUCKDB, (ir_opts){ .cte_merge = true, .products_only = bound });
-        CHECK_EQ(SQLM_OK, ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o));
-        CHECK_EQ(SQLM_OK, emit_program(&g, DIA_DUCKDB, &p));
-        text[bound] = sql_program_text(&p, NULL, 0);
-        sql_program_free(&p);
-        ir_free(&g);
+        ir_opts o = sqlm_dialect_ir_opts(DIA_DUCKDB, (ir_opts){ .cte_merge = true, .products_only = bound });
+        CHECK_EQ(SQLM_OK, sqlm_ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o));
+        CHECK_EQ(SQLM_OK, sqlm_emit_program(&g, DIA_DUCKDB, &p));
+        text[bound] = sqlm_sql_program_text(&p, NULL, 0);
+        sqlm_sql_program_free(&p);
+        sqlm_ir_free(&g);
     }
     if (text[0] && text[1]) {
         const char *gone[] = { "exp(", "JOIN rope", "norm n", "list_sum(" };
@@ -469,21 +469,21 @@ static void check_products_only(void) {
     }
     session *s;
     session_opts so = { .ir = { .cte_merge = true, .products_only = true } };
-    CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
+    CHECK_EQ(SQLM_OK, sqlm_exec_init(&s, &db, &so));
     const int32_t prompt[3] = { 1, 403, 407 };
     const float *lg;
     if (s) {
-        CHECK_EQ(SQLM_OK, session_eval(s, prompt, 3, &lg));
-        CHECK_EQ(SQLM_OK, session_eval(s, prompt + 1, 1, &lg));
-        session_free(s);
+        CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, prompt, 3, &lg));
+        CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, prompt + 1, 1, &lg));
+        sqlm_exec_free(s);
     }
     so.ir.cte_merge = false;
-    CHECK_EQ(SQLM_UNSUPPORTED, session_init(&s, &db, &so));
+    CHECK_EQ(SQLM_UNSUPPORTED, sqlm_exec_init(&s, &db, &so));
     CHECK(strstr(sqlm_errmsg(), "products-only") != NULL);
     fprintf(stderr, "  products-only bound: %d products kept, no norm, RoPE or softmax; refused unmerged\n",
             text[1] ? count_of(text[1], " CROSS JOIN ") : -1);
     free(text[0]), free(text[1]);
-    modeldb_close(&db);
+    sqlm_modeldb_close(&db);
 }
 
 int main(void) {
@@ -492,13 +492,13 @@ int main(void) {
     const char *je_user = getenv("DUCKDB_JE_MALLOC_CONF");
     char je_want[256];
     snprintf(je_want, sizeof je_want, "%s", je_user ? je_user : "dirty_decay_ms:10000,muzzy_decay_ms:10000");
-    if (duckdb_load() != SQLM_OK) {
+    if (sqlm_duckdb_load() != SQLM_OK) {
         printf("test-duckdb: skipped: DuckDB library not found (%s)\n", sqlm_errmsg());
         return 0;
     }
     const char *je = getenv("DUCKDB_JE_MALLOC_CONF");
     CHECK(je && !strcmp(je, je_want));
-    fprintf(stderr, "  DuckDB %s\n", duckdb_lib_version());
+    fprintf(stderr, "  DuckDB %s\n", sqlm_duckdb_lib_version());
     if (!make_tmpdir()) return 1;
     double t0 = sqlm_now();
     check_quant();

@@ -32,79 +32,79 @@ static float frand(uint32_t *s) {
 /* ----------------------------------------------------------------- dtype */
 
 static void test_fp16(void) {
-    CHECK_EQ(0x3c00, f32_to_fp16(1.0f));
-    CHECK_EQ(0xc000, f32_to_fp16(-2.0f));
-    CHECK_EQ(0x0000, f32_to_fp16(0.0f));
-    CHECK_EQ(0x8000, f32_to_fp16(-0.0f));
-    CHECK_EQ(0x7bff, f32_to_fp16(65504.0f));
-    CHECK_EQ(0x7bff, f32_to_fp16(65519.0f));
-    CHECK_EQ(0x7c00, f32_to_fp16(65520.0f));      /* halfway to 65536: even is inf */
-    CHECK_EQ(0x7c00, f32_to_fp16(1e10f));
-    CHECK_EQ(0xfc00, f32_to_fp16(-INFINITY));
-    CHECK_EQ(0x0400, f32_to_fp16(ldexpf(1, -14))); /* smallest normal */
-    CHECK_EQ(0x0001, f32_to_fp16(ldexpf(1, -24))); /* smallest subnormal */
-    CHECK_EQ(0x03ff, f32_to_fp16(ldexpf(1023, -24)));
-    CHECK_EQ(0x0000, f32_to_fp16(ldexpf(1, -25))); /* tie rounds to even 0 */
-    CHECK_EQ(0x0001, f32_to_fp16(ldexpf(3, -26))); /* 0.75 unit -> 1 */
-    CHECK_EQ(0x0002, f32_to_fp16(ldexpf(3, -25))); /* 1.5 units -> 2 (even) */
-    CHECK_EQ(0x0002, f32_to_fp16(ldexpf(5, -25))); /* 2.5 units -> 2 (even) */
-    CHECK_EQ(0x0400, f32_to_fp16(ldexpf(2047, -25))); /* rounds up into the normals */
-    CHECK_EQ(0x3c00, f32_to_fp16(1.0f + ldexpf(1, -11)));     /* tie -> even */
-    CHECK_EQ(0x3c02, f32_to_fp16(1.0f + 3 * ldexpf(1, -11))); /* tie -> even (up) */
-    CHECK_EQ(0x3c01, f32_to_fp16(1.0f + ldexpf(1, -11) + ldexpf(1, -20)));
-    CHECK_EQ(0x0000, f32_to_fp16(1e-30f));
-    CHECK(isnan(fp16_to_f32(f32_to_fp16(NAN))));
-    CHECK(fp16_to_f32(0x7c00) == INFINITY);
-    CHECK(fp16_to_f32(0xfc00) == -INFINITY);
-    CHECK(isnan(fp16_to_f32(0x7c01)));
-    CHECK(fp16_to_f32(0x0001) == ldexpf(1, -24));
-    CHECK(fp16_to_f32(0x8001) == -ldexpf(1, -24));
-    CHECK(fp16_to_f32(0x0200) == ldexpf(1, -15));
-    CHECK(fp16_to_f32(0x3555) == fbits(0x3eaaa000));
+    CHECK_EQ(0x3c00, sqlm_f32_to_fp16(1.0f));
+    CHECK_EQ(0xc000, sqlm_f32_to_fp16(-2.0f));
+    CHECK_EQ(0x0000, sqlm_f32_to_fp16(0.0f));
+    CHECK_EQ(0x8000, sqlm_f32_to_fp16(-0.0f));
+    CHECK_EQ(0x7bff, sqlm_f32_to_fp16(65504.0f));
+    CHECK_EQ(0x7bff, sqlm_f32_to_fp16(65519.0f));
+    CHECK_EQ(0x7c00, sqlm_f32_to_fp16(65520.0f));      /* halfway to 65536: even is inf */
+    CHECK_EQ(0x7c00, sqlm_f32_to_fp16(1e10f));
+    CHECK_EQ(0xfc00, sqlm_f32_to_fp16(-INFINITY));
+    CHECK_EQ(0x0400, sqlm_f32_to_fp16(ldexpf(1, -14))); /* smallest normal */
+    CHECK_EQ(0x0001, sqlm_f32_to_fp16(ldexpf(1, -24))); /* smallest subnormal */
+    CHECK_EQ(0x03ff, sqlm_f32_to_fp16(ldexpf(1023, -24)));
+    CHECK_EQ(0x0000, sqlm_f32_to_fp16(ldexpf(1, -25))); /* tie rounds to even 0 */
+    CHECK_EQ(0x0001, sqlm_f32_to_fp16(ldexpf(3, -26))); /* 0.75 unit -> 1 */
+    CHECK_EQ(0x0002, sqlm_f32_to_fp16(ldexpf(3, -25))); /* 1.5 units -> 2 (even) */
+    CHECK_EQ(0x0002, sqlm_f32_to_fp16(ldexpf(5, -25))); /* 2.5 units -> 2 (even) */
+    CHECK_EQ(0x0400, sqlm_f32_to_fp16(ldexpf(2047, -25))); /* rounds up into the normals */
+    CHECK_EQ(0x3c00, sqlm_f32_to_fp16(1.0f + ldexpf(1, -11)));     /* tie -> even */
+    CHECK_EQ(0x3c02, sqlm_f32_to_fp16(1.0f + 3 * ldexpf(1, -11))); /* tie -> even (up) */
+    CHECK_EQ(0x3c01, sqlm_f32_to_fp16(1.0f + ldexpf(1, -11) + ldexpf(1, -20)));
+    CHECK_EQ(0x0000, sqlm_f32_to_fp16(1e-30f));
+    CHECK(isnan(sqlm_fp16_to_f32(sqlm_f32_to_fp16(NAN))));
+    CHECK(sqlm_fp16_to_f32(0x7c00) == INFINITY);
+    CHECK(sqlm_fp16_to_f32(0xfc00) == -INFINITY);
+    CHECK(isnan(sqlm_fp16_to_f32(0x7c01)));
+    CHECK(sqlm_fp16_to_f32(0x0001) == ldexpf(1, -24));
+    CHECK(sqlm_fp16_to_f32(0x8001) == -ldexpf(1, -24));
+    CHECK(sqlm_fp16_to_f32(0x0200) == ldexpf(1, -15));
+    CHECK(sqlm_fp16_to_f32(0x3555) == fbits(0x3eaaa000));
     /* Every finite half survives half -> float -> half. */
     int bad = 0;
     for (uint32_t h = 0; h < 0x10000; h++) {
-        float f = fp16_to_f32((uint16_t)h);
+        float f = sqlm_fp16_to_f32((uint16_t)h);
         if (isnan(f)) {
-            bad += !isnan(fp16_to_f32(f32_to_fp16(f)));
+            bad += !isnan(sqlm_fp16_to_f32(sqlm_f32_to_fp16(f)));
             continue;
         }
-        bad += f32_to_fp16(f) != h;
+        bad += sqlm_f32_to_fp16(f) != h;
     }
     CHECK_EQ(0, bad);
 }
 
 static void test_bf16(void) {
-    CHECK(bf16_to_f32(0x3f80) == 1.0f);
-    CHECK(bf16_to_f32(0xc040) == -3.0f);
+    CHECK(sqlm_bf16_to_f32(0x3f80) == 1.0f);
+    CHECK(sqlm_bf16_to_f32(0xc040) == -3.0f);
     float src[4] = {1.0f, fbits(0x3f808000), fbits(0x3f818000), -INFINITY}, dst[4];
     uint16_t b[4];
-    dtype_from_f32(DT_BF16, src, b, 4);
+    sqlm_dtype_from_f32(DT_BF16, src, b, 4);
     CHECK_EQ(0x3f80, b[0]);
     CHECK_EQ(0x3f80, b[1]); /* tie -> even */
     CHECK_EQ(0x3f82, b[2]); /* tie -> even (up) */
     CHECK_EQ(0xff80, b[3]);
-    dtype_to_f32(DT_BF16, b, dst, 4);
+    sqlm_dtype_to_f32(DT_BF16, b, dst, 4);
     CHECK(dst[0] == 1.0f && dst[3] == -INFINITY);
     uint16_t h[3];
     float f[3] = {0.5f, -1.25f, 1000.0f}, g[3];
-    dtype_from_f32(DT_F16, f, h, 3);
-    dtype_to_f32(DT_F16, h, g, 3);
+    sqlm_dtype_from_f32(DT_F16, f, h, 3);
+    sqlm_dtype_to_f32(DT_F16, h, g, 3);
     CHECK(memcmp(f, g, sizeof f) == 0);
 }
 
 static void test_dtype_table(void) {
     size_t n;
-    CHECK_STR("Q8_0", dtype_name(DT_Q8_0));
-    CHECK_EQ(DT_BF16, dtype_from_name("BF16"));
-    CHECK_EQ(-1, dtype_from_name("I64"));
-    CHECK(!dtype_valid(99));
-    CHECK(dtype_row_bytes(DT_Q8_0, 64, &n) && n == 68);
-    CHECK(dtype_row_bytes(DT_Q4_0, 64, &n) && n == 36);
-    CHECK(dtype_row_bytes(DT_F16, 3, &n) && n == 6);
-    CHECK(!dtype_row_bytes(DT_Q4_0, 33, &n));
-    CHECK_EQ(34, dtype_block_bytes(DT_Q8_0));
-    CHECK_EQ(32, dtype_block(DT_Q4_0));
+    CHECK_STR("Q8_0", sqlm_dtype_name(DT_Q8_0));
+    CHECK_EQ(DT_BF16, sqlm_dtype_from_name("BF16"));
+    CHECK_EQ(-1, sqlm_dtype_from_name("I64"));
+    CHECK(!sqlm_dtype_valid(99));
+    CHECK(sqlm_dtype_row_bytes(DT_Q8_0, 64, &n) && n == 68);
+    CHECK(sqlm_dtype_row_bytes(DT_Q4_0, 64, &n) && n == 36);
+    CHECK(sqlm_dtype_row_bytes(DT_F16, 3, &n) && n == 6);
+    CHECK(!sqlm_dtype_row_bytes(DT_Q4_0, 33, &n));
+    CHECK_EQ(34, sqlm_dtype_block_bytes(DT_Q8_0));
+    CHECK_EQ(32, sqlm_dtype_block(DT_Q4_0));
 }
 
 static void test_quant(void) {
@@ -117,8 +117,8 @@ static void test_quant(void) {
     x[5] = 0; /* keep a zero */
     for (int i = 64; i < 96; i++) x[i] = 0; /* an all-zero block: d = 0, no NaN */
 
-    dtype_from_f32(DT_Q8_0, x, q8, N);
-    dtype_to_f32(DT_Q8_0, q8, y, N);
+    sqlm_dtype_from_f32(DT_Q8_0, x, q8, N);
+    sqlm_dtype_to_f32(DT_Q8_0, q8, y, N);
     int bad = 0;
     for (int b = 0; b < N / QK; b++) {
         float amax = 0;
@@ -129,8 +129,8 @@ static void test_quant(void) {
     CHECK_EQ(0, bad);
     CHECK(y[5] == 0 && y[70] == 0);
 
-    dtype_from_f32(DT_Q4_0, x, q4, N);
-    dtype_to_f32(DT_Q4_0, q4, y, N);
+    sqlm_dtype_from_f32(DT_Q4_0, x, q4, N);
+    sqlm_dtype_to_f32(DT_Q4_0, q4, y, N);
     bad = 0;
     for (int b = 0; b < N / QK; b++) {
         float amax = 0;
@@ -146,12 +146,12 @@ static void test_quant(void) {
     b4.qs[0] = 0x09 | (0x03 << 4);
     b4.qs[15] = 0x0f | (0x00 << 4);
     for (int j = 1; j < 15; j++) b4.qs[j] = 0x88;
-    dtype_to_f32(DT_Q4_0, &b4, y, 32);
+    sqlm_dtype_to_f32(DT_Q4_0, &b4, y, 32);
     CHECK(y[0] == 2.0f && y[16] == -10.0f && y[15] == 14.0f && y[31] == -16.0f && y[1] == 0);
     block_q8_0 b8 = {.d = 0x3800 /* 0.5 */};
     b8.qs[0] = -128;
     b8.qs[31] = 7;
-    dtype_to_f32(DT_Q8_0, &b8, y, 32);
+    sqlm_dtype_to_f32(DT_Q8_0, &b8, y, 32);
     CHECK(y[0] == -64.0f && y[31] == 3.5f && y[1] == 0);
 
     /* ggml's reference choices: Q8_0 d = amax/127 with roundf; Q4_0 d = max/-8. */
@@ -159,11 +159,11 @@ static void test_quant(void) {
     v[0] = -4.0f;
     v[1] = 1.0f;
     v[2] = 2.0f;
-    dtype_from_f32(DT_Q8_0, v, &b8, 32);
-    CHECK_EQ(f32_to_fp16(4.0f / 127), b8.d);
+    sqlm_dtype_from_f32(DT_Q8_0, v, &b8, 32);
+    CHECK_EQ(sqlm_f32_to_fp16(4.0f / 127), b8.d);
     CHECK_EQ(-127, b8.qs[0]);
     CHECK_EQ(32, b8.qs[1]); /* 31.75 -> 32 */
-    dtype_from_f32(DT_Q4_0, v, &b4, 32);
+    sqlm_dtype_from_f32(DT_Q4_0, v, &b4, 32);
     CHECK_EQ(0x3800, b4.d); /* -4 / -8 = 0.5 */
     CHECK_EQ(0, b4.qs[0] & 0x0f);      /* -4 / 0.5 + 8.5 = 0.5 -> 0 */
     CHECK_EQ(10, b4.qs[1] & 0x0f);     /* 1 / 0.5 + 8.5 = 10.5 -> 10 */
@@ -171,7 +171,7 @@ static void test_quant(void) {
     CHECK_EQ(8, b4.qs[3] >> 4);
     v[0] = 4.0f; /* positive max: d = -0.5, x = -8 * d -> 0, -x overflows to 15 */
     v[1] = -4.0f;
-    dtype_from_f32(DT_Q4_0, v, &b4, 32);
+    sqlm_dtype_from_f32(DT_Q4_0, v, &b4, 32);
     CHECK_EQ(0, b4.qs[0] & 0x0f);
     CHECK_EQ(15, b4.qs[1] & 0x0f);
 }
@@ -179,7 +179,7 @@ static void test_quant(void) {
 /* ---------------------------------------------------------------- models */
 
 static void check_shape(const model *m, const char *name, int64_t ne0, int64_t ne1) {
-    const tensor *t = model_find(m, name);
+    const tensor *t = sqlm_model_find(m, name);
     CHECK(t != NULL);
     if (!t) {
         fprintf(stderr, "  missing %s\n", name);
@@ -191,8 +191,8 @@ static void check_shape(const model *m, const char *name, int64_t ne0, int64_t n
 
 static model *open_ok(const char *path) {
     model *m = NULL;
-    int rc = model_open(path, NULL, &m);
-    if (rc) fprintf(stderr, "model_open(%s): %s\n", path, sqlm_errmsg());
+    int rc = sqlm_model_open(path, NULL, &m);
+    if (rc) fprintf(stderr, "sqlm_model_open(%s): %s\n", path, sqlm_errmsg());
     CHECK_EQ(SQLM_OK, rc);
     return m;
 }
@@ -221,15 +221,15 @@ static void test_stories260k(void) {
     check_shape(m, "blk.4.attn_k.weight", 64, 32);
     check_shape(m, "blk.2.ffn_down.weight", 172, 64);
     check_shape(m, "blk.3.ffn_up.weight", 64, 172);
-    CHECK(model_find(m, "output.weight") == NULL);
-    CHECK(model_find_layer(m, 4, "ffn_norm.weight") != NULL);
-    CHECK(model_find_layer(m, 5, "ffn_norm.weight") == NULL);
+    CHECK(sqlm_model_find(m, "output.weight") == NULL);
+    CHECK(sqlm_model_find_layer(m, 4, "ffn_norm.weight") != NULL);
+    CHECK(sqlm_model_find_layer(m, 5, "ffn_norm.weight") == NULL);
     /* The last tensor ends where freq_cis begins: 28 + all weights. */
-    const tensor *on = model_find(m, "output_norm.weight");
+    const tensor *on = sqlm_model_find(m, "output_norm.weight");
     CHECK(on && (const uint8_t *)on->data + on->nbytes + 512 * 4 * 2 * 4 ==
                     (const uint8_t *)m->map + m->map_size);
     CHECK_EQ(512, m->voc.n);
-    model_free(m);
+    sqlm_model_free(m);
 }
 
 static void check_ts_config(const model_config *c, int interleaved) {
@@ -258,7 +258,7 @@ static void check_ts_tensors(const model *m) {
     check_shape(m, "blk.0.attn_output.weight", 128, 128);
     check_shape(m, "blk.0.ffn_gate.weight", 128, 384);
     check_shape(m, "blk.0.ffn_down.weight", 384, 128);
-    CHECK(model_find(m, "output.weight") == NULL);
+    CHECK(sqlm_model_find(m, "output.weight") == NULL);
 }
 
 /* Max |a - b| over rows of two tensors of the same shape, relative to max |b|. */
@@ -272,8 +272,8 @@ static double rel_diff(const tensor *a, const tensor *b, int perm_heads, int hea
             int64_t h = r / head_dim, k = r % head_dim;
             rb = h * head_dim + (k % 2) * (head_dim / 2) + k / 2;
         }
-        dtype_to_f32(a->dtype, tensor_row(a, r), x, (size_t)n);
-        dtype_to_f32(b->dtype, tensor_row(b, rb), y, (size_t)n);
+        sqlm_dtype_to_f32(a->dtype, sqlm_tensor_row(a, r), x, (size_t)n);
+        sqlm_dtype_to_f32(b->dtype, sqlm_tensor_row(b, rb), y, (size_t)n);
         for (int64_t i = 0; i < n; i++) {
             worst = fmax(worst, fabs(x[i] - y[i]));
             amax = fmax(amax, fabs(y[i]));
@@ -289,7 +289,7 @@ static void test_tinystories(void) {
     if (st) {
         check_ts_config(&st->cfg, 0);
         check_ts_tensors(st);
-        CHECK_EQ(DT_F32, model_find(st, "token_embd.weight")->dtype);
+        CHECK_EQ(DT_F32, sqlm_model_find(st, "token_embd.weight")->dtype);
         CHECK_EQ(2048, st->voc.n);
         CHECK_EQ(1, st->voc.bos);
         CHECK_EQ(2, st->voc.eos);
@@ -301,30 +301,30 @@ static void test_tinystories(void) {
     if (gg) {
         check_ts_config(&gg->cfg, 1);
         check_ts_tensors(gg);
-        CHECK_EQ(DT_Q8_0, model_find(gg, "token_embd.weight")->dtype);
-        CHECK_EQ(DT_F32, model_find(gg, "output_norm.weight")->dtype);
+        CHECK_EQ(DT_Q8_0, sqlm_model_find(gg, "token_embd.weight")->dtype);
+        CHECK_EQ(DT_F32, sqlm_model_find(gg, "output_norm.weight")->dtype);
         CHECK_EQ(2048, gg->voc.n);
         CHECK_EQ(1, gg->voc.bos);
         CHECK_EQ(2, gg->voc.eos);
         CHECK_EQ(VOCAB_SPM, gg->voc.type);
     }
     if (st && gg) {
-        const tensor *a = model_find(gg, "token_embd.weight"), *b = model_find(st, "token_embd.weight");
+        const tensor *a = sqlm_model_find(gg, "token_embd.weight"), *b = sqlm_model_find(st, "token_embd.weight");
         double d = rel_diff(a, b, 0, 0);
         CHECK(d < 0.01);
         fprintf(stderr, "token_embd Q8_0 vs F32: max rel diff %.5f\n", d);
-        CHECK(rel_diff(model_find(gg, "blk.0.attn_norm.weight"),
-                       model_find(st, "blk.0.attn_norm.weight"), 0, 0) == 0);
-        CHECK(rel_diff(model_find(gg, "blk.1.attn_v.weight"), model_find(st, "blk.1.attn_v.weight"),
+        CHECK(rel_diff(sqlm_model_find(gg, "blk.0.attn_norm.weight"),
+                       sqlm_model_find(st, "blk.0.attn_norm.weight"), 0, 0) == 0);
+        CHECK(rel_diff(sqlm_model_find(gg, "blk.1.attn_v.weight"), sqlm_model_find(st, "blk.1.attn_v.weight"),
                        0, 0) < 0.01);
-        CHECK(rel_diff(model_find(gg, "blk.1.ffn_down.weight"),
-                       model_find(st, "blk.1.ffn_down.weight"), 0, 0) < 0.01);
+        CHECK(rel_diff(sqlm_model_find(gg, "blk.1.ffn_down.weight"),
+                       sqlm_model_find(st, "blk.1.ffn_down.weight"), 0, 0) < 0.01);
         /* q and k rows: llama.cpp's interleaved permutation of HF's rotate-half order. */
-        CHECK(rel_diff(model_find(gg, "blk.0.attn_q.weight"), model_find(st, "blk.0.attn_q.weight"),
+        CHECK(rel_diff(sqlm_model_find(gg, "blk.0.attn_q.weight"), sqlm_model_find(st, "blk.0.attn_q.weight"),
                        1, 16) < 0.01);
-        CHECK(rel_diff(model_find(gg, "blk.1.attn_k.weight"), model_find(st, "blk.1.attn_k.weight"),
+        CHECK(rel_diff(sqlm_model_find(gg, "blk.1.attn_k.weight"), sqlm_model_find(st, "blk.1.attn_k.weight"),
                        1, 16) < 0.01);
-        CHECK(rel_diff(model_find(gg, "blk.0.attn_q.weight"), model_find(st, "blk.0.attn_q.weight"),
+        CHECK(rel_diff(sqlm_model_find(gg, "blk.0.attn_q.weight"), sqlm_model_find(st, "blk.0.attn_q.weight"),
                        0, 16) > 0.1);
         /* The same vocabulary pieces. */
         if (st->voc.n == gg->voc.n) {
@@ -335,18 +335,18 @@ static void test_tinystories(void) {
             CHECK_EQ(0, diff);
         }
     }
-    model_free(st);
-    model_free(dir);
-    model_free(gg);
+    sqlm_model_free(st);
+    sqlm_model_free(dir);
+    sqlm_model_free(gg);
 }
 
 /* ------------------------------------------------- a synthetic GGUF file */
 
-static void put32(buf *b, uint32_t v) { buf_append(b, &v, 4); }
-static void put64(buf *b, uint64_t v) { buf_append(b, &v, 8); }
+static void put32(buf *b, uint32_t v) { sqlm_buf_append(b, &v, 4); }
+static void put64(buf *b, uint64_t v) { sqlm_buf_append(b, &v, 8); }
 static void putstr(buf *b, const char *s) {
     put64(b, strlen(s));
-    buf_puts(b, s);
+    sqlm_buf_puts(b, s);
 }
 static void kv32(buf *b, const char *key, uint32_t type, uint32_t v) {
     putstr(b, key);
@@ -374,9 +374,9 @@ static void write_tiny_gguf(const char *path, const char *arch, bool llama3) {
     int n_t = 11 + (qwen ? 3 : 0) + (llama3 ? 1 : 0);
     buf h, kv, info;
     char key[96];
-    buf_init(&h);
-    buf_init(&kv);
-    buf_init(&info);
+    sqlm_buf_init(&h);
+    sqlm_buf_init(&kv);
+    sqlm_buf_init(&info);
 #define AK(suffix) (snprintf(key, sizeof key, "%s." suffix, arch), key)
     int n_kv = 0;
     putstr(&kv, "general.architecture"), put32(&kv, 8), putstr(&kv, arch), n_kv++;
@@ -411,7 +411,7 @@ static void write_tiny_gguf(const char *path, const char *arch, bool llama3) {
         if (!llama3 && strstr(ts[i].name, "rope_freqs")) continue;
         size_t nb;
         int64_t ne[2] = {ts[i].ne0, ts[i].ne1 ? ts[i].ne1 : 1};
-        tensor_nbytes(ts[i].dt, ts[i].ne1 ? 2 : 1, ne, &nb);
+        sqlm_tensor_nbytes(ts[i].dt, ts[i].ne1 ? 2 : 1, ne, &nb);
         putstr(&info, ts[i].name);
         put32(&info, ts[i].ne1 ? 2 : 1);
         put64(&info, (uint64_t)ts[i].ne0);
@@ -421,15 +421,15 @@ static void write_tiny_gguf(const char *path, const char *arch, bool llama3) {
         off += (nb + 63) / 64 * 64;
         k++;
     }
-    buf_append(&h, "GGUF", 4);
+    sqlm_buf_append(&h, "GGUF", 4);
     put32(&h, 3);
     put64(&h, (uint64_t)n_t);
     put64(&h, (uint64_t)n_kv);
-    buf_append(&h, kv.p, kv.len);
-    buf_append(&h, info.p, info.len);
-    while (h.len % 64) buf_putc(&h, 0);
+    sqlm_buf_append(&h, kv.p, kv.len);
+    sqlm_buf_append(&h, info.p, info.len);
+    while (h.len % 64) sqlm_buf_putc(&h, 0);
     size_t data = h.len;
-    for (uint64_t i = 0; i < off; i++) buf_putc(&h, 0);
+    for (uint64_t i = 0; i < off; i++) sqlm_buf_putc(&h, 0);
     if (llama3) { /* rope_freqs is the last tensor: its 16 divisors end the file */
         float *f = (float *)(h.p + data + off - 64);
         for (int i = 0; i < 16; i++) {
@@ -441,9 +441,9 @@ static void write_tiny_gguf(const char *path, const char *arch, bool llama3) {
     FILE *fp = fopen(path, "wb");
     CHECK(fp && fwrite(h.p, 1, h.len, fp) == h.len);
     if (fp) fclose(fp);
-    buf_free(&h);
-    buf_free(&kv);
-    buf_free(&info);
+    sqlm_buf_free(&h);
+    sqlm_buf_free(&kv);
+    sqlm_buf_free(&info);
 }
 
 static void test_synthetic_gguf(void) {
@@ -468,16 +468,16 @@ static void test_synthetic_gguf(void) {
         CHECK_EQ(2, m->voc.n_merges);
         CHECK_STR("t1 2", m->voc.merges[1]);
         CHECK_STR("{{x}}", m->voc.chat_template);
-        CHECK_EQ(DT_Q4_0, model_find_layer(m, 0, "attn_q.weight")->dtype);
-        CHECK_EQ(DT_BF16, model_find_layer(m, 0, "attn_v.weight")->dtype);
-        CHECK_EQ(0, ((uintptr_t)model_find(m, "token_embd.weight")->data) % 64);
-        model_free(m);
+        CHECK_EQ(DT_Q4_0, sqlm_model_find_layer(m, 0, "attn_q.weight")->dtype);
+        CHECK_EQ(DT_BF16, sqlm_model_find_layer(m, 0, "attn_v.weight")->dtype);
+        CHECK_EQ(0, ((uintptr_t)sqlm_model_find(m, "token_embd.weight")->data) % 64);
+        sqlm_model_free(m);
     }
     write_tiny_gguf(path, "llama", false);
     m = open_ok(path);
     if (m) {
         CHECK(m->cfg.rope_scale_factor == 0.0f);
-        model_free(m);
+        sqlm_model_free(m);
     }
     write_tiny_gguf(path, "qwen2", false);
     m = open_ok(path);
@@ -486,7 +486,7 @@ static void test_synthetic_gguf(void) {
         CHECK_EQ(0, m->cfg.rope_interleaved);
         CHECK_EQ(1, m->cfg.qkv_bias);
         check_shape(m, "blk.0.attn_k.bias", 32, 1);
-        model_free(m);
+        sqlm_model_free(m);
     }
     unlink(path);
     rmdir(dir);
@@ -494,14 +494,14 @@ static void test_synthetic_gguf(void) {
 
 static void test_errors(void) {
     model *m = (model *)1;
-    CHECK(model_open(MODELS "no-such-file.gguf", NULL, &m) != SQLM_OK);
+    CHECK(sqlm_model_open(MODELS "no-such-file.gguf", NULL, &m) != SQLM_OK);
     CHECK(m == NULL);
     CHECK(strstr(sqlm_errmsg(), "no-such-file.gguf") != NULL);
-    CHECK(model_open(MODELS, NULL, &m) != SQLM_OK); /* a folder without model.safetensors */
+    CHECK(sqlm_model_open(MODELS, NULL, &m) != SQLM_OK); /* a folder without model.safetensors */
     CHECK(strstr(sqlm_errmsg(), "model.safetensors") != NULL);
-    CHECK(model_open(STORIES, MODELS "no-such-tok.bin", &m) != SQLM_OK);
+    CHECK(sqlm_model_open(STORIES, MODELS "no-such-tok.bin", &m) != SQLM_OK);
     CHECK(m == NULL);
-    model_free(m);
+    sqlm_model_free(m);
 }
 
 int main(void) {

@@ -20,8 +20,8 @@
 
 static model *open_model(const char *path) {
     model *m = NULL;
-    if (model_open(path, NULL, &m) != SQLM_OK) {
-        fprintf(stderr, "model_open %s: %s\n", path, sqlm_errmsg());
+    if (sqlm_model_open(path, NULL, &m) != SQLM_OK) {
+        fprintf(stderr, "sqlm_model_open %s: %s\n", path, sqlm_errmsg());
         return NULL;
     }
     return m;
@@ -53,7 +53,7 @@ static void check_generation(const char *model_path, const char *golden_path, do
     int rc = ref_init(&r, m);
     if (rc) fprintf(stderr, "ref_init %s: %s\n", model_path, sqlm_errmsg());
     CHECK_EQ(SQLM_OK, rc);
-    model_free(m);
+    sqlm_model_free(m);
     if (rc) return;
     r->ggml_act = ggml_act;
 
@@ -166,7 +166,7 @@ static void check_logits(void) {
     model *m = open_model(MODELS "TinyStories-656K/model.safetensors");
     ref_model *r = NULL;
     CHECK(m && ref_init(&r, m) == SQLM_OK);
-    model_free(m);
+    sqlm_model_free(m);
     if (!r || !pp) goto done;
     int V = r->cfg.vocab_size;
     CHECK_EQ(2048, V);
@@ -219,7 +219,7 @@ static void check_stored(const char *label, const char *path, double tol) {
     CHECK(one->wq == NULL && one->token_embd == NULL);   /* nothing dequantized */
     int wdt = one->wdtype[REF_WQ];
     /* the oracle rounds the input as the kernels do for quantized weights */
-    oracle->ggml_act = vec_act_type(wdt) == DT_Q8_0;
+    oracle->ggml_act = sqlm_vec_act_type(wdt) == DT_Q8_0;
     int V = oracle->cfg.vocab_size, prompt[6] = { 1, 7, 42, 3, 99, 5 };
     int same = 0, identical = 1;
     double worst = 0;
@@ -241,7 +241,7 @@ static void check_stored(const char *label, const char *path, double tol) {
         identical &= memcmp(b, c, (size_t)V * sizeof *b) == 0;
     }
     fprintf(stderr, "  stored mode %s (%s): %d/40 greedy tokens equal, max |logit diff| %.3g\n",
-            label, dtype_name(wdt), same, worst);
+            label, sqlm_dtype_name(wdt), same, worst);
     CHECK_EQ(40, same);
     CHECK(worst < tol);
     CHECK(identical);
@@ -249,7 +249,7 @@ done:
     ref_free(oracle);
     ref_free(one);
     ref_free(three);
-    model_free(m);
+    sqlm_model_free(m);
 }
 
 /* check_stored on the real tiny models and on random-weight ones of each type. */
@@ -258,7 +258,7 @@ static void check_stored_modes(void) {
     check_stored("TinyStories-656K Q8_0", MODELS "TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf", 0.05);
     char dir[] = "/tmp/sqlm-test-ref-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
-    synth_spec qwen = *synth_like("tiny");   /* biases, tied head, rotate-half RoPE */
+    synth_spec qwen = *sqlm_synth_like("tiny");   /* biases, tied head, rotate-half RoPE */
     snprintf(qwen.cfg.arch, sizeof qwen.cfg.arch, "qwen2");
     qwen.cfg.qkv_bias = 1, qwen.cfg.tied = 1, qwen.cfg.rope_interleaved = 0;
     static const int types[] = { DT_F32, DT_F16, DT_Q8_0, DT_Q4_0 };
@@ -267,8 +267,8 @@ static void check_stored_modes(void) {
             char path[128], label[64];
             snprintf(path, sizeof path, "%s/m%zu%d.gguf", dir, i, q);
             snprintf(label, sizeof label, "synth %s", q ? "qwen2-like tiny" : "tiny");
-            int rc = synth_model(path, q ? &qwen : synth_like("tiny"), types[i], 7 + i);
-            if (rc) fprintf(stderr, "synth_model: %s\n", sqlm_errmsg());
+            int rc = sqlm_synth_model(path, q ? &qwen : sqlm_synth_like("tiny"), types[i], 7 + i);
+            if (rc) fprintf(stderr, "sqlm_synth_model: %s\n", sqlm_errmsg());
             CHECK_EQ(SQLM_OK, rc);
             if (!rc) check_stored(label, path, types[i] == DT_F32 ? 1e-3 : 0.05);
             unlink(path);

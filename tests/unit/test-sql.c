@@ -56,7 +56,7 @@ static bool import_open(const char *path, const char *name, const import_opts *o
         return false;
     }
     engine_opts eo = { .readonly = true, .threads = 1 };   /* tiny models: one thread is fastest */
-    rc = modeldb_open(db, out, TEST_ENGINE, &eo);
+    rc = sqlm_modeldb_open(db, out, TEST_ENGINE, &eo);
     if (rc) fprintf(stderr, "open %s: %s\n", out, sqlm_errmsg());
     CHECK_EQ(SQLM_OK, rc);
     /* SQLite reads the weight tiles in place (test-tiles.c covers the copying path) */
@@ -67,14 +67,14 @@ static bool import_open(const char *path, const char *name, const import_opts *o
 
 /* Does the engine store weights in the file's type (else float32)? */
 static bool engine_keeps_dtype(void) {
-    return dialect_get(db_find(TEST_ENGINE)->dialect)->weight_layout == WL_TILES;
+    return sqlm_dialect_get(sqlm_db_find(TEST_ENGINE)->dialect)->weight_layout == WL_TILES;
 }
 
 /* Does the engine round a product's input as ggml does for weights of type
  * dt?  SQLite's kernels do for Q8_0/Q4_0 (an F16 tile meets a float32 input);
  * DuckDB's QUANT template for every type but F32. */
 static bool engine_ggml_act(int dt) {
-    return engine_keeps_dtype() ? vec_act_type(dt) != DT_F32 : dt != DT_F32;
+    return engine_keeps_dtype() ? sqlm_vec_act_type(dt) != DT_F32 : dt != DT_F32;
 }
 
 static int argmax(const float *v, int n) {
@@ -91,7 +91,7 @@ static void check_generation(const char *model_path, const char *golden, bool ne
     if (!import_open(model_path, "gen", NULL, &db)) return;
     session *s;
     session_opts so = { .ir = { .cte_merge = true, .fuse_attn = true } };
-    CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
+    CHECK_EQ(SQLM_OK, sqlm_exec_init(&s, &db, &so));
     FILE *f = fopen(golden, "r");
     CHECK(f != NULL);
     char *line = NULL;
@@ -109,7 +109,7 @@ static void check_generation(const char *model_path, const char *golden, bool ne
         /* tokenizing the prompt text must give the golden prompt ids */
         const char *text = json_string_value(json_object_get(rec, "prompt"));
         int32_t *ids = NULL, n_ids = 0;
-        CHECK_EQ(SQLM_OK, tok_encode(db.tok, text, strlen(text), true, &ids, &n_ids));
+        CHECK_EQ(SQLM_OK, sqlm_tok_encode(db.tok, text, strlen(text), true, &ids, &n_ids));
         if (!near_tie) {
             bool same = n_ids == np && memcmp(ids, prompt, sizeof *ids * (size_t)np) == 0;
             if (!same) fprintf(stderr, "  %s: prompt \"%s\" tokenized differently\n", golden, text);
@@ -117,15 +117,15 @@ static void check_generation(const char *model_path, const char *golden, bool ne
         }
         free(ids);
 
-        CHECK_EQ(SQLM_OK, session_reset(s));
+        CHECK_EQ(SQLM_OK, sqlm_exec_reset(s));
         const float *lg;
-        int rc = session_eval(s, prompt, np, &lg), same = 0;
+        int rc = sqlm_exec_eval(s, prompt, np, &lg), same = 0;
         CHECK_EQ(SQLM_OK, rc);
         for (int i = 0; !rc && i < nw; i++) {
             int32_t t = argmax(lg, db.cfg.vocab_size);
             if (t != want[i]) break;
             same++;
-            if (i + 1 < nw) rc = session_eval(s, &t, 1, &lg);
+            if (i + 1 < nw) rc = sqlm_exec_eval(s, &t, 1, &lg);
         }
         fprintf(stderr, "  %s \"%s\": %d/%d equal (%d required)\n", golden, text, same, nw, limit);
         CHECK(same >= limit);
@@ -133,8 +133,8 @@ static void check_generation(const char *model_path, const char *golden, bool ne
     }
     free(line);
     if (f) fclose(f);
-    session_free(s);
-    modeldb_close(&db);
+    sqlm_exec_free(s);
+    sqlm_modeldb_close(&db);
 }
 
 /* ----------------------------------------------------- 2. golden logits */
@@ -185,9 +185,9 @@ static void check_logits(void) {
     CHECK_EQ(c8, V);
     session *s;
     session_opts so = { .ir = { .cte_merge = true, .all_logits = true, .fuse_attn = true } };
-    CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
+    CHECK_EQ(SQLM_OK, sqlm_exec_init(&s, &db, &so));
     const float *lg;
-    CHECK_EQ(SQLM_OK, session_eval(s, prompt, 6, &lg));   /* one prefill batch */
+    CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, prompt, 6, &lg));   /* one prefill batch */
     double worst = 0;
     for (int i = 0; i < 6; i++) worst = fmax(worst, max_abs(lg + (size_t)i * V, pp + (size_t)i * V, V));
     const float *last = lg + 5 * (size_t)V;
@@ -195,14 +195,14 @@ static void check_logits(void) {
         worst = fmax(worst, max_abs(last, steps + (size_t)st * V, V));
         int32_t t = argmax(last, V);
         if (st < 7) {
-            CHECK_EQ(SQLM_OK, session_eval(s, &t, 1, &lg));
+            CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, &t, 1, &lg));
             last = lg;
         }
     }
     fprintf(stderr, "  logits: max |sql - golden| over 14 rows = %.3g (bound 1e-4)\n", worst);
     CHECK(worst < 1e-4);
-    session_free(s);
-    modeldb_close(&db);
+    sqlm_exec_free(s);
+    sqlm_modeldb_close(&db);
     free(steps);
     free(pp);
 }
@@ -238,7 +238,7 @@ static const shape shapes[] = {
     { "MHA untied biases Q8_0 hd32", 128, 256, 2, 4, 4, 64, false, true, false, DT_Q8_0, 0, 1e-9, 0 },
     { "MHA untied biases Q4_0 chunked", 128, 256, 2, 4, 4, 64, false, true, false, DT_Q4_0, 200, 1e-9, 0 },
     /* a 16384 x 64 output head: 2^20 weights in 8 row groups, so DuckDB's
-     * ROW2COL runs it as two row halves (graph.c, row2col_split()) */
+     * ROW2COL runs it as two row halves (graph.c, sqlm_row2col_split()) */
     { "MHA tied F32 wide vocab (row split)", 64, 128, 1, 4, 4, 16384, true, false, true, DT_F32, 0, 1e-10, 0 },
     /* 64 x 6000 F32 down rows: two 24000-byte rows fill 74% of a tile, so
      * import cuts them in thirds, eight to a tile (import.c, fill_chunk()) */
@@ -253,7 +253,7 @@ static bool synth_shape(const shape *sh, const char *path) {
     c->n_head = sh->n_head, c->n_head_kv = sh->n_head_kv, c->head_dim = sh->dim / sh->n_head;
     c->vocab_size = sh->vocab, c->seq_len = 64, c->norm_eps = 1e-5f, c->rope_theta = 10000;
     c->rope_interleaved = sh->interleaved, c->tied = sh->tied, c->qkv_bias = sh->bias;
-    int rc = synth_model(path, &sp, sh->dtype, 1234);
+    int rc = sqlm_synth_model(path, &sp, sh->dtype, 1234);
     if (rc) fprintf(stderr, "synth %s: %s\n", sh->what, sqlm_errmsg());
     return rc == SQLM_OK;
 }
@@ -266,10 +266,10 @@ static void check_random_models(void) {
         CHECK(synth_shape(sh, gguf));
         model *m = NULL;
         ref_model *r = NULL;
-        CHECK_EQ(SQLM_OK, model_open(gguf, NULL, &m));
+        CHECK_EQ(SQLM_OK, sqlm_model_open(gguf, NULL, &m));
         if (!m) continue;
         CHECK_EQ(SQLM_OK, ref_init(&r, m));
-        model_free(m);
+        sqlm_model_free(m);
         if (!r) continue;
         r->ggml_act = engine_ggml_act(sh->dtype);
         /* the passes: shape k alone as before, then the F32 shapes again with
@@ -301,15 +301,15 @@ static void check_random_models(void) {
          * three relations; then no passes and all passes */
         session_opts so = { .ir = { .cte_merge = combo ? combo == 2 : k % 2 == 0 || sh->tile_bytes, .all_logits = true,
                                     .row2col_per = 0, .fuse_attn = combo ? combo == 2 : k % 4 < 2 } };
-        CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
+        CHECK_EQ(SQLM_OK, sqlm_exec_init(&s, &db, &so));
         const int32_t toks[8] = { 1, 5, 9, 2, 17, 33, 4, 60 };
         const int V = db.cfg.vocab_size;
         const float *lg;
         double worst = 0;
         /* a prefill batch of 5, then 3 single decode steps */
-        CHECK_EQ(SQLM_OK, session_eval(s, toks, 5, &lg));
+        CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, toks, 5, &lg));
         for (int i = 0; i < 8; i++) {
-            if (i >= 5) CHECK_EQ(SQLM_OK, session_eval(s, &toks[i], 1, &lg));
+            if (i >= 5) CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, &toks[i], 1, &lg));
             const float *want = ref_forward(r, toks[i], i);
             const float *got = i < 5 ? lg + (size_t)i * V : lg;
             worst = fmax(worst, nmse(got, want, (size_t)V));
@@ -322,8 +322,8 @@ static void check_random_models(void) {
         fprintf(stderr, "  random %-34s logits NMSE %.2e (bound %.0e)%s\n", sh->what, worst, bound,
                 combo_name[combo]);
         CHECK(worst < bound);
-        session_free(s);
-        modeldb_close(&db);
+        sqlm_exec_free(s);
+        sqlm_modeldb_close(&db);
         }
         ref_free(r);
     }
@@ -398,10 +398,10 @@ static float *load_weight(engine *e, const ir_weight *w) {
                 int64_t c0 = ch * w->chunk, width = MIN(w->chunk, w->n_in - c0);
                 const int sdt = engine_keeps_dtype() ? w->dtype : DT_F32;   /* as stored */
                 size_t rb;
-                dtype_row_bytes(sdt, (size_t)width, &rb);
+                sqlm_dtype_row_bytes(sdt, (size_t)width, &rb);
                 int64_t rows = (int64_t)((size_t)one.len[0] * 4 / rb);
                 for (int64_t r = 0; r < rows; r++)
-                    dtype_to_f32(sdt, (const char *)one.v[0] + rb * (size_t)r,
+                    sqlm_dtype_to_f32(sdt, (const char *)one.v[0] + rb * (size_t)r,
                                  W + (size_t)(r0 + r) * (size_t)w->n_in + (size_t)c0, (size_t)width);
             }
             rel_free(&one);
@@ -432,17 +432,17 @@ static void check_operators(int layout, bool fused) {
     session *s;
     session_opts so = { .ir = { .cte_merge = false, .all_logits = true, .row2col_per = layout == 3 ? 2 : 0,
                                 .fuse_attn = fused } };
-    CHECK_EQ(SQLM_OK, session_init(&s, &db, &so));
+    CHECK_EQ(SQLM_OK, sqlm_exec_init(&s, &db, &so));
     const int32_t toks[4] = { 3, 7, 11, 13 };
     const float *lg;
-    CHECK_EQ(SQLM_OK, session_eval(s, toks, 3, &lg));
-    CHECK_EQ(SQLM_OK, session_eval(s, toks + 3, 1, &lg));   /* a decode step over the cache */
+    CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, toks, 3, &lg));
+    CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, toks + 3, 1, &lg));   /* a decode step over the cache */
 
     const model_config *c = &db.cfg;
     const ir_graph *g = NULL;
     ir_graph gg;
-    ir_opts o = dialect_ir_opts(db.e->m->dialect, so.ir);
-    CHECK_EQ(SQLM_OK, ir_build_llama(&gg, c, db.weights, db.n_weights, &o));
+    ir_opts o = sqlm_dialect_ir_opts(db.e->m->dialect, so.ir);
+    CHECK_EQ(SQLM_OK, sqlm_ir_build_llama(&gg, c, db.weights, db.n_weights, &o));
     g = &gg;
     engine *e = db.e;
     const int hd = c->head_dim;
@@ -469,7 +469,7 @@ static void check_operators(int layout, bool fused) {
             rel_load(e, sql, &in0);
         }
         float *W = NULL, *gain = NULL;
-        if (n->op == IR_OP_MATMUL) W = load_weight(e, ir_find_weight(g, n->weight));
+        if (n->op == IR_OP_MATMUL) W = load_weight(e, sqlm_ir_find_weight(g, n->weight));
         if (n->op == IR_OP_RMSNORM) {
             rel gr;
             snprintf(sql, sizeof sql, "SELECT layer, v FROM norm WHERE layer = %d AND kind = '%s'", n->layer, n->weight);
@@ -483,7 +483,7 @@ static void check_operators(int layout, bool fused) {
             const float *x = a ? rel_get(&in0, key, &l0) : NULL;
             switch (n->op) {
             case IR_OP_EMBED: {
-                const ir_weight *w = ir_find_weight(g, n->weight);
+                const ir_weight *w = sqlm_ir_find_weight(g, n->weight);
                 float *E = load_weight(e, w);
                 int tok = key < 4 ? toks[key] : 0;
                 memcpy(want, E + (size_t)tok * (size_t)w->n_in, sizeof *want * (size_t)len);
@@ -613,14 +613,14 @@ static void check_operators(int layout, bool fused) {
                         o.fuse_attn ? IR_OP_ATTN : IR_OP_ATTN_OUT, IR_OP_ADD, IR_OP_SWIGLU, IR_OP_CONCAT };
     for (size_t i = 0; i < ARRAY_LEN(ops); i++) {
         if (ops[i] == IR_OP_CONCAT && !io.no_fuse) continue;   /* fused: no CONCAT node */
-        fprintf(stderr, "  op %-10s %3d rows, NMSE %.2e (bound 1e-10)\n", ir_op_name(ops[i]),
+        fprintf(stderr, "  op %-10s %3d rows, NMSE %.2e (bound 1e-10)\n", sqlm_ir_op_name(ops[i]),
                 checked[ops[i]], worst[ops[i]]);
         CHECK(checked[ops[i]] > 0);
         CHECK(worst[ops[i]] < 1e-10);
     }
-    ir_free(&gg);
-    session_free(s);
-    modeldb_close(&db);
+    sqlm_ir_free(&gg);
+    sqlm_exec_free(s);
+    sqlm_modeldb_close(&db);
 }
 
 static void run_all(void) {

@@ -1,7 +1,7 @@
 /*
  * test-synth.c - random-weight GGUF models: write tiny models of several
  * shapes (F32/F16/Q8_0/Q4_0, MHA/GQA, tied/untied, biases, both RoPE layouts,
- * llama3 scaling), read them back with model_open, check the config, the
+ * llama3 scaling), read them back with sqlm_model_open, check the config, the
  * tensors and the vocabulary round trip, and run the reference forward pass.
  * Also: determinism, bad shapes, and a write that fails half-way (full disk).
  */
@@ -44,7 +44,7 @@ static bool file_exists(const char *path) {
 }
 
 static void check_tensor(const model *m, const char *name, int dtype, int64_t ne0, int64_t ne1) {
-    const tensor *t = model_find(m, name);
+    const tensor *t = sqlm_model_find(m, name);
     CHECK(t != NULL);
     if (!t) { fprintf(stderr, "  missing %s\n", name); return; }
     CHECK_EQ(dtype, t->dtype);
@@ -56,15 +56,15 @@ static void check_tensor(const model *m, const char *name, int dtype, int64_t ne
 static float *round_trip(const char *label, const synth_spec *s, int dtype, uint64_t seed) {
     char path[128];
     snprintf(path, sizeof path, "%s/%s.gguf", dir, label);
-    int rc = synth_model(path, s, dtype, seed);
-    if (rc) fprintf(stderr, "%s: synth_model: %s\n", label, sqlm_errmsg());
+    int rc = sqlm_synth_model(path, s, dtype, seed);
+    if (rc) fprintf(stderr, "%s: sqlm_synth_model: %s\n", label, sqlm_errmsg());
     CHECK_EQ(SQLM_OK, rc);
     char tmp[140];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     CHECK(file_exists(path) && !file_exists(tmp));
     model *m = NULL;
-    rc = model_open(path, NULL, &m);
-    if (rc) fprintf(stderr, "%s: model_open: %s\n", label, sqlm_errmsg());
+    rc = sqlm_model_open(path, NULL, &m);
+    if (rc) fprintf(stderr, "%s: sqlm_model_open: %s\n", label, sqlm_errmsg());
     CHECK_EQ(SQLM_OK, rc);
     if (rc) return NULL;
 
@@ -94,7 +94,7 @@ static float *round_trip(const char *label, const synth_spec *s, int dtype, uint
     check_tensor(m, "token_embd.weight", dtype, a->dim, a->vocab_size);
     check_tensor(m, "output_norm.weight", DT_F32, a->dim, 1);
     if (!a->tied) check_tensor(m, "output.weight", dtype, a->dim, a->vocab_size);
-    CHECK_EQ(!a->tied, model_find(m, "output.weight") != NULL);
+    CHECK_EQ(!a->tied, sqlm_model_find(m, "output.weight") != NULL);
     for (int l = 0; l < a->n_layer; l++) {
         char n[96];
 #define T(suffix, dt, ne0, ne1) \
@@ -117,7 +117,7 @@ static float *round_trip(const char *label, const synth_spec *s, int dtype, uint
     }
 
     /* Weight ranges: norms 1 +- 0.1, matrices within +-sqrt(3/n_in). */
-    const tensor *norm = model_find(m, "blk.1.ffn_norm.weight");
+    const tensor *norm = sqlm_model_find(m, "blk.1.ffn_norm.weight");
     if (norm) {
         const float *g = norm->data;
         bool ok = true;
@@ -125,7 +125,7 @@ static float *round_trip(const char *label, const synth_spec *s, int dtype, uint
         CHECK(ok);
     }
     if (dtype == DT_F32) {
-        const tensor *w = model_find(m, "blk.0.ffn_down.weight");
+        const tensor *w = sqlm_model_find(m, "blk.0.ffn_down.weight");
         const float *p = w->data;
         double amp = sqrt(3.0 / a->hidden_dim), ss = 0;
         bool ok = true;
@@ -151,7 +151,7 @@ static float *round_trip(const char *label, const synth_spec *s, int dtype, uint
     rc = ref_init(&r, m);
     if (rc) fprintf(stderr, "%s: ref_init: %s\n", label, sqlm_errmsg());
     CHECK_EQ(SQLM_OK, rc);
-    model_free(m);
+    sqlm_model_free(m);
     if (rc) return NULL;
     const float *logits = NULL;
     static const int prompt[8] = {1, 70, 3, 255, 17, 299, 2, 100};
@@ -225,7 +225,7 @@ static void check_models(void) {
     l = round_trip("llama3-scaled-q8", &s, DT_Q8_0, 6);
     free(l);
 
-    const synth_spec *t = synth_like("tiny");
+    const synth_spec *t = sqlm_synth_like("tiny");
     CHECK(t != NULL);
     if (t) {
         free(round_trip("tiny-q4", t, DT_Q4_0, 7));
@@ -233,10 +233,10 @@ static void check_models(void) {
         char a[128], b[128];
         snprintf(a, sizeof a, "%s/det-a.gguf", dir);
         snprintf(b, sizeof b, "%s/det-b.gguf", dir);
-        CHECK_EQ(SQLM_OK, synth_model(a, t, DT_Q8_0, 42));
-        CHECK_EQ(SQLM_OK, synth_model(b, t, DT_Q8_0, 42));
+        CHECK_EQ(SQLM_OK, sqlm_synth_model(a, t, DT_Q8_0, 42));
+        CHECK_EQ(SQLM_OK, sqlm_synth_model(b, t, DT_Q8_0, 42));
         CHECK(same_file(a, b));
-        CHECK_EQ(SQLM_OK, synth_model(b, t, DT_Q8_0, 43));
+        CHECK_EQ(SQLM_OK, sqlm_synth_model(b, t, DT_Q8_0, 43));
         CHECK(!same_file(a, b));
     }
 }
@@ -245,21 +245,21 @@ static void check_specs(void) {
     static const char *names[] = {"tiny", "stories110M", "smollm2-135m", "qwen2.5-0.5b",
                                   "tinyllama-1.1b", "llama-3.2-1b"};
     for (size_t i = 0; i < ARRAY_LEN(names); i++) {
-        const synth_spec *s = synth_like(names[i]);
+        const synth_spec *s = sqlm_synth_like(names[i]);
         CHECK(s != NULL);
         if (!s) continue;
-        CHECK_STR(names[i], synth_name((int)i));
+        CHECK_STR(names[i], sqlm_synth_name((int)i));
         CHECK_EQ(0, s->cfg.n_head % s->cfg.n_head_kv);
         CHECK_EQ(0, s->cfg.dim % 32);
         CHECK_EQ(0, s->cfg.hidden_dim % 32);
     }
-    CHECK(synth_name((int)ARRAY_LEN(names)) == NULL);
-    CHECK(synth_like("gpt-5") == NULL);
-    const synth_spec *q = synth_like("qwen2.5-0.5b");
+    CHECK(sqlm_synth_name((int)ARRAY_LEN(names)) == NULL);
+    CHECK(sqlm_synth_like("gpt-5") == NULL);
+    const synth_spec *q = sqlm_synth_like("qwen2.5-0.5b");
     CHECK_EQ(0, q->cfg.rope_interleaved);
     CHECK_EQ(1, q->cfg.qkv_bias);
     CHECK_EQ(151936, q->cfg.vocab_size);
-    const synth_spec *l3 = synth_like("llama-3.2-1b");
+    const synth_spec *l3 = sqlm_synth_like("llama-3.2-1b");
     CHECK(l3->cfg.rope_scale_factor == 32.0f);
 }
 
@@ -270,15 +270,15 @@ static void check_errors(void) {
 
     s.cfg.dim = 48;                                       /* not a multiple of 32 */
     s.cfg.head_dim = 12;
-    CHECK_EQ(SQLM_UNSUPPORTED, synth_model(path, &s, DT_Q8_0, 1));
+    CHECK_EQ(SQLM_UNSUPPORTED, sqlm_synth_model(path, &s, DT_Q8_0, 1));
     CHECK(!file_exists(path));
 
     s = tiny("qwen2", 4, 2, 1, 0);                        /* layout disagrees with arch */
     s.cfg.rope_interleaved = 1;
-    CHECK_EQ(SQLM_UNSUPPORTED, synth_model(path, &s, DT_F32, 1));
+    CHECK_EQ(SQLM_UNSUPPORTED, sqlm_synth_model(path, &s, DT_F32, 1));
     CHECK(!file_exists(path));
 
-    CHECK_EQ(SQLM_IO, synth_model("/nonexistent-dir/x.gguf", synth_like("tiny"), DT_F32, 1));
+    CHECK_EQ(SQLM_IO, sqlm_synth_model("/nonexistent-dir/x.gguf", sqlm_synth_like("tiny"), DT_F32, 1));
     CHECK(strstr(sqlm_errmsg(), "/nonexistent-dir/x.gguf") != NULL);
 
     /* A full disk, simulated with a file size limit: a clear error naming the
@@ -290,7 +290,7 @@ static void check_errors(void) {
     signal(SIGXFSZ, SIG_IGN);
     CHECK_EQ(0, setrlimit(RLIMIT_FSIZE, &lim));
     s = tiny("llama", 4, 2, 0, 0);
-    int rc = synth_model(path, &s, DT_F32, 1);
+    int rc = sqlm_synth_model(path, &s, DT_F32, 1);
     setrlimit(RLIMIT_FSIZE, &old);
     CHECK_EQ(SQLM_IO, rc);
     CHECK(strstr(sqlm_errmsg(), path) != NULL);

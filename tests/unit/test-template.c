@@ -34,14 +34,14 @@ static int last_rc;
 /* Render and return a malloc'd copy of the text, or NULL on error (last_rc says why). */
 static char *render_vars(const char *tmpl, size_t len, const chat_vars *v, const jinja_limits *lim) {
     buf b;
-    buf_init(&b);
-    last_rc = jinja_render(tmpl, len, v, lim, &b);
+    sqlm_buf_init(&b);
+    last_rc = sqlm_jinja_render(tmpl, len, v, lim, &b);
     if (last_rc) {
-        buf_free(&b);
+        sqlm_buf_free(&b);
         return NULL;
     }
     char *s = sqlm_strdup(b.p ? b.p : "");
-    buf_free(&b);
+    sqlm_buf_free(&b);
     return s;
 }
 
@@ -120,7 +120,7 @@ static void test_llama3(void) {
     CHECK_RENDER(llama3_expected, t, conv, 4, false, "<|begin_of_text|>", "<|eot_id|>");
     CHECK_RENDER("<|start_header_id|>assistant<|end_header_id|>\n\n", t, conv, 0, true, "<|begin_of_text|>", "");
     /* The built-in llama3 style matches the real template when a prompt is asked for. */
-    CHECK_RENDER(llama3_expected, chat_builtin("llama3"), conv, 4, true, "<|begin_of_text|>", "<|eot_id|>");
+    CHECK_RENDER(llama3_expected, sqlm_chat_builtin("llama3"), conv, 4, true, "<|begin_of_text|>", "<|eot_id|>");
     free(t);
 }
 
@@ -183,20 +183,20 @@ static void test_builtins(void) {
                  "<|im_start|>assistant\nHi there! How can I help?<|im_end|>\n"
                  "<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
                  "<|im_start|>assistant\n",
-                 chat_builtin("chatml"), conv, 4, true, NULL, NULL);
-    CHECK_RENDER("<|im_start|>user\nWhat is 2+2?<|im_end|>\n", chat_builtin("chatml"), conv + 3, 1, false, NULL, NULL);
+                 sqlm_chat_builtin("chatml"), conv, 4, true, NULL, NULL);
+    CHECK_RENDER("<|im_start|>user\nWhat is 2+2?<|im_end|>\n", sqlm_chat_builtin("chatml"), conv + 3, 1, false, NULL, NULL);
     CHECK_RENDER("<s>[INST] <<SYS>>\nYou are a helpful assistant.\n<</SYS>>\n\nHello! [/INST]"
                  " Hi there! How can I help? </s><s>[INST] What is 2+2? [/INST]",
-                 chat_builtin("llama2"), conv, 4, true, "<s>", "</s>");
-    CHECK_RENDER("<s>[INST] Hello! [/INST]", chat_builtin("llama2"), conv + 1, 1, true, "<s>", "</s>");
+                 sqlm_chat_builtin("llama2"), conv, 4, true, "<s>", "</s>");
+    CHECK_RENDER("<s>[INST] Hello! [/INST]", sqlm_chat_builtin("llama2"), conv + 1, 1, true, "<s>", "</s>");
     CHECK_RENDER("<|system|>\nYou are a helpful assistant.</s>\n"
                  "<|user|>\n  Hello!\n</s>\n"
                  "<|assistant|>\nHi there! How can I help?</s>\n"
                  "<|user|>\nWhat is 2+2?</s>\n"
                  "<|assistant|>\n",
-                 chat_builtin("zephyr"), conv, 4, true, "<s>", "</s>");
-    CHECK(chat_builtin("nope") == NULL);
-    CHECK(chat_builtin(NULL) == NULL);
+                 sqlm_chat_builtin("zephyr"), conv, 4, true, "<s>", "</s>");
+    CHECK(sqlm_chat_builtin("nope") == NULL);
+    CHECK(sqlm_chat_builtin(NULL) == NULL);
 }
 
 static bool has_piece_list(void *ctx, const char *piece) {
@@ -212,26 +212,26 @@ static void test_guess(void) {
     const char *zephyr[] = { "<|user|>", "<|assistant|>", NULL };
     const char *spm[] = { "<unk>", "<s>", "</s>", NULL };
     const char *none[] = { "hello", NULL };
-    CHECK_STR("chatml", chat_guess_style(has_piece_list, chatml, true));
-    CHECK_STR("llama3", chat_guess_style(has_piece_list, llama3, false));
-    CHECK_STR("llama2", chat_guess_style(has_piece_list, llama2, false));
-    CHECK_STR("zephyr", chat_guess_style(has_piece_list, zephyr, true));
-    CHECK_STR("llama2", chat_guess_style(has_piece_list, spm, true));
-    CHECK(chat_guess_style(has_piece_list, spm, false) == NULL);
-    CHECK(chat_guess_style(has_piece_list, none, true) == NULL);
+    CHECK_STR("chatml", sqlm_chat_guess_style(has_piece_list, chatml, true));
+    CHECK_STR("llama3", sqlm_chat_guess_style(has_piece_list, llama3, false));
+    CHECK_STR("llama2", sqlm_chat_guess_style(has_piece_list, llama2, false));
+    CHECK_STR("zephyr", sqlm_chat_guess_style(has_piece_list, zephyr, true));
+    CHECK_STR("llama2", sqlm_chat_guess_style(has_piece_list, spm, true));
+    CHECK(sqlm_chat_guess_style(has_piece_list, spm, false) == NULL);
+    CHECK(sqlm_chat_guess_style(has_piece_list, none, true) == NULL);
 
     vocab v;
-    vocab_init(&v);
-    CHECK(chat_vocab_template(&v) == NULL);
-    CHECK_EQ(SQLM_OK, vocab_alloc(&v, 3));
-    CHECK_EQ(SQLM_OK, vocab_set_token(&v, 0, "a", 1, 0, TOK_NORMAL));
-    CHECK_EQ(SQLM_OK, vocab_set_token(&v, 1, "<|im_start|>", 12, 0, TOK_CONTROL));
-    CHECK_EQ(SQLM_OK, vocab_set_token(&v, 2, "<|im_end|>", 10, 0, TOK_CONTROL));
-    CHECK(chat_vocab_template(&v) == chat_builtin("chatml"));
+    sqlm_vocab_init(&v);
+    CHECK(sqlm_chat_vocab_template(&v) == NULL);
+    CHECK_EQ(SQLM_OK, sqlm_vocab_alloc(&v, 3));
+    CHECK_EQ(SQLM_OK, sqlm_vocab_set_token(&v, 0, "a", 1, 0, TOK_NORMAL));
+    CHECK_EQ(SQLM_OK, sqlm_vocab_set_token(&v, 1, "<|im_start|>", 12, 0, TOK_CONTROL));
+    CHECK_EQ(SQLM_OK, sqlm_vocab_set_token(&v, 2, "<|im_end|>", 10, 0, TOK_CONTROL));
+    CHECK(sqlm_chat_vocab_template(&v) == sqlm_chat_builtin("chatml"));
     v.chat_template = sqlm_strdup("{{ 'own' }}");
-    CHECK_STR("{{ 'own' }}", chat_vocab_template(&v));
-    vocab_free(&v);
-    CHECK(chat_vocab_template(NULL) == NULL);
+    CHECK_STR("{{ 'own' }}", sqlm_chat_vocab_template(&v));
+    sqlm_vocab_free(&v);
+    CHECK(sqlm_chat_vocab_template(NULL) == NULL);
 }
 
 /* ------------------------------------------------------------- features */
@@ -337,25 +337,25 @@ static void test_features(void) {
     }
     /* A failed render leaves the buffer as it was. */
     buf b;
-    buf_init(&b);
-    buf_puts(&b, "keep");
+    sqlm_buf_init(&b);
+    sqlm_buf_puts(&b, "keep");
     chat_vars v = { .msgs = conv, .n_msgs = 4 };
     const char *t = "{{ 'partial output' }}{{ nope.x }}";
-    CHECK_EQ(SQLM_ERROR, jinja_render(t, strlen(t), &v, NULL, &b));
+    CHECK_EQ(SQLM_ERROR, sqlm_jinja_render(t, strlen(t), &v, NULL, &b));
     CHECK_STR("keep", b.p);
     CHECK_EQ(4, b.len);
     t = "{{ 'more' }}";
-    CHECK_EQ(SQLM_OK, jinja_render(t, strlen(t), &v, NULL, &b));
+    CHECK_EQ(SQLM_OK, sqlm_jinja_render(t, strlen(t), &v, NULL, &b));
     CHECK_STR("keepmore", b.p);
-    buf_free(&b);
+    sqlm_buf_free(&b);
     /* Embedded NUL bytes: kept in text, rejected inside a tag. */
     char nul[] = "a\0b{{ 1 }}";
     v.msgs = NULL;
     v.n_msgs = 0;
-    buf_init(&b);
-    CHECK_EQ(SQLM_OK, jinja_render(nul, sizeof nul - 1, &v, NULL, &b));
+    sqlm_buf_init(&b);
+    CHECK_EQ(SQLM_OK, sqlm_jinja_render(nul, sizeof nul - 1, &v, NULL, &b));
     CHECK(b.len == 4 && !memcmp(b.p, "a\0b1", 4));
-    buf_free(&b);
+    sqlm_buf_free(&b);
     char nul2[] = "{{ 1 \0 }}";
     expect_error_len(__LINE__, nul2, sizeof nul2 - 1, SQLM_FORMAT, "unexpected character 0x00");
     /* A none content prints as None and tests as none. */

@@ -14,7 +14,7 @@
  *   3. the fallback: copy_tiles, and a database whose tiles spill into
  *      overflow pages (4 KB pages), run on the copying path with a note;
  *   4. damaged b-trees: each kind of bad page, cell, record or offset makes
- *      tiles_open() fail with a message naming the table, random damage
+ *      sqlm_tiles_open() fail with a message naming the table, random damage
  *      never reads out of bounds, and a damaged database either runs or fails
  *      with an error.
  * Run from the repository root.
@@ -49,7 +49,7 @@ static bool make_db(const char *name, int dtype, int dim, int hidden, size_t til
     c->head_dim = dim / 4, c->vocab_size = 96, c->seq_len = 64, c->norm_eps = 1e-5f;
     c->rope_theta = 10000, c->rope_interleaved = 1, c->tied = 0;
     const char *gguf = tmp_path("m.gguf");
-    int rc = synth_model(gguf, &sp, dtype, 99);
+    int rc = sqlm_synth_model(gguf, &sp, dtype, 99);
     if (!rc) {
         import_opts io = { .wtype = -1, .tile_bytes = tile_bytes, .engine = "sqlite" };
         rc = sqlm_import(gguf, tmp_path(name), &io);
@@ -61,7 +61,7 @@ static bool make_db(const char *name, int dtype, int dim, int hidden, size_t til
 
 static bool open_db(const char *name, modeldb *db, int threads, bool copy) {
     engine_opts eo = { .readonly = true, .threads = threads, .copy_tiles = copy };
-    int rc = modeldb_open(db, tmp_path(name), "sqlite", &eo);
+    int rc = sqlm_modeldb_open(db, tmp_path(name), "sqlite", &eo);
     if (rc) fprintf(stderr, "open %s: %s\n", name, sqlm_errmsg());
     return rc == SQLM_OK;
 }
@@ -70,19 +70,19 @@ static bool open_db(const char *name, modeldb *db, int threads, bool copy) {
 static float *run_logits(modeldb *db, int *rc_out) {
     session *s;
     session_opts so = { .ir = { .cte_merge = true, .all_logits = true, .fuse_attn = true } };
-    int rc = session_init(&s, db, &so);
+    int rc = sqlm_exec_init(&s, db, &so);
     const int V = db->cfg.vocab_size;
     float *out = calloc((size_t)V * 8, sizeof *out);
     const int32_t toks[8] = { 1, 5, 9, 2, 17, 33, 4, 60 };
     const float *lg;
-    if (!rc) rc = session_eval(s, toks, 5, &lg);
+    if (!rc) rc = sqlm_exec_eval(s, toks, 5, &lg);
     if (!rc) memcpy(out, lg, sizeof *out * (size_t)V * 5);
     for (int i = 5; !rc && i < 8; i++) {
-        rc = session_eval(s, &toks[i], 1, &lg);
+        rc = sqlm_exec_eval(s, &toks[i], 1, &lg);
         if (!rc) memcpy(out + (size_t)V * i, lg, sizeof *out * (size_t)V);
     }
-    if (!rc) session_free(s);
-    else if (s) session_free(s);
+    if (!rc) sqlm_exec_free(s);
+    else if (s) sqlm_exec_free(s);
     *rc_out = rc;
     return out;
 }
@@ -101,14 +101,14 @@ static void fill_rows(int dt, uint8_t *w, size_t rows, size_t nb) {
     size_t bb = dt == DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
     for (size_t i = 0; i < rows * nb; i++) {
         uint8_t *b = w + i * bb;
-        uint16_t d = f32_to_fp16((float)(krand() % 2000) / 1e5f * (krand() % 2 ? 1 : -1));
+        uint16_t d = sqlm_f32_to_fp16((float)(krand() % 2000) / 1e5f * (krand() % 2 ? 1 : -1));
         memcpy(b, &d, 2);
         for (size_t j = 2; j < bb; j++) b[j] = (uint8_t)krand();
         if (dt == DT_Q8_0 && krand() % 4 == 0) b[2 + krand() % 32] = 0x80;
     }
 }
 
-/* The rounding vec_matvec promises: exact integer sum per block, then
+/* The rounding sqlm_vec_matvec promises: exact integer sum per block, then
  * acc = fma(isum, d_w * d_x, acc) in block order.  Not vectorised: GCC 12.2
  * with VNNI enabled (-march=native here) turns this signed-by-signed char
  * dot product into vpdpbusd, which reads one side as unsigned, and gets it
@@ -124,7 +124,7 @@ __attribute__((optimize("no-tree-vectorize"))) static float ref_dot(int dt, cons
         }
         uint16_t d;
         memcpy(&d, w, 2);
-        s = fmaf((float)sum, fp16_to_f32(d) * fp16_to_f32(x[b].d), s);
+        s = fmaf((float)sum, sqlm_fp16_to_f32(d) * sqlm_fp16_to_f32(x[b].d), s);
     }
     return s;
 }
@@ -140,7 +140,7 @@ static void check_kernels(void) {
                 for (size_t d = 0; d < ARRAY_LEN(batches); d++) {
                     int dt = dts[a];
                     size_t n = widths[b], nb = n / 32, rows = row_counts[c], m = batches[d], rb;
-                    dtype_row_bytes(dt, n, &rb);
+                    sqlm_dtype_row_bytes(dt, n, &rb);
                     uint8_t *w = malloc(rb * rows + 1);
                     block_q8_0 *x = malloc(sizeof *x * nb * m);
                     float *xf = malloc(sizeof *xf * n), *out = malloc(sizeof *out * rows * m);
@@ -148,24 +148,24 @@ static void check_kernels(void) {
                     fill_rows(dt, w + 1, rows, nb);   /* at an odd address, as in the file */
                     for (size_t p = 0; p < m; p++) {
                         for (size_t i = 0; i < n; i++) xf[i] = (float)((int)(krand() % 2001) - 1000) / 997.0f;
-                        vec_quant_q8_0(xf, x + p * nb, n);
+                        sqlm_vec_quant_q8_0(xf, x + p * nb, n);
                     }
-                    vec_matmul(dt, w + 1, rows, n, x, sizeof *x * nb, m, out, rows, NULL, 0);
+                    sqlm_vec_matmul(dt, w + 1, rows, n, x, sizeof *x * nb, m, out, rows, NULL, 0);
                     bool ok = true;
                     for (size_t p = 0; p < m; p++)
                         for (size_t r = 0; r < rows; r++) {
                             float want = ref_dot(dt, w + 1 + r * rb, x + p * nb, nb);
                             ok &= memcmp(&want, &out[p * rows + r], 4) == 0;
                         }
-                    if (vec_panel_supported(dt) && rows <= VEC_PANEL) {
+                    if (sqlm_vec_panel_supported(dt) && rows <= VEC_PANEL) {
                         /* the panel path: rows repacked, all positions at once */
-                        void *panel = aligned_alloc(64, (vec_panel_bytes(nb) + 63) / 64 * 64);
+                        void *panel = aligned_alloc(64, (sqlm_vec_panel_bytes(nb) + 63) / 64 * 64);
                         uint8_t *xu = malloc(m * nb * 32);
                         float *dx = malloc(sizeof *dx * m * nb);
-                        vec_panel_act(x, sizeof *x * nb, m, nb, xu, dx);
-                        for (size_t r = 0; r < rows; r++) vec_panel_put(panel, nb, (int)r, dt, w + 1 + r * rb);
-                        vec_panel_seal(panel, nb, (int)rows);
-                        vec_panel_mul(panel, nb, xu, dx, nb, m, pout);
+                        sqlm_vec_panel_act(x, sizeof *x * nb, m, nb, xu, dx);
+                        for (size_t r = 0; r < rows; r++) sqlm_vec_panel_put(panel, nb, (int)r, dt, w + 1 + r * rb);
+                        sqlm_vec_panel_seal(panel, nb, (int)rows);
+                        sqlm_vec_panel_mul(panel, nb, xu, dx, nb, m, pout);
                         for (size_t p = 0; p < m; p++)
                             for (size_t r = 0; r < rows; r++)
                                 ok &= memcmp(&out[p * rows + r], &pout[p * VEC_PANEL + r], 4) == 0;
@@ -174,7 +174,7 @@ static void check_kernels(void) {
                     }
                     cases++;
                     same += ok;
-                    if (!ok) fprintf(stderr, "  kernel %s n %zu rows %zu batch %zu: results differ\n", dtype_name(dt), n, rows, m);
+                    if (!ok) fprintf(stderr, "  kernel %s n %zu rows %zu batch %zu: results differ\n", sqlm_dtype_name(dt), n, rows, m);
                     free(w), free(x), free(xf), free(out), free(pout);
                 }
     fprintf(stderr, "  kernels: %d of %d cases bit-identical to the reference rounding (%d on panels)\n", same, cases,
@@ -207,7 +207,7 @@ static void check_all_tiles(const char *name) {
     roots_of(tmp_path(name), db.weights, db.n_weights, roots);
     int fd = open(tmp_path(name), O_RDONLY);
     tile_store *ts = NULL;
-    CHECK_EQ(SQLM_OK, tiles_open(&ts, fd, tmp_path(name), db.weights, roots, db.n_weights));
+    CHECK_EQ(SQLM_OK, sqlm_tiles_open(&ts, fd, tmp_path(name), db.weights, roots, db.n_weights));
     sqlite3 *sq;
     sqlite3_open_v2(tmp_path(name), &sq, SQLITE_OPEN_READONLY, NULL);
     int64_t checked = 0, same = 0;
@@ -219,25 +219,25 @@ static void check_all_tiles(const char *name) {
         int64_t n = 0;
         while (sqlite3_step(st) == SQLITE_ROW) {
             size_t len;
-            const void *p = tiles_get(ts, i, sqlite3_column_int64(st, 0), &len);
+            const void *p = sqlm_tiles_get(ts, i, sqlite3_column_int64(st, 0), &len);
             checked++;
             same += p && (int)len == sqlite3_column_bytes(st, 1) && memcmp(p, sqlite3_column_blob(st, 1), len) == 0;
             n++;
         }
         sqlite3_finalize(st);
-        CHECK_EQ(tiles_count(ts, i), n);
-        CHECK(tiles_get(ts, i, n, &(size_t){ 0 }) == NULL);
-        CHECK(tiles_get(ts, i, -1, &(size_t){ 0 }) == NULL);
+        CHECK_EQ(sqlm_tiles_count(ts, i), n);
+        CHECK(sqlm_tiles_get(ts, i, n, &(size_t){ 0 }) == NULL);
+        CHECK(sqlm_tiles_get(ts, i, -1, &(size_t){ 0 }) == NULL);
     }
     fprintf(stderr, "  %s: %lld of %lld tiles read in place equal SQLite's BLOBs\n", name, (long long)same,
             (long long)checked);
     CHECK(checked > 0);
     CHECK_EQ(checked, same);
-    CHECK(tiles_find(ts, "blk0_qkv") >= 0 && tiles_find(ts, "nope") == -1);
+    CHECK(sqlm_tiles_find(ts, "blk0_qkv") >= 0 && sqlm_tiles_find(ts, "nope") == -1);
     sqlite3_close(sq);
-    tiles_close(ts);
+    sqlm_tiles_close(ts);
     close(fd);
-    modeldb_close(&db);
+    sqlm_modeldb_close(&db);
 }
 
 /* ------------------------------------ 2. in place == copying, bit for bit */
@@ -259,7 +259,7 @@ static void check_same_logits(const char *name) {
     CHECK(same_b);
     CHECK(same_c);
     free(la), free(lb), free(lc);
-    modeldb_close(&a), modeldb_close(&b), modeldb_close(&c);
+    sqlm_modeldb_close(&a), sqlm_modeldb_close(&b), sqlm_modeldb_close(&c);
 }
 
 /* ------------------------------------------- 2b. the sqlm_kv KV cache */
@@ -331,7 +331,7 @@ static void check_kv(void) {
     CHECK(e->m->exec(e, "SELECT sqlm_attend(NULL, 'plain', pos, 1, 1, 4) FROM plain") != SQLM_OK);
     CHECK(strstr(sqlm_errmsg(), "not an sqlm_kv table") != NULL);
     CHECK_EQ(SQLM_OK, e->m->exec(e, "DROP TABLE temp.kvt"));
-    modeldb_close(&db);
+    sqlm_modeldb_close(&db);
 }
 
 /* ------------------------------ 2c. the functions given wrong arguments */
@@ -384,7 +384,7 @@ static void check_misuse(void) {
     }
     fprintf(stderr, "  %d of %zu wrong calls to the functions handled as expected\n", as_expected, ARRAY_LEN(cases));
     CHECK_EQ((int)ARRAY_LEN(cases), as_expected);
-    modeldb_close(&db);
+    sqlm_modeldb_close(&db);
 }
 
 /* ------------------------------------------------------ 3. fallback */
@@ -413,10 +413,10 @@ static void check_overflow_fallback(void) {
         CHECK(ref.inplace);
         CHECK(memcmp(l, lr, sizeof *l * (size_t)db.cfg.vocab_size * 8) == 0);
         free(lr);
-        modeldb_close(&ref);
+        sqlm_modeldb_close(&ref);
     }
     free(l);
-    modeldb_close(&db);
+    sqlm_modeldb_close(&db);
 }
 
 /* --------------------------------------------------- 4. damaged files */
@@ -454,19 +454,19 @@ static int varint_len(const uint8_t *p) {
     return i + 1;
 }
 
-/* Open the damaged bytes with tiles_open and expect failure with words in the message. */
+/* Open the damaged bytes with sqlm_tiles_open and expect failure with words in the message. */
 static void expect_bad_at(int line, const file *f, const ir_weight *ws, const uint32_t *roots, int n,
                           const char *what, const char *words) {
     const char *path = tmp_path("bad.db");
     write_file(path, f->p, f->len);
     int fd = open(path, O_RDONLY);
     tile_store *ts = NULL;
-    int rc = tiles_open(&ts, fd, path, ws, roots, n);
+    int rc = sqlm_tiles_open(&ts, fd, path, ws, roots, n);
     bool ok = rc != SQLM_OK && ts == NULL && strstr(sqlm_errmsg(), words);
     if (!ok) fprintf(stderr, "test-tiles.c:%d: %s: rc %d, message \"%s\", expected \"%s\"\n", line, what, rc,
                      sqlm_errmsg(), words);
     CHECK(ok);
-    tiles_close(ts);
+    sqlm_tiles_close(ts);
     close(fd);
 }
 #define EXPECT_BAD(what, words) expect_bad_at(__LINE__, &f, ws, roots, n, what, words)
@@ -481,7 +481,7 @@ static void check_damage(void) {
     uint32_t roots[64];
     memcpy(ws, db.weights, sizeof *ws * (size_t)n);
     roots_of(tmp_path(name), ws, n, roots);
-    modeldb_close(&db);
+    sqlm_modeldb_close(&db);
     file orig = read_file(tmp_path(name));
     int gu = -1;
     for (int i = 0; i < n; i++)
@@ -588,10 +588,10 @@ static void check_damage(void) {
         write_file(path, orig.p, (size_t)roots[gu] * f.page_size - 1000);   /* cut inside the root page */
         int fd = open(path, O_RDONLY);
         tile_store *ts = NULL;
-        CHECK(tiles_open(&ts, fd, path, ws, roots, n) != SQLM_OK && ts == NULL);
+        CHECK(sqlm_tiles_open(&ts, fd, path, ws, roots, n) != SQLM_OK && ts == NULL);
         CHECK(strstr(sqlm_errmsg(), "outside the file") != NULL);
         close(fd);
-        CHECK(tiles_open(&ts, -1, path, ws, roots, n) != SQLM_OK && ts == NULL);
+        CHECK(sqlm_tiles_open(&ts, -1, path, ws, roots, n) != SQLM_OK && ts == NULL);
     }
     {   /* a layout sqlm_weight does not describe */
         ir_weight bad[64];
@@ -627,31 +627,31 @@ static void check_damage(void) {
         write_file(path, f.p, f.len);
         int fd = open(path, O_RDONLY);
         tile_store *ts = NULL;
-        int rc = tiles_open(&ts, fd, path, ws, roots, n);
+        int rc = sqlm_tiles_open(&ts, fd, path, ws, roots, n);
         failed += rc != SQLM_OK;
         if (!rc) {   /* whatever it found lies inside the file */
             for (int i = 0; i < n; i++)
-                for (int64_t id = 0; id < tiles_count(ts, i); id++) {
+                for (int64_t id = 0; id < sqlm_tiles_count(ts, i); id++) {
                     size_t len;
-                    const uint8_t *p = tiles_get(ts, i, id, &len);
+                    const uint8_t *p = sqlm_tiles_get(ts, i, id, &len);
                     volatile uint8_t x = p[0] ^ p[len - 1];
                     (void)x;
                 }
         }
-        tiles_close(ts);
+        sqlm_tiles_close(ts);
         close(fd);
         if (it % 20 == 0) {   /* and the whole path: open, map or note, run or fail */
             modeldb d;
             engine_opts eo = { .readonly = true, .threads = 2 };
-            if (modeldb_open(&d, path, "sqlite", &eo) == SQLM_OK) {
+            if (sqlm_modeldb_open(&d, path, "sqlite", &eo) == SQLM_OK) {
                 int r;
                 free(run_logits(&d, &r));
                 runs++;
-                modeldb_close(&d);
+                sqlm_modeldb_close(&d);
             }
         }
     }
-    fprintf(stderr, "  random damage: 300 files, %d refused by tiles_open, %d runs\n", failed, runs);
+    fprintf(stderr, "  random damage: 300 files, %d refused by sqlm_tiles_open, %d runs\n", failed, runs);
     CHECK(failed > 0);
     free(f.p);
     free(orig.p);

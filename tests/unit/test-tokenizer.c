@@ -43,24 +43,24 @@ static const struct tok_case {
 
 static int load(const struct tok_case *c, vocab *v) {
     switch (c->src) {
-    case SRC_LLAMA2C: return llama2c_read_tokenizer(v, c->file, 0);
-    case SRC_JSON: return tok_read_json(v, c->file);
-    default: return tok_read_spm_model(v, c->file);
+    case SRC_LLAMA2C: return sqlm_llama2c_read_tokenizer(v, c->file, 0);
+    case SRC_JSON: return sqlm_tok_read_json(v, c->file);
+    default: return sqlm_tok_read_spm_model(v, c->file);
     }
 }
 
 /* A deep copy through the generic fields only, as the model database does. */
 static int vocab_copy(vocab *dst, const vocab *src) {
-    vocab_init(dst);
+    sqlm_vocab_init(dst);
 #define X(name, def) dst->name = src->name;
     VOCAB_INT_FIELDS(X)
 #undef X
 #define X(name) dst->name = src->name ? strdup(src->name) : NULL;
     VOCAB_STR_FIELDS(X)
 #undef X
-    int rc = vocab_alloc(dst, src->n);
+    int rc = sqlm_vocab_alloc(dst, src->n);
     for (int32_t i = 0; rc == SQLM_OK && i < src->n; i++)
-        rc = vocab_set_token(dst, i, src->tok[i], src->tok_len[i], src->score[i], src->attr[i]);
+        rc = sqlm_vocab_set_token(dst, i, src->tok[i], src->tok_len[i], src->score[i], src->attr[i]);
     if (rc) return rc;
     dst->merges = calloc(src->n_merges ? (size_t)src->n_merges : 1, sizeof *dst->merges);
     if (!dst->merges) return SQLM_NOMEM;
@@ -94,7 +94,7 @@ static int check_golden(const char *label, const char *name, const tokenizer *t,
     size_t cap = 0;
     int lines = 0, bad_ids = 0, bad_special = 0, bad_dec = 0, alt = 0;
     buf dec;
-    buf_init(&dec);
+    sqlm_buf_init(&dec);
     while (getline(&line, &cap, f) > 0) {
         json_error_t err;
         json_t *r = json_loads(line, 0, &err);
@@ -107,9 +107,9 @@ static int check_golden(const char *label, const char *name, const tokenizer *t,
         const json_t *jids = json_object_get(r, "ids"), *jalt = json_object_get(r, "ids_alt");
         const json_t *jws = json_object_get(r, "ids_with_special");
         int32_t *ids = NULL, n = 0, *ws = NULL, nws = 0;
-        int rc = tok_encode(t, text, tlen, false, &ids, &n);
+        int rc = sqlm_tok_encode(t, text, tlen, false, &ids, &n);
         CHECK_EQ(SQLM_OK, rc);
-        rc = tok_encode(t, text, tlen, true, &ws, &nws);
+        rc = sqlm_tok_encode(t, text, tlen, true, &ws, &nws);
         CHECK_EQ(SQLM_OK, rc);
         bool ok = ids_equal(ids, n, jids);
         bool ok_alt = !ok && jalt && ids_equal(ids, n, jalt);
@@ -140,11 +140,11 @@ static int check_golden(const char *label, const char *name, const tokenizer *t,
             }
         }
         /* decode the golden ids, token by token */
-        buf_reset(&dec);
+        sqlm_buf_reset(&dec);
         int32_t prev = -1;
         for (size_t i = 0; i < nj; i++) {
             int32_t id = (int32_t)json_integer_value(json_array_get(jids, i));
-            CHECK_EQ(SQLM_OK, tok_decode(t, prev, id, &dec));
+            CHECK_EQ(SQLM_OK, sqlm_tok_decode(t, prev, id, &dec));
             prev = id;
         }
         const json_t *jd = json_object_get(r, "decoded");
@@ -163,42 +163,42 @@ static int check_golden(const char *label, const char *name, const tokenizer *t,
     }
     free(line);
     fclose(f);
-    buf_free(&dec);
+    sqlm_buf_free(&dec);
     printf("%-46s %3d lines: ids %3d ok, with_special %3d ok, decoded %3d ok%s\n", label,
            lines, lines - bad_ids, lines - bad_special, lines - bad_dec,
            alt ? " (ids_alt accepted)" : "");
     return bad_ids + bad_special + bad_dec;
 }
 
-/* After tok_drop_encoder: encoding fails with a message, decoding gives
+/* After sqlm_tok_drop_encoder: encoding fails with a message, decoding gives
  * what it gave before. */
 static void check_dropped(tokenizer *t) {
     const char *text = "Hello world, once upon a time: 42!";
     int32_t *ids, n;
     buf before, after;
-    buf_init(&before), buf_init(&after);
-    CHECK_EQ(SQLM_OK, tok_encode(t, text, strlen(text), false, &ids, &n));
-    for (int32_t i = 0; i < n; i++) tok_decode(t, i ? ids[i - 1] : -1, ids[i], &before);
-    tok_drop_encoder(t);
+    sqlm_buf_init(&before), sqlm_buf_init(&after);
+    CHECK_EQ(SQLM_OK, sqlm_tok_encode(t, text, strlen(text), false, &ids, &n));
+    for (int32_t i = 0; i < n; i++) sqlm_tok_decode(t, i ? ids[i - 1] : -1, ids[i], &before);
+    sqlm_tok_drop_encoder(t);
     int32_t *ids2 = NULL, n2 = -1;
-    CHECK_EQ(SQLM_ERROR, tok_encode(t, text, strlen(text), false, &ids2, &n2));
+    CHECK_EQ(SQLM_ERROR, sqlm_tok_encode(t, text, strlen(text), false, &ids2, &n2));
     CHECK(ids2 == NULL && n2 == 0 && strstr(sqlm_errmsg(), "encoder released"));
-    for (int32_t i = 0; i < n; i++) CHECK_EQ(SQLM_OK, tok_decode(t, i ? ids[i - 1] : -1, ids[i], &after));
+    for (int32_t i = 0; i < n; i++) CHECK_EQ(SQLM_OK, sqlm_tok_decode(t, i ? ids[i - 1] : -1, ids[i], &after));
     CHECK(before.len > 0 && before.len == after.len && memcmp(before.p, after.p, before.len) == 0);
     free(ids);
-    buf_free(&before), buf_free(&after);
+    sqlm_buf_free(&before), sqlm_buf_free(&after);
 }
 
 /* Hostile inputs: must return quickly, and the text must round-trip where the
  * vocabulary can represent every byte. */
 static void check_hostile(const char *label, const tokenizer *t, const vocab *v) {
     int32_t *ids = NULL, n = 0;
-    CHECK_EQ(SQLM_OK, tok_encode(t, "", 0, false, &ids, &n));
+    CHECK_EQ(SQLM_OK, sqlm_tok_encode(t, "", 0, false, &ids, &n));
     CHECK_EQ(0, n);
     free(ids);
 
     static const char bad[] = "a\x80\xff\xc3(\xe2\x82 \xf0\x9f\x98 z\xed\xa0\x80\xc0\xaf";
-    CHECK_EQ(SQLM_OK, tok_encode(t, bad, sizeof bad - 1, true, &ids, &n));
+    CHECK_EQ(SQLM_OK, sqlm_tok_encode(t, bad, sizeof bad - 1, true, &ids, &n));
     CHECK(n > 0);
     for (int32_t i = 0; i < n; i++) CHECK(ids[i] >= 0 && ids[i] < v->n);
     free(ids);
@@ -208,12 +208,12 @@ static void check_hostile(const char *label, const tokenizer *t, const vocab *v)
     for (int k = 0; k < 256; k++) all_bytes = all_bytes && t->byte_id[k] >= 0;
     if (all_bytes) {
         buf b;
-        buf_init(&b);
-        CHECK_EQ(SQLM_OK, tok_encode(t, bad, sizeof bad - 1, false, &ids, &n));
-        for (int32_t i = 0; i < n; i++) tok_decode(t, i ? ids[i - 1] : -1, ids[i], &b);
+        sqlm_buf_init(&b);
+        CHECK_EQ(SQLM_OK, sqlm_tok_encode(t, bad, sizeof bad - 1, false, &ids, &n));
+        for (int32_t i = 0; i < n; i++) sqlm_tok_decode(t, i ? ids[i - 1] : -1, ids[i], &b);
         CHECK(b.len == sizeof bad - 1 && memcmp(b.p, bad, b.len) == 0);
         free(ids);
-        buf_free(&b);
+        sqlm_buf_free(&b);
     }
 
     static const char *const fill[] = {"a", " ", "\xe4\xbd\xa0", "\x80", "'"};
@@ -224,7 +224,7 @@ static void check_hostile(const char *label, const tokenizer *t, const vocab *v)
         size_t fl = strlen(fill[k]), len = big / fl * fl;
         for (size_t i = 0; i < len; i++) s[i] = fill[k][i % fl];
         double t0 = sqlm_now();
-        int rc = tok_encode(t, s, len, false, &ids, &n);
+        int rc = sqlm_tok_encode(t, s, len, false, &ids, &n);
         double dt = sqlm_now() - t0;
         if (dt > worst) worst = dt;
         CHECK_EQ(SQLM_OK, rc);
@@ -246,20 +246,20 @@ static void check_bad_files(void) {
     int32_t hdr[3] = {4, 0, 1000};   /* max_len 4, score 0, len 1000 */
     fwrite(hdr, sizeof hdr, 1, f);
     fclose(f);
-    CHECK_EQ(SQLM_FORMAT, llama2c_read_tokenizer(&v, path, 1));
+    CHECK_EQ(SQLM_FORMAT, sqlm_llama2c_read_tokenizer(&v, path, 1));
     CHECK(strstr(sqlm_errmsg(), "bad.bin") != NULL);
-    CHECK_EQ(SQLM_IO, llama2c_read_tokenizer(&v, "build/no/such/file.bin", 0));
+    CHECK_EQ(SQLM_IO, sqlm_llama2c_read_tokenizer(&v, "build/no/such/file.bin", 0));
     snprintf(path, sizeof path, "%s/bad.model", dir);
     f = fopen(path, "wb");
     fwrite("\x0a\xff\xff\xff\xff\x0f", 6, 1, f);   /* field 1, length beyond the file */
     fclose(f);
-    CHECK_EQ(SQLM_FORMAT, tok_read_spm_model(&v, path));
+    CHECK_EQ(SQLM_FORMAT, sqlm_tok_read_spm_model(&v, path));
     CHECK(strstr(sqlm_errmsg(), "bad.model") != NULL);
     snprintf(path, sizeof path, "%s/bad.json", dir);
     f = fopen(path, "wb");
     fputs("{\"model\": {\"type\": \"BPE\", \"vocab\": [1, 2]}}", f);
     fclose(f);
-    CHECK(tok_read_json(&v, path) != SQLM_OK);
+    CHECK(sqlm_tok_read_json(&v, path) != SQLM_OK);
     CHECK(strstr(sqlm_errmsg(), "bad.json") != NULL);
 }
 
@@ -271,13 +271,13 @@ static void check_prompts(const char *golden, const char *model_path, const char
     model *m = NULL;
     const vocab *pv = &v;
     int rc;
-    if (tok_path && strstr(tok_path, ".json")) rc = tok_read_json(&v, tok_path);
-    else if (tok_path) rc = llama2c_read_tokenizer(&v, tok_path, 0);
-    else if ((rc = model_open(model_path, NULL, &m)) == SQLM_OK) pv = &m->voc;
+    if (tok_path && strstr(tok_path, ".json")) rc = sqlm_tok_read_json(&v, tok_path);
+    else if (tok_path) rc = sqlm_llama2c_read_tokenizer(&v, tok_path, 0);
+    else if ((rc = sqlm_model_open(model_path, NULL, &m)) == SQLM_OK) pv = &m->voc;
     CHECK_EQ(SQLM_OK, rc);
     if (rc) { fprintf(stderr, "%s: %s\n", golden, sqlm_errmsg()); return; }
     tokenizer *t = NULL;
-    CHECK_EQ(SQLM_OK, tok_init(&t, pv));
+    CHECK_EQ(SQLM_OK, sqlm_tok_init(&t, pv));
     FILE *f = fopen(golden, "r");
     CHECK(f != NULL);
     char *line = NULL;
@@ -287,7 +287,7 @@ static void check_prompts(const char *golden, const char *model_path, const char
         json_t *r = json_loads(line, 0, NULL);
         const char *prompt = json_string_value(json_object_get(r, "prompt"));
         int32_t *ids = NULL, nid = 0;
-        CHECK_EQ(SQLM_OK, tok_encode(t, prompt, strlen(prompt), true, &ids, &nid));
+        CHECK_EQ(SQLM_OK, sqlm_tok_encode(t, prompt, strlen(prompt), true, &ids, &nid));
         bool ok = ids_equal(ids, nid, json_object_get(r, "prompt_ids"));
         CHECK(ok);
         if (!ok) {
@@ -302,9 +302,9 @@ static void check_prompts(const char *golden, const char *model_path, const char
     free(line);
     if (f) fclose(f);
     printf("%-46s %3d prompts: %d ok\n", strrchr(golden, '/') + 1, n, n_ok);
-    tok_free(t);
-    if (m) model_free(m);
-    else vocab_free(&v);
+    sqlm_tok_free(t);
+    if (m) sqlm_model_free(m);
+    else sqlm_vocab_free(&v);
 }
 
 /* The split patterns against an independent regex engine's splits. */
@@ -353,10 +353,10 @@ static void check_nfc(void) {
         {"plain ascii", "plain ascii"},
     };
     buf b;
-    buf_init(&b);
+    sqlm_buf_init(&b);
     for (size_t k = 0; k < ARRAY_LEN(cases); k++) {
-        buf_reset(&b);
-        tok_nfc(cases[k][0], strlen(cases[k][0]), &b);
+        sqlm_buf_reset(&b);
+        sqlm_tok_nfc(cases[k][0], strlen(cases[k][0]), &b);
         CHECK_STR(cases[k][1], b.p);
     }
     /* random strings (tools/gen_pretok_cases.py --nfc) */
@@ -368,8 +368,8 @@ static void check_nfc(void) {
     while (f && getline(&line, &cap, f) > 0) {
         json_t *r = json_loads(line, 0, NULL);
         const json_t *jt = json_object_get(r, "text"), *jn = json_object_get(r, "nfc");
-        buf_reset(&b);
-        tok_nfc(json_string_value(jt), json_string_length(jt), &b);
+        sqlm_buf_reset(&b);
+        sqlm_tok_nfc(json_string_value(jt), json_string_length(jt), &b);
         bool ok = b.len == json_string_length(jn) && memcmp(b.p, json_string_value(jn), b.len) == 0;
         CHECK(ok);
         if (!ok && bad++ < 5) fprintf(stderr, "  NFC differs: %s", line);
@@ -379,7 +379,7 @@ static void check_nfc(void) {
     free(line);
     if (f) fclose(f);
     printf("%-46s %d strings: %d ok\n", "NFC vs Python unicodedata", n, n - bad);
-    buf_free(&b);
+    sqlm_buf_free(&b);
 }
 
 static int bench(double mb, const char *file) {
@@ -416,19 +416,19 @@ static int bench(double mb, const char *file) {
     for (size_t k = 0; k < ARRAY_LEN(cases); k++) {
         vocab v;
         tokenizer *t;
-        if (load(&cases[k], &v) || tok_init(&t, &v)) {
+        if (load(&cases[k], &v) || sqlm_tok_init(&t, &v)) {
             fprintf(stderr, "%s: %s\n", cases[k].file, sqlm_errmsg());
             continue;
         }
         int32_t *ids, nid;
         double t0 = sqlm_now();
-        tok_encode(t, s, n, false, &ids, &nid);
+        sqlm_tok_encode(t, s, n, false, &ids, &nid);
         double dt = sqlm_now() - t0;
         printf("%-20s %-8s %6.1f MB/s  (%zu bytes -> %d tokens in %.3f s)\n", cases[k].name,
                v.type == VOCAB_BPE ? "bpe" : "spm", n / dt / 1e6, n, nid, dt);
         free(ids);
-        tok_free(t);
-        vocab_free(&v);
+        sqlm_tok_free(t);
+        sqlm_vocab_free(&v);
     }
     free(s);
     return 0;
@@ -450,18 +450,18 @@ int main(int argc, char **argv) {
             fprintf(stderr, "%s: %s\n", label, sqlm_errmsg());
             continue;
         }
-        rc = tok_init(&t, &v);
+        rc = sqlm_tok_init(&t, &v);
         CHECK_EQ(SQLM_OK, rc);
         if (rc) {
             fprintf(stderr, "%s: %s\n", label, sqlm_errmsg());
-            vocab_free(&v);
+            sqlm_vocab_free(&v);
             continue;
         }
         double dt = sqlm_now() - t0;
         check_golden(label, c->name, t, verbose);
         /* the same vocabulary as the database stores it */
         CHECK_EQ(SQLM_OK, vocab_copy(&copy, &v));
-        CHECK_EQ(SQLM_OK, tok_init(&t2, &copy));
+        CHECK_EQ(SQLM_OK, sqlm_tok_init(&t2, &copy));
         if (t2) {
             snprintf(label, sizeof label, "%s (copied vocab)", c->name);
             check_golden(label, c->name, t2, verbose);
@@ -470,10 +470,10 @@ int main(int argc, char **argv) {
         snprintf(label, sizeof label, "%s (%s)", c->name, strrchr(c->file, '/') + 1);
         check_hostile(label, t, &v);
         printf("%-46s loaded in %.3f s (%d tokens, %d merges)\n", label, dt, v.n, v.n_merges);
-        tok_free(t);
-        tok_free(t2);
-        vocab_free(&v);
-        vocab_free(&copy);
+        sqlm_tok_free(t);
+        sqlm_tok_free(t2);
+        sqlm_vocab_free(&v);
+        sqlm_vocab_free(&copy);
     }
     check_prompts(GOLDEN "generation_stories260K.jsonl", NULL, MODELS "stories260K/tok512.bin");
     check_prompts(GOLDEN "generation_TinyStories-656K-F32.jsonl", NULL,

@@ -281,7 +281,7 @@ static int cmd_import(args *a) {
 /* ------------------------------------------------------------------ run */
 
 int prompt_ids(const modeldb *db, const char *text, size_t len, int32_t **ids, int32_t *n_ids) {
-    int rc = tok_encode(db->tok, text, len, true, ids, n_ids);
+    int rc = sqlm_tok_encode(db->tok, text, len, true, ids, n_ids);
     if (rc || *n_ids > 0) return rc;
     /* an empty prompt without BOS: start from BOS anyway */
     free(*ids);
@@ -343,10 +343,10 @@ void open_db(args *a, modeldb *db) {
     const char *engine = a->engine;
     char native[64];
     if (a->native) {
-        const db_methods *m = engine ? db_find(engine) : db_sniff(a->model);
+        const db_methods *m = engine ? sqlm_db_find(engine) : sqlm_db_sniff(a->model);
         if (!m) die("%s: --native: unknown engine of %s", a->cmd, a->model);
         snprintf(native, sizeof native, "%s-native", m->name);
-        if (!db_find(native)) die("%s: --native: engine %s has no native mode", a->cmd, m->name);
+        if (!sqlm_db_find(native)) die("%s: --native: engine %s has no native mode", a->cmd, m->name);
         engine = native;
     }
     engine_opts eo = { .threads = (int)a->threads, .readonly = true, .mem_budget = a->mem_budget,
@@ -356,7 +356,7 @@ void open_db(args *a, modeldb *db) {
         fprintf(stderr, "%s: note: --mem-budget %.0f MB is above this process's cgroup memory limit of %.0f MB: "
                         "the kernel may stop sqlm before the budget is reached\n",
                 prog, a->mem_budget / 1048576.0, cg / 1048576.0);
-    int rc = modeldb_open(db, a->model, engine, &eo);
+    int rc = sqlm_modeldb_open(db, a->model, engine, &eo);
     if (rc) die_rc(rc, a->cmd);
     if (db->note[0]) fprintf(stderr, "%s: note: %s\n", prog, db->note);
 }
@@ -372,7 +372,7 @@ typedef struct snap {
 
 static snap take_snap(session *s) {
     snap x;
-    x.cache = session_mem_stats(s, &x.wc);
+    x.cache = sqlm_exec_mem_stats(s, &x.wc);
     x.t = sqlm_now();
     x.cpu = sqlm_thread_cpu();
     x.io = sqlm_io_read_bytes();
@@ -402,7 +402,7 @@ static double snap_hit(const snap *a, const snap *b) {
 static void print_stats(const args *a, session *ses, const snap *s0, const snap *s1, const snap *tok, int n_tok,
                         int n_prompt) {
     const double MB = 1048576.0;
-    if (session_mem_plan(ses)) fprintf(stderr, "stats: budget: %s\n", session_mem_plan(ses));
+    if (sqlm_exec_mem_plan(ses)) fprintf(stderr, "stats: budget: %s\n", sqlm_exec_mem_plan(ses));
     for (int i = 1; i < n_tok; i++) {
         const snap *p = &tok[i - 1], *q = &tok[i];
         double dt = q->t - p->t, w = snap_wait(p, q);
@@ -453,7 +453,7 @@ static int cmd_run(args *a) {
     int32_t *ids = NULL, n_ids = 0;
     int rc = prompt_ids(&db, prompt, strlen(prompt), &ids, &n_ids);
     if (rc) die_rc(rc, "run: tokenizing the prompt");
-    tok_drop_encoder(db.tok);   /* no more text to encode: its tables are not the budget's */
+    sqlm_tok_drop_encoder(db.tok);   /* no more text to encode: its tables are not the budget's */
     if (a->verbose_prompt) {
         fprintf(stderr, "prompt ids:");
         for (int i = 0; i < n_ids; i++) fprintf(stderr, " %d", ids[i]);
@@ -461,8 +461,8 @@ static int cmd_run(args *a) {
     }
     session *s;
     session_opts so = session_opts_from_args(a);
-    if ((rc = session_init(&s, &db, &so))) die_rc(rc, "run");
-    int n_ctx = session_n_ctx(s);
+    if ((rc = sqlm_exec_init(&s, &db, &so))) die_rc(rc, "run");
+    int n_ctx = sqlm_exec_n_ctx(s);
     if (n_ids >= n_ctx) die("run: prompt of %d tokens does not fit the context of %d", n_ids, n_ctx);
 
     uint64_t rng;
@@ -483,20 +483,20 @@ static int cmd_run(args *a) {
 
     double t0 = sqlm_now();
     const float *lg;
-    if ((rc = session_eval(s, ids, n_ids, &lg))) die_rc(rc, "run: prompt");
+    if ((rc = sqlm_exec_eval(s, ids, n_ids, &lg))) die_rc(rc, "run: prompt");
     double t_prompt = sqlm_now() - t0;
     if (snaps) snaps[n_snaps++] = take_snap(s);
     float *logits = malloc(sizeof *logits * (size_t)db.cfg.vocab_size);
     buf out;
-    buf_init(&out);
+    sqlm_buf_init(&out);
     int n_gen = 0;
     double t1 = sqlm_now();
     while (a->n_predict < 0 || n_gen < a->n_predict) {
         memcpy(logits, lg, sizeof *logits * (size_t)db.cfg.vocab_size);
-        int32_t next = sample_next(&sp, logits, db.cfg.vocab_size, hist, n_hist, &rng);
+        int32_t next = sqlm_sample_next(&sp, logits, db.cfg.vocab_size, hist, n_hist, &rng);
         n_gen++;
         if (!a->ignore_eos && (next == db.voc.eos || next == db.voc.eot)) break;
-        tok_decode(db.tok, hist[n_hist - 1], next, &out);
+        sqlm_tok_decode(db.tok, hist[n_hist - 1], next, &out);
         flush_utf8(&out, false);
         hist[n_hist++] = next;
         if (a->n_predict >= 0 && n_gen >= a->n_predict) break;
@@ -504,7 +504,7 @@ static int cmd_run(args *a) {
             fprintf(stderr, "\n%s: context full (%d tokens)\n", prog, n_ctx);
             break;
         }
-        if ((rc = session_eval(s, &next, 1, &lg))) {
+        if ((rc = sqlm_exec_eval(s, &next, 1, &lg))) {
             flush_utf8(&out, true);
             fputc('\n', stdout);
             die_rc(rc, "run: decode");
@@ -521,12 +521,12 @@ static int cmd_run(args *a) {
     fprintf(stderr, "peak RSS: %.1f MB\n", sqlm_peak_rss() / 1048576.0);
     if (snaps) print_stats(a, s, &s0, &snaps[0], snaps, n_snaps, n_ids);
     free(snaps);
-    buf_free(&out);
+    sqlm_buf_free(&out);
     free(logits);
     free(hist);
     free(ids);
-    session_free(s);
-    modeldb_close(&db);
+    sqlm_exec_free(s);
+    sqlm_modeldb_close(&db);
     return 0;
 }
 
@@ -539,13 +539,13 @@ static int cmd_sql(args *a) {
     sql_program p;
     ir_opts o = args_ir_opts(a);
     o.inplace = db.inplace;
-    o = dialect_ir_opts(db.e->m->dialect, o);
-    int rc = ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o);
-    if (!rc) rc = emit_program(&g, db.e->m->dialect, &p);
+    o = sqlm_dialect_ir_opts(db.e->m->dialect, o);
+    int rc = sqlm_ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o);
+    if (!rc) rc = sqlm_emit_program(&g, db.e->m->dialect, &p);
     if (rc) die_rc(rc, "sql");
     /* the script feeds the prompt (default: BOS alone) and ends with the next token */
     int32_t *ids = NULL, n_ids = 0;
-    if (db.tok && (rc = tok_encode(db.tok, a->prompt ? a->prompt : "", a->prompt ? strlen(a->prompt) : 0,
+    if (db.tok && (rc = sqlm_tok_encode(db.tok, a->prompt ? a->prompt : "", a->prompt ? strlen(a->prompt) : 0,
                                    true, &ids, &n_ids)))
         die_rc(rc, "sql: tokenizing the prompt");
     if (n_ids == 0 && db.voc.bos >= 0) {
@@ -555,14 +555,14 @@ static int cmd_sql(args *a) {
         n_ids = 1;
     }
     if (n_ids > db.cfg.seq_len) die("sql: prompt of %d tokens exceeds the context of %d", n_ids, db.cfg.seq_len);
-    char *text = sql_program_text(&p, ids, n_ids);
+    char *text = sqlm_sql_program_text(&p, ids, n_ids);
     free(ids);
     if (!text) die("sql: out of memory");
     fputs(text, stdout);
     free(text);
-    sql_program_free(&p);
-    ir_free(&g);
-    modeldb_close(&db);
+    sqlm_sql_program_free(&p);
+    sqlm_ir_free(&g);
+    sqlm_modeldb_close(&db);
     return 0;
 }
 
@@ -577,14 +577,14 @@ static bool ends_with(const char *s, const char *suffix) {
 static void read_vocab_file(const char *path, vocab *v, model **m) {
     int rc;
     *m = NULL;
-    vocab_init(v);
-    if (ends_with(path, ".json")) rc = tok_read_json(v, path);
-    else if (ends_with(path, ".model")) rc = tok_read_spm_model(v, path);
+    sqlm_vocab_init(v);
+    if (ends_with(path, ".json")) rc = sqlm_tok_read_json(v, path);
+    else if (ends_with(path, ".model")) rc = sqlm_tok_read_spm_model(v, path);
     else if (ends_with(path, "tokenizer.bin") || ends_with(path, "tok512.bin") ||
              (ends_with(path, ".bin") && strstr(path, "tok")))
-        rc = llama2c_read_tokenizer(v, path, 0);
+        rc = sqlm_llama2c_read_tokenizer(v, path, 0);
     else {
-        rc = model_open(path, NULL, m);   /* GGUF, safetensors folder, llama2.c checkpoint */
+        rc = sqlm_model_open(path, NULL, m);   /* GGUF, safetensors folder, llama2.c checkpoint */
         if (!rc) *v = (*m)->voc;
     }
     if (rc) die_rc(rc, "tokenize");
@@ -599,7 +599,7 @@ static int cmd_tokenize(args *a) {
     vocab own;
     const vocab *v;
     tokenizer *tok;
-    bool from_db = db_sniff(a->model) != NULL;   /* a model database of any engine */
+    bool from_db = sqlm_db_sniff(a->model) != NULL;   /* a model database of any engine */
     if (from_db) {
         a->no_inplace = true;   /* no products: the weight tiles need no mapping (a 1.1B model's: 1.5 GB of RSS) */
         open_db(a, &db);
@@ -609,11 +609,11 @@ static int cmd_tokenize(args *a) {
     } else {
         read_vocab_file(a->model, &own, &m);
         v = &own;
-        int rc = tok_init(&tok, v);
+        int rc = sqlm_tok_init(&tok, v);
         if (rc) die_rc(rc, "tokenize");
     }
     int32_t *ids, n;
-    int rc = tok_encode(tok, text, strlen(text), !a->no_special, &ids, &n);
+    int rc = sqlm_tok_encode(tok, text, strlen(text), !a->no_special, &ids, &n);
     if (rc) die_rc(rc, "tokenize");
     for (int i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
     putchar('\n');
@@ -624,11 +624,11 @@ static int cmd_tokenize(args *a) {
     putchar('\n');
     free(ids);
     if (from_db) {
-        modeldb_close(&db);
+        sqlm_modeldb_close(&db);
     } else {
-        tok_free(tok);
-        if (m) model_free(m);   /* owns the vocabulary */
-        else vocab_free(&own);
+        sqlm_tok_free(tok);
+        if (m) sqlm_model_free(m);   /* owns the vocabulary */
+        else sqlm_vocab_free(&own);
     }
     return 0;
 }
@@ -637,12 +637,12 @@ static int cmd_tokenize(args *a) {
 
 const char *chat_template_for(const args *a, const modeldb *db) {
     if (a->tmpl) {
-        const char *t = chat_builtin(a->tmpl);
+        const char *t = sqlm_chat_builtin(a->tmpl);
         if (!t) die("%s: unknown --chat-template '%s' (chatml, llama2, llama3, zephyr)", a->cmd, a->tmpl);
         return t;
     }
-    const char *t = chat_vocab_template(&db->voc);   /* the model's own, else a guess */
-    return t ? t : chat_builtin("chatml");
+    const char *t = sqlm_chat_vocab_template(&db->voc);   /* the model's own, else a guess */
+    return t ? t : sqlm_chat_builtin("chatml");
 }
 
 /* A special token's text for the template, where the tokenizer reads special
@@ -655,16 +655,16 @@ int chat_prompt(const modeldb *db, const char *tmpl, const chat_msg *msgs, int n
                 int32_t **ids, int32_t *n_ids) {
     *ids = NULL, *n_ids = 0;
     buf text;
-    buf_init(&text);
-    int rc = chat_render(tmpl, msgs, n_msgs, true, piece_or_empty(&db->voc, db->voc.bos),
+    sqlm_buf_init(&text);
+    int rc = sqlm_chat_render(tmpl, msgs, n_msgs, true, piece_or_empty(&db->voc, db->voc.bos),
                          piece_or_empty(&db->voc, db->voc.eos), &text);
     if (rc) {
         sqlm_error_prefix(rc, "chat template");
     } else {
         if (verbose) fprintf(stderr, "[prompt]\n%s[/prompt]\n", text.p);
-        rc = tok_encode(db->tok, text.p, text.len, !db->voc.special_in_text, ids, n_ids);
+        rc = sqlm_tok_encode(db->tok, text.p, text.len, !db->voc.special_in_text, ids, n_ids);
     }
-    buf_free(&text);
+    sqlm_buf_free(&text);
     return rc;
 }
 
@@ -681,9 +681,9 @@ static int cmd_chat(args *a) {
     const char *tmpl = chat_template_for(a, &db);
     session *s;
     session_opts so = session_opts_from_args(a);
-    int rc = session_init(&s, &db, &so);
+    int rc = sqlm_exec_init(&s, &db, &so);
     if (rc) die_rc(rc, "chat");
-    const int n_ctx = session_n_ctx(s);
+    const int n_ctx = sqlm_exec_n_ctx(s);
     uint64_t rng;
     sampler_opts sp = sampler_from_args(a, &rng);
     chat_msg *msgs = calloc(1024, sizeof *msgs);
@@ -695,7 +695,7 @@ static int cmd_chat(args *a) {
     char *line = NULL;
     size_t cap = 0;
     buf out;
-    buf_init(&out);
+    sqlm_buf_init(&out);
     bool tty = isatty(0);
     for (;;) {
         if (tty) fputs("> ", stdout), fflush(stdout);
@@ -711,54 +711,54 @@ static int cmd_chat(args *a) {
         /* only the tokens past what the KV cache holds (all of them when
          * the template rewrote history) */
         const float *lg;
-        if ((rc = session_feed(s, ids, n, &lg, NULL))) die_rc(rc, "chat");
+        if ((rc = sqlm_exec_feed(s, ids, n, &lg, NULL))) die_rc(rc, "chat");
         memcpy(hist, ids, sizeof *ids * (size_t)n);
         n_hist = n;
         free(ids);
-        buf_reset(&out);
+        sqlm_buf_reset(&out);
         buf reply;
-        buf_init(&reply);
+        sqlm_buf_init(&reply);
         for (int i = 0; a->n_predict < 0 || i < a->n_predict; i++) {
             memcpy(logits, lg, sizeof *logits * (size_t)db.cfg.vocab_size);
-            int32_t next = sample_next(&sp, logits, db.cfg.vocab_size, hist, n_hist, &rng);
+            int32_t next = sqlm_sample_next(&sp, logits, db.cfg.vocab_size, hist, n_hist, &rng);
             if (next == db.voc.eos || next == db.voc.eot) break;
             size_t before = out.len;
-            tok_decode(db.tok, hist[n_hist - 1], next, &out);
-            buf_append(&reply, out.p + before, out.len - before);
+            sqlm_tok_decode(db.tok, hist[n_hist - 1], next, &out);
+            sqlm_buf_append(&reply, out.p + before, out.len - before);
             flush_utf8(&out, false);
             hist[n_hist++] = next;
             if (n_hist >= n_ctx) {
                 fprintf(stderr, "\n%s: context full (%d tokens)\n", prog, n_ctx);
                 break;
             }
-            if ((rc = session_eval(s, &next, 1, &lg))) die_rc(rc, "chat");
+            if ((rc = sqlm_exec_eval(s, &next, 1, &lg))) die_rc(rc, "chat");
         }
         flush_utf8(&out, true);
         putchar('\n');
-        msgs[n_msgs++] = (chat_msg){ "assistant", buf_detach(&reply) };
+        msgs[n_msgs++] = (chat_msg){ "assistant", sqlm_buf_detach(&reply) };
         if (n_hist >= n_ctx) break;
     }
     for (int i = 0; i < n_msgs; i++)
         if (msgs[i].content != a->system) free((char *)msgs[i].content);
     free(msgs), free(hist), free(logits), free(line);
-    buf_free(&out);
-    session_free(s);
-    modeldb_close(&db);
+    sqlm_buf_free(&out);
+    sqlm_exec_free(s);
+    sqlm_modeldb_close(&db);
     return 0;
 }
 
 /* ---------------------------------------------------------------- synth */
 
 static int cmd_synth(args *a) {
-    const synth_spec *sp = a->like ? synth_like(a->like) : NULL;
+    const synth_spec *sp = a->like ? sqlm_synth_like(a->like) : NULL;
     if (!sp) {
         fprintf(stderr, "%s: synth: --like must be one of:", prog);
-        for (int i = 0; synth_name(i); i++) fprintf(stderr, " %s", synth_name(i));
+        for (int i = 0; sqlm_synth_name(i); i++) fprintf(stderr, " %s", sqlm_synth_name(i));
         fputc('\n', stderr);
         exit(1);
     }
     if (!a->output) die("synth: no output file (-o x.gguf)");
-    int rc = synth_model(a->output, sp, parse_type(a, DT_Q8_0), a->seed_set ? a->seed : 42);
+    int rc = sqlm_synth_model(a->output, sp, parse_type(a, DT_Q8_0), a->seed_set ? a->seed : 42);
     if (rc) die_rc(rc, "synth");
     fprintf(stderr, "synth: wrote %s (%s shapes, random weights)\n", a->output, sp->name);
     return 0;
@@ -805,7 +805,7 @@ static int cmd_bench(args *a) {
     session *s;
     session_opts so = session_opts_from_args(a);
     so.n_ctx = (int)n_ctx;
-    int rc = session_init(&s, &db, &so);
+    int rc = sqlm_exec_init(&s, &db, &so);
     if (rc) die_rc(rc, "bench");
     int32_t *ids = malloc(sizeof *ids * (size_t)(pp + 1));
     double *t_pp = calloc((size_t)reps, sizeof *t_pp), *t_tg = calloc((size_t)reps, sizeof *t_tg);
@@ -815,24 +815,24 @@ static int cmd_bench(args *a) {
         const float *lg;
         int32_t tok = 1 % vocab;
         /* warm-up: one token, then a fresh sequence */
-        if ((rc = session_eval(s, &tok, 1, &lg)) || (rc = session_reset(s))) die_rc(rc, "bench: warm-up");
+        if ((rc = sqlm_exec_eval(s, &tok, 1, &lg)) || (rc = sqlm_exec_reset(s))) die_rc(rc, "bench: warm-up");
         double t0 = sqlm_now();
-        if (pp > 0 && (rc = session_eval(s, ids, (int)pp, &lg))) die_rc(rc, "bench: prompt");
+        if (pp > 0 && (rc = sqlm_exec_eval(s, ids, (int)pp, &lg))) die_rc(rc, "bench: prompt");
         t_pp[r] = sqlm_now() - t0;
-        if (pp == 0 && (rc = session_eval(s, &tok, 1, &lg))) die_rc(rc, "bench: first token");
+        if (pp == 0 && (rc = sqlm_exec_eval(s, &tok, 1, &lg))) die_rc(rc, "bench: first token");
         t0 = sqlm_now();
         for (long i = 0; i < tg; i++) {
             tok = argmax(lg, vocab);
-            if ((rc = session_eval(s, &tok, 1, &lg))) die_rc(rc, "bench: decode");
+            if ((rc = sqlm_exec_eval(s, &tok, 1, &lg))) die_rc(rc, "bench: decode");
         }
         t_tg[r] = sqlm_now() - t0;
-        if ((rc = session_reset(s))) die_rc(rc, "bench");
+        if ((rc = sqlm_exec_reset(s))) die_rc(rc, "bench");
     }
     double wbytes = 0;
     for (int i = 0; i < db.n_weights; i++) {
         size_t rb = 0;
         if (!strcmp(db.weights[i].name, "embed")) continue;   /* a lookup: one row a token */
-        dtype_row_bytes(db.weights[i].dtype, (size_t)db.weights[i].n_in, &rb);
+        sqlm_dtype_row_bytes(db.weights[i].dtype, (size_t)db.weights[i].n_in, &rb);
         wbytes += (double)rb * (double)db.weights[i].n_out;
     }
     if (pp > 0) printf("pp%ld t=%ld %.2f tok/s\n", pp, a->threads, pp / sqlm_median(t_pp, reps));
@@ -843,8 +843,8 @@ static int cmd_bench(args *a) {
     printf("weights: %.1f MB per token\n", wbytes / 1e6);
     printf("peak RSS: %.1f MB\n", sqlm_peak_rss() / 1048576.0);
     free(ids), free(t_pp), free(t_tg);
-    session_free(s);
-    modeldb_close(&db);
+    sqlm_exec_free(s);
+    sqlm_modeldb_close(&db);
     return 0;
 }
 
@@ -870,7 +870,7 @@ int main(int argc, char **argv) {
     }
     args a;
     parse_args(argc, argv, &a);
-    if (a.engine && db_find(a.engine) == NULL)
+    if (a.engine && sqlm_db_find(a.engine) == NULL)
         die("unknown engine '%s' (available: sqlite, duckdb)", a.engine);
     if (!strcmp(a.cmd, "import")) return cmd_import(&a);
     if (!strcmp(a.cmd, "run")) return cmd_run(&a);

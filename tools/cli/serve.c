@@ -14,7 +14,7 @@
  * take the one session in order of arrival (a ticket lock), and a stream
  * holds it until its last token or until its client goes away.  Each request
  * feeds only the tokens past what the KV cache already holds
- * (session_feed()), so a conversation that grows turn by turn is not
+ * (sqlm_exec_feed()), so a conversation that grows turn by turn is not
  * evaluated again from the start.
  *
  * Not here: more than one session or batching of requests, logprobs, n > 1,
@@ -97,15 +97,15 @@ static bool server_stopping(server *sv) {
 /* ------------------------------------------------------------ UTF-8 text */
 
 /* Append p[0..n) to out, each byte that starts no valid sequence replaced
- * by U+FFFD (tok_utf8_next()'s rules: no overlong forms, surrogates or code
+ * by U+FFFD (sqlm_tok_utf8_next()'s rules: no overlong forms, surrogates or code
  * points past U+10FFFF, as jansson holds them): a token's bytes need not be
  * UTF-8, a JSON string must. */
 static void utf8_append_valid(buf *out, const char *p, size_t n) {
     for (size_t i = 0, j; i < n; i = j) {
         j = i;
-        uint32_t cp = tok_utf8_next(p, n, &j);
-        if (cp == 0xFFFD && j - i == 1) buf_puts(out, "\xEF\xBF\xBD");   /* an invalid byte */
-        else buf_append(out, p + i, j - i);
+        uint32_t cp = sqlm_tok_utf8_next(p, n, &j);
+        if (cp == 0xFFFD && j - i == 1) sqlm_buf_puts(out, "\xEF\xBF\xBD");   /* an invalid byte */
+        else sqlm_buf_append(out, p + i, j - i);
     }
 }
 
@@ -164,11 +164,11 @@ static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, jso
 /* {"error":{"message":...,"type":...,"code":status}}, as llama-server sends */
 static json_t *error_json(const req_err *e) {
     buf m;
-    buf_init(&m);
+    sqlm_buf_init(&m);
     utf8_append_valid(&m, e->msg, strlen(e->msg));
     json_t *j = json_pack("{s:{s:s,s:s,s:i}}", "error", "message", m.rc ? "" : m.p, "type", e->type, "code",
                           (int)e->status);
-    buf_free(&m);
+    sqlm_buf_free(&m);
     return j;
 }
 
@@ -257,7 +257,7 @@ static void gen_free(gen *g) {
     if (g->locked) session_release(g->sv);
     for (int i = 0; i < g->n_stop; i++) free(g->stop[i]);
     free(g->prompt);
-    buf_free(&g->text), buf_free(&g->out);
+    sqlm_buf_free(&g->text), sqlm_buf_free(&g->out);
     free(g);
 }
 
@@ -292,13 +292,13 @@ static void gen_step(gen *g) {
         return;
     }
     memcpy(sv->logits, g->lg, sizeof *sv->logits * (size_t)sv->n_vocab);
-    int32_t next = sample_next(&g->sp, sv->logits, sv->n_vocab, sv->hist, g->n_hist, &g->rng);
+    int32_t next = sqlm_sample_next(&g->sp, sv->logits, sv->n_vocab, sv->hist, g->n_hist, &g->rng);
     if (!g->ignore_eos && (next == db->voc.eos || next == db->voc.eot)) {
         g->end = END_STOP;
         return;
     }
     size_t before = g->text.len;
-    tok_decode(db->tok, sv->hist[g->n_hist - 1], next, &g->text);
+    sqlm_tok_decode(db->tok, sv->hist[g->n_hist - 1], next, &g->text);
     sv->hist[g->n_hist++] = next;
     g->n_gen++;
     if (g->n_stop) {
@@ -317,7 +317,7 @@ static void gen_step(gen *g) {
         g->end = END_LENGTH;   /* no need to feed the last token */
         return;
     }
-    int rc = session_eval(sv->s, &next, 1, &g->lg);
+    int rc = sqlm_exec_eval(sv->s, &next, 1, &g->lg);
     if (rc) {
         snprintf(g->err, sizeof g->err, "decode: %s (%s)", sqlm_errmsg(), sqlm_errstr(rc));
         g->end = END_STOP;
@@ -362,9 +362,9 @@ static const char *chunk_object(const gen *g) { return g->chat ? "chat.completio
  * and finish_reason (the last). */
 static json_t *chunk_json(const gen *g, const char *text, size_t len, bool role, const char *finish) {
     buf t;
-    buf_init(&t);
+    sqlm_buf_init(&t);
     if (text) utf8_append_valid(&t, text, len);
-    if (t.rc) return buf_free(&t), NULL;
+    if (t.rc) return sqlm_buf_free(&t), NULL;
     json_t *choice;
     if (g->chat) {
         json_t *delta = json_object();
@@ -375,7 +375,7 @@ static json_t *chunk_json(const gen *g, const char *text, size_t len, bool role,
         choice = json_pack("{s:s%,s:i,s:n,s:s?}", "text", t.p ? t.p : "", t.len, "index", 0, "logprobs",
                            "finish_reason", finish);
     }
-    buf_free(&t);
+    sqlm_buf_free(&t);
     return response_json(g, chunk_object(g), json_pack("[o]", choice));
 }
 
@@ -385,16 +385,16 @@ static void sse_event(gen *g, json_t *j) {
         g->out.rc = SQLM_NOMEM;
         return;
     }
-    buf_appendf(&g->out, "data: %s\n\n", t);
+    sqlm_buf_appendf(&g->out, "data: %s\n\n", t);
     free(t);
 }
 
 /* The whole answer of a request that is not streamed. */
 static json_t *answer_json(const gen *g) {
     buf t;
-    buf_init(&t);
+    sqlm_buf_init(&t);
     utf8_append_valid(&t, g->text.p ? g->text.p : "", g->text.len);
-    if (t.rc) return buf_free(&t), NULL;
+    if (t.rc) return sqlm_buf_free(&t), NULL;
     json_t *choice;
     if (g->chat)
         choice = json_pack("{s:i,s:{s:s,s:s%},s:n,s:s}", "index", 0, "message", "role", "assistant", "content",
@@ -402,7 +402,7 @@ static json_t *answer_json(const gen *g) {
     else
         choice = json_pack("{s:s%,s:i,s:n,s:s}", "text", t.p ? t.p : "", t.len, "index", 0, "logprobs",
                            "finish_reason", finish_reason(g));
-    buf_free(&t);
+    sqlm_buf_free(&t);
     json_t *r = response_json(g, g->chat ? "chat.completion" : "text_completion", json_pack("[o]", choice));
     json_object_set_new(r, "usage", usage_json(g));
     return r;
@@ -425,7 +425,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *dst, size_t max) {
     (void)pos;
     gen *g = cls;
     while (g->out_off == g->out.len) {
-        buf_reset(&g->out);
+        sqlm_buf_reset(&g->out);
         g->out_off = 0;
         switch (g->phase) {
         case 0:
@@ -456,7 +456,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *dst, size_t max) {
                 json_object_set_new(u, "usage", usage_json(g));
                 sse_event(g, u);
             }
-            buf_puts(&g->out, "data: [DONE]\n\n");
+            sqlm_buf_puts(&g->out, "data: [DONE]\n\n");
             g->phase = 3;
             break;
         default:
@@ -548,7 +548,7 @@ static bool parse_common(const json_t *body, gen *g, req_err *e) {
 /* The text of a message's content: a string, or an array of text parts. */
 static bool message_text(const json_t *content, buf *out, req_err *e) {
     if (json_is_string(content)) {
-        buf_append(out, json_string_value(content), json_string_length(content));
+        sqlm_buf_append(out, json_string_value(content), json_string_length(content));
         return true;
     }
     if (!json_is_array(content)) return fail(e, 400, "a message's 'content' must be a string or an array of parts");
@@ -558,7 +558,7 @@ static bool message_text(const json_t *content, buf *out, req_err *e) {
         json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
         if (!json_is_string(type) || strcmp(json_string_value(type), "text") || !json_is_string(text))
             return fail(e, 400, "only text content parts ({\"type\":\"text\",\"text\":...}) are supported");
-        buf_append(out, json_string_value(text), json_string_length(text));
+        sqlm_buf_append(out, json_string_value(text), json_string_length(text));
     }
     return true;
 }
@@ -588,7 +588,7 @@ static bool prompt_tokens(const json_t *body, gen *g, req_err *e) {
         if (!ok) fail(e, 500, "out of memory");
         for (size_t i = 0; ok && i < n_msgs; i++) {
             json_t *m = json_array_get(ms, i), *role = json_object_get(m, "role"), *content = field(m, "content");
-            buf_init(&texts[i]);
+            sqlm_buf_init(&texts[i]);
             if (!json_is_object(m) || !json_is_string(role) || !json_string_length(role)) {
                 ok = fail(e, 400, "messages[%zu] must be an object with a 'role' string", i);
                 break;
@@ -601,7 +601,7 @@ static bool prompt_tokens(const json_t *body, gen *g, req_err *e) {
         if (ok && (rc = chat_prompt(db, sv->tmpl, msgs, (int)n_msgs, sv->a->verbose_prompt, &g->prompt, &n)))
             /* mostly the request's fault: roles the template refuses */
             ok = fail(e, rc == SQLM_NOMEM ? 500 : 400, "%s", sqlm_errmsg());
-        for (size_t i = 0; texts && i < n_msgs; i++) buf_free(&texts[i]);
+        for (size_t i = 0; texts && i < n_msgs; i++) sqlm_buf_free(&texts[i]);
         free(msgs), free(texts);
         if (!ok) return false;
     }
@@ -628,7 +628,7 @@ static enum MHD_Result completion(server *sv, struct MHD_Connection *c, const ch
         return MHD_NO;
     }
     g->sv = sv, g->chat = chat, g->fd = -1;
-    buf_init(&g->text), buf_init(&g->out);
+    sqlm_buf_init(&g->text), sqlm_buf_init(&g->out);
     snprintf(g->method, sizeof g->method, "%s", method);
     snprintf(g->url, sizeof g->url, "%s", url);
     g->created = time(NULL);
@@ -654,7 +654,7 @@ static enum MHD_Result completion(server *sv, struct MHD_Connection *c, const ch
     if (!prompt_tokens(j, g, &e)) goto error;
     memcpy(sv->hist, g->prompt, sizeof *g->prompt * (size_t)g->n_prompt);
     g->n_hist = g->n_prompt;
-    int rc = session_feed(sv->s, g->prompt, g->n_prompt, &g->lg, &g->n_kept);
+    int rc = sqlm_exec_feed(sv->s, g->prompt, g->n_prompt, &g->lg, &g->n_kept);
     if (rc) {
         fail(&e, 500, "evaluating the prompt: %s (%s)", sqlm_errmsg(), sqlm_errstr(rc));
         goto error;
@@ -745,7 +745,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     req_err e;
     if (!r) {   /* the headers are in, the body (if any) is not */
         if (!(r = calloc(1, sizeof *r))) return MHD_NO;
-        buf_init(&r->body);
+        sqlm_buf_init(&r->body);
         *con_cls = r;
         r->ep = -1;
         const struct endpoint *ep = NULL;
@@ -783,11 +783,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * the limit loses its connection. */
         r->seen += *upload_size;
         if (r->seen > sv->a->max_body) {
-            buf_free(&r->body);
+            sqlm_buf_free(&r->body);
             *upload_size = 0;
             return r->seen / 8 > sv->a->max_body ? MHD_NO : MHD_YES;
         }
-        buf_append(&r->body, upload, *upload_size);
+        sqlm_buf_append(&r->body, upload, *upload_size);
         *upload_size = 0;
         return r->body.rc ? MHD_NO : MHD_YES;
     }
@@ -810,7 +810,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode tc) {
     (void)cls, (void)c, (void)tc;
     request *r = *con_cls;
-    if (r) buf_free(&r->body), free(r);
+    if (r) sqlm_buf_free(&r->body), free(r);
     *con_cls = NULL;
 }
 
@@ -882,9 +882,9 @@ int cmd_serve(args *a) {
     if (!sv->db.tok) die("serve: %s has no vocabulary", a->model);
     sv->tmpl = chat_template_for(a, &sv->db);
     session_opts so = session_opts_from_args(a);
-    int rc = session_init(&sv->s, &sv->db, &so);
+    int rc = sqlm_exec_init(&sv->s, &sv->db, &so);
     if (rc) die_rc(rc, "serve");
-    sv->n_ctx = session_n_ctx(sv->s);
+    sv->n_ctx = sqlm_exec_n_ctx(sv->s);
     sv->n_vocab = sv->db.cfg.vocab_size;
     sv->hist = malloc(sizeof *sv->hist * (size_t)sv->n_ctx);
     sv->logits = malloc(sizeof *sv->logits * (size_t)sv->n_vocab);
@@ -924,8 +924,8 @@ int cmd_serve(args *a) {
     pthread_cond_broadcast(&sv->cv);
     pthread_mutex_unlock(&sv->mu);
     MHD_stop_daemon(d);   /* joins the connections' threads, closes fd */
-    session_free(sv->s);
-    modeldb_close(&sv->db);
+    sqlm_exec_free(sv->s);
+    sqlm_modeldb_close(&sv->db);
     free(sv->hist), free(sv->logits);
     pthread_mutex_destroy(&sv->mu);
     pthread_cond_destroy(&sv->cv);
