@@ -7,7 +7,7 @@
 CC      ?= cc
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP
 LDLIBS  += -lsqlite3 -ljansson -lm -ldl -pthread
 # the command line alone (sqlm serve) links the HTTP server library
 CLI_LIBS = -lmicrohttpd
@@ -17,7 +17,6 @@ SRC      = $(sort $(wildcard src/*/*.c))
 OBJ      = $(SRC:%.c=$(B)/%.o)
 CLI_SRC  = $(sort $(wildcard tools/cli/*.c))
 CLI_OBJ  = $(CLI_SRC:%.c=$(B)/%.o)
-HDR      = $(wildcard include/*.h src/*.h src/*/*.h tools/cli/*.h)
 TEST_SRC = $(sort $(wildcard tests/unit/test-*.c))
 TESTS    = $(TEST_SRC:tests/unit/%.c=$(B)/%)
 REF_SRC  = $(sort $(wildcard tests/ref/*.c))
@@ -35,7 +34,7 @@ $(B)/libsqlm.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(B)/%.o: %.c $(HDR)
+$(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -112,6 +111,9 @@ $(B)/readbw: bench/readbw.c
 
 clean:
 	rm -rf build build-asan sqlm
+
+# Each object depends on the headers it includes (gcc -MMD).
+-include $(shell find $(B) build-asan -name '*.d' 2>/dev/null)
 
 .PHONY: all deps demo test check asan fuzz bench bench-mem clean
 .SECONDARY:

@@ -48,7 +48,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../src/sqlm-int.h"
+#include "../src/run/run.h"
+#include "../src/kern/kern.h"
 
 static void die(const char *what, int rc) {
     fprintf(stderr, "duckbench: %s: %s (%s)\n", what, sqlm_errmsg(), sqlm_errstr(rc));

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/sqlm-int.h"
+#include "../src/run/run.h"
 
 static char *english(size_t want, size_t *len) {
     buf b;

@@ -23,7 +23,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../sqlm-int.h"
+#include "engine.h"
+#include "../kern/kern.h"
 
 /* ------------------------------------------------------ the C API subset */
 

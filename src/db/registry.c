@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../sqlm-int.h"
+#include "engine.h"
 
 static const struct {
     const db_methods *m;

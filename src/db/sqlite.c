@@ -34,7 +34,10 @@
 
 #include <sqlite3.h>
 
-#include "../sqlm-int.h"
+#include "engine.h"
+#include "tiles.h"
+#include "wcache.h"
+#include "../kern/kern.h"
 
 typedef struct sqlite_engine {
     engine base;

@@ -48,7 +48,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "../sqlm-int.h"
+#include "tiles.h"
+#include "wcache.h"
 
 typedef struct tile_table {
     ir_weight w;             /* layout, as in sqlm_weight */

@@ -53,7 +53,7 @@
 
 #include <sqlite3.h>
 
-#include "../sqlm-int.h"
+#include "wcache.h"
 
 #define TRACE_RA_BYTES (1 << 20)    /* readahead while tracing */
 #define MAX_BATCH_BYTES (2 << 20)   /* one read of a streaming reader */

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sqlm-int.h"
+#include "ir.h"
 
 const char *sqlm_ir_op_name(int op) {
     static const char *const names[] = {

@@ -15,7 +15,7 @@
 #define VEC_AVX2 1
 #endif
 
-#include "../sqlm-int.h"
+#include "kern.h"
 
 /* ------------------------------------------------------------ dot products */
 

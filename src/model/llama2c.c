@@ -11,7 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../sqlm-int.h"
+#include "model.h"
+#include "../tok/tok.h"
 
 #define L2C_MAX_DIM (1 << 20)
 

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../sqlm-int.h"
+#include "model.h"
 
 #define MODEL_MAX_DIM (1 << 20)
 

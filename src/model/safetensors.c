@@ -13,7 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../sqlm-int.h"
+#include "model.h"
+#include "../tok/tok.h"
 
 #define ST_MAX_HEADER (100u << 20)
 

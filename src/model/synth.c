@@ -14,7 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../sqlm-int.h"
+#include "model.h"
+#include "../tok/tok.h"
 
 /* ------------------------------------------------------------ GGUF format */
 

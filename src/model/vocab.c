@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sqlm-int.h"
+#include "model.h"
 
 void sqlm_vocab_init(vocab *v) {
     memset(v, 0, sizeof *v);

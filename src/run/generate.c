@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sqlm-int.h"
+#include "run.h"
 
 struct session {
     modeldb *db;

@@ -17,7 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../sqlm-int.h"
+#include "run.h"
+#include "../kern/kern.h"
 
 /* The largest tile of whole rows one 64 KB page holds with its record
  * (a leaf keeps up to 65501 payload bytes in the page): one tile per page,

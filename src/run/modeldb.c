@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sqlm-int.h"
+#include "run.h"
 
 /* Config fields stored in sqlm_meta. */
 #define CFG_INT(f) { #f, offsetof(model_config, f), 'i' }

@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sqlm-int.h"
+#include "sqlgen.h"
+#include "../kern/kern.h"
 
 /* ------------------------------------------------------------- dialects */
 

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sqlm-int.h"
+#include "tok.h"
 
 typedef struct pb {
     const uint8_t *p, *end;

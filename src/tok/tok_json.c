@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sqlm-int.h"
+#include "tok.h"
 
 /* The split regexes we implement by hand in tokenizer.c, and their names. */
 static const struct { const char *regex, *pre; } known_splits[] = {

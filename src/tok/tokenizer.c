@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sqlm-int.h"
+#include "tok.h"
 
 enum { PRE_GPT2, PRE_LLAMA3, PRE_QWEN2, PRE_SMOLLM };
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sqlm-int.h"
+#include "tok.h"
 
 /* unicode_data.c (generated) */
 extern const uint32_t sqlm_tok_ucat_n, sqlm_tok_ccc_n, sqlm_tok_decomp_n, sqlm_tok_comp_n;

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../sqlm-int.h"
+#include "util.h"
 
 /* ---------------------------------------------------------------- errors */
 

@@ -10,7 +10,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../sqlm-int.h"
+#include "util.h"
 
 static const struct dtype_info {
     int dt;

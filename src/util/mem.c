@@ -14,7 +14,7 @@
 #include <malloc.h>
 #endif
 
-#include "../sqlm-int.h"
+#include "util.h"
 
 bool sqlm_parse_size(const char *s, size_t *out) {
     char *end;

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "../sqlm-int.h"
+#include "util.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>

@@ -10,7 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../../src/sqlm-int.h"
+#include "../../src/run/run.h"
+#include "../../src/chat/chat.h"
+#include "../../src/kern/kern.h"
+#include "../../src/db/tiles.h"
+#include "../../src/db/wcache.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -28,7 +28,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../../src/sqlm-int.h"
+#include "../../src/run/run.h"
+#include "../../src/chat/chat.h"
+#include "../../src/kern/kern.h"
+#include "../../src/db/tiles.h"
+#include "../../src/db/wcache.h"
 
 #define TOKFUZZ_MAX_INPUT (64 * 1024)
 

@@ -8,7 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../src/sqlm-int.h"
+#include "../../src/run/run.h"
+#include "../../src/chat/chat.h"
+#include "../../src/kern/kern.h"
+#include "../../src/db/tiles.h"
+#include "../../src/db/wcache.h"
 #include "../test.h"
 
 #define MODELS "../shared/models/"

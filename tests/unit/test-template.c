@@ -13,7 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/sqlm-int.h"
+#include "../../src/run/run.h"
+#include "../../src/chat/chat.h"
+#include "../../src/kern/kern.h"
+#include "../../src/db/tiles.h"
+#include "../../src/db/wcache.h"
 #include "../test.h"
 #include "../fuzz/fuzz-template.c"
 

@@ -27,7 +27,11 @@
 
 #include <sqlite3.h>
 
-#include "../../src/sqlm-int.h"
+#include "../../src/run/run.h"
+#include "../../src/chat/chat.h"
+#include "../../src/kern/kern.h"
+#include "../../src/db/tiles.h"
+#include "../../src/db/wcache.h"
 #include "../test.h"
 
 static char tmpdir[64];

@@ -10,7 +10,8 @@
 #ifndef SQLM_CLI_H
 #define SQLM_CLI_H
 
-#include "../../src/sqlm-int.h"
+#include "../../src/run/run.h"
+#include "../../src/chat/chat.h"
 
 /* The command line, parsed (parse_args() in main.c). */
 typedef struct args {

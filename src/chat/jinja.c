@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sqlm-int.h"
+#include "chat.h"
 
 #define DEF_OUTPUT    ((size_t)1 << 20)
 #define DEF_MEMORY    ((size_t)64 << 20)

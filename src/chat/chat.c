@@ -9,7 +9,7 @@
  */
 #include <string.h>
 
-#include "../sqlm-int.h"
+#include "chat.h"
 
 int sqlm_chat_render(const char *tmpl, const chat_msg *msgs, int n_msgs, bool add_generation_prompt,
                 const char *bos_token, const char *eos_token, buf *out) {
