@@ -7,7 +7,7 @@
 
 #include "../model/model.h"
 
-/* ------------------------------------------- tok/jinja.c, tok/chat.c */
+/* ------------------------------------------- chat/jinja.c, chat/chat.c */
 
 /*
  * Chat templates: a sandboxed Jinja subset (jinja.c) and the chat-level API

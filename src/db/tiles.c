@@ -10,7 +10,7 @@
  * trusted: a damaged or hostile file makes sqlm_tiles_open() fail with a message
  * (the engine then keeps its copying path), never an out-of-bounds read.
  *
- * This is the mmap backend of the interface in sqlm-int.h; a cache with a
+ * This is the mmap backend of the interface in tiles.h; a cache with a
  * memory budget (resident tiles + streaming reads) can replace it behind the
  * same calls.  It neither opens nor locks the file: the caller passes a
  * descriptor and keeps the file from changing while it is mapped (the SQLite

@@ -28,7 +28,7 @@ if [ "$target" = tokenizer ]; then
 fi
 mkdir -p build/fuzz/corpus
 clang $CFLAGS -o build/fuzz/fuzz-template \
-    tests/fuzz/fuzz-template.c src/tok/jinja.c src/tok/chat.c src/util/buf.c
+    tests/fuzz/fuzz-template.c src/chat/jinja.c src/chat/chat.c src/util/buf.c
 cd build/fuzz
 exec ./fuzz-template -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
     -dict=../../tests/fuzz/template.dict corpus ../../tests/fuzz/corpus-template

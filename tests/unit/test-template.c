@@ -1,5 +1,5 @@
 /*
- * test-template.c - chat templates (tok/jinja.c, tok/chat.c).
+ * test-template.c - chat templates (chat/jinja.c, chat/chat.c).
  *
  * The real Llama-3 and Qwen3 templates against expected prompts derived by
  * reading the templates (and cross-checked once against Python Jinja2), the
