@@ -89,8 +89,8 @@ int64_t sqlm_row2col_split(bool row2col, int64_t n_out, int64_t n_in) {
  * whatever the matrix's row count (a table under two 2048-row groups cannot
  * be split inside itself: both halves would scan the whole row group).  One
  * decode product on 2 threads, isolated (ms, best of 30, load about 1.2),
- * against one table under the pivot form's threshold (2 pivots from 2^20
- * weights, whole rows below):
+ * against the same matrix in one table, as 2 pivot columns from 2^20
+ * weights and as whole rows below:
  *
  *   n_out x n_in    split tables   one table
  *   2304 x 768      1.13           1.46 (2 pivots)        110M qkv
@@ -111,8 +111,9 @@ int64_t sqlm_row2col_split(bool row2col, int64_t n_out, int64_t n_in) {
  * (the head keeps the split inside its table, sqlm_row2col_split()).
  * `build/duckbench ceiling DIR ROWS COLS` times one shape (layouts pivot2,
  * split2, split2-tables); scripts/bench-duckdb-passes.sh measures the whole
- * programs with and without ROW2COL (bench/results/duckdb-passes-20261122-
- * run5.md: decode 1.10x on the 110M shape, 1.42x on the 1.1B one).
+ * programs with and without ROW2COL
+ * (bench/results/duckdb-passes-20261122-run5.md: decode 1.10x on the 110M
+ * shape, 1.42x on the 1.1B one).
  */
 int64_t sqlm_row2col_split_tables(int mode, int64_t n_out, int64_t n_in) {
     if (n_out < 2 || (mode != R2C_SPLIT && mode != R2C_SPLIT_ROWS && (mode != R2C_AUTO || n_out * n_in < (1 << 19))))
