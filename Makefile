@@ -13,7 +13,7 @@ LDLIBS  += -lsqlite3 -ljansson -lm -ldl -pthread
 CLI_LIBS = -lmicrohttpd
 
 B        = build
-SRC      = $(sort $(wildcard src/*/*.c))
+SRC      = $(sort $(wildcard src/*/*.c src/*/*/*.c))
 OBJ      = $(SRC:%.c=$(B)/%.o)
 CLI_SRC  = $(sort $(wildcard tools/cli/*.c))
 CLI_OBJ  = $(CLI_SRC:%.c=$(B)/%.o)

@@ -117,7 +117,7 @@ static int ceiling(const char *dir, long rows, long cols) {
              " POSITIONAL JOIN (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.c1, x.c1) AS p FROM wp w"
              " CROSS JOIN (SELECT pos, v[%ld : %ld] AS c1 FROM xl) x ORDER BY w.row, x.pos) s1) r GROUP BY r.pos",
              cols / 2, cols / 2 + 1, cols);
-    /* ROW2COL's row split (graph.c sqlm_row2col_split()): two UNION ALL halves at
+    /* ROW2COL's row split (row2col.c sqlm_row2col_split()): two UNION ALL halves at
      * a row-group boundary, whole rows and pivoted rows */
     char split[1024], psplit[1536];
     const long at = sqlm_row2col_split(true, rows, cols);
@@ -132,13 +132,13 @@ static int ceiling(const char *dir, long rows, long cols) {
              " SELECT x.pos AS pos, w.row AS row, (list_dot_product(w.c0, x.c0) + list_dot_product(w.c1, x.c1))::FLOAT AS s"
              " FROM wp w CROSS JOIN (SELECT pos, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM xl) x WHERE w.row >= %ld) r"
              " GROUP BY r.pos", cols / 2, cols / 2 + 1, cols, at, cols / 2, cols / 2 + 1, cols, at);
-    /* ROW2COL's table split (graph.c sqlm_row2col_split_tables()): the halves
+    /* ROW2COL's table split (row2col.c sqlm_row2col_split_tables()): the halves
      * as two tables */
     static const char tsplit[] =
         "SELECT r.pos, list(r.s ORDER BY r.row) FROM (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
         " FROM wt0 w CROSS JOIN xl x UNION ALL SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
         " FROM wt1 w CROSS JOIN xl x) r GROUP BY r.pos";
-    /* ROW2COL's blocks (graph.c sqlm_row2col_blocks()): the two tables hold two
+    /* ROW2COL's blocks (row2col.c sqlm_row2col_blocks()): the two tables hold two
      * blocks of rows each */
     static const char blocks[] =
         "SELECT r.pos, flatten(list_transform(list_sort(list(struct_pack(k := r.row, v := r.s))), lambda t: t.v))"

@@ -109,7 +109,7 @@ sqlm_figures() {
 {
 echo "# make bench-mem, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
-echo "sqlm $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null), $(nproc) cores, decode $TG tokens, -t $THREADS (a budget smaller than the file computes on one thread: src/db/sqlite.c),"
+echo "sqlm $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null), $(nproc) cores, decode $TG tokens, -t $THREADS (a budget smaller than the file computes on one thread: src/db/sqlite/engine.c),"
 echo "cgroup v1 memory limit = --mem-budget = the percentage of the GGUF's size; page cache dropped before each run."
 echo "bound = storage bound of a decode token, (model bytes - budget) / direct read bandwidth of the database file"
 echo "(build/readbw, page cache dropped.  MB/s = sequential O_DIRECT 8 MB reads into huge pages, one at a time, the read the bound is

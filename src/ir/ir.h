@@ -1,13 +1,15 @@
 /*
  * ir.h - the graph IR: operators, nodes and the storage layout of weight
- * tables; the Llama-family builder (llama.c) and the passes over the graph.
+ * tables (ir.c); the ROW2COL storage rules (row2col.c), the Llama-family
+ * builder (llama.c) and the CTE-merging pass (cte_merge.c).  One section
+ * per file.
  */
 #ifndef SQLM_IR_H
 #define SQLM_IR_H
 
 #include "../model/model.h"
 
-/* ------------------------------------------------------------- ir/graph.c */
+/* ---------------------------------------------------------------- ir/ir.c */
 
 #define IR_OPS(X)                                                            \
     X(INPUT)      /* token ids and positions of this step: t_in(pos, tok) */ \
@@ -126,6 +128,15 @@ typedef struct ir_opts {
                            * DuckDB programs only; the logits are meaningless */
 } ir_opts;
 
+/* Free a graph's nodes and its copy of the weights, and zero it; g may be
+ * NULL or zeroed. */
+void sqlm_ir_free(ir_graph *g);
+/* The weight table called name, or NULL; it belongs to g (valid until
+ * sqlm_ir_free(g)). */
+const ir_weight *sqlm_ir_find_weight(const ir_graph *g, const char *name);
+
+/* ---------------------------------------------------------- ir/row2col.c */
+
 /* Table fusion is a storage layout: import writes blk{L}_qkv and blk{L}_gu
  * (fused) or blk{L}_q/_k/_v and blk{L}_gate/_up; the graph builder follows
  * whatever sqlm_weight lists, joining unfused outputs with CONCAT.
@@ -139,7 +150,7 @@ typedef struct ir_opts {
  * R2C_SPLIT_ROWS, one matrix row; chosen per matrix at import. */
 enum { R2C_AUTO = 0, R2C_OFF, R2C_ON, R2C_SPLIT, R2C_SPLIT_ROWS };
 /* Pivot columns for an n_out x n_in float32 matrix under mode (R2C_*), or 0
- * to store it unpivoted.  The measured rules live in graph.c and only there. */
+ * to store it unpivoted.  The measured rules live in row2col.c and only there. */
 int sqlm_row2col_pivots(int mode, int64_t n_out, int64_t n_in);
 int sqlm_row2col_per_default(int pivots);
 /* ROW2COL's row split: the first row of a product's second half, or 0 */
@@ -154,11 +165,14 @@ int64_t sqlm_row2col_split_tables(int mode, int64_t n_out, int64_t n_in);
  * most max), 0 if the matrix cannot be cut so. */
 int sqlm_row2col_blocks(const int64_t *part, int n_part, int n_unit, int64_t *first, int *table, int max);
 
+/* ------------------------------------------------------------ ir/llama.c */
+
 /* Build the Llama-family graph for cfg over the weights in ws (copied). */
 int sqlm_ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, int n_ws,
                    const ir_opts *o);
-void sqlm_ir_free(ir_graph *g);
-const ir_weight *sqlm_ir_find_weight(const ir_graph *g, const char *name);
+
+/* -------------------------------------------------------- ir/cte_merge.c */
+
 /* Pass: decide which nodes are materialised (CTE merging). */
 void sqlm_opt_cte_merge(ir_graph *g, bool enabled);
 

@@ -13,8 +13,8 @@
 #include "../../src/run/run.h"
 #include "../../src/chat/chat.h"
 #include "../../src/kern/kern.h"
-#include "../../src/db/tiles.h"
-#include "../../src/db/wcache.h"
+#include "../../src/db/sqlite/tiles.h"
+#include "../../src/db/sqlite/wcache.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -31,8 +31,8 @@
 #include "../../src/run/run.h"
 #include "../../src/chat/chat.h"
 #include "../../src/kern/kern.h"
-#include "../../src/db/tiles.h"
-#include "../../src/db/wcache.h"
+#include "../../src/db/sqlite/tiles.h"
+#include "../../src/db/sqlite/wcache.h"
 
 #define TOKFUZZ_MAX_INPUT (64 * 1024)
 

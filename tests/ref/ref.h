@@ -20,8 +20,8 @@
 #include "../../src/run/run.h"
 #include "../../src/chat/chat.h"
 #include "../../src/kern/kern.h"
-#include "../../src/db/tiles.h"
-#include "../../src/db/wcache.h"
+#include "../../src/db/sqlite/tiles.h"
+#include "../../src/db/sqlite/wcache.h"
 
 /* The matrices of a layer, to index ref_model.wdtype. */
 enum { REF_WQ, REF_WK, REF_WV, REF_WO, REF_WGATE, REF_WUP, REF_WDOWN, REF_W_COUNT };

@@ -1,5 +1,5 @@
 /*
- * test-tiles.c - weight tiles read in place (db/tiles.c) and the in-place
+ * test-tiles.c - weight tiles read in place (db/sqlite/tiles.c) and the in-place
  * products of the SQLite engine; also built under ASan/UBSan (make asan):
  *   0. the Q8_0 / Q4_0 kernels (one row at a time, eight rows, repacked
  *      panels of a batch) give the bits of the reference rounding;
@@ -30,8 +30,8 @@
 #include "../../src/run/run.h"
 #include "../../src/chat/chat.h"
 #include "../../src/kern/kern.h"
-#include "../../src/db/tiles.h"
-#include "../../src/db/wcache.h"
+#include "../../src/db/sqlite/tiles.h"
+#include "../../src/db/sqlite/wcache.h"
 #include "../test.h"
 
 static char tmpdir[64];

@@ -6,7 +6,7 @@
 #ifndef SQLM_WCACHE_H
 #define SQLM_WCACHE_H
 
-#include "engine.h"
+#include "../engine.h"
 
 typedef struct wcache wcache;
 

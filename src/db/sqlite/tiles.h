@@ -5,9 +5,9 @@
 #ifndef SQLM_TILES_H
 #define SQLM_TILES_H
 
-#include "../ir/ir.h"
+#include "../../ir/ir.h"
 
-/* ------------------------------------------------------------ db/tiles.c */
+/* ----------------------------------------------------- db/sqlite/tiles.c */
 
 /*
  * Weight tiles read in place: "the bytes of tile id of weight wi".  The mmap
