@@ -175,17 +175,22 @@ done:
 
 /* golden/README.md's near-tie rule: a greedy run may part from the golden
  * ids only at a step whose top-2 margin in the golden is below
- * TEST_NEAR_TIE, where the golden's engine rounds activations otherwise.
- * test_near_tie_ok() also asks that our own logits lg see the tie: the
- * golden token want within TEST_NEAR_TIE of our choice got.  So every step
- * up to the first difference is checked, the first one included. */
+ * TEST_NEAR_TIE, where the golden's engine (llama.cpp, activations rounded
+ * to 8 bits) and ours can round the two best tokens apart.
+ * test_near_tie_ok() also asks that our own logits lg nearly tie there: the
+ * golden token want within TEST_TIE_GAP of our choice got, a bound on what
+ * rounding activations another way moves a logit (the reference's Q8_0
+ * path: 0.14 on "Lily and Tom went to the park", step 1), where a wrong
+ * token of a broken engine is units away.  So every step up to the first
+ * difference is checked, the first one included. */
 #define TEST_NEAR_TIE 0.01
+#define TEST_TIE_GAP 0.25
 static inline bool test_near_tie_ok(const char *what, int step, double golden_margin, const float *lg, int got,
                                     int want) {
     double gap = fabs((double)lg[got] - lg[want]);
-    bool ok = golden_margin < TEST_NEAR_TIE && gap < TEST_NEAR_TIE;
-    fprintf(stderr, "  %s: step %d: %d instead of %d, golden margin %.4f, ours %.4f (%s below %.2f)\n", what, step,
-            got, want, golden_margin, gap, ok ? "both" : "not both", TEST_NEAR_TIE);
+    bool ok = golden_margin < TEST_NEAR_TIE && gap < TEST_TIE_GAP;
+    fprintf(stderr, "  %s: step %d: %d instead of %d, golden margin %.4f (bound %.2f), ours %.4f (bound %.2f)%s\n",
+            what, step, got, want, golden_margin, TEST_NEAR_TIE, gap, TEST_TIE_GAP, ok ? "" : ": FAIL");
     return ok;
 }
 
