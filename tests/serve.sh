@@ -157,6 +157,7 @@ expect_status "completion with a wrong key" 401 "$(post /v1/completions '{"promp
 greedy() {   # greedy PROMPT N [EXTRA_JSON]
     local prompt=$1 n=$2 extra=${3:-}
     local ign=""; [ -n "$extra" ] && ign="--ignore-eos"
+    rm -f "$T/want"   # a failed run must not leave the previous prompt's text to compare with
     "$SQLM" run -m "$T/s.db" -p "$prompt" -n "$n" --temp 0 $ign >"$T/run.out" 2>"$T/err" || bad "run: $(cat "$T/err")"
     chk runtext "$T/run.out" "$prompt" "$T/want" || bad "run output"
     local body="{\"prompt\":\"$prompt\",\"max_tokens\":$n,\"temperature\":0$extra}"
