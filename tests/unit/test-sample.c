@@ -90,7 +90,7 @@ static void test_greedy(void) {
     o.temp = -1;
     CHECK_EQ(1, greedy(&o, tie, 4, NULL, 0));          /* below 0 is greedy too */
     o = OPTS(0);
-    o.top_k = 3, o.top_p = 0.1f, o.min_p = 0.9f;         /* the filters do not change greedy */
+    o.top_k = 3, o.top_p = 0.1f, o.min_p = 0.9f;       /* the filters do not change greedy */
     CHECK_EQ(1, greedy(&o, tie, 4, NULL, 0));
     const float flat[3] = { 0.5f, 0.5f, 0.5f };
     CHECK_EQ(0, greedy(&OPTS(0), flat, 3, NULL, 0));
@@ -100,7 +100,8 @@ static void test_greedy(void) {
     o = OPTS(1);
     o.top_k = 1;
     EXPECT_DIST("top_k 1, ties", &o, tie, 4, NULL, 0, 0, 1, 0, 0);
-    /* greedy does not draw from the generator */
+    /* greedy does not draw from the generator: greedy steps leave a seeded
+     * sequence's later draws as they were */
     uint64_t rng = 99;
     float l[4] = { 1, 3, 3, 2 };
     sqlm_sample_next(&OPTS(0), l, 4, NULL, 0, &rng);
@@ -324,7 +325,9 @@ static void test_order(void) {
 
     /* top-p after top-k cumulates the probabilities of the whole vocabulary
      * (0.4, 0.7), not the ones renormalised over the k kept (4/7 = 0.571):
-     * top_k 2, top_p 0.55 keeps both */
+     * top_k 2, top_p 0.55 keeps both.  (llama.cpp's top-p renormalises
+     * over what top-k kept and would keep id 3 alone; this case pins
+     * sample.c's choice so that a change to it is seen.) */
     o = OPTS(1);
     o.top_k = 2, o.top_p = 0.55f;
     EXPECT_DIST("top-p after top-k", &o, ln1234, 4, NULL, 0, 0, 0, 3 / 7.0, 4 / 7.0);
