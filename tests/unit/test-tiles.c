@@ -53,10 +53,13 @@ static bool make_db(const char *name, int dtype, int dim, int hidden, size_t til
     return rc == SQLM_OK;
 }
 
+/* Open test_tmpdir()/name; a failure is counted (the checks that need the
+ * database return without it). */
 static bool open_db(const char *name, modeldb *db, int threads, bool copy) {
     engine_opts eo = { .readonly = true, .threads = threads, .copy_tiles = copy };
     int rc = sqlm_modeldb_open(db, test_tmp_path(name), "sqlite", &eo);
     if (rc) fprintf(stderr, "open %s: %s\n", name, sqlm_errmsg());
+    CHECK_EQ(SQLM_OK, rc);
     return rc == SQLM_OK;
 }
 
