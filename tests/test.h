@@ -3,8 +3,9 @@
  * CHECK_EQ(exp, got) print the failing expression with its values and count
  * failures; TEST_DONE() prints a summary and returns the exit status.
  * And what the unit tests share: where the fixtures are (a missing one is a
- * counted failure), a temporary folder removed at exit, argmax, NMSE, and
- * reading a file or a .npy array.
+ * counted failure), a temporary folder removed at exit, argmax, NMSE, the
+ * largest difference, reading a file or a .npy array, and the goldens'
+ * near-tie rule.
  */
 #ifndef SQLM_TEST_H
 #define SQLM_TEST_H
@@ -142,6 +143,13 @@ static inline double test_nmse(const float *a, const float *ref, size_t n) {
         m += (double)ref[i] * ref[i];
     }
     return m > 0 ? e / m : e;
+}
+
+/* The largest |a[i] - b[i]| over n values. */
+static inline double test_max_abs_diff(const float *a, const float *b, int n) {
+    double d = 0;
+    for (int i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
+    return d;
 }
 
 /* A float32 C-order .npy of shape (rows, cols), format 1 or 2; malloc'd

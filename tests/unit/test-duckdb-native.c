@@ -36,7 +36,7 @@ static void compare_modes(const char *model_path, const char *what, double bound
     int same = 0;
     if (sa && sb && sqlm_exec_eval(sa, prompt, 6, &la) == SQLM_OK && sqlm_exec_eval(sb, prompt, 6, &lb) == SQLM_OK) {
         for (int i = 0; i < 32; i++) {
-            worst = fmax(worst, max_abs(la, lb, V));
+            worst = fmax(worst, test_max_abs_diff(la, lb, V));
             int32_t ta = test_argmax(la, V), tb = test_argmax(lb, V);
             if (ta != tb) break;
             same++;

@@ -426,7 +426,7 @@ static void check_reset(void) {
         int32_t t = test_argmax(lg, V);
         CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, &t, 1, &lg));
         if (seq == 0) memcpy(first, lg, sizeof *first * (size_t)V);
-        else CHECK(max_abs(first, lg, V) <= 1e-5);   /* sums over threads may round apart */
+        else CHECK(test_max_abs_diff(first, lg, V) <= 1e-5);   /* sums over threads may round apart */
         held[0] = cache_segments(db.e);
         CHECK_EQ(SQLM_OK, sqlm_exec_reset(s));
         held[1] = cache_segments(db.e);

@@ -102,12 +102,6 @@ static void check_generation(const char *model_path, const char *golden_path, bo
     ref_free(r);
 }
 
-static double max_abs_diff(const float *a, const float *b, int n) {
-    double d = 0;
-    for (int i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
-    return d;
-}
-
 /* The golden logits: 6 prompt positions (prefill) and 8 decode rows. */
 static void check_logits(void) {
     const char *stem = GOLDEN "logits_TinyStories-656K-F32_once_upon_a_time";
@@ -144,7 +138,7 @@ static void check_logits(void) {
     const float *logits = NULL;
     for (int i = 0; i < n_prompt; i++) {
         logits = ref_forward(r, prompt[i], i);
-        double d = max_abs_diff(logits, pp + (size_t)i * V, V);
+        double d = test_max_abs_diff(logits, pp + (size_t)i * V, V);
         worst = fmax(worst, d);
         CHECK(d < 1e-4);
     }
@@ -153,7 +147,7 @@ static void check_logits(void) {
         json_t *row = json_array_get(rows, (size_t)s);
         CHECK_EQ(V, json_array_size(row));
         for (int i = 0; i < V; i++) want[i] = (float)json_number_value(json_array_get(row, (size_t)i));
-        double d = max_abs_diff(logits, want, V);
+        double d = test_max_abs_diff(logits, want, V);
         worst = fmax(worst, d);
         CHECK(d < 1e-4);
         CHECK_EQ(gen[s], ref_argmax(logits, V));
@@ -205,7 +199,7 @@ static void check_stored(const char *label, const char *path, double tol) {
         c = ref_forward(three, tok, pos);
         CHECK(a && b && c);
         if (!a || !b || !c) goto done;
-        worst = fmax(worst, max_abs_diff(a, b, V));
+        worst = fmax(worst, test_max_abs_diff(a, b, V));
         identical &= memcmp(b, c, (size_t)V * sizeof *b) == 0;
     }
     fprintf(stderr, "  stored mode %s (%s): %d/40 greedy tokens equal, max |logit diff| %.3g\n",

@@ -146,12 +146,6 @@ static void check_generation(const char *model_path, const char *golden, bool ne
 
 /* ----------------------------------------------------- 2. golden logits */
 
-static double max_abs(const float *a, const float *b, int n) {
-    double m = 0;
-    for (int i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
-    return m;
-}
-
 static void check_logits(void) {
     const char *stem = GOLDEN "logits_TinyStories-656K-F32_once_upon_a_time";
     char path[256];
@@ -179,10 +173,10 @@ static void check_logits(void) {
     const float *lg;
     CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, prompt, 6, &lg));   /* one prefill batch */
     double worst = 0;
-    for (int i = 0; i < 6; i++) worst = fmax(worst, max_abs(lg + (size_t)i * V, pp + (size_t)i * V, V));
+    for (int i = 0; i < 6; i++) worst = fmax(worst, test_max_abs_diff(lg + (size_t)i * V, pp + (size_t)i * V, V));
     const float *last = lg + 5 * (size_t)V;
     for (int st = 0; st < 8; st++) {
-        worst = fmax(worst, max_abs(last, steps + (size_t)st * V, V));
+        worst = fmax(worst, test_max_abs_diff(last, steps + (size_t)st * V, V));
         int32_t t = test_argmax(last, V);
         if (st < 7) {
             CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, &t, 1, &lg));
