@@ -23,14 +23,29 @@ want: $want"
 grep -q "^generation: 64 tokens, .* tok/s" "$T/err" && ok || bad "run: no generation timing line"
 grep -q "^peak RSS: " "$T/err" && ok || bad "run: no peak RSS line"
 
-# sampling is repeatable with a seed
-a=$("$SQLM" run -m "$T/s.db" -p "Lily" -n 20 --temp 0.9 -s 7 2>/dev/null)
-b=$("$SQLM" run -m "$T/s.db" -p "Lily" -n 20 --temp 0.9 -s 7 2>/dev/null)
-[ "$a" = "$b" ] && ok || bad "seeded sampling differs between runs"
+# sampling is repeatable with a seed: each run must succeed and print the
+# prompt and 20 generated tokens after it (--ignore-eos), and two runs with
+# seed 7 must print the same text; seed 8 must print another (the seed is
+# used), so two failed runs, or two empty outputs, cannot pass as equal
+seeded() {   # seeded SEED OUT: a sampled run, its stdout in OUT; false on failure
+    if ! "$SQLM" run -m "$T/s.db" -p "Lily" -n 20 --temp 0.9 --ignore-eos -s "$1" >"$2" 2>"$T/err"; then
+        bad "seeded run -s $1 failed: $(cat "$T/err")"; return 1
+    fi
+    grep -q "^generation: 20 tokens, " "$T/err" || { bad "seeded run -s $1: not 20 tokens: $(cat "$T/err")"; return 1; }
+    local out; out=$(cat "$2")
+    [ "${out#Lily}" != "$out" ] && [ ${#out} -gt 4 ] \
+        || { bad "seeded run -s $1: output is not the prompt and the text after it: '$out'"; return 1; }
+}
+if seeded 7 "$T/seed7a" && seeded 7 "$T/seed7b" && seeded 8 "$T/seed8"; then
+    cmp -s "$T/seed7a" "$T/seed7b" && ok || bad "seeded sampling differs between runs:
+$(cat "$T/seed7a")
+$(cat "$T/seed7b")"
+    cmp -s "$T/seed7a" "$T/seed8" && bad "seeds 7 and 8 gave the same text: $(cat "$T/seed8")" || ok
+fi
 
-# a run never modifies the model database
+# a run never modifies the model database (a run that succeeds)
 before=$(sha256sum < "$T/s.db")
-"$SQLM" run -m "$T/s.db" -p "x" -n 4 >/dev/null 2>&1
+"$SQLM" run -m "$T/s.db" -p "x" -n 4 >/dev/null 2>"$T/err" && ok || bad "run -p x failed: $(cat "$T/err")"
 [ "$(sha256sum < "$T/s.db")" = "$before" ] && ok || bad "run modified the model database"
 
 # weight tiles read in place or copied by SQLite, on 1 or 2 threads: the same text
@@ -59,7 +74,8 @@ grep -q "sqlm_matvec(w.v, x.v" "$T/prog.sql" && grep -q "FROM blk0_qkv w" "$T/pr
 # and left to SQLite (a co-routine) where the in-place product reads it once
 grep -q "WITH l0_attn_norm(pos, v) AS MATERIALIZED (" "$T/prog.sql" && ok \
     || bad "sql --no-inplace: the copying product's input is not MATERIALIZED"
-"$SQLM" sql -m "$T/s.db" | grep -q "WITH l0_attn_norm(pos, v) AS (" && ok \
+"$SQLM" sql -m "$T/s.db" >"$T/prog.sql" || bad "sql failed"
+grep -q "WITH l0_attn_norm(pos, v) AS (" "$T/prog.sql" && ok \
     || bad "sql: the in-place product's input is MATERIALIZED"
 
 # tokenize
@@ -128,7 +144,8 @@ got:  $got
 err:  $(cat "$T/err")"
     expect_error "sqlite --native" "engine sqlite has no native mode" "$SQLM" run -m "$T/s.db" --native -p x -n 1
     before=$(sha256sum < "$T/s.duck")
-    "$SQLM" run -m "$T/s.duck" -p "x" -n 4 --engine duckdb >/dev/null 2>&1
+    "$SQLM" run -m "$T/s.duck" -p "x" -n 4 --engine duckdb >/dev/null 2>"$T/err" && ok \
+        || bad "duckdb run -p x failed: $(cat "$T/err")"
     [ "$(sha256sum < "$T/s.duck")" = "$before" ] && ok || bad "duckdb run modified the model database"
     "$SQLM" sql -m "$T/s.duck" -p "Once upon a time" >"$T/duck.sql" || bad "duckdb sql failed"
     grep -q "list_dot_product(w.v, x.v)" "$T/duck.sql" && grep -q "INSERT INTO t_in(pos, tok) VALUES (0, 1)" "$T/duck.sql" \

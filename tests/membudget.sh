@@ -18,6 +18,7 @@ NAME=membudget
 "$SQLM" import "$T/m.gguf" -o "$T/m.db" 2>"$T/err" || bad "import: $(cat "$T/err")"
 ARGS=(-p "Once upon a time" -n 12 --temp 0 --ignore-eos -c 128)
 "$SQLM" run -m "$T/m.db" "${ARGS[@]}" >"$T/want" 2>"$T/err" || bad "unbudgeted run: $(cat "$T/err")"
+[ -s "$T/want" ] || bad "the unbudgeted run printed nothing: the runs below would compare with nothing"
 sum=$(sha256sum < "$T/m.db")
 
 BUDGET_MB=64
@@ -45,7 +46,8 @@ done
 [ "$(sha256sum < "$T/m.db")" = "$sum" ] && ok || bad "a budgeted run modified the model database"
 
 # chat (the interactive server of the command line) under the same budget
-printf 'Hello there\nTell me a story\n' | "$SQLM" chat -m "$T/m.db" -n 6 --temp 0 -c 128 >"$T/chat.want" 2>/dev/null
+printf 'Hello there\nTell me a story\n' | "$SQLM" chat -m "$T/m.db" -n 6 --temp 0 -c 128 >"$T/chat.want" 2>"$T/err" \
+    || bad "unbudgeted chat: $(cat "$T/err")"
 printf 'Hello there\nTell me a story\n' | "$SQLM" chat -m "$T/m.db" -n 6 --temp 0 -c 128 --mem-budget ${BUDGET_MB}M \
     >"$T/chat.got" 2>"$T/err" && ok || bad "budgeted chat: $(cat "$T/err")"
 cmp -s "$T/chat.want" "$T/chat.got" && [ -s "$T/chat.got" ] && ok || bad "budgeted chat: replies differ from the unbudgeted chat"
@@ -90,7 +92,7 @@ grep -q -i "sanitizer\|segmentation\|core dumped" "$T/cut.err" && bad "truncated
 "$SQLM" import "$T/m.gguf" -o "$T/m2.db" --mem-budget 48M --stats 2>"$T/err" && ok || bad "budgeted import: $(cat "$T/err")"
 p=$(awk '/^stats: peak RSS/ { printf "%d", $4 * 1048576 }' "$T/err")
 [ -n "$p" ] && [ "$p" -le $((48 * 1048576)) ] && ok || bad "budgeted import: peak RSS $p above 48 MB"
-[ "$(sqlite3 "$T/m2.db" "SELECT sum(length(v)) FROM blk0_qkv")" = "$(sqlite3 "$T/m.db" "SELECT sum(length(v)) FROM blk0_qkv")" ] \
-    && ok || bad "budgeted import wrote different tiles"
+n2=$(sqlite3 "$T/m2.db" "SELECT sum(length(v)) FROM blk0_qkv") n1=$(sqlite3 "$T/m.db" "SELECT sum(length(v)) FROM blk0_qkv")
+[ -n "$n1" ] && [ "$n1" = "$n2" ] && ok || bad "budgeted import wrote different tiles: '$n2' bytes, want '$n1'"
 
 summary

@@ -157,6 +157,7 @@ expect_status "completion with a wrong key" 401 "$(post /v1/completions '{"promp
 greedy() {   # greedy PROMPT N [EXTRA_JSON]
     local prompt=$1 n=$2 extra=${3:-}
     local ign=""; [ -n "$extra" ] && ign="--ignore-eos"
+    rm -f "$T/want"   # a failed run must not leave the previous prompt's text to compare with
     "$SQLM" run -m "$T/s.db" -p "$prompt" -n "$n" --temp 0 $ign >"$T/run.out" 2>"$T/err" || bad "run: $(cat "$T/err")"
     chk runtext "$T/run.out" "$prompt" "$T/want" || bad "run output"
     local body="{\"prompt\":\"$prompt\",\"max_tokens\":$n,\"temperature\":0$extra}"
@@ -202,15 +203,16 @@ grep "POST /v1/completions: prompt" "$T/main.err" | tail -2 | head -1 | grep -q 
     || bad "the KV cache was not reused: $(grep 'POST /v1/completions: prompt' "$T/main.err" | tail -2 | head -1)"
 
 # sampling with a seed: the text of `sqlm run -s` with the same settings
-"$SQLM" run -m "$T/s.db" -p "Lily" -n 24 --temp 0.9 -s 7 >"$T/run.out" 2>/dev/null
-chk runtext "$T/run.out" "Lily" "$T/want"
+rm -f "$T/want"   # a failed run must not leave the previous text to compare with
+"$SQLM" run -m "$T/s.db" -p "Lily" -n 24 --temp 0.9 -s 7 >"$T/run.out" 2>"$T/err" || bad "seeded run: $(cat "$T/err")"
+chk runtext "$T/run.out" "Lily" "$T/want" && [ -s "$T/want" ] || bad "seeded run: no text after the prompt"
 expect_status "seeded" 200 "$(post /v1/completions '{"prompt":"Lily","max_tokens":24,"temperature":0.9,"seed":7}' "${AUTH[@]}")"
 chk text "$T/body" 'd["choices"][0]["text"]' "$T/got"
 cmp -s "$T/want" "$T/got" && ok || bad "seeded sampling differs from sqlm run -s 7: '$(cat "$T/got")' vs '$(cat "$T/want")'"
 
 # stop strings: the greedy text cut before the first place any of them starts
-"$SQLM" run -m "$T/s.db" -p "Once upon a time" -n 48 --temp 0 >"$T/run.out" 2>/dev/null
-chk runtext "$T/run.out" "Once upon a time" "$T/full"
+"$SQLM" run -m "$T/s.db" -p "Once upon a time" -n 48 --temp 0 >"$T/run.out" 2>"$T/err" || bad "run: $(cat "$T/err")"
+chk runtext "$T/run.out" "Once upon a time" "$T/full" || bad "run output"
 for stop in '"Lily"' '["zzz","Lily. She","named Lily"]' '["\n", "ed"]'; do
     python3 -c "import json,sys; t=open(sys.argv[1]).read(); s=json.loads(sys.argv[2]); s=[s] if isinstance(s,str) else s
 i=min(t.find(x) for x in s if x in t); open(sys.argv[3],'w').write(t[:i])" "$T/full" "$stop" "$T/want" \
@@ -375,7 +377,8 @@ elif cgroup_make "budget test" $B; then
     rm -f "$T/m.gguf"
     "$SQLM" run -m "$T/m.db" -p "Once upon a time" -n 12 --temp 0 --ignore-eos -c 128 >"$T/run.out" 2>"$T/err" \
         || bad "unbudgeted run: $(cat "$T/err")"
-    chk runtext "$T/run.out" "Once upon a time" "$T/want"
+    rm -f "$T/want"
+    chk runtext "$T/run.out" "Once upon a time" "$T/want" || bad "unbudgeted run output"
     uncache "$T/m.db"
     if start_server budget "${IN_CGROUP[@]}" "$SQLM" serve -m "$T/m.db" --port 0 -c 128 --mem-budget ${BUDGET_MB}M; then
         expect_status "budget: completion" 200 "$(post /v1/completions '{"prompt":"Once upon a time","max_tokens":12,"temperature":0,"ignore_eos":true}')"

@@ -28,8 +28,11 @@ static int cand_cmp(const void *a, const void *b) {
 
 int32_t sqlm_sample_next(const sampler_opts *o, float *logits, int n, const int32_t *hist, int n_hist,
                     uint64_t *rng) {
-    bool rep = o->repeat_penalty != 1.0f && o->repeat_penalty > 0;
-    bool freq = o->freq_penalty != 0 || o->presence_penalty != 0;
+    /* the window is the last repeat_last_n tokens of hist: as in llama.cpp,
+     * 0 turns the penalties off and a negative count takes the whole history */
+    bool window = o->repeat_last_n != 0;
+    bool rep = window && o->repeat_penalty != 1.0f && o->repeat_penalty > 0;
+    bool freq = window && (o->freq_penalty != 0 || o->presence_penalty != 0);
     if (rep || freq) {
         int from = o->repeat_last_n > 0 && n_hist > o->repeat_last_n ? n_hist - o->repeat_last_n : 0;
         for (int i = from; i < n_hist; i++) {

@@ -19,13 +19,11 @@
 #include "../../src/db/sqlite/wcache.h"
 #include "../test.h"
 
-#define MODELS "../shared/models/"
 #define STORIES MODELS "stories260K/stories260K.bin"
 #define TOK512 MODELS "stories260K/tok512.bin"
 #define TS_DIR MODELS "TinyStories-656K"
 #define TS_GGUF MODELS "TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf"
 
-static char tmpdir[] = "/tmp/sqlm-corrupt-XXXXXX";
 static int n_cases;
 
 typedef struct bytes {
@@ -33,9 +31,17 @@ typedef struct bytes {
     size_t len;
 } bytes;
 
+/* The whole fixture at path; a missing or empty one is a failure that ends
+ * the test (the cases are made from it). */
 static bytes read_all(const char *path) {
     bytes b = {0};
+    if (!FIXTURE(path)) exit(TEST_DONE());
     b.p = test_read_file(path, &b.len);
+    if (!b.len) {
+        test_fail++;
+        fprintf(stderr, "%s:%d: FAIL: cannot read %s\n", __FILE__, __LINE__, path);
+        exit(TEST_DONE());
+    }
     return b;
 }
 
@@ -43,13 +49,6 @@ static bytes copy_of(bytes b) {
     bytes c = {malloc(b.len), b.len};
     memcpy(c.p, b.p, b.len);
     return c;
-}
-
-/* tmpdir/name, in a static buffer. */
-static const char *tmp_path(const char *name) {
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    return path;
 }
 
 static void write_file(const char *path, const void *p, size_t n) {
@@ -93,10 +92,10 @@ static void expect_fail_at(int line, const char *path, const char *tok, const ch
 }
 #define expect_fail(path, tok, name, words) expect_fail_at(__LINE__, path, tok, name, words)
 
-/* Write b as tmpdir/name and expect failure. */
+/* Write b as test_tmpdir()/name and expect failure. */
 static void expect_fail_bytes_at(int line, bytes b, const char *name, const char *tok,
                                  const char *words) {
-    const char *path = tmp_path(name);
+    const char *path = test_tmp_path(name);
     write_file(path, b.p, b.len);
     expect_fail_at(line, path, tok, name, words);
 }
@@ -315,15 +314,15 @@ static void test_safetensors(void) {
     CHECK(orig.len > 8 && cfg.len > 0);
     char *cfgs = calloc(1, cfg.len + 1);
     memcpy(cfgs, cfg.p, cfg.len);
-    write_file(tmp_path("config.json"), cfg.p, cfg.len);
+    write_file(test_tmp_path("config.json"), cfg.p, cfg.len);
 
     /* Sanity: an unmodified copy (no tokenizer.json beside) opens. */
-    write_file(tmp_path("good.safetensors"), orig.p, orig.len);
+    write_file(test_tmp_path("good.safetensors"), orig.p, orig.len);
     model *m;
-    CHECK_EQ(SQLM_OK, sqlm_model_open(tmp_path("good.safetensors"), NULL, &m));
+    CHECK_EQ(SQLM_OK, sqlm_model_open(test_tmp_path("good.safetensors"), NULL, &m));
     sqlm_model_free(m);
 
-    truncations(orig, data_end(tmp_path("good.safetensors"), NULL), "trunc.safetensors", NULL);
+    truncations(orig, data_end(test_tmp_path("good.safetensors"), NULL), "trunc.safetensors", NULL);
 
     uint64_t hlen;
     memcpy(&hlen, orig.p, 8);
@@ -399,7 +398,7 @@ static void test_safetensors(void) {
     };
     for (size_t i = 0; i < ARRAY_LEN(cv); i++) {
         char dir[256], link[300];
-        snprintf(dir, sizeof dir, "%s/cfg%zu", tmpdir, i);
+        snprintf(dir, sizeof dir, "%s/cfg%zu", test_tmpdir(), i);
         mkdir(dir, 0700);
         write_config(dir, cfgs, cv[i].from, cv[i].to);
         snprintf(link, sizeof link, "%s/model.safetensors", dir);
@@ -410,13 +409,13 @@ static void test_safetensors(void) {
 #undef C
     /* No config.json at all. */
     char dir[256], path[300];
-    snprintf(dir, sizeof dir, "%s/nocfg", tmpdir);
+    snprintf(dir, sizeof dir, "%s/nocfg", test_tmpdir());
     mkdir(dir, 0700);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     write_file(path, orig.p, orig.len);
     expect_fail(path, NULL, "config.json", "missing config.json");
     /* A folder without model.safetensors. */
-    snprintf(dir, sizeof dir, "%s/empty", tmpdir);
+    snprintf(dir, sizeof dir, "%s/empty", test_tmpdir());
     mkdir(dir, 0700);
     expect_fail(dir, NULL, "empty", "model.safetensors");
 
@@ -465,8 +464,8 @@ static void test_llama2c(void) {
     expect_fail_bytes(b, nm, TOK512, "ak42");
     free(b.p);
     /* No tokenizer beside the checkpoint: the error names the paths tried. */
-    write_file(tmp_path("notok.bin"), orig.p, orig.len);
-    expect_fail(tmp_path("notok.bin"), NULL, "tok512.bin", "tokenizer.bin");
+    write_file(test_tmp_path("notok.bin"), orig.p, orig.len);
+    expect_fail(test_tmp_path("notok.bin"), NULL, "tok512.bin", "tokenizer.bin");
     free(orig.p);
 }
 
@@ -497,9 +496,9 @@ static void test_random(void) {
                 seed = seed * 1664525u + 1013904223u;
                 b.p[off] ^= (uint8_t)(1u << ((seed >> 16) % 8));
             }
-            write_file(tmp_path(f[k].name), b.p, b.len);
+            write_file(test_tmp_path(f[k].name), b.p, b.len);
             model *m;
-            if (sqlm_model_open(tmp_path(f[k].name), f[k].tok, &m) == SQLM_OK) {
+            if (sqlm_model_open(test_tmp_path(f[k].name), f[k].tok, &m) == SQLM_OK) {
                 accepted++;
                 sqlm_model_free(m);
             } else {
@@ -513,23 +512,11 @@ static void test_random(void) {
     fprintf(stderr, "random damage: %d accepted, %d rejected\n", accepted, rejected);
 }
 
-static void remove_tree(const char *dir) {
-    char cmd[600];
-    if (strncmp(dir, "/tmp/sqlm-corrupt-", 18) != 0) return; /* never anything else */
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-}
-
 int main(void) {
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 2;
-    }
     test_gguf();
     test_safetensors();
     test_llama2c();
     test_random();
-    remove_tree(tmpdir);
     fprintf(stderr, "%d corrupted files rejected\n", n_cases);
     return TEST_DONE();
 }

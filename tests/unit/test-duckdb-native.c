@@ -18,7 +18,7 @@
 
 static void compare_modes(const char *model_path, const char *what, double bound) {
     char out[256];
-    snprintf(out, sizeof out, "%s/modes.duck", tmpdir);
+    snprintf(out, sizeof out, "%s/modes.duck", test_tmpdir());
     import_opts io = { .engine = "duckdb", .wtype = -1 };
     CHECK_EQ(SQLM_OK, sqlm_import(model_path, out, &io));
     modeldb a, b;
@@ -36,8 +36,8 @@ static void compare_modes(const char *model_path, const char *what, double bound
     int same = 0;
     if (sa && sb && sqlm_exec_eval(sa, prompt, 6, &la) == SQLM_OK && sqlm_exec_eval(sb, prompt, 6, &lb) == SQLM_OK) {
         for (int i = 0; i < 32; i++) {
-            worst = fmax(worst, max_abs(la, lb, V));
-            int32_t ta = argmax(la, V), tb = argmax(lb, V);
+            worst = fmax(worst, test_max_abs_diff(la, lb, V));
+            int32_t ta = test_argmax(la, V), tb = test_argmax(lb, V);
             if (ta != tb) break;
             same++;
             if (sqlm_exec_eval(sa, &ta, 1, &la) || sqlm_exec_eval(sb, &tb, 1, &lb)) break;
@@ -59,12 +59,10 @@ int main(void) {
         return 0;
     }
     fprintf(stderr, "  DuckDB %s, native functions\n", sqlm_duckdb_lib_version());
-    if (!make_tmpdir()) return 1;
     double t0 = sqlm_now();
     run_all();
     compare_modes(MODELS "TinyStories-656K/model.safetensors", "TinyStories-656K F32", 1e-4);
     compare_modes(MODELS "TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf", "TinyStories-656K Q8_0", 0);
     fprintf(stderr, "  (%.1f s)\n", sqlm_now() - t0);
-    remove_tmpdir();
     return TEST_DONE();
 }

@@ -67,7 +67,7 @@ static void check_script(void) {
         engine *e = NULL;
         engine_opts eo = { .readonly = true, .plain = true };
         char path[256];
-        snprintf(path, sizeof path, "%s/script.db", tmpdir);
+        snprintf(path, sizeof path, "%s/script.db", test_tmpdir());
         CHECK_EQ(SQLM_OK, sqlm_db_duckdb.open(&e, path, &eo));
         next_tok n = { 0, -1, -1 };
         if (e && script) {
@@ -179,7 +179,7 @@ static void check_quant(void) {
     engine *e = NULL;
     engine_opts eo = { .create = true };
     char path[256];
-    snprintf(path, sizeof path, "%s/quant.duck", tmpdir);
+    snprintf(path, sizeof path, "%s/quant.duck", test_tmpdir());
     CHECK_EQ(SQLM_OK, sqlm_db_duckdb.open(&e, path, &eo));
     if (!e) return;
     static float xs[8][256];
@@ -356,7 +356,7 @@ static void check_build_side(void) {
     const shape *shs[] = { &shapes[1], &mha, &gqa8 };   /* GQA with biases; MHA; GQA 8 */
     for (size_t k = 0; k < ARRAY_LEN(shs); k++) {
         char gguf[256];
-        snprintf(gguf, sizeof gguf, "%s/bs%zu.gguf", tmpdir, k);
+        snprintf(gguf, sizeof gguf, "%s/bs%zu.gguf", test_tmpdir(), k);
         CHECK(synth_shape(shs[k], gguf));
         import_opts io = { .wtype = -1, .row2col = R2C_SPLIT };
         modeldb db;
@@ -423,10 +423,10 @@ static void check_reset(void) {
     int64_t held[2] = { -1, -1 };
     for (int seq = 0; seq < 2; seq++) {
         CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, prompt, 5, &lg));
-        int32_t t = argmax(lg, V);
+        int32_t t = test_argmax(lg, V);
         CHECK_EQ(SQLM_OK, sqlm_exec_eval(s, &t, 1, &lg));
         if (seq == 0) memcpy(first, lg, sizeof *first * (size_t)V);
-        else CHECK(max_abs(first, lg, V) <= 1e-5);   /* sums over threads may round apart */
+        else CHECK(test_max_abs_diff(first, lg, V) <= 1e-5);   /* sums over threads may round apart */
         held[0] = cache_segments(db.e);
         CHECK_EQ(SQLM_OK, sqlm_exec_reset(s));
         held[1] = cache_segments(db.e);
@@ -499,7 +499,6 @@ int main(void) {
     const char *je = getenv("DUCKDB_JE_MALLOC_CONF");
     CHECK(je && !strcmp(je, je_want));
     fprintf(stderr, "  DuckDB %s\n", sqlm_duckdb_lib_version());
-    if (!make_tmpdir()) return 1;
     double t0 = sqlm_now();
     check_quant();
     run_all();
@@ -508,6 +507,5 @@ int main(void) {
     check_reset();
     check_products_only();
     fprintf(stderr, "  (%.1f s)\n", sqlm_now() - t0);
-    remove_tmpdir();
     return TEST_DONE();
 }

@@ -15,7 +15,6 @@
 #include "../ref/ref.h"
 #include "../test.h"
 
-static char dir[64];
 
 /* A spec of a tiny llama-family model; callers adjust fields. */
 static synth_spec tiny(const char *arch, int n_head, int n_head_kv, int tied, int bias) {
@@ -55,7 +54,7 @@ static void check_tensor(const model *m, const char *name, int dtype, int64_t ne
 /* Write spec in dtype, read it back, compare, run 8 tokens; returns logits of the last. */
 static float *round_trip(const char *label, const synth_spec *s, int dtype, uint64_t seed) {
     char path[128];
-    snprintf(path, sizeof path, "%s/%s.gguf", dir, label);
+    snprintf(path, sizeof path, "%s/%s.gguf", test_tmpdir(), label);
     int rc = sqlm_synth_model(path, s, dtype, seed);
     if (rc) fprintf(stderr, "%s: sqlm_synth_model: %s\n", label, sqlm_errmsg());
     CHECK_EQ(SQLM_OK, rc);
@@ -231,8 +230,8 @@ static void check_models(void) {
         free(round_trip("tiny-q4", t, DT_Q4_0, 7));
         /* Deterministic: the same seed gives the same bytes. */
         char a[128], b[128];
-        snprintf(a, sizeof a, "%s/det-a.gguf", dir);
-        snprintf(b, sizeof b, "%s/det-b.gguf", dir);
+        snprintf(a, sizeof a, "%s/det-a.gguf", test_tmpdir());
+        snprintf(b, sizeof b, "%s/det-b.gguf", test_tmpdir());
         CHECK_EQ(SQLM_OK, sqlm_synth_model(a, t, DT_Q8_0, 42));
         CHECK_EQ(SQLM_OK, sqlm_synth_model(b, t, DT_Q8_0, 42));
         CHECK(same_file(a, b));
@@ -266,7 +265,7 @@ static void check_specs(void) {
 static void check_errors(void) {
     char path[128], tmp[140];
     synth_spec s = tiny("llama", 4, 2, 1, 0);
-    snprintf(path, sizeof path, "%s/bad.gguf", dir);
+    snprintf(path, sizeof path, "%s/bad.gguf", test_tmpdir());
 
     s.cfg.dim = 48;                                       /* not a multiple of 32 */
     s.cfg.head_dim = 12;
@@ -301,13 +300,8 @@ static void check_errors(void) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/sqlm-test-synth-XXXXXX");
-    if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
     check_specs();
     check_models();
     check_errors();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
     return TEST_DONE();
 }

@@ -21,9 +21,9 @@
 #include "../test.h"
 #include "../fuzz/fuzz-template.c"
 
-#define LLAMA3_CONFIG "/work/shared/models/llama3-tokenizer/tokenizer_config.json"
-#define QWEN3_CONFIG  "/work/shared/models/qwen3-tokenizer/tokenizer_config.json"
-#define CORPUS_DIR    "tests/fuzz/corpus-template"
+#define LLAMA3_CONFIG MODELS "llama3-tokenizer/tokenizer_config.json"
+#define QWEN3_CONFIG  MODELS "qwen3-tokenizer/tokenizer_config.json"
+#define CORPUS_DIR    TESTS_DIR "fuzz/corpus-template"
 
 /* system + user + assistant + user; the first user turn has stray whitespace. */
 static const chat_msg conv[] = {
@@ -77,12 +77,16 @@ static void expect_error_len(int line, const char *tmpl, size_t len, int rc, con
 }
 #define EXPECT_ERROR(tmpl, rc, what) expect_error_len(__LINE__, tmpl, strlen(tmpl), rc, what)
 
+/* The chat_template string of a tokenizer_config.json (malloc'd); NULL, with
+ * a counted failure naming the file, when it is missing or has none. */
 static char *load_template(const char *path) {
+    if (!FIXTURE(path)) return NULL;
     json_error_t err;
     json_t *root = json_load_file(path, JSON_DECODE_INT_AS_REAL, &err);
-    if (!root) return NULL;
-    const char *t = json_string_value(json_object_get(root, "chat_template"));
+    const char *t = root ? json_string_value(json_object_get(root, "chat_template")) : NULL;
     char *s = t ? sqlm_strdup(t) : NULL;
+    if (!s) fprintf(stderr, "%s: %s\n", path, root ? "no chat_template string" : err.text);
+    CHECK(s != NULL);
     json_decref(root);
     return s;
 }
@@ -117,7 +121,7 @@ static const char qwen3_expected[] =
 
 static void test_llama3(void) {
     char *t = load_template(LLAMA3_CONFIG);
-    if (!t) { fprintf(stderr, "llama3 template: skipped (%s not found)\n", LLAMA3_CONFIG); return; }
+    if (!t) return;
     /* message['content'] | trim binds before +; BOS only before the first message;
      * this template always appends the assistant header. */
     CHECK_RENDER(llama3_expected, t, conv, 4, true, "<|begin_of_text|>", "<|eot_id|>");
@@ -130,7 +134,7 @@ static void test_llama3(void) {
 
 static void test_qwen3(void) {
     char *t = load_template(QWEN3_CONFIG);
-    if (!t) { fprintf(stderr, "qwen3 template: skipped (%s not found)\n", QWEN3_CONFIG); return; }
+    if (!t) return;
     /* tools undefined: system block from messages[0]; last_query_index = 3, so the
      * assistant turn at index 2 is printed plainly without a think block. */
     CHECK_RENDER(qwen3_expected, t, conv, 4, true, NULL, "<|im_end|>");
@@ -503,8 +507,10 @@ static void test_limits(void) {
 /* ------------------------------------------------------------- fuzz corpus */
 
 static void test_corpus(void) {
+    if (!FIXTURE(CORPUS_DIR)) return;
     DIR *d = opendir(CORPUS_DIR);
-    if (!d) { fprintf(stderr, "corpus replay: skipped (%s not found)\n", CORPUS_DIR); return; }
+    CHECK(d != NULL);
+    if (!d) return;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
@@ -512,7 +518,11 @@ static void test_corpus(void) {
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", CORPUS_DIR, e->d_name);
         FILE *f = fopen(path, "rb");
-        if (!f) continue;
+        if (!f) {
+            test_fail++;
+            fprintf(stderr, "%s:%d: FAIL: corpus replay: cannot open %s\n", __FILE__, __LINE__, path);
+            continue;
+        }
         uint8_t data[1 << 16];
         size_t len = fread(data, 1, sizeof data, f);
         fclose(f);

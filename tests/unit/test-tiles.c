@@ -34,16 +34,6 @@
 #include "../../src/db/sqlite/wcache.h"
 #include "../test.h"
 
-static char tmpdir[64];
-
-static const char *tmp_path(const char *name) {
-    static char path[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(path[k], sizeof path[k], "%s/%s", tmpdir, name);
-    return path[k];
-}
-
 /* A random model of a small shape in dtype, imported with tile_bytes. */
 static bool make_db(const char *name, int dtype, int dim, int hidden, size_t tile_bytes) {
     synth_spec sp = { .name = name, .tokenizer = NULL };
@@ -52,21 +42,24 @@ static bool make_db(const char *name, int dtype, int dim, int hidden, size_t til
     c->dim = dim, c->hidden_dim = hidden, c->n_layer = 2, c->n_head = 4, c->n_head_kv = 2;
     c->head_dim = dim / 4, c->vocab_size = 96, c->seq_len = 64, c->norm_eps = 1e-5f;
     c->rope_theta = 10000, c->rope_interleaved = 1, c->tied = 0;
-    const char *gguf = tmp_path("m.gguf");
+    const char *gguf = test_tmp_path("m.gguf");
     int rc = sqlm_synth_model(gguf, &sp, dtype, 99);
     if (!rc) {
         import_opts io = { .wtype = -1, .tile_bytes = tile_bytes, .engine = "sqlite" };
-        rc = sqlm_import(gguf, tmp_path(name), &io);
+        rc = sqlm_import(gguf, test_tmp_path(name), &io);
     }
     if (rc) fprintf(stderr, "make_db %s: %s\n", name, sqlm_errmsg());
     CHECK_EQ(SQLM_OK, rc);
     return rc == SQLM_OK;
 }
 
+/* Open test_tmpdir()/name; a failure is counted (the checks that need the
+ * database return without it). */
 static bool open_db(const char *name, modeldb *db, int threads, bool copy) {
     engine_opts eo = { .readonly = true, .threads = threads, .copy_tiles = copy };
-    int rc = sqlm_modeldb_open(db, tmp_path(name), "sqlite", &eo);
+    int rc = sqlm_modeldb_open(db, test_tmp_path(name), "sqlite", &eo);
     if (rc) fprintf(stderr, "open %s: %s\n", name, sqlm_errmsg());
+    CHECK_EQ(SQLM_OK, rc);
     return rc == SQLM_OK;
 }
 
@@ -208,12 +201,12 @@ static void check_all_tiles(const char *name) {
     CHECK(db.inplace);
     uint32_t roots[64];
     CHECK(db.n_weights <= 64);
-    roots_of(tmp_path(name), db.weights, db.n_weights, roots);
-    int fd = open(tmp_path(name), O_RDONLY);
+    roots_of(test_tmp_path(name), db.weights, db.n_weights, roots);
+    int fd = open(test_tmp_path(name), O_RDONLY);
     tile_store *ts = NULL;
-    CHECK_EQ(SQLM_OK, sqlm_tiles_open(&ts, fd, tmp_path(name), db.weights, roots, db.n_weights));
+    CHECK_EQ(SQLM_OK, sqlm_tiles_open(&ts, fd, test_tmp_path(name), db.weights, roots, db.n_weights));
     sqlite3 *sq;
-    sqlite3_open_v2(tmp_path(name), &sq, SQLITE_OPEN_READONLY, NULL);
+    sqlite3_open_v2(test_tmp_path(name), &sq, SQLITE_OPEN_READONLY, NULL);
     int64_t checked = 0, same = 0;
     for (int i = 0; ts && i < db.n_weights; i++) {
         char sql[128];
@@ -397,9 +390,9 @@ static void check_misuse(void) {
 static void check_overflow_fallback(void) {
     if (!make_db("big.db", DT_Q8_0, 256, 512, 32768)) return;
     char sql[512];
-    snprintf(sql, sizeof sql, "VACUUM INTO '%s'", tmp_path("small-pages.db"));
+    snprintf(sql, sizeof sql, "VACUUM INTO '%s'", test_tmp_path("small-pages.db"));
     sqlite3 *sq;
-    sqlite3_open(tmp_path("big.db"), &sq);
+    sqlite3_open(test_tmp_path("big.db"), &sq);
     sqlite3_exec(sq, "PRAGMA page_size = 4096", NULL, NULL, NULL);
     CHECK_EQ(SQLITE_OK, sqlite3_exec(sq, sql, NULL, NULL, NULL));
     sqlite3_close(sq);
@@ -461,7 +454,7 @@ static int varint_len(const uint8_t *p) {
 /* Open the damaged bytes with sqlm_tiles_open and expect failure with words in the message. */
 static void expect_bad_at(int line, const file *f, const ir_weight *ws, const uint32_t *roots, int n,
                           const char *what, const char *words) {
-    const char *path = tmp_path("bad.db");
+    const char *path = test_tmp_path("bad.db");
     write_file(path, f->p, f->len);
     int fd = open(path, O_RDONLY);
     tile_store *ts = NULL;
@@ -484,9 +477,9 @@ static void check_damage(void) {
     ir_weight ws[64];
     uint32_t roots[64];
     memcpy(ws, db.weights, sizeof *ws * (size_t)n);
-    roots_of(tmp_path(name), ws, n, roots);
+    roots_of(test_tmp_path(name), ws, n, roots);
     sqlm_modeldb_close(&db);
-    file orig = read_file(tmp_path(name));
+    file orig = read_file(test_tmp_path(name));
     int gu = -1;
     for (int i = 0; i < n; i++)
         if (strcmp(ws[i].name, "blk0_gu") == 0) gu = i;
@@ -588,7 +581,7 @@ static void check_damage(void) {
     RESET(); f.p[0] = 'X';
     EXPECT_BAD("bad magic", "not an SQLite database");
     {
-        const char *path = tmp_path("bad.db");
+        const char *path = test_tmp_path("bad.db");
         write_file(path, orig.p, (size_t)roots[gu] * f.page_size - 1000);   /* cut inside the root page */
         int fd = open(path, O_RDONLY);
         tile_store *ts = NULL;
@@ -627,7 +620,7 @@ static void check_damage(void) {
                 if (c < f.len) f.p[c] ^= 0x40;
             }
         }
-        const char *path = tmp_path("fuzz.db");
+        const char *path = test_tmp_path("fuzz.db");
         write_file(path, f.p, f.len);
         int fd = open(path, O_RDONLY);
         tile_store *ts = NULL;
@@ -663,8 +656,6 @@ static void check_damage(void) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/sqlm-tiles-XXXXXX");
-    if (!mkdtemp(tmpdir)) return 1;
     static const struct { const char *name; int dtype; int dim, hidden; size_t tile; } dbs[] = {
         { "q8.db", DT_Q8_0, 64, 192, 0 },
         { "q8-chunked.db", DT_Q8_0, 128, 256, 200 },   /* rows split into chunks */
@@ -683,8 +674,5 @@ int main(void) {
     check_misuse();
     check_overflow_fallback();
     check_damage();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
     return TEST_DONE();
 }
