@@ -44,6 +44,8 @@ $(B)/test-%: tests/unit/test-%.c $(B)/libsqlm.a $(REF_OBJ) tests/test.h
 # test-duckdb and test-duckdb-native run test-sql's checks on DuckDB (they
 # include the file).
 $(B)/test-duckdb $(B)/test-duckdb-native: tests/unit/test-sql.c
+# test-duckdb's check 9 includes the benchmark's products-only bound.
+$(B)/test-duckdb: bench/bound.c
 
 # The readers, the tokenizer and the in-place tile reads again, under
 # AddressSanitizer and UBSan.
@@ -87,8 +89,8 @@ $(B)/refbench: bench/refbench.c $(B)/libsqlm.a $(REF_OBJ)
 	$(CC) $(CFLAGS) -o $@ $< $(REF_OBJ) $(B)/libsqlm.a $(LDLIBS)
 
 # DuckDB matvec ceiling and pass ablation helper (scripts/bench-duckdb-passes.sh).
-$(B)/duckbench: bench/duckbench.c $(B)/libsqlm.a
-	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)
+$(B)/duckbench: bench/duckbench.c bench/bound.c $(B)/libsqlm.a
+	$(CC) $(CFLAGS) -o $@ bench/duckbench.c bench/bound.c $(B)/libsqlm.a $(LDLIBS)
 
 # Rewrite tests/golden-sql/*.sql from the current code (review with git diff).
 golden-sql: sqlm

@@ -19,12 +19,8 @@
 
 #include "run.h"
 #include "../kern/kern.h"
+#include "../layout/layout.h"
 
-/* The largest tile of whole rows one 64 KB page holds with its record
- * (a leaf keeps up to 65501 payload bytes in the page): one tile per page,
- * so a scan of the table meets one record per page. */
-#define DEFAULT_TILE_BYTES 65280
-#define PAGE_SIZE 65536
 #define ROWS_PER_INSERT 64     /* float rows (WL_ROWS_F32) inserted per statement */
 #define APPEND_ROWS 512        /* ... or appended per chunk, where the engine bulk-loads */
 
@@ -168,28 +164,6 @@ static db_val vec_val(importer *im, const float *p, size_t n) {
     return (db_val){ .type = im->d->vec_val, .p = p, .n = n * sizeof(float) };
 }
 
-/*
- * The chunk (columns per tile row) of an n_out x n_in matrix of tiles near
- * tile bytes that takes the fewest tiles: whole rows, or the row cut into up
- * to 4 equal chunks of whole blocks where whole rows fill the tiles badly.
- * Qwen2.5-0.5B's 896 x 4864 Q8_0 down matrix: 12 rows of 5168 bytes fill
- * 95% of a tile (75 tiles); halves of 2584 bytes, 25 to a tile, take 72.
- * Fewer tiles is fewer bytes to read where the weights are streamed.
- */
-static int64_t fill_chunk(int dt, int64_t n_out, int64_t n_in, size_t tile) {
-    const int64_t qk = (int64_t)sqlm_dtype_block(dt), nb = n_in / qk;
-    const size_t bb = sqlm_dtype_block_bytes(dt);
-    int64_t best = n_in, best_tiles = INT64_MAX;
-    for (int64_t parts = 1; parts <= 4 && parts <= nb; parts++) {
-        int64_t c = (nb + parts - 1) / parts;   /* blocks per chunk */
-        if (c * (int64_t)bb > (int64_t)tile) continue;
-        int64_t tr = MIN((int64_t)tile / (c * (int64_t)bb), n_out);
-        int64_t tiles = (n_out + tr - 1) / tr * ((nb + c - 1) / c);
-        if (tiles < best_tiles) best_tiles = tiles, best = MIN(c * qk, n_in);
-    }
-    return best;
-}
-
 /* The sqlm_weight row of a matrix written */
 static int add_weight(importer *im, const char *name, int vt, int64_t n_out, int64_t n_in, int64_t tile_rows,
                       int64_t chunk, int pivot, int64_t split, int blocks) {
@@ -209,7 +183,7 @@ static void used_source(importer *im, size_t bytes) {
     }
 }
 
-/* ROW2COL's blocks of a matrix (graph.c, sqlm_row2col_blocks()): the tables name
+/* ROW2COL's blocks of a matrix (layout.c, sqlm_layout_blocks()): the tables name
  * and name_1, of one row per block, (its first row, its rows in float32 as
  * FLOAT[][]), appended as they are converted. */
 static int write_blocks(importer *im, const char *name, const fused *f, int vt, int n, const int64_t *first,
@@ -266,53 +240,28 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         if (f->t[i]->ne[0] != n_in)
             return sqlm_error(SQLM_FORMAT, "%s: fused parts of %s disagree on width", im->m->path, name);
     const bool rows = im->d->weight_layout == WL_ROWS_F32;
-    /* vt: the type whose values the matrix holds (recorded in sqlm_weight, it
-     * decides how the products round their input); dt: how they are stored.
-     * Float rows hold vt's values exactly: F16 as floats, Q8_0/Q4_0 as their
-     * int8 values with the block scales beside them. */
     const int vt = pick_dtype(f, im->o->wtype);
-    int dt = rows ? DT_F32 : vt;
-    size_t rb, tile = im->o->tile_bytes ? im->o->tile_bytes : DEFAULT_TILE_BYTES;
-    if (!sqlm_dtype_row_bytes(vt, (size_t)n_in, &rb) || !sqlm_dtype_row_bytes(dt, (size_t)n_in, &rb))
+    int64_t part_rows[3];
+    for (int i = 0; i < f->n; i++) part_rows[i] = f->t[i]->ne[1];
+    int64_t align = 1;
+    for (int i = 0; i < f->n; i++) align = MAX(align, (int64_t)sqlm_dtype_block(f->t[i]->dtype));
+    layout_req q = { .n_out = n_out, .n_in = n_in, .vt = vt, .align = align, .whole_rows = whole_rows,
+                     .tile_bytes = im->o->tile_bytes, .row2col = im->o->row2col,
+                     .can_append = im->e->m->append != NULL, .part_rows = part_rows, .n_part = f->n,
+                     .units = f->units };
+    matrix_layout layout, *ly = &layout;
+    if (sqlm_layout_matrix(im->d, &q, ly))
         return sqlm_error(SQLM_FORMAT, "%s: %s: width %lld is not a multiple of the %s block",
                           im->m->path, name, (long long)n_in, sqlm_dtype_name(vt));
-    int64_t chunk = n_in;
-    if (rb > tile && !whole_rows && (!rows || im->o->tile_bytes)) {
-        size_t blocks = MAX(tile / sqlm_dtype_block_bytes(dt), 1);
-        chunk = MIN((int64_t)(blocks * sqlm_dtype_block(dt)), n_in);
-        /* a chunk converted from a quantized part starts on its blocks */
-        int64_t align = 1;
-        for (int i = 0; i < f->n; i++) align = MAX(align, (int64_t)sqlm_dtype_block(f->t[i]->dtype));
-        align = MAX(align, (int64_t)sqlm_dtype_block(vt));
-        if (chunk < n_in) chunk = MIN(MAX(chunk / align, 1) * align, n_in);
-    }
-    if (!rows && !whole_rows && chunk == n_in) chunk = fill_chunk(dt, n_out, n_in, tile);
+    const int dt = ly->dt, pivot = ly->pivot;
+    const int64_t chunk = ly->chunk, tile_rows = ly->tile_rows, split = ly->split;
+    const bool qrows = ly->qrows;
+    int64_t n_chunks = (n_in + chunk - 1) / chunk;
     size_t cb;
     sqlm_dtype_row_bytes(dt, (size_t)chunk, &cb);
-    int64_t tile_rows = rows ? 1 : MAX((int64_t)(tile / cb), 1);
-    tile_rows = MIN(tile_rows, n_out);
-    int64_t n_chunks = (n_in + chunk - 1) / chunk;
-    /* Rows of Q8_0/Q4_0 values: the integer values and the block scales (s),
-     * so products can sum each block exactly as llama.cpp does; stored as
-     * int8 blocks by the dialect's q_blocks statement. */
-    const bool qrows = rows && sqlm_dtype_block(vt) > 1 && im->d->q_blocks;
-    /* ROW2COL: whole float rows stored as pivot columns c0.. of n_in / pivot
-     * (not quantized rows: their blocks and scales stay whole) */
-    const int pivot = rows && !qrows && chunk == n_in && !whole_rows
-                          ? sqlm_row2col_pivots(im->o->row2col, n_out, n_in) : 0;
-    /* ROW2COL's table split: rows from split on go to the table {name}_1,
-     * or both tables hold blocks of rows where the dialect has them */
-    const int64_t split = rows && !qrows && chunk == n_in && !whole_rows && !pivot
-                              ? sqlm_row2col_split_tables(im->o->row2col, n_out, n_in) : 0;
-    if (split && im->d->row_blocks && im->e->m->append && im->o->row2col != R2C_SPLIT_ROWS) {
-        int64_t first[256], part_rows[3];
-        int table[256];
-        for (int i = 0; i < f->n; i++) part_rows[i] = f->t[i]->ne[1];
-        const int n = sqlm_row2col_blocks(part_rows, f->n, f->units, first, table, (int)ARRAY_LEN(first));
-        if (n) {
-            int rc = write_blocks(im, name, f, vt, n, first, table);
-            return rc ? rc : add_weight(im, name, vt, n_out, n_in, 1, n_in, 0, 0, n);
-        }
+    if (ly->blocks) {
+        int rc = write_blocks(im, name, f, vt, ly->blocks, ly->first, ly->table);
+        return rc ? rc : add_weight(im, name, vt, n_out, n_in, 1, n_in, 0, 0, ly->blocks);
     }
     char name1[48];
     snprintf(name1, sizeof name1, "%s_1", name);
@@ -633,7 +582,7 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
     if (b.rc) { rc = SQLM_NOMEM; goto done; }
     tmp = sqlm_buf_detach(&b);
     remove_db(dm, tmp);
-    engine_opts eo = { .create = true, .page_size = PAGE_SIZE, .mem_budget = o->mem_budget };
+    engine_opts eo = { .create = true, .page_size = dl->layout->page_size, .mem_budget = o->mem_budget };
     if ((rc = dm->open(&e, tmp, &eo))) goto done;
     if (o->progress && dl->weight_layout == WL_ROWS_F32) {
         bool quant = false;

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "run.h"
+#include "../layout/layout.h"
 
 /* Config fields stored in sqlm_meta. */
 #define CFG_INT(f) { #f, offsetof(model_config, f), 'i' }
@@ -140,6 +141,9 @@ int sqlm_modeldb_read_weights(engine *e, ir_weight **out, int *n) {
     for (size_t i = 0; i < ARRAY_LEN(q) && rc && !l.rc && !l.n; i++)
         rc = e->m->query(e, q[i], NULL, 0, weight_row, &l);
     if (!rc) rc = l.rc;
+    /* what the engine's layout rules derive from the stored layout */
+    const sql_dialect *d = sqlm_dialect_get(e->m->dialect);
+    if (!rc) sqlm_layout_derive(d ? d->layout : NULL, l.w, l.n);
     if (rc) {
         free(l.w);
         l.w = NULL;
