@@ -798,6 +798,10 @@ const db_methods sqlm_db_duckdb = {
     .load_program = dk_load_program,
     .run_program = dk_run_program,
     .remove = dk_remove,
+    .create_begin = sqlm_db_file_create_begin,   /* db/filedb.c */
+    .create_commit = sqlm_db_file_create_commit,
+    .create_abort = sqlm_db_file_create_abort,
+    .probe = sqlm_db_file_probe,
     .append = dk_append,
 };
 
@@ -1315,4 +1319,8 @@ const db_methods sqlm_db_duckdb_native = {
     .run_program = dk_run_program,
     .append = dk_append,
     .remove = dk_remove,
+    .create_begin = sqlm_db_file_create_begin,   /* db/filedb.c */
+    .create_commit = sqlm_db_file_create_commit,
+    .create_abort = sqlm_db_file_create_abort,
+    .probe = sqlm_db_file_probe,
 };

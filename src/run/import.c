@@ -6,16 +6,17 @@
  * and up fused likewise, the head and embedding shared when tied.  Quantized
  * weights stay quantized.  Memory stays bounded: one tile at a time.
  *
- * The database is written under a temporary name inside one transaction,
- * marked complete last, synced, then renamed into place: an interrupted or
- * failed import leaves no file that looks complete.
+ * The database is created through the engine (db_create in db/engine.h:
+ * file engines write a temporary file inside one transaction, sync it and
+ * rename it into place), marked complete last: an interrupted or failed
+ * import leaves no database that looks complete.  How each matrix is laid
+ * out is layout/layout.c's decision; the SQL differences (placeholders,
+ * types) come from the engine's dialect.
  */
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "run.h"
 #include "../kern/kern.h"
@@ -139,7 +140,7 @@ static int batch_flush(batch *b) {
     sqlm_buf_appendf(&b->sql, "INSERT INTO %s VALUES ", b->into);
     for (int r = 0; r < b->n; r++) {
         sqlm_buf_puts(&b->sql, r ? ", (" : "(");
-        for (int c = 0; c < b->ncol; c++) sqlm_buf_puts(&b->sql, c ? ", ?" : "?");
+        sqlm_dialect_params(e->m->dialect, r * b->ncol + 1, b->ncol, &b->sql);
         sqlm_buf_putc(&b->sql, ')');
     }
     int rc = b->sql.rc ? b->sql.rc
@@ -159,6 +160,18 @@ static void batch_free(batch *b) {
     sqlm_buf_free(&b->sql);
 }
 
+/* One row of n values into table, in the engine's placeholders. */
+static int insert_row(importer *im, const char *table, const db_val *v, int n) {
+    buf sql;
+    sqlm_buf_init(&sql);
+    sqlm_buf_appendf(&sql, "INSERT INTO %s VALUES (", table);
+    sqlm_dialect_params(im->e->m->dialect, 1, n, &sql);
+    sqlm_buf_putc(&sql, ')');
+    int rc = sql.rc ? sql.rc : im->e->m->query(im->e, sql.p, v, n, NULL, NULL);
+    sqlm_buf_free(&sql);
+    return rc;
+}
+
 /* A float vector as the engine's dialect binds it. */
 static db_val vec_val(importer *im, const float *p, size_t n) {
     return (db_val){ .type = im->d->vec_val, .p = p, .n = n * sizeof(float) };
@@ -169,7 +182,7 @@ static int add_weight(importer *im, const char *name, int vt, int64_t n_out, int
                       int64_t chunk, int pivot, int64_t split, int blocks) {
     db_val wv[9] = { dbv_text(name), dbv_int(vt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
                      dbv_int(chunk), dbv_int(pivot), dbv_int(split), dbv_int(blocks) };
-    int rc = im->e->m->query(im->e, "INSERT INTO sqlm_weight VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", wv, 9, NULL, NULL);
+    int rc = insert_row(im, "sqlm_weight", wv, 9);
     progress(im, name);
     return rc;
 }
@@ -358,7 +371,7 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
 }
 
 /* A 1-D float tensor (norm gain, bias) as float32, scaled. */
-static int put_vector(importer *im, const char *sql, int layer, const char *kind, const tensor **ts,
+static int put_vector(importer *im, const char *table, int layer, const char *kind, const tensor **ts,
                       const float *scales, int n) {
     int64_t len = 0;
     for (int i = 0; i < n; i++) len += ts[i]->ne[0];
@@ -370,7 +383,7 @@ static int put_vector(importer *im, const char *sql, int layer, const char *kind
     }
     db_val p[3] = { dbv_int(layer), kind ? dbv_text(kind) : vec_val(im, v, (size_t)len),
                     vec_val(im, v, (size_t)len) };
-    int rc = im->e->m->query(im->e, sql, p, kind ? 3 : 2, NULL, NULL);
+    int rc = insert_row(im, table, p, kind ? 3 : 2);
     free(v);
     return rc;
 }
@@ -414,13 +427,12 @@ static int write_vocab(importer *im) {
     }
     if (!rc) rc = batch_flush(&b);
     batch_free(&b);
-    const char *ins = "INSERT INTO tokenizer VALUES (?, ?)";
 #define X(name, def) \
-    if (!rc) rc = im->e->m->query(im->e, ins, (db_val[]){ dbv_text(#name), dbv_int(v->name) }, 2, NULL, NULL);
+    if (!rc) rc = insert_row(im, "tokenizer", (db_val[]){ dbv_text(#name), dbv_int(v->name) }, 2);
     VOCAB_INT_FIELDS(X)
 #undef X
 #define X(name) \
-    if (!rc && v->name) rc = im->e->m->query(im->e, ins, (db_val[]){ dbv_text(#name), dbv_text(v->name) }, 2, NULL, NULL);
+    if (!rc && v->name) rc = insert_row(im, "tokenizer", (db_val[]){ dbv_text(#name), dbv_text(v->name) }, 2);
     VOCAB_STR_FIELDS(X)
 #undef X
     return rc;
@@ -444,7 +456,7 @@ static int write_program(importer *im) {
     sqlm_ir_free(&g);
     for (int i = 0; !rc && i < p.n_steps; i++) {
         db_val v[3] = { dbv_int(i), dbv_text(p.steps[i].name), dbv_text(p.steps[i].sql) };
-        rc = im->e->m->query(im->e, "INSERT INTO program VALUES (?, ?, ?)", v, 3, NULL, NULL);
+        rc = insert_row(im, "program", v, 3);
     }
     sqlm_sql_program_free(&p);
     return rc;
@@ -458,8 +470,7 @@ static int write_model(importer *im) {
     buf ddl;
     sqlm_buf_init(&ddl);
     sqlm_dialect_subst(im->e->m->dialect, schema, &ddl);
-    int rc = ddl.rc ? ddl.rc : im->e->m->exec(im->e, "BEGIN");
-    if (!rc) rc = im->e->m->exec(im->e, ddl.p);
+    int rc = ddl.rc ? ddl.rc : im->e->m->exec(im->e, ddl.p);   /* inside create_begin's transaction */
     sqlm_buf_free(&ddl);
     if (!rc) rc = sqlm_modeldb_write_config(im->e, &cfg);
     if (!rc) rc = write_vocab(im);
@@ -499,16 +510,15 @@ static int write_model(importer *im) {
         if (!rc && !im->o->no_fuse) rc = write_matrix(im, name, &gu, false);
         snprintf(name, sizeof name, "blk%d_down", l);
         if (!rc) rc = write_matrix(im, name, &down, false);
-        const char *ins_norm = "INSERT INTO norm VALUES (?, ?, ?)";
         const float one = 1;
-        if (!rc) rc = put_vector(im, ins_norm, l, "attn", &an, &one, 1);
-        if (!rc) rc = put_vector(im, ins_norm, l, "ffn", &fn, &one, 1);
+        if (!rc) rc = put_vector(im, "norm", l, "attn", &an, &one, 1);
+        if (!rc) rc = put_vector(im, "norm", l, "ffn", &fn, &one, 1);
         if (!rc && c->qkv_bias) {
             const tensor *b[3] = { need(m, l, "attn_q.bias"), need(m, l, "attn_k.bias"),
                                    need(m, l, "attn_v.bias") };
             const float sc[3] = { qscale, 1, 1 };
             if (!b[0] || !b[1] || !b[2]) return SQLM_FORMAT;
-            rc = put_vector(im, "INSERT INTO bias VALUES (?, ?)", l, NULL, b, sc, 3);
+            rc = put_vector(im, "bias", l, NULL, b, sc, 3);
         }
     }
     const tensor *embd = need(m, -1, "token_embd.weight"), *on = need(m, -1, "output_norm.weight");
@@ -524,7 +534,7 @@ static int write_model(importer *im) {
         rc = write_matrix(im, "output", &out, true);
     }
     const float one = 1;
-    if (!rc) rc = put_vector(im, "INSERT INTO norm VALUES (?, ?, ?)", c->n_layer, "output", &on, &one, 1);
+    if (!rc) rc = put_vector(im, "norm", c->n_layer, "output", &on, &one, 1);
 
     float *cs = malloc((size_t)c->head_dim * ROWS_PER_INSERT * sizeof *cs);
     if (!cs) return sqlm_error(SQLM_NOMEM, "out of memory");
@@ -542,23 +552,15 @@ static int write_model(importer *im) {
     if (!rc) rc = write_program(im);
     if (!rc) {
         db_val v[2] = { dbv_text("complete"), dbv_int(1) };
-        rc = im->e->m->query(im->e, "INSERT INTO sqlm_meta VALUES (?, ?)", v, 2, NULL, NULL);
+        rc = insert_row(im, "sqlm_meta", v, 2);
     }
-    if (!rc) rc = im->e->m->exec(im->e, "COMMIT");
-    return rc;
-}
-
-/* Remove a database and its engine's side files. */
-static void remove_db(const db_methods *dm, const char *path) {
-    if (dm && dm->remove) dm->remove(path);
-    else unlink(path);
+    return rc;   /* committed by create_commit */
 }
 
 int sqlm_import(const char *model_path, const char *out_path, const import_opts *o) {
     const db_methods *dm = NULL;
     model *m = NULL;
-    engine *e = NULL;
-    char *tmp = NULL;
+    db_create cr = { 0 };
     int rc = sqlm_model_open(model_path, o->tok_path, &m);
     if (rc) return rc;
     if (o->wtype >= 0 && o->wtype != DT_F32 && o->wtype != DT_F16 && o->wtype != DT_Q8_0 &&
@@ -576,14 +578,15 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         rc = sqlm_error(SQLM_UNSUPPORTED, "engine %s: ROW2COL needs float rows (engine duckdb)", dm->name);
         goto done;
     }
-    buf b;
-    sqlm_buf_init(&b);
-    sqlm_buf_appendf(&b, "%s.tmp-%d", out_path, (int)getpid());
-    if (b.rc) { rc = SQLM_NOMEM; goto done; }
-    tmp = sqlm_buf_detach(&b);
-    remove_db(dm, tmp);
+    if (!dm->create_begin || !dm->create_commit || !dm->create_abort) {
+        rc = sqlm_error(SQLM_UNSUPPORTED, "engine %s cannot create a database", dm->name);
+        goto done;
+    }
+    /* written where it cannot be taken for a database under out_path until
+     * create_commit publishes it (engine.h, db_create) */
     engine_opts eo = { .create = true, .page_size = dl->layout->page_size, .mem_budget = o->mem_budget };
-    if ((rc = dm->open(&e, tmp, &eo))) goto done;
+    cr.m = dm;
+    if ((rc = dm->create_begin(&cr, out_path, &eo))) goto done;
     if (o->progress && dl->weight_layout == WL_ROWS_F32) {
         bool quant = false;
         for (int i = 0; i < m->n_tensors; i++) quant |= m->tensors[i].dtype != DT_F32;
@@ -591,22 +594,12 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
             fprintf(stderr, "import: engine %s stores F16 weights as float32 and Q8_0/Q4_0 as int8 "
                             "blocks with float scales; every value stays exact\n", dm->name);
     }
-    importer im = { e, dl, m, o, 0, 0, 0 };
+    importer im = { cr.e, dl, m, o, 0, 0, 0 };
     rc = write_model(&im);
     if (o->progress) fputc('\n', stderr);
-    e->m->close(e);
-    e = NULL;
-    if (rc) goto done;
-    /* Durable before visible. */
-    int fd = open(tmp, O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0) rc = sqlm_error(SQLM_IO, "%s: cannot sync", tmp);
-    if (fd >= 0) close(fd);
-    if (!rc && rename(tmp, out_path) != 0)
-        rc = sqlm_error(SQLM_IO, "cannot rename %s to %s", tmp, out_path);
+    if (!rc) rc = dm->create_commit(&cr);   /* durable, then visible */
+    else dm->create_abort(&cr);
 done:
-    if (e) e->m->close(e);
-    if (rc && tmp) remove_db(dm, tmp);
-    free(tmp);
     sqlm_model_free(m);
     return rc;
 }

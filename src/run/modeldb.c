@@ -45,8 +45,12 @@ static const struct { const char *key; size_t off; char type; } cfg_fields[] = {
 
 static int put_meta(engine *e, const char *key, db_val v) {
     db_val p[2] = { dbv_text(key), v };
-    return e->m->query(e, "INSERT OR REPLACE INTO sqlm_meta(key, value) VALUES (?, ?)", p, 2,
-                       NULL, NULL);
+    buf sql;
+    sqlm_buf_init(&sql);
+    sqlm_dialect_upsert(e->m->dialect, "sqlm_meta", "key", "value", &sql);
+    int rc = sql.rc ? sql.rc : e->m->query(e, sql.p, p, 2, NULL, NULL);
+    sqlm_buf_free(&sql);
+    return rc;
 }
 
 int sqlm_modeldb_write_config(engine *e, const model_config *c) {
@@ -202,14 +206,11 @@ static int merge_row(void *ctx, int nc, const db_val *v) {
 int sqlm_modeldb_open(modeldb *db, const char *path, const char *engine_name, const engine_opts *o) {
     memset(db, 0, sizeof *db);
     sqlm_vocab_init(&db->voc);
-    /* no engine named: the one that wrote the file */
-    const db_methods *m = engine_name ? sqlm_db_find(engine_name) : sqlm_db_sniff(path);
-    if (!m && !engine_name) m = &sqlm_db_sqlite;
-    if (!m) return sqlm_error(SQLM_UNSUPPORTED, "unknown engine '%s'", engine_name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return sqlm_error(SQLM_IO, "%s: cannot open model database", path);
-    fclose(f);
-    int rc = m->open(&db->e, path, o);
+    /* no engine named: the one that wrote the database; reachable */
+    const db_methods *m;
+    int rc = sqlm_db_resolve(path, engine_name, &m);
+    if (rc) return rc;
+    rc = m->open(&db->e, path, o);
     if (rc) return rc;
     load_ctx l = { db, 0, 0, 0 };
     rc = db->e->m->query(db->e, "SELECT key, value FROM sqlm_meta", NULL, 0, meta_row, &l);
