@@ -123,8 +123,16 @@ static int64_t duck_split_tables(int mode, int64_t n_out, int64_t n_in) {
 
 static int64_t duck_row_split(const layout_rules *r, int64_t n_out, int64_t n_in);
 
-/* DuckDB 1.5.6: one float row (or block of rows) per table row; 2048 rows
- * per row group, as db/duckdb.c creates its tables (ROW_GROUP_ROWS). */
+/*
+ * DuckDB 1.5.6: one float row (or block of rows) per table row.  Rows per
+ * row group of the tables import writes (db/duckdb_engine.c creates the
+ * database with this ROW_GROUP_SIZE): 2048, the smallest DuckDB accepts
+ * (one vector).  It was meant to let a scan of more than 2048 rows use both
+ * cores, but DuckDB 1.5.6 gives a table scan one task per 122,880 rows
+ * whatever the row group size (an 11264 x 2048 float32 product: 17.9 ms on
+ * 2 threads, 18.3 on 1); ROW2COL's subqueries, one pipeline each, are what
+ * gives a product a second thread (11.8 ms; README, "ROW2COL").
+ */
 const layout_rules sqlm_layout_duckdb = {
     .name = "duckdb",
     .tile_bytes = 65280,
