@@ -244,8 +244,9 @@ static int write_blocks(importer *im, const char *name, const fused *f, int vt, 
  * per table row in float32 (F16 values exactly; Q8_0/Q4_0 as their integer
  * values and block scales), split into chunks only when --tile-bytes asks
  * for it; ROW2COL may pivot a float row into columns or store the second
- * half of the rows in a table {name}_1 (graph.c).  whole_rows keeps rows
- * unsplit and the table whole (the embedding is read by row).
+ * half of the rows in a table {name}_1.  The layout is layout/layout.c's
+ * decision.  whole_rows keeps rows unsplit and the table whole (the
+ * embedding is read by row).
  */
 static int write_matrix(importer *im, const char *name, const fused *f, bool whole_rows) {
     const int64_t n_out = fused_rows(f), n_in = f->t[0]->ne[0];

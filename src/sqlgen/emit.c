@@ -4,9 +4,11 @@
  *
  * Templates are data: each is readable SQL with {placeholders} that emit
  * fills from the node (shapes, tables, inputs).  Nothing here splices SQL by
- * hand beyond the statement frame (DELETE / INSERT ... WITH ... SELECT).
- * Dialects differ only through their rows in the tables below; a missing
- * template is SQLM_UNSUPPORTED naming the operator and the dialect.
+ * hand beyond the statement frame (the dialect's frame: CREATE, DELETE,
+ * INSERT ... WITH ... SELECT).  Dialects differ only through their rows in
+ * the dialect table (the end of the templates section): its template sets,
+ * layer-merged templates, frame, placeholders, upserts and layout rules; a
+ * missing template is SQLM_UNSUPPORTED naming the operator and the dialect.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +20,8 @@
 
 /* ------------------------------------------------------------- dialects */
 
-/* (TINYINT[] first: a FLOAT slice cast to TINYINT[32] inside the lambda
+/* How a DuckDB dialect turns a quantized weight table's staging lists into
+ * int8 blocks (sql_dialect.q_blocks).  (TINYINT[] first: a FLOAT slice cast to TINYINT[32] inside the lambda
  * comes out as zeros after the first row, DuckDB 1.5.6) */
 #define DUCK_Q_BLOCKS                                                                             \
     "CREATE TABLE %1$s AS SELECT id, row, col,\n"                                                   \
@@ -26,6 +29,7 @@
     "FROM (SELECT id, row, col, v::TINYINT[] AS v, s FROM %1$s_flat);\n"                            \
     "DROP TABLE %1$s_flat"
 
+/* The dialect table, defined after the templates it points to. */
 static const sql_dialect dialects[DIA_COUNT];
 
 int sqlm_dialect_from_name(const char *name) {
@@ -96,7 +100,7 @@ void sqlm_dialect_upsert(int dia, const char *table, const char *key, const char
 
 /*
  * A product in pure SQL on DuckDB, in the form of the weights' layout
- * (import.c and graph.c decide it), its rows gathered in order by DUCK_GATHER
+ * (layout/layout.c decides it), its rows gathered in order by DUCK_GATHER
  * (whole Q8_0/Q4_0 rows still by list(... ORDER BY w.row), not measured
  * against it).
  *   - ROW2COL's row split ({split_from}: two UNION ALL branches, the two
@@ -359,7 +363,7 @@ static const sql_template duck_templates[IR_OP_COUNT] = {
         "SELECT a.pos AS pos, list_transform(a.v, lambda e, i: e + b.v[i]) AS v\n"
         "FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
     /* {?est_small}: every row passes the filter; it only lowers DuckDB's
-     * estimate of the relation (graph.c, where the down product is built) */
+     * estimate of the relation (read_by_split_product() below) */
     [IR_OP_SWIGLU] = { POS_V, POS_V_DEFS,
         "SELECT pos, list_transform(v[1 : {n_out}], lambda g, i: (g / (1::FLOAT + exp(-g)::FLOAT)) * v[{n_out} + i]) AS v\n"
         "FROM {in0}{?est_small} WHERE pos >= (SELECT min(pos) FROM t_in){/}" },
@@ -373,7 +377,7 @@ static const sql_template duck_templates[IR_OP_COUNT] = {
 };
 
 /* ------------------------------------------------- DuckDB, native:
-     * sqlm's C scalar functions over whole FLOAT[] rows (db/duckdb.c):
+     * sqlm's C scalar functions over whole FLOAT[] rows (db/duckdb_functions.c):
      * products are sqlm_dot (F32, F16; a row whole or as its ROW2COL pivot
      * columns, read in place) and sqlm_qdot (Q8_0/Q4_0 blocks
      * against the activation quantized by sqlm_q8 to a BLOB of ggml's
@@ -547,7 +551,7 @@ static const sql_dialect dialects[DIA_COUNT] = {
         .vacuum = "CHECKPOINT temp",
         .layout = &sqlm_layout_duckdb,
     },
-    /* DuckDB with sqlm's C functions (db/duckdb.c): the same storage; its
+    /* DuckDB with sqlm's C functions (db/duckdb_functions.c): the same storage; its
      * own templates where a function does the work, DuckDB's elsewhere; no
      * layer merging (its cache rows carry no q) */
     [DIA_DUCKDB_NATIVE] = {
