@@ -44,6 +44,8 @@ $(B)/test-%: tests/unit/test-%.c $(B)/libsqlm.a $(REF_OBJ) tests/test.h
 # test-duckdb and test-duckdb-native run test-sql's checks on DuckDB (they
 # include the file).
 $(B)/test-duckdb $(B)/test-duckdb-native: tests/unit/test-sql.c
+# test-duckdb's check 9 includes the benchmark's products-only bound.
+$(B)/test-duckdb: bench/bound.c
 
 # The readers, the tokenizer and the in-place tile reads again, under
 # AddressSanitizer and UBSan.
@@ -73,6 +75,7 @@ check: sqlm $(TESTS) $(B)/refbench asan
 	@echo "== build-asan/test-template"; ./build-asan/test-template
 	@echo "== build-asan/test-tiles"; ./build-asan/test-tiles
 	@./tests/e2e.sh ./sqlm
+	@./tests/golden-sql.sh ./sqlm
 	@echo "== tests/e2e.sh under ASan/UBSan"; ./tests/e2e.sh ./build-asan/sqlm
 	@echo "== tests/membudget.sh"; ./tests/membudget.sh ./sqlm
 	@echo "== tests/serve.sh"; ./tests/serve.sh ./sqlm
@@ -86,8 +89,12 @@ $(B)/refbench: bench/refbench.c $(B)/libsqlm.a $(REF_OBJ)
 	$(CC) $(CFLAGS) -o $@ $< $(REF_OBJ) $(B)/libsqlm.a $(LDLIBS)
 
 # DuckDB matvec ceiling and pass ablation helper (scripts/bench-duckdb-passes.sh).
-$(B)/duckbench: bench/duckbench.c $(B)/libsqlm.a
-	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)
+$(B)/duckbench: bench/duckbench.c bench/bound.c $(B)/libsqlm.a
+	$(CC) $(CFLAGS) -o $@ bench/duckbench.c bench/bound.c $(B)/libsqlm.a $(LDLIBS)
+
+# Rewrite tests/golden-sql/*.sql from the current code (review with git diff).
+golden-sql: sqlm
+	./tests/golden-sql.sh ./sqlm --update
 
 # libFuzzer over the template renderer (tests/fuzz/run.sh); not part of `make test`.
 fuzz:
@@ -115,5 +122,5 @@ clean:
 # Each object depends on the headers it includes (gcc -MMD).
 -include $(shell find $(B) build-asan -name '*.d' 2>/dev/null)
 
-.PHONY: all deps demo test check asan fuzz bench bench-mem clean
+.PHONY: all deps demo test check asan golden-sql fuzz bench bench-mem clean
 .SECONDARY:

@@ -21,7 +21,7 @@
  *       where a prefill's went; --steps prints each decode step's time.
  *       --products-only times the program with every operator but the
  *       products (and the embedding, cache append and last position)
- *       copying its input: a bound on what the rest can save (ir_opts).
+ *       copying its input: a bound on what the rest can save (bench/bound.c).
  *   duckbench sql DB FILE [-t N] [--prompt N] [--decode D] [--reps R] [--rw]
  *       isolated timings of hand-written SQL: after a prompt of N tokens
  *       and D decode steps (default 1: the state of decode step N), each block of
@@ -50,6 +50,9 @@
 
 #include "../src/run/run.h"
 #include "../src/kern/kern.h"
+#include "../src/layout/layout.h"
+
+extern const sql_emit_hook bench_products_only;   /* bench/bound.c */
 
 static void die(const char *what, int rc) {
     fprintf(stderr, "duckbench: %s: %s (%s)\n", what, sqlm_errmsg(), sqlm_errstr(rc));
@@ -117,10 +120,10 @@ static int ceiling(const char *dir, long rows, long cols) {
              " POSITIONAL JOIN (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.c1, x.c1) AS p FROM wp w"
              " CROSS JOIN (SELECT pos, v[%ld : %ld] AS c1 FROM xl) x ORDER BY w.row, x.pos) s1) r GROUP BY r.pos",
              cols / 2, cols / 2 + 1, cols);
-    /* ROW2COL's row split (row2col.c sqlm_row2col_split()): two UNION ALL halves at
+    /* ROW2COL's row split (layout.c, sqlm_layout_duckdb.row_split): two UNION ALL halves at
      * a row-group boundary, whole rows and pivoted rows */
     char split[1024], psplit[1536];
-    const long at = sqlm_row2col_split(true, rows, cols);
+    const long at = sqlm_layout_duckdb.row_split(&sqlm_layout_duckdb, rows, cols);
     snprintf(split, sizeof split,
              "SELECT r.pos, list(r.s ORDER BY r.row) FROM (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
              " FROM wl w CROSS JOIN xl x WHERE w.row < %ld UNION ALL SELECT x.pos AS pos, w.row AS row,"
@@ -132,13 +135,13 @@ static int ceiling(const char *dir, long rows, long cols) {
              " SELECT x.pos AS pos, w.row AS row, (list_dot_product(w.c0, x.c0) + list_dot_product(w.c1, x.c1))::FLOAT AS s"
              " FROM wp w CROSS JOIN (SELECT pos, v[1 : %ld] AS c0, v[%ld : %ld] AS c1 FROM xl) x WHERE w.row >= %ld) r"
              " GROUP BY r.pos", cols / 2, cols / 2 + 1, cols, at, cols / 2, cols / 2 + 1, cols, at);
-    /* ROW2COL's table split (row2col.c sqlm_row2col_split_tables()): the halves
+    /* ROW2COL's table split (layout.c, sqlm_layout_duckdb.split_tables): the halves
      * as two tables */
     static const char tsplit[] =
         "SELECT r.pos, list(r.s ORDER BY r.row) FROM (SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
         " FROM wt0 w CROSS JOIN xl x UNION ALL SELECT x.pos AS pos, w.row AS row, list_dot_product(w.v, x.v) AS s"
         " FROM wt1 w CROSS JOIN xl x) r GROUP BY r.pos";
-    /* ROW2COL's blocks (row2col.c sqlm_row2col_blocks()): the two tables hold two
+    /* ROW2COL's blocks (layout.c, sqlm_layout_blocks()): the two tables hold two
      * blocks of rows each */
     static const char blocks[] =
         "SELECT r.pos, flatten(list_transform(list_sort(list(struct_pack(k := r.row, v := r.s))), lambda t: t.v))"
@@ -215,7 +218,7 @@ static int run(int argc, char **argv) {
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-cte-merge")) so.ir.cte_merge = false;
-        else if (!strcmp(argv[i], "--products-only")) so.ir.products_only = true;
+        else if (!strcmp(argv[i], "--products-only")) so.ir.emit_hook = &bench_products_only;
         else if (!strcmp(argv[i], "--row2col-cols") && i + 1 < argc) so.ir.row2col_per = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) n_prompt = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--decode") && i + 1 < argc) n_decode = atoi(argv[++i]);

@@ -7,7 +7,7 @@
 # for one decode-sized matrix-vector product next to the weight bytes per
 # second a decode step achieves, and a bound: the all-passes decode step with
 # every operator but the products copying its input (duckbench run
-# --products-only).  Every timed run holds /tmp/sqlm-bench.lock.
+# --products-only, bench/bound.c).  Every timed run holds /tmp/sqlm-bench.lock.
 # The configurations (and the ceiling) run in ROUNDS interleaved rounds, each
 # keeping its best: a change of the machine's speed during the run (it is
 # shared) then falls on all of them, not on the ones that ran last.

@@ -2,7 +2,7 @@
 # Install the pinned DuckDB C library into .deps/duckdb/ (outside git) and
 # print its path.  libduckdb.so comes from the npm package
 # @duckdb/node-bindings-<os>-<arch>, which ships the library and no header:
-# sqlm declares the C API subset it uses (src/db/duckdb.c) and loads the
+# sqlm declares the C API subset it uses (src/db/duckdb_api.h) and loads the
 # library with dlopen at run time, so nothing else needs it at build time.
 #
 # Does nothing when the pinned version is there already.  Exits 1 with a

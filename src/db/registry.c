@@ -43,3 +43,17 @@ const db_methods *sqlm_db_sniff(const char *path) {
     }
     return NULL;
 }
+
+int sqlm_db_resolve(const char *name, const char *engine_name, const db_methods **out) {
+    *out = NULL;
+    const db_methods *m = engine_name ? sqlm_db_find(engine_name) : sqlm_db_sniff(name);
+    if (!m && engine_name) return sqlm_error(SQLM_UNSUPPORTED, "unknown engine '%s'", engine_name);
+    /* nothing recognised: SQLite, whose open then says what the file is not */
+    if (!m) m = &sqlm_db_sqlite;
+    if (m->probe) {
+        int rc = m->probe(name);
+        if (rc) return rc;
+    }
+    *out = m;
+    return SQLM_OK;
+}

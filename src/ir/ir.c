@@ -1,6 +1,6 @@
 /*
  * ir.c - the graph IR's core: operator names, the weight lookup and freeing
- * a graph.  The builder is llama.c, the passes cte_merge.c and row2col.c.
+ * a graph.  The builder is llama.c, the pass cte_merge.c; the storage layout it follows is chosen by layout/layout.c.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -1,8 +1,8 @@
 /*
  * ir.h - the graph IR: operators, nodes and the storage layout of weight
- * tables (ir.c); the ROW2COL storage rules (row2col.c), the Llama-family
- * builder (llama.c) and the CTE-merging pass (cte_merge.c).  One section
- * per file.
+ * tables (ir.c), the Llama-family builder (llama.c) and the CTE-merging
+ * pass (cte_merge.c).  One section per file.  Which layout a matrix gets is
+ * decided at import by layout/layout.c; the graph follows ir_weight.
  */
 #ifndef SQLM_IR_H
 #define SQLM_IR_H
@@ -62,9 +62,6 @@ typedef struct ir_node {
     bool split_tables;    /* ... the halves being the tables {weight} and {weight}_1 */
     int blocks;           /* ROW2COL: 0, or the two tables hold this many blocks of rows
                            * (row, m) instead of rows (ir_weight.blocks) */
-    bool est_small;       /* DuckDB: lower this relation's cardinality estimate (a
-                           * filter on this step's positions) for the table-split
-                           * product that reads it (emit.c, SWIGLU) */
     bool inplace;         /* MATMUL scans tile ids; the engine reads the tiles in place */
     bool kv_q;            /* ATTN_SCORE: q from the cache rows (kv_x's) */
     bool by_head;         /* MATMUL (fused QKV), ROPE, KV_APPEND of a merged layer: one
@@ -91,6 +88,10 @@ typedef struct ir_weight {
     int blocks;           /* ROW2COL: 0, or the matrix is stored as this many blocks of
                            * rows over the tables {name} and {name}_1, one table row
                            * (row, m) per block: its first row and its rows in order */
+    int64_t row_split;    /* ROW2COL: 0, or a product over this table runs as two
+                           * halves, rows below and from row_split (not stored: set
+                           * at open by the engine's layout rules, layout/layout.c) */
+    int pivot_per;        /* ROW2COL: pivot columns per subquery (as row_split) */
 } ir_weight;
 
 typedef struct ir_graph {
@@ -102,16 +103,14 @@ typedef struct ir_graph {
     int output;           /* id of the logits node */
     bool all_logits;      /* keep logits of every position (tests), not just the last */
     int row2col_per;      /* ir_opts.row2col_per */
-    bool row2col;         /* the weights were laid out by the ROW2COL pass (some
-                           * pivoted or split) */
-    bool products_only;   /* ir_opts.products_only */
+    const struct sql_emit_hook *emit_hook;   /* ir_opts.emit_hook */
 } ir_graph;
 
 /* Options of compilation: passes (switchable for ablation) and outputs. */
 typedef struct ir_opts {
     bool cte_merge;       /* chain non-critical nodes as CTEs of one statement */
     bool all_logits;      /* logits for every position of the step */
-    int row2col_per;      /* ROW2COL: pivot columns per subquery (0: sqlm_row2col_per_default) */
+    int row2col_per;      /* ROW2COL: pivot columns per subquery (0: the weight's pivot_per) */
     bool inplace;         /* products read weight tiles in place (modeldb.inplace) */
     bool fuse_attn;       /* attention as one ATTN aggregate over the cache instead of
                            * score, max and output relations (sqlm_dialect_ir_opts() turns it
@@ -120,12 +119,9 @@ typedef struct ir_opts {
                            * cache rows carry q too), and a layer's attention and FFN
                            * and the next layer's norm, QKV and KV append are one
                            * statement (the cache rows carry the residual stream too);
-                           * sqlm_dialect_ir_opts(): DuckDB pure SQL only */
-    bool products_only;   /* a bound, for the benchmark only (duckbench --products-only):
-                           * every operator but the products, the embedding, the cache
-                           * append and the last position copies its input, so a step
-                           * costs what its products cost in this SQL; layer-merged
-                           * DuckDB programs only; the logits are meaningless */
+                           * sqlm_dialect_ir_opts(): where the dialect's layer_merge says */
+    const struct sql_emit_hook *emit_hook;   /* a per-node template override the emitter
+                           * consults (sqlgen.h; bench/bound.c), or NULL */
 } ir_opts;
 
 /* Free a graph's nodes and its copy of the weights, and zero it; g may be
@@ -135,35 +131,20 @@ void sqlm_ir_free(ir_graph *g);
  * sqlm_ir_free(g)). */
 const ir_weight *sqlm_ir_find_weight(const ir_graph *g, const char *name);
 
-/* ---------------------------------------------------------- ir/row2col.c */
-
 /* Table fusion is a storage layout: import writes blk{L}_qkv and blk{L}_gu
  * (fused) or blk{L}_q/_k/_v and blk{L}_gate/_up; the graph builder follows
  * whatever sqlm_weight lists, joining unfused outputs with CONCAT.
  *
  * ROW2COL is a storage layout too: pivot columns instead of one vector per
- * row (sqlm_row2col_pivots(); the matmul template then sums one dot product per
+ * row (layout_rules.pivots; the matmul template then sums one dot product per
  * pivot column, pivot_per columns per subquery, and lines the subqueries up
  * with POSITIONAL JOIN), or a layer matrix's rows split over two tables
- * (sqlm_row2col_split_tables(); the product runs as two UNION ALL halves), each
- * table row a block of consecutive matrix rows (sqlm_row2col_blocks()) or, with
+ * (layout_rules.split_tables; the product runs as two UNION ALL halves), each
+ * table row a block of consecutive matrix rows (sqlm_layout_blocks()) or, with
  * R2C_SPLIT_ROWS, one matrix row; chosen per matrix at import. */
 enum { R2C_AUTO = 0, R2C_OFF, R2C_ON, R2C_SPLIT, R2C_SPLIT_ROWS };
-/* Pivot columns for an n_out x n_in float32 matrix under mode (R2C_*), or 0
- * to store it unpivoted.  The measured rules live in row2col.c and only there. */
-int sqlm_row2col_pivots(int mode, int64_t n_out, int64_t n_in);
-int sqlm_row2col_per_default(int pivots);
-/* ROW2COL's row split: the first row of a product's second half, or 0 */
-int64_t sqlm_row2col_split(bool row2col, int64_t n_out, int64_t n_in);
-/* ROW2COL's table split of a layer matrix: the first row stored in the
- * second table, or 0 to keep one table */
-int64_t sqlm_row2col_split_tables(int mode, int64_t n_out, int64_t n_in);
-/* ROW2COL's blocks of a split layer matrix made of n_part parts of part[i]
- * rows, each part cut in n_unit equal units (a fused QKV's kv heads) where
- * it divides: the first row of each block, in row order, in first[], and the
- * table (0 or 1) that holds it in table[]; returns the number of blocks (at
- * most max), 0 if the matrix cannot be cut so. */
-int sqlm_row2col_blocks(const int64_t *part, int n_part, int n_unit, int64_t *first, int *table, int max);
+/* The rules that choose a layout per matrix live with the engines' layout
+ * defaults (layout/layout.h); the graph follows what ir_weight says. */
 
 /* ------------------------------------------------------------ ir/llama.c */
 

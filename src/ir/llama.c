@@ -7,8 +7,8 @@
  * each node into one template instance, and opt passes only flip flags on
  * nodes (materialise or not), never touch SQL text.
  *
- * Each product follows the storage layout import chose (the ROW2COL rules,
- * row2col.c); the builder ends with the CTE-merging pass (cte_merge.c).
+ * Each product follows the storage layout import chose (ir_weight, decided
+ * by layout/layout.c); the builder ends with the CTE-merging pass (cte_merge.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,12 +63,12 @@ static int matmul(ir_graph *g, int layer, const char *name, int x, const char *w
     n->chunk = w->chunk;
     n->bias = bias;
     n->pivot = w->pivot;
-    n->pivot_per = w->pivot ? MIN(g->row2col_per > 0 ? g->row2col_per : sqlm_row2col_per_default(w->pivot), w->pivot) : 0;
+    n->pivot_per = w->pivot ? MIN(g->row2col_per > 0 ? g->row2col_per : w->pivot_per, w->pivot) : 0;
     n->blocks = w->blocks;
     n->split_tables = w->split_at > 0 || w->blocks > 0;
     if (w->split_at > 0) n->split_at = w->split_at;
     else if (!n->blocks && w->dtype == DT_F32 && (w->chunk <= 0 || w->chunk >= w->n_in))
-        n->split_at = sqlm_row2col_split(g->row2col, w->n_out, w->n_in);
+        n->split_at = w->row_split;
     return m;
 }
 
@@ -109,18 +109,14 @@ static int norm(ir_graph *g, int layer, const char *name, int x, const char *kin
 int sqlm_ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *ws, int n_ws,
                    const ir_opts *o) {
     memset(g, 0, sizeof *g);
-    if (o->products_only && !(o->cte_merge && o->layer_merge))
-        return sqlm_error(SQLM_UNSUPPORTED, "the products-only bound needs a layer-merged program "
-                          "(DuckDB, pure SQL, CTE merging on)");
     g->cfg = *cfg;
     g->all_logits = o->all_logits;
     g->row2col_per = o->row2col_per;
-    g->products_only = o->products_only;
+    g->emit_hook = o->emit_hook;
     g->weights = malloc((size_t)(n_ws ? n_ws : 1) * sizeof *ws);
     if (!g->weights) return sqlm_error(SQLM_NOMEM, "out of memory building the graph");
     memcpy(g->weights, ws, (size_t)n_ws * sizeof *ws);
     g->n_weights = n_ws;
-    for (int i = 0; i < n_ws; i++) g->row2col |= ws[i].pivot > 0 || ws[i].split_at > 0 || ws[i].blocks > 0;
 
     const int64_t hd = cfg->head_dim, q_dim = (int64_t)cfg->n_head * hd;
     const int64_t kv_dim = (int64_t)cfg->n_head_kv * hd;
@@ -200,13 +196,6 @@ int sqlm_ir_build_llama(ir_graph *g, const model_config *cfg, const ir_weight *w
         snprintf(wn, sizeof wn, "blk%d_down", l);
         int d = matmul(g, l, "down", act, wn, false);
         if (d < 0) goto fail;
-        /* Without statistics DuckDB estimates the SwiGLU relation from the
-         * gate/up product's rows (thousands): a table-split down product
-         * would then keep its weights, not SwiGLU's few rows, for the
-         * build side of its cross joins and copy them (1.1 + 1.5 ms per
-         * 110M layer, profiled).  A filter on this step's positions makes
-         * the estimate small. */
-        g->nodes[act].est_small = g->nodes[d].split_tables;
         x = node(g, IR_OP_ADD, l, "resid_ffn", x1, d, -1);
         if (x < 0) goto fail;
         g->nodes[x].critical = !lm;    /* merged: carried by the next cache's rows */

@@ -6,25 +6,22 @@
  * and up fused likewise, the head and embedding shared when tied.  Quantized
  * weights stay quantized.  Memory stays bounded: one tile at a time.
  *
- * The database is written under a temporary name inside one transaction,
- * marked complete last, synced, then renamed into place: an interrupted or
- * failed import leaves no file that looks complete.
+ * The database is created through the engine (db_create in db/engine.h:
+ * file engines write a temporary file inside one transaction, sync it and
+ * rename it into place), marked complete last: an interrupted or failed
+ * import leaves no database that looks complete.  How each matrix is laid
+ * out is layout/layout.c's decision; the SQL differences (placeholders,
+ * types) come from the engine's dialect.
  */
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "run.h"
 #include "../kern/kern.h"
+#include "../layout/layout.h"
 
-/* The largest tile of whole rows one 64 KB page holds with its record
- * (a leaf keeps up to 65501 payload bytes in the page): one tile per page,
- * so a scan of the table meets one record per page. */
-#define DEFAULT_TILE_BYTES 65280
-#define PAGE_SIZE 65536
 #define ROWS_PER_INSERT 64     /* float rows (WL_ROWS_F32) inserted per statement */
 #define APPEND_ROWS 512        /* ... or appended per chunk, where the engine bulk-loads */
 
@@ -143,7 +140,7 @@ static int batch_flush(batch *b) {
     sqlm_buf_appendf(&b->sql, "INSERT INTO %s VALUES ", b->into);
     for (int r = 0; r < b->n; r++) {
         sqlm_buf_puts(&b->sql, r ? ", (" : "(");
-        for (int c = 0; c < b->ncol; c++) sqlm_buf_puts(&b->sql, c ? ", ?" : "?");
+        sqlm_dialect_params(e->m->dialect, r * b->ncol + 1, b->ncol, &b->sql);
         sqlm_buf_putc(&b->sql, ')');
     }
     int rc = b->sql.rc ? b->sql.rc
@@ -163,31 +160,21 @@ static void batch_free(batch *b) {
     sqlm_buf_free(&b->sql);
 }
 
+/* One row of n values into table, in the engine's placeholders. */
+static int insert_row(importer *im, const char *table, const db_val *v, int n) {
+    buf sql;
+    sqlm_buf_init(&sql);
+    sqlm_buf_appendf(&sql, "INSERT INTO %s VALUES (", table);
+    sqlm_dialect_params(im->e->m->dialect, 1, n, &sql);
+    sqlm_buf_putc(&sql, ')');
+    int rc = sql.rc ? sql.rc : im->e->m->query(im->e, sql.p, v, n, NULL, NULL);
+    sqlm_buf_free(&sql);
+    return rc;
+}
+
 /* A float vector as the engine's dialect binds it. */
 static db_val vec_val(importer *im, const float *p, size_t n) {
     return (db_val){ .type = im->d->vec_val, .p = p, .n = n * sizeof(float) };
-}
-
-/*
- * The chunk (columns per tile row) of an n_out x n_in matrix of tiles near
- * tile bytes that takes the fewest tiles: whole rows, or the row cut into up
- * to 4 equal chunks of whole blocks where whole rows fill the tiles badly.
- * Qwen2.5-0.5B's 896 x 4864 Q8_0 down matrix: 12 rows of 5168 bytes fill
- * 95% of a tile (75 tiles); halves of 2584 bytes, 25 to a tile, take 72.
- * Fewer tiles is fewer bytes to read where the weights are streamed.
- */
-static int64_t fill_chunk(int dt, int64_t n_out, int64_t n_in, size_t tile) {
-    const int64_t qk = (int64_t)sqlm_dtype_block(dt), nb = n_in / qk;
-    const size_t bb = sqlm_dtype_block_bytes(dt);
-    int64_t best = n_in, best_tiles = INT64_MAX;
-    for (int64_t parts = 1; parts <= 4 && parts <= nb; parts++) {
-        int64_t c = (nb + parts - 1) / parts;   /* blocks per chunk */
-        if (c * (int64_t)bb > (int64_t)tile) continue;
-        int64_t tr = MIN((int64_t)tile / (c * (int64_t)bb), n_out);
-        int64_t tiles = (n_out + tr - 1) / tr * ((nb + c - 1) / c);
-        if (tiles < best_tiles) best_tiles = tiles, best = MIN(c * qk, n_in);
-    }
-    return best;
 }
 
 /* The sqlm_weight row of a matrix written */
@@ -195,7 +182,7 @@ static int add_weight(importer *im, const char *name, int vt, int64_t n_out, int
                       int64_t chunk, int pivot, int64_t split, int blocks) {
     db_val wv[9] = { dbv_text(name), dbv_int(vt), dbv_int(n_out), dbv_int(n_in), dbv_int(tile_rows),
                      dbv_int(chunk), dbv_int(pivot), dbv_int(split), dbv_int(blocks) };
-    int rc = im->e->m->query(im->e, "INSERT INTO sqlm_weight VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", wv, 9, NULL, NULL);
+    int rc = insert_row(im, "sqlm_weight", wv, 9);
     progress(im, name);
     return rc;
 }
@@ -209,7 +196,7 @@ static void used_source(importer *im, size_t bytes) {
     }
 }
 
-/* ROW2COL's blocks of a matrix (graph.c, sqlm_row2col_blocks()): the tables name
+/* ROW2COL's blocks of a matrix (layout.c, sqlm_layout_blocks()): the tables name
  * and name_1, of one row per block, (its first row, its rows in float32 as
  * FLOAT[][]), appended as they are converted. */
 static int write_blocks(importer *im, const char *name, const fused *f, int vt, int n, const int64_t *first,
@@ -257,8 +244,9 @@ static int write_blocks(importer *im, const char *name, const fused *f, int vt, 
  * per table row in float32 (F16 values exactly; Q8_0/Q4_0 as their integer
  * values and block scales), split into chunks only when --tile-bytes asks
  * for it; ROW2COL may pivot a float row into columns or store the second
- * half of the rows in a table {name}_1 (graph.c).  whole_rows keeps rows
- * unsplit and the table whole (the embedding is read by row).
+ * half of the rows in a table {name}_1.  The layout is layout/layout.c's
+ * decision.  whole_rows keeps rows unsplit and the table whole (the
+ * embedding is read by row).
  */
 static int write_matrix(importer *im, const char *name, const fused *f, bool whole_rows) {
     const int64_t n_out = fused_rows(f), n_in = f->t[0]->ne[0];
@@ -266,53 +254,28 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         if (f->t[i]->ne[0] != n_in)
             return sqlm_error(SQLM_FORMAT, "%s: fused parts of %s disagree on width", im->m->path, name);
     const bool rows = im->d->weight_layout == WL_ROWS_F32;
-    /* vt: the type whose values the matrix holds (recorded in sqlm_weight, it
-     * decides how the products round their input); dt: how they are stored.
-     * Float rows hold vt's values exactly: F16 as floats, Q8_0/Q4_0 as their
-     * int8 values with the block scales beside them. */
     const int vt = pick_dtype(f, im->o->wtype);
-    int dt = rows ? DT_F32 : vt;
-    size_t rb, tile = im->o->tile_bytes ? im->o->tile_bytes : DEFAULT_TILE_BYTES;
-    if (!sqlm_dtype_row_bytes(vt, (size_t)n_in, &rb) || !sqlm_dtype_row_bytes(dt, (size_t)n_in, &rb))
+    int64_t part_rows[3];
+    for (int i = 0; i < f->n; i++) part_rows[i] = f->t[i]->ne[1];
+    int64_t align = 1;
+    for (int i = 0; i < f->n; i++) align = MAX(align, (int64_t)sqlm_dtype_block(f->t[i]->dtype));
+    layout_req q = { .n_out = n_out, .n_in = n_in, .vt = vt, .align = align, .whole_rows = whole_rows,
+                     .tile_bytes = im->o->tile_bytes, .row2col = im->o->row2col,
+                     .can_append = im->e->m->append != NULL, .part_rows = part_rows, .n_part = f->n,
+                     .units = f->units };
+    matrix_layout layout, *ly = &layout;
+    if (sqlm_layout_matrix(im->d, &q, ly))
         return sqlm_error(SQLM_FORMAT, "%s: %s: width %lld is not a multiple of the %s block",
                           im->m->path, name, (long long)n_in, sqlm_dtype_name(vt));
-    int64_t chunk = n_in;
-    if (rb > tile && !whole_rows && (!rows || im->o->tile_bytes)) {
-        size_t blocks = MAX(tile / sqlm_dtype_block_bytes(dt), 1);
-        chunk = MIN((int64_t)(blocks * sqlm_dtype_block(dt)), n_in);
-        /* a chunk converted from a quantized part starts on its blocks */
-        int64_t align = 1;
-        for (int i = 0; i < f->n; i++) align = MAX(align, (int64_t)sqlm_dtype_block(f->t[i]->dtype));
-        align = MAX(align, (int64_t)sqlm_dtype_block(vt));
-        if (chunk < n_in) chunk = MIN(MAX(chunk / align, 1) * align, n_in);
-    }
-    if (!rows && !whole_rows && chunk == n_in) chunk = fill_chunk(dt, n_out, n_in, tile);
+    const int dt = ly->dt, pivot = ly->pivot;
+    const int64_t chunk = ly->chunk, tile_rows = ly->tile_rows, split = ly->split;
+    const bool qrows = ly->qrows;
+    int64_t n_chunks = (n_in + chunk - 1) / chunk;
     size_t cb;
     sqlm_dtype_row_bytes(dt, (size_t)chunk, &cb);
-    int64_t tile_rows = rows ? 1 : MAX((int64_t)(tile / cb), 1);
-    tile_rows = MIN(tile_rows, n_out);
-    int64_t n_chunks = (n_in + chunk - 1) / chunk;
-    /* Rows of Q8_0/Q4_0 values: the integer values and the block scales (s),
-     * so products can sum each block exactly as llama.cpp does; stored as
-     * int8 blocks by the dialect's q_blocks statement. */
-    const bool qrows = rows && sqlm_dtype_block(vt) > 1 && im->d->q_blocks;
-    /* ROW2COL: whole float rows stored as pivot columns c0.. of n_in / pivot
-     * (not quantized rows: their blocks and scales stay whole) */
-    const int pivot = rows && !qrows && chunk == n_in && !whole_rows
-                          ? sqlm_row2col_pivots(im->o->row2col, n_out, n_in) : 0;
-    /* ROW2COL's table split: rows from split on go to the table {name}_1,
-     * or both tables hold blocks of rows where the dialect has them */
-    const int64_t split = rows && !qrows && chunk == n_in && !whole_rows && !pivot
-                              ? sqlm_row2col_split_tables(im->o->row2col, n_out, n_in) : 0;
-    if (split && im->d->row_blocks && im->e->m->append && im->o->row2col != R2C_SPLIT_ROWS) {
-        int64_t first[256], part_rows[3];
-        int table[256];
-        for (int i = 0; i < f->n; i++) part_rows[i] = f->t[i]->ne[1];
-        const int n = sqlm_row2col_blocks(part_rows, f->n, f->units, first, table, (int)ARRAY_LEN(first));
-        if (n) {
-            int rc = write_blocks(im, name, f, vt, n, first, table);
-            return rc ? rc : add_weight(im, name, vt, n_out, n_in, 1, n_in, 0, 0, n);
-        }
+    if (ly->blocks) {
+        int rc = write_blocks(im, name, f, vt, ly->blocks, ly->first, ly->table);
+        return rc ? rc : add_weight(im, name, vt, n_out, n_in, 1, n_in, 0, 0, ly->blocks);
     }
     char name1[48];
     snprintf(name1, sizeof name1, "%s_1", name);
@@ -409,7 +372,7 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
 }
 
 /* A 1-D float tensor (norm gain, bias) as float32, scaled. */
-static int put_vector(importer *im, const char *sql, int layer, const char *kind, const tensor **ts,
+static int put_vector(importer *im, const char *table, int layer, const char *kind, const tensor **ts,
                       const float *scales, int n) {
     int64_t len = 0;
     for (int i = 0; i < n; i++) len += ts[i]->ne[0];
@@ -421,7 +384,7 @@ static int put_vector(importer *im, const char *sql, int layer, const char *kind
     }
     db_val p[3] = { dbv_int(layer), kind ? dbv_text(kind) : vec_val(im, v, (size_t)len),
                     vec_val(im, v, (size_t)len) };
-    int rc = im->e->m->query(im->e, sql, p, kind ? 3 : 2, NULL, NULL);
+    int rc = insert_row(im, table, p, kind ? 3 : 2);
     free(v);
     return rc;
 }
@@ -465,13 +428,12 @@ static int write_vocab(importer *im) {
     }
     if (!rc) rc = batch_flush(&b);
     batch_free(&b);
-    const char *ins = "INSERT INTO tokenizer VALUES (?, ?)";
 #define X(name, def) \
-    if (!rc) rc = im->e->m->query(im->e, ins, (db_val[]){ dbv_text(#name), dbv_int(v->name) }, 2, NULL, NULL);
+    if (!rc) rc = insert_row(im, "tokenizer", (db_val[]){ dbv_text(#name), dbv_int(v->name) }, 2);
     VOCAB_INT_FIELDS(X)
 #undef X
 #define X(name) \
-    if (!rc && v->name) rc = im->e->m->query(im->e, ins, (db_val[]){ dbv_text(#name), dbv_text(v->name) }, 2, NULL, NULL);
+    if (!rc && v->name) rc = insert_row(im, "tokenizer", (db_val[]){ dbv_text(#name), dbv_text(v->name) }, 2);
     VOCAB_STR_FIELDS(X)
 #undef X
     return rc;
@@ -495,7 +457,7 @@ static int write_program(importer *im) {
     sqlm_ir_free(&g);
     for (int i = 0; !rc && i < p.n_steps; i++) {
         db_val v[3] = { dbv_int(i), dbv_text(p.steps[i].name), dbv_text(p.steps[i].sql) };
-        rc = im->e->m->query(im->e, "INSERT INTO program VALUES (?, ?, ?)", v, 3, NULL, NULL);
+        rc = insert_row(im, "program", v, 3);
     }
     sqlm_sql_program_free(&p);
     return rc;
@@ -509,8 +471,7 @@ static int write_model(importer *im) {
     buf ddl;
     sqlm_buf_init(&ddl);
     sqlm_dialect_subst(im->e->m->dialect, schema, &ddl);
-    int rc = ddl.rc ? ddl.rc : im->e->m->exec(im->e, "BEGIN");
-    if (!rc) rc = im->e->m->exec(im->e, ddl.p);
+    int rc = ddl.rc ? ddl.rc : im->e->m->exec(im->e, ddl.p);   /* inside create_begin's transaction */
     sqlm_buf_free(&ddl);
     if (!rc) rc = sqlm_modeldb_write_config(im->e, &cfg);
     if (!rc) rc = write_vocab(im);
@@ -550,16 +511,15 @@ static int write_model(importer *im) {
         if (!rc && !im->o->no_fuse) rc = write_matrix(im, name, &gu, false);
         snprintf(name, sizeof name, "blk%d_down", l);
         if (!rc) rc = write_matrix(im, name, &down, false);
-        const char *ins_norm = "INSERT INTO norm VALUES (?, ?, ?)";
         const float one = 1;
-        if (!rc) rc = put_vector(im, ins_norm, l, "attn", &an, &one, 1);
-        if (!rc) rc = put_vector(im, ins_norm, l, "ffn", &fn, &one, 1);
+        if (!rc) rc = put_vector(im, "norm", l, "attn", &an, &one, 1);
+        if (!rc) rc = put_vector(im, "norm", l, "ffn", &fn, &one, 1);
         if (!rc && c->qkv_bias) {
             const tensor *b[3] = { need(m, l, "attn_q.bias"), need(m, l, "attn_k.bias"),
                                    need(m, l, "attn_v.bias") };
             const float sc[3] = { qscale, 1, 1 };
             if (!b[0] || !b[1] || !b[2]) return SQLM_FORMAT;
-            rc = put_vector(im, "INSERT INTO bias VALUES (?, ?)", l, NULL, b, sc, 3);
+            rc = put_vector(im, "bias", l, NULL, b, sc, 3);
         }
     }
     const tensor *embd = need(m, -1, "token_embd.weight"), *on = need(m, -1, "output_norm.weight");
@@ -575,7 +535,7 @@ static int write_model(importer *im) {
         rc = write_matrix(im, "output", &out, true);
     }
     const float one = 1;
-    if (!rc) rc = put_vector(im, "INSERT INTO norm VALUES (?, ?, ?)", c->n_layer, "output", &on, &one, 1);
+    if (!rc) rc = put_vector(im, "norm", c->n_layer, "output", &on, &one, 1);
 
     float *cs = malloc((size_t)c->head_dim * ROWS_PER_INSERT * sizeof *cs);
     if (!cs) return sqlm_error(SQLM_NOMEM, "out of memory");
@@ -593,23 +553,15 @@ static int write_model(importer *im) {
     if (!rc) rc = write_program(im);
     if (!rc) {
         db_val v[2] = { dbv_text("complete"), dbv_int(1) };
-        rc = im->e->m->query(im->e, "INSERT INTO sqlm_meta VALUES (?, ?)", v, 2, NULL, NULL);
+        rc = insert_row(im, "sqlm_meta", v, 2);
     }
-    if (!rc) rc = im->e->m->exec(im->e, "COMMIT");
-    return rc;
-}
-
-/* Remove a database and its engine's side files. */
-static void remove_db(const db_methods *dm, const char *path) {
-    if (dm && dm->remove) dm->remove(path);
-    else unlink(path);
+    return rc;   /* committed by create_commit */
 }
 
 int sqlm_import(const char *model_path, const char *out_path, const import_opts *o) {
     const db_methods *dm = NULL;
     model *m = NULL;
-    engine *e = NULL;
-    char *tmp = NULL;
+    db_create cr = { 0 };
     int rc = sqlm_model_open(model_path, o->tok_path, &m);
     if (rc) return rc;
     if (o->wtype >= 0 && o->wtype != DT_F32 && o->wtype != DT_F16 && o->wtype != DT_Q8_0 &&
@@ -627,14 +579,15 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         rc = sqlm_error(SQLM_UNSUPPORTED, "engine %s: ROW2COL needs float rows (engine duckdb)", dm->name);
         goto done;
     }
-    buf b;
-    sqlm_buf_init(&b);
-    sqlm_buf_appendf(&b, "%s.tmp-%d", out_path, (int)getpid());
-    if (b.rc) { rc = SQLM_NOMEM; goto done; }
-    tmp = sqlm_buf_detach(&b);
-    remove_db(dm, tmp);
-    engine_opts eo = { .create = true, .page_size = PAGE_SIZE, .mem_budget = o->mem_budget };
-    if ((rc = dm->open(&e, tmp, &eo))) goto done;
+    if (!dm->create_begin || !dm->create_commit || !dm->create_abort) {
+        rc = sqlm_error(SQLM_UNSUPPORTED, "engine %s cannot create a database", dm->name);
+        goto done;
+    }
+    /* written where it cannot be taken for a database under out_path until
+     * create_commit publishes it (engine.h, db_create) */
+    engine_opts eo = { .create = true, .page_size = dl->layout->page_size, .mem_budget = o->mem_budget };
+    cr.m = dm;
+    if ((rc = dm->create_begin(&cr, out_path, &eo))) goto done;
     if (o->progress && dl->weight_layout == WL_ROWS_F32) {
         bool quant = false;
         for (int i = 0; i < m->n_tensors; i++) quant |= m->tensors[i].dtype != DT_F32;
@@ -642,22 +595,12 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
             fprintf(stderr, "import: engine %s stores F16 weights as float32 and Q8_0/Q4_0 as int8 "
                             "blocks with float scales; every value stays exact\n", dm->name);
     }
-    importer im = { e, dl, m, o, 0, 0, 0 };
+    importer im = { cr.e, dl, m, o, 0, 0, 0 };
     rc = write_model(&im);
     if (o->progress) fputc('\n', stderr);
-    e->m->close(e);
-    e = NULL;
-    if (rc) goto done;
-    /* Durable before visible. */
-    int fd = open(tmp, O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0) rc = sqlm_error(SQLM_IO, "%s: cannot sync", tmp);
-    if (fd >= 0) close(fd);
-    if (!rc && rename(tmp, out_path) != 0)
-        rc = sqlm_error(SQLM_IO, "cannot rename %s to %s", tmp, out_path);
+    if (!rc) rc = dm->create_commit(&cr);   /* durable, then visible */
+    else dm->create_abort(&cr);
 done:
-    if (e) e->m->close(e);
-    if (rc && tmp) remove_db(dm, tmp);
-    free(tmp);
     sqlm_model_free(m);
     return rc;
 }

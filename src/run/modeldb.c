@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "run.h"
+#include "../layout/layout.h"
 
 /* Config fields stored in sqlm_meta. */
 #define CFG_INT(f) { #f, offsetof(model_config, f), 'i' }
@@ -44,8 +45,12 @@ static const struct { const char *key; size_t off; char type; } cfg_fields[] = {
 
 static int put_meta(engine *e, const char *key, db_val v) {
     db_val p[2] = { dbv_text(key), v };
-    return e->m->query(e, "INSERT OR REPLACE INTO sqlm_meta(key, value) VALUES (?, ?)", p, 2,
-                       NULL, NULL);
+    buf sql;
+    sqlm_buf_init(&sql);
+    sqlm_dialect_upsert(e->m->dialect, "sqlm_meta", "key", "value", &sql);
+    int rc = sql.rc ? sql.rc : e->m->query(e, sql.p, p, 2, NULL, NULL);
+    sqlm_buf_free(&sql);
+    return rc;
 }
 
 int sqlm_modeldb_write_config(engine *e, const model_config *c) {
@@ -140,6 +145,9 @@ int sqlm_modeldb_read_weights(engine *e, ir_weight **out, int *n) {
     for (size_t i = 0; i < ARRAY_LEN(q) && rc && !l.rc && !l.n; i++)
         rc = e->m->query(e, q[i], NULL, 0, weight_row, &l);
     if (!rc) rc = l.rc;
+    /* what the engine's layout rules derive from the stored layout */
+    const sql_dialect *d = sqlm_dialect_get(e->m->dialect);
+    if (!rc) sqlm_layout_derive(d ? d->layout : NULL, l.w, l.n);
     if (rc) {
         free(l.w);
         l.w = NULL;
@@ -198,14 +206,11 @@ static int merge_row(void *ctx, int nc, const db_val *v) {
 int sqlm_modeldb_open(modeldb *db, const char *path, const char *engine_name, const engine_opts *o) {
     memset(db, 0, sizeof *db);
     sqlm_vocab_init(&db->voc);
-    /* no engine named: the one that wrote the file */
-    const db_methods *m = engine_name ? sqlm_db_find(engine_name) : sqlm_db_sniff(path);
-    if (!m && !engine_name) m = &sqlm_db_sqlite;
-    if (!m) return sqlm_error(SQLM_UNSUPPORTED, "unknown engine '%s'", engine_name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return sqlm_error(SQLM_IO, "%s: cannot open model database", path);
-    fclose(f);
-    int rc = m->open(&db->e, path, o);
+    /* no engine named: the one that wrote the database; reachable */
+    const db_methods *m;
+    int rc = sqlm_db_resolve(path, engine_name, &m);
+    if (rc) return rc;
+    rc = m->open(&db->e, path, o);
     if (rc) return rc;
     load_ctx l = { db, 0, 0, 0 };
     rc = db->e->m->query(db->e, "SELECT key, value FROM sqlm_meta", NULL, 0, meta_row, &l);
@@ -225,7 +230,7 @@ int sqlm_modeldb_open(modeldb *db, const char *path, const char *engine_name, co
     if ((rc = sqlm_modeldb_read_weights(db->e, &db->weights, &db->n_weights))) goto fail;
     /* weight tiles read in place when the engine can; else a note and the
      * copying path.  Under --mem-budget the tiles come from the budget's
-     * weight cache, not a mapping of the whole file (db/tiles.c). */
+     * weight cache, not a mapping of the whole file (db/sqlite/tiles.c). */
     if (o->readonly && !o->plain && !o->copy_tiles && db->e->m->map_weights) {
         if (db->e->m->map_weights(db->e, db->weights, db->n_weights) == SQLM_OK) db->inplace = true;
         else snprintf(db->note, sizeof db->note, "weight tiles are read through %s (copied): %s",

@@ -4,9 +4,11 @@
  *
  * Templates are data: each is readable SQL with {placeholders} that emit
  * fills from the node (shapes, tables, inputs).  Nothing here splices SQL by
- * hand beyond the statement frame (DELETE / INSERT ... WITH ... SELECT).
- * Dialects differ only through their rows in the tables below; a missing
- * template is SQLM_UNSUPPORTED naming the operator and the dialect.
+ * hand beyond the statement frame (the dialect's frame: CREATE, DELETE,
+ * INSERT ... WITH ... SELECT).  Dialects differ only through their rows in
+ * the dialect table (the end of the templates section): its template sets,
+ * layer-merged templates, frame, placeholders, upserts and layout rules; a
+ * missing template is SQLM_UNSUPPORTED naming the operator and the dialect.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +16,12 @@
 
 #include "sqlgen.h"
 #include "../kern/kern.h"
+#include "../layout/layout.h"
 
 /* ------------------------------------------------------------- dialects */
 
-/* (TINYINT[] first: a FLOAT slice cast to TINYINT[32] inside the lambda
+/* How a DuckDB dialect turns a quantized weight table's staging lists into
+ * int8 blocks (sql_dialect.q_blocks).  (TINYINT[] first: a FLOAT slice cast to TINYINT[32] inside the lambda
  * comes out as zeros after the first row, DuckDB 1.5.6) */
 #define DUCK_Q_BLOCKS                                                                             \
     "CREATE TABLE %1$s AS SELECT id, row, col,\n"                                                   \
@@ -25,25 +29,8 @@
     "FROM (SELECT id, row, col, v::TINYINT[] AS v, s FROM %1$s_flat);\n"                            \
     "DROP TABLE %1$s_flat"
 
-static const sql_dialect dialects[DIA_COUNT] = {
-    /* name      vector     any        keyed temp tables  materialised CTE  weights      vector binding,
-     * then how a quantized weight table gets its blocks, whether it stores
-     * ROW2COL's blocks, whether it has the fused ATTN template, and its base
-     * dialect */
-    /* SQLite: no MATERIALIZED on a CTE read once, so that SQLite can run it as
-     * a co-routine instead of writing its rows (megabytes of BLOBs in a
-     * prefill) to a temporary table and reading them back; SQLite (3.35+)
-     * still computes a CTE read twice once */
-    { "sqlite", "BLOB",    "",        " PRIMARY KEY",    "",  WL_TILES,    DBV_BLOB, NULL, false, true, -1, NULL },
-    /* DuckDB drops a temporary table's deleted rows only at a checkpoint
-     * (once per sequence: sqlm_exec_reset) */
-    { "duckdb", "FLOAT[]", "VARCHAR", "",                "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, true, false, -1,
-      "CHECKPOINT temp" },
-    /* DuckDB with sqlm's C functions (db/duckdb.c): the same storage; its
-     * own templates where a function does the work, DuckDB's elsewhere */
-    { "duckdb-native", "FLOAT[]", "VARCHAR", "",         "",  WL_ROWS_F32, DBV_VEC, DUCK_Q_BLOCKS, true, false, DIA_DUCKDB,
-      "CHECKPOINT temp" },
-};
+/* The dialect table, defined after the templates it points to. */
+static const sql_dialect dialects[DIA_COUNT];
 
 int sqlm_dialect_from_name(const char *name) {
     for (int i = 0; i < DIA_COUNT; i++)
@@ -54,9 +41,10 @@ int sqlm_dialect_from_name(const char *name) {
 const sql_dialect *sqlm_dialect_get(int dia) { return dia >= 0 && dia < DIA_COUNT ? &dialects[dia] : NULL; }
 
 ir_opts sqlm_dialect_ir_opts(int dia, ir_opts o) {
-    if (dia < 0 || dia >= DIA_COUNT || !dialects[dia].fused_attn) o.fuse_attn = false;
-    /* the templates of a cache carrying q exist for DuckDB's pure SQL only */
-    o.layer_merge = dia == DIA_DUCKDB && o.cte_merge && !o.fuse_attn;
+    const sql_dialect *d = sqlm_dialect_get(dia);
+    if (!d || !d->fused_attn) o.fuse_attn = false;
+    /* the templates of a cache carrying q: where the dialect has them */
+    o.layer_merge = d && d->layer_merge && d->merged && o.cte_merge && !o.fuse_attn;
     return o;
 }
 
@@ -70,6 +58,23 @@ void sqlm_dialect_subst(int dia, const char *text, buf *out) {
     }
 }
 
+void sqlm_dialect_params(int dia, int first, int n, buf *out) {
+    for (int i = 0; i < n; i++) {
+        if (i) sqlm_buf_puts(out, ", ");
+        sqlm_buf_appendf(out, dialects[dia].param, first + i);
+    }
+}
+
+void sqlm_dialect_upsert(int dia, const char *table, const char *key, const char *value, buf *out) {
+    buf p1, p2;
+    sqlm_buf_init(&p1), sqlm_buf_init(&p2);
+    sqlm_dialect_params(dia, 1, 1, &p1);
+    sqlm_dialect_params(dia, 2, 1, &p2);
+    if (p1.rc || p2.rc) out->rc = SQLM_NOMEM;
+    else sqlm_buf_appendf(out, dialects[dia].upsert, table, key, value, p1.p, p2.p);
+    sqlm_buf_free(&p1), sqlm_buf_free(&p2);
+}
+
 /* ------------------------------------------------------------ templates */
 
 /*
@@ -81,15 +86,6 @@ void sqlm_dialect_subst(int dia, const char *text, buf *out) {
  * definitions as a table (with the dialect's {vec} and {pk}), or "USING
  * module" for a virtual table.
  */
-typedef struct op_sql {
-    const char *cols;
-    const char *defs;
-    const char *sql;
-    bool rereads_in0;     /* the copying form (not inplace) reads {in0} once per
-                           * weight row (SQLite: inside a correlated subquery;
-                           * DuckDB: above its cross join): {in0} must then be
-                           * computed once (MATERIALIZED), not inlined */
-} op_sql;
 
 #define POS_V "pos, v"
 #define POS_V_DEFS "pos INTEGER{pk}, v {vec}"
@@ -104,15 +100,15 @@ typedef struct op_sql {
 
 /*
  * A product in pure SQL on DuckDB, in the form of the weights' layout
- * (import.c and graph.c decide it), its rows gathered in order by DUCK_GATHER
+ * (layout/layout.c decides it), its rows gathered in order by DUCK_GATHER
  * (whole Q8_0/Q4_0 rows still by list(... ORDER BY w.row), not measured
  * against it).
  *   - ROW2COL's row split ({split_from}: two UNION ALL branches, the two
  *     tables of a split matrix or the rows of one table below split_at and
  *     the rest, each its own pipeline; a pivoted row's dot product is the
  *     sum of its columns', as the pivot form sums them) is taken before the
- *     pivot form (graph.c, sqlm_row2col_split_tables(), sqlm_row2col_split()).  Tables
- *     of blocks ({?blocks}, sqlm_row2col_blocks()) give a list of dot products
+ *     pivot form (layout.c: the DuckDB rules split_tables and row_split).  Tables
+ *     of blocks ({?blocks}, sqlm_layout_blocks()) give a list of dot products
  *     per block (r.s, bias added inside), gathered by their first rows and
  *     flattened.
  *   - ROW2COL (pivoted weights, columns c0..): {r2c_from} is one subquery
@@ -191,16 +187,16 @@ typedef struct op_sql {
         "      FROM {in0}) x\n" \
         "  JOIN rope r ON r.pos = x.pos"
 
-static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
-    /* ---------------------------------------------------------- SQLite:
-     * native C functions over BLOBs of float32 (db/sqlite.c). */
-    [IR_OP_EMBED][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+/* ---------------------------------------------------------- SQLite:
+     * native C functions over BLOBs of float32 (db/sqlite/functions.c). */
+static const sql_template sqlite_templates[IR_OP_COUNT] = {
+    [IR_OP_EMBED] = { POS_V, POS_V_DEFS,
         "SELECT i.pos AS pos, sqlm_row(w.v, {dtype}, {n_in}, i.tok - w.row) AS v\n"
         "FROM {in0} i JOIN {w} w ON w.id = i.tok / {tile_rows}" },
-    [IR_OP_RMSNORM][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+    [IR_OP_RMSNORM] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, {eps}) AS v\n"
         "FROM {in0} x, norm n WHERE n.layer = {layer} AND n.kind = '{w}'" },
-    [IR_OP_QUANT][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+    [IR_OP_QUANT] = { POS_V, POS_V_DEFS,
         "SELECT pos, sqlm_quant(v, {dtype}) AS v FROM {in0}" },
     /* Copying: one matvec per (position, tile), SQLite copying each tile's
      * BLOB.  In place: the scan reads only the weight table's rowids; the
@@ -208,7 +204,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
      * each with all the batch's positions (stacked into one value, passed
      * with tile 0 only: SQLite would copy a value given on every row), and
      * sqlm_rows() gives the product back one row per position. */
-    [IR_OP_MATMUL][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+    [IR_OP_MATMUL] = { POS_V, POS_V_DEFS,
         "{?!inplace}"
         "SELECT x.pos AS pos,\n"
         "  {?bias}sqlm_vadd({/}(SELECT sqlm_gather(w.row, sqlm_matvec(w.v, x.v, w.col, {chunk}, {n_in}, {dtype}), {n_out})\n"
@@ -220,18 +216,18 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "  SELECT sqlm_matmul('{w}', w.id,\n"
         "    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM {in0} x) END) FROM {w} w)) p{/}",
         .rereads_in0 = true },
-    [IR_OP_ROPE][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+    [IR_OP_ROPE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, {n_head}, {n_head_kv}, {hd}, {interleaved}, {q_scale}) AS v\n"
         "FROM {in0} x JOIN rope r ON r.pos = x.pos" },
-    [IR_OP_KV_APPEND][DIA_SQLITE] = { "pos, k, v", "USING sqlm_kv",   /* a virtual table (db/sqlite.c) */
+    [IR_OP_KV_APPEND] = { "pos, k, v", "USING sqlm_kv",   /* a virtual table (db/sqlite/vtab_kv.c) */
         "SELECT pos, sqlm_slice(v, {q_dim}, {kv_dim}) AS k, sqlm_slice(v, {v_off}, {kv_dim}) AS v\n"
         "FROM {in0}" },
-    [IR_OP_ATTN_SCORE][DIA_SQLITE] = { "qpos, kpos, s", "qpos INTEGER, kpos INTEGER, s BLOB",
+    [IR_OP_ATTN_SCORE] = { "qpos, kpos, s", "qpos INTEGER, kpos INTEGER, s BLOB",
         "SELECT q.pos AS qpos, k.pos AS kpos, sqlm_qk(q.v, k.k, {n_head}, {n_head_kv}, {hd}) AS s\n"
         "FROM {in0} q CROSS JOIN {in1} k WHERE k.pos <= q.pos" },
-    [IR_OP_ATTN_MAX][DIA_SQLITE] = { "qpos, mx", "qpos INTEGER PRIMARY KEY, mx BLOB",
+    [IR_OP_ATTN_MAX] = { "qpos, mx", "qpos INTEGER PRIMARY KEY, mx BLOB",
         "SELECT qpos, sqlm_vmax(s) AS mx FROM {in0} GROUP BY qpos" },
-    [IR_OP_ATTN_OUT][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+    [IR_OP_ATTN_OUT] = { POS_V, POS_V_DEFS,
         "SELECT s.qpos AS pos,\n"
         "  sqlm_attn(sqlm_vexp(s.s, m.mx), k.v, {n_head}, {n_head_kv}, {hd}) AS v\n"
         "FROM {in0} s JOIN {in1} m ON m.qpos = s.qpos JOIN {in2} k ON k.pos = s.kpos\n"
@@ -242,25 +238,26 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
      * or before its position, in key order (the arithmetic of the three
      * relations above).  The queries come stacked, with the first key's row
      * only: SQLite copies a value passed on every row. */
-    [IR_OP_ATTN][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+    [IR_OP_ATTN] = { POS_V, POS_V_DEFS,
         "SELECT p.pos AS pos, p.v AS v\n"
         "FROM sqlm_rows((\n"
         "  SELECT sqlm_attend(CASE WHEN k.pos = (SELECT min(pos) FROM {in1}) THEN\n"
         "           (SELECT sqlm_stack(q.pos, q.v) FROM {in0} q) END,\n"
         "         '{in1}', k.pos, {n_head}, {n_head_kv}, {hd}) FROM {in1} k)) p" },
-    [IR_OP_ADD][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+    [IR_OP_ADD] = { POS_V, POS_V_DEFS,
         "SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
-    [IR_OP_SWIGLU][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+    [IR_OP_SWIGLU] = { POS_V, POS_V_DEFS,
         "SELECT pos, sqlm_swiglu(v) AS v FROM {in0}" },
-    [IR_OP_CONCAT][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+    [IR_OP_CONCAT] = { POS_V, POS_V_DEFS,
         "SELECT a.pos AS pos, CAST(a.v || b.v{?in2} || c.v{/} AS BLOB) AS v\n"
         "FROM {in0} a JOIN {in1} b ON b.pos = a.pos{?in2} JOIN {in2} c ON c.pos = a.pos{/}" },
-    [IR_OP_LAST][DIA_SQLITE] = { POS_V, POS_V_DEFS,
+    [IR_OP_LAST] = { POS_V, POS_V_DEFS,
         "SELECT pos, v FROM {in0} WHERE pos = (SELECT max(pos) FROM {in1})" },
-    [IR_OP_ARGMAX][DIA_SQLITE] = { "pos, tok", "pos INTEGER PRIMARY KEY, tok INTEGER",
+    [IR_OP_ARGMAX] = { "pos, tok", "pos INTEGER PRIMARY KEY, tok INTEGER",
         "SELECT pos, sqlm_argmax(v) AS tok FROM {in0}" },
+};
 
-    /* ---------------------------------------------------------- DuckDB:
+/* ---------------------------------------------------------- DuckDB:
      * pure SQL, no registered function.  A vector is a FLOAT[] list; a
      * weight table has one matrix row (or chunk of a row) per table row,
      * in float32.  Element-wise maps are list_transform lambdas (1-based
@@ -274,13 +271,14 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
      * Q8_0 and Q4_0 weights are stored as blocks of their int8 values
      * (v TINYINT[32][]) with the block scales (s FLOAT[]); see QUANT and
      * MATMUL. */
-    [IR_OP_EMBED][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+static const sql_template duck_templates[IR_OP_COUNT] = {
+    [IR_OP_EMBED] = { POS_V, POS_V_DEFS,
         "SELECT i.pos AS pos, {?quant}list_transform(flatten(w.v::FLOAT[][]), lambda e, j: e * w.s[(j - 1) // 32 + 1]){/}"
         "{?!quant}w.v{/} AS v\n"
         "FROM {in0} i JOIN {w} w ON w.row = i.tok" },
     /* as ggml: squares rounded to float, summed in double, the mean rounded
      * to float, scale = 1 / sqrtf(mean + eps), then (x * scale) * g */
-    [IR_OP_RMSNORM][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+    [IR_OP_RMSNORM] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, list_transform(x.v, lambda e, i: (e * x.s) * n.v[i]) AS v\n"
         "FROM (SELECT pos, v, 1::FLOAT / sqrt((list_sum(list_transform(v, lambda e: (e * e)::DOUBLE)) / len(v))::FLOAT\n"
         "                                     + {eps}::FLOAT)::FLOAT AS s\n"
@@ -293,7 +291,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
      * ggml's x86 quantize_row_q8_0).  F16: v = fp16(x).  fp16(f) rounds to
      * nearest even at the unit 2^(max(floor(log2 |f|), -14) - 10), exact in
      * DOUBLE, subnormals included; |f| >= 65520 overflows to infinity. */
-    [IR_OP_QUANT][DIA_DUCKDB] = { "pos, v, q, d", "pos INTEGER, v FLOAT[], q FLOAT[32][], d FLOAT[]",
+    [IR_OP_QUANT] = { "pos, v, q, d", "pos INTEGER, v FLOAT[], q FLOAT[32][], d FLOAT[]",
         "{?quant}"
         "SELECT x.pos AS pos, list_transform(x.qv, lambda e, i: x.d[(i - 1) // 32 + 1] * e) AS v,\n"
         "  list_transform(range({n_blocks}), lambda b: x.qv[b * 32 + 1 : b * 32 + 32]::FLOAT[32]) AS q, x.d AS d\n"
@@ -316,32 +314,32 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "  NULL::FLOAT[32][] AS q, NULL::FLOAT[] AS d\n"
         "FROM {in0}{/}"
         "{?!quant}{?!f16}SELECT pos, v, NULL::FLOAT[32][] AS q, NULL::FLOAT[] AS d FROM {in0}{/}{/}" },
-    [IR_OP_MATMUL][DIA_DUCKDB] = { POS_V, POS_V_DEFS, DUCK_MATMUL,
+    [IR_OP_MATMUL] = { POS_V, POS_V_DEFS, DUCK_MATMUL,
         /* DuckDB evaluates an inlined {in0}'s expressions (a norm's or
          * SwiGLU's lambda) above the cross join, once per weight row: a
          * 200-position product over the 4096 x 768 gate/up table took 628 ms
          * with its input's lambda inlined, 323 ms with it MATERIALIZED */
         .rereads_in0 = true },
-    [IR_OP_ROPE][DIA_DUCKDB] = { POS_V, POS_V_DEFS, DUCK_ROPE },
+    [IR_OP_ROPE] = { POS_V, POS_V_DEFS, DUCK_ROPE },
     /* The cache has one row per (position, kv head): the attention joins
      * pick a head's {hd} values by key instead of slicing whole rows per
      * (query, key, head), which DuckDB does slowly (a 32-key decode step's
      * scores: 1.1 ms against 5.9 with 768-value rows, 110M shape). */
-    [IR_OP_KV_APPEND][DIA_DUCKDB] = { "pos, h, k, v", "pos INTEGER, h INTEGER, k FLOAT[], v FLOAT[]",
+    [IR_OP_KV_APPEND] = { "pos, h, k, v", "pos INTEGER, h INTEGER, k FLOAT[], v FLOAT[]",
         "SELECT x.pos AS pos, t.h::INTEGER AS h,\n"
         "  x.v[{q_dim} + t.h * {hd} + 1 : {q_dim} + t.h * {hd} + {hd}] AS k,\n"
         "  x.v[{v_off} + t.h * {hd} + 1 : {v_off} + t.h * {hd} + {hd}] AS v\n"
         "FROM {in0} x CROSS JOIN range({n_head_kv}) t(h)" },
     /* q cut into its heads once per position, then one dot product per
      * (query, key, head) */
-    [IR_OP_ATTN_SCORE][DIA_DUCKDB] = { "qpos, kpos, h, s", "qpos INTEGER, kpos INTEGER, h INTEGER, s FLOAT",
+    [IR_OP_ATTN_SCORE] = { "qpos, kpos, h, s", "qpos INTEGER, kpos INTEGER, h INTEGER, s FLOAT",
         "SELECT q.pos AS qpos, k.pos AS kpos, q.h AS h, list_dot_product(q.v, k.k) AS s\n"
         "FROM (SELECT pos, t.h::INTEGER AS h, v[t.h * {hd} + 1 : t.h * {hd} + {hd}] AS v\n"
         "      FROM {in0} CROSS JOIN range({n_head}) t(h)) q\n"
         "  JOIN {in1} k ON k.h = q.h // {group} AND k.pos <= q.pos" },
     /* Softmax per (query, head) as one list: e = exp(s - max) in key order,
      * and its sum. */
-    [IR_OP_ATTN_MAX][DIA_DUCKDB] = { "qpos, h, es, den", "qpos INTEGER, h INTEGER, es FLOAT[], den DOUBLE",
+    [IR_OP_ATTN_MAX] = { "qpos, h, es, den", "qpos INTEGER, h INTEGER, es FLOAT[], den DOUBLE",
         "SELECT qpos, h, es, list_sum(es) AS den\n"
         "FROM (SELECT qpos, h, list_transform(ss, lambda s: exp(s - mx)::FLOAT) AS es\n"
         "      FROM (SELECT qpos, h, list(s ORDER BY kpos) AS ss, max(s) AS mx FROM {in0} GROUP BY qpos, h))" },
@@ -353,7 +351,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
      * and a grouped sum per (query, value) that this replaced took 662-707
      * ms per 1.1B decode step against 647-650 (separate processes,
      * alternated). */
-    [IR_OP_ATTN_OUT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+    [IR_OP_ATTN_OUT] = { POS_V, POS_V_DEFS,
         "SELECT a.qpos AS pos, flatten(list(a.o ORDER BY a.h)) AS v\n"
         "FROM (SELECT e.qpos AS qpos, e.h AS h,\n"
         "        list_transform(t.m, lambda c: (list_dot_product(e.es, c[1 : len(e.es)]) / e.den)::FLOAT) AS o\n"
@@ -361,37 +359,39 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "      JOIN (SELECT h AS g, list_transform(range(1, {hd} + 1), lambda j: list_transform(vs, lambda r: r[j])) AS m\n"
         "            FROM (SELECT h, list(v ORDER BY pos) AS vs FROM {in2} GROUP BY h)) t ON t.g = e.h // {group}) a\n"
         "GROUP BY a.qpos" },
-    [IR_OP_ADD][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+    [IR_OP_ADD] = { POS_V, POS_V_DEFS,
         "SELECT a.pos AS pos, list_transform(a.v, lambda e, i: e + b.v[i]) AS v\n"
         "FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
     /* {?est_small}: every row passes the filter; it only lowers DuckDB's
-     * estimate of the relation (graph.c, where the down product is built) */
-    [IR_OP_SWIGLU][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+     * estimate of the relation (read_by_split_product() below) */
+    [IR_OP_SWIGLU] = { POS_V, POS_V_DEFS,
         "SELECT pos, list_transform(v[1 : {n_out}], lambda g, i: (g / (1::FLOAT + exp(-g)::FLOAT)) * v[{n_out} + i]) AS v\n"
         "FROM {in0}{?est_small} WHERE pos >= (SELECT min(pos) FROM t_in){/}" },
-    [IR_OP_CONCAT][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+    [IR_OP_CONCAT] = { POS_V, POS_V_DEFS,
         "SELECT a.pos AS pos, {?in2}list_concat({/}list_concat(a.v, b.v){?in2}, c.v){/} AS v\n"
         "FROM {in0} a JOIN {in1} b ON b.pos = a.pos{?in2} JOIN {in2} c ON c.pos = a.pos{/}" },
-    [IR_OP_LAST][DIA_DUCKDB] = { POS_V, POS_V_DEFS,
+    [IR_OP_LAST] = { POS_V, POS_V_DEFS,
         "SELECT pos, v FROM {in0} WHERE pos = (SELECT max(pos) FROM {in1})" },
-    [IR_OP_ARGMAX][DIA_DUCKDB] = { "pos, tok", "pos INTEGER, tok INTEGER",
+    [IR_OP_ARGMAX] = { "pos, tok", "pos INTEGER, tok INTEGER",
         "SELECT pos, list_position(v, list_max(v)) - 1 AS tok FROM {in0}" },
+};
 
-    /* ------------------------------------------------- DuckDB, native:
-     * sqlm's C scalar functions over whole FLOAT[] rows (db/duckdb.c):
+/* ------------------------------------------------- DuckDB, native:
+     * sqlm's C scalar functions over whole FLOAT[] rows (db/duckdb_functions.c):
      * products are sqlm_dot (F32, F16; a row whole or as its ROW2COL pivot
      * columns, read in place) and sqlm_qdot (Q8_0/Q4_0 blocks
      * against the activation quantized by sqlm_q8 to a BLOB of ggml's
      * block_q8_0), computed as vec.c computes them.  Attention
      * gathers each query's scores and values with list() and reduces them
      * in C over whole cache rows.  EMBED, LAST and ARGMAX are DuckDB's templates. */
-    [IR_OP_RMSNORM][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+static const sql_template duck_native_templates[IR_OP_COUNT] = {
+    [IR_OP_RMSNORM] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, {eps}::FLOAT) AS v\n"
         "FROM {in0} x, norm n WHERE n.layer = {layer} AND n.kind = '{w}'" },
-    [IR_OP_QUANT][DIA_DUCKDB_NATIVE] = { "pos, v, q", "pos INTEGER, v FLOAT[], q BLOB",
+    [IR_OP_QUANT] = { "pos, v, q", "pos INTEGER, v FLOAT[], q BLOB",
         "{?quant}SELECT pos, v, sqlm_q8(v) AS q FROM {in0}{/}"
         "{?!quant}SELECT pos, {?f16}sqlm_f16(v){/}{?!f16}v{/} AS v, NULL::BLOB AS q FROM {in0}{/}" },
-    [IR_OP_MATMUL][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+    [IR_OP_MATMUL] = { POS_V, POS_V_DEFS,
         "{?!chunked}"
         "SELECT x.pos AS pos,\n"
         "  list({?quant}sqlm_qdot(w.v, w.s, x.q){/}{?!quant}sqlm_dot(x.v, {wparts}){/}{?bias} + b.v[w.row + {bias_off} + 1]{/}"
@@ -410,27 +410,27 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
         "      FROM {in0} x CROSS JOIN {w} w GROUP BY x.pos, w.row) p"
         "{?bias} CROSS JOIN (SELECT v FROM bias WHERE layer = {layer}) b{/}\n"
         "GROUP BY p.pos{/}" },
-    [IR_OP_ROPE][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+    [IR_OP_ROPE] = { POS_V, POS_V_DEFS,
         "SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, {n_head}, {n_head_kv}, {hd}, {interleaved}, {q_scale}::FLOAT) AS v\n"
         "FROM {in0} x JOIN rope r ON r.pos = x.pos" },
     /* whole rows: sqlm_qk and sqlm_attn take every head at once */
-    [IR_OP_KV_APPEND][DIA_DUCKDB_NATIVE] = { "pos, k, v", "pos INTEGER, k FLOAT[], v FLOAT[]",
+    [IR_OP_KV_APPEND] = { "pos, k, v", "pos INTEGER, k FLOAT[], v FLOAT[]",
         "SELECT pos, v[{q_dim} + 1 : {q_dim} + {kv_dim}] AS k, v[{v_off} + 1 : {v_off} + {kv_dim}] AS v\n"
         "FROM {in0}" },
-    [IR_OP_ATTN_SCORE][DIA_DUCKDB_NATIVE] = { "qpos, kpos, s", "qpos INTEGER, kpos INTEGER, s FLOAT[]",
+    [IR_OP_ATTN_SCORE] = { "qpos, kpos, s", "qpos INTEGER, kpos INTEGER, s FLOAT[]",
         "SELECT q.pos AS qpos, k.pos AS kpos, sqlm_qk(q.v, k.k, {n_head}, {n_head_kv}, {hd}) AS s\n"
         "FROM {in0} q JOIN {in1} k ON k.pos <= q.pos" },
-    [IR_OP_ATTN_MAX][DIA_DUCKDB_NATIVE] = { "qpos, mx", "qpos INTEGER, mx FLOAT[]",
+    [IR_OP_ATTN_MAX] = { "qpos, mx", "qpos INTEGER, mx FLOAT[]",
         "SELECT qpos, sqlm_vmax(list(s)) AS mx FROM {in0} GROUP BY qpos" },
-    [IR_OP_ATTN_OUT][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+    [IR_OP_ATTN_OUT] = { POS_V, POS_V_DEFS,
         "SELECT s.qpos AS pos,\n"
         "  sqlm_attn(list(s.s ORDER BY s.kpos), any_value(m.mx), list(k.v ORDER BY s.kpos),\n"
         "            {n_head}, {n_head_kv}, {hd}) AS v\n"
         "FROM {in0} s JOIN {in1} m ON m.qpos = s.qpos JOIN {in2} k ON k.pos = s.kpos\n"
         "GROUP BY s.qpos" },
-    [IR_OP_ADD][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+    [IR_OP_ADD] = { POS_V, POS_V_DEFS,
         "SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM {in0} a JOIN {in1} b ON b.pos = a.pos" },
-    [IR_OP_SWIGLU][DIA_DUCKDB_NATIVE] = { POS_V, POS_V_DEFS,
+    [IR_OP_SWIGLU] = { POS_V, POS_V_DEFS,
         "SELECT pos, sqlm_swiglu(v) AS v FROM {in0}" },
 };
 
@@ -442,7 +442,7 @@ static const op_sql templates[IR_OP_COUNT][DIA_COUNT] = {
  * carry x, the residual stream entering the layer ({in1}), which the
  * layer's statement reads back (duck_add_kv): so no residual needs a table
  * and a statement of its own. */
-static const op_sql duck_kv_qx = { "pos, h, q, k, v, x",
+static const sql_template duck_kv_qx = { "pos, h, q, k, v, x",
     "pos INTEGER, h INTEGER, q FLOAT[], k FLOAT[], v FLOAT[], x FLOAT[]",
     "SELECT x.pos AS pos, t.h::INTEGER AS h,\n"
     "  x.v[t.h * {group} * {hd} + 1 : (t.h + 1) * {group} * {hd}] AS q,\n"
@@ -454,10 +454,10 @@ static const op_sql duck_kv_qx = { "pos, h, q, k, v, x",
 /* The same for a merged layer's fused QKV product, one row per (position,
  * kv head) from product to cache: duck_matmul_heads, duck_rope_heads, then
  * the cache rows cut from each. */
-static const op_sql duck_matmul_heads = { "pos, h, v", "pos INTEGER, h INTEGER, v {vec}", DUCK_MATMUL,
+static const sql_template duck_matmul_heads = { "pos, h, v", "pos INTEGER, h INTEGER, v {vec}", DUCK_MATMUL,
     .rereads_in0 = true };
-static const op_sql duck_rope_heads = { "pos, h, v", "pos INTEGER, h INTEGER, v {vec}", DUCK_ROPE, false };
-static const op_sql duck_kv_qx_heads = { "pos, h, q, k, v, x",
+static const sql_template duck_rope_heads = { "pos, h, v", "pos INTEGER, h INTEGER, v {vec}", DUCK_ROPE, false };
+static const sql_template duck_kv_qx_heads = { "pos, h, q, k, v, x",
     "pos INTEGER, h INTEGER, q FLOAT[], k FLOAT[], v FLOAT[], x FLOAT[]",
     "SELECT x.pos AS pos, x.h AS h,\n"
     "  x.v[1 : {group} * {hd}] AS q,\n"
@@ -465,7 +465,7 @@ static const op_sql duck_kv_qx_heads = { "pos, h, q, k, v, x",
     "  x.v[({group} + 1) * {hd} + 1 : ({group} + 2) * {hd}] AS v,\n"
     "  CASE WHEN x.h = 0 THEN r.v END AS x\n"
     "FROM {in0} x JOIN {in1} r ON r.pos = x.pos", false };
-static const op_sql duck_add_kv = { POS_V, POS_V_DEFS,
+static const sql_template duck_add_kv = { POS_V, POS_V_DEFS,
     "SELECT a.pos AS pos, list_transform(a.x, lambda e, i: e + b.v[i]) AS v\n"
     "FROM {in0} a JOIN {in1} b ON b.pos = a.pos\n"
     "WHERE a.h = 0 AND a.pos >= (SELECT min(pos) FROM t_in)", false };
@@ -477,7 +477,7 @@ static const op_sql duck_add_kv = { POS_V, POS_V_DEFS,
  * raised DuckDB's estimate of the attention output (8 rows for TinyLlama)
  * above the out-projection's blocks, whose weights it then put on the
  * build side and copied every step (test-duckdb 7). */
-static const op_sql duck_score_q = { "qpos, kpos, h, s", "qpos INTEGER, kpos INTEGER, h INTEGER, s FLOAT",
+static const sql_template duck_score_q = { "qpos, kpos, h, s", "qpos INTEGER, kpos INTEGER, h INTEGER, s FLOAT",
     "WITH q AS MATERIALIZED (SELECT pos, h, q FROM {in0} WHERE pos >= (SELECT min(pos) FROM t_in))\n"
     "{?gqa}"
     "SELECT q.pos AS qpos, k.pos AS kpos, (q.h * {group} + q.g)::INTEGER AS h,\n"
@@ -487,59 +487,116 @@ static const op_sql duck_score_q = { "qpos, kpos, h, s", "qpos INTEGER, kpos INT
     "SELECT q.pos AS qpos, k.pos AS kpos, q.h AS h, list_dot_product(q.q, k.k) AS s\n"
     "FROM q JOIN {in1} k ON k.h = q.h AND k.pos <= q.pos{/}", false };
 
-/* The products-only bound (ir_opts.products_only, duckbench --products-only):
- * in a layer-merged DuckDB program every operator but the products, the
- * embedding, the cache append and the last position copies its input, so
- * that a step costs what its products (and the statements around them) cost.
- * Attention becomes this step's query rows, from the cache; SwiGLU the gate
- * half.  For the benchmark only: the logits mean nothing. */
-static const op_sql bound_templates[IR_OP_COUNT] = {
-    [IR_OP_RMSNORM] = { POS_V, POS_V_DEFS, "SELECT pos, v FROM {in0}" },
-    [IR_OP_ROPE] = { POS_V, POS_V_DEFS, "SELECT pos, v FROM {in0}" },
-    [IR_OP_ATTN_SCORE] = { "qpos, kpos, h, s", "qpos INTEGER, kpos INTEGER, h INTEGER, s FLOAT",
-        "SELECT 0 AS qpos, 0 AS kpos, 0 AS h, 0::FLOAT AS s WHERE false" },
-    [IR_OP_ATTN_MAX] = { "qpos, h, es, den", "qpos INTEGER, h INTEGER, es FLOAT[], den DOUBLE",
-        "SELECT 0 AS qpos, 0 AS h, []::FLOAT[] AS es, 0::DOUBLE AS den WHERE false" },
-    [IR_OP_ATTN_OUT] = { POS_V, POS_V_DEFS,
-        "SELECT pos, flatten(list(q ORDER BY h)) AS v FROM {in2}\n"
-        "WHERE pos >= (SELECT min(pos) FROM t_in) GROUP BY pos" },
-    [IR_OP_ADD] = { POS_V, POS_V_DEFS, "SELECT pos, v FROM {in1}" },
-    [IR_OP_SWIGLU] = { POS_V, POS_V_DEFS,
-        "SELECT pos, v[1 : {n_out}] AS v\n"
-        "FROM {in0}{?est_small} WHERE pos >= (SELECT min(pos) FROM t_in){/}" },
-};
-static const op_sql bound_rope_heads = { "pos, h, v", "pos INTEGER, h INTEGER, v {vec}",
-    "SELECT pos, h, v FROM {in0}", false };
-
-/* The statement frame, per dialect. */
-static const char *const create_fmt[DIA_COUNT] = {
-    "CREATE TEMP TABLE IF NOT EXISTS %s(",
-    "CREATE TEMP TABLE IF NOT EXISTS %s(",
-    "CREATE TEMP TABLE IF NOT EXISTS %s(",
+static const sql_merged_templates duck_merged = {
+    .matmul_heads = &duck_matmul_heads,
+    .rope_heads = &duck_rope_heads,
+    .kv_heads = &duck_kv_qx_heads,
+    .kv_x = &duck_kv_qx,
+    .add_x = &duck_add_kv,
+    .score_q = &duck_score_q,
 };
 
-/* The template of op for dialect dia, or its base dialect's. */
-static const op_sql *template_of(int op, int dia) {
-    const op_sql *t = &templates[op][dia];
-    if (!t->sql && dialects[dia].base >= 0) t = &templates[op][dialects[dia].base];
+/* ---------------------------------------------------------- the table */
+
+/* The statement frame all three dialects share. */
+#define FRAME_STANDARD {                                            \
+        .create_temp = "CREATE TEMP TABLE IF NOT EXISTS %s(",       \
+        .create_close = ")",                                        \
+        .create_virtual = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.%1$s %2$s", \
+        .clear = "DELETE FROM %s",                                  \
+        .insert = "INSERT INTO %1$s(%2$s)\n",                       \
+        .end = ";\n",                                               \
+    }
+
+static const sql_dialect dialects[DIA_COUNT] = {
+    /* SQLite: no MATERIALIZED on a CTE read once, so that SQLite can run it as
+     * a co-routine instead of writing its rows (megabytes of BLOBs in a
+     * prefill) to a temporary table and reading them back; SQLite (3.35+)
+     * still computes a CTE read twice once */
+    [DIA_SQLITE] = {
+        .name = "sqlite",
+        .t_vec = "BLOB",
+        .t_any = "",
+        .pk = " PRIMARY KEY",
+        .cte_mat = "",
+        .weight_layout = WL_TILES,
+        .vec_val = DBV_BLOB,
+        .fused_attn = true,
+        .templates = sqlite_templates,
+        .base = -1,
+        .frame = FRAME_STANDARD,
+        .param = "?",
+        .upsert = "INSERT OR REPLACE INTO %1$s(%2$s, %3$s) VALUES (%4$s, %5$s)",
+        .layout = &sqlm_layout_tiles,
+    },
+    /* DuckDB, pure SQL; it drops a temporary table's deleted rows only at a
+     * checkpoint (once per sequence: sqlm_exec_reset) */
+    [DIA_DUCKDB] = {
+        .name = "duckdb",
+        .t_vec = "FLOAT[]",
+        .t_any = "VARCHAR",
+        .pk = "",
+        .cte_mat = "",
+        .weight_layout = WL_ROWS_F32,
+        .vec_val = DBV_VEC,
+        .q_blocks = DUCK_Q_BLOCKS,
+        .row_blocks = true,
+        .layer_merge = true,
+        .templates = duck_templates,
+        .merged = &duck_merged,
+        .base = -1,
+        .frame = FRAME_STANDARD,
+        .param = "?",
+        .upsert = "INSERT OR REPLACE INTO %1$s(%2$s, %3$s) VALUES (%4$s, %5$s)",
+        .vacuum = "CHECKPOINT temp",
+        .layout = &sqlm_layout_duckdb,
+    },
+    /* DuckDB with sqlm's C functions (db/duckdb_functions.c): the same storage; its
+     * own templates where a function does the work, DuckDB's elsewhere; no
+     * layer merging (its cache rows carry no q) */
+    [DIA_DUCKDB_NATIVE] = {
+        .name = "duckdb-native",
+        .t_vec = "FLOAT[]",
+        .t_any = "VARCHAR",
+        .pk = "",
+        .cte_mat = "",
+        .weight_layout = WL_ROWS_F32,
+        .vec_val = DBV_VEC,
+        .q_blocks = DUCK_Q_BLOCKS,
+        .row_blocks = true,
+        .templates = duck_native_templates,
+        .base = DIA_DUCKDB,
+        .frame = FRAME_STANDARD,
+        .param = "?",
+        .upsert = "INSERT OR REPLACE INTO %1$s(%2$s, %3$s) VALUES (%4$s, %5$s)",
+        .vacuum = "CHECKPOINT temp",
+        .layout = &sqlm_layout_duckdb,
+    },
+};
+
+/* The template of op for dialect d, or its base dialect's. */
+static const sql_template *template_of(int op, const sql_dialect *d) {
+    const sql_template *t = &d->templates[op];
+    if (!t->sql && d->base >= 0) t = &dialects[d->base].templates[op];
     return t;
 }
 
-/* The template of node n of graph g (a cache carrying q has its own). */
-static const op_sql *node_template(const ir_graph *g, const ir_node *n, int dia) {
-    if (dia == DIA_DUCKDB && g->products_only) {
-        if (n->by_head && n->op == IR_OP_ROPE) return &bound_rope_heads;
-        if (bound_templates[n->op].sql) return &bound_templates[n->op];
+/* The template of node n of graph g: the hook's, a layer-merged node's
+ * (cache rows carrying q and x), or the operator's. */
+static const sql_template *node_template(const ir_graph *g, const ir_node *n, const sql_dialect *d) {
+    const sql_emit_hook *h = g->emit_hook;
+    const sql_template *t = h && h->node_template ? h->node_template(g, n, d) : NULL;
+    if (t) return t;
+    const sql_merged_templates *m = d->merged;
+    if (m) {
+        if (n->by_head && n->op == IR_OP_MATMUL) return m->matmul_heads;
+        if (n->by_head && n->op == IR_OP_ROPE) return m->rope_heads;
+        if (n->by_head && n->op == IR_OP_KV_APPEND) return m->kv_heads;
+        if (n->kv_x && n->op == IR_OP_KV_APPEND) return m->kv_x;
+        if (n->kv_x && n->op == IR_OP_ADD) return m->add_x;
+        if (n->kv_q && n->op == IR_OP_ATTN_SCORE) return m->score_q;
     }
-    if (dia == DIA_DUCKDB) {
-        if (n->by_head && n->op == IR_OP_MATMUL) return &duck_matmul_heads;
-        if (n->by_head && n->op == IR_OP_ROPE) return &duck_rope_heads;
-        if (n->by_head && n->op == IR_OP_KV_APPEND) return &duck_kv_qx_heads;
-        if (n->kv_x && n->op == IR_OP_KV_APPEND) return &duck_kv_qx;
-        if (n->kv_x && n->op == IR_OP_ADD) return &duck_add_kv;
-        if (n->kv_q && n->op == IR_OP_ATTN_SCORE) return &duck_score_q;
-    }
-    return template_of(n->op, dia);
+    return template_of(n->op, d);
 }
 
 /* A product that runs as two UNION ALL halves ({split_from}): ROW2COL's row
@@ -549,10 +606,10 @@ static bool two_halves(const ir_node *n) { return n->split_at > 0 || n->blocks >
 /* How often node n's SQL reads its input k: once per half of a row split,
  * once per ROW2COL subquery, once per weight row where the copying form
  * rereads {in0} (a correlated subquery), else once. */
-static int input_reads(const ir_graph *g, const ir_node *n, int k, int dia) {
+static int input_reads(const ir_graph *g, const ir_node *n, int k, const sql_dialect *d) {
     if (n->op == IR_OP_MATMUL && two_halves(n)) return 2;
     if (n->op == IR_OP_MATMUL && n->pivot > 0 && n->pivot_per > 0) return (n->pivot + n->pivot_per - 1) / n->pivot_per;
-    if (k == 0 && !n->inplace && node_template(g, n, dia)->rereads_in0) return 2;
+    if (k == 0 && !n->inplace && node_template(g, n, d)->rereads_in0) return 2;
     return 1;
 }
 
@@ -566,8 +623,27 @@ typedef struct emit_ctx {
 
 #define KEY(s) (klen == sizeof(s) - 1 && memcmp(key, s, klen) == 0)
 
+/* Whether node n is read by a product over a table-split weight.  Without
+ * statistics DuckDB estimates the SwiGLU relation from the gate/up
+ * product's rows (thousands): a table-split down product would then keep
+ * its weights, not SwiGLU's few rows, for the build side of its cross joins
+ * and copy them (1.1 + 1.5 ms per 110M layer, profiled); DuckDB's SWIGLU
+ * template ({?est_small}) then adds a filter on this step's positions that
+ * makes the estimate small.  A node is read through the QUANT
+ * node that rounds it for a product of F16 weights. */
+static bool read_by_split_product(const ir_graph *g, const ir_node *n) {
+    for (int j = n->id + 1; j < g->n_nodes; j++) {
+        const ir_node *r = &g->nodes[j];
+        if (r->in[0] != n->id) continue;
+        if (r->op == IR_OP_MATMUL && r->split_tables) return true;
+        if (r->op == IR_OP_QUANT && read_by_split_product(g, r)) return true;   /* through its rounding */
+    }
+    return false;
+}
+
 /* The truth of a {?cond} section's condition, or -1 when unknown. */
-static int cond_value(const ir_node *n, const model_config *c, const char *key, size_t klen) {
+static int cond_value(const ir_graph *g, const ir_node *n, const char *key, size_t klen) {
+    const model_config *c = &g->cfg;
     if (KEY("bias")) return n->bias;
     if (KEY("interleaved")) return c->rope_interleaved != 0;
     if (KEY("chunked")) return n->chunk > 0 && n->chunk < n->n_in;
@@ -577,7 +653,7 @@ static int cond_value(const ir_node *n, const model_config *c, const char *key, 
     /* a product's (pos, row, s) rows from ROW2COL's row split, blocks or
      * pivot form */
     if (KEY("row2col")) return two_halves(n) || n->pivot > 0;
-    if (KEY("est_small")) return n->est_small;
+    if (KEY("est_small")) return read_by_split_product(g, n);
     if (KEY("by_head")) return n->by_head;
     if (KEY("gqa")) return c->n_head_kv > 0 && c->n_head_kv < c->n_head;
     if (KEY("bias_part")) return n->bias_off > 0 || n->bias_part;
@@ -721,7 +797,7 @@ static int fill(emit_ctx *e, const ir_node *n, const char *tmpl, buf *b) {
         bool ok = end != NULL;
         if (ok && klen >= 2 && key[0] == '?') {
             bool neg = key[1] == '!';
-            int v = cond_value(n, &e->g->cfg, key + 1 + neg, klen - 1 - neg);
+            int v = cond_value(e->g, n, key + 1 + neg, klen - 1 - neg);
             ok = v >= 0;
             depth++;
             if (!off && v == neg) off = depth;
@@ -773,19 +849,29 @@ void sqlm_sql_program_free(sql_program *p) {
 
 /* defs "USING module" makes a TEMP virtual table. */
 static void create_table(emit_ctx *e, buf *b, const char *name, const char *defs) {
+    const sql_frame *f = &e->d->frame;
     if (strncmp(defs, "USING ", 6) == 0) {
-        sqlm_buf_appendf(b, "CREATE VIRTUAL TABLE IF NOT EXISTS temp.%s %s;\n", name, defs);
+        sqlm_buf_appendf(b, f->create_virtual, name, defs);
+        sqlm_buf_puts(b, f->end);
         return;
     }
-    sqlm_buf_appendf(b, create_fmt[e->dia], name);
+    sqlm_buf_appendf(b, f->create_temp, name);
     sqlm_dialect_subst(e->dia, defs, b);
-    sqlm_buf_puts(b, ");\n");
+    sqlm_buf_puts(b, f->create_close);
+    sqlm_buf_puts(b, f->end);
 }
 
 int sqlm_emit_program(const ir_graph *g, int dia, sql_program *out) {
     memset(out, 0, sizeof *out);
     if (dia < 0 || dia >= DIA_COUNT) return sqlm_error(SQLM_UNSUPPORTED, "unknown dialect %d", dia);
     emit_ctx e = { g, &dialects[dia], dia };
+    const sql_frame *f = &e.d->frame;
+    const sql_emit_hook *h = g->emit_hook;
+    if (h && h->check) {
+        int rc = h->check(g, e.d);
+        if (rc) return rc;
+    }
+    out->dialect = dia;
     buf setup, reset, sql;
     int rc = SQLM_OK;
     sqlm_buf_init(&setup), sqlm_buf_init(&reset), sqlm_buf_init(&sql);
@@ -795,7 +881,7 @@ int sqlm_emit_program(const ir_graph *g, int dia, sql_program *out) {
     for (int i = 0; i < g->n_nodes; i++) {
         const ir_node *n = &g->nodes[i];
         if (n->op == IR_OP_INPUT) continue;
-        const op_sql *t = node_template(g, n, dia);
+        const sql_template *t = node_template(g, n, e.d);
         if (!t->sql) {
             rc = sqlm_error(SQLM_UNSUPPORTED, "operator %s has no template for dialect %s",
                             sqlm_ir_op_name(n->op), e.d->name);
@@ -807,18 +893,18 @@ int sqlm_emit_program(const ir_graph *g, int dia, sql_program *out) {
         /* n ends a statement: its table, then the CTEs since `first`. */
         create_table(&e, &setup, n->name, t->defs);
         bool append = n->op == IR_OP_KV_APPEND;   /* the cache only grows */
-        sqlm_buf_appendf(append ? &reset : &sql, "DELETE FROM %s", n->name);
+        sqlm_buf_appendf(append ? &reset : &sql, f->clear, n->name);
         if (!append) {
             if ((rc = add_step(out, n->name, &sql))) goto fail;
         } else {
-            sqlm_buf_puts(&reset, ";\n");
+            sqlm_buf_puts(&reset, f->end);
         }
-        sqlm_buf_appendf(&sql, "INSERT INTO %s(%s)\n", n->name, t->cols);
+        sqlm_buf_appendf(&sql, f->insert, n->name, t->cols);
         bool with = false;
         for (int j = first; j < i; j++) {
             const ir_node *c = &g->nodes[j];
             if (c->materialize || c->op == IR_OP_INPUT) continue;
-            const op_sql *ct = node_template(g, c, dia);
+            const sql_template *ct = node_template(g, c, e.d);
             /* A CTE read more than once in its statement (by the subqueries of
              * a ROW2COL product, or by unfused q/k/v) is computed once: DuckDB
              * would otherwise inline it into every reader (1.1B shape, all
@@ -826,7 +912,7 @@ int sqlm_emit_program(const ir_graph *g, int dia, sql_program *out) {
             int reads = 0;
             for (int r = j + 1; r <= i; r++)
                 for (int k = 0; k < IR_MAX_IN; k++)
-                    if (g->nodes[r].in[k] == j) reads += input_reads(g, &g->nodes[r], k, dia);
+                    if (g->nodes[r].in[k] == j) reads += input_reads(g, &g->nodes[r], k, e.d);
             sqlm_buf_appendf(&sql, "%s%s(%s) AS%s (\n", with ? ",\n" : "WITH ", c->name, ct->cols,
                         reads > 1 ? " MATERIALIZED" : e.d->cte_mat);
             if ((rc = fill(&e, c, ct->sql, &sql))) goto fail;
@@ -840,11 +926,11 @@ int sqlm_emit_program(const ir_graph *g, int dia, sql_program *out) {
     }
     /* The greedy next token, in SQL: argmax over the logits table. */
     ir_node am = { .op = IR_OP_ARGMAX, .in = { g->output, -1, -1 }, .layer = -1 };
-    if (!template_of(IR_OP_ARGMAX, dia)->sql) {
+    if (!template_of(IR_OP_ARGMAX, e.d)->sql) {
         rc = sqlm_error(SQLM_UNSUPPORTED, "operator ARGMAX has no template for dialect %s", e.d->name);
         goto fail;
     }
-    if ((rc = fill(&e, &am, template_of(IR_OP_ARGMAX, dia)->sql, &sql))) goto fail;
+    if ((rc = fill(&e, &am, template_of(IR_OP_ARGMAX, e.d)->sql, &sql))) goto fail;
     sqlm_buf_puts(&sql, " ORDER BY pos");
     out->next_token = sqlm_buf_detach(&sql);
     /* Per-step tables are cleared by the step itself; reset clears the cache. */
@@ -875,8 +961,9 @@ char *sqlm_sql_program_text(const sql_program *p, const int32_t *toks, int n_tok
         sqlm_buf_puts(&b, ";\n");
     }
     sqlm_buf_puts(&b, "\n-- step (once per batch of tokens inserted into t_in(pos, tok))\n");
-    for (int i = 0; i < p->n_steps; i++) sqlm_buf_appendf(&b, "%s;\n", p->steps[i].sql);
-    sqlm_buf_appendf(&b, "-- the next-token logits are in %s(pos, v); the greedy next token:\n%s;\n",
-                p->logits_table, p->next_token);
+    const char *end = sqlm_dialect_get(p->dialect) ? dialects[p->dialect].frame.end : ";\n";
+    for (int i = 0; i < p->n_steps; i++) sqlm_buf_puts(&b, p->steps[i].sql), sqlm_buf_puts(&b, end);
+    sqlm_buf_appendf(&b, "-- the next-token logits are in %s(pos, v); the greedy next token:\n%s%s",
+                p->logits_table, p->next_token, end);
     return b.rc ? (sqlm_buf_free(&b), NULL) : sqlm_buf_detach(&b);
 }

@@ -442,6 +442,8 @@ static void check_reset(void) {
 
 /* ------------------------- 9. the benchmark's products-only bound */
 
+#include "../../bench/bound.c"
+
 static void check_products_only(void) {
     modeldb db;
     if (!import_open(MODELS "stories260K/stories260K.bin", "bound", NULL, &db)) return;
@@ -449,7 +451,8 @@ static void check_products_only(void) {
     for (int bound = 0; bound < 2; bound++) {
         ir_graph g;
         sql_program p;
-        ir_opts o = sqlm_dialect_ir_opts(DIA_DUCKDB, (ir_opts){ .cte_merge = true, .products_only = bound });
+        ir_opts o = sqlm_dialect_ir_opts(DIA_DUCKDB, (ir_opts){ .cte_merge = true,
+                                                               .emit_hook = bound ? &bench_products_only : NULL });
         CHECK_EQ(SQLM_OK, sqlm_ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o));
         CHECK_EQ(SQLM_OK, sqlm_emit_program(&g, DIA_DUCKDB, &p));
         text[bound] = sqlm_sql_program_text(&p, NULL, 0);
@@ -468,7 +471,7 @@ static void check_products_only(void) {
         CHECK_EQ(count_of(text[0], "INSERT INTO kv"), count_of(text[1], "INSERT INTO kv"));
     }
     session *s;
-    session_opts so = { .ir = { .cte_merge = true, .products_only = true } };
+    session_opts so = { .ir = { .cte_merge = true, .emit_hook = &bench_products_only } };
     CHECK_EQ(SQLM_OK, sqlm_exec_init(&s, &db, &so));
     const int32_t prompt[3] = { 1, 403, 407 };
     const float *lg;
@@ -487,7 +490,7 @@ static void check_products_only(void) {
 }
 
 int main(void) {
-    /* the library's jemalloc keeps freed pages for 10 s (db/duckdb.c), unless the
+    /* the library's jemalloc keeps freed pages for 10 s (db/duckdb_api.c), unless the
      * user configured it */
     const char *je_user = getenv("DUCKDB_JE_MALLOC_CONF");
     char je_want[256];

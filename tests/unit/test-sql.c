@@ -213,7 +213,7 @@ static const shape shapes[] = {
     { "MHA untied biases Q8_0 hd32", 128, 256, 2, 4, 4, 64, false, true, false, DT_Q8_0, 0, 1e-9, 0 },
     { "MHA untied biases Q4_0 chunked", 128, 256, 2, 4, 4, 64, false, true, false, DT_Q4_0, 200, 1e-9, 0 },
     /* a 16384 x 64 output head: 2^20 weights in 8 row groups, so DuckDB's
-     * ROW2COL runs it as two row halves (row2col.c, sqlm_row2col_split()) */
+     * ROW2COL runs it as two row halves (layout/layout.c, sqlm_layout_duckdb.row_split) */
     { "MHA tied F32 wide vocab (row split)", 64, 128, 1, 4, 4, 16384, true, false, true, DT_F32, 0, 1e-10, 0 },
     /* 64 x 6000 F32 down rows: two 24000-byte rows fill 74% of a tile, so
      * import cuts them in thirds, eight to a tile (import.c, fill_chunk()) */

@@ -498,4 +498,9 @@ const db_methods sqlm_db_sqlite = {
     .mem_plan = sq_mem_plan,
     .mem_stats = sq_mem_stats,
     .map_weights = sq_map_weights,
+    .create_begin = sqlm_db_file_create_begin,   /* db/filedb.c */
+    .create_commit = sqlm_db_file_create_commit,
+    .create_abort = sqlm_db_file_create_abort,
+    .probe = sqlm_db_file_probe,
+    .remove = sqlm_db_file_remove,
 };

@@ -1,0 +1,373 @@
+-- sqlm program: setup (once per session)
+CREATE TEMP TABLE IF NOT EXISTS t_in(pos INTEGER PRIMARY KEY, tok INTEGER);
+CREATE TEMP TABLE IF NOT EXISTS tok_embd(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l0_attn_norm(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l0_qkv(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l0_rope(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.kv0 USING sqlm_kv;
+CREATE TEMP TABLE IF NOT EXISTS l0_attn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l0_attn_out(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l0_resid_attn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l0_ffn_norm(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l0_gate_up(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l0_swiglu(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l0_down(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l0_resid_ffn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l1_attn_norm(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l1_qkv(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l1_rope(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.kv1 USING sqlm_kv;
+CREATE TEMP TABLE IF NOT EXISTS l1_attn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l1_attn_out(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l1_resid_attn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l1_ffn_norm(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l1_gate_up(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l1_swiglu(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l1_down(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l1_resid_ffn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l2_attn_norm(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l2_qkv(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l2_rope(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.kv2 USING sqlm_kv;
+CREATE TEMP TABLE IF NOT EXISTS l2_attn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l2_attn_out(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l2_resid_attn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l2_ffn_norm(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l2_gate_up(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l2_swiglu(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l2_down(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l2_resid_ffn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l3_attn_norm(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l3_qkv(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l3_rope(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.kv3 USING sqlm_kv;
+CREATE TEMP TABLE IF NOT EXISTS l3_attn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l3_attn_out(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l3_resid_attn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l3_ffn_norm(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l3_gate_up(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l3_swiglu(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l3_down(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l3_resid_ffn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l4_attn_norm(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l4_qkv(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l4_rope(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.kv4 USING sqlm_kv;
+CREATE TEMP TABLE IF NOT EXISTS l4_attn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l4_attn_out(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l4_resid_attn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l4_ffn_norm(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l4_gate_up(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l4_swiglu(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l4_down(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS l4_resid_ffn(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS last(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS out_norm(pos INTEGER PRIMARY KEY, v BLOB);
+CREATE TEMP TABLE IF NOT EXISTS logits(pos INTEGER PRIMARY KEY, v BLOB);
+
+-- reset (once per sequence: empties the KV cache)
+DELETE FROM kv0;
+DELETE FROM kv1;
+DELETE FROM kv2;
+DELETE FROM kv3;
+DELETE FROM kv4;
+
+-- the tokens of this step at positions 0..
+DELETE FROM t_in;
+INSERT INTO t_in(pos, tok) VALUES (0, 1);
+
+-- step (once per batch of tokens inserted into t_in(pos, tok))
+DELETE FROM tok_embd;
+INSERT INTO tok_embd(pos, v)
+SELECT i.pos AS pos, sqlm_row(w.v, 0, 64, i.tok - w.row) AS v
+FROM t_in i JOIN output w ON w.id = i.tok / 255;
+DELETE FROM l0_attn_norm;
+INSERT INTO l0_attn_norm(pos, v)
+SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, 9.99999975e-06) AS v
+FROM tok_embd x, norm n WHERE n.layer = 0 AND n.kind = 'attn';
+DELETE FROM l0_qkv;
+INSERT INTO l0_qkv(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk0_qkv', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l0_attn_norm x) END) FROM blk0_qkv w)) p;
+DELETE FROM l0_rope;
+INSERT INTO l0_rope(pos, v)
+SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, 8, 4, 8, 1, 1.41421354) AS v
+FROM l0_qkv x JOIN rope r ON r.pos = x.pos;
+INSERT INTO kv0(pos, k, v)
+SELECT pos, sqlm_slice(v, 64, 32) AS k, sqlm_slice(v, 96, 32) AS v
+FROM l0_rope;
+DELETE FROM l0_attn;
+INSERT INTO l0_attn(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_attend(CASE WHEN k.pos = (SELECT min(pos) FROM kv0) THEN
+           (SELECT sqlm_stack(q.pos, q.v) FROM l0_rope q) END,
+         'kv0', k.pos, 8, 4, 8) FROM kv0 k)) p;
+DELETE FROM l0_attn_out;
+INSERT INTO l0_attn_out(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk0_o', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l0_attn x) END) FROM blk0_o w)) p;
+DELETE FROM l0_resid_attn;
+INSERT INTO l0_resid_attn(pos, v)
+SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM tok_embd a JOIN l0_attn_out b ON b.pos = a.pos;
+DELETE FROM l0_ffn_norm;
+INSERT INTO l0_ffn_norm(pos, v)
+SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, 9.99999975e-06) AS v
+FROM l0_resid_attn x, norm n WHERE n.layer = 0 AND n.kind = 'ffn';
+DELETE FROM l0_gate_up;
+INSERT INTO l0_gate_up(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk0_gu', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l0_ffn_norm x) END) FROM blk0_gu w)) p;
+DELETE FROM l0_swiglu;
+INSERT INTO l0_swiglu(pos, v)
+SELECT pos, sqlm_swiglu(v) AS v FROM l0_gate_up;
+DELETE FROM l0_down;
+INSERT INTO l0_down(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk0_down', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l0_swiglu x) END) FROM blk0_down w)) p;
+DELETE FROM l0_resid_ffn;
+INSERT INTO l0_resid_ffn(pos, v)
+SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM l0_resid_attn a JOIN l0_down b ON b.pos = a.pos;
+DELETE FROM l1_attn_norm;
+INSERT INTO l1_attn_norm(pos, v)
+SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, 9.99999975e-06) AS v
+FROM l0_resid_ffn x, norm n WHERE n.layer = 1 AND n.kind = 'attn';
+DELETE FROM l1_qkv;
+INSERT INTO l1_qkv(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk1_qkv', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l1_attn_norm x) END) FROM blk1_qkv w)) p;
+DELETE FROM l1_rope;
+INSERT INTO l1_rope(pos, v)
+SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, 8, 4, 8, 1, 1.41421354) AS v
+FROM l1_qkv x JOIN rope r ON r.pos = x.pos;
+INSERT INTO kv1(pos, k, v)
+SELECT pos, sqlm_slice(v, 64, 32) AS k, sqlm_slice(v, 96, 32) AS v
+FROM l1_rope;
+DELETE FROM l1_attn;
+INSERT INTO l1_attn(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_attend(CASE WHEN k.pos = (SELECT min(pos) FROM kv1) THEN
+           (SELECT sqlm_stack(q.pos, q.v) FROM l1_rope q) END,
+         'kv1', k.pos, 8, 4, 8) FROM kv1 k)) p;
+DELETE FROM l1_attn_out;
+INSERT INTO l1_attn_out(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk1_o', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l1_attn x) END) FROM blk1_o w)) p;
+DELETE FROM l1_resid_attn;
+INSERT INTO l1_resid_attn(pos, v)
+SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM l0_resid_ffn a JOIN l1_attn_out b ON b.pos = a.pos;
+DELETE FROM l1_ffn_norm;
+INSERT INTO l1_ffn_norm(pos, v)
+SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, 9.99999975e-06) AS v
+FROM l1_resid_attn x, norm n WHERE n.layer = 1 AND n.kind = 'ffn';
+DELETE FROM l1_gate_up;
+INSERT INTO l1_gate_up(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk1_gu', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l1_ffn_norm x) END) FROM blk1_gu w)) p;
+DELETE FROM l1_swiglu;
+INSERT INTO l1_swiglu(pos, v)
+SELECT pos, sqlm_swiglu(v) AS v FROM l1_gate_up;
+DELETE FROM l1_down;
+INSERT INTO l1_down(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk1_down', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l1_swiglu x) END) FROM blk1_down w)) p;
+DELETE FROM l1_resid_ffn;
+INSERT INTO l1_resid_ffn(pos, v)
+SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM l1_resid_attn a JOIN l1_down b ON b.pos = a.pos;
+DELETE FROM l2_attn_norm;
+INSERT INTO l2_attn_norm(pos, v)
+SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, 9.99999975e-06) AS v
+FROM l1_resid_ffn x, norm n WHERE n.layer = 2 AND n.kind = 'attn';
+DELETE FROM l2_qkv;
+INSERT INTO l2_qkv(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk2_qkv', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l2_attn_norm x) END) FROM blk2_qkv w)) p;
+DELETE FROM l2_rope;
+INSERT INTO l2_rope(pos, v)
+SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, 8, 4, 8, 1, 1.41421354) AS v
+FROM l2_qkv x JOIN rope r ON r.pos = x.pos;
+INSERT INTO kv2(pos, k, v)
+SELECT pos, sqlm_slice(v, 64, 32) AS k, sqlm_slice(v, 96, 32) AS v
+FROM l2_rope;
+DELETE FROM l2_attn;
+INSERT INTO l2_attn(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_attend(CASE WHEN k.pos = (SELECT min(pos) FROM kv2) THEN
+           (SELECT sqlm_stack(q.pos, q.v) FROM l2_rope q) END,
+         'kv2', k.pos, 8, 4, 8) FROM kv2 k)) p;
+DELETE FROM l2_attn_out;
+INSERT INTO l2_attn_out(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk2_o', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l2_attn x) END) FROM blk2_o w)) p;
+DELETE FROM l2_resid_attn;
+INSERT INTO l2_resid_attn(pos, v)
+SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM l1_resid_ffn a JOIN l2_attn_out b ON b.pos = a.pos;
+DELETE FROM l2_ffn_norm;
+INSERT INTO l2_ffn_norm(pos, v)
+SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, 9.99999975e-06) AS v
+FROM l2_resid_attn x, norm n WHERE n.layer = 2 AND n.kind = 'ffn';
+DELETE FROM l2_gate_up;
+INSERT INTO l2_gate_up(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk2_gu', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l2_ffn_norm x) END) FROM blk2_gu w)) p;
+DELETE FROM l2_swiglu;
+INSERT INTO l2_swiglu(pos, v)
+SELECT pos, sqlm_swiglu(v) AS v FROM l2_gate_up;
+DELETE FROM l2_down;
+INSERT INTO l2_down(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk2_down', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l2_swiglu x) END) FROM blk2_down w)) p;
+DELETE FROM l2_resid_ffn;
+INSERT INTO l2_resid_ffn(pos, v)
+SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM l2_resid_attn a JOIN l2_down b ON b.pos = a.pos;
+DELETE FROM l3_attn_norm;
+INSERT INTO l3_attn_norm(pos, v)
+SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, 9.99999975e-06) AS v
+FROM l2_resid_ffn x, norm n WHERE n.layer = 3 AND n.kind = 'attn';
+DELETE FROM l3_qkv;
+INSERT INTO l3_qkv(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk3_qkv', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l3_attn_norm x) END) FROM blk3_qkv w)) p;
+DELETE FROM l3_rope;
+INSERT INTO l3_rope(pos, v)
+SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, 8, 4, 8, 1, 1.41421354) AS v
+FROM l3_qkv x JOIN rope r ON r.pos = x.pos;
+INSERT INTO kv3(pos, k, v)
+SELECT pos, sqlm_slice(v, 64, 32) AS k, sqlm_slice(v, 96, 32) AS v
+FROM l3_rope;
+DELETE FROM l3_attn;
+INSERT INTO l3_attn(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_attend(CASE WHEN k.pos = (SELECT min(pos) FROM kv3) THEN
+           (SELECT sqlm_stack(q.pos, q.v) FROM l3_rope q) END,
+         'kv3', k.pos, 8, 4, 8) FROM kv3 k)) p;
+DELETE FROM l3_attn_out;
+INSERT INTO l3_attn_out(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk3_o', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l3_attn x) END) FROM blk3_o w)) p;
+DELETE FROM l3_resid_attn;
+INSERT INTO l3_resid_attn(pos, v)
+SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM l2_resid_ffn a JOIN l3_attn_out b ON b.pos = a.pos;
+DELETE FROM l3_ffn_norm;
+INSERT INTO l3_ffn_norm(pos, v)
+SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, 9.99999975e-06) AS v
+FROM l3_resid_attn x, norm n WHERE n.layer = 3 AND n.kind = 'ffn';
+DELETE FROM l3_gate_up;
+INSERT INTO l3_gate_up(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk3_gu', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l3_ffn_norm x) END) FROM blk3_gu w)) p;
+DELETE FROM l3_swiglu;
+INSERT INTO l3_swiglu(pos, v)
+SELECT pos, sqlm_swiglu(v) AS v FROM l3_gate_up;
+DELETE FROM l3_down;
+INSERT INTO l3_down(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk3_down', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l3_swiglu x) END) FROM blk3_down w)) p;
+DELETE FROM l3_resid_ffn;
+INSERT INTO l3_resid_ffn(pos, v)
+SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM l3_resid_attn a JOIN l3_down b ON b.pos = a.pos;
+DELETE FROM l4_attn_norm;
+INSERT INTO l4_attn_norm(pos, v)
+SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, 9.99999975e-06) AS v
+FROM l3_resid_ffn x, norm n WHERE n.layer = 4 AND n.kind = 'attn';
+DELETE FROM l4_qkv;
+INSERT INTO l4_qkv(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk4_qkv', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l4_attn_norm x) END) FROM blk4_qkv w)) p;
+DELETE FROM l4_rope;
+INSERT INTO l4_rope(pos, v)
+SELECT x.pos AS pos, sqlm_rope(x.v, r.cs, 8, 4, 8, 1, 1.41421354) AS v
+FROM l4_qkv x JOIN rope r ON r.pos = x.pos;
+INSERT INTO kv4(pos, k, v)
+SELECT pos, sqlm_slice(v, 64, 32) AS k, sqlm_slice(v, 96, 32) AS v
+FROM l4_rope;
+DELETE FROM l4_attn;
+INSERT INTO l4_attn(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_attend(CASE WHEN k.pos = (SELECT min(pos) FROM kv4) THEN
+           (SELECT sqlm_stack(q.pos, q.v) FROM l4_rope q) END,
+         'kv4', k.pos, 8, 4, 8) FROM kv4 k)) p;
+DELETE FROM l4_attn_out;
+INSERT INTO l4_attn_out(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk4_o', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l4_attn x) END) FROM blk4_o w)) p;
+DELETE FROM l4_resid_attn;
+INSERT INTO l4_resid_attn(pos, v)
+SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM l3_resid_ffn a JOIN l4_attn_out b ON b.pos = a.pos;
+DELETE FROM l4_ffn_norm;
+INSERT INTO l4_ffn_norm(pos, v)
+SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, 9.99999975e-06) AS v
+FROM l4_resid_attn x, norm n WHERE n.layer = 4 AND n.kind = 'ffn';
+DELETE FROM l4_gate_up;
+INSERT INTO l4_gate_up(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk4_gu', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l4_ffn_norm x) END) FROM blk4_gu w)) p;
+DELETE FROM l4_swiglu;
+INSERT INTO l4_swiglu(pos, v)
+SELECT pos, sqlm_swiglu(v) AS v FROM l4_gate_up;
+DELETE FROM l4_down;
+INSERT INTO l4_down(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('blk4_down', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM l4_swiglu x) END) FROM blk4_down w)) p;
+DELETE FROM l4_resid_ffn;
+INSERT INTO l4_resid_ffn(pos, v)
+SELECT a.pos AS pos, sqlm_vadd(a.v, b.v) AS v FROM l4_resid_attn a JOIN l4_down b ON b.pos = a.pos;
+DELETE FROM last;
+INSERT INTO last(pos, v)
+SELECT pos, v FROM l4_resid_ffn WHERE pos = (SELECT max(pos) FROM t_in);
+DELETE FROM out_norm;
+INSERT INTO out_norm(pos, v)
+SELECT x.pos AS pos, sqlm_rmsnorm(x.v, n.v, 9.99999975e-06) AS v
+FROM last x, norm n WHERE n.layer = 5 AND n.kind = 'output';
+DELETE FROM logits;
+INSERT INTO logits(pos, v)
+SELECT p.pos AS pos, p.v AS v
+FROM sqlm_rows((
+  SELECT sqlm_matmul('output', w.id,
+    CASE WHEN w.id = 0 THEN (SELECT sqlm_stack(x.pos, x.v) FROM out_norm x) END) FROM output w)) p;
+-- the next-token logits are in logits(pos, v); the greedy next token:
+SELECT pos, sqlm_argmax(v) AS tok FROM logits ORDER BY pos;
