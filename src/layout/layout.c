@@ -136,7 +136,7 @@ static int64_t duck_row_split(const layout_rules *r, int64_t n_out, int64_t n_in
 
 /*
  * DuckDB 1.5.6: one float row (or block of rows) per table row.  Rows per
- * row group of the tables import writes (db/duckdb_engine.c creates the
+ * row group of the tables import writes (db/duckdb/engine.c creates the
  * database with this ROW_GROUP_SIZE): 2048, the smallest DuckDB accepts
  * (one vector).  Smaller row groups do not give a scan more threads:
  * DuckDB 1.5.6 gives a table scan one task per 122,880 rows

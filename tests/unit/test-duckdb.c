@@ -490,7 +490,7 @@ static void check_products_only(void) {
 }
 
 int main(void) {
-    /* the library's jemalloc keeps freed pages for 10 s (db/duckdb_api.c), unless the
+    /* the library's jemalloc keeps freed pages for 10 s (db/duckdb/api.c), unless the
      * user configured it */
     const char *je_user = getenv("DUCKDB_JE_MALLOC_CONF");
     char je_want[256];

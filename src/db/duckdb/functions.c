@@ -1,16 +1,16 @@
 /*
- * duckdb_functions.c - sqlm's kernels (kern/vec.c) as DuckDB scalar
+ * functions.c - sqlm's kernels (kern/vec.c) as DuckDB scalar
  * functions over whole rows, registered on a connection by the
- * "duckdb-native" engine (duckdb_engine.c).  Not here: the engine itself,
- * loading the library (duckdb_api.c).
+ * "duckdb-native" engine (duckdb/engine.c).  Not here: the engine itself,
+ * loading the library (duckdb/api.c).
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "duckdb_api.h"
-#include "../kern/kern.h"
+#include "api.h"
+#include "../../kern/kern.h"
 
 /* ------------------------------------------------------ native functions
  *

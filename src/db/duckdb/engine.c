@@ -1,12 +1,12 @@
 /*
- * duckdb_engine.c - the DuckDB engine: the backend vtable (db/engine.h)
- * over libduckdb.so (duckdb_api.h): open, exec, queries with bound values
+ * engine.c - the DuckDB engine: the backend vtable (db/engine.h)
+ * over libduckdb.so (duckdb/api.h): open, exec, queries with bound values
  * and their results, programs, bulk appends.
  *
  * Pure SQL (engine "duckdb"): no function is registered; the DuckDB
  * dialect's templates (sqlgen/emit.c) use only DuckDB's own list functions.
  * Native mode (engine "duckdb-native", same database files): sqlm's C
- * scalar functions (duckdb_functions.c) are registered on the connection
+ * scalar functions (duckdb/functions.c) are registered on the connection
  * and the duckdb-native dialect's templates call them.  Float vectors are
  * FLOAT[] lists: bound from DBV_VEC, read back as DBV_BLOB of float32.
  * Creating a database is the file engines' (db/filedb.c).
@@ -20,9 +20,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "duckdb_api.h"
-#include "../kern/kern.h"
-#include "../layout/layout.h"
+#include "api.h"
+#include "../../kern/kern.h"
+#include "../../layout/layout.h"
 
 /* --------------------------------------------------------------- engine */
 

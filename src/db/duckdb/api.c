@@ -1,5 +1,5 @@
 /*
- * duckdb_api.c - loading libduckdb.so with dlopen: where it is looked for
+ * api.c - loading libduckdb.so with dlopen: where it is looked for
  * ($SQLM_DUCKDB_LIB, .deps/duckdb/..., the system's), its functions bound
  * once (sqlm_duckdb_load()), and its allocator's settings.  A library that
  * lacks a function of the core subset is refused with its name; the
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "duckdb_api.h"
+#include "api.h"
 
 struct sqlm_duckdb_api sqlm_duckdb_api;
 const char *sqlm_duckdb_udf_missing;

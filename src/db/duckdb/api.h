@@ -1,16 +1,16 @@
 /*
- * duckdb_api.h - the DuckDB C API subset sqlm uses, declared by hand: the
+ * api.h - the DuckDB C API subset sqlm uses, declared by hand: the
  * library comes from the npm package @duckdb/node-bindings-linux-x64, which
  * ships no header.  Checked against duckdb.h of the pinned version
  * (scripts/install-duckdb.sh).  The functions are loaded with dlopen at run
- * time (duckdb_api.c), so sqlm builds and runs without the library.  Shared
- * by the DuckDB engine (duckdb_engine.c) and its native functions
- * (duckdb_functions.c) only.
+ * time (duckdb/api.c), so sqlm builds and runs without the library.  Shared
+ * by the DuckDB engine (duckdb/engine.c) and its native functions
+ * (duckdb/functions.c) only.
  */
 #ifndef SQLM_DUCKDB_API_H
 #define SQLM_DUCKDB_API_H
 
-#include "engine.h"
+#include "../engine.h"
 
 /* ------------------------------------------------------ the C API subset */
 
@@ -143,7 +143,7 @@ extern const char *sqlm_duckdb_udf_missing;   /* the first scalar-function symbo
  * every row is). */
 static inline bool row_valid(const uint64_t *mask, idx_t row) { return !mask || (mask[row / 64] >> (row % 64)) & 1; }
 
-/* Register sqlm's native functions (duckdb_functions.c) on connection con
+/* Register sqlm's native functions (duckdb/functions.c) on connection con
  * of the database at path (for messages). */
 int sqlm_duckdb_register_functions(duckdb_connection con, const char *path);
 
