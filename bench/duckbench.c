@@ -422,11 +422,11 @@ static int sql_blocks(int argc, char **argv) {
                 block *bl = &blocks[b];
                 if (strcmp(bl->mode, "prog")) continue;
                 /* every temporary table new, as at session start.  Emptied
-                 * by DELETE, their deleted rows stayed until a checkpoint
-                 * and scans still read them (the same program twice: 731
+                 * by DELETE, their deleted rows stay until a checkpoint and
+                 * scans still read them (the same program twice: 731
                  * against 798 ms best step); emptied and checkpointed, the
-                 * plans prepared on them were not a new session's (a
-                 * TinyLlama out-projection's weights were copied in a new
+                 * plans prepared on them are not a new session's (a
+                 * TinyLlama out-projection's weights are copied in a new
                  * session's plan and not in the block's). */
                 buf q;
                 sqlm_buf_init(&q);

@@ -9,7 +9,7 @@
 # message when npm or the registry cannot be reached: sqlm then runs without
 # the DuckDB engine and its tests print "skipped".
 set -e
-VERSION=1.5.6-r.1        # DuckDB 1.5.6; change together with the notes in README.md
+VERSION=1.5.6-r.1        # DuckDB 1.5.6; change together with the notes in docs/duckdb.md
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DIR=$ROOT/.deps/duckdb
 case "$(uname -s)-$(uname -m)" in

@@ -132,9 +132,9 @@ static int weight_row(void *ctx, int nc, const db_val *v) {
 
 int sqlm_modeldb_read_weights(engine *e, ir_weight **out, int *n) {
     weights_ctx l = { NULL, 0, 0 };
-    /* the newest columns first: databases written before ROW2COL's blocks
-     * have no blocks, those before the table split no split_at, those
-     * before ROW2COL no n_pivot either */
+    /* the widest column list first: a database of format 1 may lack the
+     * optional ROW2COL columns (blocks; then split_at; then n_pivot), which
+     * then read as 0 */
     static const char *const q[] = {
         "SELECT name, dtype, n_out, n_in, tile_rows, chunk, n_pivot, split_at, blocks FROM sqlm_weight",
         "SELECT name, dtype, n_out, n_in, tile_rows, chunk, n_pivot, split_at FROM sqlm_weight",

@@ -94,7 +94,7 @@ void sqlm_dialect_upsert(int dia, const char *table, const char *key, const char
  * key: sorted as (key, value) structs by list_sort.  list(value ORDER BY
  * key) sets up a sort state per hash table and thread (0.5-0.7 ms of CPU
  * each in a 110M layer statement, for one group); the sort of one list
- * does not (README, DuckDB). */
+ * does not (docs/duckdb.md). */
 #define DUCK_GATHER(key, value) \
     "list_transform(list_sort(list(struct_pack(k := " key ", v := " value ")), 'ASC', 'NULLS FIRST'), lambda t: t.v)"
 
@@ -347,10 +347,10 @@ static const sql_template duck_templates[IR_OP_COUNT] = {
      * h / group: each kv head's cached values transposed into {hd} lists
      * (one per value index, in position order), then one dot product per
      * (query, head, value index) with the softmax list, whose keys are the
-     * positions 0 .. qpos.  The unnest of every (query, key, head)'s values
-     * and a grouped sum per (query, value) that this replaced took 662-707
-     * ms per 1.1B decode step against 647-650 (separate processes,
-     * alternated). */
+     * positions 0 .. qpos.  The other form, an unnest of every (query, key,
+     * head)'s values and a grouped sum per (query, value), takes 662-707 ms
+     * per 1.1B decode step against 647-650 for this one (build/duckbench
+     * run, separate processes alternated). */
     [IR_OP_ATTN_OUT] = { POS_V, POS_V_DEFS,
         "SELECT a.qpos AS pos, flatten(list(a.o ORDER BY a.h)) AS v\n"
         "FROM (SELECT e.qpos AS qpos, e.h AS h,\n"

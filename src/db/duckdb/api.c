@@ -70,8 +70,8 @@ static void *open_library(char *detail, size_t n) {
  * and 673-714 ms in two runs of 12 steps after a 25-token prompt, against
  * 656-667 and 690-701 off; 1.66-1.77 million faults for the whole run against
  * 1.53-1.56 off and 3.5 at 1 s.  Decay off is not an option: pages
- * were never handed back, and a process running one short sequence after
- * another (a server) grew by 21 MB a sequence, to 2.2 GB after 70 (110M
+ * are never handed back, and a process running one short sequence after
+ * another (a server) grows by 21 MB a sequence, to 2.2 GB after 70 (110M
  * shape); at 10 s it levels off at about 900 MB.  A value the user set wins;
  * it must be in place before the library's allocator starts. */
 #define JE_CONF_ENV "DUCKDB_JE_MALLOC_CONF"

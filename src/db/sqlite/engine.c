@@ -189,8 +189,8 @@ static int sq_open(engine **out, const char *path, const engine_opts *o) {
         if (o->page_size) sqlm_buf_appendf(&b, "PRAGMA page_size = %d;", o->page_size);
         sqlm_buf_puts(&b, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;");
     }
-    /* after page_size: set before it, the limit did not hold (an import's
-     * dirty pages were never spilled and its whole database stayed in the
+    /* after page_size: set before it, the limit does not hold (an import's
+     * dirty pages are never spilled and its whole database stays in the
      * cache until COMMIT) */
     sqlm_buf_appendf(&b, "PRAGMA cache_size = -%ld;", cache_kb);
     if (!o->create) {
@@ -456,7 +456,7 @@ static int sq_map_weights(engine *e, const ir_weight *ws, int n) {
         db_val iv = dbv_text(idx);
         rc = sq_query(e, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = ?", &iv, 1, sqlm_db_int_row, &has);
         if (!rc && !has)
-            rc = sqlm_error(SQLM_UNSUPPORTED, "%s has no tile index %s (imported before it existed: import again)",
+            rc = sqlm_error(SQLM_UNSUPPORTED, "%s has no tile index %s (import the model again to make it)",
                             ws[i].name, idx);
     }
     if (!rc) rc = s->wc ? sqlm_tiles_open_cached(&ts, s->tiles_fd, file, ws, roots, n, s->wc)
