@@ -81,8 +81,8 @@ static int budget_plan(session *s, const session_opts *o) {
         if ((size_t)s->n_ctx > cap) {
             int n = (int)MAX(MIN(cap / 256 * 256, (size_t)s->n_ctx), (size_t)MIN(256, s->n_ctx));
             if (!o->quiet)
-                fprintf(stderr, "note: --mem-budget %.0f MB: context capped at %d tokens (the KV cache of %d "
-                                "would take %.0f MB; -c sets it)\n",
+                sqlm_log(SQLM_LOG_NOTE, "note: --mem-budget %.0f MB: context capped at %d tokens (the KV cache of %d "
+                                        "would take %.0f MB; -c sets it)",
                         budget / (double)MB, n, s->n_ctx, (double)kv_pos * s->n_ctx / MB);
             s->n_ctx = n;
         }
