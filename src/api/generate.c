@@ -88,7 +88,7 @@ int sqlm_generate_begin(sqlm_session *s, const int32_t *ids, int32_t n, const sq
     s->n_gen = s->n_sampled = 0;
     sqlm_buf_reset(&s->text);
     s->sent = 0;
-    s->finish = SQLM_FINISH_NONE;
+    s->finish = p->max_tokens == 0 ? SQLM_FINISH_LENGTH : SQLM_FINISH_NONE;
     return SQLM_OK;
 }
 
