@@ -47,7 +47,7 @@ $(CLI_OBJ): CFLAGS += -Iinclude
 # so that they run from the tree.
 EXAMPLES = $(patsubst %.c,%,$(sort $(wildcard examples/*.c)))
 examples/%: examples/%.c $(B)/libsqlm.a include/sqlm.h
-	$(CC) $(CFLAGS) -Iinclude -o $@ $< $(B)/libsqlm.a $(LDLIBS)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -Iinclude -o $@ $< $(B)/libsqlm.a $(LDLIBS)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
