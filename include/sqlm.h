@@ -171,8 +171,10 @@ int sqlm_tokenize_prompt(const sqlm_model *m, const char *text, size_t len, int3
 /* The vocabulary's stored piece of id (raw bytes, not decoded), *len its
  * length; owned by m.  NULL for an id out of range. */
 const char *sqlm_token_to_piece(const sqlm_model *m, int32_t id, size_t *len);
-/* The text of ids[0..n) (byte tokens as bytes, SPM spaces restored).  *out
- * is malloc'd and NUL-terminated (free with sqlm_free()), *len its length. */
+/* The text of ids[0..n) (byte tokens as bytes, SPM spaces restored; control
+ * tokens such as BOS, EOS and end of turn left out).  *out is malloc'd and
+ * NUL-terminated (free with sqlm_free()), *len its length.  SQLM_RANGE for
+ * an id outside the vocabulary. */
 int sqlm_detokenize(const sqlm_model *m, const int32_t *ids, int32_t n, char **out, size_t *len);
 
 /* ------------------------------------------------------------------ chat */
@@ -241,14 +243,18 @@ void sqlm_session_free(sqlm_session *s);
 int32_t sqlm_session_n_ctx(const sqlm_session *s);
 /* Tokens the session's sequence holds. */
 int32_t sqlm_session_n_tokens(const sqlm_session *s);
+/* The sequence's tokens (prompt, then generated), *n of them; owned by s,
+ * valid until the next call on s. */
+const int32_t *sqlm_session_tokens(const sqlm_session *s, int32_t *n);
 /* Set the sampler and seed its generator from p->seed.  The generator goes
  * on across generations until the next call. */
 void sqlm_session_set_sampling(sqlm_session *s, const sqlm_sampling_params *p);
 /* Empty the sequence and its KV cache. */
 int sqlm_session_reset(sqlm_session *s);
-/* Keep the first n tokens of the sequence (n >= the length: no-op).  The
- * kept prefix is evaluated again from an empty cache (correct, costs a
- * prompt evaluation of n tokens; the engine's caches are not cut in place). */
+/* Keep the first n tokens of the sequence (n >= the length: no-op): the KV
+ * cache's rows past them are deleted in place, nothing is evaluated again.
+ * The next sqlm_generate_begin() over a sequence that extends the prefix
+ * evaluates only the tokens past it. */
 int sqlm_session_truncate(sqlm_session *s, int32_t n);
 /* Evaluate n tokens at the next positions, no sampling (benchmarks).
  * *logits (may be NULL) gets n_vocab floats for the last one, owned by s

@@ -210,9 +210,12 @@ int sqlm_detokenize(const sqlm_model *m, const int32_t *ids, int32_t n, char **o
     if (rc) return rc;
     buf b;
     sqlm_buf_init(&b);
+    const vocab *v = m->voc;
     for (int32_t i = 0; i < n && !rc; i++) {
-        if (ids[i] < 0 || ids[i] >= m->voc->n) rc = sqlm_error(SQLM_RANGE, "token id %d out of range", ids[i]);
-        else rc = sqlm_tok_decode(m->tok, i ? ids[i - 1] : -1, ids[i], &b);
+        int32_t id = ids[i];
+        if (id < 0 || id >= v->n) rc = sqlm_error(SQLM_RANGE, "token id %d out of range", id);
+        else if (id == v->bos || id == v->eos || id == v->eot || (v->attr && v->attr[id] == TOK_CONTROL)) continue;
+        else rc = sqlm_tok_decode(m->tok, i ? ids[i - 1] : -1, id, &b);
     }
     if (!rc) sqlm_buf_putc(&b, 0), b.len--;   /* a NUL even for no text */
     if (!rc && b.rc) rc = sqlm_error(b.rc, "out of memory");
@@ -395,6 +398,11 @@ void sqlm_session_free(sqlm_session *s) {
 int32_t sqlm_session_n_ctx(const sqlm_session *s) { return s->n_ctx; }
 int32_t sqlm_session_n_tokens(const sqlm_session *s) { return s->n_hist; }
 
+const int32_t *sqlm_session_tokens(const sqlm_session *s, int32_t *n) {
+    if (n) *n = s->n_hist;
+    return s->hist;
+}
+
 int sqlm_session_reset(sqlm_session *s) {
     s->n_hist = 0, s->pending = false;
     s->finish = SQLM_FINISH_STOP;
@@ -406,10 +414,8 @@ int sqlm_session_truncate(sqlm_session *s, int32_t n) {
     if (n >= s->n_hist) return SQLM_OK;
     s->n_hist = n, s->pending = false;
     s->finish = SQLM_FINISH_STOP;
-    if (n == 0) return sqlm_exec_reset(s->x);
-    /* the cache holds tokens the prefix lacks: sqlm_exec_feed() starts over
-     * and evaluates the n kept tokens */
-    return sqlm_exec_feed(s->x, s->hist, n, &s->lg, NULL);
+    s->lg = NULL;   /* the logits of position n - 1 are gone: the next evaluation gives new ones */
+    return sqlm_exec_truncate(s->x, n);
 }
 
 int sqlm_session_eval(sqlm_session *s, const int32_t *ids, int32_t n, const float **logits) {

@@ -85,6 +85,9 @@ int sqlm_exec_init(session **out, modeldb *db, const session_opts *o);
 void sqlm_exec_free(session *s);
 /* Forget the sequence (empties the KV cache). */
 int sqlm_exec_reset(session *s);
+/* Keep the first n positions of the sequence (n >= its length: no-op): the
+ * cache tables lose their rows at pos >= n. */
+int sqlm_exec_truncate(session *s, int n);
 /* Feed n tokens at the next positions; *logits (owned by s, valid until the
  * next call) gets vocab_size floats for the last one, or n * vocab_size when
  * ir.all_logits was set. */
