@@ -366,8 +366,10 @@ double sqlm_median(double *v, int n);
 /* The length of the longest prefix of p[0..n) that does not end inside an
  * incomplete UTF-8 sequence. */
 size_t sqlm_utf8_whole(const char *p, size_t n);
-/* Decode the code point at s[*pos] (< len), advance *pos; invalid -> 0xFFFD. */
-uint32_t sqlm_tok_utf8_next(const char *s, size_t len, size_t *pos);
+/* Decode the code point at s[*pos] (< len) and advance *pos; a byte that
+ * starts no valid sequence (overlong forms, surrogates and code points past
+ * U+10FFFF included) gives 0xFFFD and advances by one. */
+uint32_t sqlm_utf8_next(const char *s, size_t len, size_t *pos);
 
 #ifdef __cplusplus
 }

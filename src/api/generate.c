@@ -45,6 +45,8 @@ size_t sqlm_utf8_whole(const char *p, size_t n) {
     return n;
 }
 
+uint32_t sqlm_utf8_next(const char *s, size_t len, size_t *pos) { return sqlm_tok_utf8_next(s, len, pos); }
+
 static void clear_stops(sqlm_session *s) {
     for (int i = 0; i < s->n_stop; i++) free(s->stop[i]);
     s->n_stop = 0;

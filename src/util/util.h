@@ -18,7 +18,6 @@
 
 #include "../../include/sqlm.h"
 
-#define SQLM_VERSION "0.1.0"
 
 #ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))

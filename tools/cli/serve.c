@@ -95,13 +95,13 @@ static bool server_stopping(server *sv) {
 /* ------------------------------------------------------------ UTF-8 text */
 
 /* Append p[0..n) to out, each byte that starts no valid sequence replaced
- * by U+FFFD (sqlm_tok_utf8_next()'s rules: no overlong forms, surrogates or code
+ * by U+FFFD (sqlm_utf8_next()'s rules: no overlong forms, surrogates or code
  * points past U+10FFFF, as jansson holds them): a token's bytes need not be
  * UTF-8, a JSON string must. */
 static void utf8_append_valid(buf *out, const char *p, size_t n) {
     for (size_t i = 0, j; i < n; i = j) {
         j = i;
-        uint32_t cp = sqlm_tok_utf8_next(p, n, &j);
+        uint32_t cp = sqlm_utf8_next(p, n, &j);
         if (cp == 0xFFFD && j - i == 1) buf_puts(out, "\xEF\xBF\xBD");   /* an invalid byte */
         else buf_append(out, p + i, j - i);
     }
