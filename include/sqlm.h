@@ -100,12 +100,17 @@ sqlm_import_params sqlm_import_default_params(void);
 
 /* Import the model file at model_path (.gguf, .safetensors or its folder,
  * llama2.c .bin) into a new database at out_path, written under a temporary
- * name then renamed.  Returns SQLM_OK or an error code (sqlm_errmsg()). */
+ * name then renamed: an interrupted import leaves nothing that looks
+ * complete.  p NULL: sqlm_import_default_params().  Returns SQLM_OK,
+ * SQLM_IO (a file cannot be read or written), SQLM_FORMAT (the model file is
+ * malformed), SQLM_UNSUPPORTED (an architecture, type or engine sqlm lacks),
+ * SQLM_DB or SQLM_NOMEM; sqlm_errmsg() names the file and field. */
 int sqlm_import_model(const char *model_path, const char *out_path, const sqlm_import_params *p);
 
 /* Write a GGUF with random weights in the shapes of a real model.  like: a
- * name of sqlm_synth_shape(i); type: SQLM_TYPE_*.  SQLM_ERROR for an unknown
- * name. */
+ * name of sqlm_synth_shape(i); type: SQLM_TYPE_*; the same seed gives the
+ * same file.  SQLM_ERROR for an unknown name, SQLM_IO when out_path cannot
+ * be written. */
 int sqlm_synth(const char *like, const char *out_path, int32_t type, uint64_t seed);
 /* The i-th shape name sqlm_synth() knows (static), NULL past the last. */
 const char *sqlm_synth_shape(int i);
@@ -127,12 +132,17 @@ sqlm_model_params sqlm_model_default_params(void);
 
 typedef struct sqlm_model sqlm_model;
 
-/* Open the model database at path read-only.  On success *out is a handle the
- * caller frees with sqlm_close(); on failure *out is NULL. */
+/* Open the model database at path read-only (p NULL: defaults).  On success
+ * *out is a handle the caller frees with sqlm_close(); on failure *out is
+ * NULL and the code is SQLM_IO (cannot open), SQLM_FORMAT (not a complete
+ * sqlm database), SQLM_UNSUPPORTED (unknown engine, no native mode) or
+ * SQLM_NOMEM (the budget cannot hold what must stay resident). */
 int sqlm_open(const char *path, const sqlm_model_params *p, sqlm_model **out);
 /* Open only a vocabulary: a model database, a tokenizer file (tokenizer.json,
  * tokenizer.model, tokenizer.bin/tok512.bin) or a model file (.gguf, ...).
- * Tokenizing works on the handle; sessions do not.  Free with sqlm_close(). */
+ * Tokenizing works on the handle; sessions do not.  A file without a
+ * vocabulary opens with sqlm_model_info.n_vocab 0.  Free with sqlm_close();
+ * errors as sqlm_open(). */
 int sqlm_open_vocab(const char *path, sqlm_model **out);
 /* Free a model (NULL: no-op).  Its sessions must be freed first. */
 void sqlm_close(sqlm_model *m);
@@ -234,9 +244,11 @@ typedef struct sqlm_sampling_params {
  * no penalties, window 64, seed 0. */
 sqlm_sampling_params sqlm_sampling_default_params(void);
 
-/* A session on m.  On success *out is freed by the caller with
- * sqlm_session_free() before sqlm_close(m).  SQLM_UNSUPPORTED on a handle
- * from sqlm_open_vocab(). */
+/* A session on m (p NULL: defaults), its sampler at
+ * sqlm_sampling_default_params().  On success *out is freed by the caller
+ * with sqlm_session_free() (NULL: no-op) before sqlm_close(m); on failure
+ * *out is NULL: SQLM_UNSUPPORTED on a handle from sqlm_open_vocab(),
+ * SQLM_DB when the engine rejects the program, SQLM_NOMEM. */
 int sqlm_session_new(sqlm_model *m, const sqlm_session_params *p, sqlm_session **out);
 void sqlm_session_free(sqlm_session *s);
 /* The context length in force. */
@@ -249,12 +261,13 @@ const int32_t *sqlm_session_tokens(const sqlm_session *s, int32_t *n);
 /* Set the sampler and seed its generator from p->seed.  The generator goes
  * on across generations until the next call. */
 void sqlm_session_set_sampling(sqlm_session *s, const sqlm_sampling_params *p);
-/* Empty the sequence and its KV cache. */
+/* Empty the sequence and its KV cache.  SQLM_DB if the engine fails. */
 int sqlm_session_reset(sqlm_session *s);
 /* Keep the first n tokens of the sequence (n >= the length: no-op): the KV
  * cache's rows past them are deleted in place, nothing is evaluated again.
  * The next sqlm_generate_begin() over a sequence that extends the prefix
- * evaluates only the tokens past it. */
+ * evaluates only the tokens past it.  SQLM_RANGE for n < 0, SQLM_DB if the
+ * engine fails (the sequence is then best reset). */
 int sqlm_session_truncate(sqlm_session *s, int32_t n);
 /* Evaluate n tokens at the next positions, no sampling (benchmarks).
  * *logits (may be NULL) gets n_vocab floats for the last one, owned by s
@@ -288,19 +301,26 @@ typedef struct sqlm_token_event {
 } sqlm_token_event;
 
 /*
- * Start generating after the sequence ids[0..n): the tokens past the longest
- * prefix the KV cache already holds are evaluated (*n_kept, may be NULL,
- * gets how many were reused).  SQLM_RANGE when n >= the context.
+ * Start generating after the sequence ids[0..n) (copied; p NULL: defaults,
+ * stop strings copied): the tokens past the longest prefix the KV cache
+ * already holds are evaluated (*n_kept, may be NULL, gets how many were
+ * reused; a sequence that the cache holds whole, or that departs from it,
+ * starts over).  SQLM_RANGE when n is 0, n >= the context, an id is outside
+ * the vocabulary or more than 16 stop strings are given; SQLM_DB when the
+ * engine fails (the cache is then empty).
  */
 int sqlm_generate_begin(sqlm_session *s, const int32_t *ids, int32_t n, const sqlm_generate_params *p,
                         int32_t *n_kept);
 /*
- * Sample, decode and evaluate one token.  Text is released whole: never a
+ * Evaluate the previous token (the last one of a generation never is),
+ * then sample and decode one.  ev->token is -1 when none was added (EOS
+ * ends generation, or it had ended).  Text is released whole: never a
  * part of a UTF-8 character (bytes that can form none are passed on as they
  * are), never a tail that may still become a stop string; generation ends
  * before the first stop string, and all that is held back comes out with
  * the finishing event.  After ev->finish != SQLM_FINISH_NONE further calls
- * return the same finish with no token.
+ * return the same finish with no token.  Returns SQLM_DB/SQLM_NOMEM when the
+ * step fails; generation has then ended.
  */
 int sqlm_generate_next(sqlm_session *s, sqlm_token_event *ev);
 
@@ -318,7 +338,8 @@ typedef struct sqlm_generate_result {
 } sqlm_generate_result;
 
 /* The whole loop: sqlm_generate_begin(), then sqlm_generate_next() until it
- * finishes or cb asks to stop.  *res (may be NULL) gets the counts. */
+ * finishes or cb (may be NULL) asks to stop.  *res (may be NULL) gets the
+ * counts.  Returns the first failing call's code. */
 int sqlm_generate(sqlm_session *s, const int32_t *ids, int32_t n, const sqlm_generate_params *p,
                   sqlm_token_fn cb, void *ctx, sqlm_generate_result *res);
 
