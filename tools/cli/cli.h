@@ -1,11 +1,12 @@
 /*
  * cli.h - what the command line's files share: the parsed options, dying
- * with a message, opening the model database and the session's options as
- * run does (--mem-budget included), the sampler from the flags, and the
- * prompt of a conversation, which chat and serve build the same way.
+ * with a message, opening the model and its session as run does
+ * (--mem-budget included), the sampler from the flags, and the prompt of a
+ * conversation, which chat and serve build the same way.
  *
  * main.c parses the options and runs every command but serve (serve.c).
- * tools/ may exit(); the library under src/ never does.
+ * Both stand on the public API alone (<sqlm.h>, libsqlm): nothing under
+ * src/ is included.  tools/ may exit(); the library never does.
  */
 #ifndef SQLM_CLI_H
 #define SQLM_CLI_H
