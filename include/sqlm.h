@@ -198,9 +198,13 @@ typedef struct sqlm_chat_message {
  * when name is non-NULL (SQLM_ERROR if unknown), else the model's own, else
  * one guessed from its vocabulary, else ChatML.  *tmpl is static or owned by m. */
 int sqlm_chat_template(const sqlm_model *m, const char *name, const char **tmpl);
-/* Render msgs[0..n) with the template (tmpl: text from sqlm_chat_template(),
- * or NULL for the model's default) and the generation prompt when
- * add_generation_prompt.  *out is malloc'd (sqlm_free()), NUL-terminated. */
+/* Render msgs[0..n) with the template and the generation prompt when
+ * add_generation_prompt.  tmpl: Jinja text (e.g. from sqlm_chat_template()),
+ * a built-in's name (chatml, llama2, llama3, zephyr), or NULL for the
+ * model's default.  *out is malloc'd (sqlm_free()), NUL-terminated; on
+ * failure NULL with SQLM_FORMAT (template syntax), SQLM_ERROR (a runtime
+ * error, the template's raise_exception() included), SQLM_RANGE or
+ * SQLM_NOMEM, and sqlm_errmsg() giving the template's line and column. */
 int sqlm_chat_apply(const sqlm_model *m, const sqlm_chat_message *msgs, int32_t n, bool add_generation_prompt,
                     const char *tmpl, char **out);
 /* sqlm_chat_apply() with the generation prompt, tokenized (BOS added unless

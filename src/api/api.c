@@ -253,6 +253,7 @@ static int chat_render(const sqlm_model *m, const sqlm_chat_message *msgs, int32
     int rc = need_vocab(m);
     if (rc) return rc;
     if (!tmpl) sqlm_chat_template(m, NULL, &tmpl);
+    else if (sqlm_chat_builtin(tmpl)) tmpl = sqlm_chat_builtin(tmpl);   /* a built-in's name */
     chat_msg *cm = calloc(n > 0 ? (size_t)n : 1, sizeof *cm);
     if (!cm) return sqlm_error(SQLM_NOMEM, "out of memory");
     for (int32_t i = 0; i < n; i++) cm[i] = (chat_msg){ msgs[i].role, msgs[i].content };
