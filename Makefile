@@ -1,5 +1,6 @@
 # sqlm - plain Makefile, no configure step.
-#   make             sqlm CLI + libsqlm.a against the system SQLite
+#   make             sqlm CLI, libsqlm.a, libsqlm.so and examples/generate
+#                    against the system SQLite
 #   make test        unit + golden + end-to-end tests (SQLite), and the
 #                    corrupt-file tests under ASan/UBSan
 #   make bench       speed tables (see bench/; BENCH_FULL=1 for every shape)
@@ -7,7 +8,7 @@
 CC      ?= cc
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -MMD -MP -fPIC
 LDLIBS  += -lsqlite3 -ljansson -lm -ldl -pthread
 # the command line alone (sqlm serve) links the HTTP server library
 CLI_LIBS = -lmicrohttpd
@@ -22,7 +23,7 @@ TESTS    = $(TEST_SRC:tests/unit/%.c=$(B)/%)
 REF_SRC  = $(sort $(wildcard tests/ref/*.c))
 REF_OBJ  = $(REF_SRC:%.c=$(B)/%.o)
 
-all: sqlm
+all: sqlm $(B)/libsqlm.so examples/generate
 
 sqlm: $(B)/sqlm
 	cp $< $@
@@ -33,6 +34,20 @@ $(B)/sqlm: $(B)/libsqlm.a $(CLI_OBJ)
 $(B)/libsqlm.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+# The shared library exports the public API of include/sqlm.h and the
+# library's other sqlm_ symbols (every global of libsqlm starts with sqlm_).
+$(B)/libsqlm.so: $(OBJ)
+	$(CC) $(CFLAGS) -shared -Wl,-soname,libsqlm.so -o $@ $^ $(LDLIBS)
+
+# The command line and the examples see the public header alone.
+$(CLI_OBJ): CFLAGS += -Iinclude
+
+# examples/: programs on the public API only (<sqlm.h>), linked statically
+# so that they run from the tree.
+EXAMPLES = $(patsubst %.c,%,$(sort $(wildcard examples/*.c)))
+examples/%: examples/%.c $(B)/libsqlm.a include/sqlm.h
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -Iinclude -o $@ $< $(B)/libsqlm.a $(LDLIBS)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -117,7 +132,7 @@ $(B)/readbw: bench/readbw.c
 	$(CC) $(CFLAGS) -o $@ $< -pthread
 
 clean:
-	rm -rf build build-asan sqlm
+	rm -rf build build-asan sqlm $(EXAMPLES)
 
 # Each object depends on the headers it includes (gcc -MMD).
 -include $(shell find $(B) build-asan -name '*.d' 2>/dev/null)

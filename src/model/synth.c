@@ -564,7 +564,7 @@ int sqlm_synth_model(const char *path, const synth_spec *spec, int dtype, uint64
     vocab v;
     sqlm_vocab_init(&v);
     if (spec->tokenizer && (rc = load_vocab(&v, spec)) != SQLM_OK)
-        fprintf(stderr, "sqlm synth: using a synthetic byte vocabulary: %s\n", sqlm_errmsg());
+        sqlm_log(SQLM_LOG_WARN, "sqlm synth: using a synthetic byte vocabulary: %s", sqlm_errmsg());
     if (!spec->tokenizer || rc) rc = synthetic_vocab(&v, c->vocab_size);
     else if (v.n != c->vocab_size) rc = vocab_resize(&v, c->vocab_size);
     if (rc) {

@@ -81,8 +81,8 @@ static int budget_plan(session *s, const session_opts *o) {
         if ((size_t)s->n_ctx > cap) {
             int n = (int)MAX(MIN(cap / 256 * 256, (size_t)s->n_ctx), (size_t)MIN(256, s->n_ctx));
             if (!o->quiet)
-                fprintf(stderr, "note: --mem-budget %.0f MB: context capped at %d tokens (the KV cache of %d "
-                                "would take %.0f MB; -c sets it)\n",
+                sqlm_log(SQLM_LOG_NOTE, "note: --mem-budget %.0f MB: context capped at %d tokens (the KV cache of %d "
+                                        "would take %.0f MB; -c sets it)",
                         budget / (double)MB, n, s->n_ctx, (double)kv_pos * s->n_ctx / MB);
             s->n_ctx = n;
         }
@@ -240,6 +240,35 @@ static int eval_batch(session *s, const int32_t *toks, int n);
  * The cache cannot be cut back, so a sequence that departs from it (or ends
  * inside it, whose last logits are gone) starts over.
  */
+/*
+ * Cut the cache to its first n positions: each cache table of the reset
+ * script ("DELETE FROM kv0;" per line, one per layer) loses its rows at
+ * pos >= n.  Every cache table has a pos column (the KV_APPEND templates),
+ * so the statements suit every dialect; SQLite's sqlm_kv deletes by rowid,
+ * which is the position.
+ */
+int sqlm_exec_truncate(session *s, int n) {
+    if (n < 0) return sqlm_error(SQLM_RANGE, "truncate: negative length %d", n);
+    if (n >= s->pos) return SQLM_OK;
+    if (n == 0) return sqlm_exec_reset(s);
+    engine *e = s->db->e;
+    buf sql;
+    sqlm_buf_init(&sql);
+    for (const char *p = s->prog.reset; p && *p;) {
+        const char *end = strchr(p, '\n');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > 0 && p[len - 1] == ';') len--;
+        if (len > 0) sqlm_buf_appendf(&sql, "%.*s WHERE pos >= %d;\n", (int)len, p, n);
+        p = end ? end + 1 : p + strlen(p);
+    }
+    int rc = sql.rc ? sqlm_error(SQLM_NOMEM, "out of memory") : SQLM_OK;
+    if (!rc && sql.len) rc = e->m->exec(e, sql.p);
+    sqlm_buf_free(&sql);
+    if (rc) return sqlm_error_prefix(rc, "truncating the KV cache to %d positions", n);
+    s->pos = n;
+    return SQLM_OK;
+}
+
 int sqlm_exec_feed(session *s, const int32_t *toks, int n, const float **logits, int *n_kept) {
     *logits = NULL;
     if (n_kept) *n_kept = 0;

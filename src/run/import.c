@@ -103,8 +103,8 @@ typedef struct importer {
 } importer;
 
 static void progress(importer *im, const char *what) {
-    if (im->o->progress)
-        fprintf(stderr, "\rimport: %-16s %3d/%d tables", what, ++im->done_tables, im->n_tables);
+    ++im->done_tables;
+    if (im->o->progress) im->o->progress(what, im->done_tables, im->n_tables, im->o->progress_ctx);
 }
 
 /*
@@ -558,7 +558,7 @@ static int write_model(importer *im) {
     return rc;   /* committed by create_commit */
 }
 
-int sqlm_import(const char *model_path, const char *out_path, const import_opts *o) {
+int sqlm_import_file(const char *model_path, const char *out_path, const import_opts *o) {
     const db_methods *dm = NULL;
     model *m = NULL;
     db_create cr = { 0 };
@@ -592,12 +592,12 @@ int sqlm_import(const char *model_path, const char *out_path, const import_opts 
         bool quant = false;
         for (int i = 0; i < m->n_tensors; i++) quant |= m->tensors[i].dtype != DT_F32;
         if (quant)
-            fprintf(stderr, "import: engine %s stores F16 weights as float32 and Q8_0/Q4_0 as int8 "
-                            "blocks with float scales; every value stays exact\n", dm->name);
+            sqlm_log(SQLM_LOG_NOTE, "import: engine %s stores F16 weights as float32 and Q8_0/Q4_0 as int8 "
+                                    "blocks with float scales; every value stays exact", dm->name);
     }
     importer im = { cr.e, dl, m, o, 0, 0, 0 };
     rc = write_model(&im);
-    if (o->progress) fputc('\n', stderr);
+    if (o->progress) o->progress(NULL, im.done_tables, im.n_tables, o->progress_ctx);
     if (!rc) rc = dm->create_commit(&cr);   /* durable, then visible */
     else dm->create_abort(&cr);
 done:

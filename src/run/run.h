@@ -19,7 +19,9 @@ typedef struct import_opts {
     const char *tok_path;    /* llama2.c tokenizer override or NULL */
     int wtype;               /* storage type of matrices, -1 = as in the file */
     size_t tile_bytes;       /* target bytes per stored tile (0 = default) */
-    bool progress;           /* progress lines on stderr */
+    sqlm_progress_fn progress; /* called per table written, and once with NULL at the end;
+                              * NULL: none, and no notes */
+    void *progress_ctx;
     size_t mem_budget;       /* resident memory cap (0 = none): engine cache, and the
                               * model file's mapping dropped as it is consumed */
     bool no_fuse;            /* table fusion off: separate q/k/v and gate/up tables */
@@ -32,7 +34,7 @@ typedef struct import_opts {
 /* Import a model file into a new database at out_path (written to a
  * temporary name, then renamed: an interrupted import leaves nothing that
  * looks complete). */
-int sqlm_import(const char *model_path, const char *out_path, const import_opts *o);
+int sqlm_import_file(const char *model_path, const char *out_path, const import_opts *o);
 
 /* A model database opened for inference. */
 typedef struct modeldb {
@@ -76,13 +78,16 @@ typedef struct session_opts {
     ir_opts ir;
     int n_ctx;               /* context length (0 = the model's; set by sqlm_exec_init) */
     size_t mem_budget;       /* the engine's budget (engine_opts.mem_budget), 0 = none */
-    bool quiet;              /* no notes on stderr */
+    bool quiet;              /* no notes to the log callback */
 } session_opts;
 
 int sqlm_exec_init(session **out, modeldb *db, const session_opts *o);
 void sqlm_exec_free(session *s);
 /* Forget the sequence (empties the KV cache). */
 int sqlm_exec_reset(session *s);
+/* Keep the first n positions of the sequence (n >= its length: no-op): the
+ * cache tables lose their rows at pos >= n. */
+int sqlm_exec_truncate(session *s, int n);
 /* Feed n tokens at the next positions; *logits (owned by s, valid until the
  * next call) gets vocab_size floats for the last one, or n * vocab_size when
  * ir.all_logits was set. */

@@ -18,7 +18,6 @@
 
 #include "../../include/sqlm.h"
 
-#define SQLM_VERSION "0.1.0"
 
 #ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -32,6 +31,8 @@
 int sqlm_error(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prefix the current message with "prefix: " and return rc (adds context). */
 int sqlm_error_prefix(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A note for the log callback of sqlm_set_log() (src/api/log.c); dropped when none is set. */
+void sqlm_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ------------------------------------------------------------ util/buf.c */
 

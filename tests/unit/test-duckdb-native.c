@@ -20,7 +20,7 @@ static void compare_modes(const char *model_path, const char *what, double bound
     char out[256];
     snprintf(out, sizeof out, "%s/modes.duck", test_tmpdir());
     import_opts io = { .engine = "duckdb", .wtype = -1 };
-    CHECK_EQ(SQLM_OK, sqlm_import(model_path, out, &io));
+    CHECK_EQ(SQLM_OK, sqlm_import_file(model_path, out, &io));
     modeldb a, b;
     engine_opts eo = { .readonly = true, .threads = 1 };
     CHECK_EQ(SQLM_OK, sqlm_modeldb_open(&a, out, "duckdb", &eo));

@@ -45,7 +45,7 @@ static bool import_open(const char *path, const char *name, const import_opts *o
     if (!FIXTURE(path)) return false;
     import_opts io = o ? *o : (import_opts){ .wtype = -1 };
     io.engine = TEST_ENGINE;
-    int rc = sqlm_import(path, out, &io);
+    int rc = sqlm_import_file(path, out, &io);
     if (rc) {
         fprintf(stderr, "import %s: %s\n", path, sqlm_errmsg());
         CHECK_EQ(SQLM_OK, rc);

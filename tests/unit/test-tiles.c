@@ -46,7 +46,7 @@ static bool make_db(const char *name, int dtype, int dim, int hidden, size_t til
     int rc = sqlm_synth_model(gguf, &sp, dtype, 99);
     if (!rc) {
         import_opts io = { .wtype = -1, .tile_bytes = tile_bytes, .engine = "sqlite" };
-        rc = sqlm_import(gguf, test_tmp_path(name), &io);
+        rc = sqlm_import_file(gguf, test_tmp_path(name), &io);
     }
     if (rc) fprintf(stderr, "make_db %s: %s\n", name, sqlm_errmsg());
     CHECK_EQ(SQLM_OK, rc);

@@ -1,17 +1,44 @@
 /*
  * cli.h - what the command line's files share: the parsed options, dying
- * with a message, opening the model database and the session's options as
- * run does (--mem-budget included), the sampler from the flags, and the
- * prompt of a conversation, which chat and serve build the same way.
+ * with a message, opening the model and its session as run does
+ * (--mem-budget included), the sampler from the flags, and the prompt of a
+ * conversation, which chat and serve build the same way.
  *
  * main.c parses the options and runs every command but serve (serve.c).
- * tools/ may exit(); the library under src/ never does.
+ * Both stand on the public API alone (<sqlm.h>, libsqlm): nothing under
+ * src/ is included.  tools/ may exit(); the library never does.
  */
 #ifndef SQLM_CLI_H
 #define SQLM_CLI_H
 
-#include "../../src/run/run.h"
-#include "../../src/chat/chat.h"
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlm.h>
+
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A growable byte/text buffer with a sticky error (main.c), for the
+ * command line's own text: p is NUL-terminated, rc SQLM_NOMEM after a
+ * failed growth. */
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+    int rc;
+} buf;
+
+void buf_init(buf *b);
+void buf_free(buf *b);
+void buf_reset(buf *b);
+void buf_append(buf *b, const void *p, size_t n);
+void buf_puts(buf *b, const char *s);
+void buf_appendf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The command line, parsed (parse_args() in main.c). */
 typedef struct args {
@@ -24,10 +51,10 @@ typedef struct args {
     unsigned long long seed;
     bool seed_set, ignore_eos, no_cte, no_special, verbose_prompt, no_fuse, native, stats, no_inplace,
         split_attn;
-    int row2col;             /* R2C_* */
+    int row2col;             /* SQLM_ROW2COL_* */
     long row2col_cols;
     size_t mem_budget;
-    int mem_io;
+    int mem_io;              /* SQLM_MEM_IO_* */
     /* serve */
     const char *host;        /* address to listen on (default 127.0.0.1) */
     long port;               /* 0: any free port (printed) */
@@ -45,38 +72,28 @@ void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 void die_rc(int rc, const char *what) __attribute__((noreturn));
 
 /* Open -m read-only on --engine (or the engine that wrote it) with the
- * engine options of -t, --mem-budget, --mem-io and --no-inplace; note on
- * stderr a budget above the cgroup's limit.  Dies on failure. */
-void open_db(args *a, modeldb *db);
-/* The session's options: the passes' flags, -c and --mem-budget. */
-session_opts session_opts_from_args(const args *a);
-/* The sampling options of the flags, and *rng seeded from -s (or the clock). */
-sampler_opts sampler_from_args(const args *a, uint64_t *rng);
-/* The generator state for a seed (what -s N gives). */
-uint64_t sampler_rng(uint64_t seed);
+ * engine options of -t, --mem-budget, --mem-io, --native and --no-inplace;
+ * note on stderr a budget above the cgroup's limit and why weights are not
+ * read in place.  Dies on failure. */
+sqlm_model *open_model(const args *a);
+/* A session with the options of -c, --no-cte-merge, --split-attention and
+ * --row2col-cols, its sampler from the flags.  Dies on failure. */
+sqlm_session *open_session(const args *a, sqlm_model *m);
+/* The sampling options of the flags (seed: -s, or the clock). */
+sqlm_sampling_params sampling_from_args(const args *a);
 
-/* The tokens of a plain prompt, as run and serve read it: BOS first where
- * the vocabulary adds it, and BOS alone for an empty prompt that gave none
- * (an error when the vocabulary has no BOS).  *ids is malloc'd. */
-int prompt_ids(const modeldb *db, const char *text, size_t len, int32_t **ids, int32_t *n_ids);
 /* The chat template: --chat-template's built-in (dies if unknown), else the
  * model's own, else one guessed from its vocabulary, else ChatML.  Static
- * or owned by db. */
-const char *chat_template_for(const args *a, const modeldb *db);
+ * or owned by m. */
+const char *chat_template_for(const args *a, const sqlm_model *m);
 /*
  * The tokens of a conversation: msgs rendered with tmpl and the generation
- * prompt, then tokenized (BOS added unless the template writes the special
- * pieces itself).  verbose: the text goes to stderr.  *ids is malloc'd,
- * caller frees.  Returns SQLM_OK, or the template's or tokenizer's code with
- * sqlm_errmsg() saying why (a template's own raise_exception() included).
+ * prompt, then tokenized.  verbose: the text goes to stderr.  *ids is
+ * sqlm_free()d by the caller.  Returns SQLM_OK, or the template's or
+ * tokenizer's code with sqlm_errmsg() saying why.
  */
-int chat_prompt(const modeldb *db, const char *tmpl, const chat_msg *msgs, int n_msgs, bool verbose,
+int chat_prompt(const sqlm_model *m, const char *tmpl, const sqlm_chat_message *msgs, int n_msgs, bool verbose,
                 int32_t **ids, int32_t *n_ids);
-
-/* The length of the longest prefix of p[0..n) that does not end inside an
- * incomplete UTF-8 sequence (the rest may still be completed by the next
- * token). */
-size_t utf8_whole(const char *p, size_t n);
 
 /* sqlm serve (serve.c): the OpenAI-compatible HTTP server.  Returns 0 after
  * SIGINT or SIGTERM. */

@@ -214,11 +214,11 @@ static void parse_args(int argc, char **argv, args *a) {
         else if (IS("--no-fuse", "--no-fuse")) a->no_fuse = true;
         else if (IS("--row2col", "--row2col")) {
             const char *v = VAL();
-            if (strcmp(v, "auto") == 0) a->row2col = R2C_AUTO;
-            else if (strcmp(v, "on") == 0) a->row2col = R2C_ON;
-            else if (strcmp(v, "split") == 0) a->row2col = R2C_SPLIT;
-            else if (strcmp(v, "split-rows") == 0) a->row2col = R2C_SPLIT_ROWS;
-            else if (strcmp(v, "off") == 0) a->row2col = R2C_OFF;
+            if (strcmp(v, "auto") == 0) a->row2col = SQLM_ROW2COL_AUTO;
+            else if (strcmp(v, "on") == 0) a->row2col = SQLM_ROW2COL_ON;
+            else if (strcmp(v, "split") == 0) a->row2col = SQLM_ROW2COL_SPLIT;
+            else if (strcmp(v, "split-rows") == 0) a->row2col = SQLM_ROW2COL_SPLIT_ROWS;
+            else if (strcmp(v, "off") == 0) a->row2col = SQLM_ROW2COL_OFF;
             else die("--row2col: expected auto, on, split, split-rows or off, got '%s'", v);
         }
         else if (IS("--row2col-cols", "--row2col-cols")) a->row2col_cols = parse_long(o, VAL(), 1, 64);
@@ -236,9 +236,9 @@ static void parse_args(int argc, char **argv, args *a) {
         }
         else if (IS("--mem-io", "--mem-io")) {
             const char *v = VAL();
-            if (!strcmp(v, "auto")) a->mem_io = WC_IO_AUTO;
-            else if (!strcmp(v, "direct")) a->mem_io = WC_IO_DIRECT;
-            else if (!strcmp(v, "buffered")) a->mem_io = WC_IO_BUFFERED;
+            if (!strcmp(v, "auto")) a->mem_io = SQLM_MEM_IO_AUTO;
+            else if (!strcmp(v, "direct")) a->mem_io = SQLM_MEM_IO_DIRECT;
+            else if (!strcmp(v, "buffered")) a->mem_io = SQLM_MEM_IO_BUFFERED;
             else die("%s: expected auto, direct or buffered, got '%s'", o, v);
         }
         else if (IS("-h", "--help")) { usage(stdout); exit(0); }
@@ -250,28 +250,81 @@ static void parse_args(int argc, char **argv, args *a) {
     }
 }
 
+/* ---------------------------------------------------------------- buffer */
+
+void buf_init(buf *b) { *b = (buf){ 0 }; }
+void buf_free(buf *b) {
+    free(b->p);
+    *b = (buf){ 0 };
+}
+void buf_reset(buf *b) {
+    b->len = 0;
+    if (b->p) b->p[0] = 0;
+}
+void buf_append(buf *b, const void *p, size_t n) {
+    if (b->rc) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = MAX(b->cap * 2, b->len + n + 1);
+        char *q = realloc(b->p, MAX(cap, 64));
+        if (!q) {
+            b->rc = SQLM_NOMEM;
+            return;
+        }
+        b->p = q, b->cap = MAX(cap, 64);
+    }
+    if (n) memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+void buf_puts(buf *b, const char *s) { buf_append(b, s, strlen(s)); }
+void buf_appendf(buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->rc = SQLM_NOMEM;
+        return;
+    }
+    buf_append(b, s, (size_t)n);
+    free(s);
+}
+
 /* --------------------------------------------------------------- import */
 
 /* --type: a storage type sqlm computes with, or dflt when not given. */
 static int parse_type(const args *a, int dflt) {
     static const struct { const char *n; int t; } types[] = {
-        { "f32", DT_F32 }, { "f16", DT_F16 }, { "q8_0", DT_Q8_0 }, { "q4_0", DT_Q4_0 } };
+        { "f32", SQLM_TYPE_F32 }, { "f16", SQLM_TYPE_F16 }, { "q8_0", SQLM_TYPE_Q8_0 }, { "q4_0", SQLM_TYPE_Q4_0 } };
     if (!a->type) return dflt;
     for (size_t i = 0; i < ARRAY_LEN(types); i++)
         if (strcasecmp(a->type, types[i].n) == 0) return types[i].t;
     die("%s: --type must be f32, f16, q8_0 or q4_0, not '%s'", a->cmd, a->type);
 }
 
+/* Import progress on a terminal: one line rewritten per table. */
+static void import_progress(const char *what, int done, int total, void *ctx) {
+    (void)ctx;
+    if (what) fprintf(stderr, "\rimport: %-16s %3d/%d tables", what, done, total);
+    else fputc('\n', stderr);
+}
+
 static int cmd_import(args *a) {
     const char *in = a->positional;
     if (!in) die("import: which model file? (sqlm import MODEL -o OUT.db)");
     if (!a->output) die("import: no output database (-o OUT.db)");
-    int wtype = parse_type(a, -1);
-    import_opts o = { .engine = a->engine ? a->engine : "sqlite", .tok_path = a->tokenizer, .wtype = wtype,
-                      .tile_bytes = (size_t)a->tile_bytes, .progress = isatty(2),
-                      .no_fuse = a->no_fuse, .row2col = a->row2col, .mem_budget = a->mem_budget };
+    sqlm_import_params p = sqlm_import_default_params();
+    p.engine = a->engine ? a->engine : "sqlite";
+    p.tokenizer = a->tokenizer;
+    p.type = parse_type(a, -1);
+    p.tile_bytes = (size_t)a->tile_bytes;
+    p.progress = isatty(2) ? import_progress : NULL;
+    p.no_fuse = a->no_fuse;
+    p.row2col = a->row2col;
+    p.mem_budget = a->mem_budget;
     double t0 = sqlm_now();
-    int rc = sqlm_import(in, a->output, &o);
+    int rc = sqlm_import_model(in, a->output, &p);
     if (rc) die_rc(rc, "import");
     fprintf(stderr, "import: wrote %s in %.1f s\n", a->output, sqlm_now() - t0);
     if (a->stats) fprintf(stderr, "stats: peak RSS %.1f MB\n", sqlm_peak_rss() / 1048576.0);
@@ -280,131 +333,86 @@ static int cmd_import(args *a) {
 
 /* ------------------------------------------------------------------ run */
 
-int prompt_ids(const modeldb *db, const char *text, size_t len, int32_t **ids, int32_t *n_ids) {
-    int rc = sqlm_tok_encode(db->tok, text, len, true, ids, n_ids);
-    if (rc || *n_ids > 0) return rc;
-    /* an empty prompt without BOS: start from BOS anyway */
-    free(*ids);
-    *ids = NULL;
-    if (db->voc.bos < 0) return sqlm_error(SQLM_ERROR, "empty prompt and the vocabulary has no BOS");
-    if (!(*ids = malloc(sizeof **ids))) return sqlm_error(SQLM_NOMEM, "out of memory");
-    (*ids)[0] = db->voc.bos;
-    *n_ids = 1;
-    return SQLM_OK;
-}
-
-size_t utf8_whole(const char *p, size_t n) {
-    /* back up over a trailing incomplete sequence */
-    size_t i = n, k = 0;
-    while (i > 0 && k < 4 && ((unsigned char)p[i - 1] & 0xC0) == 0x80) i--, k++;
-    if (i > 0) {
-        unsigned char c = (unsigned char)p[i - 1];
-        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-        if (need > k + 1 && c >= 0xC0) return i - 1;
-    }
-    return n;
-}
-
-/* Print the complete UTF-8 prefix of pending text; keep a split character. */
-static void flush_utf8(buf *pending, bool all) {
-    size_t n = all ? pending->len : utf8_whole(pending->p, pending->len);
-    fwrite(pending->p, 1, n, stdout);
-    fflush(stdout);
-    memmove(pending->p, pending->p + n, pending->len - n);
-    pending->len -= n;
-}
-
-uint64_t sampler_rng(uint64_t seed) { return seed * 0x9E3779B97F4A7C15ull + 1; }
-
-/* The sampling options of run, chat and serve, and the generator seeded from -s. */
-sampler_opts sampler_from_args(const args *a, uint64_t *rng) {
-    sampler_opts sp = { .temp = (float)a->temp, .top_k = (int)a->top_k, .top_p = (float)a->top_p,
-                        .min_p = (float)a->min_p, .repeat_penalty = (float)a->repeat_penalty,
-                        .freq_penalty = (float)a->freq_penalty, .presence_penalty = (float)a->presence_penalty,
-                        .repeat_last_n = (int)a->repeat_last_n,
-                        .seed = a->seed_set ? a->seed : (uint64_t)time(NULL) };
-    *rng = sampler_rng(sp.seed);
-    return sp;
+/* The sampling options of run, chat and serve, seeded from -s (or the clock). */
+sqlm_sampling_params sampling_from_args(const args *a) {
+    return (sqlm_sampling_params){ .temperature = (float)a->temp, .top_k = (int32_t)a->top_k,
+                                   .top_p = (float)a->top_p, .min_p = (float)a->min_p,
+                                   .repeat_penalty = (float)a->repeat_penalty,
+                                   .frequency_penalty = (float)a->freq_penalty,
+                                   .presence_penalty = (float)a->presence_penalty,
+                                   .repeat_last_n = (int32_t)a->repeat_last_n,
+                                   .seed = a->seed_set ? a->seed : (uint64_t)time(NULL) };
 }
 
 /* The compilation options of run, chat, bench and sql: the passes' flags. */
-static ir_opts args_ir_opts(const args *a) {
-    return (ir_opts){ .cte_merge = !a->no_cte, .row2col_per = (int)a->row2col_cols, .fuse_attn = !a->split_attn };
+static sqlm_session_params session_params(const args *a) {
+    sqlm_session_params p = sqlm_session_default_params();
+    p.n_ctx = (int32_t)a->n_ctx;
+    p.no_cte_merge = a->no_cte;
+    p.split_attention = a->split_attn;
+    p.row2col_cols = (int32_t)a->row2col_cols;
+    return p;
 }
 
-session_opts session_opts_from_args(const args *a) {
-    return (session_opts){ .ir = args_ir_opts(a), .n_ctx = (int)a->n_ctx, .mem_budget = a->mem_budget };
-}
-
-void open_db(args *a, modeldb *db) {
+sqlm_model *open_model(const args *a) {
     if (!a->model) die("%s: no model database (-m model.db; make one with sqlm import)", a->cmd);
-    /* --engine, or else the engine that wrote the file; --native: its
-     * variant with sqlm's functions registered */
-    const char *engine = a->engine;
-    char native[64];
-    if (a->native) {
-        const db_methods *m = engine ? sqlm_db_find(engine) : sqlm_db_sniff(a->model);
-        if (!m) die("%s: --native: unknown engine of %s", a->cmd, a->model);
-        snprintf(native, sizeof native, "%s-native", m->name);
-        if (!sqlm_db_find(native)) die("%s: --native: engine %s has no native mode", a->cmd, m->name);
-        engine = native;
-    }
-    engine_opts eo = { .threads = (int)a->threads, .readonly = true, .mem_budget = a->mem_budget,
-                       .mem_io = a->mem_io, .copy_tiles = a->no_inplace };
+    sqlm_model_params p = sqlm_model_default_params();
+    p.engine = a->engine;
+    p.native = a->native;
+    p.threads = (int32_t)a->threads;
+    p.mem_budget = a->mem_budget;
+    p.mem_io = a->mem_io;
+    p.no_inplace = a->no_inplace;
     size_t cg = sqlm_cgroup_limit();
     if (a->mem_budget && cg && cg < a->mem_budget)
         fprintf(stderr, "%s: note: --mem-budget %.0f MB is above this process's cgroup memory limit of %.0f MB: "
                         "the kernel may stop sqlm before the budget is reached\n",
                 prog, a->mem_budget / 1048576.0, cg / 1048576.0);
-    int rc = sqlm_modeldb_open(db, a->model, engine, &eo);
+    sqlm_model *m;
+    int rc = sqlm_open(a->model, &p, &m);
     if (rc) die_rc(rc, a->cmd);
-    if (db->note[0]) fprintf(stderr, "%s: note: %s\n", prog, db->note);
+    sqlm_model_info mi;
+    sqlm_model_info_get(m, &mi);
+    if (mi.note[0]) fprintf(stderr, "%s: note: %s\n", prog, mi.note);
+    return m;
 }
 
-/* A point in time for --stats: wall and compute-thread CPU time, bytes read
- * from storage, the weight cache's counters. */
-typedef struct snap {
-    double t, cpu;
-    uint64_t io;
-    wcache_stats wc;
-    bool cache;
-} snap;
-
-static snap take_snap(session *s) {
-    snap x;
-    x.cache = sqlm_exec_mem_stats(s, &x.wc);
-    x.t = sqlm_now();
-    x.cpu = sqlm_thread_cpu();
-    x.io = sqlm_io_read_bytes();
-    return x;
+sqlm_session *open_session(const args *a, sqlm_model *m) {
+    sqlm_session_params p = session_params(a);
+    sqlm_session *s;
+    int rc = sqlm_session_new(m, &p, &s);
+    if (rc) die_rc(rc, a->cmd);
+    sqlm_sampling_params sp = sampling_from_args(a);
+    sqlm_session_set_sampling(s, &sp);
+    return s;
 }
 
-/* Between two snaps: seconds waiting for I/O (the cache's count; without a
- * cache, time the thread was not on a CPU: page faults), bytes read
- * (the cache's reads; without one, the storage reads of the process). */
-static double snap_wait(const snap *a, const snap *b) {
+/* Between two snapshots: seconds waiting for I/O (the cache's count; without
+ * a cache, time the thread was not on a CPU: page faults), bytes read (the
+ * cache's reads; without one, the storage reads of the process). */
+static double snap_wait(const sqlm_stats *a, const sqlm_stats *b) {
     /* the cache sums the waits of all compute threads: at most the wall time */
-    double w = b->cache ? b->wc.wait_s - a->wc.wait_s : (b->t - a->t) - (b->cpu - a->cpu);
+    double w = b->cache ? b->wait_s - a->wait_s : (b->t - a->t) - (b->cpu - a->cpu);
     return MIN(MAX(w, 0), b->t - a->t);
 }
-static double snap_read(const snap *a, const snap *b) {
-    return b->cache ? (double)(b->wc.read_bytes - a->wc.read_bytes) : (double)(b->io - a->io);
+static double snap_read(const sqlm_stats *a, const sqlm_stats *b) {
+    return b->cache ? (double)(b->read_bytes - a->read_bytes) : (double)(b->io_read_bytes - a->io_read_bytes);
 }
-static double snap_hit(const snap *a, const snap *b) {
-    double f = (double)(b->wc.fetch_bytes - a->wc.fetch_bytes);
-    return f > 0 ? 100.0 * (double)(b->wc.hit_bytes - a->wc.hit_bytes) / f : 0;
+static double snap_hit(const sqlm_stats *a, const sqlm_stats *b) {
+    double f = (double)(b->fetch_bytes - a->fetch_bytes);
+    return f > 0 ? 100.0 * (double)(b->hit_bytes - a->hit_bytes) / f : 0;
 }
 
 /* Without a weight cache the wait is the time the main thread spent off the
  * CPU: page faults on the mapped model, or other threads of the engine. */
 #define WAIT_LABEL(sn) ((sn)->cache ? "waiting for I/O" : "off-CPU (I/O, engine threads)")
 
-static void print_stats(const args *a, session *ses, const snap *s0, const snap *s1, const snap *tok, int n_tok,
-                        int n_prompt) {
+static void print_stats(const args *a, sqlm_session *ses, const sqlm_stats *s0, const sqlm_stats *s1,
+                        const sqlm_stats *tok, int n_tok, int n_prompt) {
     const double MB = 1048576.0;
-    if (sqlm_exec_mem_plan(ses)) fprintf(stderr, "stats: budget: %s\n", sqlm_exec_mem_plan(ses));
+    if (sqlm_session_mem_plan(ses)) fprintf(stderr, "stats: budget: %s\n", sqlm_session_mem_plan(ses));
     for (int i = 1; i < n_tok; i++) {
-        const snap *p = &tok[i - 1], *q = &tok[i];
+        const sqlm_stats *p = &tok[i - 1], *q = &tok[i];
         double dt = q->t - p->t, w = snap_wait(p, q);
         fprintf(stderr, "stats: token %d: %.1f ms (compute %.1f, %s %.1f), read %.1f MB",
                 i, dt * 1e3, (dt - w) * 1e3, WAIT_LABEL(q), w * 1e3, snap_read(p, q) / MB);
@@ -414,104 +422,92 @@ static void print_stats(const args *a, session *ses, const snap *s0, const snap 
     fprintf(stderr, "stats: peak RSS %.1f MB", sqlm_peak_rss() / MB);
     if (a->mem_budget) fprintf(stderr, " (budget %.1f MB)", a->mem_budget / MB);
     fputc('\n', stderr);
-    if (s1->cache && s1->wc.heap_limit)
-        fprintf(stderr, "stats: engine heap: peak %.1f MB of its %.1f MB share\n", s1->wc.heap_peak / MB,
-                s1->wc.heap_limit / MB);
+    if (s1->cache && s1->heap_limit)
+        fprintf(stderr, "stats: engine heap: peak %.1f MB of its %.1f MB share\n", s1->heap_peak / MB,
+                s1->heap_limit / MB);
     if (s1->cache)
         fprintf(stderr, "stats: weight cache: %.1f MB resident of the %.1f MB a step reads, %.1f MB read buffers, "
                         "%s reads; resident set loaded in %.2f s\n",
-                s1->wc.resident_bytes / MB, s1->wc.sched_bytes / MB, s1->wc.ring_bytes / MB,
-                s1->wc.direct ? "O_DIRECT" : "buffered", s1->wc.load_s);
+                s1->resident_bytes / MB, s1->sched_bytes / MB, s1->ring_bytes / MB,
+                s1->direct ? "O_DIRECT" : "buffered", s1->load_s);
     if (s1->cache && n_tok > 1)
         fprintf(stderr, "stats: weight cache while decoding: %.1f MB/token read by the compute threads themselves "
                         "(misses), %.1f re-aims of the readers per token\n",
-                (double)(tok[n_tok - 1].wc.sync_bytes - tok[0].wc.sync_bytes) / (n_tok - 1) / MB,
-                (double)(tok[n_tok - 1].wc.resyncs - tok[0].wc.resyncs) / (n_tok - 1));
+                (double)(tok[n_tok - 1].sync_bytes - tok[0].sync_bytes) / (n_tok - 1) / MB,
+                (double)(tok[n_tok - 1].resyncs - tok[0].resyncs) / (n_tok - 1));
     double dt = s1->t - s0->t, w = snap_wait(s0, s1);
     fprintf(stderr, "stats: prompt: %d tokens in %.3f s: compute %.3f s, %s %.3f s, read %.1f MB\n",
             n_prompt, dt, dt - w, WAIT_LABEL(s1), w, snap_read(s0, s1) / MB);
     int n = n_tok - 1;
     if (n > 0) {
-        const snap *p = &tok[0], *q = &tok[n];
+        const sqlm_stats *p = &tok[0], *q = &tok[n];
         double d = (q->t - p->t) / n, wt = snap_wait(p, q) / n;
         fprintf(stderr, "stats: decode: %d tokens, %.1f ms/token: compute %.1f ms, %s %.1f ms; "
                         "read %.1f MB/token",
                 n, d * 1e3, (d - wt) * 1e3, WAIT_LABEL(q), wt * 1e3, snap_read(p, q) / n / MB);
         if (q->cache)
             fprintf(stderr, ", hit rate %.1f%%, storage %.1f MB/token; reader busy %.1f ms/token, %.0f reads/token",
-                    snap_hit(p, q), (double)(q->io - p->io) / n / MB, (q->wc.reader_s - p->wc.reader_s) / n * 1e3,
-                    (double)(q->wc.reads - p->wc.reads) / n);
+                    snap_hit(p, q), (double)(q->io_read_bytes - p->io_read_bytes) / n / MB,
+                    (q->reader_s - p->reader_s) / n * 1e3, (double)(q->reads - p->reads) / n);
         fputc('\n', stderr);
     }
 }
 
+static sqlm_generate_params generate_params(const args *a) {
+    sqlm_generate_params p = sqlm_generate_default_params();
+    p.max_tokens = a->n_predict < 0 ? -1 : (int32_t)a->n_predict;
+    p.ignore_eos = a->ignore_eos;
+    return p;
+}
+
 static int cmd_run(args *a) {
-    modeldb db;
-    open_db(a, &db);
-    if (!db.tok) die("run: %s has no vocabulary", a->model);
+    sqlm_model *m = open_model(a);
+    sqlm_model_info mi;
+    sqlm_model_info_get(m, &mi);
+    if (!mi.n_vocab) die("run: %s has no vocabulary", a->model);
     const char *prompt = a->prompt ? a->prompt : "";
     int32_t *ids = NULL, n_ids = 0;
-    int rc = prompt_ids(&db, prompt, strlen(prompt), &ids, &n_ids);
+    int rc = sqlm_tokenize_prompt(m, prompt, strlen(prompt), &ids, &n_ids);
     if (rc) die_rc(rc, "run: tokenizing the prompt");
-    sqlm_tok_drop_encoder(db.tok);   /* no more text to encode: its tables are not the budget's */
+    sqlm_model_drop_encoder(m);   /* no more text to encode: its tables are not the budget's */
     if (a->verbose_prompt) {
         fprintf(stderr, "prompt ids:");
         for (int i = 0; i < n_ids; i++) fprintf(stderr, " %d", ids[i]);
         fputc('\n', stderr);
     }
-    session *s;
-    session_opts so = session_opts_from_args(a);
-    if ((rc = sqlm_exec_init(&s, &db, &so))) die_rc(rc, "run");
-    int n_ctx = sqlm_exec_n_ctx(s);
+    sqlm_session *s = open_session(a, m);
+    int n_ctx = sqlm_session_n_ctx(s);
     if (n_ids >= n_ctx) die("run: prompt of %d tokens does not fit the context of %d", n_ids, n_ctx);
-
-    uint64_t rng;
-    sampler_opts sp = sampler_from_args(a, &rng);
 
     fputs(prompt, stdout);
     fflush(stdout);
-    int32_t *hist = malloc(sizeof *hist * (size_t)n_ctx);
-    if (!hist) die("run: out of memory");
-    memcpy(hist, ids, sizeof *ids * (size_t)n_ids);
-    int n_hist = n_ids;
 
     /* snapshots for --stats: before the prompt, then after each step */
     int cap_snaps = a->stats ? (a->n_predict >= 0 ? (int)a->n_predict : n_ctx) + 2 : 0;
-    snap s0 = { 0 }, *snaps = a->stats ? malloc(sizeof *snaps * (size_t)cap_snaps) : NULL;
+    sqlm_stats s0 = { 0 }, *snaps = a->stats ? malloc(sizeof *snaps * (size_t)cap_snaps) : NULL;
     int n_snaps = 0;
-    if (a->stats) s0 = take_snap(s);
+    if (a->stats) sqlm_session_stats(s, &s0);
 
+    sqlm_generate_params gp = generate_params(a);
     double t0 = sqlm_now();
-    const float *lg;
-    if ((rc = sqlm_exec_eval(s, ids, n_ids, &lg))) die_rc(rc, "run: prompt");
+    if ((rc = sqlm_generate_begin(s, ids, n_ids, &gp, NULL))) die_rc(rc, "run: prompt");
     double t_prompt = sqlm_now() - t0;
-    if (snaps) snaps[n_snaps++] = take_snap(s);
-    float *logits = malloc(sizeof *logits * (size_t)db.cfg.vocab_size);
-    buf out;
-    sqlm_buf_init(&out);
+    if (snaps) sqlm_session_stats(s, &snaps[n_snaps++]);
     int n_gen = 0;
     double t1 = sqlm_now();
-    while (a->n_predict < 0 || n_gen < a->n_predict) {
-        memcpy(logits, lg, sizeof *logits * (size_t)db.cfg.vocab_size);
-        int32_t next = sqlm_sample_next(&sp, logits, db.cfg.vocab_size, hist, n_hist, &rng);
-        n_gen++;
-        if (!a->ignore_eos && (next == db.voc.eos || next == db.voc.eot)) break;
-        sqlm_tok_decode(db.tok, hist[n_hist - 1], next, &out);
-        flush_utf8(&out, false);
-        hist[n_hist++] = next;
-        if (a->n_predict >= 0 && n_gen >= a->n_predict) break;
-        if (n_hist >= n_ctx) {
-            fprintf(stderr, "\n%s: context full (%d tokens)\n", prog, n_ctx);
-            break;
-        }
-        if ((rc = sqlm_exec_eval(s, &next, 1, &lg))) {
-            flush_utf8(&out, true);
+    sqlm_token_event ev = { .finish = SQLM_FINISH_NONE };
+    while (!ev.finish) {
+        if ((rc = sqlm_generate_next(s, &ev))) {
             fputc('\n', stdout);
-            die_rc(rc, "run: decode");
+            die_rc(rc, "run");
         }
-        if (snaps && n_snaps < cap_snaps) snaps[n_snaps++] = take_snap(s);
+        /* every step but the first fed the token before it */
+        if (snaps && n_gen > 0 && n_snaps < cap_snaps) sqlm_session_stats(s, &snaps[n_snaps++]);
+        if (ev.token >= 0 || ev.finish == SQLM_FINISH_EOS) n_gen++;   /* a token was sampled */
+        fwrite(ev.text, 1, ev.len, stdout);
+        fflush(stdout);
     }
-    flush_utf8(&out, true);
+    if (ev.finish == SQLM_FINISH_CONTEXT) fprintf(stderr, "\n%s: context full (%d tokens)\n", prog, n_ctx);
     double t_gen = sqlm_now() - t1;
     putchar('\n');
     fflush(stdout);
@@ -521,150 +517,68 @@ static int cmd_run(args *a) {
     fprintf(stderr, "peak RSS: %.1f MB\n", sqlm_peak_rss() / 1048576.0);
     if (snaps) print_stats(a, s, &s0, &snaps[0], snaps, n_snaps, n_ids);
     free(snaps);
-    sqlm_buf_free(&out);
-    free(logits);
-    free(hist);
-    free(ids);
-    sqlm_exec_free(s);
-    sqlm_modeldb_close(&db);
+    sqlm_free(ids);
+    sqlm_session_free(s);
+    sqlm_close(m);
     return 0;
 }
 
 /* ------------------------------------------------------------------ sql */
 
 static int cmd_sql(args *a) {
-    modeldb db;
-    open_db(a, &db);
-    ir_graph g;
-    sql_program p;
-    ir_opts o = args_ir_opts(a);
-    o.inplace = db.inplace;
-    o = sqlm_dialect_ir_opts(db.e->m->dialect, o);
-    int rc = sqlm_ir_build_llama(&g, &db.cfg, db.weights, db.n_weights, &o);
-    if (!rc) rc = sqlm_emit_program(&g, db.e->m->dialect, &p);
+    sqlm_model *m = open_model(a);
+    sqlm_session_params p = session_params(a);
+    char *text;
+    int rc = sqlm_model_sql(m, &p, a->prompt, &text);
     if (rc) die_rc(rc, "sql");
-    /* the script feeds the prompt (default: BOS alone) and ends with the next token */
-    int32_t *ids = NULL, n_ids = 0;
-    if (db.tok && (rc = sqlm_tok_encode(db.tok, a->prompt ? a->prompt : "", a->prompt ? strlen(a->prompt) : 0,
-                                   true, &ids, &n_ids)))
-        die_rc(rc, "sql: tokenizing the prompt");
-    if (n_ids == 0 && db.voc.bos >= 0) {
-        free(ids);
-        ids = malloc(sizeof *ids);
-        ids[0] = db.voc.bos;
-        n_ids = 1;
-    }
-    if (n_ids > db.cfg.seq_len) die("sql: prompt of %d tokens exceeds the context of %d", n_ids, db.cfg.seq_len);
-    char *text = sqlm_sql_program_text(&p, ids, n_ids);
-    free(ids);
-    if (!text) die("sql: out of memory");
     fputs(text, stdout);
-    free(text);
-    sqlm_sql_program_free(&p);
-    sqlm_ir_free(&g);
-    sqlm_modeldb_close(&db);
+    sqlm_free(text);
+    sqlm_close(m);
     return 0;
 }
 
 /* ------------------------------------------------------------- tokenize */
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-/* A vocabulary from a tokenizer file or a model file. */
-static void read_vocab_file(const char *path, vocab *v, model **m) {
-    int rc;
-    *m = NULL;
-    sqlm_vocab_init(v);
-    if (ends_with(path, ".json")) rc = sqlm_tok_read_json(v, path);
-    else if (ends_with(path, ".model")) rc = sqlm_tok_read_spm_model(v, path);
-    else if (ends_with(path, "tokenizer.bin") || ends_with(path, "tok512.bin") ||
-             (ends_with(path, ".bin") && strstr(path, "tok")))
-        rc = sqlm_llama2c_read_tokenizer(v, path, 0);
-    else {
-        rc = sqlm_model_open(path, NULL, m);   /* GGUF, safetensors folder, llama2.c checkpoint */
-        if (!rc) *v = (*m)->voc;
-    }
-    if (rc) die_rc(rc, "tokenize");
-    if (v->n == 0) die("tokenize: %s has no vocabulary", path);
-}
-
 static int cmd_tokenize(args *a) {
     if (!a->model) die("tokenize: no model (-m model.db, or a tokenizer file)");
     const char *text = a->positional ? a->positional : a->prompt ? a->prompt : "";
-    modeldb db;
-    model *m = NULL;
-    vocab own;
-    const vocab *v;
-    tokenizer *tok;
-    bool from_db = sqlm_db_sniff(a->model) != NULL;   /* a model database of any engine */
-    if (from_db) {
-        a->no_inplace = true;   /* no products: the weight tiles need no mapping (a 1.1B model's: 1.5 GB of RSS) */
-        open_db(a, &db);
-        if (!db.tok) die("tokenize: %s has no vocabulary", a->model);
-        v = &db.voc;
-        tok = db.tok;
-    } else {
-        read_vocab_file(a->model, &own, &m);
-        v = &own;
-        int rc = sqlm_tok_init(&tok, v);
-        if (rc) die_rc(rc, "tokenize");
-    }
-    int32_t *ids, n;
-    int rc = sqlm_tok_encode(tok, text, strlen(text), !a->no_special, &ids, &n);
+    sqlm_model *m;
+    int rc = sqlm_open_vocab(a->model, &m);   /* a model database, a tokenizer or a model file */
     if (rc) die_rc(rc, "tokenize");
+    sqlm_model_info mi;
+    sqlm_model_info_get(m, &mi);
+    if (!mi.n_vocab) die("tokenize: %s has no vocabulary", a->model);
+    int32_t *ids, n;
+    if ((rc = sqlm_tokenize(m, text, strlen(text), !a->no_special, &ids, &n))) die_rc(rc, "tokenize");
     for (int i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
     putchar('\n');
     for (int i = 0; i < n; i++) {
+        size_t len = 0;
+        const char *piece = sqlm_token_to_piece(m, ids[i], &len);
         printf("%s", i ? " " : "");
-        fwrite(v->tok[ids[i]], 1, v->tok_len[ids[i]], stdout);
+        if (piece) fwrite(piece, 1, len, stdout);
     }
     putchar('\n');
-    free(ids);
-    if (from_db) {
-        sqlm_modeldb_close(&db);
-    } else {
-        sqlm_tok_free(tok);
-        if (m) sqlm_model_free(m);   /* owns the vocabulary */
-        else sqlm_vocab_free(&own);
-    }
+    sqlm_free(ids);
+    sqlm_close(m);
     return 0;
 }
 
 /* ----------------------------------------------------------------- chat */
 
-const char *chat_template_for(const args *a, const modeldb *db) {
-    if (a->tmpl) {
-        const char *t = sqlm_chat_builtin(a->tmpl);
-        if (!t) die("%s: unknown --chat-template '%s' (chatml, llama2, llama3, zephyr)", a->cmd, a->tmpl);
-        return t;
-    }
-    const char *t = sqlm_chat_vocab_template(&db->voc);   /* the model's own, else a guess */
-    return t ? t : sqlm_chat_builtin("chatml");
+const char *chat_template_for(const args *a, const sqlm_model *m) {
+    const char *t;
+    if (sqlm_chat_template(m, a->tmpl, &t))
+        die("%s: unknown --chat-template '%s' (chatml, llama2, llama3, zephyr)", a->cmd, a->tmpl);
+    return t;
 }
 
-/* A special token's text for the template, where the tokenizer reads special
- * pieces in text ("" where it does not: BOS is then added by the encoder). */
-static const char *piece_or_empty(const vocab *v, int32_t id) {
-    return id >= 0 && id < v->n && v->special_in_text ? v->tok[id] : "";
-}
-
-int chat_prompt(const modeldb *db, const char *tmpl, const chat_msg *msgs, int n_msgs, bool verbose,
+int chat_prompt(const sqlm_model *m, const char *tmpl, const sqlm_chat_message *msgs, int n_msgs, bool verbose,
                 int32_t **ids, int32_t *n_ids) {
-    *ids = NULL, *n_ids = 0;
-    buf text;
-    sqlm_buf_init(&text);
-    int rc = sqlm_chat_render(tmpl, msgs, n_msgs, true, piece_or_empty(&db->voc, db->voc.bos),
-                         piece_or_empty(&db->voc, db->voc.eos), &text);
-    if (rc) {
-        sqlm_error_prefix(rc, "chat template");
-    } else {
-        if (verbose) fprintf(stderr, "[prompt]\n%s[/prompt]\n", text.p);
-        rc = sqlm_tok_encode(db->tok, text.p, text.len, !db->voc.special_in_text, ids, n_ids);
-    }
-    sqlm_buf_free(&text);
+    char *text = NULL;
+    int rc = sqlm_chat_tokenize(m, msgs, n_msgs, tmpl, verbose ? &text : NULL, ids, n_ids);
+    if (!rc && verbose) fprintf(stderr, "[prompt]\n%s[/prompt]\n", text);
+    sqlm_free(text);
     return rc;
 }
 
@@ -675,92 +589,80 @@ int chat_prompt(const modeldb *db, const char *tmpl, const chat_msg *msgs, int n
  * or end of input ends the chat.
  */
 static int cmd_chat(args *a) {
-    modeldb db;
-    open_db(a, &db);
-    if (!db.tok) die("chat: %s has no vocabulary", a->model);
-    const char *tmpl = chat_template_for(a, &db);
-    session *s;
-    session_opts so = session_opts_from_args(a);
-    int rc = sqlm_exec_init(&s, &db, &so);
-    if (rc) die_rc(rc, "chat");
-    const int n_ctx = sqlm_exec_n_ctx(s);
-    uint64_t rng;
-    sampler_opts sp = sampler_from_args(a, &rng);
-    chat_msg *msgs = calloc(1024, sizeof *msgs);
+    sqlm_model *m = open_model(a);
+    sqlm_model_info mi;
+    sqlm_model_info_get(m, &mi);
+    if (!mi.n_vocab) die("chat: %s has no vocabulary", a->model);
+    const char *tmpl = chat_template_for(a, m);
+    sqlm_session *s = open_session(a, m);
+    const int n_ctx = sqlm_session_n_ctx(s);
+    sqlm_chat_message *msgs = calloc(1024, sizeof *msgs);
+    if (!msgs) die("chat: out of memory");
     int n_msgs = 0;
-    if (a->system) msgs[n_msgs++] = (chat_msg){ "system", a->system };
-    int32_t *hist = malloc(sizeof *hist * (size_t)n_ctx);   /* the conversation's tokens */
-    float *logits = malloc(sizeof *logits * (size_t)db.cfg.vocab_size);
-    int n_hist = 0;
+    if (a->system) msgs[n_msgs++] = (sqlm_chat_message){ "system", a->system };
+    sqlm_generate_params gp = generate_params(a);
     char *line = NULL;
     size_t cap = 0;
-    buf out;
-    sqlm_buf_init(&out);
-    bool tty = isatty(0);
-    for (;;) {
+    bool tty = isatty(0), full = false;
+    int rc;
+    while (!full) {
         if (tty) fputs("> ", stdout), fflush(stdout);
         ssize_t len = getline(&line, &cap, stdin);
         if (len <= 0) break;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) break;
         if (n_msgs + 2 > 1024) die("chat: too many turns");
-        msgs[n_msgs++] = (chat_msg){ "user", sqlm_strdup(line) };
+        char *content = strdup(line);
+        if (!content) die("chat: out of memory");
+        msgs[n_msgs++] = (sqlm_chat_message){ "user", content };
         int32_t *ids, n;
-        if ((rc = chat_prompt(&db, tmpl, msgs, n_msgs, a->verbose_prompt, &ids, &n))) die_rc(rc, "chat");
+        if ((rc = chat_prompt(m, tmpl, msgs, n_msgs, a->verbose_prompt, &ids, &n))) die_rc(rc, "chat");
         if (n >= n_ctx) die("chat: conversation of %d tokens exceeds the context of %d", n, n_ctx);
-        /* only the tokens past what the KV cache holds (all of them when
-         * the template rewrote history) */
-        const float *lg;
-        if ((rc = sqlm_exec_feed(s, ids, n, &lg, NULL))) die_rc(rc, "chat");
-        memcpy(hist, ids, sizeof *ids * (size_t)n);
-        n_hist = n;
-        free(ids);
-        sqlm_buf_reset(&out);
+        /* only the tokens past what the KV cache holds are fed (all of
+         * them when the template rewrote history) */
+        rc = sqlm_generate_begin(s, ids, n, &gp, NULL);
+        sqlm_free(ids);
+        if (rc) die_rc(rc, "chat");
         buf reply;
-        sqlm_buf_init(&reply);
-        for (int i = 0; a->n_predict < 0 || i < a->n_predict; i++) {
-            memcpy(logits, lg, sizeof *logits * (size_t)db.cfg.vocab_size);
-            int32_t next = sqlm_sample_next(&sp, logits, db.cfg.vocab_size, hist, n_hist, &rng);
-            if (next == db.voc.eos || next == db.voc.eot) break;
-            size_t before = out.len;
-            sqlm_tok_decode(db.tok, hist[n_hist - 1], next, &out);
-            sqlm_buf_append(&reply, out.p + before, out.len - before);
-            flush_utf8(&out, false);
-            hist[n_hist++] = next;
-            if (n_hist >= n_ctx) {
-                fprintf(stderr, "\n%s: context full (%d tokens)\n", prog, n_ctx);
-                break;
-            }
-            if ((rc = sqlm_exec_eval(s, &next, 1, &lg))) die_rc(rc, "chat");
+        buf_init(&reply);
+        sqlm_token_event ev = { .finish = SQLM_FINISH_NONE };
+        while (!ev.finish) {
+            if ((rc = sqlm_generate_next(s, &ev))) die_rc(rc, "chat");
+            fwrite(ev.text, 1, ev.len, stdout);
+            fflush(stdout);
+            buf_append(&reply, ev.text, ev.len);
         }
-        flush_utf8(&out, true);
+        if (ev.finish == SQLM_FINISH_CONTEXT) {
+            fprintf(stderr, "\n%s: context full (%d tokens)\n", prog, n_ctx);
+            full = true;
+        }
         putchar('\n');
-        msgs[n_msgs++] = (chat_msg){ "assistant", sqlm_buf_detach(&reply) };
-        if (n_hist >= n_ctx) break;
+        if (reply.rc) die("chat: out of memory");
+        msgs[n_msgs++] = (sqlm_chat_message){ "assistant", reply.p ? reply.p : strdup("") };
     }
     for (int i = 0; i < n_msgs; i++)
         if (msgs[i].content != a->system) free((char *)msgs[i].content);
-    free(msgs), free(hist), free(logits), free(line);
-    sqlm_buf_free(&out);
-    sqlm_exec_free(s);
-    sqlm_modeldb_close(&db);
+    free(msgs), free(line);
+    sqlm_session_free(s);
+    sqlm_close(m);
     return 0;
 }
 
 /* ---------------------------------------------------------------- synth */
 
 static int cmd_synth(args *a) {
-    const synth_spec *sp = a->like ? sqlm_synth_like(a->like) : NULL;
-    if (!sp) {
+    bool known = false;
+    for (int i = 0; a->like && sqlm_synth_shape(i); i++) known |= !strcmp(a->like, sqlm_synth_shape(i));
+    if (!known) {
         fprintf(stderr, "%s: synth: --like must be one of:", prog);
-        for (int i = 0; sqlm_synth_name(i); i++) fprintf(stderr, " %s", sqlm_synth_name(i));
+        for (int i = 0; sqlm_synth_shape(i); i++) fprintf(stderr, " %s", sqlm_synth_shape(i));
         fputc('\n', stderr);
         exit(1);
     }
     if (!a->output) die("synth: no output file (-o x.gguf)");
-    int rc = sqlm_synth_model(a->output, sp, parse_type(a, DT_Q8_0), a->seed_set ? a->seed : 42);
+    int rc = sqlm_synth(a->like, a->output, parse_type(a, SQLM_TYPE_Q8_0), a->seed_set ? a->seed : 42);
     if (rc) die_rc(rc, "synth");
-    fprintf(stderr, "synth: wrote %s (%s shapes, random weights)\n", a->output, sp->name);
+    fprintf(stderr, "synth: wrote %s (%s shapes, random weights)\n", a->output, a->like);
     return 0;
 }
 
@@ -784,9 +686,9 @@ static int32_t argmax(const float *v, int n) {
  *   weights: 116.4 MB per token
  *   peak RSS: 154.1 MB
  *
- * GB/s = bytes of the weight tables (sqlm_weight: every matrix, output head
- * included, as stored; not an untied embedding, read a row at a time) x
- * decode tok/s, the weights a decoded token streams.
+ * GB/s = bytes of the weight tables (every matrix, output head included, as
+ * stored; not an untied embedding, read a row at a time) x decode tok/s, the
+ * weights a decoded token streams.
  * Prompt ids are (i * 7919 + 1) mod vocab_size, as bench/refbench.c uses.
  */
 static int cmd_bench(args *a) {
@@ -795,17 +697,18 @@ static int cmd_bench(args *a) {
     if (a->prompt) pp = parse_long("-p", a->prompt, 0, 1 << 20);
     if (pp == 0 && tg == 0) die("bench: nothing to time (-p 0 and -n 0)");
     if (a->positional) die("bench: unexpected argument '%s' (the model goes after -m)", a->positional);
-    modeldb db;
-    open_db(a, &db);
-    int vocab = db.cfg.vocab_size;
+    sqlm_model *m = open_model(a);
+    sqlm_model_info mi;
+    sqlm_model_info_get(m, &mi);
+    int vocab = mi.n_vocab > 0 ? mi.n_vocab : 1;
     /* pp + tg positions, and one for the warm-up or the first decoded token */
     long n_ctx = pp + tg + 1;
-    if (n_ctx > db.cfg.seq_len)
-        die("bench: -p %ld + -n %ld tokens exceed the model's context of %d", pp, tg, db.cfg.seq_len);
-    session *s;
-    session_opts so = session_opts_from_args(a);
-    so.n_ctx = (int)n_ctx;
-    int rc = sqlm_exec_init(&s, &db, &so);
+    if (n_ctx > mi.n_ctx_train)
+        die("bench: -p %ld + -n %ld tokens exceed the model's context of %d", pp, tg, mi.n_ctx_train);
+    sqlm_session_params sp = session_params(a);
+    sp.n_ctx = (int32_t)n_ctx;
+    sqlm_session *s;
+    int rc = sqlm_session_new(m, &sp, &s);
     if (rc) die_rc(rc, "bench");
     int32_t *ids = malloc(sizeof *ids * (size_t)(pp + 1));
     double *t_pp = calloc((size_t)reps, sizeof *t_pp), *t_tg = calloc((size_t)reps, sizeof *t_tg);
@@ -815,26 +718,20 @@ static int cmd_bench(args *a) {
         const float *lg;
         int32_t tok = 1 % vocab;
         /* warm-up: one token, then a fresh sequence */
-        if ((rc = sqlm_exec_eval(s, &tok, 1, &lg)) || (rc = sqlm_exec_reset(s))) die_rc(rc, "bench: warm-up");
+        if ((rc = sqlm_session_eval(s, &tok, 1, &lg)) || (rc = sqlm_session_reset(s))) die_rc(rc, "bench: warm-up");
         double t0 = sqlm_now();
-        if (pp > 0 && (rc = sqlm_exec_eval(s, ids, (int)pp, &lg))) die_rc(rc, "bench: prompt");
+        if (pp > 0 && (rc = sqlm_session_eval(s, ids, (int)pp, &lg))) die_rc(rc, "bench: prompt");
         t_pp[r] = sqlm_now() - t0;
-        if (pp == 0 && (rc = sqlm_exec_eval(s, &tok, 1, &lg))) die_rc(rc, "bench: first token");
+        if (pp == 0 && (rc = sqlm_session_eval(s, &tok, 1, &lg))) die_rc(rc, "bench: first token");
         t0 = sqlm_now();
         for (long i = 0; i < tg; i++) {
             tok = argmax(lg, vocab);
-            if ((rc = sqlm_exec_eval(s, &tok, 1, &lg))) die_rc(rc, "bench: decode");
+            if ((rc = sqlm_session_eval(s, &tok, 1, &lg))) die_rc(rc, "bench: decode");
         }
         t_tg[r] = sqlm_now() - t0;
-        if ((rc = sqlm_exec_reset(s))) die_rc(rc, "bench");
+        if ((rc = sqlm_session_reset(s))) die_rc(rc, "bench");
     }
-    double wbytes = 0;
-    for (int i = 0; i < db.n_weights; i++) {
-        size_t rb = 0;
-        if (!strcmp(db.weights[i].name, "embed")) continue;   /* a lookup: one row a token */
-        sqlm_dtype_row_bytes(db.weights[i].dtype, (size_t)db.weights[i].n_in, &rb);
-        wbytes += (double)rb * (double)db.weights[i].n_out;
-    }
+    double wbytes = mi.weight_bytes;
     if (pp > 0) printf("pp%ld t=%ld %.2f tok/s\n", pp, a->threads, pp / sqlm_median(t_pp, reps));
     if (tg > 0) {
         double tps = tg / sqlm_median(t_tg, reps);
@@ -843,9 +740,15 @@ static int cmd_bench(args *a) {
     printf("weights: %.1f MB per token\n", wbytes / 1e6);
     printf("peak RSS: %.1f MB\n", sqlm_peak_rss() / 1048576.0);
     free(ids), free(t_pp), free(t_tg);
-    sqlm_exec_free(s);
-    sqlm_modeldb_close(&db);
+    sqlm_session_free(s);
+    sqlm_close(m);
     return 0;
+}
+
+/* The library's notes, on stderr as they are. */
+static void log_stderr(int level, const char *msg, void *ctx) {
+    (void)level, (void)ctx;
+    fprintf(stderr, "%s\n", msg);
 }
 
 int main(int argc, char **argv) {
@@ -856,6 +759,7 @@ int main(int argc, char **argv) {
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TOP_PAD, 16 << 20);
+    sqlm_set_log(log_stderr, NULL);
     if (argc < 2) {
         usage(stderr);
         return 1;
@@ -865,12 +769,12 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("sqlm %s\n", SQLM_VERSION);
+        printf("sqlm %s\n", sqlm_version());
         return 0;
     }
     args a;
     parse_args(argc, argv, &a);
-    if (a.engine && sqlm_db_find(a.engine) == NULL)
+    if (a.engine && !sqlm_engine_available(a.engine))
         die("unknown engine '%s' (available: sqlite, duckdb)", a.engine);
     if (!strcmp(a.cmd, "import")) return cmd_import(&a);
     if (!strcmp(a.cmd, "run")) return cmd_run(&a);

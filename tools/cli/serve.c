@@ -14,7 +14,7 @@
  * take the one session in order of arrival (a ticket lock), and a stream
  * holds it until its last token or until its client goes away.  Each request
  * feeds only the tokens past what the KV cache already holds
- * (sqlm_exec_feed()), so a conversation that grows turn by turn is not
+ * (sqlm_generate_begin()), so a conversation that grows turn by turn is not
  * evaluated again from the start.
  *
  * Not here: more than one session or batching of requests, logprobs, n > 1,
@@ -49,14 +49,12 @@
 
 typedef struct server {
     const args *a;
-    modeldb db;
-    session *s;
+    sqlm_model *m;
+    sqlm_session *s;
     int n_ctx, n_vocab;
     const char *tmpl;        /* chat template (static or owned by db) */
     char model_id[256];      /* --alias or the database's file name */
     time_t started;
-    int32_t *hist;           /* [n_ctx] the request's tokens: prompt, then generated */
-    float *logits;           /* [n_vocab] a copy the sampler may change */
     /* the session lock: one request at a time, in order of arrival */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -97,15 +95,15 @@ static bool server_stopping(server *sv) {
 /* ------------------------------------------------------------ UTF-8 text */
 
 /* Append p[0..n) to out, each byte that starts no valid sequence replaced
- * by U+FFFD (sqlm_tok_utf8_next()'s rules: no overlong forms, surrogates or code
+ * by U+FFFD (sqlm_utf8_next()'s rules: no overlong forms, surrogates or code
  * points past U+10FFFF, as jansson holds them): a token's bytes need not be
  * UTF-8, a JSON string must. */
 static void utf8_append_valid(buf *out, const char *p, size_t n) {
     for (size_t i = 0, j; i < n; i = j) {
         j = i;
-        uint32_t cp = sqlm_tok_utf8_next(p, n, &j);
-        if (cp == 0xFFFD && j - i == 1) sqlm_buf_puts(out, "\xEF\xBF\xBD");   /* an invalid byte */
-        else sqlm_buf_append(out, p + i, j - i);
+        uint32_t cp = sqlm_utf8_next(p, n, &j);
+        if (cp == 0xFFFD && j - i == 1) buf_puts(out, "\xEF\xBF\xBD");   /* an invalid byte */
+        else buf_append(out, p + i, j - i);
     }
 }
 
@@ -164,11 +162,11 @@ static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, jso
 /* {"error":{"message":...,"type":...,"code":status}}, as llama-server sends */
 static json_t *error_json(const req_err *e) {
     buf m;
-    sqlm_buf_init(&m);
+    buf_init(&m);
     utf8_append_valid(&m, e->msg, strlen(e->msg));
     json_t *j = json_pack("{s:{s:s,s:s,s:i}}", "error", "message", m.rc ? "" : m.p, "type", e->type, "code",
                           (int)e->status);
-    sqlm_buf_free(&m);
+    buf_free(&m);
     return j;
 }
 
@@ -226,19 +224,17 @@ enum { END_NONE, END_STOP, END_LENGTH };
 typedef struct gen {
     server *sv;
     bool chat, stream, include_usage, ignore_eos;
-    sampler_opts sp;
-    uint64_t rng;
+    sqlm_sampling_params sp;
     long long max_tokens;    /* -1: until EOS or the end of the context */
     char *stop[MAX_STOP];    /* stop strings, valid UTF-8, non-empty */
     int n_stop;
     int32_t *prompt;         /* [n_prompt] the prompt's tokens */
     int n_prompt, n_kept;    /* n_kept: of them, found in the KV cache */
-    int n_hist, n_gen;       /* tokens in sv->hist; of them, generated */
-    const float *lg;         /* the logits of sv->hist[n_hist - 1] */
+    int n_gen;               /* tokens generated */
     int end;                 /* END_*: why generation ended, END_NONE while it runs */
     bool gone;               /* it ended because the client went away (or the server stops) */
     char err[256];           /* an engine error that ended it, "" if none */
-    buf text;                /* generated text so far (cut before a stop string) */
+    buf text;                /* generated text released so far (cut before a stop string) */
     size_t sent;             /* bytes of text already streamed */
     /* streaming */
     buf out;                 /* SSE bytes not yet given to libmicrohttpd */
@@ -256,8 +252,8 @@ static void gen_free(gen *g) {
     if (!g) return;
     if (g->locked) session_release(g->sv);
     for (int i = 0; i < g->n_stop; i++) free(g->stop[i]);
-    free(g->prompt);
-    sqlm_buf_free(&g->text), sqlm_buf_free(&g->out);
+    sqlm_free(g->prompt);
+    buf_free(&g->text), buf_free(&g->out);
     free(g);
 }
 
@@ -270,78 +266,33 @@ static bool client_gone(int fd) {
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
-/* The first position at or after from where a stop string starts in the
- * text, or (size_t)-1. */
-static size_t find_stop(const gen *g, size_t from) {
-    size_t best = (size_t)-1;
-    for (int i = 0; i < g->n_stop; i++) {
-        const char *hit = memmem(g->text.p + from, g->text.len - from, g->stop[i], strlen(g->stop[i]));
-        if (hit && (size_t)(hit - g->text.p) < best) best = (size_t)(hit - g->text.p);
-    }
-    return best;
-}
-
-/* Sample one token, as cmd_run does, and feed it unless generation ends. */
+/* Generate one token (sqlm_generate_next(): stop strings, end of turn,
+ * max_tokens and the context's end are the library's) and keep the text it
+ * releases: never part of a character, never a tail that may still become
+ * a stop string. */
 static void gen_step(gen *g) {
     server *sv = g->sv;
-    const modeldb *db = &sv->db;
     if (g->end) return;
     if (server_stopping(sv) || client_gone(g->fd)) {
         g->end = END_STOP;
         g->gone = true;
         return;
     }
-    memcpy(sv->logits, g->lg, sizeof *sv->logits * (size_t)sv->n_vocab);
-    int32_t next = sqlm_sample_next(&g->sp, sv->logits, sv->n_vocab, sv->hist, g->n_hist, &g->rng);
-    if (!g->ignore_eos && (next == db->voc.eos || next == db->voc.eot)) {
-        g->end = END_STOP;
-        return;
-    }
-    size_t before = g->text.len;
-    sqlm_tok_decode(db->tok, sv->hist[g->n_hist - 1], next, &g->text);
-    sv->hist[g->n_hist++] = next;
-    g->n_gen++;
-    if (g->n_stop) {
-        /* a stop string that ends in the new bytes starts at most its
-         * length - 1 before them */
-        size_t from = before > MAX_STOP_LEN ? before - MAX_STOP_LEN : 0;
-        size_t at = find_stop(g, from);
-        if (at != (size_t)-1) {
-            g->text.len = at;
-            g->text.p[at] = 0;
-            g->end = END_STOP;
-            return;
-        }
-    }
-    if ((g->max_tokens >= 0 && g->n_gen >= g->max_tokens) || g->n_hist >= sv->n_ctx) {
-        g->end = END_LENGTH;   /* no need to feed the last token */
-        return;
-    }
-    int rc = sqlm_exec_eval(sv->s, &next, 1, &g->lg);
+    sqlm_token_event ev;
+    int rc = sqlm_generate_next(sv->s, &ev);
     if (rc) {
-        snprintf(g->err, sizeof g->err, "decode: %s (%s)", sqlm_errmsg(), sqlm_errstr(rc));
+        snprintf(g->err, sizeof g->err, "%s (%s)", sqlm_errmsg(), sqlm_errstr(rc));
         g->end = END_STOP;
+        return;
     }
+    if (ev.token >= 0) g->n_gen++;
+    buf_append(&g->text, ev.text, ev.len);
+    if (ev.finish)
+        g->end = ev.finish == SQLM_FINISH_LENGTH || ev.finish == SQLM_FINISH_CONTEXT ? END_LENGTH : END_STOP;
 }
 
-/* How many bytes of the text can be streamed now: all of it once
- * generation ended; before that, none of a tail that may still become a
- * stop string, nor of a character whose bytes have not all come. */
-static size_t gen_ready(const gen *g) {
-    size_t n = g->text.len;
-    if (g->end) return n;
-    size_t hold = 0;
-    for (int i = 0; i < g->n_stop; i++) {
-        size_t sl = strlen(g->stop[i]);
-        for (size_t k = MIN(sl - 1, n - g->sent); k > hold; k--)
-            if (!memcmp(g->text.p + n - k, g->stop[i], k)) {
-                hold = k;
-                break;
-            }
-    }
-    n = utf8_whole(g->text.p, n - hold);
-    return MAX(n, g->sent);
-}
+/* How many bytes of the text can be streamed now: all that was released. */
+static size_t gen_ready(const gen *g) { return g->text.len; }
 
 static const char *finish_reason(const gen *g) { return g->end == END_LENGTH ? "length" : "stop"; }
 
@@ -362,9 +313,9 @@ static const char *chunk_object(const gen *g) { return g->chat ? "chat.completio
  * and finish_reason (the last). */
 static json_t *chunk_json(const gen *g, const char *text, size_t len, bool role, const char *finish) {
     buf t;
-    sqlm_buf_init(&t);
+    buf_init(&t);
     if (text) utf8_append_valid(&t, text, len);
-    if (t.rc) return sqlm_buf_free(&t), NULL;
+    if (t.rc) return buf_free(&t), NULL;
     json_t *choice;
     if (g->chat) {
         json_t *delta = json_object();
@@ -375,7 +326,7 @@ static json_t *chunk_json(const gen *g, const char *text, size_t len, bool role,
         choice = json_pack("{s:s%,s:i,s:n,s:s?}", "text", t.p ? t.p : "", t.len, "index", 0, "logprobs",
                            "finish_reason", finish);
     }
-    sqlm_buf_free(&t);
+    buf_free(&t);
     return response_json(g, chunk_object(g), json_pack("[o]", choice));
 }
 
@@ -385,16 +336,16 @@ static void sse_event(gen *g, json_t *j) {
         g->out.rc = SQLM_NOMEM;
         return;
     }
-    sqlm_buf_appendf(&g->out, "data: %s\n\n", t);
+    buf_appendf(&g->out, "data: %s\n\n", t);
     free(t);
 }
 
 /* The whole answer of a request that is not streamed. */
 static json_t *answer_json(const gen *g) {
     buf t;
-    sqlm_buf_init(&t);
+    buf_init(&t);
     utf8_append_valid(&t, g->text.p ? g->text.p : "", g->text.len);
-    if (t.rc) return sqlm_buf_free(&t), NULL;
+    if (t.rc) return buf_free(&t), NULL;
     json_t *choice;
     if (g->chat)
         choice = json_pack("{s:i,s:{s:s,s:s%},s:n,s:s}", "index", 0, "message", "role", "assistant", "content",
@@ -402,7 +353,7 @@ static json_t *answer_json(const gen *g) {
     else
         choice = json_pack("{s:s%,s:i,s:n,s:s}", "text", t.p ? t.p : "", t.len, "index", 0, "logprobs",
                            "finish_reason", finish_reason(g));
-    sqlm_buf_free(&t);
+    buf_free(&t);
     json_t *r = response_json(g, g->chat ? "chat.completion" : "text_completion", json_pack("[o]", choice));
     json_object_set_new(r, "usage", usage_json(g));
     return r;
@@ -425,7 +376,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *dst, size_t max) {
     (void)pos;
     gen *g = cls;
     while (g->out_off == g->out.len) {
-        sqlm_buf_reset(&g->out);
+        buf_reset(&g->out);
         g->out_off = 0;
         switch (g->phase) {
         case 0:
@@ -456,7 +407,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *dst, size_t max) {
                 json_object_set_new(u, "usage", usage_json(g));
                 sse_event(g, u);
             }
-            sqlm_buf_puts(&g->out, "data: [DONE]\n\n");
+            buf_puts(&g->out, "data: [DONE]\n\n");
             g->phase = 3;
             break;
         default:
@@ -500,10 +451,10 @@ static bool parse_sampling(const json_t *body, gen *g, req_err *e) {
     if (seed >= 0) s = (uint64_t)seed;
     else if (a->seed_set) s = a->seed;
     else s = (uint64_t)time(NULL) ^ (uint64_t)g->sv->n_requests * 0x2545F4914F6CDD1Dull;
-    g->sp = (sampler_opts){ .temp = (float)temp, .top_k = (int)top_k, .top_p = (float)top_p, .min_p = (float)min_p,
-                            .repeat_penalty = (float)rp, .freq_penalty = (float)fp, .presence_penalty = (float)pp,
-                            .repeat_last_n = (int)last_n, .seed = s };
-    g->rng = sampler_rng(s);
+    g->sp = (sqlm_sampling_params){ .temperature = (float)temp, .top_k = (int32_t)top_k, .top_p = (float)top_p,
+                                    .min_p = (float)min_p, .repeat_penalty = (float)rp,
+                                    .frequency_penalty = (float)fp, .presence_penalty = (float)pp,
+                                    .repeat_last_n = (int32_t)last_n, .seed = s };
     return true;
 }
 
@@ -540,7 +491,8 @@ static bool parse_common(const json_t *body, gen *g, req_err *e) {
         size_t len = json_string_length(s);
         if (len > MAX_STOP_LEN) return fail(e, 400, "a stop string is longer than %d bytes", MAX_STOP_LEN);
         if (len == 0 || memchr(json_string_value(s), 0, len)) continue;   /* "" stops nothing */
-        g->stop[g->n_stop++] = sqlm_strdup(json_string_value(s));
+        if (!(g->stop[g->n_stop] = strdup(json_string_value(s)))) return fail(e, 500, "out of memory");
+        g->n_stop++;
     }
     return true;
 }
@@ -548,7 +500,7 @@ static bool parse_common(const json_t *body, gen *g, req_err *e) {
 /* The text of a message's content: a string, or an array of text parts. */
 static bool message_text(const json_t *content, buf *out, req_err *e) {
     if (json_is_string(content)) {
-        sqlm_buf_append(out, json_string_value(content), json_string_length(content));
+        buf_append(out, json_string_value(content), json_string_length(content));
         return true;
     }
     if (!json_is_array(content)) return fail(e, 400, "a message's 'content' must be a string or an array of parts");
@@ -558,7 +510,7 @@ static bool message_text(const json_t *content, buf *out, req_err *e) {
         json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
         if (!json_is_string(type) || strcmp(json_string_value(type), "text") || !json_is_string(text))
             return fail(e, 400, "only text content parts ({\"type\":\"text\",\"text\":...}) are supported");
-        sqlm_buf_append(out, json_string_value(text), json_string_length(text));
+        buf_append(out, json_string_value(text), json_string_length(text));
     }
     return true;
 }
@@ -568,27 +520,26 @@ static bool message_text(const json_t *content, buf *out, req_err *e) {
  * messages rendered by the chat template as `sqlm chat` renders them. */
 static bool prompt_tokens(const json_t *body, gen *g, req_err *e) {
     server *sv = g->sv;
-    const modeldb *db = &sv->db;
     int32_t n = 0;
     int rc;
     if (!g->chat) {
         json_t *p = field(body, "prompt");
         if (json_is_array(p) && json_array_size(p) == 1) p = json_array_get(p, 0);
         if (!json_is_string(p)) return fail(e, 400, "'prompt' must be a string");
-        if ((rc = prompt_ids(db, json_string_value(p), json_string_length(p), &g->prompt, &n)))
+        if ((rc = sqlm_tokenize_prompt(sv->m, json_string_value(p), json_string_length(p), &g->prompt, &n)))
             return fail(e, rc == SQLM_NOMEM ? 500 : 400, "tokenizing the prompt: %s", sqlm_errmsg());
     } else {
         json_t *ms = field(body, "messages");
         if (!json_is_array(ms) || json_array_size(ms) == 0)
             return fail(e, 400, "'messages' must be a non-empty array");
         size_t n_msgs = json_array_size(ms);
-        chat_msg *msgs = calloc(n_msgs, sizeof *msgs);
+        sqlm_chat_message *msgs = calloc(n_msgs, sizeof *msgs);
         buf *texts = calloc(n_msgs, sizeof *texts);
         bool ok = msgs && texts;
         if (!ok) fail(e, 500, "out of memory");
         for (size_t i = 0; ok && i < n_msgs; i++) {
             json_t *m = json_array_get(ms, i), *role = json_object_get(m, "role"), *content = field(m, "content");
-            sqlm_buf_init(&texts[i]);
+            buf_init(&texts[i]);
             if (!json_is_object(m) || !json_is_string(role) || !json_string_length(role)) {
                 ok = fail(e, 400, "messages[%zu] must be an object with a 'role' string", i);
                 break;
@@ -598,10 +549,10 @@ static bool prompt_tokens(const json_t *body, gen *g, req_err *e) {
             if (texts[i].rc) ok = fail(e, 500, "out of memory");
             msgs[i].content = content ? (texts[i].p ? texts[i].p : "") : NULL;
         }
-        if (ok && (rc = chat_prompt(db, sv->tmpl, msgs, (int)n_msgs, sv->a->verbose_prompt, &g->prompt, &n)))
+        if (ok && (rc = chat_prompt(sv->m, sv->tmpl, msgs, (int)n_msgs, sv->a->verbose_prompt, &g->prompt, &n)))
             /* mostly the request's fault: roles the template refuses */
             ok = fail(e, rc == SQLM_NOMEM ? 500 : 400, "%s", sqlm_errmsg());
-        for (size_t i = 0; texts && i < n_msgs; i++) sqlm_buf_free(&texts[i]);
+        for (size_t i = 0; texts && i < n_msgs; i++) buf_free(&texts[i]);
         free(msgs), free(texts);
         if (!ok) return false;
     }
@@ -628,7 +579,7 @@ static enum MHD_Result completion(server *sv, struct MHD_Connection *c, const ch
         return MHD_NO;
     }
     g->sv = sv, g->chat = chat, g->fd = -1;
-    sqlm_buf_init(&g->text), sqlm_buf_init(&g->out);
+    buf_init(&g->text), buf_init(&g->out);
     snprintf(g->method, sizeof g->method, "%s", method);
     snprintf(g->url, sizeof g->url, "%s", url);
     g->created = time(NULL);
@@ -652,9 +603,15 @@ static enum MHD_Result completion(server *sv, struct MHD_Connection *c, const ch
     g->locked = true;
     g->t0 = sqlm_now();
     if (!prompt_tokens(j, g, &e)) goto error;
-    memcpy(sv->hist, g->prompt, sizeof *g->prompt * (size_t)g->n_prompt);
-    g->n_hist = g->n_prompt;
-    int rc = sqlm_exec_feed(sv->s, g->prompt, g->n_prompt, &g->lg, &g->n_kept);
+    sqlm_session_set_sampling(sv->s, &g->sp);
+    sqlm_generate_params gp = sqlm_generate_default_params();
+    gp.max_tokens = (int32_t)g->max_tokens;
+    gp.ignore_eos = g->ignore_eos;
+    gp.stop = (const char *const *)g->stop;
+    gp.n_stop = g->n_stop;
+    int32_t n_kept = 0;
+    int rc = sqlm_generate_begin(sv->s, g->prompt, g->n_prompt, &gp, &n_kept);
+    g->n_kept = n_kept;
     if (rc) {
         fail(&e, 500, "evaluating the prompt: %s (%s)", sqlm_errmsg(), sqlm_errstr(rc));
         goto error;
@@ -745,7 +702,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     req_err e;
     if (!r) {   /* the headers are in, the body (if any) is not */
         if (!(r = calloc(1, sizeof *r))) return MHD_NO;
-        sqlm_buf_init(&r->body);
+        buf_init(&r->body);
         *con_cls = r;
         r->ep = -1;
         const struct endpoint *ep = NULL;
@@ -783,11 +740,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * the limit loses its connection. */
         r->seen += *upload_size;
         if (r->seen > sv->a->max_body) {
-            sqlm_buf_free(&r->body);
+            buf_free(&r->body);
             *upload_size = 0;
             return r->seen / 8 > sv->a->max_body ? MHD_NO : MHD_YES;
         }
-        sqlm_buf_append(&r->body, upload, *upload_size);
+        buf_append(&r->body, upload, *upload_size);
         *upload_size = 0;
         return r->body.rc ? MHD_NO : MHD_YES;
     }
@@ -810,7 +767,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode tc) {
     (void)cls, (void)c, (void)tc;
     request *r = *con_cls;
-    if (r) sqlm_buf_free(&r->body), free(r);
+    if (r) buf_free(&r->body), free(r);
     *con_cls = NULL;
 }
 
@@ -878,17 +835,14 @@ int cmd_serve(args *a) {
     server *sv = calloc(1, sizeof *sv);
     if (!sv) die("serve: out of memory");
     sv->a = a;
-    open_db(a, &sv->db);
-    if (!sv->db.tok) die("serve: %s has no vocabulary", a->model);
-    sv->tmpl = chat_template_for(a, &sv->db);
-    session_opts so = session_opts_from_args(a);
-    int rc = sqlm_exec_init(&sv->s, &sv->db, &so);
-    if (rc) die_rc(rc, "serve");
-    sv->n_ctx = sqlm_exec_n_ctx(sv->s);
-    sv->n_vocab = sv->db.cfg.vocab_size;
-    sv->hist = malloc(sizeof *sv->hist * (size_t)sv->n_ctx);
-    sv->logits = malloc(sizeof *sv->logits * (size_t)sv->n_vocab);
-    if (!sv->hist || !sv->logits) die("serve: out of memory");
+    sv->m = open_model(a);
+    sqlm_model_info mi;
+    sqlm_model_info_get(sv->m, &mi);
+    if (!mi.n_vocab) die("serve: %s has no vocabulary", a->model);
+    sv->tmpl = chat_template_for(a, sv->m);
+    sv->s = open_session(a, sv->m);
+    sv->n_ctx = sqlm_session_n_ctx(sv->s);
+    sv->n_vocab = mi.n_vocab;
     const char *base = strrchr(a->model, '/');
     snprintf(sv->model_id, sizeof sv->model_id, "%s", a->alias ? a->alias : base ? base + 1 : a->model);
     sv->started = time(NULL);
@@ -924,9 +878,8 @@ int cmd_serve(args *a) {
     pthread_cond_broadcast(&sv->cv);
     pthread_mutex_unlock(&sv->mu);
     MHD_stop_daemon(d);   /* joins the connections' threads, closes fd */
-    sqlm_exec_free(sv->s);
-    sqlm_modeldb_close(&sv->db);
-    free(sv->hist), free(sv->logits);
+    sqlm_session_free(sv->s);
+    sqlm_close(sv->m);
     pthread_mutex_destroy(&sv->mu);
     pthread_cond_destroy(&sv->cv);
     free(sv);
