@@ -40,8 +40,8 @@ $(B)/libsqlm.a: $(OBJ)
 $(B)/libsqlm.so: $(OBJ)
 	$(CC) $(CFLAGS) -shared -Wl,-soname,libsqlm.so -o $@ $^ $(LDLIBS)
 
-# The command line and the examples see the public header alone.
-$(CLI_OBJ): CFLAGS += -Iinclude
+# The command line, the examples and test-api see the public header alone.
+$(CLI_OBJ) $(B)/test-api: CFLAGS += -Iinclude
 
 # examples/: programs on the public API only (<sqlm.h>), linked statically
 # so that they run from the tree.

@@ -23,6 +23,15 @@ want: $want"
 grep -q "^generation: 64 tokens, .* tok/s" "$T/err" && ok || bad "run: no generation timing line"
 grep -q "^peak RSS: " "$T/err" && ok || bad "run: no peak RSS line"
 
+# examples/generate, a program on the public API alone: the same greedy text
+EX=examples/generate   # from the repository root, where the tests run
+if [ -x "$EX" ]; then
+    got=$("$EX" "$T/s.db" "Once upon a time" 64 2>"$T/err")
+    [ "$got" = "$want" ] && ok || bad "examples/generate: text differs from the golden: $got $(cat "$T/err")"
+else
+    bad "examples/generate missing (make builds it)"
+fi
+
 # sampling is repeatable with a seed: each run must succeed and print the
 # prompt and 20 generated tokens after it (--ignore-eos), and two runs with
 # seed 7 must print the same text; seed 8 must print another (the seed is
