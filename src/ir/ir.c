@@ -1,6 +1,7 @@
 /*
  * ir.c - the graph IR's core: operator names, the weight lookup and freeing
- * a graph.  The builder is llama.c, the pass cte_merge.c; the storage layout it follows is chosen by layout/layout.c.
+ * a graph.  The builder is llama.c, the pass cte_merge.c; the storage layout it follows
+ * is chosen at import (layout/layout.c).
  */
 #include <stdlib.h>
 #include <string.h>

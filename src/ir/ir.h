@@ -90,7 +90,7 @@ typedef struct ir_weight {
                            * (row, m) per block: its first row and its rows in order */
     int64_t row_split;    /* ROW2COL: 0, or a product over this table runs as two
                            * halves, rows below and from row_split (not stored: set
-                           * at open by the engine's layout rules, layout/layout.c) */
+                           * at open by the engine's layout rules, layout/layout.h) */
     int pivot_per;        /* ROW2COL: pivot columns per subquery (as row_split) */
 } ir_weight;
 

@@ -11,8 +11,9 @@
 
 #include "../sqlgen/sqlgen.h"
 
-/* An engine's layout defaults and rules: a row of the dialect table points
- * to one (sql_dialect.layout). */
+/* An engine's layout defaults and rules, defined with the engine
+ * (db/sqlite/layout.c, db/duckdb/layout.c): a row of the dialect table
+ * points to one (sql_dialect.layout). */
 typedef struct layout_rules {
     const char *name;
     size_t tile_bytes;        /* bytes per stored tile of rows (WL_TILES), unless

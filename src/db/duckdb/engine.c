@@ -29,7 +29,7 @@
 #define N_CACHED 8   /* prepared statements kept for repeated query() calls */
 
 /* Rows per row group of the tables import writes: the DuckDB layout's
- * (layout/layout.c), whose ROW2COL rules count on it. */
+ * (db/duckdb/layout.c), whose ROW2COL rules count on it. */
 #define ROW_GROUP_ROWS ((int)sqlm_layout_duckdb.row_group_rows)
 
 typedef struct duck_engine {
