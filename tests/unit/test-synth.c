@@ -51,7 +51,7 @@ static void check_tensor(const model *m, const char *name, int dtype, int64_t ne
     CHECK_EQ(ne1, t->ne[1]);
 }
 
-/* Write spec in dtype, read it back, compare, run 8 tokens; returns logits of the last. */
+/* Write spec in dtype, read it back, compare, evaluate 8 tokens; returns logits of the last. */
 static float *round_trip(const char *label, const synth_spec *s, int dtype, uint64_t seed) {
     char path[128];
     snprintf(path, sizeof path, "%s/%s.gguf", test_tmpdir(), label);
