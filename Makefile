@@ -1,6 +1,6 @@
 # sqlm - plain Makefile, no configure step.
-#   make             sqlm CLI, libsqlm.a, libsqlm.so and examples/generate
-#                    against the system SQLite
+#   make             sqlm CLI, libsqlm.a, libsqlm.so, examples/generate and
+#                    sqlm.so (the SQLite extension) against the system SQLite
 #   make test        unit + golden + end-to-end tests (SQLite), and the
 #                    corrupt-file tests under ASan/UBSan
 #   make bench       speed tables (see bench/; BENCH_FULL=1 for every shape)
@@ -23,7 +23,7 @@ TESTS    = $(TEST_SRC:tests/unit/%.c=$(B)/%)
 REF_SRC  = $(sort $(wildcard tests/ref/*.c))
 REF_OBJ  = $(REF_SRC:%.c=$(B)/%.o)
 
-all: sqlm $(B)/libsqlm.so examples/generate
+all: sqlm sqlm.so $(B)/libsqlm.so examples/generate
 
 sqlm: $(B)/sqlm
 	cp $< $@
@@ -42,6 +42,16 @@ $(B)/libsqlm.so: $(OBJ)
 
 # The command line, the examples and test-api see the public header alone.
 $(CLI_OBJ) $(B)/test-api: CFLAGS += -Iinclude
+
+# sqlm.so: the loadable SQLite extension (`.load ./sqlm`), libsqlm's objects
+# inside it and only its entry point exported (tools/sqlite-ext/sqlm.map).
+EXT_OBJ = $(B)/tools/sqlite-ext/sqlite_ext.o
+$(EXT_OBJ): CFLAGS += -Iinclude
+sqlm.so: $(B)/sqlm.so
+	cp $< $@
+
+$(B)/sqlm.so: $(EXT_OBJ) $(B)/libsqlm.a tools/sqlite-ext/sqlm.map
+	$(CC) $(CFLAGS) -shared -Wl,--version-script=tools/sqlite-ext/sqlm.map -Wl,-z,defs -o $@ $(EXT_OBJ) $(B)/libsqlm.a $(LDLIBS)
 
 # examples/: programs on the public API only (<sqlm.h>), linked statically
 # so that they run from the tree.
@@ -66,7 +76,7 @@ $(B)/test-duckdb: bench/bound.c
 # AddressSanitizer and UBSan.
 ASAN_FLAGS = -O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
-	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/test-tiles build-asan/sqlm
+	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/test-tiles build-asan/sqlm build-asan/sqlm.so
 
 # The README's two commands: `make demo` and `make test`.  Both install the
 # Debian packages they need first (scripts/install-deps.sh), then the pinned
@@ -84,7 +94,7 @@ demo: deps
 test: deps
 	$(MAKE) check
 
-check: sqlm $(TESTS) $(B)/refbench asan
+check: sqlm sqlm.so $(TESTS) $(B)/refbench asan
 	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
 	@echo "== build-asan/test-corrupt"; ./build-asan/test-corrupt
 	@echo "== build-asan/test-template"; ./build-asan/test-template
@@ -92,6 +102,8 @@ check: sqlm $(TESTS) $(B)/refbench asan
 	@./tests/e2e.sh ./sqlm
 	@./tests/golden-sql.sh ./sqlm
 	@echo "== tests/e2e.sh under ASan/UBSan"; ./tests/e2e.sh ./build-asan/sqlm
+	@echo "== tests/sqlite-ext.sh"; ./tests/sqlite-ext.sh ./sqlm.so
+	@echo "== tests/sqlite-ext.sh under ASan/UBSan"; ./tests/sqlite-ext.sh ./build-asan/sqlm.so --asan
 	@echo "== tests/membudget.sh"; ./tests/membudget.sh ./sqlm
 	@echo "== tests/serve.sh"; ./tests/serve.sh ./sqlm
 	@echo "== tests/serve.sh under ASan/UBSan"; ./tests/serve.sh ./build-asan/sqlm --no-budget
@@ -132,7 +144,7 @@ $(B)/readbw: bench/readbw.c
 	$(CC) $(CFLAGS) -o $@ $< -pthread
 
 clean:
-	rm -rf build build-asan sqlm $(EXAMPLES)
+	rm -rf build build-asan sqlm sqlm.so $(EXAMPLES)
 
 # Each object depends on the headers it includes (gcc -MMD).
 -include $(shell find $(B) build-asan -name '*.d' 2>/dev/null)
