@@ -40,8 +40,9 @@ $(B)/libsqlm.a: $(OBJ)
 $(B)/libsqlm.so: $(OBJ)
 	$(CC) $(CFLAGS) -shared -Wl,-soname,libsqlm.so -o $@ $^ $(LDLIBS)
 
-# The command line, the examples and test-api see the public header alone.
-$(CLI_OBJ) $(B)/test-api: CFLAGS += -Iinclude
+# The command line, the examples, test-api and test-ext see the public
+# header alone.
+$(CLI_OBJ) $(B)/test-api $(B)/test-ext: CFLAGS += -Iinclude
 
 # sqlm.so: the loadable SQLite extension (`.load ./sqlm`), libsqlm's objects
 # inside it and only its entry point exported (tools/sqlite-ext/sqlm.map).
