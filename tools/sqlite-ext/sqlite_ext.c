@@ -8,8 +8,12 @@
  * A model argument is the schema name of a database attached to the
  * connection (its file is opened) or a model database's path.  Models are
  * opened on first use and kept in a cache of the connection (the functions'
- * user data, freed when the connection closes), with the sessions no call is
- * using, so a later call reuses the mapping and a KV cache.  The connection
+ * user data, freed when the connection closes), each with one session, so a
+ * later call reuses the mapping and the KV cache.  A model handle runs one
+ * sequence at a time (its sessions share the program's tables on its engine
+ * connection), so a call that needs a session while another holds it (a
+ * sqlm_generate inside a query reading sqlm_tokens on the same model) gets
+ * a second handle of the same file, kept as well.  The connection
  * is reached only through the sqlite3_api routines; libsqlm's own engine
  * connections call the system libsqlite3 directly.  sqlm.so exports only the
  * entry point (tools/sqlite-ext/sqlm.map).
@@ -28,7 +32,6 @@ SQLITE_EXTENSION_INIT1
 #include <string.h>
 
 #define MAX_STOP 16    /* stop strings a call may give (sqlm_generate_begin's limit) */
-#define MAX_IDLE 4     /* idle sessions kept per model */
 
 /* ------------------------------------------------------------- the cache */
 
@@ -36,8 +39,8 @@ typedef struct ext_model {
     char *path;                  /* the model database's file */
     size_t mem_budget;           /* the budget it was opened with (part of the key) */
     sqlm_model *m;
-    sqlm_session *idle[MAX_IDLE];/* sessions no call is using, their KV caches kept */
-    int n_idle;
+    sqlm_session *s;             /* its one session, NULL until a call generates */
+    bool busy;                   /* s is held by a call or an open sqlm_tokens cursor */
     struct ext_model *next;
 } ext_model;
 
@@ -54,7 +57,7 @@ static void conn_unref(void *p) {
     if (--c->refs > 0) return;
     for (ext_model *em = c->models, *next; em; em = next) {
         next = em->next;
-        for (int i = 0; i < em->n_idle; i++) sqlm_session_free(em->idle[i]);
+        sqlm_session_free(em->s);
         sqlm_close(em->m);
         free(em->path);
         free(em);
@@ -62,9 +65,10 @@ static void conn_unref(void *p) {
     free(c);
 }
 
-/* The model that name stands for, opened on first use.  NULL with *err
- * (sqlite3_malloc'd) set on failure. */
-static ext_model *model_get(sqlite3 *db, ext_conn *c, const char *name, size_t mem_budget, char **err) {
+/* The model that name stands for, opened on first use; for_session: one
+ * whose session is free.  NULL with *err (sqlite3_malloc'd) set on failure. */
+static ext_model *model_get(sqlite3 *db, ext_conn *c, const char *name, size_t mem_budget, bool for_session,
+                            char **err) {
     if (!name || !*name) {
         *err = sqlite3_mprintf("no model given (a model database's path or an attached schema's name)");
         return NULL;
@@ -76,7 +80,7 @@ static ext_model *model_get(sqlite3 *db, ext_conn *c, const char *name, size_t m
     }
     if (!path) path = name;
     for (ext_model *em = c->models; em; em = em->next)
-        if (em->mem_budget == mem_budget && !strcmp(em->path, path)) return em;
+        if (em->mem_budget == mem_budget && !strcmp(em->path, path) && !(for_session && em->busy)) return em;
     ext_model *em = calloc(1, sizeof *em);
     if (!em || !(em->path = strdup(path))) {
         free(em);
@@ -98,23 +102,24 @@ static ext_model *model_get(sqlite3 *db, ext_conn *c, const char *name, size_t m
     return em;
 }
 
-/* An idle session of em, or a new one. */
+/* em's session (made on first use), held until session_put(). */
 static sqlm_session *session_get(ext_model *em, char **err) {
-    if (em->n_idle > 0) return em->idle[--em->n_idle];
-    sqlm_session *s;
-    if (sqlm_session_new(em->m, NULL, &s)) {
+    if (!em->s && sqlm_session_new(em->m, NULL, &em->s)) {
         *err = sqlite3_mprintf("%s", sqlm_errmsg());
         return NULL;
     }
-    return s;
+    em->busy = true;
+    return em->s;
 }
 
-/* Give s back to em's idle sessions (freed past MAX_IDLE, or when its
- * generation failed and its KV cache is in doubt). */
-static void session_put(ext_model *em, sqlm_session *s, bool failed) {
-    if (!s) return;
-    if (failed || em->n_idle == MAX_IDLE) sqlm_session_free(s);
-    else em->idle[em->n_idle++] = s;
+/* Give em's session back; after a failed generation it is freed (its KV
+ * cache is in doubt) and the next call makes a new one. */
+static void session_put(ext_model *em, bool failed) {
+    if (failed) {
+        sqlm_session_free(em->s);
+        em->s = NULL;
+    }
+    em->busy = false;
 }
 
 /* ----------------------------------------------------------- the options */
@@ -289,7 +294,7 @@ static void generate_result(sqlite3_context *ctx, ext_model *em, const int32_t *
         if ((rc = sqlm_generate_next(s, &ev))) err = sqlite3_mprintf("%s", sqlm_errmsg());
         else sqlite3_str_append(out, ev.text, (int)ev.len);
     }
-    session_put(em, s, rc != SQLM_OK);
+    if (s) session_put(em, rc != SQLM_OK);
     bool nomem = sqlite3_str_errcode(out) != SQLITE_OK;
     int len = sqlite3_str_length(out);
     char *text = sqlite3_str_finish(out);   /* NULL for no text */
@@ -301,12 +306,13 @@ static void generate_result(sqlite3_context *ctx, ext_model *em, const int32_t *
 
 /* ------------------------------------------------------ scalar functions */
 
-/* The model of argument 0 under ctx's connection cache, or NULL with the
- * error set as the result. */
-static ext_model *arg_model(sqlite3_context *ctx, sqlite3_value *v, size_t mem_budget, const char *fn) {
+/* The model of argument 0 under ctx's connection cache (for_session: with
+ * its session free), or NULL with the error set as the result. */
+static ext_model *arg_model(sqlite3_context *ctx, sqlite3_value *v, size_t mem_budget, bool for_session,
+                            const char *fn) {
     char *err = NULL;
     ext_model *em = model_get(sqlite3_context_db_handle(ctx), sqlite3_user_data(ctx),
-                              (const char *)sqlite3_value_text(v), mem_budget, &err);
+                              (const char *)sqlite3_value_text(v), mem_budget, for_session, &err);
     if (!em) result_error(ctx, fn, err);
     return em;
 }
@@ -332,7 +338,7 @@ static void fn_generate(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
         }
         o.max_tokens = (int32_t)n;
     }
-    ext_model *em = arg_model(ctx, argv[0], o.mem_budget, fn);
+    ext_model *em = arg_model(ctx, argv[0], o.mem_budget, true, fn);
     const char *prompt = (const char *)sqlite3_value_text(argv[1]);
     int32_t *ids = NULL, n_ids = 0;
     if (em && sqlm_tokenize_prompt(em->m, prompt, (size_t)sqlite3_value_bytes(argv[1]), &ids, &n_ids))
@@ -388,7 +394,7 @@ static void fn_chat(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
         result_error(ctx, fn, sqlite3_mprintf("messages: bad JSON at line %d, column %d: %s", je.line, je.column, je.text));
     else if (!parse_messages(root, &msgs, &n_msgs, &err))
         result_error(ctx, fn, err);
-    else if (!(em = arg_model(ctx, argv[0], o.mem_budget, fn)))
+    else if (!(em = arg_model(ctx, argv[0], o.mem_budget, true, fn)))
         ;   /* the error is set */
     else if (sqlm_chat_tokenize(em->m, msgs, n_msgs, o.tmpl, NULL, &ids, &n_ids))
         result_error(ctx, fn, sqlite3_mprintf("%s", sqlm_errmsg()));
@@ -406,7 +412,7 @@ static void fn_tokenize(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     (void)argc;
     const char *fn = "sqlm_tokenize";
     if (sqlite3_value_type(argv[1]) == SQLITE_NULL) return;
-    ext_model *em = arg_model(ctx, argv[0], 0, fn);
+    ext_model *em = arg_model(ctx, argv[0], 0, false, fn);
     if (!em) return;
     int32_t *ids = NULL, n = 0;
     if (sqlm_tokenize_prompt(em->m, (const char *)sqlite3_value_text(argv[1]), (size_t)sqlite3_value_bytes(argv[1]),
@@ -452,7 +458,7 @@ static void fn_detokenize(sqlite3_context *ctx, int argc, sqlite3_value **argv) 
         else ids[i] = (int32_t)json_integer_value(v);
     }
     json_decref(root);
-    ext_model *em = err ? NULL : arg_model(ctx, argv[0], 0, fn);
+    ext_model *em = err ? NULL : arg_model(ctx, argv[0], 0, false, fn);
     char *text = NULL;
     size_t len = 0;
     if (err) result_error(ctx, fn, err);
@@ -560,7 +566,7 @@ static int tok_open(sqlite3_vtab *vt, sqlite3_vtab_cursor **out) {
 
 /* End the cursor's generation: its session back to the model. */
 static void tok_release(tok_cursor *cur) {
-    if (cur->s) session_put(cur->em, cur->s, cur->failed);
+    if (cur->s) session_put(cur->em, cur->failed);
     cur->s = NULL;
     free(cur->piece);
     cur->piece = NULL;
@@ -624,7 +630,7 @@ static int tok_filter(sqlite3_vtab_cursor *c, int idx_num, const char *idx_str, 
         o.max_tokens = (int32_t)n;
     }
     int32_t *ids = NULL, n_ids = 0;
-    cur->em = model_get(vt->db, vt->c, (const char *)sqlite3_value_text(arg[0]), o.mem_budget, &err);
+    cur->em = model_get(vt->db, vt->c, (const char *)sqlite3_value_text(arg[0]), o.mem_budget, true, &err);
     if (cur->em && sqlm_tokenize_prompt(cur->em->m, (const char *)sqlite3_value_text(arg[1]),
                                         (size_t)sqlite3_value_bytes(arg[1]), &ids, &n_ids))
         err = sqlite3_mprintf("%s", sqlm_errmsg());
