@@ -3,7 +3,8 @@
 #                    sqlm.so (the SQLite extension) against the system SQLite
 #   make test        unit + golden + end-to-end tests (SQLite), and the
 #                    corrupt-file tests under ASan/UBSan
-#   make bench       speed tables (see bench/; BENCH_FULL=1 for every shape)
+#   make bench       speed tables (see bench/; BENCH_FULL=1 for every shape),
+#                    the SQL functions against the CLI (bench/ext.sh)
 #   make bench-mem   sqlm and llama.cpp under cgroup memory limits (bench/mem.sh)
 CC      ?= cc
 OPT     ?= -O3 -march=native
@@ -130,10 +131,11 @@ fuzz:
 	./tests/fuzz/run.sh 600
 
 bench: deps
-	$(MAKE) sqlm $(B)/tokbench $(B)/refbench $(B)/duckbench
+	$(MAKE) sqlm sqlm.so $(B)/tokbench $(B)/refbench $(B)/duckbench
 	./bench/run.sh
 	./scripts/bench-duckdb.sh
 	./bench/speed.sh
+	./bench/ext.sh
 
 # Models larger than their memory limit: sqlm --mem-budget against
 # llama.cpp's mmap under the same cgroup limits (root, cgroup v1).
