@@ -4,8 +4,10 @@
  * the system libsqlite3: greedy texts on one connection, then two threads
  * with a connection each generating at the same time (one by path, one
  * through an attached schema, sqlm_tokens as well) must give exactly the
- * single-threaded texts; a connection's cache survives many calls and is
- * freed when it closes; a missing model is an SQL error naming the path.
+ * single-threaded texts; a connection keeps its model open across calls
+ * (they succeed while the file is renamed away, and its mappings in
+ * /proc/self/maps do not grow) and unmaps it when it closes; a missing model
+ * is an SQL error naming the path.
  */
 #include <pthread.h>
 #include <sqlite3.h>
@@ -54,6 +56,16 @@ static char *query_text(sqlite3 *db, const char *sql, const char *a, const char 
     if (!out) *err = strdup(sqlite3_errmsg(db));
     sqlite3_finalize(st);
     return out;
+}
+
+/* How many of this process's mappings are of the model file. */
+static int model_mappings(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[4096];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f)) n += strstr(line, model_path) != NULL;
+    if (f) fclose(f);
+    return n;
 }
 
 /* ------------------------------------------------------------- threads */
@@ -125,11 +137,19 @@ int main(int argc, char **argv) {
         free(err);
     }
     CHECK(expected[0] && !strncmp(expected[0], ", there was a little girl named Lily.", 37));
+    int maps = model_mappings();
+    CHECK(maps > 0);   /* the weight tiles are read in place */
+    /* the path names nothing now: only the open model can answer */
+    char *moved = strdup(test_tmp_path("moved.db"));
+    CHECK_EQ(0, rename(model_path, moved));
     for (int r = 0; r < 20; r++) {
         char *again = query_text(db, "SELECT sqlm_generate(?1, ?2, 32)", model_path, prompts[r % N_PROMPTS], &err);
         CHECK(again && expected[r % N_PROMPTS] && !strcmp(again, expected[r % N_PROMPTS]));
         free(again), free(err);
     }
+    CHECK_EQ(0, rename(moved, model_path));
+    free(moved);
+    CHECK_EQ(maps, model_mappings());   /* not mapped again */
 
     /* 2. a missing model: an SQL error naming the path */
     char *none = query_text(db, "SELECT sqlm_generate(?1, ?2, 4)", "/nonexistent/x.db", "a", &err);
@@ -137,6 +157,7 @@ int main(int argc, char **argv) {
     CHECK(err && strstr(err, "sqlm_generate: ") && strstr(err, "/nonexistent/x.db"));
     free(none), free(err);
     CHECK_EQ(SQLITE_OK, sqlite3_close(db));   /* frees the connection's models */
+    CHECK_EQ(0, model_mappings());
 
     /* 3. two threads, a connection each, generating at the same time */
     pthread_barrier_t start;
