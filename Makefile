@@ -1,9 +1,10 @@
 # sqlm - plain Makefile, no configure step.
-#   make             sqlm CLI, libsqlm.a, libsqlm.so and examples/generate
-#                    against the system SQLite
+#   make             sqlm CLI, libsqlm.a, libsqlm.so, examples/generate and
+#                    sqlm.so (the SQLite extension) against the system SQLite
 #   make test        unit + golden + end-to-end tests (SQLite), and the
 #                    corrupt-file tests under ASan/UBSan
-#   make bench       speed tables (see bench/; BENCH_FULL=1 for every shape)
+#   make bench       speed tables (see bench/; BENCH_FULL=1 for every shape),
+#                    the SQL functions against the CLI (bench/ext.sh)
 #   make bench-mem   sqlm and llama.cpp under cgroup memory limits (bench/mem.sh)
 CC      ?= cc
 OPT     ?= -O3 -march=native
@@ -23,7 +24,7 @@ TESTS    = $(TEST_SRC:tests/unit/%.c=$(B)/%)
 REF_SRC  = $(sort $(wildcard tests/ref/*.c))
 REF_OBJ  = $(REF_SRC:%.c=$(B)/%.o)
 
-all: sqlm $(B)/libsqlm.so examples/generate
+all: sqlm sqlm.so $(B)/libsqlm.so examples/generate
 
 sqlm: $(B)/sqlm
 	cp $< $@
@@ -40,8 +41,19 @@ $(B)/libsqlm.a: $(OBJ)
 $(B)/libsqlm.so: $(OBJ)
 	$(CC) $(CFLAGS) -shared -Wl,-soname,libsqlm.so -o $@ $^ $(LDLIBS)
 
-# The command line, the examples and test-api see the public header alone.
-$(CLI_OBJ) $(B)/test-api: CFLAGS += -Iinclude
+# The command line, the examples, test-api and test-ext see the public
+# header alone.
+$(CLI_OBJ) $(B)/test-api $(B)/test-ext: CFLAGS += -Iinclude
+
+# sqlm.so: the loadable SQLite extension (`.load ./sqlm`), libsqlm's objects
+# inside it and only its entry point exported (tools/sqlite-ext/sqlm.map).
+EXT_OBJ = $(B)/tools/sqlite-ext/sqlite_ext.o
+$(EXT_OBJ): CFLAGS += -Iinclude
+sqlm.so: $(B)/sqlm.so
+	cp $< $@
+
+$(B)/sqlm.so: $(EXT_OBJ) $(B)/libsqlm.a tools/sqlite-ext/sqlm.map
+	$(CC) $(CFLAGS) -shared -Wl,--version-script=tools/sqlite-ext/sqlm.map -Wl,-z,defs -o $@ $(EXT_OBJ) $(B)/libsqlm.a $(LDLIBS)
 
 # examples/: programs on the public API only (<sqlm.h>), linked statically
 # so that they run from the tree.
@@ -66,7 +78,7 @@ $(B)/test-duckdb: bench/bound.c
 # AddressSanitizer and UBSan.
 ASAN_FLAGS = -O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
-	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/test-tiles build-asan/sqlm
+	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/test-tiles build-asan/sqlm build-asan/sqlm.so
 
 # The README's two commands: `make demo` and `make test`.  Both install the
 # Debian packages they need first (scripts/install-deps.sh), then the pinned
@@ -84,7 +96,7 @@ demo: deps
 test: deps
 	$(MAKE) check
 
-check: sqlm $(TESTS) $(B)/refbench asan
+check: sqlm sqlm.so $(TESTS) $(B)/refbench asan
 	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
 	@echo "== build-asan/test-corrupt"; ./build-asan/test-corrupt
 	@echo "== build-asan/test-template"; ./build-asan/test-template
@@ -92,6 +104,9 @@ check: sqlm $(TESTS) $(B)/refbench asan
 	@./tests/e2e.sh ./sqlm
 	@./tests/golden-sql.sh ./sqlm
 	@echo "== tests/e2e.sh under ASan/UBSan"; ./tests/e2e.sh ./build-asan/sqlm
+	@echo "== tests/sqlite-ext.sh"; ./tests/sqlite-ext.sh ./sqlm.so
+	@echo "== tests/sqlite-ext.sh under ASan/UBSan"; ./tests/sqlite-ext.sh ./build-asan/sqlm.so --asan
+	@echo "== build/test-ext on build-asan/sqlm.so"; LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ./$(B)/test-ext build-asan/sqlm.so
 	@echo "== tests/membudget.sh"; ./tests/membudget.sh ./sqlm
 	@echo "== tests/serve.sh"; ./tests/serve.sh ./sqlm
 	@echo "== tests/serve.sh under ASan/UBSan"; ./tests/serve.sh ./build-asan/sqlm --no-budget
@@ -116,10 +131,11 @@ fuzz:
 	./tests/fuzz/run.sh 600
 
 bench: deps
-	$(MAKE) sqlm $(B)/tokbench $(B)/refbench $(B)/duckbench
+	$(MAKE) sqlm sqlm.so $(B)/tokbench $(B)/refbench $(B)/duckbench
 	./bench/run.sh
 	./scripts/bench-duckdb.sh
 	./bench/speed.sh
+	./bench/ext.sh
 
 # Models larger than their memory limit: sqlm --mem-budget against
 # llama.cpp's mmap under the same cgroup limits (root, cgroup v1).
@@ -132,7 +148,7 @@ $(B)/readbw: bench/readbw.c
 	$(CC) $(CFLAGS) -o $@ $< -pthread
 
 clean:
-	rm -rf build build-asan sqlm $(EXAMPLES)
+	rm -rf build build-asan sqlm sqlm.so $(EXAMPLES)
 
 # Each object depends on the headers it includes (gcc -MMD).
 -include $(shell find $(B) build-asan -name '*.d' 2>/dev/null)
