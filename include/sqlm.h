@@ -11,8 +11,9 @@
  *                 vocabulary and chat template.  sqlm_open() / sqlm_close().
  *   sqlm_session  one sequence on a model: its KV cache, sampler state and
  *                 token history.  sqlm_session_new() / sqlm_session_free().
- * A model may carry several sessions; one session is used by one thread at a
- * time.  The library never prints and never exits: notes go to the log
+ * A model carries one session at a time (open the model again for a second
+ * sequence); a model and its session are used by one thread at a time, and
+ * separate models in separate threads run at once.  The library never prints and never exits: notes go to the log
  * callback (sqlm_set_log()), import progress to its params' callback.
  */
 #ifndef SQLM_H
@@ -251,7 +252,8 @@ sqlm_sampling_params sqlm_sampling_default_params(void);
 /* A session on m (p NULL: defaults), its sampler at
  * sqlm_sampling_default_params().  On success *out is freed by the caller
  * with sqlm_session_free() (NULL: no-op) before sqlm_close(m); on failure
- * *out is NULL: SQLM_UNSUPPORTED on a handle from sqlm_open_vocab(),
+ * *out is NULL: SQLM_UNSUPPORTED on a handle from sqlm_open_vocab() or on a
+ * model whose session is not freed yet,
  * SQLM_DB when the engine rejects the program, SQLM_NOMEM. */
 int sqlm_session_new(sqlm_model *m, const sqlm_session_params *p, sqlm_session **out);
 void sqlm_session_free(sqlm_session *s);

@@ -360,6 +360,9 @@ void sqlm_session_set_sampling(sqlm_session *s, const sqlm_sampling_params *p) {
 int sqlm_session_new(sqlm_model *m, const sqlm_session_params *p, sqlm_session **out) {
     *out = NULL;
     if (!m || !m->has_db) return sqlm_error(SQLM_UNSUPPORTED, "a session needs a model database");
+    if (m->in_session)
+        return sqlm_error(SQLM_UNSUPPORTED, "the model already has a session: free it first, or open the model "
+                                            "again for a second sequence");
     sqlm_session_params d = sqlm_session_default_params();
     if (!p) p = &d;
     sqlm_session *s = calloc(1, sizeof *s);
@@ -383,12 +386,14 @@ int sqlm_session_new(sqlm_model *m, const sqlm_session_params *p, sqlm_session *
     sqlm_sampling_params sp = sqlm_sampling_default_params();
     sqlm_session_set_sampling(s, &sp);
     s->finish = SQLM_FINISH_STOP;   /* no generation running */
+    m->in_session = true;
     *out = s;
     return SQLM_OK;
 }
 
 void sqlm_session_free(sqlm_session *s) {
     if (!s) return;
+    if (s->x) s->m->in_session = false;
     sqlm_exec_free(s->x);
     for (int i = 0; i < s->n_stop; i++) free(s->stop[i]);
     free(s->hist), free(s->logits);

@@ -13,6 +13,8 @@ struct sqlm_model {
     bool has_db;             /* db is open (else a vocabulary alone) */
     modeldb db;
     size_t mem_budget;       /* the sessions' budget */
+    bool in_session;         /* a session is open: its KV-cache and step tables are the
+                              * engine connection's only set */
     const vocab *voc;        /* db.voc, file->voc or &own */
     tokenizer *tok;          /* db.tok or own_tok; NULL without a vocabulary */
     model *file;             /* sqlm_open_vocab() of a model file */

@@ -182,6 +182,21 @@ int main(void) {
     CHECK_EQ(SQLM_OK, sqlm_generate(s, ids, n, &gp, collect, &c, &r));
     CHECK_STR("stop", sqlm_finish_reason(r.finish));
     CHECK(at && c.len == (size_t)(at - want) && memcmp(c.text, want, c.len) == 0);
+
+    /* one session per model at a time: a second is refused with a reason;
+     * once the first is freed, a new one generates the same text */
+    sqlm_session *s2 = NULL;
+    CHECK_EQ(SQLM_UNSUPPORTED, sqlm_session_new(m, NULL, &s2));
+    CHECK(s2 == NULL && strstr(sqlm_errmsg(), "already has a session") != NULL);
+    sqlm_session_free(s);
+    CHECK_EQ(SQLM_OK, sqlm_session_new(m, NULL, &s));
+    if (!s) { sqlm_close(m); return TEST_DONE(); }
+    sqlm_session_set_sampling(s, &sp);
+    gp.stop = NULL;
+    gp.n_stop = 0;
+    c = (collected){ .logprob_ok = true };
+    CHECK_EQ(SQLM_OK, sqlm_generate(s, ids, n, &gp, collect, &c, &r));
+    CHECK_STR(want, c.text);
     sqlm_session_free(s);
 
     /* chat template rendering (stories260K has none: the ChatML fallback) */
