@@ -96,7 +96,7 @@ demo: deps
 test: deps
 	$(MAKE) check
 
-check: sqlm sqlm.so $(TESTS) $(B)/refbench asan
+check: all $(TESTS) $(B)/refbench asan
 	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
 	@echo "== build-asan/test-corrupt"; ./build-asan/test-corrupt
 	@echo "== build-asan/test-template"; ./build-asan/test-template
