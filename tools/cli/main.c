@@ -96,7 +96,7 @@ static void usage(FILE *f) {
         "  --top-p P                (default 0.95, 1 = off)\n"
         "  --min-p P                (default 0.05, 0 = off)\n"
         "  --repeat-penalty R       (default 1.0 = off)\n"
-        "  --repeat-last-n N        (default 64)\n"
+        "  --repeat-last-n N        window of the penalties (default 64, 0 = off, -1 = all)\n"
         "  --frequency-penalty F    minus F per earlier occurrence in that window (default 0)\n"
         "  --presence-penalty F     minus F once if in that window (default 0)\n"
         "  -s, --seed N             sampling seed (default: random)\n"
@@ -192,7 +192,7 @@ static void parse_args(int argc, char **argv, args *a) {
         else if (IS("--top-p", "--top-p")) a->top_p = parse_double(o, VAL(), 0, 1);
         else if (IS("--min-p", "--min-p")) a->min_p = parse_double(o, VAL(), 0, 1);
         else if (IS("--repeat-penalty", "--repeat-penalty")) a->repeat_penalty = parse_double(o, VAL(), 0.01, 100);
-        else if (IS("--repeat-last-n", "--repeat-last-n")) a->repeat_last_n = parse_long(o, VAL(), 0, 1 << 30);
+        else if (IS("--repeat-last-n", "--repeat-last-n")) a->repeat_last_n = parse_long(o, VAL(), -1, 1 << 30);
         else if (IS("--frequency-penalty", "--frequency-penalty")) a->freq_penalty = parse_double(o, VAL(), -2, 2);
         else if (IS("--presence-penalty", "--presence-penalty")) a->presence_penalty = parse_double(o, VAL(), -2, 2);
         else if (IS("--host", "--host")) a->host = VAL();

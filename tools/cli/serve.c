@@ -442,7 +442,7 @@ static bool parse_sampling(const json_t *body, gen *g, req_err *e) {
     if (!get_number(body, "temperature", 0, 100, &temp, e) || !get_number(body, "top_p", 0, 1, &top_p, e) ||
         !get_number(body, "min_p", 0, 1, &min_p, e) || !get_int(body, "top_k", 0, 1 << 30, &top_k, e) ||
         !get_number(body, "repeat_penalty", 0.01, 100, &rp, e) ||
-        !get_int(body, "repeat_last_n", 0, 1 << 30, &last_n, e) ||
+        !get_int(body, "repeat_last_n", -1, 1 << 30, &last_n, e) ||
         !get_number(body, "frequency_penalty", -2, 2, &fp, e) ||
         !get_number(body, "presence_penalty", -2, 2, &pp, e) ||
         !get_int(body, "seed", -1, (long long)__LONG_MAX__, &seed, e))

@@ -227,7 +227,7 @@ static bool opts_parse(sqlite3_value *v, bool chat, ext_opts *o, char **err) {
         else if (!strcmp(key, "repeat_penalty"))
             ok = opt_num(val, key, 0.01, 100, &d, err), o->sp.repeat_penalty = (float)d;
         else if (!strcmp(key, "repeat_last_n"))
-            ok = opt_int(val, key, 0, 1 << 30, &k, err), o->sp.repeat_last_n = (int32_t)k;
+            ok = opt_int(val, key, -1, 1 << 30, &k, err), o->sp.repeat_last_n = (int32_t)k;
         else if (!strcmp(key, "frequency_penalty"))
             ok = opt_num(val, key, -2, 2, &d, err), o->sp.frequency_penalty = (float)d;
         else if (!strcmp(key, "presence_penalty"))
