@@ -124,7 +124,11 @@ typedef struct sqlm_model_params {
     const char *engine;          /* NULL: the engine that wrote the file */
     bool native;                 /* the engine's variant with sqlm's C functions */
     int32_t threads;             /* threads of the products, 0 = the CPUs online */
-    size_t mem_budget;           /* hard cap on resident memory, 0 = none */
+    size_t mem_budget;           /* hard cap on resident memory, 0 = none.  SQLite's heap
+                                  * cap is per process: while several budgeted models are
+                                  * open the last one's share applies (the process's own
+                                  * limit returns when the last closes); a model file has
+                                  * one budgeted handle at a time (SQLM_UNSUPPORTED) */
     int32_t mem_io;              /* SQLM_MEM_IO_*: how a budgeted run reads the file */
     bool no_inplace;             /* copy weight tiles instead of reading them in place */
 } sqlm_model_params;
@@ -152,7 +156,9 @@ void sqlm_close(sqlm_model *m);
 bool sqlm_engine_available(const char *name);
 
 typedef struct sqlm_model_info {
-    int32_t n_vocab;             /* 0 when the file has no vocabulary */
+    int32_t n_vocab;             /* tokens of the vocabulary, 0 when the file has none */
+    int32_t n_logits;            /* logits per position (the output head's rows, which may
+                                  * exceed n_vocab); 0 without a model database */
     int32_t n_ctx_train;         /* the model's context length */
     int32_t n_layer, dim;
     int32_t bos, eos, eot;       /* special ids, -1 if none */
@@ -326,7 +332,7 @@ int sqlm_generate_begin(sqlm_session *s, const int32_t *ids, int32_t n, const sq
  * before the first stop string, and all that is held back comes out with
  * the finishing event.  After ev->finish != SQLM_FINISH_NONE further calls
  * return the same finish with no token.  Returns SQLM_DB/SQLM_NOMEM when the
- * step fails; generation has then ended.
+ * step fails; generation has then ended, the sequence and its cache emptied.
  */
 int sqlm_generate_next(sqlm_session *s, sqlm_token_event *ev);
 

@@ -146,6 +146,7 @@ void sqlm_close(sqlm_model *m) {
 void sqlm_model_info_get(const sqlm_model *m, sqlm_model_info *info) {
     memset(info, 0, sizeof *info);
     info->n_vocab = m->tok ? m->voc->n : 0;
+    info->n_logits = m->has_db ? m->db.cfg.vocab_size : 0;
     info->bos = m->voc ? m->voc->bos : -1;
     info->eos = m->voc ? m->voc->eos : -1;
     info->eot = m->voc ? m->voc->eot : -1;

@@ -16,6 +16,7 @@
  * other candidates.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,16 @@ static void clear_stops(sqlm_session *s) {
     s->max_stop_len = 0;
 }
 
+/* After a failed step the cache may hold part of it: empty the sequence
+ * and the cache, keeping the step's error message (the reset's own failure,
+ * if any, shows again at the next step). */
+static void forget(sqlm_session *s) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", sqlm_errmsg());
+    s->n_hist = 0, s->pending = false;
+    if (sqlm_exec_reset(s->x)) sqlm_error(SQLM_DB, "%s", msg);
+}
+
 int sqlm_generate_begin(sqlm_session *s, const int32_t *ids, int32_t n, const sqlm_generate_params *p,
                         int32_t *n_kept) {
     sqlm_generate_params d = sqlm_generate_default_params();
@@ -81,7 +92,10 @@ int sqlm_generate_begin(sqlm_session *s, const int32_t *ids, int32_t n, const sq
     s->n_hist = 0, s->pending = false;
     int kept = 0;
     int rc = sqlm_exec_feed(s->x, ids, n, &s->lg, &kept);
-    if (rc) return rc;
+    if (rc) {
+        forget(s);
+        return rc;
+    }
     memcpy(s->hist, ids, sizeof *ids * (size_t)n);
     s->n_hist = n;
     if (n_kept) *n_kept = kept;
@@ -149,7 +163,9 @@ int sqlm_generate_next(sqlm_session *s, sqlm_token_event *ev) {
     if (s->pending) {
         if ((rc = sqlm_exec_eval(s->x, &s->hist[s->n_hist - 1], 1, &s->lg))) {
             s->finish = SQLM_FINISH_STOP;
-            return sqlm_error_prefix(rc, "decode");
+            rc = sqlm_error_prefix(rc, "decode");
+            forget(s);
+            return rc;
         }
         s->pending = false;
     }

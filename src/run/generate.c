@@ -235,12 +235,6 @@ static int logits_row(void *ctx, int nc, const db_val *v) {
 static int eval_batch(session *s, const int32_t *toks, int n);
 
 /*
- * A conversation re-rendered every turn, or a server's requests, mostly
- * extend the sequence already in the cache: only the new tokens need a step.
- * The cache cannot be cut back, so a sequence that departs from it (or ends
- * inside it, whose last logits are gone) starts over.
- */
-/*
  * Cut the cache to its first n positions: each cache table of the reset
  * script ("DELETE FROM kv0;" per line, one per layer) loses its rows at
  * pos >= n.  Every cache table has a pos column (the KV_APPEND templates),
@@ -269,6 +263,13 @@ int sqlm_exec_truncate(session *s, int n) {
     return SQLM_OK;
 }
 
+/*
+ * A conversation re-rendered every turn, or a server's requests, mostly
+ * extend the sequence already in the cache: only the new tokens need a step.
+ * A sequence that departs from it (or ends inside it, whose last logits are
+ * gone) starts over; a caller that wants to keep a shared prefix cuts the
+ * cache back to it first (sqlm_exec_truncate).
+ */
 int sqlm_exec_feed(session *s, const int32_t *toks, int n, const float **logits, int *n_kept) {
     *logits = NULL;
     if (n_kept) *n_kept = 0;

@@ -167,7 +167,7 @@ static int insert_row(importer *im, const char *table, const db_val *v, int n) {
     sqlm_buf_appendf(&sql, "INSERT INTO %s VALUES (", table);
     sqlm_dialect_params(im->e->m->dialect, 1, n, &sql);
     sqlm_buf_putc(&sql, ')');
-    int rc = sql.rc ? sql.rc : im->e->m->query(im->e, sql.p, v, n, NULL, NULL);
+    int rc = sql.rc ? sqlm_error(sql.rc, "out of memory") : im->e->m->query(im->e, sql.p, v, n, NULL, NULL);
     sqlm_buf_free(&sql);
     return rc;
 }
@@ -217,7 +217,7 @@ static int write_blocks(importer *im, const char *name, const fused *f, int vt, 
         sqlm_buf_reset(&sql);
         sqlm_buf_appendf(&sql, "CREATE TABLE %s(row INTEGER, m ", tn);
         sqlm_dialect_subst(im->e->m->dialect, "{vec}[])", &sql);
-        rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
+        rc = sql.rc ? sqlm_error(sql.rc, "out of memory") : im->e->m->exec(im->e, sql.p);
         for (int i = 0; i < n && !rc; i++) {
             if (table[i] != t) continue;
             const int64_t rows = (i + 1 < n ? first[i + 1] : n_out) - first[i];
@@ -298,7 +298,7 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         }
         if (qrows) sqlm_dialect_subst(im->e->m->dialect, ", s {vec}", &sql);
         sqlm_buf_puts(&sql, ")");
-        rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
+        rc = sql.rc ? sqlm_error(sql.rc, "out of memory") : im->e->m->exec(im->e, sql.p);
     }
     /* one tile per statement; float rows are small, so many per statement
      * (or per appended chunk where the engine bulk-loads) */
@@ -355,12 +355,12 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
     if (!rc && !rows) {
         sqlm_buf_reset(&sql);
         sqlm_buf_appendf(&sql, "CREATE INDEX %s_tiles ON %s(row, col)", name, name);
-        rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
+        rc = sql.rc ? sqlm_error(sql.rc, "out of memory") : im->e->m->exec(im->e, sql.p);
     }
     if (!rc && qrows) {
         sqlm_buf_reset(&sql);
         sqlm_buf_appendf(&sql, im->d->q_blocks, name);
-        rc = sql.rc ? sql.rc : im->e->m->exec(im->e, sql.p);
+        rc = sql.rc ? sqlm_error(sql.rc, "out of memory") : im->e->m->exec(im->e, sql.p);
     }
     batch_free(&ins);
     free(data);

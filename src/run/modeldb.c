@@ -48,7 +48,7 @@ static int put_meta(engine *e, const char *key, db_val v) {
     buf sql;
     sqlm_buf_init(&sql);
     sqlm_dialect_upsert(e->m->dialect, "sqlm_meta", "key", "value", &sql);
-    int rc = sql.rc ? sql.rc : e->m->query(e, sql.p, p, 2, NULL, NULL);
+    int rc = sql.rc ? sqlm_error(sql.rc, "out of memory") : e->m->query(e, sql.p, p, 2, NULL, NULL);
     sqlm_buf_free(&sql);
     return rc;
 }

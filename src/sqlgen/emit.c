@@ -938,7 +938,7 @@ int sqlm_emit_program(const ir_graph *g, int dia, sql_program *out) {
     out->reset = sqlm_buf_detach(&reset);
     out->logits_table = sqlm_strdup(g->nodes[g->output].name);
     if (!out->setup || !out->reset || !out->logits_table || !out->next_token) {
-        rc = SQLM_NOMEM;
+        rc = sqlm_error(SQLM_NOMEM, "out of memory");
         goto fail;
     }
     return SQLM_OK;

@@ -700,7 +700,7 @@ static int cmd_bench(args *a) {
     sqlm_model *m = open_model(a);
     sqlm_model_info mi;
     sqlm_model_info_get(m, &mi);
-    int vocab = mi.n_vocab > 0 ? mi.n_vocab : 1;
+    int vocab = mi.n_logits > 0 ? mi.n_logits : 1;
     /* pp + tg positions, and one for the warm-up or the first decoded token */
     long n_ctx = pp + tg + 1;
     if (n_ctx > mi.n_ctx_train)

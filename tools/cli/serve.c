@@ -842,7 +842,7 @@ int cmd_serve(args *a) {
     sv->tmpl = chat_template_for(a, sv->m);
     sv->s = open_session(a, sv->m);
     sv->n_ctx = sqlm_session_n_ctx(sv->s);
-    sv->n_vocab = mi.n_vocab;
+    sv->n_vocab = mi.n_logits;
     const char *base = strrchr(a->model, '/');
     snprintf(sv->model_id, sizeof sv->model_id, "%s", a->alias ? a->alias : base ? base + 1 : a->model);
     sv->started = time(NULL);

@@ -26,6 +26,7 @@
  * reads tiles.c, the budget's weight cache wcache.c.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,10 +50,27 @@ static int register_functions(sqlite_engine *s) {
 /* --------------------------------------------------------------- engine */
 
 /* SQLite's hard heap limit is per process: the budget of the last engine
- * opened with one applies. */
+ * opened with one applies while any budgeted engine is open, and the limit
+ * the process had before the first comes back when the last one closes (a
+ * host program that loaded sqlm, such as the sqlite3 shell, keeps its own). */
+static pthread_mutex_t heap_mu = PTHREAD_MUTEX_INITIALIZER;
+static int heap_users;                 /* budgeted engines open */
+static sqlite3_int64 heap_prior;       /* the limit before the first of them */
+
 static void set_heap_limit(sqlite_engine *s, sqlite3_int64 n) {
+    pthread_mutex_lock(&heap_mu);
+    if (!s->heap_limit && heap_users++ == 0) heap_prior = sqlite3_hard_heap_limit64(-1);
     s->heap_limit = n;
     sqlite3_hard_heap_limit64(n);
+    pthread_mutex_unlock(&heap_mu);
+}
+
+static void drop_heap_limit(sqlite_engine *s) {
+    if (!s->heap_limit) return;
+    pthread_mutex_lock(&heap_mu);
+    if (--heap_users == 0) sqlite3_hard_heap_limit64(heap_prior);
+    pthread_mutex_unlock(&heap_mu);
+    s->heap_limit = 0;
 }
 
 /* Why a statement failed, when the budget is the reason: the cache's I/O
@@ -106,6 +124,7 @@ static void sq_close(engine *e) {
     }
     sqlm_pool_free(s->pool);
     sqlite3_close(s->db);
+    drop_heap_limit(s);
     sqlm_wcache_close(s->wc);
     sqlm_tiles_close(s->tiles);
     /* only now: closing it earlier would drop the lock SQLite holds (tiles.c) */

@@ -800,7 +800,7 @@ int sqlm_wcache_open(wcache **out, const char *path, int io_mode, size_t ring_by
     if (i == ARRAY_LEN(reg) || reg_find(wc->dev, wc->ino)) {
         pthread_mutex_unlock(&reg_mu);
         wc_free(wc);
-        return sqlm_error(SQLM_ERROR, "%s: a weight cache is already open on this file", path);
+        return sqlm_error(SQLM_UNSUPPORTED, "%s: a weight cache is already open on this file (one budgeted handle per model file at a time)", path);
     }
     reg[i] = wc;
     pthread_mutex_unlock(&reg_mu);
