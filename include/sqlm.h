@@ -294,6 +294,8 @@ enum { SQLM_FINISH_NONE, SQLM_FINISH_EOS, SQLM_FINISH_STOP, SQLM_FINISH_LENGTH, 
  * context) or NULL while generation runs. */
 const char *sqlm_finish_reason(int finish);
 
+#define SQLM_MAX_STOP 16         /* stop strings of one generation, at most */
+
 typedef struct sqlm_generate_params {
     int32_t max_tokens;          /* tokens to generate, -1 = until EOS or context end */
     bool ignore_eos;             /* go on after EOS and end of turn */
@@ -318,7 +320,7 @@ typedef struct sqlm_token_event {
  * already holds are evaluated (*n_kept, may be NULL, gets how many were
  * reused; a sequence that the cache holds whole, or that departs from it,
  * starts over).  SQLM_RANGE when n is 0, n >= the context, an id is outside
- * the vocabulary or more than 16 stop strings are given; SQLM_DB when the
+ * the vocabulary or more than SQLM_MAX_STOP stop strings are given; SQLM_DB when the
  * engine fails (the cache is then empty).
  */
 int sqlm_generate_begin(sqlm_session *s, const int32_t *ids, int32_t n, const sqlm_generate_params *p,

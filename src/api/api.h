@@ -22,7 +22,6 @@ struct sqlm_model {
     tokenizer *own_tok;
 };
 
-#define SQLM_MAX_STOP 16     /* stop strings of one generation */
 
 struct sqlm_session {
     sqlm_model *m;

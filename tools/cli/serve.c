@@ -42,7 +42,6 @@
 
 #include "cli.h"
 
-#define MAX_STOP 16          /* stop strings in a request */
 #define MAX_STOP_LEN 256     /* bytes of one stop string */
 
 /* ------------------------------------------------------------- the server */
@@ -226,7 +225,7 @@ typedef struct gen {
     bool chat, stream, include_usage, ignore_eos;
     sqlm_sampling_params sp;
     long long max_tokens;    /* -1: until EOS or the end of the context */
-    char *stop[MAX_STOP];    /* stop strings, valid UTF-8, non-empty */
+    char *stop[SQLM_MAX_STOP];    /* stop strings, valid UTF-8, non-empty */
     int n_stop;
     int32_t *prompt;         /* [n_prompt] the prompt's tokens */
     int n_prompt, n_kept;    /* n_kept: of them, found in the KV cache */
@@ -484,7 +483,7 @@ static bool parse_common(const json_t *body, gen *g, req_err *e) {
     if (stop && !json_is_string(stop) && !json_is_array(stop))
         return fail(e, 400, "'stop' must be a string or an array of strings");
     size_t n_stop = json_is_string(stop) ? 1 : json_array_size(stop);
-    if (n_stop > MAX_STOP) return fail(e, 400, "'stop' has %zu strings, at most %d are allowed", n_stop, MAX_STOP);
+    if (n_stop > SQLM_MAX_STOP) return fail(e, 400, "'stop' has %zu strings, at most %d are allowed", n_stop, SQLM_MAX_STOP);
     for (size_t i = 0; i < n_stop; i++) {
         json_t *s = json_is_string(stop) ? stop : json_array_get(stop, i);
         if (!json_is_string(s)) return fail(e, 400, "'stop' must be a string or an array of strings");

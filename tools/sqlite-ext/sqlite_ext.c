@@ -31,7 +31,6 @@ SQLITE_EXTENSION_INIT1
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_STOP 16    /* stop strings a call may give (sqlm_generate_begin's limit) */
 
 /* ------------------------------------------------------------- the cache */
 
@@ -129,7 +128,7 @@ typedef struct ext_opts {
     bool ignore_eos;
     size_t mem_budget;           /* the model's open: 0 = none */
     int32_t max_tokens;          /* -1 = until EOS or the context's end */
-    char *stop[MAX_STOP];        /* [n_stop], malloc'd */
+    char *stop[SQLM_MAX_STOP];        /* [n_stop], malloc'd */
     int n_stop;
     char *tmpl;                  /* sqlm_chat: a built-in's name or Jinja text, NULL = the model's */
 } ext_opts;
@@ -168,8 +167,8 @@ static bool opt_int(json_t *v, const char *key, long long lo, long long hi, long
 static bool opt_stop(json_t *v, ext_opts *o, char **err) {
     json_t *one = json_is_string(v) ? v : NULL;
     size_t n = one ? 1 : json_is_array(v) ? json_array_size(v) : (size_t)-1;
-    if (n == (size_t)-1 || n > MAX_STOP) {
-        *err = sqlite3_mprintf("option stop: expected a string or an array of at most %d strings", MAX_STOP);
+    if (n == (size_t)-1 || n > SQLM_MAX_STOP) {
+        *err = sqlite3_mprintf("option stop: expected a string or an array of at most %d strings", SQLM_MAX_STOP);
         return false;
     }
     for (size_t i = 0; i < n; i++) {
