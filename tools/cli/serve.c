@@ -217,8 +217,6 @@ static bool get_bool(const json_t *o, const char *key, bool *out, req_err *e) {
 
 /* ------------------------------------------------------------ generation */
 
-enum { END_NONE, END_STOP, END_LENGTH };
-
 /* One completion request, from its parsed fields to its last byte. */
 typedef struct gen {
     server *sv;
@@ -230,7 +228,7 @@ typedef struct gen {
     int32_t *prompt;         /* [n_prompt] the prompt's tokens */
     int n_prompt, n_kept;    /* n_kept: of them, found in the KV cache */
     int n_gen;               /* tokens generated */
-    int end;                 /* END_*: why generation ended, END_NONE while it runs */
+    int finish;              /* SQLM_FINISH_*: why generation ended, NONE while it runs */
     bool gone;               /* it ended because the client went away (or the server stops) */
     char err[256];           /* an engine error that ended it, "" if none */
     buf text;                /* generated text released so far (cut before a stop string) */
@@ -271,9 +269,9 @@ static bool client_gone(int fd) {
  * a stop string. */
 static void gen_step(gen *g) {
     server *sv = g->sv;
-    if (g->end) return;
+    if (g->finish) return;
     if (server_stopping(sv) || client_gone(g->fd)) {
-        g->end = END_STOP;
+        g->finish = SQLM_FINISH_STOP;
         g->gone = true;
         return;
     }
@@ -281,19 +279,15 @@ static void gen_step(gen *g) {
     int rc = sqlm_generate_next(sv->s, &ev);
     if (rc) {
         snprintf(g->err, sizeof g->err, "%s (%s)", sqlm_errmsg(), sqlm_errstr(rc));
-        g->end = END_STOP;
+        g->finish = SQLM_FINISH_STOP;
         return;
     }
     if (ev.token >= 0) g->n_gen++;
     buf_append(&g->text, ev.text, ev.len);
-    if (ev.finish)
-        g->end = ev.finish == SQLM_FINISH_LENGTH || ev.finish == SQLM_FINISH_CONTEXT ? END_LENGTH : END_STOP;
+    g->finish = ev.finish;
 }
 
-/* How many bytes of the text can be streamed now: all that was released. */
-static size_t gen_ready(const gen *g) { return g->text.len; }
-
-static const char *finish_reason(const gen *g) { return g->end == END_LENGTH ? "length" : "stop"; }
+static const char *finish_reason(const gen *g) { return sqlm_finish_reason(g->finish); }
 
 static json_t *usage_json(const gen *g) {
     return json_pack("{s:i,s:i,s:i}", "prompt_tokens", g->n_prompt, "completion_tokens", g->n_gen,
@@ -384,10 +378,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *dst, size_t max) {
             break;
         case 1: {
             gen_step(g);
-            size_t n = gen_ready(g);
+            size_t n = g->text.len;
             if (n > g->sent) sse_event(g, chunk_json(g, g->text.p + g->sent, n - g->sent, false, NULL));
             g->sent = n;
-            if (g->end) {
+            if (g->finish) {
                 g->phase = 2;
                 gen_log(g);
                 if (g->locked) g->locked = false, session_release(g->sv);
@@ -629,7 +623,7 @@ static enum MHD_Result completion(server *sv, struct MHD_Connection *c, const ch
         MHD_destroy_response(r);   /* g is the response's now: stream_free() frees it */
         return ret;
     }
-    while (!g->end) gen_step(g);
+    while (!g->finish) gen_step(g);
     g->locked = false;
     session_release(sv);
     gen_log(g);
