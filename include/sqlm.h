@@ -398,9 +398,6 @@ size_t sqlm_cgroup_limit(void);
 bool sqlm_parse_size(const char *s, size_t *out);
 /* The median of v[0..n), n > 0 (sorts v). */
 double sqlm_median(double *v, int n);
-/* The length of the longest prefix of p[0..n) that does not end inside an
- * incomplete UTF-8 sequence. */
-size_t sqlm_utf8_whole(const char *p, size_t n);
 /* Decode the code point at s[*pos] (< len) and advance *pos; a byte that
  * starts no valid sequence (overlong forms, surrogates and code points past
  * U+10FFFF included) gives 0xFFFD and advances by one. */

@@ -34,7 +34,9 @@ const char *sqlm_finish_reason(int finish) {
     }
 }
 
-size_t sqlm_utf8_whole(const char *p, size_t n) {
+/* The length of the longest prefix of p[0..n) that does not end inside an
+ * incomplete UTF-8 sequence. */
+static size_t utf8_whole(const char *p, size_t n) {
     /* back up over a trailing incomplete sequence */
     size_t i = n, k = 0;
     while (i > 0 && k < 4 && ((unsigned char)p[i - 1] & 0xC0) == 0x80) i--, k++;
@@ -134,7 +136,7 @@ static size_t text_ready(const sqlm_session *s) {
                 break;
             }
     }
-    n = sqlm_utf8_whole(s->text.p, n - hold);
+    n = utf8_whole(s->text.p, n - hold);
     return MAX(n, s->sent);
 }
 
