@@ -118,6 +118,15 @@ $(B)/tokbench: bench/tokbench.c $(B)/libsqlm.a
 $(B)/refbench: bench/refbench.c $(B)/libsqlm.a $(REF_OBJ)
 	$(CC) $(CFLAGS) -o $@ $< $(REF_OBJ) $(B)/libsqlm.a $(LDLIBS)
 
+# llama.cpp's native build (scripts/build-llamacpp.sh, into .deps/) and the
+# peer of the speed and memory benchmarks against its library.
+LLAMA_DIR = .deps/llama.cpp
+$(LLAMA_DIR)/bin/libllama.so:
+	./scripts/build-llamacpp.sh >/dev/null
+$(B)/llamabench: bench/llamabench.c $(LLAMA_DIR)/bin/libllama.so
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) -I$(LLAMA_DIR)/include -o $@ $< -L$(LLAMA_DIR)/bin -lllama \
+	    -Wl,-rpath,$(abspath $(LLAMA_DIR)/bin)
+
 # DuckDB matvec ceiling and pass ablation helper (scripts/bench-duckdb-passes.sh).
 $(B)/duckbench: bench/duckbench.c bench/bound.c $(B)/libsqlm.a
 	$(CC) $(CFLAGS) -o $@ bench/duckbench.c bench/bound.c $(B)/libsqlm.a $(LDLIBS)
@@ -131,7 +140,7 @@ fuzz:
 	./tests/fuzz/run.sh 600
 
 bench: deps
-	$(MAKE) sqlm sqlm.so $(B)/tokbench $(B)/refbench $(B)/duckbench
+	$(MAKE) sqlm sqlm.so $(B)/tokbench $(B)/refbench $(B)/duckbench $(B)/llamabench
 	./bench/run.sh
 	./scripts/bench-duckdb.sh
 	./bench/speed.sh
@@ -140,7 +149,7 @@ bench: deps
 # Models larger than their memory limit: sqlm --mem-budget against
 # llama.cpp's mmap under the same cgroup limits (root, cgroup v1).
 bench-mem: deps
-	$(MAKE) sqlm $(B)/readbw
+	$(MAKE) sqlm $(B)/readbw $(B)/llamabench
 	./bench/mem.sh
 
 $(B)/readbw: bench/readbw.c

@@ -7,9 +7,9 @@
 # charges it):
 #   - sqlm run --mem-budget LIMIT (the weight cache: a resident set that fits,
 #     the rest streamed with O_DIRECT reads);
-#   - llama.cpp on the same GGUF with mmap (node-llama-cpp's prebuilt CPU
-#     libraries through bench/llama.mjs, installed by scripts/install-llamacpp.sh):
-#     the OS pages the model in and out.
+#   - llama.cpp on the same GGUF with mmap (its native build from
+#     ../shared/peers/, through build/llamabench): the OS pages the model in
+#     and out.
 # The model files are dropped from the page cache before every run; the
 # direct (uncached, sequential) read bandwidth of the database file is
 # measured in the same run, which gives the storage bound of a decode step,
@@ -24,8 +24,7 @@
 #
 # Environment: MEM_MODELS (default "tinyllama-1.1b qwen2.5-0.5b"), MEM_LIMITS
 # (percentages, default "100 50 25 15"), MEM_TG (decode tokens, 32),
-# MEM_THREADS (2), SQLM_LLAMA_MJS (the llama.cpp runner, default
-# bench/llama.mjs), SQLM_LLAMA_DIR (its node_modules folder).
+# MEM_THREADS (2).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SQLM=$ROOT/sqlm
@@ -37,7 +36,7 @@ LIMITS=${MEM_LIMITS:-"100 50 25 15"}
 TG=${MEM_TG:-32}
 THREADS=${MEM_THREADS:-2}
 PROMPT="Once upon a time, in a small village by the sea, there lived an old"
-LLAMA_MJS=${SQLM_LLAMA_MJS:-$ROOT/bench/llama.mjs}
+LLAMA_BIN=$ROOT/build/llamabench
 RSS_CAP=${MEM_RSS_CAP:-"qwen2.5-0.5b:210"}
 CGROOT=/sys/fs/cgroup/memory
 mkdir -p "$OUT" "$RES"
@@ -54,17 +53,12 @@ if [ "$(id -u)" != 0 ] || [ ! -w "$CGROOT" ]; then
 fi
 export SQLM_MODELS=${SQLM_MODELS:-$ROOT/../shared/models}
 
-# llama.cpp: install it where the installer exists; otherwise say why not
+# llama.cpp: the native build's runner (make build/llamabench)
 LLAMA=""
-if ! command -v node >/dev/null 2>&1; then
-    LLAMA_WHY="node not found (apt-get install nodejs npm)"
-elif [ ! -f "$LLAMA_MJS" ]; then
-    LLAMA_WHY="$LLAMA_MJS not found (the llama.cpp runner of make bench)"
-elif [ -z "${SQLM_LLAMA_DIR:-}" ] && [ -x "$ROOT/scripts/install-llamacpp.sh" ] &&
-     ! "$ROOT/scripts/install-llamacpp.sh" >/dev/null 2>>"$LOG"; then
-    LLAMA_WHY="scripts/install-llamacpp.sh failed (see $LOG)"
-else
+if [ -x "$LLAMA_BIN" ]; then
     LLAMA=1
+else
+    LLAMA_WHY="$LLAMA_BIN not built (make build/llamabench)"
 fi
 [ -n "$LLAMA" ] || say "bench-mem: llama.cpp not measured: $LLAMA_WHY; sqlm's figures alone"
 
@@ -173,7 +167,7 @@ for like in $MODELS; do
         if [ -n "$LLAMA" ]; then
             uncache "$gguf"
             g=$OUT/$like-$pct-llama.txt
-            in_cgroup "$lim" "$g" node "$LLAMA_MJS" "$gguf" "$pp" "$TG" "$THREADS" 1
+            in_cgroup "$lim" "$g" "$LLAMA_BIN" "$gguf" "$pp" "$TG" "$THREADS" 1
             cat "$g" >> "$LOG"
             l_load=$(cut -d' ' -f1 /proc/loadavg)
             if [ "$RC" = 0 ]; then

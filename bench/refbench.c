@@ -12,7 +12,7 @@
  * no batched product, so its "pp" is decode speed over the prompt), then TG
  * greedy tokens are decoded one by one.  Each of REPS repetitions (default 3)
  * starts a fresh sequence after one untimed warm-up token; the median is
- * printed, in the format of `sqlm bench` and bench/llama.mjs:
+ * printed, in the format of `sqlm bench` and build/llamabench (bench/llamabench.c):
  *
  *   pp128 t=2 123.4 tok/s
  *   tg64 t=2 120.1 tok/s 14.07 GB/s

@@ -10,13 +10,14 @@
 #   sqlm bench -m DB -p 128 -n 64 -t T -r R     prompt in one batch, then decode
 #   build/refbench GGUF 128 64 T R              C reference, stored weights,
 #                                               sqlm's kernels (pp token by token)
-#   node bench/llama.mjs GGUF 128 64 T R        llama.cpp (node-llama-cpp, CPU)
+#   build/llamabench GGUF 128 64 T R            llama.cpp, built natively from
+#                                               ../shared/peers/ (scripts/build-llamacpp.sh)
 # and print a markdown table (kept in bench/results/speed-DATE.md); each row
 # is also appended to bench/results/speed.csv with the machine's description.
 #
-# Required part: stories110M and tinyllama-1.1b, Q8_0, 1 and 2 threads.
-# BENCH_FULL=1 adds smollm2-135m, qwen2.5-0.5b, llama-3.2-1b (Q8_0) and
-# stories110M in F32, F16 and Q4_0.
+# Required part: stories110M and tinyllama-1.1b, Q8_0 and Q4_0, 1 and 2
+# threads.  BENCH_FULL=1 adds smollm2-135m, qwen2.5-0.5b, llama-3.2-1b (Q8_0)
+# and stories110M in F32 and F16.
 # Settings: BENCH_PP (128), BENCH_TG (64), BENCH_REPS (3; 1 for models over
 # 500 MB), BENCH_THREADS ("1 2"), BENCH_CONFIGS (e.g. "stories110M:q4_0
 # qwen2.5-0.5b:f16", instead of the list above), BENCH_ENGINE (sqlite), BENCH_CACHE
@@ -37,10 +38,10 @@ mkdir -p "$CACHE" bench/results
 T=$(mktemp -d /tmp/sqlm-speed-XXXXXX)
 trap 'rm -rf "$T"' EXIT
 
-CONFIGS=${BENCH_CONFIGS:-"stories110M:q8_0 tinyllama-1.1b:q8_0"}
+CONFIGS=${BENCH_CONFIGS:-"stories110M:q8_0 stories110M:q4_0 tinyllama-1.1b:q8_0 tinyllama-1.1b:q4_0"}
 if [ "${BENCH_FULL:-0}" = 1 ] && [ -z "${BENCH_CONFIGS:-}" ]; then
     CONFIGS="$CONFIGS smollm2-135m:q8_0 qwen2.5-0.5b:q8_0 llama-3.2-1b:q8_0"
-    CONFIGS="$CONFIGS stories110M:f32 stories110M:f16 stories110M:q4_0"
+    CONFIGS="$CONFIGS stories110M:f32 stories110M:f16"
 fi
 
 # ---- the machine, for every CSV row
@@ -53,16 +54,13 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || commit="$commit-dirty"
 date=$(date -u +%Y-%m-%dT%H:%MZ)
 
-# ---- llama.cpp: installed from npm on first use; without it, sqlm alone
-llama_ok=0 llama_ver=
+# ---- llama.cpp: the native build (make build/llamabench); without it, sqlm alone
+llama_ok=0 llama_ver="c392e509 native build ($(grep -o -w 'avx512_vnni\|avx512f\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' | xargs))"
 if [ "${BENCH_LLAMA:-1}" != 0 ]; then
-    if ! command -v node >/dev/null; then
-        llama_why="node not found (apt-get install nodejs npm)"
-    elif ./scripts/install-llamacpp.sh >/dev/null 2>"$T/llama-install"; then
+    if [ -x build/llamabench ]; then
         llama_ok=1
-        llama_ver=$(grep -m1 '"version"' .deps/llama/node_modules/node-llama-cpp/package.json | cut -d'"' -f4)
     else
-        llama_why="not installed: $(tail -1 "$T/llama-install")"
+        llama_why="not built (make build/llamabench: scripts/build-llamacpp.sh)"
     fi
 else
     llama_why="left out (BENCH_LLAMA=0)"
@@ -124,7 +122,7 @@ t_start=$SECONDS
 echo "## Speed: sqlm ($ENGINE) against the C reference and llama.cpp"
 echo
 echo "$date, commit $commit; $cpu, $cores cores, $ram GiB RAM, Linux $kernel, SQLite $sqlite;" \
-     "llama.cpp: $([ "$llama_ok" = 1 ] && echo "node-llama-cpp $llama_ver (prebuilt CPU binaries)" || echo "$llama_why")"
+     "llama.cpp: $([ "$llama_ok" = 1 ] && echo "$llama_ver" || echo "$llama_why")"
 echo "Random-weight models of the named shapes (sqlm synth). pp$PP: a prompt of $PP tokens; tg$TG: $TG tokens"
 echo "decoded one at a time; tok/s, medians of the repetitions (reps). C-ref: bench/refbench (weights as"
 echo "stored, sqlm's kernels, rows split over the threads); its pp is token by token (no batched product)."
@@ -142,7 +140,7 @@ for cfg in $CONFIGS; do
         run sqlm $SQLM bench -m "$DB" -p "$PP" -n "$TG" -t "$t" -r "$reps"
         run ref $REF "$GGUF" "$PP" "$TG" "$t" "$reps"
         if [ "$llama_ok" = 1 ]; then
-            run llama node bench/llama.mjs "$GGUF" "$PP" "$TG" "$t" "$reps"
+            run llama build/llamabench "$GGUF" "$PP" "$TG" "$t" "$reps"
             if [ "$llama_tg" = fail ] && grep -q "^llama.cpp: " "$T/llama.err"; then
                 echo "speed.sh: $(grep -m1 '^llama.cpp: ' "$T/llama.err"): sqlm's figures alone" >&2
             fi

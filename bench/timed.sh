@@ -16,7 +16,7 @@
 # seconds (default 60) is repeated up to $BENCH_RETRIES times (default 1)
 # and the quietest kept.  The lock is held throughout.
 #
-# Meant to wrap any runner (sqlm bench, bench/refbench, bench/llama.mjs),
+# Meant to wrap any runner (sqlm bench, bench/refbench, build/llamabench),
 # including one started under a cgroup by a memory-budget benchmark.
 set -u
 if [ -z "${BENCH_LOCKED:-}" ]; then
