@@ -407,6 +407,24 @@ static double snap_hit(const sqlm_stats *a, const sqlm_stats *b) {
  * CPU: page faults on the mapped model, or other threads of the engine. */
 #define WAIT_LABEL(sn) ((sn)->cache ? "waiting for I/O" : "off-CPU (I/O, engine threads)")
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The spread of the per-token times: 10th, 50th and 90th percentiles
+ * (nearest rank) of the n steps between the snapshots tok[0..n]. */
+static void print_spread(const sqlm_stats *tok, int n) {
+    double *d = malloc(sizeof *d * (size_t)n);
+    if (!d) return;
+    for (int i = 0; i < n; i++) d[i] = (tok[i + 1].t - tok[i].t) * 1e3;
+    qsort(d, (size_t)n, sizeof *d, cmp_double);
+    double p10 = d[(n - 1) / 10], p50 = d[(n - 1) / 2], p90 = d[(n - 1) * 9 / 10];
+    fprintf(stderr, "stats: decode spread: p10 %.1f ms, p50 %.1f ms, p90 %.1f ms (p90/p10 %.2f)\n", p10, p50, p90,
+            p10 > 0 ? p90 / p10 : 0);
+    free(d);
+}
+
 static void print_stats(const args *a, sqlm_session *ses, const sqlm_stats *s0, const sqlm_stats *s1,
                         const sqlm_stats *tok, int n_tok, int n_prompt) {
     const double MB = 1048576.0;
@@ -450,6 +468,7 @@ static void print_stats(const args *a, sqlm_session *ses, const sqlm_stats *s0, 
                     snap_hit(p, q), (double)(q->io_read_bytes - p->io_read_bytes) / n / MB,
                     (q->reader_s - p->reader_s) / n * 1e3, (double)(q->reads - p->reads) / n);
         fputc('\n', stderr);
+        print_spread(tok, n);
     }
 }
 
