@@ -20,10 +20,11 @@ void sqlm_vec_matvec(int wdtype, const void *w, size_t rows, size_t n, const voi
 void sqlm_vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const void *x, size_t ldx, size_t m,
                 float *out, size_t ldo, const void *next, size_t next_len);
 /*
- * Batched products (prefill) on panels of VEC_PANEL rows repacked for VNNI,
- * when sqlm_vec_panel_supported(wdtype) (Q8_0 and Q4_0 on AVX512-VNNI CPUs):
+ * Batched products (prefill) on panels of VEC_PANEL rows repacked so that one
+ * SIMD lane follows one row, when sqlm_vec_panel_supported(wdtype) (Q8_0 and
+ * Q4_0 on AVX512-VNNI and on AVX2 CPUs):
  *   sqlm_vec_panel_act  m Q8_0 activations of nb blocks (ldx bytes apart) into
- *                  xu[m][nb][32] (quants + 128) and dx[m][nb] (scales)
+ *                  xu[m][nb][32] (quants, + 128 for VNNI) and dx[m][nb] (scales)
  *   sqlm_vec_panel_put  one weight row of nb blocks into slot 0..VEC_PANEL-1 of a
  *                  panel of sqlm_vec_panel_bytes(nb) bytes, 64-byte aligned
  *   sqlm_vec_panel_seal clear the slots from n on and finish the panel

@@ -323,18 +323,30 @@ void sqlm_vec_matmul(int wdtype, const void *w, size_t rows, size_t n, const voi
  * arithmetic as dot_q8_0 / dot_q4_0, so a batch of positions gives the bits
  * that one position at a time gives.
  */
-typedef struct panel_block {
-    float d[VEC_PANEL];            /* row scales */
-    int32_t corr[VEC_PANEL];       /* -128 * sum of the row's 32 quants */
-    uint8_t q[8][VEC_PANEL][4];    /* quants: group k of row r */
-} panel_block;
-
 #if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #define VEC_PANEL_AVX512 1
+#elif defined(VEC_AVX2)
+/*
+ * Without VNNI the panel runs on maddubs (u8 x s8, pairs summed into int16),
+ * which saturates for (x + 128) * w: there the quants' magnitudes |w| are the
+ * unsigned operand and the activation takes w's signs, |w| * sign(x, w), each
+ * pair at most 2 * 128 * 127 and exact, as in dot_i8x32_parts.  The panel
+ * then also holds |w|, and the activation stays signed.
+ */
+#define VEC_PANEL_AVX2 1
 #endif
 
+typedef struct panel_block {
+    float d[VEC_PANEL];            /* row scales */
+    int32_t corr[VEC_PANEL];       /* -128 * sum of the row's 32 quants (VNNI) */
+    uint8_t q[8][VEC_PANEL][4];    /* quants: group k of row r */
+#ifdef VEC_PANEL_AVX2
+    uint8_t aq[8][VEC_PANEL][4];   /* their magnitudes */
+#endif
+} panel_block;
+
 bool sqlm_vec_panel_supported(int wdtype) {
-#ifdef VEC_PANEL_AVX512
+#if defined(VEC_PANEL_AVX512) || defined(VEC_PANEL_AVX2)
     return wdtype == DT_Q8_0 || wdtype == DT_Q4_0;
 #else
     (void)wdtype;
@@ -344,12 +356,18 @@ bool sqlm_vec_panel_supported(int wdtype) {
 
 size_t sqlm_vec_panel_bytes(size_t nb) { return nb * sizeof(panel_block); }
 
+/* VNNI takes the activation as x + 128 (unsigned), maddubs as x itself. */
 void sqlm_vec_panel_act(const void *x, size_t ldx, size_t m, size_t nb, uint8_t *xu, float *dx) {
+#ifdef VEC_PANEL_AVX2
+    const int bias = 0;
+#else
+    const int bias = 128;
+#endif
     for (size_t p = 0; p < m; p++) {
         const block_q8_0 *xb = (const block_q8_0 *)((const char *)x + p * ldx);
         for (size_t b = 0; b < nb; b++) {
             dx[p * nb + b] = h2f(xb[b].d);
-            for (int j = 0; j < QK; j++) xu[(p * nb + b) * QK + j] = (uint8_t)(xb[b].qs[j] + 128);
+            for (int j = 0; j < QK; j++) xu[(p * nb + b) * QK + j] = (uint8_t)(xb[b].qs[j] + bias);
         }
     }
 }
@@ -384,11 +402,17 @@ void sqlm_vec_panel_seal(void *panel, size_t nb, int n) {
             pb[b].d[r] = 0;
             for (int k = 0; k < 8; k++) memset(pb[b].q[k][r], 0, 4);
         }
-#ifdef VEC_PANEL_AVX512
+#if defined(VEC_PANEL_AVX512)
         const __m512i ones = _mm512_set1_epi8(1);
         __m512i sum = _mm512_setzero_si512();
         for (int k = 0; k < 8; k++) sum = _mm512_dpbusd_epi32(sum, ones, _mm512_load_si512(pb[b].q[k]));
         _mm512_store_si512(pb[b].corr, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-128)));
+#elif defined(VEC_PANEL_AVX2)
+        for (int k = 0; k < 8; k++)
+            for (int h = 0; h < VEC_PANEL * 4; h += 32) {
+                __m256i q = _mm256_load_si256((const __m256i *)(pb[b].q[k][0] + h));
+                _mm256_store_si256((__m256i *)(pb[b].aq[k][0] + h), _mm256_sign_epi8(q, q));
+            }
 #else
         for (int r = 0; r < VEC_PANEL; r++) {
             int sum = 0;
@@ -425,9 +449,43 @@ static inline void panel_mul_np(const panel_block *pb, size_t nb, const uint8_t 
 }
 #endif
 
+#ifdef VEC_PANEL_AVX2
+/* Rows 8h..8h+7 of the panel times NP positions (1..4): each lane one row,
+ * its block sum exact in int32, then fma(isum, d_w * d_x, acc) per block. */
+static inline void panel_mul_half(const panel_block *pb, size_t nb, const int8_t *x, const float *dx, size_t nbx,
+                                  float *out, const int h, const int np) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 f[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+    for (size_t b = 0; b < nb; b++) {
+        const panel_block *B = &pb[b];
+        __m256i acc[4] = { _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                           _mm256_setzero_si256() };
+        for (int k = 0; k < 8; k++) {
+            const __m256i wk = _mm256_load_si256((const __m256i *)B->q[k][8 * h]);
+            const __m256i ak = _mm256_load_si256((const __m256i *)B->aq[k][8 * h]);
+            for (int p = 0; p < np; p++) {
+                int32_t g;
+                memcpy(&g, x + (p * nbx + b) * QK + 4 * k, 4);
+                const __m256i sx = _mm256_sign_epi8(_mm256_set1_epi32(g), wk);
+                acc[p] = _mm256_add_epi32(acc[p], _mm256_madd_epi16(_mm256_maddubs_epi16(ak, sx), ones));
+            }
+        }
+        const __m256 d = _mm256_load_ps(B->d + 8 * h);
+        for (int p = 0; p < np; p++)
+            f[p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[p]), _mm256_mul_ps(d, _mm256_set1_ps(dx[p * nbx + b])), f[p]);
+    }
+    for (int p = 0; p < np; p++) _mm256_storeu_ps(out + p * VEC_PANEL + 8 * h, f[p]);
+}
+
+static inline void panel_mul_np(const panel_block *pb, size_t nb, const uint8_t *xu, const float *dx, size_t nbx,
+                                float *out, const int np) {
+    for (int h = 0; h < VEC_PANEL / 8; h++) panel_mul_half(pb, nb, (const int8_t *)xu, dx, nbx, out, h, np);
+}
+#endif
+
 void sqlm_vec_panel_mul(const void *panel, size_t nb, const uint8_t *xu, const float *dx, size_t nbx, size_t m,
                    float *out) {
-#ifdef VEC_PANEL_AVX512
+#if defined(VEC_PANEL_AVX512) || defined(VEC_PANEL_AVX2)
     const panel_block *pb = panel;
     size_t p = 0;
     for (; p + 4 <= m; p += 4) panel_mul_np(pb, nb, xu + p * nbx * QK, dx + p * nbx, nbx, out + p * VEC_PANEL, 4);
