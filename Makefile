@@ -76,7 +76,7 @@ $(B)/test-duckdb: bench/bound.c
 
 # The readers, the tokenizer and the in-place tile reads again, under
 # AddressSanitizer and UBSan.
-ASAN_FLAGS = -O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+ASAN_FLAGS = -O1 -g -march=native -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
 	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/test-tiles build-asan/sqlm build-asan/sqlm.so
 

@@ -19,7 +19,6 @@
 
 #include "model.h"
 
-#define MODEL_MAX_DIM (1 << 20)
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -158,13 +157,11 @@ void sqlm_model_free(model *m) {
 
 /* ------------------------------------------------------------ validation */
 
-static int check_config(const model *m) {
-    const model_config *c = &m->cfg;
-    const char *path = m->path;
+int sqlm_config_check(const model_config *c, const char *path) {
 #define CHECK_DIM(f)                                                                     \
-    if (c->f <= 0 || c->f > MODEL_MAX_DIM)                                               \
+    if (c->f <= 0 || c->f > SQLM_MODEL_MAX_DIM)                                               \
         return sqlm_error(SQLM_FORMAT, "%s: config field " #f ": %d out of range (1..%d)", \
-                          path, (int)c->f, MODEL_MAX_DIM);
+                          path, (int)c->f, SQLM_MODEL_MAX_DIM);
     CHECK_DIM(dim)
     CHECK_DIM(hidden_dim)
     CHECK_DIM(n_layer)
@@ -180,7 +177,7 @@ static int check_config(const model *m) {
     if (c->head_dim % 2 != 0)
         return sqlm_error(SQLM_FORMAT, "%s: config field head_dim: %d is odd (RoPE needs pairs)",
                           path, c->head_dim);
-    if ((int64_t)c->n_head * c->head_dim > MODEL_MAX_DIM)
+    if ((int64_t)c->n_head * c->head_dim > SQLM_MODEL_MAX_DIM)
         return sqlm_error(SQLM_FORMAT, "%s: config fields n_head*head_dim: %lld out of range",
                           path, (long long)c->n_head * c->head_dim);
     if (!(c->norm_eps > 0.0f && c->norm_eps < 1.0f))
@@ -289,23 +286,22 @@ static int check_tensors(const model *m) {
     return SQLM_OK;
 }
 
-static int check_vocab(const model *m) {
-    const vocab *v = &m->voc;
+int sqlm_vocab_check(const vocab *v, int32_t vocab_size, const char *path) {
     if (v->n == 0) return SQLM_OK;
-    if (v->n > m->cfg.vocab_size)
+    if (v->n > vocab_size)
         return sqlm_error(SQLM_FORMAT, "%s: vocabulary has %d tokens, more than vocab_size %d",
-                          m->path, v->n, m->cfg.vocab_size);
+                          path, v->n, vocab_size);
     const struct { const char *name; int32_t id; } ids[] = {
         {"bos", v->bos}, {"eos", v->eos}, {"unk", v->unk}, {"pad", v->pad}, {"eot", v->eot},
     };
     for (size_t i = 0; i < ARRAY_LEN(ids); i++) {
         if (ids[i].id < -1 || ids[i].id >= v->n)
             return sqlm_error(SQLM_FORMAT, "%s: vocabulary field %s: token id %d outside 0..%d",
-                              m->path, ids[i].name, ids[i].id, v->n - 1);
+                              path, ids[i].name, ids[i].id, v->n - 1);
     }
     for (int32_t i = 0; i < v->n; i++) {
         if (!v->tok[i])
-            return sqlm_error(SQLM_FORMAT, "%s: vocabulary: token %d has no text", m->path, i);
+            return sqlm_error(SQLM_FORMAT, "%s: vocabulary: token %d has no text", path, i);
     }
     return SQLM_OK;
 }
@@ -313,9 +309,9 @@ static int check_vocab(const model *m) {
 /* Check cfg, the tensor table and the vocabulary against each other. */
 static int model_validate(const model *m) {
     int rc;
-    if ((rc = check_config(m))) return rc;
+    if ((rc = sqlm_config_check(&m->cfg, m->path))) return rc;
     if ((rc = check_tensors(m))) return rc;
-    return check_vocab(m);
+    return sqlm_vocab_check(&m->voc, m->cfg.vocab_size, m->path);
 }
 
 /* ------------------------------------------------------------ sqlm_model_open */

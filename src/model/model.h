@@ -146,6 +146,14 @@ typedef struct model {
  * file, the field and the reason.
  */
 int sqlm_model_open(const char *path, const char *tok_path, model **out);
+
+/* The readers' rules, shared with the model database's open (run/modeldb.c):
+ * every size in 1..SQLM_MODEL_MAX_DIM and consistent, norm_eps and the rope
+ * settings in range, arch named; and a vocabulary of at most vocab_size
+ * tokens whose special ids lie inside it.  Errors name path and the field. */
+#define SQLM_MODEL_MAX_DIM (1 << 20)
+int sqlm_config_check(const model_config *c, const char *path);
+int sqlm_vocab_check(const vocab *v, int32_t vocab_size, const char *path);
 void sqlm_model_free(model *m);
 /* Drop the model file's pages from this process's memory (they stay in the
  * page cache; touching them again maps them back): bounds the RSS of a pass

@@ -445,7 +445,7 @@ static int write_program(importer *im) {
     int n_ws;
     ir_graph g;
     sql_program p;
-    int rc = sqlm_modeldb_read_weights(im->e, &ws, &n_ws);   /* the layout just written */
+    int rc = sqlm_modeldb_read_weights(im->e, NULL, &ws, &n_ws);   /* the layout just written */
     if (rc) return rc;
     ir_opts o = sqlm_dialect_ir_opts(im->e->m->dialect, (ir_opts){ .cte_merge = true, .fuse_attn = true });
     model_config cfg = im->m->cfg;

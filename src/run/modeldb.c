@@ -23,10 +23,14 @@
  *   vocab(id, piece, score, attr)   merges(rank, pair)   tokenizer(key, value)
  *   program(step, name, sql)          the default decode program, for any client
  */
+#include <float.h>
+#include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "run.h"
 #include "../layout/layout.h"
@@ -69,26 +73,50 @@ int sqlm_modeldb_write_config(engine *e, const model_config *c) {
 
 typedef struct load_ctx {
     modeldb *db;
+    const char *path;
     int complete, format;
     int rc;
 } load_ctx;
+
+/* A number of sqlm_meta as a double: engines without untyped columns store
+ * the values as text; anything else (a BLOB, text that is not a number) is
+ * NaN, which every range check below refuses. */
+static double meta_num(const db_val *v) {
+    if (v->type == DBV_INT) return (double)v->i;
+    if (v->type == DBV_REAL) return v->d;
+    if (v->type == DBV_TEXT && v->n > 0 && v->n < 64) {
+        char tmp[64], *end;
+        memcpy(tmp, v->p, v->n);
+        tmp[v->n] = 0;
+        double d = strtod(tmp, &end);
+        if (end != tmp && !*end) return d;
+    }
+    return NAN;
+}
 
 static int meta_row(void *ctx, int nc, const db_val *v) {
     load_ctx *l = ctx;
     if (nc < 2 || v[0].type != DBV_TEXT) return 0;
     const char *key = v[0].p;
-    /* engines without untyped columns store the values as text */
-    double num = v[1].type == DBV_INT ? (double)v[1].i : v[1].type == DBV_REAL ? v[1].d
-               : v[1].type == DBV_TEXT ? strtod(v[1].p, NULL) : 0;
-    if (strcmp(key, "complete") == 0) l->complete = (int)num;
-    if (strcmp(key, "format") == 0) l->format = (int)num;
+    const double num = meta_num(&v[1]);
+    /* range-checked before any cast: the config checks that follow give
+     * each field its own range */
+    const bool is_int = num >= INT32_MIN && num <= INT32_MAX && num == (double)(int64_t)num;
+    if (strcmp(key, "complete") == 0) l->complete = is_int ? (int)num : 0;
+    if (strcmp(key, "format") == 0) l->format = is_int ? (int)num : -1;
     for (size_t i = 0; i < ARRAY_LEN(cfg_fields); i++) {
         if (strcmp(key, cfg_fields[i].key) != 0) continue;
         char *p = (char *)&l->db->cfg + cfg_fields[i].off;
-        if (cfg_fields[i].type == 's' && v[1].type == DBV_TEXT)
-            snprintf(p, sizeof l->db->cfg.arch, "%.*s", (int)v[1].n, (const char *)v[1].p);
-        else if (cfg_fields[i].type == 'i') *(int32_t *)p = (int32_t)num;
-        else if (cfg_fields[i].type == 'f') *(float *)p = (float)num;
+        const char type = cfg_fields[i].type;
+        if ((type == 's' && v[1].type != DBV_TEXT) || (type == 'i' && !is_int) ||
+            (type == 'f' && !(fabs(num) <= FLT_MAX))) {
+            l->rc = sqlm_error(SQLM_FORMAT, "%s: sqlm_meta: config field %s: expected %s", l->path, key,
+                               type == 's' ? "text" : type == 'i' ? "a 32-bit integer" : "a finite float");
+            return 1;
+        }
+        if (type == 's') snprintf(p, sizeof l->db->cfg.arch, "%.*s", (int)v[1].n, (const char *)v[1].p);
+        else if (type == 'i') *(int32_t *)p = (int32_t)num;
+        else *(float *)p = (float)num;
     }
     return 0;
 }
@@ -96,6 +124,7 @@ static int meta_row(void *ctx, int nc, const db_val *v) {
 typedef struct weights_ctx {
     ir_weight *w;
     int n;
+    double bytes;       /* of all the weights, as stored in their type */
     int rc;
 } weights_ctx;
 
@@ -124,14 +153,24 @@ static int weight_row(void *ctx, int nc, const db_val *v) {
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad split %lld", w->name, (long long)w->split_at), 1;
     if (w->blocks < 0 || (w->blocks && (w->split_at || w->pivot || w->chunk != w->n_in)))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad blocks %lld", w->name, (long long)blocks), 1;
-    if (!sqlm_dtype_valid(w->dtype) || w->n_out <= 0 || w->n_in <= 0 || w->tile_rows <= 0 ||
-        w->chunk <= 0 || w->chunk > w->n_in || !sqlm_dtype_row_bytes(w->dtype, (size_t)w->n_in, &rb))
+    if (!sqlm_dtype_valid(w->dtype) || w->n_out <= 0 || w->n_in <= 0 || w->n_out > SQLM_MODEL_MAX_DIM ||
+        w->n_in > SQLM_MODEL_MAX_DIM || w->tile_rows <= 0 || w->tile_rows > w->n_out || w->chunk <= 0 ||
+        w->chunk > w->n_in || !sqlm_dtype_row_bytes(w->dtype, (size_t)w->n_in, &rb))
         return l->rc = sqlm_error(SQLM_FORMAT, "weight table %s: bad layout", w->name), 1;
+    l->bytes += (double)rb * (double)w->n_out;
     return 0;
 }
 
-int sqlm_modeldb_read_weights(engine *e, ir_weight **out, int *n) {
-    weights_ctx l = { NULL, 0, 0 };
+/*
+ * The weights a database's file can hold: its tiles hold every value in its
+ * stored type (SQLite), or wider (DuckDB's FLOAT[] and TINYINT[] columns);
+ * four times the file leaves room for an engine that compresses.  Bounds
+ * what a hostile sqlm_weight can make the tile index allocate.
+ */
+#define WEIGHT_BYTES_PER_FILE_BYTE 4
+
+int sqlm_modeldb_read_weights(engine *e, const char *path, ir_weight **out, int *n) {
+    weights_ctx l = { NULL, 0, 0, 0 };
     /* the widest column list first: a database of format 1 may lack the
      * optional ROW2COL columns (blocks; then split_at; then n_pivot), which
      * then read as 0 */
@@ -145,6 +184,13 @@ int sqlm_modeldb_read_weights(engine *e, ir_weight **out, int *n) {
     for (size_t i = 0; i < ARRAY_LEN(q) && rc && !l.rc && !l.n; i++)
         rc = e->m->query(e, q[i], NULL, 0, weight_row, &l);
     if (!rc) rc = l.rc;
+    if (rc && l.rc && path) sqlm_error_prefix(rc, "%s", path);
+    struct stat st;
+    if (!rc && l.n == 0) rc = sqlm_error(SQLM_FORMAT, "%s: sqlm_weight: no weights", path);
+    if (!rc && path && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+        l.bytes > (double)st.st_size * WEIGHT_BYTES_PER_FILE_BYTE)
+        rc = sqlm_error(SQLM_FORMAT, "%s: sqlm_weight: the shapes need %.0f bytes of weights, the file has %lld",
+                        path, l.bytes, (long long)st.st_size);
     /* what the engine's layout rules derive from the stored layout */
     const sql_dialect *d = sqlm_dialect_get(e->m->dialect);
     if (!rc) sqlm_layout_derive(d ? d->layout : NULL, l.w, l.n);
@@ -212,8 +258,12 @@ int sqlm_modeldb_open(modeldb *db, const char *path, const char *engine_name, co
     if (rc) return rc;
     rc = m->open(&db->e, path, o);
     if (rc) return rc;
-    load_ctx l = { db, 0, 0, 0 };
+    load_ctx l = { db, path, 0, 0, 0 };
     rc = db->e->m->query(db->e, "SELECT key, value FROM sqlm_meta", NULL, 0, meta_row, &l);
+    if (l.rc) {
+        rc = l.rc;
+        goto fail;
+    }
     if (rc) {
         sqlm_error_prefix(rc, "%s: not an sqlm model database", path);
         goto fail;
@@ -227,7 +277,10 @@ int sqlm_modeldb_open(modeldb *db, const char *path, const char *engine_name, co
         rc = sqlm_error(SQLM_FORMAT, "%s: incomplete database (its import did not finish)", path);
         goto fail;
     }
-    if ((rc = sqlm_modeldb_read_weights(db->e, &db->weights, &db->n_weights))) goto fail;
+    char where[PATH_MAX + 32];
+    snprintf(where, sizeof where, "%s: sqlm_meta", path);
+    if ((rc = sqlm_config_check(&db->cfg, where))) goto fail;
+    if ((rc = sqlm_modeldb_read_weights(db->e, path, &db->weights, &db->n_weights))) goto fail;
     /* weight tiles read in place when the engine can; else a note and the
      * copying path.  Under --mem-budget the tiles come from the budget's
      * weight cache, not a mapping of the whole file (db/sqlite/tiles.c). */
@@ -266,6 +319,8 @@ int sqlm_modeldb_open(modeldb *db, const char *path, const char *engine_name, co
                 goto fail;
             }
     }
+    snprintf(where, sizeof where, "%s: tokenizer and vocab tables", path);
+    if ((rc = sqlm_vocab_check(&db->voc, db->cfg.vocab_size, where))) goto fail;
     if (db->voc.n > 0 && ((rc = sqlm_tok_init(&db->tok, &db->voc)) || (rc = sqlm_vocab_pack(&db->voc)))) goto fail;
     return SQLM_OK;
 fail:

@@ -49,14 +49,17 @@ typedef struct modeldb {
 } modeldb;
 
 /* Open path read-only on the named engine (NULL: the engine that wrote the
- * file, by its magic); check it is a complete sqlm
- * database; load config, weight layout and vocabulary. */
+ * file, by its magic); check it is a complete sqlm database; load config,
+ * weight layout and vocabulary, each checked with the model readers' rules
+ * (a database from elsewhere is as hostile as a GGUF). */
 int sqlm_modeldb_open(modeldb *db, const char *path, const char *engine_name, const engine_opts *o);
 void sqlm_modeldb_close(modeldb *db);
 /* Config fields as (key, value) rows: shared by the writer and the reader. */
 int sqlm_modeldb_write_config(engine *e, const model_config *c);
-/* The weight layout recorded in sqlm_weight; *out malloc'd, caller frees. */
-int sqlm_modeldb_read_weights(engine *e, ir_weight **out, int *n);
+/* The weight layout recorded in sqlm_weight; *out malloc'd, caller frees.
+ * path (NULL: not checked) is the database's file, whose size bounds the
+ * bytes the shapes may claim. */
+int sqlm_modeldb_read_weights(engine *e, const char *path, ir_weight **out, int *n);
 
 /* ---------------------------------------------------------- run/generate.c */
 

@@ -12,6 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
+#include "../../include/sqlm.h"
 #include "../../src/run/run.h"
 #include "../../src/chat/chat.h"
 #include "../../src/kern/kern.h"
@@ -512,7 +515,114 @@ static void test_random(void) {
     fprintf(stderr, "random damage: %d accepted, %d rejected\n", accepted, rejected);
 }
 
+/* ------------------------------------------------------ model databases */
+
+/* A copy of the database at src, as name, changed by the SQL statement sql
+ * (with blob bound to ?1 when given); returns its path. */
+static const char *db_case(const char *src, const char *name, const char *sql, const void *blob, int n) {
+    bytes b = read_all(src);
+    const char *path = test_tmp_path(name);
+    write_file(path, b.p, b.len);
+    free(b.p);
+    sqlite3 *db;
+    sqlite3_stmt *st = NULL;
+    CHECK_EQ(SQLITE_OK, sqlite3_open(path, &db));
+    CHECK_EQ(SQLITE_OK, sqlite3_prepare_v2(db, sql, -1, &st, NULL));
+    if (blob) sqlite3_bind_blob(st, 1, blob, n, SQLITE_TRANSIENT);
+    CHECK_EQ(SQLITE_DONE, sqlite3_step(st));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return path;
+}
+
+/* Opening the database made from src by sql must fail, naming the file and
+ * one of words. */
+static void db_expect_fail_at(int line, const char *src, const char *name, const char *sql, const char *words) {
+    const char *path = db_case(src, name, sql, NULL, 0);
+    modeldb d;
+    engine_opts eo = { .readonly = true, .threads = 1 };
+    int rc = sqlm_modeldb_open(&d, path, "sqlite", &eo);
+    n_cases++;
+    CHECK(rc != SQLM_OK);
+    if (rc == SQLM_OK) {
+        fprintf(stderr, "  line %d: %s opened but should not\n", line, name);
+        sqlm_modeldb_close(&d);
+        return;
+    }
+    bool ok = strstr(sqlm_errmsg(), name) && has_word(sqlm_errmsg(), words);
+    CHECK(ok);
+    if (!ok) fprintf(stderr, "  line %d: want \"%s\" and \"%s\" in: %s\n", line, name, words, sqlm_errmsg());
+}
+#define db_expect_fail(src, name, sql, words) db_expect_fail_at(__LINE__, src, name, sql, words)
+
+/*
+ * A model database is as hostile as a model file: special ids outside the
+ * vocabulary, config values that do not fit their type, shapes the file
+ * cannot hold, no weights at all; each must be refused on open, naming
+ * the table or field.  A NaN norm weight is a valid file: generation must
+ * still not crash (its activations quantize without an undefined cast).
+ */
+static void test_modeldb(void) {
+    char src[4096];   /* test_tmp_path's buffer is reused */
+    snprintf(src, sizeof src, "%s", test_tmp_path("ok.db"));
+    import_opts io = { .wtype = -1, .engine = "sqlite" };
+    if (!FIXTURE(TS_GGUF)) return;
+    int rc = sqlm_import_file(TS_GGUF, src, &io);
+    CHECK_EQ(SQLM_OK, rc);
+    if (rc) {
+        fprintf(stderr, "import: %s\n", sqlm_errmsg());
+        return;
+    }
+    db_expect_fail(src, "bos.db", "UPDATE tokenizer SET value = 99999 WHERE key = 'bos'", "bos");
+    db_expect_fail(src, "unk.db", "INSERT OR REPLACE INTO tokenizer VALUES ('unk', -7)", "unk");
+    db_expect_fail(src, "nlayer.db", "UPDATE sqlm_meta SET value = 2.65e233 WHERE key = 'n_layer'", "n_layer");
+    db_expect_fail(src, "nlayer2.db", "UPDATE sqlm_meta SET value = 2.5 WHERE key = 'n_layer'", "n_layer");
+    db_expect_fail(src, "eps.db", "UPDATE sqlm_meta SET value = 'x' WHERE key = 'norm_eps'", "norm_eps");
+    db_expect_fail(src, "theta.db", "UPDATE sqlm_meta SET value = 1e300 WHERE key = 'rope_theta'", "rope_theta");
+    db_expect_fail(src, "seq1.db", "UPDATE sqlm_meta SET value = -5 WHERE key = 'seq_len'", "seq_len");
+    db_expect_fail(src, "seq2.db", "UPDATE sqlm_meta SET value = 2147483647 WHERE key = 'seq_len'", "seq_len");
+    db_expect_fail(src, "nout1.db", "UPDATE sqlm_weight SET n_out = 1099511627776 WHERE rowid = 1", "bad layout");
+    db_expect_fail(src, "nout2.db", "UPDATE sqlm_weight SET n_out = 9223372036854775807 WHERE rowid = 1",
+                   "bad layout");
+    db_expect_fail(src, "nout3.db", "UPDATE sqlm_weight SET n_out = 1000000, n_in = 1000000", "bytes of weights");
+    db_expect_fail(src, "noweights.db", "DELETE FROM sqlm_weight", "no weights");
+
+    /* NaN norm weights: open, tokenize and generate a few tokens */
+    float nan[4096];
+    for (size_t i = 0; i < ARRAY_LEN(nan); i++) nan[i] = NAN;
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int len = 0;
+    CHECK_EQ(SQLITE_OK, sqlite3_open(src, &db));
+    if (sqlite3_prepare_v2(db, "SELECT length(v) FROM norm LIMIT 1", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        len = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    CHECK(len > 0 && len <= (int)sizeof nan);
+    if (len <= 0 || len > (int)sizeof nan) return;
+    const char *path = db_case(src, "nan.db", "UPDATE norm SET v = ?1", nan, len);
+    sqlm_model *m;
+    sqlm_session *ses;
+    CHECK_EQ(SQLM_OK, rc = sqlm_open(path, NULL, &m));
+    if (rc) return;
+    int32_t *ids = NULL, n = 0;
+    CHECK_EQ(SQLM_OK, sqlm_tokenize(m, "Once upon", 9, true, &ids, &n));
+    CHECK_EQ(SQLM_OK, rc = sqlm_session_new(m, NULL, &ses));
+    if (!rc) {
+        sqlm_generate_params gp = sqlm_generate_default_params();
+        gp.max_tokens = 4;
+        gp.ignore_eos = true;
+        sqlm_generate_result res;
+        CHECK_EQ(SQLM_OK, sqlm_generate(ses, ids, n, &gp, NULL, NULL, &res));
+        sqlm_session_free(ses);
+    }
+    sqlm_free(ids);
+    sqlm_close(m);
+}
+
 int main(void) {
+    test_modeldb();
     test_gguf();
     test_safetensors();
     test_llama2c();

@@ -168,6 +168,8 @@ static int leaf_cell(walker *k, uint64_t pgno, const uint8_t *pg, uint32_t cell)
     int64_t sz[4], body = 0;
     for (int i = 0; i < 4; i++) {
         if ((sz[i] = serial_size(type[i])) < 0) return sqlm_error(SQLM_FORMAT, "%s: tile %lld: reserved serial type", w->name, (long long)id);
+        if ((uint64_t)sz[i] > size)   /* also keeps the sum below from overflowing */
+            return sqlm_error(SQLM_FORMAT, "%s: tile %lld: record body exceeds its payload", w->name, (long long)id);
         body += sz[i];
     }
     if ((uint64_t)body > size - hsize)
