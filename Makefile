@@ -108,6 +108,7 @@ check: all $(TESTS) $(B)/refbench asan
 	@echo "== tests/sqlite-ext.sh under ASan/UBSan"; ./tests/sqlite-ext.sh ./build-asan/sqlm.so --asan
 	@echo "== build/test-ext on build-asan/sqlm.so"; LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ./$(B)/test-ext build-asan/sqlm.so
 	@echo "== tests/membudget.sh"; ./tests/membudget.sh ./sqlm
+	@echo "== tests/crash.sh"; ./tests/crash.sh ./sqlm
 	@echo "== tests/serve.sh"; ./tests/serve.sh ./sqlm
 	@echo "== tests/serve.sh under ASan/UBSan"; ./tests/serve.sh ./build-asan/sqlm --no-budget
 

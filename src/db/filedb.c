@@ -2,11 +2,16 @@
  * filedb.c - what the file engines (SQLite, DuckDB) share of the engine
  * contract: creating a database atomically (written as NAME.tmp-PID inside
  * one transaction, synced, then renamed to NAME, so that an interrupted or
- * failed import leaves no file that looks complete), probing a name, and
+ * failed import leaves no file that looks complete; the next import of NAME
+ * removes what a killed one left), probing a name, and
  * removing a database with its side files.  A server engine implements
  * these methods its own way (db_create in engine.h).
  */
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +32,32 @@ static void remove_staging(db_create *c) {
     else sqlm_db_file_remove(c->staging);
 }
 
+/* Remove the staging files NAME.tmp-PID that imports killed before they
+ * finished left beside name: those whose process is gone (another import of
+ * the same name that is still running keeps its own). */
+static void remove_stale_staging(db_create *c, const char *name) {
+    const char *slash = strrchr(name, '/');
+    char dir[4096];
+    const char *base = slash ? slash + 1 : name;
+    if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - name + (slash == name)), name);
+    else snprintf(dir, sizeof dir, ".");
+    DIR *d = opendir(dir);
+    if (!d) return;
+    size_t n = strlen(base);
+    for (struct dirent *e; (e = readdir(d));) {
+        char *end;
+        if (strncmp(e->d_name, base, n) != 0 || strncmp(e->d_name + n, ".tmp-", 5) != 0) continue;
+        long pid = strtol(e->d_name + n + 5, &end, 10);
+        if (end == e->d_name + n + 5 || *end || pid <= 0 || pid > INT_MAX) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (c->m && c->m->remove) c->m->remove(path);
+        else sqlm_db_file_remove(path);
+    }
+    closedir(d);
+}
+
 int sqlm_db_file_create_begin(db_create *c, const char *name, const engine_opts *o) {
     c->e = NULL;
     c->name = sqlm_strdup(name);
@@ -39,6 +70,7 @@ int sqlm_db_file_create_begin(db_create *c, const char *name, const engine_opts 
         return sqlm_error(SQLM_NOMEM, "out of memory");
     }
     remove_staging(c);   /* a leftover of an import killed with this pid */
+    remove_stale_staging(c, name);
     engine_opts eo = *o;
     eo.create = true;
     int rc = c->m->open(&c->e, c->staging, &eo);
