@@ -47,7 +47,9 @@ $(CLI_OBJ) $(B)/test-api $(B)/test-ext: CFLAGS += -Iinclude
 
 # sqlm.so: the loadable SQLite extension (`.load ./sqlm`), libsqlm's objects
 # inside it and only its entry point exported (tools/sqlite-ext/sqlm.map).
-EXT_OBJ = $(B)/tools/sqlite-ext/sqlite_ext.o
+# tools/ext/common.c: what it shares with the DuckDB extension.
+EXT_COMMON = $(B)/tools/ext/common.o
+EXT_OBJ = $(B)/tools/sqlite-ext/sqlite_ext.o $(EXT_COMMON)
 $(EXT_OBJ): CFLAGS += -Iinclude
 sqlm.so: $(B)/sqlm.so
 	cp $< $@
