@@ -151,7 +151,7 @@ await expectError(con, 'unknown option', "unknown option 'temp'", `SELECT sqlm_g
 await expectError(con, 'unknown option (sqlm_tokens)', "unknown option 'temp'",
     `SELECT * FROM sqlm_tokens('${q(DB)}', 'a', 4, options := '{"temp": 1}')`);
 await expectError(con, 'option out of range', 'option top_p', `SELECT sqlm_generate('${q(DB)}', 'a', 4, '{"top_p": 7}')`);
-await expectError(con, 'options not an object', 'expected a JSON object', `SELECT sqlm_generate('${q(DB)}', 'a', 4, '5')`);
+await expectError(con, 'options not an object', 'expected a JSON object', `SELECT sqlm_generate('${q(DB)}', 'a', 4, '[1]')`);
 await expectError(con, 'options of the wrong type', 'sqlm_generate', `SELECT sqlm_generate('${q(DB)}', 'a', 4, 5)`);
 await expectError(con, 'max_tokens of the wrong type', 'many', `SELECT sqlm_generate('${q(DB)}', 'a', 'many')`);
 await expectError(con, 'max_tokens out of range', 'max_tokens', `SELECT sqlm_generate('${q(DB)}', 'a', -5)`);
