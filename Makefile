@@ -97,7 +97,7 @@ $(B)/test-duckdb: bench/bound.c
 # AddressSanitizer and UBSan.
 ASAN_FLAGS = -O1 -g -march=native -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
-	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/test-tiles build-asan/sqlm build-asan/sqlm.so
+	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/test-tiles build-asan/sqlm build-asan/sqlm.so build-asan/sqlm.duckdb_extension
 
 # The README's two commands: `make demo` and `make test`.  Both install the
 # Debian packages they need first (scripts/install-deps.sh), then the pinned
@@ -125,6 +125,8 @@ check: all $(TESTS) $(B)/refbench asan
 	@echo "== tests/e2e.sh under ASan/UBSan"; ./tests/e2e.sh ./build-asan/sqlm
 	@echo "== tests/sqlite-ext.sh"; ./tests/sqlite-ext.sh ./sqlm.so
 	@echo "== tests/sqlite-ext.sh under ASan/UBSan"; ./tests/sqlite-ext.sh ./build-asan/sqlm.so --asan
+	@echo "== tests/duckdb-ext.sh"; ./tests/duckdb-ext.sh ./sqlm.duckdb_extension
+	@echo "== tests/duckdb-ext.sh under ASan/UBSan"; ./tests/duckdb-ext.sh ./build-asan/sqlm.duckdb_extension --asan
 	@echo "== build/test-ext on build-asan/sqlm.so"; LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ./$(B)/test-ext build-asan/sqlm.so
 	@echo "== tests/membudget.sh"; ./tests/membudget.sh ./sqlm
 	@echo "== tests/serve.sh"; ./tests/serve.sh ./sqlm

@@ -165,4 +165,10 @@ await expectError(con, 'a failing row in a table', '/nonexistent/m.db',
     "SELECT sqlm_generate(CASE WHEN id = 3 THEN '/nonexistent/m.db' ELSE '" + q(DB) + "' END, body, 4) FROM notes");
 // and the database still answers, the model's session reusable after the errors
 same(await byRow(con, DB), want.text, 'after the errors');
+
+// --- the models are closed with the database
+for (const c of [c1, c2, con]) c.closeSync();
+inst.closeSync();
+const left = [DB, two, par].map(mappings);
+same(left, [0, 0, 0], 'mappings of the models left after the database closed');
 done();
