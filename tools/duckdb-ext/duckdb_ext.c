@@ -57,10 +57,16 @@ struct duckdb_extension_access {
 
 /* A VARCHAR in a vector: 16 bytes, the text inlined after the length when
  * at most 12 bytes. */
-typedef struct duckdb_string_t {
-    uint32_t length;
-    char prefix[4];
-    char *ptr;
+typedef union duckdb_string_t {
+    struct {
+        uint32_t length;
+        char prefix[4];
+        char *ptr;
+    } pointer;
+    struct {
+        uint32_t length;
+        char inlined[12];
+    } inlined;
 } duckdb_string_t;
 
 enum { T_INTEGER = 4, T_BIGINT = 5, T_DOUBLE = 11, T_VARCHAR = 17 };
@@ -171,8 +177,8 @@ static void bind_api(void) {
 /* Row r of a VARCHAR vector's data: its bytes (not NUL-terminated), *len. */
 static const char *str_at(void *data, idx_t r, size_t *len) {
     duckdb_string_t *s = (duckdb_string_t *)data + r;
-    *len = s->length;
-    return s->length <= 12 ? s->prefix : s->ptr;
+    *len = s->inlined.length;
+    return *len <= 12 ? s->inlined.inlined : s->pointer.ptr;
 }
 
 /* The argument columns of a scalar call, flattened by DuckDB. */
@@ -289,7 +295,10 @@ static void fn_generate(duckdb_function_info info, duckdb_data_chunk in, duckdb_
         }
         ext_opts o;
         char *err = NULL;
-        if (!row_opts(&a, 3, 2, r, false, &o, &err)) return scalar_error(info, fn, err);
+        if (!row_opts(&a, 3, 2, r, false, &o, &err)) {
+            scalar_error(info, fn, err);
+            return;
+        }
         ext_model *em = row_model(c, &a, r, o.mem_budget, true, &err);
         size_t len;
         const char *prompt = str_at(a.data[1], r, &len);
@@ -302,7 +311,10 @@ static void fn_generate(duckdb_function_info info, duckdb_data_chunk in, duckdb_
         if (ok) ok = generate_row(c, em, ids, n_ids, &o, out, r, &err);
         sqlm_free(ids);
         ext_opts_free(&o);
-        if (!ok) return scalar_error(info, fn, err);
+        if (!ok) {
+            scalar_error(info, fn, err);
+            return;
+        }
     }
 }
 
@@ -321,7 +333,10 @@ static void fn_chat(duckdb_function_info info, duckdb_data_chunk in, duckdb_vect
         }
         ext_opts o;
         char *err = NULL;
-        if (!row_opts(&a, 2, -1, r, true, &o, &err)) return scalar_error(info, fn, err);
+        if (!row_opts(&a, 2, -1, r, true, &o, &err)) {
+            scalar_error(info, fn, err);
+            return;
+        }
         bool oom = false, ok;
         char *json = arg_cstr(&a, 1, r, &oom);
         ext_messages msgs = { 0 };
@@ -340,7 +355,10 @@ static void fn_chat(duckdb_function_info info, duckdb_data_chunk in, duckdb_vect
         ext_messages_free(&msgs);
         free(json);
         ext_opts_free(&o);
-        if (!ok) return scalar_error(info, fn, err);
+        if (!ok) {
+            scalar_error(info, fn, err);
+            return;
+        }
     }
 }
 
@@ -358,14 +376,23 @@ static void fn_tokenize(duckdb_function_info info, duckdb_data_chunk in, duckdb_
         }
         char *err = NULL;
         ext_model *em = row_model(c, &a, r, 0, false, &err);
-        if (!em) return scalar_error(info, fn, err);
+        if (!em) {
+            scalar_error(info, fn, err);
+            return;
+        }
         size_t len;
         const char *text = str_at(a.data[1], r, &len);
         int32_t *ids = NULL, n = 0;
-        if (sqlm_tokenize_prompt(em->m, text, len, &ids, &n)) return scalar_error(info, fn, ext_sqlm_err());
+        if (sqlm_tokenize_prompt(em->m, text, len, &ids, &n)) {
+            scalar_error(info, fn, ext_sqlm_err());
+            return;
+        }
         char *json = ext_ids_json(ids, n, &len);
         sqlm_free(ids);
-        if (!json) return scalar_error(info, fn, NULL);
+        if (!json) {
+            scalar_error(info, fn, NULL);
+            return;
+        }
         api.duckdb_vector_assign_string_element_len(out, r, json, len);
         free(json);
     }
@@ -394,7 +421,10 @@ static void fn_detokenize(duckdb_function_info info, duckdb_data_chunk in, duckd
         sqlm_free(text);
         free(ids);
         free(json);
-        if (!ok) return scalar_error(info, fn, err);
+        if (!ok) {
+            scalar_error(info, fn, err);
+            return;
+        }
     }
 }
 
@@ -538,11 +568,17 @@ static void tok_fn(duckdb_function_info info, duckdb_data_chunk out) {
         char *err = NULL;
         st->started = true;
         if (!b->prompt) st->done = true;
-        else if (!tok_start(b, st, &err)) return tok_fail(info, st, err);
+        else if (!tok_start(b, st, &err)) {
+            tok_fail(info, st, err);
+            return;
+        }
     }
     if (st->done) return;
     sqlm_token_event ev;
-    if (sqlm_generate_next(st->s, &ev)) return tok_fail(info, st, ext_sqlm_err());
+    if (sqlm_generate_next(st->s, &ev)) {
+        tok_fail(info, st, ext_sqlm_err());
+        return;
+    }
     if (ev.token < 0 && ev.len == 0) {   /* generation has ended: the claim goes back now */
         st->done = true;
         ext_model_put(st->c, st->em, false);
