@@ -18,9 +18,12 @@
  * connections call the system libsqlite3 directly.  sqlm.so exports only the
  * entry point (tools/sqlite-ext/sqlm.map).
  *
+ * The cache, the options and messages JSON and the generation loop are
+ * tools/ext/common.c, shared with the DuckDB extension (tools/duckdb-ext).
+ *
  * Not here: running the model program on the caller's connection (it runs
  * on a read-only connection of its own on the model's file; see
- * docs/sql-functions.md), DuckDB.
+ * docs/sql-functions.md).
  */
 #include <sqlite3ext.h>
 SQLITE_EXTENSION_INIT1
