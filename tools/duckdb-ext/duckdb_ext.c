@@ -13,10 +13,10 @@
  * comes from npm without a header.  The functions are bound by name from
  * the library that loads the extension instead (it is in the process
  * already), as src/db/duckdb/api.c binds them for sqlm's own DuckDB engine.
- * So the extension needs a client that links libduckdb.so and exports its C
- * API (the Node, Go, Rust and C clients do); DuckDB's own shell and the
- * Python module link DuckDB statically, and there it refuses to load with a
- * message.
+ * So the extension needs a client whose DuckDB exports the C API: one that
+ * links libduckdb.so, as the Node client and C programs do.  In a client
+ * that links DuckDB statically without exporting it, LOAD fails with a
+ * message saying so.
  *
  * A model argument is a model database's path.  The models are opened on
  * first use and kept by the database (the functions' extra info; freed when
@@ -158,8 +158,8 @@ static void bind_api(void) {
     if (!h) h = dlopen("libduckdb.so", RTLD_NOW | RTLD_NOLOAD);
     if (!h) {
         snprintf(bind_msg, sizeof bind_msg,
-                 "sqlm: the DuckDB C API is not exported by this client (the extension binds it from a "
-                 "libduckdb.so in the process; DuckDB's shell and Python module link DuckDB statically)");
+                 "sqlm: this DuckDB client does not export the DuckDB C API (the extension binds it by "
+                 "name, from a libduckdb.so in the process or the client itself)");
         return;
     }
 #define X(ret, name, args)                                                                             \
