@@ -130,8 +130,8 @@ const par = `${T}/par.db`;
 await con.run('SET threads = 2');
 await con.run(`CREATE TABLE big AS SELECT i, (['${want.prompts.map(q).join("', '")}'])[i % 6 + 1] AS body
                FROM range(300000) r(i)`);
-const pr = await rows(con, `SELECT i, sqlm_generate('${q(par)}', body, ${N}) FROM big WHERE i % 10000 = 0 ORDER BY i`);
-same(pr.length, 30, 'the threaded query: rows');
+const pr = await rows(con, `SELECT i, sqlm_generate('${q(par)}', body, ${N}) FROM big WHERE i % 5000 = 0 ORDER BY i`);
+same(pr.length, 60, 'the threaded query: rows');
 check(pr.every(([i, text]) => text === want.text[Number(i) % 6]), 'the threaded query: a text differs from sqlm run\'s: ' +
     JSON.stringify(pr.filter(([i, text]) => text !== want.text[Number(i) % 6]).slice(0, 2)));
 check(mappings(par) >= 2 * perHandle, `the threaded query mapped the model ${mappings(par)} times, one handle ${perHandle}: ` +
