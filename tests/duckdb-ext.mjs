@@ -92,6 +92,7 @@ let t2 = performance.now();
 same(Number(n3), 3, 'LIMIT 3: rows');
 same(Number(n500), 500, '500 tokens: rows');
 check(t1 - t0 < (t2 - t1) / 2, `LIMIT 3 took ${(t1 - t0).toFixed(0)} ms, 500 tokens ${(t2 - t1).toFixed(0)} ms`);
+same(mappings(DB), perHandle, 'mappings of the model after queries one at a time (a query that stopped reading gave its handle back)');
 
 // --- sqlm_tokenize and sqlm_detokenize against sqlm tokenize
 for (const [p, ids] of Object.entries(want.tokenize)) {
