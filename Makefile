@@ -1,6 +1,7 @@
 # sqlm - plain Makefile, no configure step.
-#   make             sqlm CLI, libsqlm.a, libsqlm.so, examples/generate and
+#   make             sqlm CLI, libsqlm.a, libsqlm.so, examples/generate,
 #                    sqlm.so (the SQLite extension) against the system SQLite
+#                    and sqlm.duckdb_extension (the DuckDB extension)
 #   make test        unit + golden + end-to-end tests (SQLite), and the
 #                    corrupt-file tests under ASan/UBSan
 #   make bench       speed tables (see bench/; BENCH_FULL=1 for every shape),
@@ -24,7 +25,7 @@ TESTS    = $(TEST_SRC:tests/unit/%.c=$(B)/%)
 REF_SRC  = $(sort $(wildcard tests/ref/*.c))
 REF_OBJ  = $(REF_SRC:%.c=$(B)/%.o)
 
-all: sqlm sqlm.so $(B)/libsqlm.so examples/generate
+all: sqlm sqlm.so sqlm.duckdb_extension $(B)/libsqlm.so examples/generate
 
 sqlm: $(B)/sqlm
 	cp $< $@
@@ -47,13 +48,31 @@ $(CLI_OBJ) $(B)/test-api $(B)/test-ext: CFLAGS += -Iinclude
 
 # sqlm.so: the loadable SQLite extension (`.load ./sqlm`), libsqlm's objects
 # inside it and only its entry point exported (tools/sqlite-ext/sqlm.map).
-EXT_OBJ = $(B)/tools/sqlite-ext/sqlite_ext.o
+# tools/ext/common.c: what it shares with the DuckDB extension.
+EXT_COMMON = $(B)/tools/ext/common.o
+EXT_OBJ = $(B)/tools/sqlite-ext/sqlite_ext.o $(EXT_COMMON)
 $(EXT_OBJ): CFLAGS += -Iinclude
 sqlm.so: $(B)/sqlm.so
 	cp $< $@
 
 $(B)/sqlm.so: $(EXT_OBJ) $(B)/libsqlm.a tools/sqlite-ext/sqlm.map
 	$(CC) $(CFLAGS) -shared -Wl,--version-script=tools/sqlite-ext/sqlm.map -Wl,-z,defs -o $@ $(EXT_OBJ) $(B)/libsqlm.a $(LDLIBS)
+
+# sqlm.duckdb_extension: the loadable DuckDB extension (LOAD, with unsigned
+# extensions allowed), the shared library with DuckDB's metadata footer
+# appended (tools/duckdb-ext/metadata.sh).  No DuckDB header or library is
+# needed to build it: it binds the C API from the library that loads it.
+DUCK_EXT_OBJ = $(B)/tools/duckdb-ext/duckdb_ext.o $(EXT_COMMON)
+$(DUCK_EXT_OBJ): CFLAGS += -Iinclude
+SQLM_VERSION = $(shell sed -n 's/^\#define SQLM_VERSION "\(.*\)"/\1/p' include/sqlm.h)
+sqlm.duckdb_extension: $(B)/sqlm.duckdb_extension
+	cp $< $@
+
+$(B)/sqlm_duckdb.so: $(DUCK_EXT_OBJ) $(B)/libsqlm.a tools/duckdb-ext/sqlm.map
+	$(CC) $(CFLAGS) -shared -Wl,--version-script=tools/duckdb-ext/sqlm.map -Wl,-z,defs -o $@ $(DUCK_EXT_OBJ) $(B)/libsqlm.a $(LDLIBS)
+
+$(B)/sqlm.duckdb_extension: $(B)/sqlm_duckdb.so tools/duckdb-ext/metadata.sh include/sqlm.h
+	{ cat $<; ./tools/duckdb-ext/metadata.sh v$(SQLM_VERSION); } >$@.tmp && mv $@.tmp $@
 
 # examples/: programs on the public API only (<sqlm.h>), linked statically
 # so that they run from the tree.
@@ -78,7 +97,7 @@ $(B)/test-duckdb: bench/bound.c
 # AddressSanitizer and UBSan.
 ASAN_FLAGS = -O1 -g -march=native -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
-	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/test-tiles build-asan/sqlm build-asan/sqlm.so
+	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/test-tiles build-asan/sqlm build-asan/sqlm.so build-asan/sqlm.duckdb_extension
 
 # The README's two commands: `make demo` and `make test`.  Both install the
 # Debian packages they need first (scripts/install-deps.sh), then the pinned
@@ -106,6 +125,8 @@ check: all $(TESTS) $(B)/refbench asan
 	@echo "== tests/e2e.sh under ASan/UBSan"; ./tests/e2e.sh ./build-asan/sqlm
 	@echo "== tests/sqlite-ext.sh"; ./tests/sqlite-ext.sh ./sqlm.so
 	@echo "== tests/sqlite-ext.sh under ASan/UBSan"; ./tests/sqlite-ext.sh ./build-asan/sqlm.so --asan
+	@echo "== tests/duckdb-ext.sh"; ./tests/duckdb-ext.sh ./sqlm.duckdb_extension
+	@echo "== tests/duckdb-ext.sh under ASan/UBSan"; ./tests/duckdb-ext.sh ./build-asan/sqlm.duckdb_extension --asan
 	@echo "== build/test-ext on build-asan/sqlm.so"; LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ./$(B)/test-ext build-asan/sqlm.so
 	@echo "== tests/membudget.sh"; ./tests/membudget.sh ./sqlm
 	@echo "== tests/crash.sh"; ./tests/crash.sh ./sqlm
@@ -158,7 +179,7 @@ $(B)/readbw: bench/readbw.c
 	$(CC) $(CFLAGS) -o $@ $< -pthread
 
 clean:
-	rm -rf build build-asan sqlm sqlm.so $(EXAMPLES)
+	rm -rf build build-asan sqlm sqlm.so sqlm.duckdb_extension $(EXAMPLES)
 
 # Each object depends on the headers it includes (gcc -MMD).
 -include $(shell find $(B) build-asan -name '*.d' 2>/dev/null)

@@ -5,6 +5,10 @@
 # sqlm declares the C API subset it uses (src/db/duckdb_api.h) and loads the
 # library with dlopen at run time, so nothing else needs it at build time.
 #
+# Also installs the Node client @duckdb/node-api of the same version into
+# .deps/duckdb-node/ (a prefix of its own, so that npm never prunes the
+# library's install): tests/duckdb-ext.sh loads the DuckDB extension from it.
+#
 # Does nothing when the pinned version is there already.  Exits 1 with a
 # message when npm or the registry cannot be reached: sqlm then runs without
 # the DuckDB engine and its tests print "skipped".
@@ -19,7 +23,11 @@ case "$(uname -s)-$(uname -m)" in
 esac
 PKGDIR=$DIR/node_modules/$PKG
 LIB=$PKGDIR/libduckdb.so
-if [ -f "$LIB" ] && grep -q "\"version\": \"$VERSION\"" "$PKGDIR/package.json" 2>/dev/null; then
+CLIENT=@duckdb/node-api
+CLIENT_DIR=$ROOT/.deps/duckdb-node
+# have DIR PKG: the pinned version of PKG is installed under DIR
+have() { grep -q "\"version\": \"$VERSION\"" "$1/node_modules/$2/package.json" 2>/dev/null; }
+if [ -f "$LIB" ] && have "$DIR" "$PKG" && have "$CLIENT_DIR" "$CLIENT"; then
     echo "$LIB"
     exit 0
 fi
@@ -35,12 +43,20 @@ if ! command -v npm >/dev/null 2>&1; then
     echo "install-duckdb: npm not found (apt-get install npm), DuckDB engine not installed" >&2
     exit 1
 fi
-mkdir -p "$DIR"
-echo "install-duckdb: npm install $PKG@$VERSION into $DIR" >&2
-if ! timeout 300 npm install --prefix "$DIR" --no-save --no-package-lock --ignore-scripts \
-        --no-audit --no-fund --fetch-retries=1 --fetch-timeout=30000 "$PKG@$VERSION" >&2; then
+# npm_install DIR PKG: the pinned version of PKG into the prefix DIR
+npm_install() {
+    mkdir -p "$1"
+    echo "install-duckdb: npm install $2@$VERSION into $1" >&2
+    timeout 300 npm install --prefix "$1" --no-save --no-package-lock --ignore-scripts \
+        --no-audit --no-fund --fetch-retries=1 --fetch-timeout=30000 "$2@$VERSION" >&2
+}
+if ! { [ -f "$LIB" ] && have "$DIR" "$PKG"; } && ! npm_install "$DIR" "$PKG"; then
     echo "install-duckdb: npm install failed, DuckDB engine not installed" >&2
     exit 1
 fi
 [ -f "$LIB" ] || { echo "install-duckdb: $LIB missing after install" >&2; exit 1; }
+if ! have "$CLIENT_DIR" "$CLIENT" && ! npm_install "$CLIENT_DIR" "$CLIENT"; then
+    echo "install-duckdb: npm install $CLIENT failed: tests/duckdb-ext.sh will fail" >&2
+    exit 1
+fi
 echo "$LIB"

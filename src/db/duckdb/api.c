@@ -1,9 +1,9 @@
 /*
- * api.c - loading libduckdb.so with dlopen: where it is looked for
- * ($SQLM_DUCKDB_LIB, .deps/duckdb/..., the system's), its functions bound
- * once (sqlm_duckdb_load()), and its allocator's settings.  A library that
- * lacks a function of the core subset is refused with its name; the
- * scalar-function symbols are needed by the native engine only.
+ * api.c - loading libduckdb.so with dlopen: where it is looked for (the
+ * process's own, $SQLM_DUCKDB_LIB, .deps/duckdb/..., the system's), its
+ * functions bound once (sqlm_duckdb_load()), and its allocator's settings.
+ * A library that lacks a function of the core subset is refused with its
+ * name; the scalar-function symbols are needed by the native engine only.
  */
 #include <dlfcn.h>
 #include <limits.h>
@@ -34,12 +34,17 @@ static const char *lib_version;
 
 static void *try_open(const char *path) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
 
-/* The library: $SQLM_DUCKDB_LIB, else the npm install beside the running
- * program (or its parent: build/ holds the tests), else in the current
- * folder, else the system's libduckdb.so. */
+/* The library: one the process has loaded already (a DuckDB client that
+ * loaded the extension sqlm.duckdb_extension: a second copy of DuckDB in
+ * the process would be a second set of globals and a second allocator),
+ * else $SQLM_DUCKDB_LIB, else the npm install beside the running program
+ * (or its parent: build/ holds the tests), else in the current folder, else
+ * the system's libduckdb.so. */
 static void *open_library(char *detail, size_t n) {
     const char *env = getenv("SQLM_DUCKDB_LIB");
     detail[0] = 0;
+    void *loaded = dlopen("libduckdb.so", RTLD_NOW | RTLD_NOLOAD);
+    if (loaded) return loaded;
     if (env && *env) {
         void *h = try_open(env);
         if (!h) snprintf(detail, n, ": SQLM_DUCKDB_LIB=%s: %s", env, dlerror());
