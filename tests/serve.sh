@@ -303,7 +303,7 @@ expect_status "2 MB body" 413 "$(post /v1/completions "@$T/big.json" "${AUTH[@]}
 expect_status "2 MB body, chunked" 413 "$(post /v1/completions "@$T/big.json" -H 'Transfer-Encoding: chunked' "${AUTH[@]}")"
 expect_status "2 MB body, no key" 401 "$(post /v1/completions "@$T/big.json")"
 # just under the limit, valid JSON: accepted
-python3 -c "import json; print(json.dumps({'prompt': 'Hi', 'max_tokens': 2, 'pad': 'x' * 1000000}))" >"$T/near.json"
+python3 -c "import json; print(json.dumps({'prompt': 'Hi', 'max_tokens': 2, 'user': 'x' * 1000000}))" >"$T/near.json"
 expect_status "1 MB body" 200 "$(post /v1/completions "@$T/near.json" "${AUTH[@]}")"
 
 # --- hostile clients: gone mid-stream (reset), half a request, concurrent
