@@ -604,7 +604,7 @@ stop_server main
     { grep -q "expected an integer" "$T/err" && ok || bad "--port 99999: $(cat "$T/err")"; }
 "$SQLM" serve -m "$T/s.db" --max-body 12X >/dev/null 2>"$T/err" && bad "--max-body 12X accepted" || \
     { grep -q "expected a size" "$T/err" && ok || bad "--max-body 12X: $(cat "$T/err")"; }
-start_server busy "$SQLM" serve -m "$T/s.db" --port 0 --max-body 4K --alias tiny && {
+start_server busy "$SQLM" serve -m "$T/s.db" --port 0 --max-body 4K --alias tiny --cors http://ui.example && {
     port=${URL##*:}
     "$SQLM" serve -m "$T/s.db" --port "$port" >/dev/null 2>"$T/err" && bad "a second server on port $port started" || \
         { grep -q "cannot listen on 127.0.0.1 port $port: Address already in use" "$T/err" && ok || bad "port in use: $(cat "$T/err")"; }
@@ -612,9 +612,68 @@ start_server busy "$SQLM" serve -m "$T/s.db" --port 0 --max-body 4K --alias tiny
     [ "$(chk get "$T/body" 'd["data"][0]["id"]')" = tiny ] && ok || bad "--alias: $(cat "$T/body")"
     head -c 5000 /dev/zero | tr '\0' ' ' >"$T/5k.json"
     expect_status "--max-body 4K" 413 "$(post /v1/completions "@$T/5k.json")"
+    # --cors: a preflight from that origin gets the Access-Control headers
+    # (the headers it asks for included), another origin none
+    code=$(curl -s -o /dev/null -D "$T/hdr" -w '%{http_code}' -X OPTIONS -H 'Origin: http://ui.example' \
+        -H 'Access-Control-Request-Method: POST' -H 'Access-Control-Request-Headers: authorization, content-type, x-stainless-os' \
+        "$URL/v1/chat/completions")
+    [ "$code" = 204 ] && grep -qi '^Access-Control-Allow-Origin: http://ui.example' "$T/hdr" \
+        && grep -qi '^Access-Control-Allow-Methods: POST' "$T/hdr" && grep -qi '^Access-Control-Allow-Headers:.*x-stainless-os' "$T/hdr" \
+        && ok || bad "--cors preflight: $code $(cat "$T/hdr")"
+    curl -s -o /dev/null -D "$T/hdr" -H 'Origin: http://evil.example' -X OPTIONS "$URL/v1/chat/completions"
+    grep -qi '^Access-Control-Allow-Origin' "$T/hdr" && bad "--cors answered another origin: $(cat "$T/hdr")" || ok
+    curl -s -o "$T/body" -D "$T/hdr" -H 'Origin: http://ui.example' "$URL/v1/models"
+    grep -qi '^Access-Control-Allow-Origin: http://ui.example' "$T/hdr" && ok || bad "--cors: no header on a GET: $(cat "$T/hdr")"
+    curl -s -o "$T/body" -D "$T/hdr" -H 'Origin: http://ui.example' -d '{"prompt":"Hi","max_tokens":2,"stream":true}' "$URL/v1/completions"
+    grep -qi '^Access-Control-Allow-Origin: http://ui.example' "$T/hdr" && ok || bad "--cors: no header on a stream: $(cat "$T/hdr")"
     # SIGINT stops it as SIGTERM does
     kill -INT "$PID"; wait "$PID"; rc=$?; PID=
     [ $rc = 0 ] && ok || bad "exit status $rc after SIGINT"
+}
+
+# --- a stop while a stream runs and two requests wait: the waiting ones get
+# 503 with a JSON body, the stream its final chunk and [DONE], exit 0 (a
+# model of stories110M's shapes, slow enough for the stream to be running)
+"$SQLM" synth --like stories110M -o "$T/m.gguf" 2>/dev/null || bad "synth"
+"$SQLM" import "$T/m.gguf" -o "$T/m.db" 2>"$T/err" || bad "import: $(cat "$T/err")"
+rm -f "$T/m.gguf"
+start_server drain "$SQLM" serve -m "$T/m.db" --port 0 -c 256 -t 1 && {
+    python3 - "$URL" "$PID" <<'EOF' 2>"$T/py.err" && ok || bad "stop while a stream runs: $(cat "$T/py.err")"
+import json, os, signal, socket, subprocess, sys, time
+host, port = sys.argv[1][len("http://"):].rsplit(":", 1)
+body = b'{"prompt":"Once upon a time","max_tokens":240,"ignore_eos":true,"stream":true,"temperature":0}'
+s = socket.create_connection((host, int(port)))
+s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+got = b""
+while b"data: {" not in got:
+    got += s.recv(4096)
+assert got.startswith(b"HTTP/1.1 200"), got
+waiters = [subprocess.Popen(["curl", "-s", "-w", "\n%{http_code}", "-d", '{"prompt":"Hi","max_tokens":2}',
+                             sys.argv[1] + "/v1/completions"], stdout=subprocess.PIPE) for _ in range(2)]
+time.sleep(0.5)
+os.kill(int(sys.argv[2]), signal.SIGTERM)
+s.settimeout(60)
+while True:
+    d = s.recv(65536)
+    if not d: break
+    got += d
+text = got.decode("utf-8", "replace")
+assert "data: [DONE]" in text, "no [DONE]: %r" % text[-300:]
+events = [l for l in text.split("\n") if l.startswith("data: {")]
+last = json.loads(events[-1][6:])
+assert last["choices"][0]["finish_reason"] == "stop" and "timings" in last, last
+assert last["timings"]["predicted_n"] < 240, "the stream was not cut by the stop"
+for w in waiters:
+    out, _ = w.communicate(timeout=60)
+    b, code = out.decode().rsplit("\n", 1)
+    assert code == "503", "a waiting request got %s: %r" % (code, b)
+    e = json.loads(b)["error"]
+    assert e["code"] == 503 and "stopping" in e["message"], e
+EOF
+    wait "$PID"; rc=$?; PID=
+    [ $rc = 0 ] && ok || bad "drain: exit status $rc after SIGTERM"
+    grep -q "cut short: the server stops" "$T/drain.err" && ok || bad "drain: no log line of the cut stream"
+    grep -q -i "sanitizer\|segmentation\|core dumped" "$T/drain.err" && bad "drain: crashed: $(cat "$T/drain.err")" || ok
 }
 
 # --- under a memory budget, inside a cgroup whose limit (page cache
@@ -623,9 +682,6 @@ BUDGET_MB=64 B=$((64 * 1048576))
 if [ "$NO_BUDGET" = --no-budget ]; then
     skipped "budget test" --no-budget
 elif cgroup_make "budget test" $B; then
-    "$SQLM" synth --like stories110M -o "$T/m.gguf" 2>/dev/null || bad "synth"
-    "$SQLM" import "$T/m.gguf" -o "$T/m.db" 2>"$T/err" || bad "import: $(cat "$T/err")"
-    rm -f "$T/m.gguf"
     "$SQLM" run -m "$T/m.db" -p "Once upon a time" -n 12 --temp 0 --ignore-eos -c 128 >"$T/run.out" 2>"$T/err" \
         || bad "unbudgeted run: $(cat "$T/err")"
     rm -f "$T/want"
