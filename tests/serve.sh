@@ -13,6 +13,17 @@
 #     all in OpenAI's error format; clients that vanish mid-stream and
 #     concurrent clients neither crash nor wedge the server; SIGTERM stops
 #     it with status 0; the model database is not modified;
+#   - logprobs consistent with the text (sorted alternatives, the greedy
+#     token first, a distribution; streamed equal to whole), logit_bias,
+#     prompts as token ids, developer rendered as system and messages the
+#     template drops refused, fields that change the answer refused naming
+#     them, timings, llama-server's /completion, /tokenize, /detokenize,
+#     /apply-template, /props, /slots, /metrics, /v1/models/{id}, --cors;
+#   - duplicate or conflicting Content-Length (400), 64 idle connections
+#     from one address (another is served at once, they close after
+#     --idle-timeout), a request slower than --idle-timeout; a stop while a
+#     stream runs and requests wait (503 with JSON, the final chunk and
+#     [DONE], exit 0);
 #   - one server under --mem-budget inside a cgroup v1 memory limit equal to
 #     the budget (skipped, with the reason, when not root, without the cgroup
 #     v1 memory controller, or with --no-budget: the ASan build).
@@ -604,7 +615,7 @@ stop_server main
     { grep -q "expected an integer" "$T/err" && ok || bad "--port 99999: $(cat "$T/err")"; }
 "$SQLM" serve -m "$T/s.db" --max-body 12X >/dev/null 2>"$T/err" && bad "--max-body 12X accepted" || \
     { grep -q "expected a size" "$T/err" && ok || bad "--max-body 12X: $(cat "$T/err")"; }
-start_server busy "$SQLM" serve -m "$T/s.db" --port 0 --max-body 4K --alias tiny --cors http://ui.example && {
+start_server busy "$SQLM" serve -m "$T/s.db" --port 0 --max-body 4K --alias tiny --cors http://ui.example --chat-template chatml && {
     port=${URL##*:}
     "$SQLM" serve -m "$T/s.db" --port "$port" >/dev/null 2>"$T/err" && bad "a second server on port $port started" || \
         { grep -q "cannot listen on 127.0.0.1 port $port: Address already in use" "$T/err" && ok || bad "port in use: $(cat "$T/err")"; }
@@ -612,6 +623,11 @@ start_server busy "$SQLM" serve -m "$T/s.db" --port 0 --max-body 4K --alias tiny
     [ "$(chk get "$T/body" 'd["data"][0]["id"]')" = tiny ] && ok || bad "--alias: $(cat "$T/body")"
     head -c 5000 /dev/zero | tr '\0' ' ' >"$T/5k.json"
     expect_status "--max-body 4K" 413 "$(post /v1/completions "@$T/5k.json")"
+    # a template with a tool role (chatml): tool messages render; developer as system
+    expect_status "tool message, chatml" 200 "$(post /apply-template '{"messages":[{"role":"developer","content":"Be brief"},{"role":"user","content":"Hi"},{"role":"tool","content":"42","tool_call_id":"c1"}]}')"
+    [ "$(chk get "$T/body" 'd["prompt"]')" = "$(printf '<|im_start|>system\nBe brief<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>tool\n42<|im_end|>\n<|im_start|>assistant\n')" ] \
+        && ok || bad "chatml tool/developer rendering: $(cat "$T/body")"
+    expect_status "tool message, chatml, chat" 200 "$(post /v1/chat/completions '{"messages":[{"role":"user","content":"Hi"},{"role":"tool","content":"42"}],"max_tokens":2}')"
     # --cors: a preflight from that origin gets the Access-Control headers
     # (the headers it asks for included), another origin none
     code=$(curl -s -o /dev/null -D "$T/hdr" -w '%{http_code}' -X OPTIONS -H 'Origin: http://ui.example' \
