@@ -407,6 +407,17 @@ got = [e for c in ev for e in ((c["choices"][0].get("logprobs") or {}).get("cont
 want = json.load(open(sys.argv[2]))["choices"][0]["logprobs"]["content"]
 assert got == want, "streamed %r\nwhole %r" % (got, want)
 EOF
+expect_status "completion logprobs stream" 200 "$(post /v1/completions '{"prompt":"Once upon a time","max_tokens":12,"temperature":0,"logprobs":2,"stream":true}' "${AUTH[@]}")"
+cp "$T/body" "$T/lpstream"
+post /v1/completions '{"prompt":"Once upon a time","max_tokens":12,"temperature":0,"logprobs":2}' "${AUTH[@]}" >/dev/null
+python3 - "$T/lpstream" "$T/body" <<'EOF' 2>"$T/chkerr" && ok || bad "completion logprobs stream: $(tail -1 "$T/chkerr")"
+import json, sys
+ev = [json.loads(l[6:]) for l in open(sys.argv[1]).read().split("\n") if l.startswith("data: {")]
+lps = [c["choices"][0]["logprobs"] for c in ev if c["choices"][0]["logprobs"]]
+whole = json.load(open(sys.argv[2]))["choices"][0]["logprobs"]
+for k in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+    assert [x for l in lps for x in l[k]] == whole[k], "%s: streamed %r, whole %r" % (k, [x for l in lps for x in l[k]], whole[k])
+EOF
 expect_status "logprobs 21" 400 "$(post /v1/completions '{"prompt":"Hi","logprobs":21}' "${AUTH[@]}")"
 expect_status "top_logprobs without logprobs" 400 "$(post /v1/chat/completions '{"messages":[{"role":"user","content":"Hi"}],"top_logprobs":2}' "${AUTH[@]}")"
 

@@ -445,6 +445,7 @@ typedef struct gen {
     float *top_lps;
     int cap_toks;
     int toks_sent;           /* tokens already streamed */
+    size_t lp_offset;        /* completions' text_offset of token toks_sent */
     int finish;              /* SQLM_FINISH_*: why generation ended, NONE while it runs */
     bool gone;               /* it ended because the client went away */
     bool halted;             /* it ended because the server stops */
@@ -690,23 +691,13 @@ static json_t *native_json(const gen *g, const char *text, size_t len, int from,
 /* One streamed chunk: text (may be NULL: none) with the logprobs of tokens
  * [from, to), the role (chat's first), and finish_reason (the last, with
  * timings). */
-static json_t *chunk_json(const gen *g, const char *text, size_t len, bool role, const char *finish, int from, int to) {
+static json_t *chunk_json(gen *g, const char *text, size_t len, bool role, const char *finish, int from, int to) {
     buf t;
     buf_init(&t);
     if (text) utf8_append_valid(&t, text, len);
     if (t.rc) return buf_free(&t), NULL;
     json_t *lp = NULL;
-    if (g->n_top >= 0 && to > from) {
-        size_t off = 0;
-        for (int i = 0; i < from && g->kind == R_OAI; i++) {   /* completions count offsets from the start */
-            buf b;
-            buf_init(&b);
-            token_bytes(g->sv, g->toks[i], &b);
-            off += b.len;
-            buf_free(&b);
-        }
-        lp = logprobs_json(g, from, to, &off);
-    }
+    if (g->n_top >= 0 && to > from) lp = logprobs_json(g, from, to, &g->lp_offset);   /* offsets go on over chunks */
     json_t *choice;
     if (g->kind == R_CHAT) {
         json_t *delta = json_object();
