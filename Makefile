@@ -102,10 +102,13 @@ asan:
 # The README's two commands: `make demo` and `make test`.  Both install the
 # Debian packages they need first (scripts/install-deps.sh), then the pinned
 # DuckDB library into .deps/ (scripts/install-duckdb.sh, from npm); without
-# it sqlm still builds and runs, and the DuckDB tests print "skipped".
+# it sqlm still builds and runs, and the DuckDB tests print "skipped".  The
+# official openai npm client goes into .deps/openai (scripts/install-openai.sh)
+# for the server's client test, which prints "skipped" without it.
 deps:
 	@./scripts/install-deps.sh
 	@./scripts/install-duckdb.sh >/dev/null || echo "deps: DuckDB library not installed: DuckDB tests will be skipped" >&2
+	@./scripts/install-openai.sh || echo "deps: the openai npm client not installed: its server test will be skipped" >&2
 
 demo: deps
 	$(MAKE) sqlm
@@ -132,6 +135,8 @@ check: all $(TESTS) $(B)/refbench asan
 	@echo "== tests/crash.sh"; ./tests/crash.sh ./sqlm
 	@echo "== tests/serve.sh"; ./tests/serve.sh ./sqlm
 	@echo "== tests/serve.sh under ASan/UBSan"; ./tests/serve.sh ./build-asan/sqlm --no-budget
+	@echo "== tests/serve-openai.sh"; ./tests/serve-openai.sh ./sqlm
+	@echo "== tests/serve-openai.sh under ASan/UBSan"; ./tests/serve-openai.sh ./build-asan/sqlm
 
 $(B)/tokbench: bench/tokbench.c $(B)/libsqlm.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libsqlm.a $(LDLIBS)

@@ -239,6 +239,12 @@ int sqlm_model_sql(sqlm_model *m, const sqlm_session_params *p, const char *prom
 
 typedef struct sqlm_session sqlm_session;
 
+/* A value added to one token's logit before sampling (-INFINITY bans it). */
+typedef struct sqlm_logit_bias {
+    int32_t token;
+    float bias;
+} sqlm_logit_bias;
+
 typedef struct sqlm_sampling_params {
     float temperature;           /* 0 = greedy (lowest id wins ties) */
     int32_t top_k;               /* 0 = off */
@@ -249,10 +255,14 @@ typedef struct sqlm_sampling_params {
     float frequency_penalty;     /* minus this per occurrence in the window */
     float presence_penalty;      /* minus this once if present in the window */
     uint64_t seed;               /* the generator's seed */
+    const sqlm_logit_bias *logit_bias;   /* [n_logit_bias] added to the logits first, before the
+                                  * penalties and greedy choice too (copied; a token given
+                                  * twice takes both); NULL: none */
+    int32_t n_logit_bias;
 } sqlm_sampling_params;
 
 /* llama.cpp's defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05,
- * no penalties, window 64, seed 0. */
+ * no penalties, window 64, seed 0, no logit bias. */
 sqlm_sampling_params sqlm_sampling_default_params(void);
 
 /* A session on m (p NULL: defaults), its sampler at
@@ -271,8 +281,10 @@ int32_t sqlm_session_n_tokens(const sqlm_session *s);
  * valid until the next call on s. */
 const int32_t *sqlm_session_tokens(const sqlm_session *s, int32_t *n);
 /* Set the sampler and seed its generator from p->seed.  The generator goes
- * on across generations until the next call. */
-void sqlm_session_set_sampling(sqlm_session *s, const sqlm_sampling_params *p);
+ * on across generations until the next call.  SQLM_RANGE (and the sampler
+ * unchanged) for a logit bias on a token outside the vocabulary or a NaN
+ * bias, SQLM_NOMEM. */
+int sqlm_session_set_sampling(sqlm_session *s, const sqlm_sampling_params *p);
 /* Empty the sequence and its KV cache.  SQLM_DB if the engine fails. */
 int sqlm_session_reset(sqlm_session *s);
 /* Keep the first n tokens of the sequence (n >= the length: no-op): the KV
@@ -337,6 +349,16 @@ int sqlm_generate_begin(sqlm_session *s, const int32_t *ids, int32_t n, const sq
  * step fails; generation has then ended, the sequence and its cache emptied.
  */
 int sqlm_generate_next(sqlm_session *s, sqlm_token_event *ev);
+
+/* The k most probable tokens of the last sampled step (the logits of the
+ * token sqlm_generate_next() just chose, or of the prompt's end before the
+ * first step), most probable first, lowest id first on ties: ids[i] and
+ * logprobs[i] (log-probabilities under the raw logits, as
+ * sqlm_token_event.logprob, whose value for the same token is the same
+ * float).  The raw logits are the model's: before logit bias, penalties and
+ * temperature.  Returns how many were written (k clamped to the
+ * vocabulary), 0 when the session has no logits. */
+int32_t sqlm_generate_top_logprobs(const sqlm_session *s, int32_t k, int32_t *ids, float *logprobs);
 
 /* Per token: its id, the text released with it (may be empty), its
  * log-probability.  Return non-zero to stop generation (finish "stop").

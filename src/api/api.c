@@ -8,6 +8,7 @@
  *
  * Not here: anything that prints or exits (tools/ do), engine specifics.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,12 +351,30 @@ sqlm_sampling_params sqlm_sampling_default_params(void) {
 /* The generator state for a seed (what `sqlm run -s N` gives). */
 static uint64_t seed_rng(uint64_t seed) { return seed * 0x9E3779B97F4A7C15ull + 1; }
 
-void sqlm_session_set_sampling(sqlm_session *s, const sqlm_sampling_params *p) {
+int sqlm_session_set_sampling(sqlm_session *s, const sqlm_sampling_params *p) {
+    int nb = p->logit_bias && p->n_logit_bias > 0 ? p->n_logit_bias : 0;
+    for (int i = 0; i < nb; i++) {
+        if (p->logit_bias[i].token < 0 || p->logit_bias[i].token >= s->n_vocab)
+            return sqlm_error(SQLM_RANGE, "logit bias: token id %d out of range (vocabulary of %d)",
+                              p->logit_bias[i].token, s->n_vocab);
+        if (isnan(p->logit_bias[i].bias))
+            return sqlm_error(SQLM_RANGE, "logit bias: NaN for token %d", p->logit_bias[i].token);
+    }
+    int32_t *ids = nb ? malloc(sizeof *ids * (size_t)nb) : NULL;
+    float *bias = nb ? malloc(sizeof *bias * (size_t)nb) : NULL;
+    if (nb && (!ids || !bias)) {
+        free(ids), free(bias);
+        return sqlm_error(SQLM_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < nb; i++) ids[i] = p->logit_bias[i].token, bias[i] = p->logit_bias[i].bias;
+    free(s->bias_id), free(s->bias);
+    s->bias_id = ids, s->bias = bias;
     s->sp = (sampler_opts){ .temp = p->temperature, .top_k = p->top_k, .top_p = p->top_p, .min_p = p->min_p,
                             .repeat_penalty = p->repeat_penalty, .freq_penalty = p->frequency_penalty,
                             .presence_penalty = p->presence_penalty, .repeat_last_n = p->repeat_last_n,
-                            .seed = p->seed };
+                            .seed = p->seed, .bias_id = ids, .bias = bias, .n_bias = nb };
     s->rng = seed_rng(p->seed);
+    return SQLM_OK;
 }
 
 int sqlm_session_new(sqlm_model *m, const sqlm_session_params *p, sqlm_session **out) {
@@ -397,7 +416,7 @@ void sqlm_session_free(sqlm_session *s) {
     if (s->x) s->m->in_session = false;
     sqlm_exec_free(s->x);
     for (int i = 0; i < s->n_stop; i++) free(s->stop[i]);
-    free(s->hist), free(s->logits);
+    free(s->hist), free(s->logits), free(s->bias_id), free(s->bias);
     sqlm_buf_free(&s->text);
     free(s);
 }

@@ -33,6 +33,8 @@ struct sqlm_session {
     const float *lg;         /* logits of the last evaluated token (owned by x) */
     float *logits;           /* [n_vocab] a copy the sampler may change */
     sampler_opts sp;
+    int32_t *bias_id;        /* [sp.n_bias] the logit bias, owned (sp points here) */
+    float *bias;
     uint64_t rng;
     /* the running generation */
     int finish;              /* SQLM_FINISH_*, NONE while it runs */

@@ -12,8 +12,11 @@
  * last byte, and a tail that may still grow into a stop string waits until
  * it does or cannot.
  *
- * Not here: batching several sequences, grammar constraints, logprobs of
- * other candidates.
+ * sqlm_generate_top_logprobs() gives the most probable candidates of the
+ * step just taken, from the same logits and with the same arithmetic as
+ * the chosen token's log-probability.
+ *
+ * Not here: batching several sequences, grammar constraints.
  */
 #include <math.h>
 #include <stdio.h>
@@ -140,13 +143,42 @@ static size_t text_ready(const sqlm_session *s) {
     return MAX(n, s->sent);
 }
 
+/* The largest logit and log(sum(exp(lg - max))): log softmax at i is
+ * (lg[i] - max) - lse. */
+static void log_norm(const float *lg, int n, float *mx, double *lse) {
+    float m = lg[0];
+    for (int i = 1; i < n; i++) m = lg[i] > m ? lg[i] : m;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)(lg[i] - m));
+    *mx = m, *lse = log(sum);
+}
+
 /* log softmax of logits at id */
 static float log_prob(const float *lg, int n, int32_t id) {
-    float mx = lg[0];
-    for (int i = 1; i < n; i++) mx = lg[i] > mx ? lg[i] : mx;
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += exp((double)(lg[i] - mx));
-    return (float)((double)(lg[id] - mx) - log(sum));
+    float mx;
+    double lse;
+    log_norm(lg, n, &mx, &lse);
+    return (float)((double)(lg[id] - mx) - lse);
+}
+
+int32_t sqlm_generate_top_logprobs(const sqlm_session *s, int32_t k, int32_t *ids, float *logprobs) {
+    if (!s->lg || k <= 0) return 0;
+    const float *lg = s->lg;
+    int n = s->n_vocab;
+    if (k > n) k = n;
+    /* insertion into a sorted list of k: k is small (OpenAI allows 20) */
+    int32_t m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m == k && !(lg[i] > lg[ids[m - 1]])) continue;   /* ties keep the lower id */
+        int32_t j = m < k ? m++ : m - 1;
+        while (j > 0 && lg[i] > lg[ids[j - 1]]) ids[j] = ids[j - 1], j--;
+        ids[j] = i;
+    }
+    float mx;
+    double lse;
+    log_norm(lg, n, &mx, &lse);
+    for (int32_t i = 0; i < m; i++) logprobs[i] = (float)((double)(lg[ids[i]] - mx) - lse);
+    return m;
 }
 
 static void release(sqlm_session *s, sqlm_token_event *ev) {

@@ -73,6 +73,9 @@ typedef struct sampler_opts {
     float presence_penalty;  /* subtracted once if present in the window; 0 = off */
     int repeat_last_n;
     uint64_t seed;
+    const int32_t *bias_id;  /* [n_bias] logit_bias: bias[i] added to logits[bias_id[i]] first */
+    const float *bias;
+    int n_bias;
 } sampler_opts;
 
 typedef struct session session;

@@ -1,6 +1,6 @@
 /*
  * sample.c - next-token choice from logits: greedy (lowest index on ties),
- * or the repetition penalty (and OpenAI's frequency and presence penalties),
+ * or the logit bias, the repetition penalty (and OpenAI's frequency and presence penalties),
  * temperature, top-k, top-p and min-p, in llama.cpp's order, with a seeded
  * xorshift generator so runs repeat exactly.
  */
@@ -28,6 +28,9 @@ static int cand_cmp(const void *a, const void *b) {
 
 int32_t sqlm_sample_next(const sampler_opts *o, float *logits, int n, const int32_t *hist, int n_hist,
                     uint64_t *rng) {
+    /* the logit bias first, as llama.cpp's sampler chain has it */
+    for (int i = 0; i < o->n_bias; i++)
+        if (o->bias_id[i] >= 0 && o->bias_id[i] < n) logits[o->bias_id[i]] += o->bias[i];
     /* the window is the last repeat_last_n tokens of hist: as in llama.cpp,
      * 0 turns the penalties off and a negative count takes the whole history */
     bool window = o->repeat_last_n != 0;
@@ -65,6 +68,10 @@ int32_t sqlm_sample_next(const sampler_opts *o, float *logits, int n, const int3
     }
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = fmaxf(mx, logits[i]);
+    if (mx == -INFINITY) {   /* a bias banned every token: the lowest id, as greedy's tie */
+        free(c);
+        return 0;
+    }
     double sum = 0;
     for (int i = 0; i < n; i++) {
         c[i].id = i;

@@ -3,10 +3,12 @@
  * embeds sqlm sees it: import, open, tokenize and detokenize against the
  * goldens, greedy generation with the per-token callback (the golden
  * stories260K text, pieces that add up to it, log-probabilities, a callback
- * that stops), stop strings, truncating a session's KV cache to a prefix and
+ * that stops), stop strings, the top logprobs of a step, logit bias, truncating a session's KV cache to a prefix and
  * extending it again (the same tokens as one uninterrupted run, on every
  * engine present), import progress, and errors that name the problem.
  */
+#include <math.h>
+
 #include <sqlm.h>
 
 #include "../test.h"
@@ -182,6 +184,47 @@ int main(void) {
     CHECK_EQ(SQLM_OK, sqlm_generate(s, ids, n, &gp, collect, &c, &r));
     CHECK_STR("stop", sqlm_finish_reason(r.finish));
     CHECK(at && c.len == (size_t)(at - want) && memcmp(c.text, want, c.len) == 0);
+
+    /* top logprobs of each greedy step: sorted, the chosen token first with
+     * the event's very logprob, a distribution */
+    gp.stop = NULL;
+    gp.n_stop = 0;
+    gp.max_tokens = 8;
+    CHECK_EQ(SQLM_OK, sqlm_generate_begin(s, ids, n, &gp, NULL));
+    bool tops_ok = true;
+    int32_t first = -1, second = -1;
+    for (int step = 0; step < 8; step++) {
+        sqlm_token_event ev;
+        CHECK_EQ(SQLM_OK, sqlm_generate_next(s, &ev));
+        int32_t tid[5];
+        float tlp[5];
+        int32_t k = sqlm_generate_top_logprobs(s, 5, tid, tlp);
+        double sum = 0;
+        for (int i = 0; i < k; i++) sum += exp(tlp[i]);
+        tops_ok &= k == 5 && tid[0] == ev.token && tlp[0] == ev.logprob && sum <= 1.0 + 1e-6;
+        for (int i = 1; i < k; i++) tops_ok &= tlp[i] <= tlp[i - 1];
+        if (step == 0) first = tid[0], second = tid[1];
+    }
+    CHECK(tops_ok);
+
+    /* logit bias: -inf on the greedy first token gives the runner-up; a
+     * token outside the vocabulary is refused */
+    sqlm_logit_bias ban = { first, -INFINITY };
+    sp.logit_bias = &ban;
+    sp.n_logit_bias = 1;
+    CHECK_EQ(SQLM_OK, sqlm_session_set_sampling(s, &sp));
+    gp.max_tokens = 1;
+    CHECK_EQ(SQLM_OK, sqlm_generate_begin(s, ids, n, &gp, NULL));
+    sqlm_token_event ev1;
+    CHECK_EQ(SQLM_OK, sqlm_generate_next(s, &ev1));
+    CHECK_EQ(second, ev1.token);
+    sqlm_logit_bias out_of_range = { 1 << 30, 1 };
+    sp.logit_bias = &out_of_range;
+    CHECK_EQ(SQLM_RANGE, sqlm_session_set_sampling(s, &sp));
+    sp.logit_bias = NULL;
+    sp.n_logit_bias = 0;
+    CHECK_EQ(SQLM_OK, sqlm_session_set_sampling(s, &sp));
+    gp.max_tokens = 64;
 
     /* one session per model at a time: a second is refused with a reason;
      * once the first is freed, a new one generates the same text */

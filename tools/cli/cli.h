@@ -61,7 +61,10 @@ typedef struct args {
     const char *api_key;     /* NULL: no Authorization needed */
     const char *alias;       /* model id in the API (default: the file's name) */
     size_t max_body;         /* bytes of a request body (default 1 MiB) */
-    long timeout;            /* seconds a connection may stay idle (default 600) */
+    long timeout;            /* seconds an answer may take with its client silent (default 600) */
+    long idle_timeout;       /* seconds to send a request, or idle between requests (default 10) */
+    long conn_per_ip;        /* connections from one address (default 16, 0: the server's 64) */
+    const char *cors;        /* Access-Control-Allow-Origin: an origin or "*", NULL: none */
 } args;
 
 extern const char *prog;

@@ -122,7 +122,11 @@ static void usage(FILE *f) {
         "  --api-key KEY            require 'Authorization: Bearer KEY' (all but /health)\n"
         "  --alias NAME             the model's id in the API (default: the database's file name)\n"
         "  --max-body SIZE          largest request body accepted (default 1M)\n"
-        "  --timeout N              seconds a client may leave its connection idle (default 600)\n"
+        "  --timeout N              seconds an answer may take, its client silent (default 600)\n"
+        "  --idle-timeout N         seconds a client has to send a request's headers and body,\n"
+        "                           and may stay idle between requests (default 10)\n"
+        "  --conn-per-ip N          open connections from one address (default 16, 0 = 64)\n"
+        "  --cors ORIGIN            let browser pages of ORIGIN (or '*': any) call the API\n"
         "  -n N                     max_tokens when a request gives none (default -1: until\n"
         "                           EOS or the end of the context)\n"
         "\n"
@@ -167,6 +171,7 @@ static void parse_args(int argc, char **argv, args *a) {
     a->temp = 0.8, a->top_k = 40, a->top_p = 0.95, a->min_p = 0.05;
     a->repeat_penalty = 1.0, a->repeat_last_n = 64;
     a->host = "127.0.0.1", a->port = 8080, a->max_body = 1 << 20, a->timeout = 600;
+    a->idle_timeout = 10, a->conn_per_ip = 16;
     a->cmd = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *o = argv[i];
@@ -200,6 +205,9 @@ static void parse_args(int argc, char **argv, args *a) {
         else if (IS("--api-key", "--api-key")) a->api_key = VAL();
         else if (IS("--timeout", "-to")) a->timeout = parse_long(o, VAL(), 1, 1 << 24);
         else if (IS("--alias", "-a")) a->alias = VAL();
+        else if (IS("--idle-timeout", "--idle-timeout")) a->idle_timeout = parse_long(o, VAL(), 1, 1 << 24);
+        else if (IS("--conn-per-ip", "--conn-per-ip")) a->conn_per_ip = parse_long(o, VAL(), 0, 64);
+        else if (IS("--cors", "--cors")) a->cors = VAL();
         else if (IS("--max-body", "--max-body")) {
             const char *v = VAL();
             if (!sqlm_parse_size(v, &a->max_body) || a->max_body < 1024 || a->max_body > ((size_t)1 << 30))
