@@ -263,9 +263,144 @@ void sqlm_vec_q8s_products(const int8_t *wq, const float *ws, const block_q8_0 *
     }
 }
 
-/* The activation type a weight type is multiplied with. */
+/* ------------------------------------- the other quantized types (ggml's x86 order) */
+
+/*
+ * ggml's AVX2 dot products for the other types share one shape: per block
+ * (32 values) or super-block (256), the integer products land in 8 int32
+ * lanes, lane k taking values 4k..4k+3 of every 32 (what maddubs + madd
+ * do), each times its sub-block's scale; the float accumulator then takes
+ * acc[k] = fma(scale, (float)lane[k], acc[k]) per block, and the 8 lanes
+ * are summed at the end as hsum_float_8 does.  Integer sums are exact in
+ * any order, so only the float steps below follow ggml one by one; each
+ * function names the ggml function whose order it keeps.
+ */
+static inline float hsum8(const float a[8]) {
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+/* lanes[k] += sum over the 32 values of q * y in lane k (values 4k..4k+3),
+ * times sa for lanes 0-3 and sb for lanes 4-7. */
+static inline void lanes32(const int8_t *q, const int8_t *y, int sa, int sb, int32_t lanes[8]) {
+#ifdef VEC_AVX2
+    __m256i p = dot_i8x32_parts(_mm256_loadu_si256((const __m256i *)q), _mm256_loadu_si256((const __m256i *)y));
+    p = _mm256_mullo_epi32(p, _mm256_setr_epi32(sa, sa, sa, sa, sb, sb, sb, sb));
+    __m256i l = _mm256_loadu_si256((const __m256i *)lanes);
+    _mm256_storeu_si256((__m256i *)lanes, _mm256_add_epi32(l, p));
+#else
+    for (int k = 0; k < 8; k++) {
+        int s = 0;
+        for (int j = 4 * k; j < 4 * k + 4; j++) s += q[j] * y[j];
+        lanes[k] += s * (k < 4 ? sa : sb);
+    }
+#endif
+}
+
+/* Q4_1, Q5_0, Q5_1, IQ4_NL (and Q8_0 / Q4_0) rows times a Q8_0 or Q8_1
+ * activation: ggml_vec_dot_q4_1_q8_1, _q5_0_q8_0, _q5_1_q8_1, _iq4_nl_q8_0. */
+static float dot_legacy(int dt, const uint8_t *w, const void *xv, size_t nb) {
+    const size_t bb = sqlm_dtype_block_bytes(dt), xb = dt == DT_Q4_1 || dt == DT_Q5_1 ? sizeof(block_q8_1) : sizeof(block_q8_0);
+    float acc[2][8] = { { 0 } }, summs = 0;
+    int8_t q[QK_K];
+    int16_t sc[16], mn[16];
+    size_t b = 0;
+    for (; b < nb; b++, w += bb) {
+        const uint8_t *x = (const uint8_t *)xv + b * xb;
+        const int8_t *xq = (const int8_t *)(x + (xb == sizeof(block_q8_1) ? 4 : 2));
+        float d, m;
+        if (dt == DT_IQ4_NL && b + 1 == nb && nb % 2) break;   /* an odd last block: ggml's scalar tail */
+        sqlm_dtype_unpack(dt, w, q, sc, mn, &d, &m);
+        int32_t lanes[8] = { 0 };
+        lanes32(q, xq, 1, 1, lanes);
+        const float dx = h2f(load_u16(x));
+        float *a = acc[dt == DT_IQ4_NL ? b % 2 : 0];
+        if (dt == DT_Q4_1 || dt == DT_Q5_1) summs = fmaf(m, h2f(load_u16(x + 2)), summs);
+        const float dd = dt == DT_IQ4_NL ? dx * d : d * dx;
+        for (int k = 0; k < 8; k++) a[k] = fmaf(dd, (float)lanes[k], a[k]);
+    }
+    float s;
+    if (dt == DT_IQ4_NL) {
+        float t[8];
+        for (int k = 0; k < 8; k++) t[k] = acc[0][k] + acc[1][k];
+        s = hsum8(t);
+    } else {
+        s = hsum8(acc[0]);
+    }
+    if (dt == DT_Q4_1 || dt == DT_Q5_1) s += summs;
+    for (; b < nb; b++, w += bb) {   /* IQ4_NL's odd block: one integer sum, one fma */
+        const block_q8_0 *x = (const block_q8_0 *)xv + b;
+        float d, m;
+        sqlm_dtype_unpack(dt, w, q, sc, mn, &d, &m);
+        int sum = 0;
+        for (int j = 0; j < QK; j++) sum += q[j] * x->qs[j];
+        float dd = h2f(x->d) * d, p = dd * (float)sum;   /* not fused in ggml's build */
+        s += p;
+    }
+    return s;
+}
+
+/* K-quant rows times a Q8_K activation: ggml_vec_dot_q{2,3,4,5,6}_K_q8_K. */
+static float dot_k(int dt, const uint8_t *w, const block_q8_K *x, size_t nb) {
+    const size_t bb = sqlm_dtype_block_bytes(dt);
+    float acc[8] = { 0 }, acc_m[4] = { 0 }, summs = 0;
+    int8_t q[QK_K];
+    int16_t sc[16], mn[16];
+    for (size_t i = 0; i < nb; i++, w += bb, x++) {
+        float dw, mw;
+        sqlm_dtype_unpack(dt, w, q, sc, mn, &dw, &mw);
+        const float d = x->d * dw, dmin = -x->d * mw;
+        int32_t lanes[8] = { 0 };
+        for (int c = 0; c < QK_K / 32; c++) lanes32(q + 32 * c, x->qs + 32 * c, sc[2 * c], sc[2 * c + 1], lanes);
+        if (dt == DT_Q2_K) {   /* the mins first, into the same accumulator */
+            for (int k = 0; k < 8; k++)
+                acc[k] = fmaf(dmin, (float)(mn[2 * k] * x->bsums[2 * k] + mn[2 * k + 1] * x->bsums[2 * k + 1]), acc[k]);
+        } else if (dt == DT_Q4_K || dt == DT_Q5_K) {
+            /* mins of 32 values (mn[4k] = mn[4k+1]) times the activation's sums over them */
+            int32_t prod[4], total = 0;
+            for (int k = 0; k < 4; k++) {
+                int s0 = x->bsums[4 * k] + x->bsums[4 * k + 1], s1 = x->bsums[4 * k + 2] + x->bsums[4 * k + 3];
+                prod[k] = mn[4 * k] * s0 + mn[4 * k + 2] * s1;
+                total += prod[k];
+            }
+            if (dt == DT_Q4_K)
+                for (int k = 0; k < 4; k++) acc_m[k] = fmaf(dmin, (float)prod[k], acc_m[k]);
+            else
+                summs = fmaf(dmin, (float)total, summs);
+        }
+        for (int k = 0; k < 8; k++) acc[k] = fmaf(d, (float)lanes[k], acc[k]);
+    }
+    float s = hsum8(acc);
+    if (dt == DT_Q4_K) s += (acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]);
+    if (dt == DT_Q5_K) s += summs;
+    return s;
+}
+
+/* BF16 rows times a BF16 activation: ggml_vec_dot_bf16 (AVX2): four 8-lane
+ * accumulators over 32 values at a time (products of two bf16 are exact),
+ * the rest in double. */
+static float dot_bf16(const uint8_t *w, const uint16_t *x, size_t n) {
+    float c[4][8] = { { 0 } };
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int a = 0; a < 4; a++)
+            for (int k = 0; k < 8; k++)
+                c[a][k] += sqlm_bf16_to_f32(load_u16(w + 2 * (i + 8 * a + k))) * sqlm_bf16_to_f32(x[i + 8 * a + k]);
+    float t[8];
+    for (int k = 0; k < 8; k++) t[k] = (c[0][k] + c[2][k]) + (c[1][k] + c[3][k]);
+    double sum = hsum8(t);
+    for (; i < n; i++) sum += (double)(sqlm_bf16_to_f32(load_u16(w + 2 * i)) * sqlm_bf16_to_f32(x[i]));
+    return (float)sum;
+}
+
+/* The activation type a weight type is multiplied with: ggml's vec_dot_type. */
 int sqlm_vec_act_type(int wdtype) {
-    return wdtype == DT_Q8_0 || wdtype == DT_Q4_0 ? DT_Q8_0 : DT_F32;
+    switch (wdtype) {
+    case DT_Q8_0: case DT_Q4_0: case DT_Q5_0: case DT_IQ4_NL: return DT_Q8_0;
+    case DT_Q4_1: case DT_Q5_1: return DT_Q8_1;
+    case DT_Q2_K: case DT_Q3_K: case DT_Q4_K: case DT_Q5_K: case DT_Q6_K: return DT_Q8_K;
+    case DT_BF16: return DT_BF16;
+    default: return DT_F32;
+    }
 }
 
 /*
@@ -292,6 +427,13 @@ static void matvec_pf(int wdtype, const void *w, size_t rows, size_t n, const vo
         case DT_F16: out[r] = dot_f16((const uint16_t *)p, x, n); break;
         case DT_Q8_0: out[r] = dot_q8_0((const uint8_t *)p, x, n / QK); break;
         case DT_Q4_0: out[r] = dot_q4_0((const uint8_t *)p, x, n / QK); break;
+        case DT_Q4_1: case DT_Q5_0: case DT_Q5_1: case DT_IQ4_NL:
+            out[r] = dot_legacy(wdtype, (const uint8_t *)p, x, n / QK);
+            break;
+        case DT_Q2_K: case DT_Q3_K: case DT_Q4_K: case DT_Q5_K: case DT_Q6_K:
+            out[r] = dot_k(wdtype, (const uint8_t *)p, x, n / QK_K);
+            break;
+        case DT_BF16: out[r] = dot_bf16((const uint8_t *)p, x, n); break;
         default: out[r] = NAN; break;
         }
     }
@@ -461,6 +603,81 @@ void sqlm_vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n) {
         float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
         q[b].d = sqlm_f32_to_fp16(d);
         for (int j = 0; j < QK; j++) q[b].qs[j] = (int8_t)rintf(xb[j] * id);
+    }
+}
+
+/*
+ * Q8_1 as ggml's x86 quantize_row_q8_1: Q8_0's rounding, and s = d * the
+ * sum of the block's quants, stored as fp16.
+ */
+static void quant_q8_1(const float *x, block_q8_1 *q, size_t n) {
+    for (size_t b = 0; b < n / QK; b++) {
+        const float *xb = x + b * QK;
+        float amax = 0;
+        for (int j = 0; j < QK; j++) {
+            float ax = fabsf(xb[j]);
+            if (ax > amax) amax = ax;
+        }
+        float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        q[b].d = sqlm_f32_to_fp16(d);
+        for (int j = 0; j < QK; j++) sum += q[b].qs[j] = (int8_t)rintf(xb[j] * id);
+        q[b].s = sqlm_f32_to_fp16(d * (float)sum);
+    }
+}
+
+/*
+ * Q8_K as ggml's quantize_row_q8_K (its scalar reference on x86): the value
+ * of largest magnitude m (the first such), scale -127/m, each value
+ * iscale * x rounded to float, then to an integer half to even by ggml's
+ * 1.5 * 2^23 trick (two roundings: ggml's build does not fuse them), capped
+ * at 127; d = 1/iscale; bsums: the sums of 16 quants.
+ */
+static void quant_q8_K(const float *x, block_q8_K *q, size_t n) {
+    for (size_t b = 0; b < n / QK_K; b++) {
+        const float *xb = x + b * QK_K;
+        float amax = 0, max = 0;
+        for (int j = 0; j < QK_K; j++) {
+            float ax = fabsf(xb[j]);
+            if (ax > amax) amax = ax, max = xb[j];
+        }
+        if (amax == 0) {
+            memset(&q[b], 0, sizeof q[b]);
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < QK_K; j++) {
+            float v = iscale * xb[j];
+            v += 12582912.0f;
+            int32_t i;
+            memcpy(&i, &v, 4);
+            i = (i & 0x007fffff) - 0x00400000;
+            q[b].qs[j] = (int8_t)MIN(127, i);
+        }
+        for (int g = 0; g < QK_K / 16; g++) {
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += q[b].qs[16 * g + j];
+            q[b].bsums[g] = (int16_t)s;
+        }
+        q[b].d = 1.0f / iscale;
+    }
+}
+
+size_t sqlm_vec_act_bytes(int at, size_t n) {
+    size_t b = 0;
+    sqlm_dtype_row_bytes(at, n, &b);
+    return b;
+}
+
+void sqlm_vec_quant(int at, const float *x, void *out, size_t n) {
+    switch (at) {
+    case DT_Q8_0: sqlm_vec_quant_q8_0(x, out, n); break;
+    case DT_Q8_1: quant_q8_1(x, out, n); break;
+    case DT_Q8_K: quant_q8_K(x, out, n); break;
+    case DT_BF16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)out)[i] = sqlm_f32_to_bf16(x[i]);
+        break;
+    default: memcpy(out, x, n * sizeof *x); break;
     }
 }
 
