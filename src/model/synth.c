@@ -507,6 +507,10 @@ static const synth_spec specs[] = {
      *        interleaved, tied, qkv_bias, llama3 factor, low, high, orig ctx, q_scale (import sets it)}, tokenizer */
     {"tiny", {"llama", 64, 192, 2, 4, 2, 16, 320, 256, 1e-5f, 10000.0f, 1, 0, 0, 0, 0, 0, 0, 0},
      NULL},
+    /* every width a multiple of 256: the K-quants' super-blocks (llama-quantize
+     * falls back to another type for rows that are not) */
+    {"tiny-k", {"llama", 256, 768, 2, 4, 2, 64, 320, 256, 1e-5f, 10000.0f, 1, 0, 0, 0, 0, 0, 0, 0},
+     NULL},
     {"stories110M",
      {"llama", 768, 2048, 12, 12, 12, 64, 32000, 1024, 1e-5f, 10000.0f, 1, 1, 0, 0, 0, 0, 0, 0},
      "llama2-tokenizer/tokenizer.bin"},
