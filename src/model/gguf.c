@@ -116,7 +116,7 @@ static const char *ggml_type_name(uint32_t t) {
         "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16", "Q4_0_4_4", "Q4_0_4_8",
         "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8",
     };
-    return t < ARRAY_LEN(names) ? names[t] : "unknown";
+    return t < ARRAY_LEN(names) ? names[t] : NULL;
 }
 
 /* Skip one value of type type (arrays of scalars or strings; not nested). */
@@ -533,9 +533,13 @@ static int read_infos(gguf_ctx *g, model *m, uint64_t n_tensors) {
         if ((rc = cur_u32(c, &t->type, t->name)) || (rc = cur_u64(c, &t->offset, t->name)))
             goto fail;
         if (!sqlm_dtype_valid((int)t->type)) {
-            rc = sqlm_error(SQLM_UNSUPPORTED, "%s: tensor %s: tensor type %s (%u) is not supported; "
-                            "supported types: %s", path, t->name, ggml_type_name(t->type), t->type,
-                            sqlm_dtype_supported());
+            const char *tn = ggml_type_name(t->type);
+            if (tn)
+                rc = sqlm_error(SQLM_UNSUPPORTED, "%s: tensor %s: tensor type %s (%u) is not supported; "
+                                "supported types: %s", path, t->name, tn, t->type, sqlm_dtype_supported());
+            else
+                rc = sqlm_error(SQLM_UNSUPPORTED, "%s: tensor %s: tensor type %u is not a GGML type; "
+                                "supported types: %s", path, t->name, t->type, sqlm_dtype_supported());
             goto fail;
         }
     }

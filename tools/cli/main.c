@@ -127,7 +127,7 @@ static void usage(FILE *f) {
         "                           EOS or the end of the context)\n"
         "\n"
         "synth options:\n"
-        "  --like NAME              tiny, stories110M, smollm2-135m, qwen2.5-0.5b,\n"
+        "  --like NAME              tiny, tiny-k, stories110M, smollm2-135m, qwen2.5-0.5b,\n"
         "                           tinyllama-1.1b, llama-3.2-1b\n"
         "  --type T                 f32, f16, q8_0 (default) or q4_0; -s SEED (default 42)\n"
         "\n"
