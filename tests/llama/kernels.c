@@ -107,7 +107,10 @@ int main(int argc, char **argv) {
         if (bad_deq) FAIL("%s: %d of %d dequantized rows differ from ggml's", sqlm_dtype_name(dt), bad_deq, rounds);
         if (bad_act) FAIL("%s: %d of %d %s activations differ from ggml's", sqlm_dtype_name(dt), bad_act, rounds, sqlm_dtype_name(at));
         if (bad_dot) FAIL("%s: %d of %d dot products differ from ggml's", sqlm_dtype_name(dt), bad_dot, dots);
-        if (!bad_deq && !bad_act && !bad_dot)
+        if (!bad_deq && !bad_act && (dt == DT_Q8_0 || dt == DT_Q4_0))
+            printf("  %-6s x %-4s: dequantization and activation equal ggml's bit for bit (products: sqlm's order)\n",
+                   sqlm_dtype_name(dt), sqlm_dtype_name(at));
+        else if (!bad_deq && !bad_act && !bad_dot)
             printf("  %-6s x %-4s: dequantization, activation and %d dot products equal ggml's bit for bit\n",
                    sqlm_dtype_name(dt), sqlm_dtype_name(at), dots);
         (void)y1;
