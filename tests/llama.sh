@@ -74,6 +74,19 @@ Q5_K_M Q5_K Q6_K
 Q6_K Q6_K
 TYPES
 
+# sqlm synth's own Q4_K_M mix and Q6_K (plain rounding, not llama-quantize's):
+# the same tensor types as llama-quantize's files, and llama.cpp agrees
+for type in q4_k_m q6_k; do
+    f="$T/synth-$type.gguf"
+    "$SQLM" synth --like tiny-k --type $type -o "$f" 2>"$T/err" || { bad "synth $type: $(cat "$T/err")"; continue; }
+    want=$(python3 tests/llama/gguf-types.py "$T/${type^^}.gguf" | awk '{print $2}' | sort | uniq -c | tr -s ' ')
+    have=$(python3 tests/llama/gguf-types.py "$f" | awk '{print $2}' | sort | uniq -c | tr -s ' ')
+    [ "$have" = "$want" ] && ok || bad "synth $type: tensor types [$have], llama-quantize's [$want]"
+    if ! "$SQLM" import "$f" -o "$T/synth-$type.db" 2>"$T/err"; then bad "import synth $type: $(cat "$T/err")"; continue; fi
+    "$T/agree" "$f" "$T/synth-$type.db" 1e-4 16 $PROMPT >"$T/out" 2>&1 && ok || bad "synth $type on SQLite: $(cat "$T/out")"
+    echo "  synth $type: $(grep -v '^llama.cpp:\|^sqlm:' "$T/out" | tr '\n' ' ')" >&2
+done
+
 # --- 3. DuckDB, pure SQL
 if "$SQLM" import "$T/F32.gguf" -o "$T/F32.duck" --engine duckdb 2>"$T/err"; then
     "$T/agree" "$T/F32.gguf" "$T/F32.duck" 1e-4 16 $PROMPT >"$T/out" 2>&1 && ok || bad "F32 on DuckDB: $(cat "$T/out")"

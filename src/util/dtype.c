@@ -7,7 +7,8 @@
  * (ggml is built as GNU C, where a product added to a value is one fused
  * multiply-add: the fmaf() calls below).  Quantization follows ggml's scalar
  * reference (quantize_row_q8_0_ref and quantize_row_q4_0_ref) so that files
- * we write match what llama.cpp writes; other types are read, not written.
+ * we write match what llama.cpp writes; Q4_K and Q6_K are written by plain
+ * min/max rounding (synth's random weights); other types are read only.
  * Assumes a little-endian host, as GGUF and safetensors data are LE.
  */
 #include <math.h>
@@ -396,6 +397,74 @@ static void quantize_q4_0(const float *x, uint8_t *out) {
     }
 }
 
+/*
+ * Q4_K and Q6_K by plain min/max rounding (for `sqlm synth`'s random weights,
+ * not llama-quantize's search for the best scales): Q4_K sub-blocks of 32
+ * with scale (max - min) / 15 and min -min (min <= 0), both as 6-bit
+ * multiples of the super-block's fp16 d and dmin; Q6_K sub-blocks of 16 with
+ * scale amax / 31 as int8 multiples of d.  The blocks are valid ggml blocks.
+ */
+static int iround(float v) { return (int)lrintf(v); }
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+static void quantize_q4_K(const float *x, uint8_t *out) {
+    float sc[8], mn[8], smax = 0, mmax = 0;
+    for (int j = 0; j < 8; j++) {
+        float lo = x[32 * j], hi = lo;
+        for (int i = 1; i < 32; i++) lo = fminf(lo, x[32 * j + i]), hi = fmaxf(hi, x[32 * j + i]);
+        if (lo > 0) lo = 0;
+        sc[j] = (hi - lo) / 15, mn[j] = -lo;
+        smax = fmaxf(smax, sc[j]), mmax = fmaxf(mmax, mn[j]);
+    }
+    uint16_t dh = sqlm_f32_to_fp16(smax / 63), mh = sqlm_f32_to_fp16(mmax / 63);
+    float d = sqlm_fp16_to_f32(dh), dmin = sqlm_fp16_to_f32(mh);
+    memset(out, 0, 144);
+    memcpy(out, &dh, 2), memcpy(out + 2, &mh, 2);
+    uint8_t *scales = out + 4, *qs = out + 16;
+    for (int j = 0; j < 8; j++) {
+        int ls = d > 0 ? clampi(iround(sc[j] / d), 0, 63) : 0, lm = dmin > 0 ? clampi(iround(mn[j] / dmin), 0, 63) : 0;
+        if (j < 4) {
+            scales[j] = (uint8_t)ls, scales[j + 4] = (uint8_t)lm;
+        } else {
+            scales[j + 4] = (uint8_t)((ls & 15) | (lm & 15) << 4);
+            scales[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            scales[j] |= (uint8_t)((lm >> 4) << 6);
+        }
+        float dd = d * (float)ls, dm = dmin * (float)lm;
+        for (int i = 0; i < 32; i++) {
+            int q = dd > 0 ? clampi(iround((x[32 * j + i] + dm) / dd), 0, 15) : 0;
+            qs[32 * (j / 2) + i] |= (uint8_t)(q << (4 * (j % 2)));
+        }
+    }
+}
+
+static void quantize_q6_K(const float *x, uint8_t *out) {
+    float sc[16], smax = 0;
+    for (int j = 0; j < 16; j++) {
+        float amax = 0;
+        for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(x[16 * j + i]));
+        sc[j] = amax / 31;
+        smax = fmaxf(smax, sc[j]);
+    }
+    uint16_t dh = sqlm_f32_to_fp16(smax / 127);
+    float d = sqlm_fp16_to_f32(dh);
+    memset(out, 0, 210);
+    memcpy(out + 208, &dh, 2);
+    uint8_t *ql = out, *qh = out + 128;
+    int8_t *scales = (int8_t *)(out + 192);
+    for (int j = 0; j < 16; j++) {
+        int ls = d > 0 ? clampi(iround(sc[j] / d), 0, 127) : 0;
+        scales[j] = (int8_t)ls;
+        float dd = d * (float)ls;
+        for (int i = 0; i < 16; i++) {
+            int v = 16 * j + i, q = dd > 0 ? clampi(iround(x[v] / dd), -32, 31) + 32 : 32;
+            int n = v / 128, t = (v % 128) / 32, l = v % 32;
+            ql[64 * n + l + 32 * (t & 1)] |= (uint8_t)((q & 15) << (4 * (t >> 1)));
+            qh[32 * n + l] |= (uint8_t)((q >> 4) << (2 * t));
+        }
+    }
+}
+
 void sqlm_dtype_from_f32(int dt, const float *src, void *dst, size_t n) {
     uint8_t *d = dst;
     switch (dt) {
@@ -420,13 +489,20 @@ void sqlm_dtype_from_f32(int dt, const float *src, void *dst, size_t n) {
     case DT_Q4_0:
         for (size_t b = 0; b < n / QK; b++) quantize_q4_0(src + b * QK, d + b * sizeof(block_q4_0));
         break;
+    case DT_Q4_K:
+        for (size_t b = 0; b < n / QK_K; b++) quantize_q4_K(src + b * QK_K, d + b * sizeof(block_q4_K));
+        break;
+    case DT_Q6_K:
+        for (size_t b = 0; b < n / QK_K; b++) quantize_q6_K(src + b * QK_K, d + b * sizeof(block_q6_K));
+        break;
     default:
         break;
     }
 }
 
 bool sqlm_dtype_can_quantize(int dt) {
-    return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16 || dt == DT_Q8_0 || dt == DT_Q4_0;
+    return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16 || dt == DT_Q8_0 || dt == DT_Q4_0 || dt == DT_Q4_K ||
+           dt == DT_Q6_K;
 }
 
 /* Byte offsets of a block's fp16 scales (d, and the min's where it has one), -1 for none. */

@@ -155,8 +155,8 @@ uint16_t sqlm_f32_to_bf16(float f);
 /* Dequantize/convert n values of type dt at src into dst: every weight type,
  * with the float operations of ggml's dequantize_row_* (bit for bit). */
 void sqlm_dtype_to_f32(int dt, const void *src, float *dst, size_t n);
-/* Quantize n f32 values (n % 32 == 0 for Q types) into dst of type dt:
- * F32, F16, BF16, Q8_0 and Q4_0 only. */
+/* Quantize n f32 values (n a multiple of dt's block) into dst of type dt:
+ * F32, F16, BF16, Q8_0, Q4_0 (as ggml), Q4_K and Q6_K (plain rounding) only. */
 void sqlm_dtype_from_f32(int dt, const float *src, void *dst, size_t n);
 bool sqlm_dtype_can_quantize(int dt);            /* sqlm_dtype_from_f32 writes dt */
 /* The integer values (as floats) and block scales of n values of Q8_0 or

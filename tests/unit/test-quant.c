@@ -9,7 +9,8 @@
  *     weights times the rounded activation, within 1e-5 of the sum of
  *     |terms| (the kernel rounds per block in float);
  *   - matvec over several rows equal to one row at a time, bit for bit;
- *   - the fp16 scale folding of import: exact when it says so.
+ *   - the fp16 scale folding of import: exact when it says so;
+ *   - synth's Q4_K / Q6_K writer: values back within a rounding step.
  */
 #include <math.h>
 #include <stdio.h>
@@ -160,11 +161,37 @@ static void check_scale(void) {
     CHECK(!sqlm_dtype_scale_exact(DT_F32, w, 1, 0.125f));  /* no block scales */
 }
 
+/* sqlm_dtype_from_f32's plain Q4_K / Q6_K: each value back within about half
+ * a step of its sub-block (the 6-bit and int8 scales add a little). */
+static void check_writer(int dt) {
+    enum { N = 4 * 256 };
+    static float x[N], y[N];
+    static uint8_t q[N];
+    int bad = 0;
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < N; i++) x[i] = frnd() * (round % 2 ? 0.05f : 3.0f);
+        sqlm_dtype_from_f32(dt, x, q, N);
+        sqlm_dtype_to_f32(dt, q, y, N);
+        for (int i = 0; i < N; i++) {
+            const int g = dt == DT_Q4_K ? 32 : 16;
+            float lo = 0, hi = 0, amax = 0;
+            for (int j = i / g * g; j < i / g * g + g; j++) lo = fminf(lo, x[j]), hi = fmaxf(hi, x[j]), amax = fmaxf(amax, fabsf(x[j]));
+            float step = dt == DT_Q4_K ? (hi - lo) / 15 : amax / 31;
+            if (!(fabsf(y[i] - x[i]) <= 0.75f * step + 1e-6f)) bad++;
+        }
+    }
+    if (bad) fprintf(stderr, "  %s writer: %d values off\n", sqlm_dtype_name(dt), bad);
+    CHECK_EQ(0, bad);
+    CHECK(sqlm_dtype_can_quantize(dt));
+}
+
 int main(void) {
     static const int types[] = { DT_Q4_1, DT_Q5_0, DT_Q5_1, DT_IQ4_NL, DT_Q2_K, DT_Q3_K,
                                  DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_BF16 };
     for (size_t i = 0; i < ARRAY_LEN(types); i++) check_type(types[i]);
     check_scale();
+    check_writer(DT_Q4_K);
+    check_writer(DT_Q6_K);
     /* names and sizes */
     CHECK_STR("Q4_K", sqlm_dtype_name(DT_Q4_K));
     CHECK_EQ(DT_Q6_K, sqlm_dtype_from_name("Q6_K"));
