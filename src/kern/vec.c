@@ -375,6 +375,91 @@ static float dot_k(int dt, const uint8_t *w, const block_q8_K *x, size_t nb) {
     return s;
 }
 
+#ifdef VEC_AVX2
+/* 8 lanes of sc * (the 4 products of bytes 4k..4k+3) of 32 unsigned weights
+ * (q <= 63) and 32 activations: maddubs then madd, as ggml. */
+static inline __m256i lanes_u8(__m256i q, __m256i y, __m256i sc16) {
+    return _mm256_madd_epi16(sc16, _mm256_maddubs_epi16(q, y));
+}
+
+/* Q4_K / Q5_K x Q8_K with the lanes in registers: dot_k's arithmetic, bit for bit. */
+static float dot_q45_K(const uint8_t *w, const block_q8_K *x, size_t nb, bool five) {
+    const size_t bb = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_m[4] = { 0 }, summs = 0;
+    for (size_t i = 0; i < nb; i++, w += bb, x++) {
+        const uint8_t *sb = w + 4, *qh = w + 16, *qs = w + (five ? 48 : 16);
+        int sc[8], mn[8];
+        for (int j = 0; j < 8; j++) {
+            if (j < 4) sc[j] = sb[j] & 63, mn[j] = sb[j + 4] & 63;
+            else sc[j] = (sb[j + 4] & 0xf) | ((sb[j - 4] >> 6) << 4), mn[j] = (sb[j + 4] >> 4) | ((sb[j] >> 6) << 4);
+        }
+        const float d = x->d * h2f(load_u16(w)), dmin = -x->d * h2f(load_u16(w + 2));
+        int32_t prod[4], total = 0;
+        for (int k = 0; k < 4; k++) {
+            int s0 = x->bsums[4 * k] + x->bsums[4 * k + 1], s1 = x->bsums[4 * k + 2] + x->bsums[4 * k + 3];
+            prod[k] = mn[2 * k] * s0 + mn[2 * k + 1] * s1;
+            total += prod[k];
+        }
+        if (five) summs = fmaf(dmin, (float)total, summs);
+        else for (int k = 0; k < 4; k++) acc_m[k] = fmaf(dmin, (float)prod[k], acc_m[k]);
+        const __m256i hb = five ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            if (five) {
+                const __m256i b0 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), one);
+                const __m256i b1 = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), one);
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(b0, 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(b1, 4));
+            }
+            const __m256i y0 = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c));
+            const __m256i y1 = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c + 32));
+            sumi = _mm256_add_epi32(sumi, lanes_u8(lo, y0, _mm256_set1_epi16((short)sc[2 * c])));
+            sumi = _mm256_add_epi32(sumi, lanes_u8(hi, y1, _mm256_set1_epi16((short)sc[2 * c + 1])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    float s = hsum256(acc);
+    return five ? s + summs : s + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]));
+}
+
+/* Q6_K x Q8_K with the lanes in registers: dot_k's arithmetic, bit for bit. */
+static float dot_q6_K(const uint8_t *w, const block_q8_K *x, size_t nb) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < nb; i++, w += sizeof(block_q6_K), x++) {
+        const block_q6_K *b = (const block_q6_K *)w;
+        const int8_t *sc = (const int8_t *)(w + 192);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int n = 0; n < 2; n++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 64 * n));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w + 64 * n + 32));
+            const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * n));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+            for (int t = 0; t < 4; t++) {
+                const __m256i y = _mm256_loadu_si256((const __m256i *)(x->qs + 128 * n + 32 * t));
+                const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[t], y), _mm256_maddubs_epi16(m32, y));
+                const int s0 = sc[8 * n + 2 * t], s1 = sc[8 * n + 2 * t + 1];
+                const __m256i s16 = _mm256_setr_m128i(_mm_set1_epi16((short)s0), _mm_set1_epi16((short)s1));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(s16, p));
+            }
+        }
+        const float d = x->d * h2f(b->d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum256(acc);
+}
+#endif
+
 /* BF16 rows times a BF16 activation: ggml_vec_dot_bf16 (AVX2): four 8-lane
  * accumulators over 32 values at a time (products of two bf16 are exact),
  * the rest in double. */
@@ -390,6 +475,12 @@ static float dot_bf16(const uint8_t *w, const uint16_t *x, size_t n) {
     double sum = hsum8(t);
     for (; i < n; i++) sum += (double)(sqlm_bf16_to_f32(load_u16(w + 2 * i)) * sqlm_bf16_to_f32(x[i]));
     return (float)sum;
+}
+
+float sqlm_vec_dot_portable(int wdtype, const void *w, const void *x, size_t n) {
+    if (sqlm_dtype_block(wdtype) == QK_K) return dot_k(wdtype, w, x, n / QK_K);
+    if (wdtype == DT_BF16) return dot_bf16(w, x, n);
+    return dot_legacy(wdtype, w, x, n / QK);
 }
 
 /* The activation type a weight type is multiplied with: ggml's vec_dot_type. */
@@ -430,7 +521,14 @@ static void matvec_pf(int wdtype, const void *w, size_t rows, size_t n, const vo
         case DT_Q4_1: case DT_Q5_0: case DT_Q5_1: case DT_IQ4_NL:
             out[r] = dot_legacy(wdtype, (const uint8_t *)p, x, n / QK);
             break;
-        case DT_Q2_K: case DT_Q3_K: case DT_Q4_K: case DT_Q5_K: case DT_Q6_K:
+#ifdef VEC_AVX2
+        case DT_Q4_K: case DT_Q5_K: out[r] = dot_q45_K((const uint8_t *)p, x, n / QK_K, wdtype == DT_Q5_K); break;
+        case DT_Q6_K: out[r] = dot_q6_K((const uint8_t *)p, x, n / QK_K); break;
+#endif
+        case DT_Q2_K: case DT_Q3_K:
+#ifndef VEC_AVX2
+        case DT_Q4_K: case DT_Q5_K: case DT_Q6_K:
+#endif
             out[r] = dot_k(wdtype, (const uint8_t *)p, x, n / QK_K);
             break;
         case DT_BF16: out[r] = dot_bf16((const uint8_t *)p, x, n); break;

@@ -8,7 +8,8 @@
  *   - the dot product (kern/vec.c) against a float64 sum of the dequantized
  *     weights times the rounded activation, within 1e-5 of the sum of
  *     |terms| (the kernel rounds per block in float);
- *   - matvec over several rows equal to one row at a time, bit for bit;
+ *   - matvec over several rows equal to one row at a time, and to the
+ *     portable code (sqlm_vec_dot_portable), bit for bit;
  *   - the fp16 scale folding of import: exact when it says so;
  *   - synth's Q4_K / Q6_K writer: values back within a rounding step.
  */
@@ -128,6 +129,8 @@ static void check_type(int dt) {
             }
             if (!(fabs(out[r] - want) <= 1e-5 * mag + 1e-30)) bad_dot++;
             sqlm_vec_matvec(dt, w + r * rb, 1, n, xq, &one);
+            if (memcmp(&one, &out[r], 4)) bad_rows++;
+            one = sqlm_vec_dot_portable(dt, w + r * rb, xq, n);   /* the SIMD kernels against the portable code */
             if (memcmp(&one, &out[r], 4)) bad_rows++;
         }
     }
