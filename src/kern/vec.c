@@ -460,6 +460,62 @@ static float dot_q6_K(const uint8_t *w, const block_q8_K *x, size_t nb) {
 }
 #endif
 
+#ifdef VEC_AVX2
+/* 32 bytes: byte j = 0xff where bit j of the 32 bits at p is set. */
+static inline __m256i bits_to_bytes(const uint8_t *p) {
+    uint32_t b;
+    memcpy(&b, p, 4);
+    const __m256i shuf = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)b), shuf);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+/* The 32 integer weights of a Q4_1 / Q5_0 / Q5_1 / IQ4_NL block, low nibbles first. */
+static inline __m256i legacy_q(int dt, const uint8_t *b) {
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    const uint8_t *qs = b + (dt == DT_Q4_1 ? 4 : dt == DT_Q5_0 ? 6 : dt == DT_Q5_1 ? 8 : 2);
+    const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+    if (dt == DT_IQ4_NL) {
+        const __m128i tab = _mm_loadu_si128((const __m128i *)sqlm_iq4nl_values);
+        return _mm256_set_m128i(_mm_shuffle_epi8(tab, hi), _mm_shuffle_epi8(tab, lo));
+    }
+    __m256i q = _mm256_set_m128i(hi, lo);
+    if (dt == DT_Q5_0) return _mm256_or_si256(q, _mm256_andnot_si256(bits_to_bytes(b + 2), _mm256_set1_epi8((char)0xf0)));
+    if (dt == DT_Q5_1) return _mm256_or_si256(q, _mm256_and_si256(bits_to_bytes(b + 4), _mm256_set1_epi8(0x10)));
+    return q;
+}
+
+/* dot_legacy with the lanes in registers: its arithmetic, bit for bit. */
+static float dot_legacy_avx2(int dt, const uint8_t *w, const void *xv, size_t nb) {
+    const bool q81 = dt == DT_Q4_1 || dt == DT_Q5_1;
+    const size_t bb = sqlm_dtype_block_bytes(dt), xb = q81 ? sizeof(block_q8_1) : sizeof(block_q8_0);
+    __m256 acc[2] = { _mm256_setzero_ps(), _mm256_setzero_ps() };
+    float summs = 0;
+    size_t b = 0;
+    const size_t paired = dt == DT_IQ4_NL ? nb / 2 * 2 : nb;
+    for (; b < paired; b++, w += bb) {
+        const uint8_t *x = (const uint8_t *)xv + b * xb;
+        const __m256i y = _mm256_loadu_si256((const __m256i *)(x + (q81 ? 4 : 2)));
+        const __m256 lanes = _mm256_cvtepi32_ps(dot_i8x32_parts(legacy_q(dt, w), y));
+        const float dw = h2f(load_u16(w)), dx = h2f(load_u16(x));
+        if (q81) summs = fmaf(h2f(load_u16(w + 2)), h2f(load_u16(x + 2)), summs);
+        const int a = dt == DT_IQ4_NL ? (int)(b % 2) : 0;
+        acc[a] = _mm256_fmadd_ps(_mm256_set1_ps(dt == DT_IQ4_NL ? dx * dw : dw * dx), lanes, acc[a]);
+    }
+    float s = hsum256(dt == DT_IQ4_NL ? _mm256_add_ps(acc[0], acc[1]) : acc[0]);
+    if (q81) s += summs;
+    for (; b < nb; b++, w += bb) {   /* IQ4_NL's odd last block: ggml's scalar tail, not fused */
+        const block_q8_0 *x = (const block_q8_0 *)xv + b;
+        const int sum = hsum_i32_8(dot_i8x32_parts(legacy_q(dt, w), _mm256_loadu_si256((const __m256i *)x->qs)));
+        const float dd = h2f(x->d) * h2f(load_u16(w)), p = dd * (float)sum;
+        s += p;
+    }
+    return s;
+}
+#endif
+
 /* BF16 rows times a BF16 activation: ggml_vec_dot_bf16 (AVX2): four 8-lane
  * accumulators over 32 values at a time (products of two bf16 are exact),
  * the rest in double. */
@@ -519,7 +575,11 @@ static void matvec_pf(int wdtype, const void *w, size_t rows, size_t n, const vo
         case DT_Q8_0: out[r] = dot_q8_0((const uint8_t *)p, x, n / QK); break;
         case DT_Q4_0: out[r] = dot_q4_0((const uint8_t *)p, x, n / QK); break;
         case DT_Q4_1: case DT_Q5_0: case DT_Q5_1: case DT_IQ4_NL:
+#ifdef VEC_AVX2
+            out[r] = dot_legacy_avx2(wdtype, (const uint8_t *)p, x, n / QK);
+#else
             out[r] = dot_legacy(wdtype, (const uint8_t *)p, x, n / QK);
+#endif
             break;
 #ifdef VEC_AVX2
         case DT_Q4_K: case DT_Q5_K: out[r] = dot_q45_K((const uint8_t *)p, x, n / QK_K, wdtype == DT_Q5_K); break;
