@@ -516,6 +516,53 @@ static float dot_legacy_avx2(int dt, const uint8_t *w, const void *xv, size_t nb
 }
 #endif
 
+#ifdef VEC_AVX2
+/* Q2_K / Q3_K x Q8_K with the blocks unpacked in registers: dot_k's
+ * arithmetic, bit for bit. */
+static float dot_q23_K(const uint8_t *w, const block_q8_K *x, size_t nb, bool three) {
+    const size_t bb = three ? sizeof(block_q3_K) : sizeof(block_q2_K);
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < nb; i++, w += bb, x++) {
+        int sc[16];
+        float dw, dmin = 0;
+        const uint8_t *qs = three ? w + 32 : w + 16, *hm = w;
+        if (three) {
+            const uint8_t *s = w + 96;
+            for (int k = 0; k < 16; k++)
+                sc[k] = ((k < 8 ? s[k % 8] & 15 : s[k % 8] >> 4) | ((s[8 + k % 4] >> (2 * (k / 4))) & 3) << 4) - 32;
+            dw = h2f(load_u16(w + 108));
+        } else {
+            int32_t mlanes[8];
+            for (int k = 0; k < 16; k++) sc[k] = w[k] & 15;
+            for (int k = 0; k < 8; k++)
+                mlanes[k] = (w[2 * k] >> 4) * x->bsums[2 * k] + (w[2 * k + 1] >> 4) * x->bsums[2 * k + 1];
+            dw = h2f(load_u16(w + 80));
+            dmin = -x->d * h2f(load_u16(w + 82));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)mlanes)), acc);
+        }
+        const float d = x->d * dw;
+        const __m256i hb = three ? _mm256_loadu_si256((const __m256i *)hm) : _mm256_setzero_si256();
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < 8; c++) {
+            const int n = c / 4, j = c % 4;
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * n));
+            __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
+            if (three) {
+                const __m256i h = _mm256_and_si256(_mm256_srli_epi16(hb, 4 * n + j), one);
+                q = _mm256_sub_epi8(_mm256_add_epi8(q, _mm256_slli_epi16(h, 2)), four);
+            }
+            __m256i p = dot_i8x32_parts(q, _mm256_loadu_si256((const __m256i *)(x->qs + 32 * c)));
+            p = _mm256_mullo_epi32(p, _mm256_setr_epi32(sc[2 * c], sc[2 * c], sc[2 * c], sc[2 * c], sc[2 * c + 1],
+                                                        sc[2 * c + 1], sc[2 * c + 1], sc[2 * c + 1]));
+            sumi = _mm256_add_epi32(sumi, p);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum256(acc);
+}
+#endif
+
 /* BF16 rows times a BF16 activation: ggml_vec_dot_bf16 (AVX2): four 8-lane
  * accumulators over 32 values at a time (products of two bf16 are exact),
  * the rest in double. */
@@ -584,13 +631,12 @@ static void matvec_pf(int wdtype, const void *w, size_t rows, size_t n, const vo
 #ifdef VEC_AVX2
         case DT_Q4_K: case DT_Q5_K: out[r] = dot_q45_K((const uint8_t *)p, x, n / QK_K, wdtype == DT_Q5_K); break;
         case DT_Q6_K: out[r] = dot_q6_K((const uint8_t *)p, x, n / QK_K); break;
-#endif
-        case DT_Q2_K: case DT_Q3_K:
-#ifndef VEC_AVX2
-        case DT_Q4_K: case DT_Q5_K: case DT_Q6_K:
-#endif
+        case DT_Q2_K: case DT_Q3_K: out[r] = dot_q23_K((const uint8_t *)p, x, n / QK_K, wdtype == DT_Q3_K); break;
+#else
+        case DT_Q2_K: case DT_Q3_K: case DT_Q4_K: case DT_Q5_K: case DT_Q6_K:
             out[r] = dot_k(wdtype, (const uint8_t *)p, x, n / QK_K);
             break;
+#endif
         case DT_BF16: out[r] = dot_bf16((const uint8_t *)p, x, n); break;
         default: out[r] = NAN; break;
         }
