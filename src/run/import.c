@@ -42,13 +42,15 @@ static int64_t fused_rows(const fused *f) {
 
 /*
  * Whether a dialect stores weights of type dt as they are: tiles hold every
- * weight type; float rows (DuckDB) hold F32, F16 (as floats) and Q8_0 / Q4_0
- * (as int8 blocks and scales), and other types are dequantized to F32 at
- * import, their products then in float32 (docs/duckdb.md).
+ * weight type; float rows (DuckDB) hold F32, F16 (as floats) and the types
+ * whose value is an integer times one scale per 32, multiplied with a Q8_0
+ * activation (Q8_0, Q4_0, Q5_0, IQ4_NL: int8 blocks and scales); the other
+ * types are dequantized to F32 at import, their products then in float32
+ * (docs/duckdb.md).
  */
 static bool dialect_keeps(const sql_dialect *d, int dt) {
     if (d->weight_layout != WL_ROWS_F32) return true;
-    return dt == DT_F32 || dt == DT_F16 || dt == DT_Q8_0 || dt == DT_Q4_0;
+    return dt == DT_F32 || dt == DT_F16 || dt == DT_Q8_0 || dt == DT_Q4_0 || dt == DT_Q5_0 || dt == DT_IQ4_NL;
 }
 
 /* Storage type of a fused matrix: its parts' type when they agree and the
@@ -633,11 +635,11 @@ int sqlm_import_file(const char *model_path, const char *out_path, const import_
             deq |= m->tensors[i].n_dim == 2 && o->wtype < 0 && !dialect_keeps(dl, m->tensors[i].dtype);
         }
         if (quant)
-            sqlm_log(SQLM_LOG_NOTE, "import: engine %s stores F16 weights as float32 and Q8_0/Q4_0 as int8 "
-                                    "blocks with float scales; every value stays exact", dm->name);
+            sqlm_log(SQLM_LOG_NOTE, "import: engine %s stores F16 weights as float32 and Q8_0/Q4_0/Q5_0/IQ4_NL "
+                                    "as int8 blocks with float scales; every value stays exact", dm->name);
         if (deq)
-            sqlm_log(SQLM_LOG_NOTE, "import: engine %s dequantizes the other types (K-quants, Q4_1, Q5_0, Q5_1, "
-                                    "IQ4_NL, BF16) to float32: exact values, 4 bytes each, float32 products", dm->name);
+            sqlm_log(SQLM_LOG_NOTE, "import: engine %s dequantizes the other types (K-quants, Q4_1, Q5_1, BF16) "
+                                    "to float32: exact values, 4 bytes each, float32 products", dm->name);
     }
     importer im = { cr.e, dl, m, o, 0, 0, q_fold(m, o->wtype), 0 };
     rc = write_model(&im);

@@ -360,13 +360,13 @@ void sqlm_dtype_to_f32(int dt, const void *src, float *dst, size_t n) {
 
 void sqlm_dtype_to_blocks(int dt, const void *src, float *q, float *d, size_t n) {
     const uint8_t *s = src;
+    const size_t bb = sqlm_dtype_block_bytes(dt);
+    int8_t v[QK_K];
+    int16_t sc[16], mn[16];
+    float dm;
     for (size_t b = 0; b < n / QK; b++) {
-        const uint8_t *blk = s + b * sqlm_dtype_block_bytes(dt);
-        d[b] = sqlm_fp16_to_f32(load_u16(blk));
-        for (int j = 0; j < QK; j++) {
-            if (dt == DT_Q8_0) q[b * QK + j] = ((const int8_t *)(blk + 2))[j];
-            else q[b * QK + j] = j < QK / 2 ? (int)(blk[2 + j] & 0x0f) - 8 : (int)(blk[2 + j - QK / 2] >> 4) - 8;
-        }
+        sqlm_dtype_unpack(dt, s + b * bb, v, sc, mn, &d[b], &dm);
+        for (int j = 0; j < QK; j++) q[b * QK + j] = v[j];
     }
 }
 

@@ -159,8 +159,8 @@ void sqlm_dtype_to_f32(int dt, const void *src, float *dst, size_t n);
  * F32, F16, BF16, Q8_0, Q4_0 (as ggml), Q4_K and Q6_K (plain rounding) only. */
 void sqlm_dtype_from_f32(int dt, const float *src, void *dst, size_t n);
 bool sqlm_dtype_can_quantize(int dt);            /* sqlm_dtype_from_f32 writes dt */
-/* The integer values (as floats) and block scales of n values of Q8_0 or
- * Q4_0: value j is q[j] * d[j / 32]; q has n floats, d n / 32. */
+/* The integer values (as floats) and block scales of n values of Q8_0, Q4_0,
+ * Q5_0 or IQ4_NL: value j is q[j] * d[j / 32]; q has n floats, d n / 32. */
 void sqlm_dtype_to_blocks(int dt, const void *src, float *q, float *d, size_t n);
 /* Multiply every value of nb blocks of type dt by s, by scaling the blocks'
  * fp16 scales (and mins) in place.  sqlm_dtype_scale_exact() says whether
