@@ -115,8 +115,14 @@ demo: deps
 	./sqlm import ../shared/models/stories260K/stories260K.bin -o stories260K.db
 	./sqlm run -m stories260K.db -p "Once upon a time" -n 64 --temp 0
 
-test: deps
+test: deps llama-deps
 	$(MAKE) check
+
+# llama.cpp's reference build (.deps/llama.cpp) for tests/llama.sh: built
+# from the tarball beside the repository when missing (a few minutes).
+LLAMA_BUILD = ../shared/peers/build-llamacpp.sh
+llama-deps:
+	@if [ -x $(LLAMA_BUILD) ]; then $(LLAMA_BUILD) .deps/llama.cpp || echo "llama-deps: llama.cpp not built: tests/llama.sh will be skipped" >&2; fi
 
 check: all $(TESTS) $(B)/refbench asan
 	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
@@ -125,6 +131,7 @@ check: all $(TESTS) $(B)/refbench asan
 	@echo "== build-asan/test-tiles"; ./build-asan/test-tiles
 	@./tests/e2e.sh ./sqlm
 	@./tests/golden-sql.sh ./sqlm
+	@echo "== tests/llama.sh"; ./tests/llama.sh ./sqlm
 	@echo "== tests/e2e.sh under ASan/UBSan"; ./tests/e2e.sh ./build-asan/sqlm
 	@echo "== tests/sqlite-ext.sh"; ./tests/sqlite-ext.sh ./sqlm.so
 	@echo "== tests/sqlite-ext.sh under ASan/UBSan"; ./tests/sqlite-ext.sh ./build-asan/sqlm.so --asan
@@ -189,5 +196,5 @@ clean:
 # Each object depends on the headers it includes (gcc -MMD).
 -include $(shell find $(B) build-asan -name '*.d' 2>/dev/null)
 
-.PHONY: all deps demo test check asan golden-sql fuzz bench bench-mem clean
+.PHONY: all deps demo test llama-deps check asan golden-sql fuzz bench bench-mem clean
 .SECONDARY:

@@ -77,7 +77,9 @@ void sqlm_set_log(sqlm_log_fn cb, void *ctx);
 /* ---------------------------------------------------------------- import */
 
 /* Storage types of weight matrices (--type). */
-enum { SQLM_TYPE_F32 = 0, SQLM_TYPE_F16 = 1, SQLM_TYPE_Q4_0 = 2, SQLM_TYPE_Q8_0 = 8 };
+enum { SQLM_TYPE_F32 = 0, SQLM_TYPE_F16 = 1, SQLM_TYPE_Q4_0 = 2, SQLM_TYPE_Q8_0 = 8,
+       SQLM_TYPE_Q4_K = 12,      /* synth only: llama-quantize's Q4_K_M mix of Q4_K and Q6_K */
+       SQLM_TYPE_Q6_K = 14 };    /* synth only */
 /* DuckDB ROW2COL layout of import (--row2col). */
 enum { SQLM_ROW2COL_AUTO = 0, SQLM_ROW2COL_OFF, SQLM_ROW2COL_ON, SQLM_ROW2COL_SPLIT, SQLM_ROW2COL_SPLIT_ROWS };
 

@@ -41,6 +41,15 @@ void sqlm_vec_panel_seal(void *panel, size_t nb, int n);
 void sqlm_vec_panel_mul(const void *panel, size_t nb, const uint8_t *xu, const float *dx, size_t nbx, size_t m,
                    float *out);
 void sqlm_vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n);
+/* n values of x as activation type at (sqlm_vec_act_type(): F32, Q8_0,
+ * Q8_1, Q8_K or BF16), rounded as ggml's CPU backend rounds them for the
+ * product; n a multiple of at's block.  sqlm_vec_act_bytes: their size. */
+void sqlm_vec_quant(int at, const float *x, void *out, size_t n);
+size_t sqlm_vec_act_bytes(int at, size_t n);
+/* One row of the types beyond Q8_0/Q4_0 by the portable code (unpacked
+ * blocks, lane sums in plain C where AVX2 is missing): what the SIMD
+ * kernels of sqlm_vec_matvec give, bit for bit (tests compare them). */
+float sqlm_vec_dot_portable(int wdtype, const void *w, const void *x, size_t n);
 /* Q8_0/Q4_0 weights held as int8 values wq and float block scales ws times a
  * Q8_0 activation: as sqlm_vec_matvec's Q8_0 dot, bit for bit; or its nb block
  * products, unsummed. */

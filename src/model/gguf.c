@@ -5,7 +5,8 @@
  * Every count, length and offset is checked against the bytes that remain
  * before anything is allocated or dereferenced, so a hostile file yields an
  * error naming the field, never a crash.  It does not read GGUF v1, nested
- * arrays, or quantization types other than those in util/dtype.c.
+ * arrays, or tensor types other than util/dtype.c's weight types (refused by
+ * name, with the list of those that work).
  *
  * File layout (all little-endian):
  *
@@ -105,6 +106,17 @@ static int cur_str(gguf_cur *c, const char **s, size_t *len, const char *what) {
     *len = (size_t)n;
     c->p += n;
     return SQLM_OK;
+}
+
+/* GGML's names of its tensor types, for messages about the ones sqlm does not read. */
+static const char *ggml_type_name(uint32_t t) {
+    static const char *const names[] = {
+        "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K",
+        "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",
+        "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16", "Q4_0_4_4", "Q4_0_4_8",
+        "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8",
+    };
+    return t < ARRAY_LEN(names) ? names[t] : NULL;
 }
 
 /* Skip one value of type type (arrays of scalars or strings; not nested). */
@@ -521,8 +533,13 @@ static int read_infos(gguf_ctx *g, model *m, uint64_t n_tensors) {
         if ((rc = cur_u32(c, &t->type, t->name)) || (rc = cur_u64(c, &t->offset, t->name)))
             goto fail;
         if (!sqlm_dtype_valid((int)t->type)) {
-            rc = sqlm_error(SQLM_UNSUPPORTED, "%s: tensor %s: unknown or unsupported tensor type "
-                            "%u", path, t->name, t->type);
+            const char *tn = ggml_type_name(t->type);
+            if (tn)
+                rc = sqlm_error(SQLM_UNSUPPORTED, "%s: tensor %s: tensor type %s (%u) is not supported; "
+                                "supported types: %s", path, t->name, tn, t->type, sqlm_dtype_supported());
+            else
+                rc = sqlm_error(SQLM_UNSUPPORTED, "%s: tensor %s: tensor type %u is not a GGML type; "
+                                "supported types: %s", path, t->name, t->type, sqlm_dtype_supported());
             goto fail;
         }
     }

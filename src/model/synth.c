@@ -507,6 +507,10 @@ static const synth_spec specs[] = {
      *        interleaved, tied, qkv_bias, llama3 factor, low, high, orig ctx, q_scale (import sets it)}, tokenizer */
     {"tiny", {"llama", 64, 192, 2, 4, 2, 16, 320, 256, 1e-5f, 10000.0f, 1, 0, 0, 0, 0, 0, 0, 0},
      NULL},
+    /* every width a multiple of 256: the K-quants' super-blocks (llama-quantize
+     * falls back to another type for rows that are not) */
+    {"tiny-k", {"llama", 256, 768, 2, 4, 2, 64, 320, 256, 1e-5f, 10000.0f, 1, 0, 0, 0, 0, 0, 0, 0},
+     NULL},
     {"stories110M",
      {"llama", 768, 2048, 12, 12, 12, 64, 32000, 1024, 1e-5f, 10000.0f, 1, 1, 0, 0, 0, 0, 0, 0},
      "llama2-tokenizer/tokenizer.bin"},
@@ -542,8 +546,9 @@ static int check_spec(const model_config *c, int dtype) {
     if (c->n_head % c->n_head_kv || c->head_dim % 2)
         return sqlm_error(SQLM_FORMAT, "synth: n_head %d must be a multiple of n_head_kv %d "
                           "and head_dim %d even", c->n_head, c->n_head_kv, c->head_dim);
-    if (dtype != DT_F32 && dtype != DT_F16 && dtype != DT_Q8_0 && dtype != DT_Q4_0)
-        return sqlm_error(SQLM_UNSUPPORTED, "synth: dtype %s not supported (F32, F16, Q8_0, Q4_0)",
+    if (dtype != DT_F32 && dtype != DT_F16 && dtype != DT_Q8_0 && dtype != DT_Q4_0 && dtype != DT_Q4_K &&
+        dtype != DT_Q6_K)
+        return sqlm_error(SQLM_UNSUPPORTED, "synth: dtype %s not supported (F32, F16, Q8_0, Q4_0, Q4_K, Q6_K)",
                           sqlm_dtype_name(dtype) ? sqlm_dtype_name(dtype) : "?");
     size_t unused;
     int q_dim = c->n_head * c->head_dim;
@@ -555,6 +560,10 @@ static int check_spec(const model_config *c, int dtype) {
                           sqlm_dtype_block(dtype), sqlm_dtype_name(dtype));
     return SQLM_OK;
 }
+
+/* llama-quantize's Q4_K_M choice of the layers whose attn_v and ffn_down
+ * take Q6_K (use_more_bits of llama.cpp's llama_tensor_get_type). */
+static bool more_bits(int l, int n) { return l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2; }
 
 int sqlm_synth_model(const char *path, const synth_spec *spec, int dtype, uint64_t seed) {
     const model_config *c = &spec->cfg;
@@ -581,6 +590,9 @@ int sqlm_synth_model(const char *path, const synth_spec *spec, int dtype, uint64
         goto done;
     }
     int q_dim = c->n_head * c->head_dim, kv_dim = c->n_head_kv * c->head_dim;
+    /* Q4_K is written as llama-quantize's Q4_K_M mix: the output head (the
+     * embedding when tied) Q6_K, and attn_v / ffn_down of more_bits layers */
+    const int head_dt = dtype == DT_Q4_K ? DT_Q6_K : dtype;
 #define ADD(kind_, dt_, cols, rows, ...)                                          \
     do {                                                                          \
         snprintf(t[n].name, sizeof t[n].name, __VA_ARGS__);                       \
@@ -593,24 +605,25 @@ int sqlm_synth_model(const char *path, const synth_spec *spec, int dtype, uint64
         t[n].ctx = &ctx[n];                                                       \
         n++;                                                                      \
     } while (0)
-    ADD(FILL_MATRIX, dtype, c->dim, c->vocab_size, "token_embd.weight");
+    ADD(FILL_MATRIX, c->tied ? head_dt : dtype, c->dim, c->vocab_size, "token_embd.weight");
     if (c->rope_scale_factor != 0)
         ADD(FILL_ROPE_FREQS, DT_F32, c->head_dim / 2, 1, "rope_freqs.weight");
     ADD(FILL_NORM, DT_F32, c->dim, 1, "output_norm.weight");
-    if (!c->tied) ADD(FILL_MATRIX, dtype, c->dim, c->vocab_size, "output.weight");
+    if (!c->tied) ADD(FILL_MATRIX, head_dt, c->dim, c->vocab_size, "output.weight");
     for (int l = 0; l < c->n_layer; l++) {
+        const int more_dt = dtype == DT_Q4_K && more_bits(l, c->n_layer) ? DT_Q6_K : dtype;
         ADD(FILL_NORM, DT_F32, c->dim, 1, "blk.%d.attn_norm.weight", l);
         ADD(FILL_MATRIX, dtype, c->dim, q_dim, "blk.%d.attn_q.weight", l);
         if (c->qkv_bias) ADD(FILL_BIAS, DT_F32, q_dim, 1, "blk.%d.attn_q.bias", l);
         ADD(FILL_MATRIX, dtype, c->dim, kv_dim, "blk.%d.attn_k.weight", l);
         if (c->qkv_bias) ADD(FILL_BIAS, DT_F32, kv_dim, 1, "blk.%d.attn_k.bias", l);
-        ADD(FILL_MATRIX, dtype, c->dim, kv_dim, "blk.%d.attn_v.weight", l);
+        ADD(FILL_MATRIX, more_dt, c->dim, kv_dim, "blk.%d.attn_v.weight", l);
         if (c->qkv_bias) ADD(FILL_BIAS, DT_F32, kv_dim, 1, "blk.%d.attn_v.bias", l);
         ADD(FILL_MATRIX, dtype, q_dim, c->dim, "blk.%d.attn_output.weight", l);
         ADD(FILL_NORM, DT_F32, c->dim, 1, "blk.%d.ffn_norm.weight", l);
         ADD(FILL_MATRIX, dtype, c->dim, c->hidden_dim, "blk.%d.ffn_gate.weight", l);
         ADD(FILL_MATRIX, dtype, c->dim, c->hidden_dim, "blk.%d.ffn_up.weight", l);
-        ADD(FILL_MATRIX, dtype, c->hidden_dim, c->dim, "blk.%d.ffn_down.weight", l);
+        ADD(FILL_MATRIX, more_dt, c->hidden_dim, c->dim, "blk.%d.ffn_down.weight", l);
     }
 #undef ADD
     rc = sqlm_gguf_write(path, c, &v, t, n);

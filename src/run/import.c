@@ -40,20 +40,44 @@ static int64_t fused_rows(const fused *f) {
     return r;
 }
 
-/* Storage type of a fused matrix: its parts' type when they agree and sqlm
- * keeps it, else F32. */
-static int pick_dtype(const fused *f, int wtype) {
+/*
+ * Whether a dialect stores weights of type dt as they are: tiles hold every
+ * weight type; float rows (DuckDB) hold F32, F16 (as floats) and the types
+ * whose value is an integer times one scale per 32, multiplied with a Q8_0
+ * activation (Q8_0, Q4_0, Q5_0, IQ4_NL: int8 blocks and scales); the other
+ * types are dequantized to F32 at import, their products then in float32
+ * (docs/duckdb.md).
+ */
+static bool dialect_keeps(const sql_dialect *d, int dt) {
+    if (d->weight_layout != WL_ROWS_F32) return true;
+    return dt == DT_F32 || dt == DT_F16 || dt == DT_Q8_0 || dt == DT_Q4_0 || dt == DT_Q5_0 || dt == DT_IQ4_NL;
+}
+
+/* Storage type of a fused matrix: its parts' type when they agree and the
+ * dialect keeps it, else F32. */
+static int pick_dtype(const sql_dialect *d, const fused *f, int wtype) {
     if (wtype >= 0) return wtype;
     int dt = f->t[0]->dtype;
     for (int i = 1; i < f->n; i++)
         if (f->t[i]->dtype != dt) return DT_F32;
-    return dt == DT_BF16 ? DT_F32 : dt;
+    return dialect_keeps(d, dt) ? dt : DT_F32;
+}
+
+/* Parts of a fusion whose types differ (a Q4_K_M file's Q6_K attn_v beside
+ * Q4_K q and k) are written as tables of their own where the dialect keeps
+ * types: a fused table would hold them all as F32. */
+static bool mixed_types(const sql_dialect *d, const fused *f, int wtype) {
+    if (wtype >= 0 || d->weight_layout == WL_ROWS_F32) return false;
+    for (int i = 1; i < f->n; i++)
+        if (f->t[i]->dtype != f->t[0]->dtype) return true;
+    return false;
 }
 
 /*
  * Columns [c0, c0 + w) of fused row r, in type dt, into out.  Bytes are
  * copied unchanged when types agree and the scale is 1; a scale on a
- * quantized row is applied to the block scales (exact for powers of two).
+ * quantized row is applied to the block scales (the import checked that
+ * this is exact: q_fold()).
  */
 static void fused_row(const fused *f, int64_t r, int64_t c0, int64_t w, int dt, void *out, float *tmp) {
     int i = 0;
@@ -65,15 +89,9 @@ static void fused_row(const fused *f, int64_t r, int64_t c0, int64_t w, int dt, 
     sqlm_dtype_row_bytes(t->dtype, (size_t)c0, &off);
     sqlm_dtype_row_bytes(dt, (size_t)w, &wb);
     const char *src = (const char *)t->data + rb * (size_t)r + off;
-    if (t->dtype == dt && (s == 1.0f || dt == DT_Q8_0 || dt == DT_Q4_0)) {
+    if (t->dtype == dt && (s == 1.0f || sqlm_dtype_block(dt) > 1)) {
         memcpy(out, src, wb);
-        if (s != 1.0f) {
-            size_t bb = sqlm_dtype_block_bytes(dt);
-            for (size_t b = 0; b < wb / bb; b++) {
-                uint16_t *d = (uint16_t *)((char *)out + b * bb);
-                *d = sqlm_f32_to_fp16(sqlm_fp16_to_f32(*d) * s);
-            }
-        }
+        if (s != 1.0f) sqlm_dtype_scale(dt, out, wb / sqlm_dtype_block_bytes(dt), s);
         return;
     }
     sqlm_dtype_to_f32(t->dtype, src, tmp, (size_t)w);
@@ -89,9 +107,27 @@ static void fused_row(const fused *f, int64_t r, int64_t c0, int64_t w, int dt, 
  * step applies to q in fp32.
  */
 static float q_folded_scale(int head_dim) { return (float)exp2(round(log2(1.0 / sqrt(head_dim)))); }
-static float q_residual_scale(int head_dim) {
-    return (float)(1.0 / sqrt(head_dim) / q_folded_scale(head_dim));
+
+/*
+ * The factor folded into W_q: q_folded_scale(), or 1 when some quantized
+ * W_q's block scales would lose bits by it (fp16 scales pushed below fp16's
+ * normal range: small K-quant scales are).  Then RoPE applies all of
+ * 1/sqrt(head_dim) in fp32.
+ */
+static float q_fold(const model *m, int wtype) {
+    const float s = q_folded_scale(m->cfg.head_dim);
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const tensor *t = sqlm_model_find_layer(m, l, "attn_q.weight");
+        if (!t || sqlm_dtype_block(t->dtype) == 1 || (wtype >= 0 && wtype != t->dtype)) continue;
+        size_t rb;
+        sqlm_dtype_row_bytes(t->dtype, (size_t)t->ne[0], &rb);
+        if (!sqlm_dtype_scale_exact(t->dtype, t->data, rb * (size_t)t->ne[1] / sqlm_dtype_block_bytes(t->dtype), s))
+            return 1.0f;
+    }
+    return s;
 }
+
+static float q_residual_scale(int head_dim, float folded) { return (float)(1.0 / sqrt(head_dim) / folded); }
 
 typedef struct importer {
     engine *e;
@@ -99,6 +135,7 @@ typedef struct importer {
     const model *m;
     const import_opts *o;
     int n_tables, done_tables;
+    float q_fold;            /* the part of 1/sqrt(head_dim) folded into W_q */
     size_t released;         /* source bytes used since the last sqlm_model_release_pages() */
 } importer;
 
@@ -254,7 +291,7 @@ static int write_matrix(importer *im, const char *name, const fused *f, bool who
         if (f->t[i]->ne[0] != n_in)
             return sqlm_error(SQLM_FORMAT, "%s: fused parts of %s disagree on width", im->m->path, name);
     const bool rows = im->d->weight_layout == WL_ROWS_F32;
-    const int vt = pick_dtype(f, im->o->wtype);
+    const int vt = pick_dtype(im->d, f, im->o->wtype);
     int64_t part_rows[3];
     for (int i = 0; i < f->n; i++) part_rows[i] = f->t[i]->ne[1];
     int64_t align = 1;
@@ -449,7 +486,7 @@ static int write_program(importer *im) {
     if (rc) return rc;
     ir_opts o = sqlm_dialect_ir_opts(im->e->m->dialect, (ir_opts){ .cte_merge = true, .fuse_attn = true });
     model_config cfg = im->m->cfg;
-    cfg.q_scale = q_residual_scale(cfg.head_dim);
+    cfg.q_scale = q_residual_scale(cfg.head_dim, im->q_fold);
     rc = sqlm_ir_build_llama(&g, &cfg, ws, n_ws, &o);
     free(ws);
     if (rc) return rc;
@@ -467,7 +504,7 @@ static int write_model(importer *im) {
     const model *m = im->m;
     const model_config *c = &m->cfg;
     model_config cfg = m->cfg;
-    cfg.q_scale = q_residual_scale(c->head_dim);
+    cfg.q_scale = q_residual_scale(c->head_dim, im->q_fold);
     buf ddl;
     sqlm_buf_init(&ddl);
     sqlm_dialect_subst(im->e->m->dialect, schema, &ddl);
@@ -477,7 +514,7 @@ static int write_model(importer *im) {
     if (!rc) rc = write_vocab(im);
     im->n_tables = (im->o->no_fuse ? 7 : 4) * c->n_layer + (c->tied ? 1 : 2);
 
-    const float qscale = q_folded_scale(c->head_dim);
+    const float qscale = im->q_fold;
     char name[32];
     for (int l = 0; !rc && l < c->n_layer; l++) {
         fused qkv = { { need(m, l, "attn_q.weight"), need(m, l, "attn_k.weight"),
@@ -490,25 +527,27 @@ static int write_model(importer *im) {
         if (!qkv.t[0] || !qkv.t[1] || !qkv.t[2] || !o.t[0] || !gu.t[0] || !gu.t[1] || !down.t[0] ||
             !an || !fn)
             return SQLM_FORMAT;
-        if (im->o->no_fuse) {   /* table fusion off: one table per projection */
+        const bool split_qkv = im->o->no_fuse || mixed_types(im->d, &qkv, im->o->wtype);
+        const bool split_gu = im->o->no_fuse || mixed_types(im->d, &gu, im->o->wtype);
+        if (split_qkv || split_gu) {   /* table fusion off: one table per projection */
             static const char *const qkv_names[] = { "q", "k", "v" }, *const gu_names[] = { "gate", "up" };
-            for (int i = 0; !rc && i < 3; i++) {
+            for (int i = 0; !rc && split_qkv && i < 3; i++) {
                 fused part = { { qkv.t[i] }, { qkv.scale[i] }, 1, 1 };
                 snprintf(name, sizeof name, "blk%d_%s", l, qkv_names[i]);
                 rc = write_matrix(im, name, &part, false);
             }
-            for (int i = 0; !rc && i < 2; i++) {
+            for (int i = 0; !rc && split_gu && i < 2; i++) {
                 fused part = { { gu.t[i] }, { 1 }, 1, 1 };
                 snprintf(name, sizeof name, "blk%d_%s", l, gu_names[i]);
                 rc = write_matrix(im, name, &part, false);
             }
         }
         snprintf(name, sizeof name, "blk%d_qkv", l);
-        if (!rc && !im->o->no_fuse) rc = write_matrix(im, name, &qkv, false);
+        if (!rc && !split_qkv) rc = write_matrix(im, name, &qkv, false);
         snprintf(name, sizeof name, "blk%d_o", l);
         if (!rc) rc = write_matrix(im, name, &o, false);
         snprintf(name, sizeof name, "blk%d_gu", l);
-        if (!rc && !im->o->no_fuse) rc = write_matrix(im, name, &gu, false);
+        if (!rc && !split_gu) rc = write_matrix(im, name, &gu, false);
         snprintf(name, sizeof name, "blk%d_down", l);
         if (!rc) rc = write_matrix(im, name, &down, false);
         const float one = 1;
@@ -566,7 +605,8 @@ int sqlm_import_file(const char *model_path, const char *out_path, const import_
     if (rc) return rc;
     if (o->wtype >= 0 && o->wtype != DT_F32 && o->wtype != DT_F16 && o->wtype != DT_Q8_0 &&
         o->wtype != DT_Q4_0) {
-        rc = sqlm_error(SQLM_UNSUPPORTED, "storage type %d not supported", o->wtype);
+        rc = sqlm_error(SQLM_UNSUPPORTED, "storage type %s not supported (--type converts to F32, F16, Q8_0 or Q4_0)",
+                        sqlm_dtype_name(o->wtype) ? sqlm_dtype_name(o->wtype) : "?");
         goto done;
     }
     dm = sqlm_db_find(o->engine ? o->engine : "sqlite");
@@ -589,13 +629,19 @@ int sqlm_import_file(const char *model_path, const char *out_path, const import_
     cr.m = dm;
     if ((rc = dm->create_begin(&cr, out_path, &eo))) goto done;
     if (o->progress && dl->weight_layout == WL_ROWS_F32) {
-        bool quant = false;
-        for (int i = 0; i < m->n_tensors; i++) quant |= m->tensors[i].dtype != DT_F32;
+        bool quant = false, deq = false;
+        for (int i = 0; i < m->n_tensors; i++) {
+            quant |= m->tensors[i].dtype != DT_F32;
+            deq |= m->tensors[i].n_dim == 2 && o->wtype < 0 && !dialect_keeps(dl, m->tensors[i].dtype);
+        }
         if (quant)
-            sqlm_log(SQLM_LOG_NOTE, "import: engine %s stores F16 weights as float32 and Q8_0/Q4_0 as int8 "
-                                    "blocks with float scales; every value stays exact", dm->name);
+            sqlm_log(SQLM_LOG_NOTE, "import: engine %s stores F16 weights as float32 and Q8_0/Q4_0/Q5_0/IQ4_NL "
+                                    "as int8 blocks with float scales; every value stays exact", dm->name);
+        if (deq)
+            sqlm_log(SQLM_LOG_NOTE, "import: engine %s dequantizes the other types (K-quants, Q4_1, Q5_1, BF16) "
+                                    "to float32: exact values, 4 bytes each, float32 products", dm->name);
     }
-    importer im = { cr.e, dl, m, o, 0, 0, 0 };
+    importer im = { cr.e, dl, m, o, 0, 0, q_fold(m, o->wtype), 0 };
     rc = write_model(&im);
     if (o->progress) o->progress(NULL, im.done_tables, im.n_tables, o->progress_ctx);
     if (!rc) rc = dm->create_commit(&cr);   /* durable, then visible */

@@ -90,6 +90,24 @@ static const float *ggml_input(ref_model *r, const float *x, int n, int wdt) {
         for (int i = 0; i < n; i++) r->xq[i] = sqlm_fp16_to_f32(sqlm_f32_to_fp16(x[i]));
         return r->xq;
     }
+    /* the other types: the activation type ggml multiplies them with (Q8_0,
+     * Q8_1, Q8_K, BF16), rounded by the kernels' own sqlm_vec_quant */
+    const int at = sqlm_vec_act_type(wdt);
+    if (at != DT_F32 && n % (int)sqlm_dtype_block(at) == 0) {
+        uint8_t *q = malloc((size_t)n * 4 + sizeof(block_q8_K));
+        if (!q) return x;
+        sqlm_vec_quant(at, x, q, (size_t)n);
+        for (int i = 0; i < n; i++) {
+            switch (at) {
+            case DT_Q8_0: { const block_q8_0 *b = (const block_q8_0 *)q + i / QK; r->xq[i] = sqlm_fp16_to_f32(b->d) * b->qs[i % QK]; break; }
+            case DT_Q8_1: { const block_q8_1 *b = (const block_q8_1 *)q + i / QK; r->xq[i] = sqlm_fp16_to_f32(b->d) * b->qs[i % QK]; break; }
+            case DT_Q8_K: { const block_q8_K *b = (const block_q8_K *)q + i / QK_K; r->xq[i] = b->d * b->qs[i % QK_K]; break; }
+            default: { uint16_t h; memcpy(&h, q + 2 * i, 2); r->xq[i] = sqlm_bf16_to_f32(h); break; }
+            }
+        }
+        free(q);
+        return r->xq;
+    }
     return x;
 }
 
@@ -187,7 +205,7 @@ struct ref_stored {
     const void **w;          /* [n_layer][REF_W_COUNT] stored matrices */
     const void *out_w;       /* output head */
     const tensor *embd;      /* token embedding, dequantized a row at a time */
-    block_q8_0 *xq8;         /* the input quantized to Q8_0 */
+    uint8_t *xq[3];          /* the input in each product's activation type (sqlm_vec_quant) */
 
     int threads;
     pthread_t *tid;
@@ -219,7 +237,7 @@ static void job_rows(struct ref_stored *st, int lo, int hi) {
         const ref_mat *m = &st->mat[i];
         int a = MAX(lo, base) - base, b = MIN(hi, base + m->rows) - base;
         if (a < b) {
-            const void *x = sqlm_vec_act_type(m->dtype) == DT_Q8_0 ? (const void *)st->xq8 : st->xf;
+            const void *x = sqlm_vec_act_type(m->dtype) != DT_F32 ? (const void *)st->xq[i] : st->xf;
             sqlm_vec_matvec(m->dtype, (const char *)m->w + (size_t)a * m->row_bytes, (size_t)(b - a),
                        (size_t)st->n_in, x, m->out + a);
         }
@@ -275,12 +293,11 @@ static void *worker(void *arg) {
 /* Run the job set up in st on every thread; returns when all are done. */
 static void job_run(struct ref_stored *st) {
     st->total_rows = 0;
-    bool need_q8 = false;
     for (int i = 0; i < st->n_mat; i++) {
         st->total_rows += st->mat[i].rows;
-        need_q8 |= sqlm_vec_act_type(st->mat[i].dtype) == DT_Q8_0;
+        const int at = sqlm_vec_act_type(st->mat[i].dtype);
+        if (at != DT_F32) sqlm_vec_quant(at, st->xf, st->xq[i], (size_t)st->n_in);
     }
-    if (need_q8) sqlm_vec_quant_q8_0(st->xf, st->xq8, (size_t)st->n_in);
     if (st->n_started == 0) {
         job_rows(st, 0, st->total_rows);
         return;
@@ -583,8 +600,8 @@ static int init(ref_model **out, const model *m, int max_seq, int threads) {
         pthread_cond_init(&st->cv, NULL);
         st->w = calloc(L * REF_W_COUNT, sizeof *st->w);
         st->tid = calloc((size_t)threads, sizeof *st->tid);
-        st->xq8 = calloc(MAX(MAX(dim, q_dim), hidden) / QK + 1, sizeof *st->xq8);
-        if (!st->w || !st->tid || !st->xq8) rc = sqlm_error(SQLM_NOMEM, "ref: out of memory");
+        for (int i = 0; i < 3; i++) st->xq[i] = calloc((size_t)MAX(MAX(dim, q_dim), hidden) * 4 + sizeof(block_q8_K), 1);
+        if (!st->w || !st->tid || !st->xq[0] || !st->xq[1] || !st->xq[2]) rc = sqlm_error(SQLM_NOMEM, "ref: out of memory");
     } else {
         r->token_embd = alloc_f(vocab * dim, &rc);
         r->wq = alloc_f(L * q_dim * dim, &rc);
@@ -705,7 +722,7 @@ void ref_free(ref_model *r) {
         pthread_cond_destroy(&r->st->cv);
         free(r->st->w);
         free(r->st->tid);
-        free(r->st->xq8);
+        for (int i = 0; i < 3; i++) free(r->st->xq[i]);
         free(r->st);
     }
     if (r->output != r->token_embd) free(r->output);

@@ -31,7 +31,8 @@ typedef struct ref_model {
     int max_seq;             /* positions the KV cache holds */
     bool f32_accum;          /* matmuls accumulate in float (fast) instead of double */
     bool ggml_act;           /* round matmul inputs as ggml's CPU backend does: to Q8_0
-                                blocks for Q8_0/Q4_0 weights, to fp16 for F16 weights */
+                                blocks for Q8_0/Q4_0 weights, to fp16 for F16 weights, to
+                                sqlm_vec_act_type()'s type for the others */
 
     /* Weights, dequantized to fp32.  q_dim = n_head*head_dim, kv_dim = n_head_kv*head_dim. */
     float *token_embd;       /* [vocab_size][dim] */

@@ -240,7 +240,8 @@ static void test_gguf(void) {
         {12, 8, 1024, "shape"},
         {4, 8, 100, "multiple"},
         {20, 4, 99, "tensor type 99"},
-        {20, 4, 12, "tensor type 12"},
+        {20, 4, 16, "tensor type IQ2_XXS (16) is not supported"},   /* named, with the list */
+        {20, 4, 23, "supported types: F32, F16, BF16, Q8_0, Q4_0"},   /* IQ4_XS */
         {20, 4, 0xffffffffu, "tensor type"},
         {20, 4, 0, "past end|shape"},          /* F32: 4x the bytes */
         {24, 8, UINT64_MAX - 31, "past end"},

@@ -241,7 +241,7 @@ static void check_models(void) {
 }
 
 static void check_specs(void) {
-    static const char *names[] = {"tiny", "stories110M", "smollm2-135m", "qwen2.5-0.5b",
+    static const char *names[] = {"tiny", "tiny-k", "stories110M", "smollm2-135m", "qwen2.5-0.5b",
                                   "tinyllama-1.1b", "llama-3.2-1b"};
     for (size_t i = 0; i < ARRAY_LEN(names); i++) {
         const synth_spec *s = sqlm_synth_like(names[i]);

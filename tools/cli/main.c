@@ -131,9 +131,10 @@ static void usage(FILE *f) {
         "                           EOS or the end of the context)\n"
         "\n"
         "synth options:\n"
-        "  --like NAME              tiny, stories110M, smollm2-135m, qwen2.5-0.5b,\n"
+        "  --like NAME              tiny, tiny-k, stories110M, smollm2-135m, qwen2.5-0.5b,\n"
         "                           tinyllama-1.1b, llama-3.2-1b\n"
-        "  --type T                 f32, f16, q8_0 (default) or q4_0; -s SEED (default 42)\n"
+        "  --type T                 f32, f16, q8_0 (default), q4_0, q4_k_m (llama-quantize's mix of\n"
+        "                           Q4_K and Q6_K) or q6_k: widths of 256; -s SEED (default 42)\n"
         "\n"
         "bench options:\n"
         "  -p, --n-prompt N         prompt tokens evaluated in one batch (default 128, 0 = skip)\n"
@@ -304,10 +305,13 @@ void buf_appendf(buf *b, const char *fmt, ...) {
 /* --type: a storage type sqlm computes with, or dflt when not given. */
 static int parse_type(const args *a, int dflt) {
     static const struct { const char *n; int t; } types[] = {
-        { "f32", SQLM_TYPE_F32 }, { "f16", SQLM_TYPE_F16 }, { "q8_0", SQLM_TYPE_Q8_0 }, { "q4_0", SQLM_TYPE_Q4_0 } };
+        { "f32", SQLM_TYPE_F32 }, { "f16", SQLM_TYPE_F16 }, { "q8_0", SQLM_TYPE_Q8_0 }, { "q4_0", SQLM_TYPE_Q4_0 },
+        { "q4_k_m", SQLM_TYPE_Q4_K }, { "q6_k", SQLM_TYPE_Q6_K } };
     if (!a->type) return dflt;
+    const bool synth = !strcmp(a->cmd, "synth");
     for (size_t i = 0; i < ARRAY_LEN(types); i++)
-        if (strcasecmp(a->type, types[i].n) == 0) return types[i].t;
+        if (strcasecmp(a->type, types[i].n) == 0 && (synth || i < 4)) return types[i].t;
+    if (synth) die("synth: --type must be f32, f16, q8_0, q4_0, q4_k_m or q6_k, not '%s'", a->type);
     die("%s: --type must be f32, f16, q8_0 or q4_0, not '%s'", a->cmd, a->type);
 }
 

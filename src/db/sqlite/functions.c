@@ -80,11 +80,12 @@ static void fn_quant(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
         sqlite3_result_value(ctx, argv[0]);
         return;
     }
-    if (n % QK) FAIL("quant: length not a multiple of 32");
-    block_q8_0 *q = sqlite3_malloc64((sqlite3_uint64)(n / QK) * sizeof *q + 1);
+    if (n % (int64_t)sqlm_dtype_block(at)) FAIL("quant: length not a multiple of the activation's block");
+    size_t bytes = sqlm_vec_act_bytes(at, (size_t)n);
+    void *q = sqlite3_malloc64((sqlite3_uint64)bytes + 1);
     if (!q) { sqlite3_result_error_nomem(ctx); return; }
-    sqlm_vec_quant_q8_0(x, q, (size_t)n);
-    sqlite3_result_blob64(ctx, q, (sqlite3_uint64)(n / QK) * sizeof *q, sqlite3_free);
+    sqlm_vec_quant(at, x, q, (size_t)n);
+    sqlite3_result_blob64(ctx, q, (sqlite3_uint64)bytes, sqlite3_free);
 }
 
 /* sqlm_row(tile, dtype, n_in, r): row r of a tile as float32. */
