@@ -410,8 +410,8 @@ void sqlm_vec_panel_seal(void *panel, size_t nb, int n) {
 #elif defined(VEC_PANEL_AVX2)
         for (int k = 0; k < 8; k++)
             for (int h = 0; h < VEC_PANEL * 4; h += 32) {
-                __m256i q = _mm256_load_si256((const __m256i *)(pb[b].q[k][0] + h));
-                _mm256_store_si256((__m256i *)(pb[b].aq[k][0] + h), _mm256_sign_epi8(q, q));
+                __m256i q = _mm256_load_si256((const __m256i *)((const uint8_t *)pb[b].q[k] + h));
+                _mm256_store_si256((__m256i *)((uint8_t *)pb[b].aq[k] + h), _mm256_sign_epi8(q, q));
             }
 #else
         for (int r = 0; r < VEC_PANEL; r++) {
