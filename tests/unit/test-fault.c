@@ -166,6 +166,8 @@ static void disarm(void) { atomic_store(&fault_armed, 0); }
 /* ------------------------------------------------------------- the runs */
 
 #define MODEL MODELS "stories260K/stories260K.bin"
+#define GGUF MODELS "TinyStories-656K-GGUF/TinyStories-656K-Q8_0.gguf"
+#define SAFETENSORS MODELS "TinyStories-656K/model.safetensors"
 #define PROMPT "Once upon a time"
 #define N_GEN 6
 #define FAULT_DENSE 600
@@ -245,13 +247,14 @@ static void report_bad(tally *t, const char *what, int kind, int persistent, lon
                 kind_name[kind], at, why, sqlm_errmsg());
 }
 
-/* Import MODEL into out with the at-th call of kind failing. */
-static void import_point(tally *t, const char *out, const char *out_name, int kind, int persistent, long at) {
+/* Import src into out with the at-th call of kind failing. */
+static void import_point(tally *t, const char *src, const char *out, const char *out_name, int kind, int persistent,
+                         long at) {
     char stray[256];
     sqlm_error(SQLM_OK, "%s", "");
     long live = atomic_load(&live_blocks);
     arm(kind, at, persistent);
-    int rc = sqlm_import_model(MODEL, out, NULL);
+    int rc = sqlm_import_model(src, out, NULL);
     disarm();
     long leaked = atomic_load(&live_blocks) - live;
     t->points++;
@@ -319,10 +322,14 @@ typedef struct gen_ctx {
     char text[4096];
 } gen_ctx;
 
+typedef struct import_ctx {
+    const char *src, *out;
+} import_ctx;
+
 static void run_import(void *ctx) {
-    const char *out = ctx;
-    sqlm_import_model(MODEL, out, NULL);
-    remove(out);
+    const import_ctx *c = ctx;
+    sqlm_import_model(c->src, c->out, NULL);
+    remove(c->out);
 }
 
 static void run_generate(void *ctx) {
@@ -367,30 +374,48 @@ int main(void) {
     gen_ctx ref = { .db = db };
     CHECK_EQ(SQLM_OK, generate(db, ref.text, sizeof ref.text));
     CHECK(strlen(ref.text) > 0);
-    run_import(out);   /* warm-up: the process's one-time state */
+    import_ctx warm = { MODEL, out };
+    run_import(&warm);   /* warm-up: the process's one-time state */
 
     /* every N up to dense, then N grows by ratio (an import is quicker than
      * a generation: it is sampled more densely) */
-    static const struct { const char *what; int kind, persistent, threads; long dense; double ratio; } modes[] = {
-        { "import", F_ALLOC, 0, 1, FAULT_DENSE, 1.002 },     { "import", F_ALLOC, 1, 1, FAULT_DENSE, 1.004 },
-        { "import", F_WRITE, 0, 1, FAULT_DENSE, 1.002 },     { "import", F_WRITE, 1, 1, FAULT_DENSE, 1.004 },
-        { "generation", F_ALLOC, 0, 1, FAULT_DENSE, 1.025 }, { "generation", F_ALLOC, 1, 1, FAULT_DENSE / 2, 1.05 },
-        { "generation", F_WRITE, 0, 1, FAULT_DENSE, 1.025 }, { "2 threads", F_ALLOC, 0, 2, FAULT_DENSE / 4, 1.05 },
+    static const struct {
+        const char *what, *src;
+        int kind, persistent, threads;
+        long dense;
+        double ratio;
+    } modes[] = {
+        { "import", MODEL, F_ALLOC, 0, 1, FAULT_DENSE, 1.002 },
+        { "import", MODEL, F_ALLOC, 1, 1, FAULT_DENSE, 1.004 },
+        { "import", MODEL, F_WRITE, 0, 1, FAULT_DENSE, 1.002 },
+        { "import", MODEL, F_WRITE, 1, 1, FAULT_DENSE, 1.004 },
+        { "import", GGUF, F_ALLOC, 0, 1, FAULT_DENSE, 1.002 },
+        { "import", GGUF, F_WRITE, 0, 1, FAULT_DENSE, 1.002 },
+        { "import", SAFETENSORS, F_ALLOC, 0, 1, FAULT_DENSE, 1.002 },
+        { "import", SAFETENSORS, F_WRITE, 0, 1, FAULT_DENSE, 1.002 },
+        { "generation", NULL, F_ALLOC, 0, 1, FAULT_DENSE, 1.025 },
+        { "generation", NULL, F_ALLOC, 1, 1, FAULT_DENSE / 2, 1.05 },
+        { "generation", NULL, F_WRITE, 0, 1, FAULT_DENSE, 1.025 },
+        { "2 threads", NULL, F_ALLOC, 0, 2, FAULT_DENSE / 4, 1.05 },
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         double t1 = sqlm_now();
         fault_phase = (int)i;
         gen_threads = modes[i].threads;
         bool imp = modes[i].what[0] == 'i';
+        import_ctx ic = { modes[i].src, out };
+        if (imp && !FIXTURE(ic.src)) continue;
         tally t = { 0 };
-        t.total = imp ? count_calls(modes[i].kind, run_import, out)
+        if (imp) run_import(&ic);   /* this format's one-time state */
+        t.total = imp ? count_calls(modes[i].kind, run_import, &ic)
                       : count_calls(modes[i].kind, run_generate, &ref);
         for (long at = 1; at <= t.total; at = next_at(at, modes[i].dense, modes[i].ratio)) {
-            if (imp) import_point(&t, out, "m.db", modes[i].kind, modes[i].persistent, at);
+            if (imp) import_point(&t, ic.src, out, "m.db", modes[i].kind, modes[i].persistent, at);
             else generate_point(&t, db, ref.text, modes[i].kind, modes[i].persistent, at);
         }
-        printf("%-10s %-10s %-10s: %4d points of %6ld calls, %4d failed, %4d succeeded, %d bad; %.1f s\n",
-               modes[i].what, kind_name[modes[i].kind], modes[i].persistent ? "persistent" : "once", t.points,
+        const char *base = imp ? strrchr(ic.src, '/') + 1 : "";
+        printf("%-10s %-26s %-10s %-10s: %4d points of %6ld calls, %4d failed, %4d succeeded, %d bad; %.1f s\n",
+               modes[i].what, base, kind_name[modes[i].kind], modes[i].persistent ? "persistent" : "once", t.points,
                t.total, t.failed, t.ok, t.bad, sqlm_now() - t1);
         CHECK_EQ(0, t.bad);
         CHECK_EQ(0, t.unfired);   /* every point reached its call: the runs repeat */
