@@ -518,12 +518,12 @@ void sqlm_vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n) {
         }
         float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
         q[b].d = sqlm_f32_to_fp16(d);
-        /* a NaN (from a NaN or infinite input) becomes -128, as ggml's
-         * SIMD conversion and saturating packs make it; a cast would be
-         * undefined */
+        /* a NaN (from a NaN or infinite input) or an infinity (a subnormal
+         * amax makes id infinite) becomes -128, as ggml's SIMD conversion
+         * and saturating packs make it; a cast would be undefined */
         for (int j = 0; j < QK; j++) {
             float v = rintf(xb[j] * id);
-            q[b].qs[j] = v == v ? (int8_t)v : INT8_MIN;
+            q[b].qs[j] = v >= -128.0f && v <= 127.0f ? (int8_t)v : INT8_MIN;
         }
     }
 }
