@@ -97,7 +97,8 @@ $(B)/test-duckdb: bench/bound.c
 # AddressSanitizer and UBSan.
 ASAN_FLAGS = -O1 -g -march=native -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
-	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/test-tiles build-asan/sqlm build-asan/sqlm.so build-asan/sqlm.duckdb_extension
+	$(MAKE) B=build-asan OPT="$(ASAN_FLAGS)" build-asan/test-corrupt build-asan/test-template build-asan/test-tiles build-asan/sqlm build-asan/sqlm.so \
+	    build-asan/sqlm.duckdb_extension build-asan/test-modelfuzz
 
 # The README's two commands: `make demo` and `make test`.  Both install the
 # Debian packages they need first (scripts/install-deps.sh), then the pinned
@@ -129,6 +130,7 @@ check: all $(TESTS) $(B)/refbench asan
 	@echo "== build-asan/test-corrupt"; ./build-asan/test-corrupt
 	@echo "== build-asan/test-template"; ./build-asan/test-template
 	@echo "== build-asan/test-tiles"; ./build-asan/test-tiles
+	@echo "== build-asan/test-modelfuzz"; ./build-asan/test-modelfuzz
 	@./tests/e2e.sh ./sqlm
 	@./tests/golden-sql.sh ./sqlm
 	@echo "== tests/llama.sh"; ./tests/llama.sh ./sqlm
@@ -169,9 +171,11 @@ $(B)/duckbench: bench/duckbench.c bench/bound.c $(B)/libsqlm.a
 golden-sql: sqlm
 	./tests/golden-sql.sh ./sqlm --update
 
-# libFuzzer over the template renderer (tests/fuzz/run.sh); not part of `make test`.
+# libFuzzer over the template renderer, the tokenizers and the model files
+# (tests/fuzz/run.sh), FUZZ_SECONDS each; not part of `make test`.
+FUZZ_SECONDS ?= 120
 fuzz:
-	./tests/fuzz/run.sh 600
+	./tests/fuzz/run.sh all $(FUZZ_SECONDS)
 
 bench: deps
 	$(MAKE) sqlm sqlm.so $(B)/tokbench $(B)/refbench $(B)/duckbench $(B)/llamabench

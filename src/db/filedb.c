@@ -79,10 +79,24 @@ int sqlm_db_file_create_begin(db_create *c, const char *name, const engine_opts 
     return rc;
 }
 
+/* A log the engine left beside the file at close: DuckDB moves its
+ * write-ahead log into the file when it closes and cannot report a failure
+ * then (a full disk); the log stays and the file alone lacks the data. */
+static int leftover_log(const char *staging) {
+    static const char *const side[] = { ".wal", "-wal", "-journal" };
+    char p[4096];
+    for (size_t i = 0; i < ARRAY_LEN(side); i++)
+        if ((size_t)snprintf(p, sizeof p, "%s%s", staging, side[i]) < sizeof p && access(p, F_OK) == 0)
+            return sqlm_error(SQLM_IO, "%s: the engine could not move its log %s into the database when it "
+                              "closed (disk full?)", staging, p);
+    return SQLM_OK;
+}
+
 int sqlm_db_file_create_commit(db_create *c) {
     int rc = c->e->m->exec(c->e, "COMMIT");
     c->e->m->close(c->e);
     c->e = NULL;
+    if (!rc) rc = leftover_log(c->staging);
     /* Durable before visible. */
     if (!rc) {
         int fd = open(c->staging, O_RDONLY);

@@ -756,8 +756,8 @@ void sqlm_vec_panel_seal(void *panel, size_t nb, int n) {
 #elif defined(VEC_PANEL_AVX2)
         for (int k = 0; k < 8; k++)
             for (int h = 0; h < VEC_PANEL * 4; h += 32) {
-                __m256i q = _mm256_load_si256((const __m256i *)(pb[b].q[k][0] + h));
-                _mm256_store_si256((__m256i *)(pb[b].aq[k][0] + h), _mm256_sign_epi8(q, q));
+                __m256i q = _mm256_load_si256((const __m256i *)((const uint8_t *)pb[b].q[k] + h));
+                _mm256_store_si256((__m256i *)((uint8_t *)pb[b].aq[k] + h), _mm256_sign_epi8(q, q));
             }
 #else
         for (int r = 0; r < VEC_PANEL; r++) {
@@ -864,12 +864,12 @@ void sqlm_vec_quant_q8_0(const float *x, block_q8_0 *q, size_t n) {
         }
         float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
         q[b].d = sqlm_f32_to_fp16(d);
-        /* a NaN (from a NaN or infinite input) becomes -128, as ggml's
-         * SIMD conversion and saturating packs make it; a cast would be
-         * undefined */
+        /* a NaN (from a NaN or infinite input) or an infinity (a subnormal
+         * amax makes id infinite) becomes -128, as ggml's SIMD conversion
+         * and saturating packs make it; a cast would be undefined */
         for (int j = 0; j < QK; j++) {
             float v = rintf(xb[j] * id);
-            q[b].qs[j] = v == v ? (int8_t)v : INT8_MIN;
+            q[b].qs[j] = v >= -128.0f && v <= 127.0f ? (int8_t)v : INT8_MIN;
         }
     }
 }

@@ -180,7 +180,7 @@ static int batch_flush(batch *b) {
         sqlm_dialect_params(e->m->dialect, r * b->ncol + 1, b->ncol, &b->sql);
         sqlm_buf_putc(&b->sql, ')');
     }
-    int rc = b->sql.rc ? b->sql.rc
+    int rc = b->sql.rc ? sqlm_error(b->sql.rc, "out of memory")
                        : b->im->e->m->query(b->im->e, b->sql.p, b->vals, b->n * b->ncol, NULL, NULL);
     b->n = 0;
     return rc;
@@ -192,8 +192,9 @@ static int batch_add(batch *b, const db_val *row) {
     return ++b->n == b->cap ? batch_flush(b) : SQLM_OK;
 }
 
-static void batch_free(batch *b) {
+static void batch_free(batch *b) {   /* twice is harmless */
     free(b->vals);
+    b->vals = NULL;
     sqlm_buf_free(&b->sql);
 }
 

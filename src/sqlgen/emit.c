@@ -824,11 +824,16 @@ static int fill(emit_ctx *e, const ir_node *n, const char *tmpl, buf *b) {
 
 static int add_step(sql_program *p, const char *name, buf *sql) {
     sql_stmt *s = realloc(p->steps, (size_t)(p->n_steps + 1) * sizeof *s);
+    if (s) p->steps = s;   /* the old block is gone once realloc moved it */
     if (!s || sql->rc) return sqlm_error(SQLM_NOMEM, "out of memory emitting SQL");
-    p->steps = s;
-    s[p->n_steps].name = sqlm_strdup(name);
-    s[p->n_steps].sql = sqlm_buf_detach(sql);
-    if (!s[p->n_steps].name) return SQLM_NOMEM;
+    char *nm = sqlm_strdup(name), *text = sqlm_buf_detach(sql);
+    if (!nm || !text) {
+        free(nm);
+        free(text);
+        return sqlm_error(SQLM_NOMEM, "out of memory emitting SQL");
+    }
+    s[p->n_steps].name = nm;
+    s[p->n_steps].sql = text;
     p->n_steps++;
     return SQLM_OK;
 }

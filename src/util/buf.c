@@ -77,7 +77,7 @@ static bool buf_reserve(buf *b, size_t extra) {
     size_t need;
     if (b->rc) return false;
     if (!size_add(b->len, extra, &need) || !size_add(need, 1, &need)) {
-        b->rc = SQLM_NOMEM;
+        b->rc = sqlm_error(SQLM_NOMEM, "out of memory: a text of more than %zu bytes", b->len);
         return false;
     }
     if (need <= b->cap) return true;
@@ -87,8 +87,8 @@ static bool buf_reserve(buf *b, size_t extra) {
         cap *= 2;
     }
     char *p = realloc(b->p, cap);
-    if (!p) {
-        b->rc = SQLM_NOMEM;
+    if (!p) {   /* the message too: callers hand b->rc on as their error */
+        b->rc = sqlm_error(SQLM_NOMEM, "out of memory allocating %zu bytes of text", cap);
         return false;
     }
     b->p = p;
@@ -112,7 +112,7 @@ void sqlm_buf_vappendf(buf *b, const char *fmt, va_list ap) {
     int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
     if (n < 0) {
-        b->rc = SQLM_ERROR;
+        b->rc = sqlm_error(SQLM_ERROR, "cannot format \"%s\"", fmt);
         return;
     }
     if (!buf_reserve(b, (size_t)n)) return;
