@@ -119,11 +119,11 @@ demo: deps
 test: deps llama-deps
 	$(MAKE) check
 
-# llama.cpp's reference build (.deps/llama.cpp) for tests/llama.sh: built
-# from the tarball beside the repository when missing (a few minutes).
-LLAMA_BUILD = ../shared/peers/build-llamacpp.sh
+# llama.cpp's native build (.deps/llama.cpp) for tests/llama.sh and the
+# benchmarks: built from the tarball beside the repository when missing (a
+# few minutes; scripts/build-llamacpp.sh).
 llama-deps:
-	@if [ -x $(LLAMA_BUILD) ]; then $(LLAMA_BUILD) .deps/llama.cpp || echo "llama-deps: llama.cpp not built: tests/llama.sh will be skipped" >&2; fi
+	@./scripts/build-llamacpp.sh >/dev/null || echo "llama-deps: llama.cpp not built: tests/llama.sh will be skipped" >&2
 
 check: all $(TESTS) $(B)/refbench asan
 	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
@@ -154,8 +154,7 @@ $(B)/tokbench: bench/tokbench.c $(B)/libsqlm.a
 $(B)/refbench: bench/refbench.c $(B)/libsqlm.a $(REF_OBJ)
 	$(CC) $(CFLAGS) -o $@ $< $(REF_OBJ) $(B)/libsqlm.a $(LDLIBS)
 
-# llama.cpp's native build (scripts/build-llamacpp.sh, into .deps/) and the
-# peer of the speed and memory benchmarks against its library.
+# The peer of the speed and memory benchmarks, against llama.cpp's library.
 LLAMA_DIR = .deps/llama.cpp
 $(LLAMA_DIR)/bin/libllama.so:
 	./scripts/build-llamacpp.sh >/dev/null
