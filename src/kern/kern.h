@@ -50,6 +50,8 @@ size_t sqlm_vec_act_bytes(int at, size_t n);
  * blocks, lane sums in plain C where AVX2 is missing): what the SIMD
  * kernels of sqlm_vec_matvec give, bit for bit (tests compare them). */
 float sqlm_vec_dot_portable(int wdtype, const void *w, const void *x, size_t n);
+/* The same row by the fastest kernel the build has (kern/quant.c). */
+float sqlm_vec_dot_other(int wdtype, const void *w, const void *x, size_t n);
 /* Q8_0/Q4_0 weights held as int8 values wq and float block scales ws times a
  * Q8_0 activation: as sqlm_vec_matvec's Q8_0 dot, bit for bit; or its nb block
  * products, unsummed. */
