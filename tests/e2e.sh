@@ -135,6 +135,59 @@ expect_error "bench unknown flag" "unknown option '--bogus'" "$SQLM" bench -m "$
     || bad "import gguf"
 "$SQLM" run -m "$T/q8.db" -p "The little dog" -n 8 --temp 0 >/dev/null 2>&1 && ok || bad "run gguf"
 
+# --- a sharded safetensors checkpoint (model.safetensors.index.json and two
+# shards, written from TinyStories-656K as Hugging Face writes them) gives
+# the golden text, as the single file does
+shard() {   # shard DIR: the checkpoint in DIR, its tensors split in two files
+    mkdir -p "$1"
+    cp $M/TinyStories-656K/*.json "$1/"
+    python3 - "$M/TinyStories-656K/model.safetensors" "$1" <<'PY'
+import json, struct, sys
+src, out = sys.argv[1], sys.argv[2]
+raw = open(src, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n]); data = raw[8 + n:]
+names = sorted(k for k in hdr if k != "__metadata__")
+parts = [names[: len(names) // 2], names[len(names) // 2 :]]
+wmap = {}
+for i, part in enumerate(parts):
+    fname = "model-%05d-of-%05d.safetensors" % (i + 1, len(parts))
+    h, blob = {}, b""
+    for k in part:
+        b, e = hdr[k]["data_offsets"]
+        h[k] = dict(hdr[k], data_offsets=[len(blob), len(blob) + e - b])
+        blob += data[b:e]
+        wmap[k] = fname
+    hb = json.dumps(h).encode()
+    hb += b" " * (-len(hb) % 8)
+    open(out + "/" + fname, "wb").write(struct.pack("<Q", len(hb)) + hb + blob)
+json.dump({"metadata": {"total_size": len(data)}, "weight_map": wmap}, open(out + "/model.safetensors.index.json", "w"))
+PY
+}
+shard "$T/sharded"
+rm -f "$T/sharded/model.safetensors"
+golden656=$(python3 -c "import json
+d=json.loads(open('$G/generation_TinyStories-656K-F32.jsonl').readline()); print(d['text'], end='')")
+if "$SQLM" import "$T/sharded" -o "$T/sh.db" 2>"$T/err"; then
+    got=$("$SQLM" run -m "$T/sh.db" -p "" -n 64 --temp 0 --ignore-eos 2>/dev/null)
+    [ "$got" = "$golden656" ] && ok || bad "sharded checkpoint: text differs from the golden: $got"
+else
+    bad "import of a sharded checkpoint: $(cat "$T/err")"
+fi
+rm -f "$T/sharded/model-00002-of-00002.safetensors"
+expect_error "sharded: a missing shard" "model-00002-of-00002.safetensors" "$SQLM" import "$T/sharded" -o "$T/sh2.db"
+[ ! -e "$T/sh2.db" ] && ok || bad "a failed sharded import left $T/sh2.db"
+shard "$T/sharded3"
+python3 - "$T/sharded3/model.safetensors.index.json" <<'PY'
+import json, sys
+p = sys.argv[1]; d = json.load(open(p))
+k = sorted(d["weight_map"])[0]; d["weight_map"][k] = "model-00002-of-00002.safetensors"
+json.dump(d, open(p, "w"))
+PY
+expect_error "sharded: a tensor in another shard" "the index puts it in" "$SQLM" import "$T/sharded3" -o "$T/sh3.db"
+sed -i 's/model-00001-of-00002.safetensors/..\/x.safetensors/' "$T/sharded3/model.safetensors.index.json"
+expect_error "sharded: a shard outside the folder" "not a .safetensors file name" "$SQLM" import "$T/sharded3" -o "$T/sh3.db"
+
 # --- DuckDB, pure SQL (skipped when libduckdb.so cannot be loaded)
 golden_text=$(python3 -c "import json,sys
 for l in open('$G/generation_stories260K.jsonl'):

@@ -56,11 +56,10 @@ char *sqlm_model_path_beside(const char *path, const char *name) {
     return p;
 }
 
-int sqlm_model_map(model *m, const char *path) {
+/* The whole file at path, mapped read-only: *out and *size. */
+static int map_file(const char *path, void **out, size_t *size) {
     struct stat st;
-    int fd = -1;
-    if (m->map) return SQLM_OK;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return sqlm_error(SQLM_IO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(fd, &st) != 0) {
         sqlm_error(SQLM_IO, "%s: cannot stat: %s", path, strerror(errno));
@@ -80,13 +79,32 @@ int sqlm_model_map(model *m, const char *path) {
         goto fail;
     }
     close(fd);
-    m->map = p;
-    m->map_size = (size_t)st.st_size;
-    if (!m->path && !(m->path = sqlm_strdup(path))) return SQLM_NOMEM;
+    *out = p;
+    *size = (size_t)st.st_size;
     return SQLM_OK;
 fail:
     close(fd);
     return SQLM_IO;
+}
+
+int sqlm_model_map(model *m, const char *path) {
+    if (m->map) return SQLM_OK;
+    int rc = map_file(path, &m->map, &m->map_size);
+    if (rc) return rc;
+    if (!m->path && !(m->path = sqlm_strdup(path))) return SQLM_NOMEM;
+    return SQLM_OK;
+}
+
+int sqlm_model_map_shard(model *m, const char *path, const uint8_t **base, size_t *size) {
+    struct model_map *v = realloc(m->shards, sizeof *v * (size_t)(m->n_shards + 1));
+    if (!v) return sqlm_error(SQLM_NOMEM, "out of memory");
+    m->shards = v;
+    void *p = NULL;
+    int rc = map_file(path, &p, size);
+    if (rc) return rc;
+    v[m->n_shards++] = (struct model_map){ p, *size };
+    *base = p;
+    return SQLM_OK;
 }
 
 static bool inside(const void *map, size_t size, const void *p, size_t n) {
@@ -105,8 +123,9 @@ int sqlm_model_add_tensor(model *m, const char *path, const char *name, int dtyp
     if (!sqlm_tensor_nbytes(dtype, n_dim, ne, &want) || want != nbytes)
         return sqlm_error(SQLM_FORMAT, "%s: tensor %s: shape does not match its %zu data bytes",
                           path, name, nbytes);
-    if (!inside(m->map, m->map_size, data, nbytes) && !inside(m->map2, m->map2_size, data, nbytes))
-        return sqlm_error(SQLM_FORMAT, "%s: tensor %s: data lies past end of file", path, name);
+    bool in = inside(m->map, m->map_size, data, nbytes) || inside(m->map2, m->map2_size, data, nbytes);
+    for (int i = 0; !in && i < m->n_shards; i++) in = inside(m->shards[i].p, m->shards[i].n, data, nbytes);
+    if (!in) return sqlm_error(SQLM_FORMAT, "%s: tensor %s: data lies past end of file", path, name);
     /* Capacity is implicit: 16, then doubled whenever the count reaches a power of two. */
     int n = m->n_tensors;
     if (n == 0 || (n >= 16 && (n & (n - 1)) == 0)) {
@@ -143,12 +162,15 @@ const tensor *sqlm_model_find_layer(const model *m, int layer, const char *suffi
 void sqlm_model_release_pages(const model *m) {
     if (m->map) madvise(m->map, m->map_size, MADV_DONTNEED);
     if (m->map2) madvise(m->map2, m->map2_size, MADV_DONTNEED);
+    for (int i = 0; i < m->n_shards; i++) madvise(m->shards[i].p, m->shards[i].n, MADV_DONTNEED);
 }
 
 void sqlm_model_free(model *m) {
     if (!m) return;
     if (m->map) munmap(m->map, m->map_size);
     if (m->map2) munmap(m->map2, m->map2_size);
+    for (int i = 0; i < m->n_shards; i++) munmap(m->shards[i].p, m->shards[i].n);
+    free(m->shards);
     sqlm_vocab_free(&m->voc);
     free(m->tensors);
     free(m->path);
@@ -345,16 +367,30 @@ int sqlm_model_open(const char *path, const char *tok_path, model **out) {
         snprintf(file, n + sizeof "/model.safetensors", "%s%smodel.safetensors", path,
                  n && path[n - 1] == '/' ? "" : "/");
         if (access(file, R_OK) != 0) {
-            rc = sqlm_error(SQLM_IO, "%s: no readable model.safetensors in this folder "
-                            "(sharded checkpoints are not supported)", path);
-            goto fail;
+            /* a sharded checkpoint: its index names the shards */
+            free(file);
+            file = sqlm_xmalloc_checked(n + sizeof "/model.safetensors.index.json");
+            if (!file) {
+                rc = SQLM_NOMEM;
+                goto fail;
+            }
+            snprintf(file, n + sizeof "/model.safetensors.index.json", "%s%smodel.safetensors.index.json", path,
+                     n && path[n - 1] == '/' ? "" : "/");
+            if (access(file, R_OK) != 0) {
+                rc = sqlm_error(SQLM_IO, "%s: no readable model.safetensors or model.safetensors.index.json "
+                                "in this folder", path);
+                goto fail;
+            }
         }
     } else if (!(file = sqlm_strdup(path))) {
         rc = SQLM_NOMEM;
         goto fail;
     }
-    if ((rc = sqlm_model_map(m, file))) goto fail;
-    if ((m->map_size >= 4 && memcmp(m->map, "GGUF", 4) == 0) || ends_with(file, ".gguf"))
+    if (ends_with(file, ".safetensors.index.json"))
+        rc = sqlm_safetensors_read_index(m, file);
+    else if ((rc = sqlm_model_map(m, file)))
+        goto fail;
+    else if ((m->map_size >= 4 && memcmp(m->map, "GGUF", 4) == 0) || ends_with(file, ".gguf"))
         rc = sqlm_gguf_read(m, file);
     else if (ends_with(file, ".safetensors"))
         rc = sqlm_safetensors_read(m, file);

@@ -135,11 +135,17 @@ typedef struct model {
     size_t map_size;
     void *map2;              /* a second mapping (e.g. tokenizer file) or NULL */
     size_t map2_size;
+    struct model_map {       /* the other files of a sharded checkpoint */
+        void *p;
+        size_t n;
+    } *shards;
+    int n_shards;
 } model;
 
 /*
  * Open a model file: a .gguf, a .safetensors (config.json and tokenizer.json
- * read from its folder), that folder, or a llama2.c .bin (tokenizer from
+ * read from its folder), a sharded checkpoint's model.safetensors.index.json,
+ * a folder holding either, or a llama2.c .bin (tokenizer from
  * tok_path, else tok512.bin or tokenizer.bin beside it).  Every size and
  * offset is validated before use.  On success *out is owned by the caller:
  * free with sqlm_model_free().  On failure *out is NULL and sqlm_errmsg() names the
@@ -173,6 +179,8 @@ bool sqlm_tensor_nbytes(int dt, int n_dim, const int64_t *ne, size_t *out);
 /* Reader helpers (model.c).  sqlm_model_map mmaps path read-only into m->map
  * (and sets m->path) unless m->map is already set. */
 int sqlm_model_map(model *m, const char *path);
+/* Map one more file of a sharded checkpoint: *base and *size its bytes. */
+int sqlm_model_map_shard(model *m, const char *path, const uint8_t **base, size_t *size);
 /* Append a tensor view; data must lie inside m->map or m->map2. */
 int sqlm_model_add_tensor(model *m, const char *path, const char *name, int dtype, int n_dim,
                      const int64_t *ne, const void *data, size_t nbytes);
@@ -182,6 +190,9 @@ char *sqlm_model_path_beside(const char *path, const char *name);
 /* Format readers (model/gguf.c, safetensors.c, llama2c.c): fill m from path. */
 int sqlm_gguf_read(model *m, const char *path);
 int sqlm_safetensors_read(model *m, const char *path);
+/* A sharded checkpoint: model.safetensors.index.json and the shards its
+ * weight_map names, beside it. */
+int sqlm_safetensors_read_index(model *m, const char *index_path);
 int sqlm_llama2c_read(model *m, const char *path, const char *tok_path);
 /* Read a llama2.c tokenizer.bin / tok512.bin into v (VOCAB_SPM). */
 int sqlm_llama2c_read_tokenizer(vocab *v, const char *path, int32_t vocab_size);

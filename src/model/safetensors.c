@@ -3,14 +3,17 @@
  * plus config.json, and tokenizer.json through sqlm_tok_read_json(), all from the
  * same folder.  HF tensor names become the canonical GGUF-style names.
  *
- * Reads one file only (no sharded *.index.json), float types only (F32, F16,
- * BF16).  HF q/k rows are in rotate-half order, so rope_interleaved = 0.
+ * One file, or a sharded checkpoint through model.safetensors.index.json;
+ * float types only (F32, F16, BF16).  HF q/k rows are in rotate-half order,
+ * so rope_interleaved = 0.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "model.h"
@@ -263,20 +266,15 @@ static int find_tensor(const model *m, const char *name) {
  * File layout: u64 header_len (LE); header_len bytes of JSON
  *   {"__metadata__": {...}, "<name>": {"dtype", "shape", "data_offsets"}, ...};
  * then the data section, which data_offsets index (relative to its start).
+ * The tensors of the file at path (mapped at base, size bytes).  With an
+ * index's weight_map, every tensor must be one the map puts in this file
+ * (shard, its name there); *n counts them.
  */
-int sqlm_safetensors_read(model *m, const char *path) {
-    json_t *root = NULL;
-    json_error_t err;
-    char *cfg_path = NULL, *tok_path = NULL;
+static int read_file(model *m, const char *path, const uint8_t *base, size_t size, json_t *weight_map,
+                     const char *shard, size_t *n) {
     uint64_t hlen;
-    bool tie = false;
-    int rc;
-
-    if ((rc = sqlm_model_map(m, path))) return rc;
-    const uint8_t *base = m->map;
-    size_t size = m->map_size;
-    if (size < 8) return sqlm_error(SQLM_FORMAT, "%s: truncated: %zu bytes, no header length",
-                                    path, size);
+    json_error_t err;
+    if (size < 8) return sqlm_error(SQLM_FORMAT, "%s: truncated: %zu bytes, no header length", path, size);
     memcpy(&hlen, base, 8);
     if (hlen > ST_MAX_HEADER || hlen > size - 8)
         return sqlm_error(SQLM_FORMAT, "%s: header length %llu runs past end of file (%zu bytes) "
@@ -284,48 +282,129 @@ int sqlm_safetensors_read(model *m, const char *path) {
     if (hlen < 2 || base[8] != '{')
         return sqlm_error(SQLM_FORMAT, "%s: bad magic: header does not start with '{' (not a "
                           "safetensors file)", path);
-    root = json_loadb((const char *)base + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &err);
+    json_t *root = json_loadb((const char *)base + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &err);
     if (!root || !json_is_object(root)) {
-        rc = sqlm_error(SQLM_FORMAT, "%s: bad JSON in header at column %d: %s", path, err.column,
-                        root ? "not an object" : err.text);
-        goto fail;
+        int rc = sqlm_error(SQLM_FORMAT, "%s: bad JSON in header at column %d: %s", path, err.column,
+                            root ? "not an object" : err.text);
+        json_decref(root);
+        return rc;
     }
-    if (!(cfg_path = sqlm_model_path_beside(path, "config.json"))) {
-        rc = SQLM_NOMEM;
-        goto fail;
-    }
-    if ((rc = read_config(m, cfg_path, &tie))) goto fail;
-
     const uint8_t *data = base + 8 + hlen;
     size_t data_size = size - 8 - (size_t)hlen;
     const char *name;
     json_t *e;
+    int rc = SQLM_OK;
     json_object_foreach(root, name, e) {
         if (strcmp(name, "__metadata__") == 0) continue;
-        if ((rc = read_entry(m, path, name, e, data, data_size))) goto fail;
-    }
-
-    /* Tied: the embedding may be stored only as lm_head.weight (the HF alias). */
-    int emb = find_tensor(m, "token_embd.weight"), out = find_tensor(m, "output.weight");
-    m->cfg.tied = tie;
-    if (tie && out >= 0) {
-        if (emb < 0) {
-            snprintf(m->tensors[out].name, sizeof m->tensors[out].name, "token_embd.weight");
-        } else {
-            m->tensors[out] = m->tensors[m->n_tensors - 1];
-            m->n_tensors--;
+        const char *in = weight_map ? json_string_value(json_object_get(weight_map, name)) : shard;
+        if (weight_map && (!in || strcmp(in, shard) != 0)) {
+            rc = sqlm_error(SQLM_FORMAT, "%s: tensor %s: the index puts it in %s", path, name, in ? in : "no shard");
+            break;
         }
+        if ((rc = read_entry(m, path, name, e, data, data_size))) break;
+        ++*n;
     }
-
-    if (!(tok_path = sqlm_model_path_beside(path, "tokenizer.json"))) {
-        rc = SQLM_NOMEM;
-        goto fail;
-    }
-    if (access(tok_path, F_OK) == 0 && (rc = sqlm_tok_read_json(&m->voc, tok_path))) goto fail;
-    rc = SQLM_OK;
-fail:
     json_decref(root);
+    return rc;
+}
+
+/* config.json and tokenizer.json beside path, the tied head; after the
+ * tensors are read. */
+static int read_beside(model *m, const char *path) {
+    char *cfg_path = sqlm_model_path_beside(path, "config.json");
+    char *tok_path = sqlm_model_path_beside(path, "tokenizer.json");
+    bool tie = false;
+    int rc = !cfg_path || !tok_path ? SQLM_NOMEM : read_config(m, cfg_path, &tie);
+    if (!rc) {
+        /* Tied: the embedding may be stored only as lm_head.weight (the HF alias). */
+        int emb = find_tensor(m, "token_embd.weight"), out = find_tensor(m, "output.weight");
+        m->cfg.tied = tie;
+        if (tie && out >= 0) {
+            if (emb < 0) {
+                snprintf(m->tensors[out].name, sizeof m->tensors[out].name, "token_embd.weight");
+            } else {
+                m->tensors[out] = m->tensors[m->n_tensors - 1];
+                m->n_tensors--;
+            }
+        }
+        if (access(tok_path, F_OK) == 0) rc = sqlm_tok_read_json(&m->voc, tok_path);
+    }
     free(cfg_path);
     free(tok_path);
     return rc;
+}
+
+int sqlm_safetensors_read(model *m, const char *path) {
+    size_t n = 0;
+    int rc = sqlm_model_map(m, path);
+    if (!rc) rc = read_file(m, path, m->map, m->map_size, NULL, NULL, &n);
+    return rc ? rc : read_beside(m, path);
+}
+
+/* A shard's file name as the index gives it: a plain name in the folder. */
+static bool shard_name_ok(const char *s) {
+    size_t n = strlen(s);
+    return n > 12 && n < 256 && !strchr(s, '/') && s[0] != '.' && strcmp(s + n - 12, ".safetensors") == 0;
+}
+
+/*
+ * model.safetensors.index.json: {"metadata": {...}, "weight_map": {"<tensor>":
+ * "model-00001-of-00002.safetensors", ...}}.  Every shard named is read,
+ * each holding exactly the tensors the map gives it.
+ */
+int sqlm_safetensors_read_index(model *m, const char *index_path) {
+    json_error_t err;
+    struct stat st;
+    if (stat(index_path, &st) != 0) return sqlm_error(SQLM_IO, "%s: cannot open: %s", index_path, strerror(errno));
+    if (st.st_size > ST_MAX_HEADER)
+        return sqlm_error(SQLM_FORMAT, "%s: %lld bytes, more than an index can be", index_path, (long long)st.st_size);
+    if (!m->path && !(m->path = sqlm_strdup(index_path))) return SQLM_NOMEM;
+    json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &err);
+    json_t *map = root ? json_object_get(root, "weight_map") : NULL;
+    if (!json_is_object(map) || json_object_size(map) == 0) {
+        int rc = sqlm_error(SQLM_FORMAT, "%s: %s", index_path, root ? "no weight_map object" : err.text);
+        json_decref(root);
+        return rc;
+    }
+    const char *name, *shard;
+    json_t *v;
+    int rc = SQLM_OK;
+    json_object_foreach(map, name, v) {
+        if (!(shard = json_string_value(v)) || !shard_name_ok(shard)) {
+            rc = sqlm_error(SQLM_FORMAT, "%s: weight_map: tensor %s: not a .safetensors file name in the folder",
+                            index_path, name);
+            break;
+        }
+    }
+    /* each shard once, in the order the map first names it; a shard that
+     * cannot be read ends the loop, so the list stays as short as the
+     * folder's real shards */
+    size_t total = 0, n_seen = 0;
+    const char **seen = NULL;
+    json_object_foreach(map, name, v) {
+        if (rc) break;
+        shard = json_string_value(v);
+        size_t k = 0;
+        while (k < n_seen && strcmp(seen[k], shard) != 0) k++;
+        if (k < n_seen) continue;
+        const char **grown = realloc(seen, sizeof *seen * (n_seen + 1));
+        if (!grown) {
+            rc = sqlm_error(SQLM_NOMEM, "out of memory");
+            break;
+        }
+        (seen = grown)[n_seen++] = shard;
+        char *path = sqlm_model_path_beside(index_path, shard);
+        const uint8_t *base;
+        size_t size;
+        if (!path) rc = SQLM_NOMEM;
+        else if (!(rc = sqlm_model_map_shard(m, path, &base, &size)))
+            rc = read_file(m, path, base, size, map, shard, &total);
+        free(path);
+    }
+    free(seen);
+    if (!rc && total != json_object_size(map))
+        rc = sqlm_error(SQLM_FORMAT, "%s: weight_map lists %zu tensors, its shards hold %zu", index_path,
+                        json_object_size(map), total);
+    json_decref(root);
+    return rc ? rc : read_beside(m, index_path);
 }
