@@ -68,22 +68,14 @@ done
 sum=$(sha256sum <"$T/s.db")
 want=$("$SQLM" run -m "$T/s.db" -p "Once" -n 8 --temp 0 2>/dev/null)
 for i in 1 2 3; do
-    "$SQLM" serve -m "$T/s.db" --port 0 -t 1 2>"$T/serve.err" &
-    pid=$!
-    url=
-    for _ in $(seq 300); do
-        url=$(grep -o 'listening on http://[^ ]*' "$T/serve.err" 2>/dev/null | sed 's/^listening on //')
-        [ -n "$url" ] && break
-        sleep 0.1
-    done
-    if [ -z "$url" ]; then bad "serve did not start: $(cat "$T/serve.err")"; kill -9 "$pid"; continue; fi
-    curl -s -N "$url/v1/completions" -H 'Content-Type: application/json' \
+    start_server serve "$SQLM" serve -m "$T/s.db" --port 0 -t 1 || { [ -n "$PID" ] && kill -9 "$PID"; continue; }
+    curl -s -N "$URL/v1/completions" -H 'Content-Type: application/json' \
         -d '{"prompt": "Once upon a time", "max_tokens": 400, "stream": true}' >"$T/stream" 2>/dev/null &
     cpid=$!
     for _ in $(seq 100); do [ -s "$T/stream" ] && break; sleep 0.05; done
     sleep "0.$i"
-    kill -9 "$pid"
-    wait "$pid" 2>/dev/null
+    kill -9 "$PID"
+    wait "$PID" 2>/dev/null
     wait "$cpid" 2>/dev/null
     [ -s "$T/stream" ] && ok || bad "serve: no token streamed before the kill"
     [ "$(sha256sum <"$T/s.db")" = "$sum" ] && ok || bad "serve: the model database changed after a kill"

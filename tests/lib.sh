@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # tests/lib.sh - what the shell tests share, sourced once NAME is set:
 # T, a temporary folder (removed on exit, with the cgroup below); ok, bad
-# and their counts; expect_error; a cgroup v1 memory group to run a
+# and their counts; expect_error; start_server; a cgroup v1 memory group to run a
 # command under a limit; uncache; and the summary line.
 T=$(mktemp -d "/tmp/sqlm-$NAME-XXXXXX")
 CG=/sys/fs/cgroup/memory/sqlm-$NAME-$$
@@ -40,6 +40,26 @@ cgroup_make() {
 # "${IN_CGROUP[@]}" CMD...: CMD, run inside $CG (the command's own process:
 # its PID is $! when it runs in the background)
 IN_CGROUP=(sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' sh "$CG")
+
+# start_server NAME CMD...: start an sqlm server, its stderr in $T/NAME.err; wait
+# for its address and /health; sets PID and URL
+start_server() {
+    local name=$1; shift
+    URL=
+    rm -f "$T/$name.err"
+    "$@" 2>"$T/$name.err" &
+    PID=$!
+    for _ in $(seq 600); do
+        URL=$(grep -o 'listening on http://[^ ]*' "$T/$name.err" 2>/dev/null | sed 's/^listening on //')
+        [ -n "$URL" ] && break
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$URL" ]; then bad "$name: the server did not start: $(cat "$T/$name.err")"; return 1; fi
+    for _ in $(seq 100); do curl -sf "$URL/health" >/dev/null && return 0; sleep 0.1; done
+    bad "$name: /health never answered"
+    return 1
+}
 
 # on exit: the cgroup's processes moved out and the cgroup removed, T removed
 lib_cleanup() {

@@ -45,16 +45,7 @@ json.dump({"model": "s.db", "text": run[len("Once upon a time"):-1], "chat": ope
            "prompt_ids": ids, "first_id": ids2[-1]}, open(t + "/want.json", "w"))
 PY
 
-"$SQLM" serve -m "$T/s.db" --port 0 --api-key "$KEY" -t 1 2>"$T/serve.err" &
-PID=$!
-URL=
-for _ in $(seq 600); do
-    URL=$(grep -o 'listening on http://[^ ]*' "$T/serve.err" 2>/dev/null | sed 's/^listening on //')
-    [ -n "$URL" ] && break
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$URL" ]; then bad "the server did not start: $(cat "$T/serve.err")"; summary; exit 1; fi
+start_server serve "$SQLM" serve -m "$T/s.db" --port 0 --api-key "$KEY" -t 1 || { summary; exit 1; }
 
 node "$ROOT/tests/serve-openai.mjs" "$URL" "$KEY" "$T/want.json" >"$T/node.out" 2>&1 && ok || bad "the openai client: $(cat "$T/node.out")"
 grep -o '[0-9]* passed, [0-9]* failed' "$T/node.out" >&2

@@ -124,25 +124,6 @@ elif cmd == "lp":           # lp FILE oai|chat|native K: logprobs consistent wit
 EOF
 chk() { python3 "$T/chk.py" "$@"; }
 
-# start_server NAME CMD...: start a server, its stderr in $T/NAME.err; wait
-# for its address and /health; sets PID and URL
-start_server() {
-    local name=$1; shift
-    URL=
-    rm -f "$T/$name.err"
-    "$@" 2>"$T/$name.err" &
-    PID=$!
-    for _ in $(seq 600); do
-        URL=$(grep -o 'listening on http://[^ ]*' "$T/$name.err" 2>/dev/null | sed 's/^listening on //')
-        [ -n "$URL" ] && break
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ -z "$URL" ]; then bad "$name: the server did not start: $(cat "$T/$name.err")"; return 1; fi
-    for _ in $(seq 100); do curl -sf "$URL/health" >/dev/null && return 0; sleep 0.1; done
-    bad "$name: /health never answered"
-    return 1
-}
 # stop_server NAME: SIGTERM, then status 0 and no crash
 stop_server() {
     kill -TERM "$PID"

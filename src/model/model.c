@@ -45,6 +45,15 @@ const void *sqlm_tensor_row(const tensor *t, int64_t r) {
     return (const uint8_t *)t->data + (size_t)r * sqlm_tensor_row_bytes(t);
 }
 
+/* dir/name, malloc'd (NULL when memory runs out). */
+static char *in_folder(const char *dir, const char *name) {
+    size_t n = strlen(dir);
+    bool slash = n && dir[n - 1] == '/';
+    char *p = sqlm_xmalloc_checked(n + 1 + strlen(name) + 1);
+    if (p) sprintf(p, "%s%s%s", dir, slash ? "" : "/", name);
+    return p;
+}
+
 char *sqlm_model_path_beside(const char *path, const char *name) {
     const char *slash = strrchr(path, '/');
     size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
@@ -358,29 +367,20 @@ int sqlm_model_open(const char *path, const char *tok_path, model **out) {
         goto fail;
     }
     if (S_ISDIR(st.st_mode)) {
-        size_t n = strlen(path);
-        file = sqlm_xmalloc_checked(n + sizeof "/model.safetensors");
-        if (!file) {
-            rc = SQLM_NOMEM;
-            goto fail;
-        }
-        snprintf(file, n + sizeof "/model.safetensors", "%s%smodel.safetensors", path,
-                 n && path[n - 1] == '/' ? "" : "/");
-        if (access(file, R_OK) != 0) {
-            /* a sharded checkpoint: its index names the shards */
+        /* one file, or a sharded checkpoint whose index names the shards */
+        file = in_folder(path, "model.safetensors");
+        if (file && access(file, R_OK) != 0) {
             free(file);
-            file = sqlm_xmalloc_checked(n + sizeof "/model.safetensors.index.json");
-            if (!file) {
-                rc = SQLM_NOMEM;
-                goto fail;
-            }
-            snprintf(file, n + sizeof "/model.safetensors.index.json", "%s%smodel.safetensors.index.json", path,
-                     n && path[n - 1] == '/' ? "" : "/");
-            if (access(file, R_OK) != 0) {
+            file = in_folder(path, "model.safetensors.index.json");
+            if (file && access(file, R_OK) != 0) {
                 rc = sqlm_error(SQLM_IO, "%s: no readable model.safetensors or model.safetensors.index.json "
                                 "in this folder", path);
                 goto fail;
             }
+        }
+        if (!file) {
+            rc = SQLM_NOMEM;
+            goto fail;
         }
     } else if (!(file = sqlm_strdup(path))) {
         rc = SQLM_NOMEM;
